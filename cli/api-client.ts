@@ -1,0 +1,54 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BoardfleetError } from '../protocol/errors.ts';
+import { ADMIN_TOKEN_FILE } from '../server/auth/bootstrap-credentials.ts';
+
+/** REST client for the CLI: BOARDFLEET_URL, and BOARDFLEET_TOKEN or the admin token in the data dir. */
+export class ApiClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  static fromEnvironment(env: NodeJS.ProcessEnv = process.env): ApiClient {
+    const baseUrl = (env.BOARDFLEET_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
+    let token = env.BOARDFLEET_TOKEN?.trim();
+    if (!token) {
+      const tokenPath = join(resolve(env.BOARDFLEET_DATA_DIR ?? './data'), ADMIN_TOKEN_FILE);
+      if (!existsSync(tokenPath)) {
+        throw new BoardfleetError(
+          'no-token',
+          `no operator token: set BOARDFLEET_TOKEN, or run where the server's data dir is (looked for ${tokenPath})`,
+        );
+      }
+      token = readFileSync(tokenPath, 'utf8').trim();
+    }
+    return new ApiClient(baseUrl, token);
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new BoardfleetError(
+        'server-unreachable',
+        `cannot reach the Boardfleet server at ${this.baseUrl} (${(error as Error).cause ?? (error as Error).message}); is it running? set BOARDFLEET_URL`,
+      );
+    }
+    const text = await response.text();
+    const parsed = text ? (JSON.parse(text) as unknown) : undefined;
+    if (!response.ok) {
+      const message = (parsed as { message?: string } | undefined)?.message ?? response.statusText;
+      throw new BoardfleetError('api-error', `${method} ${path} failed (${response.status}): ${message}`);
+    }
+    return parsed as T;
+  }
+}

@@ -1,0 +1,29 @@
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { reportCliError } from './cli-errors.ts';
+
+const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+/** Each sub-command lives in its own file under cli/commands and registers itself here. */
+const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
+  () => import('./commands/server.command.ts'),
+  () => import('./commands/devices.command.ts'),
+  () => import('./commands/tokens.command.ts'),
+];
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('boardfleet')
+    .description('Fleet manager for maker and embedded devices')
+    .version(packageJson.version)
+    .showHelpAfterError();
+  for (const load of commandModules) {
+    (await load()).register(program);
+  }
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    process.exitCode = reportCliError(error);
+  }
+}

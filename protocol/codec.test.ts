@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { decodePayload, encodePayload } from './codec.ts';
+import { deviceTopic, isValidDeviceId, MAX_PAYLOAD_BYTES, parseDeviceTopic } from './topics.ts';
+
+const health = {
+  at: 1_700_000_000_000,
+  uptimeSeconds: 12.5,
+  load: [0.1, 0.2, 0.3],
+  memory: { totalBytes: 1024, availableBytes: 512 },
+  disk: { totalBytes: 4096, freeBytes: 2048 },
+  cpuTemperatureCelsius: null,
+  agentRssBytes: 40_000_000,
+};
+
+describe('payload codec', () => {
+  it('round-trips a valid health payload', () => {
+    const decoded = decodePayload('health', encodePayload('health', health as never));
+    expect(decoded).toEqual({ ok: true, value: health });
+  });
+
+  it.each([
+    ['not-json', '{"at": 1,'],
+    ['schema', JSON.stringify({ ...health, load: [1, 2] })],
+    ['schema', JSON.stringify({ ...health, unexpected: true })],
+    ['oversized', 'x'.repeat(MAX_PAYLOAD_BYTES + 1)],
+  ])('rejects a %s payload with a reason instead of throwing', (reason, payload) => {
+    const decoded = decodePayload('health', payload);
+    expect(decoded.ok).toBe(false);
+    if (!decoded.ok) {
+      expect(decoded.reason).toBe(reason);
+      expect(decoded.detail.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('names the offending field in a schema error', () => {
+    const decoded = decodePayload('presence', JSON.stringify({ state: 'dancing', reason: 'started', at: 1 }));
+    expect(decoded.ok).toBe(false);
+    if (!decoded.ok) expect(decoded.detail).toMatch(/^state:/);
+  });
+});
+
+describe('topics', () => {
+  it('parses only well-formed device topics', () => {
+    expect(parseDeviceTopic(deviceTopic('dev-1', 'health'))).toEqual({
+      deviceId: 'dev-1',
+      channel: 'health',
+    });
+    expect(parseDeviceTopic('boardfleet/v1/devices/dev-1/health/extra')).toBeNull();
+    expect(parseDeviceTopic('boardfleet/v1/devices/+/health')).toBeNull();
+    expect(parseDeviceTopic('boardfleet/v1/devices/dev-1/unknown')).toBeNull();
+  });
+
+  it.each(['a+b', 'a#b', 'a/b', '', 'UPPER', '$SYS', 'x'.repeat(65)])('refuses %j as a device id', (id) => {
+    expect(isValidDeviceId(id)).toBe(false);
+  });
+});

@@ -1,0 +1,46 @@
+/** MQTT topic names shared by the server and the agent. Version 1 of the wire contract. */
+export const PROTOCOL_VERSION = 1;
+export const TOPIC_ROOT = `boardfleet/v${PROTOCOL_VERSION}/devices`;
+
+/** Topics a device publishes (device → server). */
+export const DEVICE_TO_SERVER_CHANNELS = ['presence', 'inventory', 'health', 'events'] as const;
+/** Topics a device subscribes to (server → device). */
+export const SERVER_TO_DEVICE_CHANNELS = ['desired', 'commands'] as const;
+
+export type DeviceToServerChannel = (typeof DEVICE_TO_SERVER_CHANNELS)[number];
+export type ServerToDeviceChannel = (typeof SERVER_TO_DEVICE_CHANNELS)[number];
+export type Channel = DeviceToServerChannel | ServerToDeviceChannel;
+
+/** Largest payload either side accepts; an agent's messages are a few hundred bytes. */
+export const MAX_PAYLOAD_BYTES = 64 * 1024;
+
+/**
+ * Device ids double as MQTT client ids, usernames and topic levels, so they are limited to
+ * characters that cannot act as wildcards or separators (Mosquitto CVE-2017-7650).
+ */
+export const DEVICE_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+export function isValidDeviceId(id: string): boolean {
+  return DEVICE_ID_PATTERN.test(id);
+}
+
+export function deviceTopic(deviceId: string, channel: Channel): string {
+  return `${TOPIC_ROOT}/${deviceId}/${channel}`;
+}
+
+/** Subscription filter for one channel of every device (the server's side). */
+export function allDevicesTopic(channel: Channel): string {
+  return `${TOPIC_ROOT}/+/${channel}`;
+}
+
+/** Splits a device topic into its parts; null for anything that is not one. */
+export function parseDeviceTopic(topic: string): { deviceId: string; channel: Channel } | null {
+  const prefix = `${TOPIC_ROOT}/`;
+  if (!topic.startsWith(prefix)) return null;
+  const rest = topic.slice(prefix.length).split('/');
+  if (rest.length !== 2) return null;
+  const [deviceId, channel] = rest as [string, string];
+  if (!isValidDeviceId(deviceId)) return null;
+  const known: readonly string[] = [...DEVICE_TO_SERVER_CHANNELS, ...SERVER_TO_DEVICE_CHANNELS];
+  return known.includes(channel) ? { deviceId, channel: channel as Channel } : null;
+}

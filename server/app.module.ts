@@ -1,0 +1,47 @@
+import { type DynamicModule, Module, type Provider } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { LoggerModule } from 'nestjs-pino';
+import type { Logger } from 'pino';
+import { OperatorAuthGuard } from './auth/operator-auth.guard.ts';
+import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
+import { BoardfleetErrorFilter } from './common/errors.ts';
+import { DeviceRepository } from './devices/device.repository.ts';
+import { DeviceService } from './devices/device.service.ts';
+import { DevicesController } from './devices/devices.controller.ts';
+import { ProvisioningController } from './devices/provisioning.controller.ts';
+import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
+import { OpsController } from './metrics/ops.controller.ts';
+import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
+
+/**
+ * The HTTP side of the server. The long-lived parts (database, broker, MQTT session, metrics)
+ * are built before Nest starts and handed in as values, so start-up order is explicit.
+ */
+@Module({})
+export class AppModule {
+  static forRoot(options: { logger: Logger; values: Provider[] }): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        LoggerModule.forRoot({
+          pinoHttp: { logger: options.logger, autoLogging: false },
+        }),
+      ],
+      controllers: [DevicesController, ProvisioningController, OpsController],
+      providers: [
+        ...options.values,
+        DeviceService,
+        { provide: APP_GUARD, useClass: OperatorAuthGuard },
+        { provide: APP_FILTER, useClass: BoardfleetErrorFilter },
+      ],
+    };
+  }
+}
+
+/** Repositories are created by the bootstrap (the broker needs them before Nest exists). */
+export const REPOSITORY_CLASSES = [
+  DeviceRepository,
+  TelemetryRepository,
+  OperatorTokenRepository,
+  ProvisioningTokenRepository,
+] as const;

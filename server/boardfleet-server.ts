@@ -1,0 +1,181 @@
+import 'reflect-metadata';
+import { mkdirSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { Logger as NestPinoLogger } from 'nestjs-pino';
+import pino, { type Logger } from 'pino';
+import { AppModule } from './app.module.ts';
+import { ensureAdminToken, ensureServerMqttSecret } from './auth/bootstrap-credentials.ts';
+import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
+import { DeviceAuthenticator } from './broker/device-authenticator.ts';
+import { EmbeddedBroker } from './broker/embedded-broker.ts';
+import { MQTT_ENDPOINT, MqttEndpoint } from './broker/mqtt-endpoint.ts';
+import { ServerMqttClient } from './broker/server-mqtt-client.ts';
+import { CLOCK, type Clock, systemClock } from './common/clock.ts';
+import { listenOrExplain } from './common/listen.ts';
+import type { ServerConfig } from './config/config.ts';
+import { DATABASE } from './db/database.provider.ts';
+import { type Database, migrateToLatest, openDatabase } from './db/database.ts';
+import { DeviceRepository } from './devices/device.repository.ts';
+import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
+import { ServerMetrics } from './metrics/metrics.ts';
+import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
+import { TelemetryIngestService } from './telemetry/telemetry-ingest.service.ts';
+
+const RETENTION_SWEEP_MS = 60 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export interface RunningServer {
+  httpUrl: string;
+  mqttUrl: string;
+  httpPort: number;
+  mqttPort: number;
+  adminToken: string;
+  adminTokenPath: string;
+  db: Database;
+  ingest: TelemetryIngestService;
+  metrics: ServerMetrics;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts everything in dependency order: database (migrated), embedded broker, the server's own
+ * MQTT session, then HTTP. Stops in reverse. A failure part-way stops what had started.
+ */
+export async function startServer(
+  config: ServerConfig,
+  options: { logger?: Logger; clock?: Clock } = {},
+): Promise<RunningServer> {
+  const logger = options.logger ?? pino({ level: config.logLevel });
+  const clock = options.clock ?? systemClock;
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) {
+      await stop().catch((error: unknown) => logger.error({ err: error }, 'error during shutdown'));
+    }
+    stops.length = 0;
+  };
+  try {
+    mkdirSync(config.dataDir, { recursive: true });
+    const db = openDatabase(config.databaseUrl);
+    stops.push(() => db.destroy());
+    await migrateToLatest(db);
+
+    const metrics = new ServerMetrics();
+    const devices = new DeviceRepository(db);
+    const telemetry = new TelemetryRepository(db);
+    const operatorTokens = new OperatorTokenRepository(db);
+    const provisioningTokens = new ProvisioningTokenRepository(db);
+    const admin = await ensureAdminToken(config.dataDir, operatorTokens, clock.now());
+    if (admin.created)
+      logger.info({ path: admin.path }, `first start: admin API token written to ${admin.path}`);
+
+    const markedOffline = await telemetry.markAllOffline('server-restart', clock.now());
+    if (markedOffline > 0)
+      logger.info({ devices: markedOffline }, 'devices marked offline until they reconnect');
+
+    const authenticator = new DeviceAuthenticator(devices);
+    const serverSecret = ensureServerMqttSecret(config.dataDir);
+    const broker = new EmbeddedBroker({
+      host: config.mqttHost,
+      port: config.mqttPort,
+      serverSecret,
+      authenticator,
+      metrics,
+      logger: logger.child({ component: 'broker' }),
+    });
+    const mqttPort = await broker.start();
+    stops.push(() => broker.stop());
+
+    const ingest = new TelemetryIngestService(telemetry, metrics, logger.child({ component: 'ingest' }), () =>
+      clock.now(),
+    );
+    stops.push(() => ingest.drain());
+    const mqttClient = new ServerMqttClient({
+      url: `mqtt://127.0.0.1:${mqttPort}`,
+      secret: serverSecret,
+      metrics,
+      logger: logger.child({ component: 'mqtt' }),
+      onDeviceMessage: (topic, payload) => ingest.handleMessage(topic, payload),
+    });
+    await mqttClient.start();
+    stops.push(() => mqttClient.stop());
+
+    const sweepRetention = async () => {
+      const deleted = await telemetry.deleteHealthBefore(clock.now() - config.healthRetentionDays * DAY_MS);
+      if (deleted > 0) logger.info({ deleted }, 'old health samples deleted');
+    };
+    await sweepRetention();
+    const retentionTimer = setInterval(
+      () =>
+        void sweepRetention().catch((error: unknown) =>
+          logger.error({ err: error }, 'retention sweep failed'),
+        ),
+      RETENTION_SWEEP_MS,
+    );
+    retentionTimer.unref();
+    stops.push(async () => clearInterval(retentionTimer));
+
+    const app = await NestFactory.create(
+      AppModule.forRoot({
+        logger,
+        values: [
+          { provide: DATABASE, useValue: db },
+          { provide: CLOCK, useValue: clock },
+          { provide: ServerMetrics, useValue: metrics },
+          { provide: DeviceRepository, useValue: devices },
+          { provide: TelemetryRepository, useValue: telemetry },
+          { provide: OperatorTokenRepository, useValue: operatorTokens },
+          { provide: ProvisioningTokenRepository, useValue: provisioningTokens },
+          { provide: DeviceAuthenticator, useValue: authenticator },
+          { provide: EmbeddedBroker, useValue: broker },
+          { provide: ServerMqttClient, useValue: mqttClient },
+          { provide: MQTT_ENDPOINT, useValue: new MqttEndpoint(config.mqttPublicUrl, mqttPort) },
+        ],
+      }),
+      { bufferLogs: true, abortOnError: false },
+    );
+    app.useLogger(app.get(NestPinoLogger));
+    app.enableShutdownHooks();
+    mountOpenApi(app);
+    await app.init();
+    const httpServer = app.getHttpServer();
+    stops.push(() => app.close());
+    await listenOrExplain(httpServer, config.httpPort, config.httpHost, 'BOARDFLEET_HTTP_PORT', 'HTTP');
+    const httpPort = (httpServer.address() as AddressInfo).port;
+    const shownHost = config.httpHost === '0.0.0.0' ? 'localhost' : config.httpHost;
+    logger.info(
+      { httpPort, mqttPort, dataDir: config.dataDir },
+      `Boardfleet server on http://${shownHost}:${httpPort}`,
+    );
+    return {
+      httpUrl: `http://${shownHost}:${httpPort}`,
+      mqttUrl: `mqtt://${shownHost}:${mqttPort}`,
+      httpPort,
+      mqttPort,
+      adminToken: admin.token,
+      adminTokenPath: admin.path,
+      db,
+      ingest,
+      metrics,
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+function mountOpenApi(app: INestApplication): void {
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Boardfleet')
+      .setDescription('Fleet manager for maker and embedded devices. Authenticate with an operator token.')
+      .addBearerAuth()
+      .build(),
+  );
+  SwaggerModule.setup('api/docs', app, document, { jsonDocumentUrl: 'api/docs/openapi.json' });
+}

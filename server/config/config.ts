@@ -1,0 +1,92 @@
+import { resolve } from 'node:path';
+import { BoardfleetError } from '../../protocol/errors.ts';
+
+export interface ServerConfig {
+  httpPort: number;
+  httpHost: string;
+  mqttPort: number;
+  mqttHost: string;
+  /** Address agents are told to use when they provision; null: derived from the request's host. */
+  mqttPublicUrl: string | null;
+  dataDir: string;
+  databaseUrl: string;
+  /** External broker (a later issue); null runs the embedded Aedes broker. */
+  mqttUrl: string | null;
+  healthRetentionDays: number;
+  logLevel: string;
+}
+
+/** Every variable the server reads, with its default and meaning; the README's table comes from here. */
+export const SERVER_ENVIRONMENT = {
+  BOARDFLEET_HTTP_PORT: {
+    default: '8080',
+    meaning: 'REST API, OpenAPI UI (/api/docs), /healthz and /metrics',
+  },
+  BOARDFLEET_HTTP_HOST: { default: '0.0.0.0', meaning: 'address the HTTP server binds' },
+  BOARDFLEET_MQTT_PORT: { default: '1883', meaning: 'port of the embedded MQTT broker' },
+  BOARDFLEET_MQTT_HOST: { default: '0.0.0.0', meaning: 'address the embedded MQTT broker binds' },
+  BOARDFLEET_MQTT_PUBLIC_URL: {
+    default: '(derived)',
+    meaning: 'MQTT URL handed to provisioned agents; default mqtt://<host the agent used>:<mqtt port>',
+  },
+  BOARDFLEET_DATA_DIR: { default: './data', meaning: 'database file, admin token, broker credential' },
+  DATABASE_URL: {
+    default: 'sqlite:<data dir>/boardfleet.sqlite',
+    meaning: 'sqlite:PATH for SQLite, postgres://user@host/db for PostgreSQL',
+  },
+  MQTT_URL: { default: '(unset)', meaning: 'external MQTT broker; reserved, not yet supported' },
+  BOARDFLEET_HEALTH_RETENTION_DAYS: { default: '30', meaning: 'health samples older than this are deleted' },
+  LOG_LEVEL: { default: 'info', meaning: 'pino log level (trace, debug, info, warn, error, silent)' },
+} as const;
+
+type Environment = Record<string, string | undefined>;
+
+/** Reads the configuration once, failing with every bad variable listed. */
+export function loadServerConfig(env: Environment = process.env): ServerConfig {
+  const problems: string[] = [];
+  const port = (name: keyof typeof SERVER_ENVIRONMENT): number => {
+    const raw = env[name] ?? SERVER_ENVIRONMENT[name].default;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < 0 || value > 65535) {
+      problems.push(`${name}=${raw} is not a port number (0-65535)`);
+      return 0;
+    }
+    return value;
+  };
+  const httpPort = port('BOARDFLEET_HTTP_PORT');
+  const mqttPort = port('BOARDFLEET_MQTT_PORT');
+  const dataDir = resolve(env.BOARDFLEET_DATA_DIR ?? SERVER_ENVIRONMENT.BOARDFLEET_DATA_DIR.default);
+  const databaseUrl = env.DATABASE_URL ?? `sqlite:${resolve(dataDir, 'boardfleet.sqlite')}`;
+  if (!/^(sqlite:|postgres:\/\/|postgresql:\/\/)/.test(databaseUrl)) {
+    problems.push(`DATABASE_URL=${databaseUrl} must start with sqlite:, postgres:// or postgresql://`);
+  }
+  const retentionRaw =
+    env.BOARDFLEET_HEALTH_RETENTION_DAYS ?? SERVER_ENVIRONMENT.BOARDFLEET_HEALTH_RETENTION_DAYS.default;
+  const healthRetentionDays = Number(retentionRaw);
+  if (!(healthRetentionDays > 0)) {
+    problems.push(`BOARDFLEET_HEALTH_RETENTION_DAYS=${retentionRaw} must be a positive number of days`);
+  }
+  const mqttUrl = env.MQTT_URL || null;
+  if (mqttUrl) {
+    problems.push('MQTT_URL: an external broker is not supported yet; unset it to use the embedded broker');
+  }
+  const mqttPublicUrl = env.BOARDFLEET_MQTT_PUBLIC_URL || null;
+  if (mqttPublicUrl && !/^mqtts?:\/\//.test(mqttPublicUrl)) {
+    problems.push(`BOARDFLEET_MQTT_PUBLIC_URL=${mqttPublicUrl} must start with mqtt:// or mqtts://`);
+  }
+  if (problems.length > 0) {
+    throw new BoardfleetError('invalid-config', `invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  return {
+    httpPort,
+    httpHost: env.BOARDFLEET_HTTP_HOST ?? SERVER_ENVIRONMENT.BOARDFLEET_HTTP_HOST.default,
+    mqttPort,
+    mqttHost: env.BOARDFLEET_MQTT_HOST ?? SERVER_ENVIRONMENT.BOARDFLEET_MQTT_HOST.default,
+    mqttPublicUrl,
+    dataDir,
+    databaseUrl,
+    mqttUrl,
+    healthRetentionDays,
+    logLevel: env.LOG_LEVEL ?? SERVER_ENVIRONMENT.LOG_LEVEL.default,
+  };
+}

@@ -1,0 +1,86 @@
+import type { Generated } from 'kysely';
+
+/** Timestamps are milliseconds since the Unix epoch in BIGINT columns on both dialects. */
+export interface DeviceTable {
+  id: string;
+  name: string;
+  board: string | null;
+  secret_hash: string | null;
+  created_at: number;
+  revoked_at: number | null;
+  online: number;
+  presence_changed_at: number | null;
+  last_seen_at: number | null;
+  inventory: string | null;
+  inventory_at: number | null;
+}
+
+export interface DeviceTagTable {
+  device_id: string;
+  tag: string;
+}
+
+export interface OperatorTokenTable {
+  id: string;
+  name: string;
+  role: 'admin' | 'operator' | 'viewer';
+  token_hash: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+export interface ProvisioningTokenTable {
+  id: string;
+  name: string;
+  token_hash: string;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+  uses: number;
+}
+
+export interface HealthSampleTable {
+  id: Generated<number>;
+  device_id: string;
+  at: number;
+  received_at: number;
+  uptime_seconds: number;
+  load1: number;
+  load5: number;
+  load15: number;
+  memory_total_bytes: number;
+  memory_available_bytes: number;
+  disk_total_bytes: number;
+  disk_free_bytes: number;
+  cpu_temperature_celsius: number | null;
+  agent_rss_bytes: number;
+}
+
+export interface PresenceHistoryTable {
+  id: Generated<number>;
+  device_id: string;
+  at: number;
+  state: 'online' | 'offline';
+  reason: string;
+}
+
+export interface DeviceEventTable {
+  device_id: string;
+  event_id: string;
+  at: number;
+  received_at: number;
+  type: string;
+  deployment_id: string | null;
+  message: string | null;
+  data: string | null;
+}
+
+export interface DatabaseSchema {
+  devices: DeviceTable;
+  device_tags: DeviceTagTable;
+  operator_tokens: OperatorTokenTable;
+  provisioning_tokens: ProvisioningTokenTable;
+  health_samples: HealthSampleTable;
+  presence_history: PresenceHistoryTable;
+  device_events: DeviceEventTable;
+}

@@ -1,0 +1,39 @@
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+
+/** One registry per server instance, so several servers in one test process do not collide. */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly connectedDevices = new Gauge({
+    name: 'boardfleet_connected_devices',
+    help: 'Devices with an open MQTT connection to the embedded broker',
+    registers: [this.registry],
+  });
+  readonly messagesReceived = new Counter({
+    name: 'boardfleet_mqtt_messages_received_total',
+    help: 'Device messages received by the server, by channel',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+  readonly messagesSent = new Counter({
+    name: 'boardfleet_mqtt_messages_sent_total',
+    help: 'Messages the server published to devices, by channel',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+  readonly invalidPayloads = new Counter({
+    name: 'boardfleet_invalid_payloads_total',
+    help: 'Payloads dropped because they were oversized, not JSON, or failed their schema',
+    labelNames: ['channel', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly refusedClients = new Counter({
+    name: 'boardfleet_mqtt_refused_total',
+    help: 'Connections, publishes and subscriptions the broker refused, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'boardfleet_process_' });
+  }
+}

@@ -1,0 +1,206 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { DeviceEvent, Health, Inventory, Presence } from '../../protocol/schemas.ts';
+import { DATABASE } from '../db/database.provider.ts';
+import type { Database } from '../db/database.ts';
+
+export interface StoredHealth extends Health {
+  receivedAt: number;
+}
+
+export interface HealthToStore {
+  deviceId: string;
+  health: Health;
+  receivedAt: number;
+}
+
+/** Parameters above this per statement would cross SQLite's limit of 32,766 bound variables. */
+const HEALTH_ROWS_PER_INSERT = 500;
+
+@Injectable()
+export class TelemetryRepository {
+  constructor(@Inject(DATABASE) private readonly db: Database) {}
+
+  /** Records a presence change; returns false when the device is unknown, revoked, or already in that state. */
+  async recordPresence(deviceId: string, presence: Presence, receivedAt: number): Promise<boolean> {
+    const online = presence.state === 'online' ? 1 : 0;
+    const result = await this.db
+      .updateTable('devices')
+      .set({ online, presence_changed_at: receivedAt, last_seen_at: receivedAt })
+      .where('id', '=', deviceId)
+      .where('revoked_at', 'is', null)
+      .where('online', '!=', online)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) === 0) return false;
+    await this.db
+      .insertInto('presence_history')
+      .values({ device_id: deviceId, at: receivedAt, state: presence.state, reason: presence.reason })
+      .execute();
+    return true;
+  }
+
+  /** Devices cannot be connected to an embedded broker that just started; the history says why. */
+  async markAllOffline(reason: string, now: number): Promise<number> {
+    const online = await this.db.selectFrom('devices').select('id').where('online', '=', 1).execute();
+    if (online.length === 0) return 0;
+    await this.db
+      .updateTable('devices')
+      .set({ online: 0, presence_changed_at: now })
+      .where('online', '=', 1)
+      .execute();
+    await this.db
+      .insertInto('presence_history')
+      .values(online.map((row) => ({ device_id: row.id, at: now, state: 'offline' as const, reason })))
+      .execute();
+    return online.length;
+  }
+
+  async recordInventory(deviceId: string, inventory: Inventory, receivedAt: number): Promise<void> {
+    await this.db
+      .updateTable('devices')
+      .set({ inventory: JSON.stringify(inventory), inventory_at: receivedAt, last_seen_at: receivedAt })
+      .where('id', '=', deviceId)
+      .where('revoked_at', 'is', null)
+      .execute();
+  }
+
+  async insertHealth(samples: HealthToStore[]): Promise<void> {
+    if (samples.length === 0) return;
+    await this.db.transaction().execute(async (trx) => {
+      for (let start = 0; start < samples.length; start += HEALTH_ROWS_PER_INSERT) {
+        const chunk = samples.slice(start, start + HEALTH_ROWS_PER_INSERT);
+        await trx
+          .insertInto('health_samples')
+          .values(
+            chunk.map(({ deviceId, health, receivedAt }) => ({
+              device_id: deviceId,
+              at: health.at,
+              received_at: receivedAt,
+              uptime_seconds: health.uptimeSeconds,
+              load1: health.load[0],
+              load5: health.load[1],
+              load15: health.load[2],
+              memory_total_bytes: health.memory.totalBytes,
+              memory_available_bytes: health.memory.availableBytes,
+              disk_total_bytes: health.disk.totalBytes,
+              disk_free_bytes: health.disk.freeBytes,
+              cpu_temperature_celsius: health.cpuTemperatureCelsius,
+              agent_rss_bytes: health.agentRssBytes,
+            })),
+          )
+          .execute();
+      }
+      const lastSeen = new Map<string, number>();
+      for (const sample of samples) lastSeen.set(sample.deviceId, sample.receivedAt);
+      for (const [deviceId, at] of lastSeen) {
+        await trx.updateTable('devices').set({ last_seen_at: at }).where('id', '=', deviceId).execute();
+      }
+    });
+  }
+
+  /** Stores an event once: a redelivered event (same device and id) changes nothing. */
+  async insertEvent(deviceId: string, event: DeviceEvent, receivedAt: number): Promise<void> {
+    await this.db
+      .insertInto('device_events')
+      .values({
+        device_id: deviceId,
+        event_id: event.id,
+        at: event.at,
+        received_at: receivedAt,
+        type: event.type,
+        deployment_id: event.deploymentId ?? null,
+        message: event.message ?? null,
+        data: event.data ? JSON.stringify(event.data) : null,
+      })
+      .onConflict((conflict) => conflict.columns(['device_id', 'event_id']).doNothing())
+      .execute();
+  }
+
+  async healthHistory(deviceId: string, from: number, to: number, limit: number): Promise<StoredHealth[]> {
+    const rows = await this.db
+      .selectFrom('health_samples')
+      .selectAll()
+      .where('device_id', '=', deviceId)
+      .where('at', '>=', from)
+      .where('at', '<=', to)
+      .orderBy('at')
+      .limit(limit)
+      .execute();
+    return rows.map(toStoredHealth);
+  }
+
+  async latestHealth(deviceId: string): Promise<StoredHealth | null> {
+    const row = await this.db
+      .selectFrom('health_samples')
+      .selectAll()
+      .where('device_id', '=', deviceId)
+      .orderBy('at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? toStoredHealth(row) : null;
+  }
+
+  async presenceHistory(deviceId: string, from: number, to: number) {
+    return this.db
+      .selectFrom('presence_history')
+      .select(['at', 'state', 'reason'])
+      .where('device_id', '=', deviceId)
+      .where('at', '>=', from)
+      .where('at', '<=', to)
+      .orderBy('at')
+      .orderBy('id')
+      .execute();
+  }
+
+  async events(deviceId: string, from: number, to: number, limit: number) {
+    const rows = await this.db
+      .selectFrom('device_events')
+      .selectAll()
+      .where('device_id', '=', deviceId)
+      .where('at', '>=', from)
+      .where('at', '<=', to)
+      .orderBy('at')
+      .orderBy('event_id')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => ({
+      id: row.event_id,
+      at: row.at,
+      receivedAt: row.received_at,
+      type: row.type,
+      deploymentId: row.deployment_id,
+      message: row.message,
+      data: row.data ? (JSON.parse(row.data) as Record<string, unknown>) : null,
+    }));
+  }
+
+  async deleteHealthBefore(cutoff: number): Promise<number> {
+    const result = await this.db.deleteFrom('health_samples').where('at', '<', cutoff).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+}
+
+function toStoredHealth(row: {
+  at: number;
+  received_at: number;
+  uptime_seconds: number;
+  load1: number;
+  load5: number;
+  load15: number;
+  memory_total_bytes: number;
+  memory_available_bytes: number;
+  disk_total_bytes: number;
+  disk_free_bytes: number;
+  cpu_temperature_celsius: number | null;
+  agent_rss_bytes: number;
+}): StoredHealth {
+  return {
+    at: row.at,
+    receivedAt: row.received_at,
+    uptimeSeconds: row.uptime_seconds,
+    load: [row.load1, row.load5, row.load15],
+    memory: { totalBytes: row.memory_total_bytes, availableBytes: row.memory_available_bytes },
+    disk: { totalBytes: row.disk_total_bytes, freeBytes: row.disk_free_bytes },
+    cpuTemperatureCelsius: row.cpu_temperature_celsius,
+    agentRssBytes: row.agent_rss_bytes,
+  };
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// Runs before the test suite: the suite uses real tools (a PostgreSQL server, Mosquitto, the AVR
+// toolchain, simavr, avrdude...). Missing Debian packages are installed when we are root (as CI
+// is); otherwise we stop with the one apt-get line to run. A skipped test is not a pass.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+/** Debian package → a file that proves it is installed. One place to add what the suite needs. */
+export const REQUIRED_DEBIAN_PACKAGES = {
+  postgresql: '/usr/lib/postgresql',
+  mosquitto: '/usr/sbin/mosquitto',
+  'gcc-avr': '/usr/bin/avr-gcc',
+  'binutils-avr': '/usr/bin/avr-objcopy',
+  'avr-libc': '/usr/lib/avr/include/avr/io.h',
+  'arduino-core-avr': '/usr/share/arduino/hardware/arduino/avr/bootloaders',
+  simavr: '/usr/bin/simavr',
+  'libsimavr-dev': '/usr/include/simavr/sim_avr.h',
+  'libelf-dev': '/usr/include/libelf.h',
+  'pkg-config': '/usr/bin/pkg-config',
+  gcc: '/usr/bin/gcc',
+  avrdude: '/usr/bin/avrdude',
+  udev: '/usr/bin/udevadm',
+};
+
+function missingPackages() {
+  return Object.entries(REQUIRED_DEBIAN_PACKAGES)
+    .filter(([, proof]) => !existsSync(proof))
+    .map(([name]) => name);
+}
+
+const missing = missingPackages();
+if (missing.length > 0) {
+  const installLine = `apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  if (process.getuid?.() !== 0) {
+    process.stderr.write(
+      `The test suite needs Debian packages that are not installed. Run:\n  sudo ${installLine}\n`,
+    );
+    process.exit(1);
+  }
+  process.stdout.write(`Installing Debian packages the tests need: ${missing.join(' ')}\n`);
+  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+  const result = spawnSync('apt-get', installLine.split(' ').slice(1), {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  const stillMissing = missingPackages();
+  if (result.status !== 0 || stillMissing.length > 0) {
+    process.stderr.write(`Could not install: ${stillMissing.join(' ')}. Run as root:\n  ${installLine}\n`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,94 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { type RunningServer, startServer } from '../../server/boardfleet-server.ts';
+import { loadServerConfig } from '../../server/config/config.ts';
+import type { DatabaseBackend } from './databases.ts';
+
+export interface TestServer extends RunningServer {
+  dataDir: string;
+  databaseUrl: string;
+  api<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    token?: string,
+  ): Promise<{ status: number; body: T }>;
+  /** Stops the server and starts it again on the same ports, data dir and database. */
+  restart(): Promise<TestServer>;
+  dispose(): Promise<void>;
+}
+
+/** A real server on free ports with its own data dir and a fresh database of the given backend. */
+export async function startTestServer(
+  backend: DatabaseBackend,
+  env: Record<string, string> = {},
+): Promise<TestServer> {
+  const database = await backend.create();
+  const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-server-'));
+  const launch = async (ports: { http: number; mqtt: number }): Promise<TestServer> => {
+    const config = loadServerConfig({
+      BOARDFLEET_DATA_DIR: dataDir,
+      BOARDFLEET_HTTP_PORT: String(ports.http),
+      BOARDFLEET_MQTT_PORT: String(ports.mqtt),
+      BOARDFLEET_HTTP_HOST: '127.0.0.1',
+      BOARDFLEET_MQTT_HOST: '127.0.0.1',
+      DATABASE_URL: database.url,
+      ...env,
+    });
+    const running = await startServer(config, {
+      logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    });
+    const server: TestServer = {
+      ...running,
+      dataDir,
+      databaseUrl: database.url,
+      async api<T>(method: string, path: string, body?: unknown, token = running.adminToken) {
+        const response = await fetch(`${running.httpUrl}${path}`, {
+          method,
+          headers: {
+            ...(token ? { authorization: `Bearer ${token}` } : {}),
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+        const text = await response.text();
+        return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
+      },
+      async restart() {
+        await running.stop();
+        return launch({ http: running.httpPort, mqtt: running.mqttPort });
+      },
+      async dispose() {
+        await running.stop();
+        await database.drop();
+        rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+    return server;
+  };
+  return launch({ http: 0, mqtt: 0 });
+}
+
+/** Polls until `check` returns a value other than undefined/false, or fails naming what was awaited. */
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`,
+  );
+}
