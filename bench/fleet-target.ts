@@ -1,0 +1,194 @@
+// Child process of the fleet benchmark: runs one target (the Boardfleet server or a bare Aedes),
+// drives the heartbeat clients against it, and sends its figures back to the parent.
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Aedes } from 'aedes';
+import mqtt from 'mqtt';
+import pino from 'pino';
+import { allDevicesTopic } from '../protocol/topics.ts';
+import { startServer } from '../server/boardfleet-server.ts';
+import { hashSecret } from '../server/common/secrets.ts';
+import { loadServerConfig } from '../server/config/config.ts';
+
+export interface RunResult {
+  connectSeconds: number;
+  published: number;
+  stored: number;
+  storedPerSecond: number;
+  latencies: number[];
+  rssBytes: number;
+}
+
+async function runAgainstServer(count: number, intervalMs: number, durationMs: number): Promise<RunResult> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-bench-'));
+  const server = await startServer(
+    loadServerConfig({
+      BOARDFLEET_DATA_DIR: dataDir,
+      BOARDFLEET_HTTP_PORT: '0',
+      BOARDFLEET_MQTT_PORT: '0',
+      BOARDFLEET_HTTP_HOST: '127.0.0.1',
+      BOARDFLEET_MQTT_HOST: '127.0.0.1',
+    }),
+    { logger: pino({ level: 'warn' }) },
+  );
+  try {
+    // One secret for all bench devices keeps set-up short; each connection still pays its own scrypt check.
+    const secret = 'bfd_benchmark-secret';
+    const secretHash = await hashSecret(secret);
+    const devices = Array.from({ length: count }, (_, i) => ({
+      id: `bench-${String(i).padStart(6, '0')}`,
+      secret,
+    }));
+    const now = Date.now();
+    for (let i = 0; i < devices.length; i += 500) {
+      await server.db
+        .insertInto('devices')
+        .values(
+          devices
+            .slice(i, i + 500)
+            .map((d) => ({
+              id: d.id,
+              name: d.id,
+              board: 'bench',
+              secret_hash: secretHash,
+              created_at: now,
+              online: 0,
+            })),
+        )
+        .execute();
+    }
+    const latencies: number[] = [];
+    let stored = 0;
+    let firstStoredAt = 0;
+    let lastStoredAt = 0;
+    server.ingest.on('health-stored', (samples) => {
+      const storedAt = Date.now();
+      firstStoredAt ||= storedAt;
+      lastStoredAt = storedAt;
+      stored += samples.length;
+      for (const sample of samples) latencies.push(storedAt - sample.health.at);
+    });
+    const { connectSeconds, published } = await runClients(
+      `mqtt://127.0.0.1:${server.mqttPort}`,
+      devices,
+      intervalMs,
+      durationMs,
+      () => {
+        stored = 0;
+        latencies.length = 0;
+        firstStoredAt = 0;
+      },
+    );
+    await server.ingest.drain();
+    const rssBytes = process.memoryUsage().rss;
+    return {
+      connectSeconds,
+      published,
+      stored,
+      storedPerSecond: stored / ((lastStoredAt - firstStoredAt) / 1000 || 1),
+      latencies,
+      rssBytes,
+    };
+  } finally {
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function runAgainstBareAedes(
+  count: number,
+  intervalMs: number,
+  durationMs: number,
+): Promise<RunResult> {
+  const broker = await Aedes.createBroker();
+  const tcp = createServer(broker.handle);
+  await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+  const port = (tcp.address() as { port: number }).port;
+  const subscriber = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4 });
+  await subscriber.subscribeAsync(allDevicesTopic('health'), { qos: 1 });
+  const latencies: number[] = [];
+  let delivered = 0;
+  let first = 0;
+  let last = 0;
+  subscriber.on('message', (_topic, payload) => {
+    const now = Date.now();
+    first ||= now;
+    last = now;
+    delivered++;
+    latencies.push(now - (JSON.parse(payload.toString()) as { at: number }).at);
+  });
+  try {
+    const devices = Array.from({ length: count }, (_, i) => ({
+      id: `bench-${String(i).padStart(6, '0')}`,
+      secret: 'x',
+    }));
+    const { connectSeconds, published } = await runClients(
+      `mqtt://127.0.0.1:${port}`,
+      devices,
+      intervalMs,
+      durationMs,
+      () => {
+        delivered = 0;
+        latencies.length = 0;
+        first = 0;
+      },
+    );
+    return {
+      connectSeconds,
+      published,
+      stored: delivered,
+      storedPerSecond: delivered / ((last - first) / 1000 || 1),
+      latencies,
+      rssBytes: process.memoryUsage().rss,
+    };
+  } finally {
+    await subscriber.endAsync();
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    tcp.close();
+  }
+}
+
+function runClients(
+  url: string,
+  devices: Array<{ id: string; secret: string }>,
+  intervalMs: number,
+  durationMs: number,
+  onConnected: () => void,
+): Promise<{ connectSeconds: number; published: number }> {
+  return new Promise((resolve, reject) => {
+    const child = fork(
+      new URL('./fleet-clients.ts', import.meta.url),
+      [JSON.stringify({ url, devices, intervalMs, durationMs, connectConcurrency: 100 })],
+      {
+        execArgv: ['--import', 'tsx'],
+      },
+    );
+    let connectSeconds = 0;
+    child.on('message', (message: { type: string; seconds?: number; published?: number }) => {
+      if (message.type === 'connected') {
+        connectSeconds = message.seconds ?? 0;
+        process.stdout.write(
+          `  ${devices.length} clients connected to ${url} in ${connectSeconds.toFixed(2)} s\n`,
+        );
+        onConnected();
+      }
+      if (message.type === 'done') {
+        // Let the last in-flight heartbeats land before counting.
+        setTimeout(() => resolve({ connectSeconds, published: message.published ?? 0 }), 500);
+      }
+    });
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`benchmark clients exited with ${code}`));
+    });
+  });
+}
+
+if (process.send) {
+  const [target, count, intervalMs, durationMs] = process.argv.slice(2);
+  const runTarget = target === 'server' ? runAgainstServer : runAgainstBareAedes;
+  const result = await runTarget(Number(count), Number(intervalMs), Number(durationMs));
+  process.send(result, () => process.exit(0));
+}
