@@ -1,3 +1,5 @@
+import { connect, type Socket } from 'node:net';
+import mqttPacket from 'mqtt-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceTopic } from '../../protocol/topics.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
@@ -300,6 +302,37 @@ describe.each(databaseBackends)('server on $name', (backend) => {
       ]);
     });
 
+    it('marks a device that goes silent offline within 1.5× its keepalive', async () => {
+      const alpha = created[0]!.device.id;
+      const keepaliveSeconds = 1;
+      const socket = await silentDevice(server.mqttPort, {
+        clientId: alpha,
+        username: alpha,
+        password: created[0]!.secret,
+        keepaliveSeconds,
+        will: {
+          topic: deviceTopic(alpha, 'presence'),
+          payload: JSON.stringify({ state: 'offline', reason: 'connection-lost', at: Date.now() }),
+        },
+      });
+      try {
+        await eventually(
+          'online',
+          async () => (await server.api<DeviceRecord>('GET', `/api/v1/devices/${alpha}`)).body.online,
+        );
+        const silentSince = Date.now();
+        await eventually(
+          'offline after keepalive',
+          async () => !(await server.api<DeviceRecord>('GET', `/api/v1/devices/${alpha}`)).body.online,
+          5_000,
+        );
+        // 1.5 × keepalive, plus the time to store it and for this poll to see it.
+        expect(Date.now() - silentSince).toBeLessThan(1.5 * keepaliveSeconds * 1000 + 500);
+      } finally {
+        socket.destroy();
+      }
+    });
+
     it('drops malformed and oversized payloads, counts them, and keeps serving', async () => {
       const beta = created[1]!.device.id;
       const client = await connectDevice(server.mqttUrl, mqttOptions(1));
@@ -384,6 +417,46 @@ describe.each(databaseBackends)('server on $name', (backend) => {
     });
   });
 });
+
+/** Connects over a raw socket, announces itself online, then sends nothing: no PINGREQ, no DISCONNECT. */
+async function silentDevice(
+  port: number,
+  options: {
+    clientId: string;
+    username: string;
+    password: string;
+    keepaliveSeconds: number;
+    will: { topic: string; payload: string };
+  },
+): Promise<Socket> {
+  const socket = connect(port, '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.write(
+    mqttPacket.generate({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: options.clientId,
+      username: options.username,
+      password: Buffer.from(options.password),
+      keepalive: options.keepaliveSeconds,
+      will: { topic: options.will.topic, payload: Buffer.from(options.will.payload), qos: 1, retain: true },
+    }),
+  );
+  await new Promise((resolve) => socket.once('data', resolve));
+  socket.write(
+    mqttPacket.generate({
+      cmd: 'publish',
+      topic: options.will.topic,
+      payload: Buffer.from(JSON.stringify({ state: 'online', reason: 'started', at: Date.now() })),
+      qos: 0,
+      retain: true,
+      dup: false,
+    }),
+  );
+  return socket;
+}
 
 async function invalidPayloadCounts(server: TestServer) {
   const text = await fetch(`${server.httpUrl}/metrics`).then((response) => response.text());

@@ -1,0 +1,55 @@
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { startServer } from '../boardfleet-server.ts';
+import { loadServerConfig } from './config.ts';
+
+describe('server configuration', () => {
+  it('uses the documented defaults', () => {
+    const config = loadServerConfig({});
+    expect(config).toMatchObject({ httpPort: 8080, mqttPort: 1883, mqttUrl: null, healthRetentionDays: 30 });
+    expect(config.databaseUrl).toBe(`sqlite:${join(config.dataDir, 'boardfleet.sqlite')}`);
+  });
+
+  it('lists every bad variable in one error', () => {
+    expect(() =>
+      loadServerConfig({
+        BOARDFLEET_HTTP_PORT: 'http',
+        BOARDFLEET_MQTT_PORT: '70000',
+        DATABASE_URL: 'mysql://x',
+      }),
+    ).toThrow(
+      'invalid configuration:\n' +
+        '  BOARDFLEET_HTTP_PORT=http is not a port number (0-65535)\n' +
+        '  BOARDFLEET_MQTT_PORT=70000 is not a port number (0-65535)\n' +
+        '  DATABASE_URL=mysql://x must start with sqlite:, postgres:// or postgresql://',
+    );
+  });
+
+  it.each([
+    ['HTTP', 'BOARDFLEET_HTTP_PORT'],
+    ['MQTT', 'BOARDFLEET_MQTT_PORT'],
+  ])('names the variable to set when the %s port is taken', async (what, variable) => {
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const port = (squatter.address() as { port: number }).port;
+    try {
+      const config = loadServerConfig({
+        BOARDFLEET_DATA_DIR: mkdtempSync(join(tmpdir(), 'boardfleet-port-')),
+        BOARDFLEET_HTTP_HOST: '127.0.0.1',
+        BOARDFLEET_MQTT_HOST: '127.0.0.1',
+        BOARDFLEET_HTTP_PORT: '0',
+        BOARDFLEET_MQTT_PORT: '0',
+        [variable]: String(port),
+      });
+      await expect(startServer(config, { logger: pino({ level: 'silent' }) })).rejects.toThrow(
+        `${what} port ${port} is already in use: set ${variable} to a free port`,
+      );
+    } finally {
+      squatter.close();
+    }
+  });
+});
