@@ -2,6 +2,8 @@ import { type DynamicModule, Module, type Provider } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
+import { ArtifactService } from './artifacts/artifact.service.ts';
+import { ArtifactsController } from './artifacts/artifacts.controller.ts';
 import { OperatorAuthGuard } from './auth/operator-auth.guard.ts';
 import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
 import { BoardfleetErrorFilter } from './common/errors.ts';
@@ -27,10 +29,11 @@ export class AppModule {
           pinoHttp: { logger: options.logger, autoLogging: false },
         }),
       ],
-      controllers: [DevicesController, ProvisioningController, OpsController],
+      controllers: [DevicesController, ProvisioningController, OpsController, ArtifactsController],
       providers: [
         ...options.values,
         DeviceService,
+        ArtifactService,
         { provide: APP_GUARD, useClass: OperatorAuthGuard },
         { provide: APP_FILTER, useClass: BoardfleetErrorFilter },
       ],

@@ -7,6 +7,9 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import pino, { type Logger } from 'pino';
 import { AppModule } from './app.module.ts';
+import { ArtifactRepository } from './artifacts/artifact.repository.ts';
+import { BlobStoreRepository } from './artifacts/blob-store.repository.ts';
+import { SigningKeyRepository } from './artifacts/signing-key.repository.ts';
 import { ensureAdminToken, ensureServerMqttSecret } from './auth/bootstrap-credentials.ts';
 import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
 import { DeviceAuthenticator } from './broker/device-authenticator.ts';
@@ -72,6 +75,8 @@ export async function startServer(
     if (admin.created)
       logger.info({ path: admin.path }, `first start: admin API token written to ${admin.path}`);
 
+    const signingKey = SigningKeyRepository.load(config.dataDir, config.signingKeyPath);
+
     const markedOffline = await telemetry.markAllOffline('server-restart', clock.now());
     if (markedOffline > 0)
       logger.info({ devices: markedOffline }, 'devices marked offline until they reconnect');
@@ -132,6 +137,9 @@ export async function startServer(
           { provide: DeviceAuthenticator, useValue: authenticator },
           { provide: EmbeddedBroker, useValue: broker },
           { provide: ServerMqttClient, useValue: mqttClient },
+          { provide: ArtifactRepository, useValue: new ArtifactRepository(db) },
+          { provide: BlobStoreRepository, useValue: new BlobStoreRepository(config.dataDir) },
+          { provide: SigningKeyRepository, useValue: signingKey },
           { provide: MQTT_ENDPOINT, useValue: new MqttEndpoint(config.mqttPublicUrl, mqttPort) },
         ],
       }),

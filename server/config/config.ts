@@ -13,6 +13,8 @@ export interface ServerConfig {
   /** External broker (a later issue); null runs the embedded Aedes broker. */
   mqttUrl: string | null;
   healthRetentionDays: number;
+  /** Operator-provided ed25519 key (PKCS#8 PEM); null: generated in the data dir on the first start. */
+  signingKeyPath: string | null;
   logLevel: string;
 }
 
@@ -36,6 +38,10 @@ export const SERVER_ENVIRONMENT = {
   },
   MQTT_URL: { default: '(unset)', meaning: 'external MQTT broker; reserved, not yet supported' },
   BOARDFLEET_HEALTH_RETENTION_DAYS: { default: '30', meaning: 'health samples older than this are deleted' },
+  BOARDFLEET_SIGNING_KEY: {
+    default: '<data dir>/fleet-signing.key',
+    meaning: 'ed25519 private key (PKCS#8 PEM) that signs artifact manifests; generated on the first start',
+  },
   LOG_LEVEL: { default: 'info', meaning: 'pino log level (trace, debug, info, warn, error, silent)' },
 } as const;
 
@@ -87,6 +93,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     databaseUrl,
     mqttUrl,
     healthRetentionDays,
+    signingKeyPath: env.BOARDFLEET_SIGNING_KEY ? resolve(env.BOARDFLEET_SIGNING_KEY) : null,
     logLevel: env.LOG_LEVEL ?? SERVER_ENVIRONMENT.LOG_LEVEL.default,
   };
 }

@@ -5,6 +5,7 @@ import { Kysely, type Migration, Migrator, PostgresDialect, SqliteDialect } from
 import pg from 'pg';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import * as initial from './migrations/20261124T0100-initial.ts';
+import * as artifacts from './migrations/20261124T0200-artifacts.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -12,6 +13,7 @@ export type Database = Kysely<DatabaseSchema>;
 /** Migrations by timestamped name; Kysely runs the pending ones in name order. */
 const MIGRATIONS: Record<string, Migration> = {
   '20261124T0100-initial': initial,
+  '20261124T0200-artifacts': artifacts,
 };
 
 const PG_INT8_OID = 20;

@@ -75,7 +75,23 @@ export interface DeviceEventTable {
   data: string | null;
 }
 
+export interface ArtifactTable {
+  id: string;
+  name: string;
+  version: string;
+  kind: 'app-bundle' | 'mcu-firmware' | 'linux-image' | 'unikernel';
+  /** JSON array of board ids. */
+  boards: string;
+  sha256: string;
+  size: number;
+  created_at: number;
+  /** The exact signed bytes (canonical JSON), so the signature can be checked as stored. */
+  manifest: string;
+  signature: string;
+}
+
 export interface DatabaseSchema {
+  artifacts: ArtifactTable;
   devices: DeviceTable;
   device_tags: DeviceTagTable;
   operator_tokens: OperatorTokenTable;

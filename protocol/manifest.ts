@@ -1,0 +1,49 @@
+import { createPublicKey, verify } from 'node:crypto';
+import { z } from 'zod';
+
+export const ARTIFACT_KINDS = ['app-bundle', 'mcu-firmware', 'linux-image', 'unikernel'] as const;
+
+/**
+ * What the fleet key signs for each artifact. The agent refuses an artifact whose bytes do not
+ * match `sha256` and `size`, or whose manifest signature does not verify against the fleet key.
+ */
+export const artifactManifestSchema = z.strictObject({
+  schemaVersion: z.literal(1),
+  name: z.string().min(1).max(128),
+  version: z.string().min(1).max(64),
+  kind: z.enum(ARTIFACT_KINDS),
+  boards: z.array(z.string().min(1).max(64)).max(64),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  size: z.number().int().nonnegative(),
+  createdAt: z.number().int().nonnegative(),
+});
+
+export type ArtifactManifest = z.infer<typeof artifactManifestSchema>;
+
+/** The signed form: fixed key order, no whitespace, so signer and verifier hash the same bytes. */
+export function canonicalManifest(manifest: ArtifactManifest): string {
+  const ordered: ArtifactManifest = {
+    schemaVersion: manifest.schemaVersion,
+    name: manifest.name,
+    version: manifest.version,
+    kind: manifest.kind,
+    boards: [...manifest.boards],
+    sha256: manifest.sha256,
+    size: manifest.size,
+    createdAt: manifest.createdAt,
+  };
+  return JSON.stringify(ordered);
+}
+
+/** Checks an ed25519 signature (base64) over the manifest text; returns the parsed manifest or null. */
+export function verifyManifest(
+  manifestText: string,
+  signatureBase64: string,
+  publicKeyPem: string,
+): ArtifactManifest | null {
+  const key = createPublicKey(publicKeyPem);
+  const valid = verify(null, Buffer.from(manifestText), key, Buffer.from(signatureBase64, 'base64'));
+  if (!valid) return null;
+  const parsed = artifactManifestSchema.safeParse(JSON.parse(manifestText));
+  return parsed.success ? parsed.data : null;
+}

@@ -1,0 +1,111 @@
+import type { Readable } from 'node:stream';
+import { Inject, Injectable } from '@nestjs/common';
+import semver from 'semver';
+import { z } from 'zod';
+import { BoardfleetError } from '../../protocol/errors.ts';
+import { ARTIFACT_KINDS, type ArtifactManifest, canonicalManifest } from '../../protocol/manifest.ts';
+import { CLOCK, type Clock } from '../common/clock.ts';
+import { invalidRequest, notFound } from '../common/errors.ts';
+import { generateId } from '../common/secrets.ts';
+import { parseBody } from '../common/zod-body.ts';
+import { type ArtifactRecord, ArtifactRepository } from './artifact.repository.ts';
+import { BlobStoreRepository } from './blob-store.repository.ts';
+import { SigningKeyRepository } from './signing-key.repository.ts';
+
+export const artifactUploadMetadata = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,127}$/, 'names are lower-case letters, digits, . _ -'),
+  version: z
+    .string()
+    .refine((value) => semver.valid(value) === value, 'must be a semantic version such as 1.2.0'),
+  kind: z.enum(ARTIFACT_KINDS),
+  boards: z
+    .string()
+    .min(1)
+    .transform((value) =>
+      [
+        ...new Set(
+          value
+            .split(',')
+            .map((board) => board.trim())
+            .filter(Boolean),
+        ),
+      ].sort(),
+    ),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex digits'),
+  size: z.coerce.number().int().min(0),
+});
+
+export type ArtifactUpload = z.infer<typeof artifactUploadMetadata>;
+
+@Injectable()
+export class ArtifactService {
+  constructor(
+    @Inject(ArtifactRepository) private readonly artifacts: ArtifactRepository,
+    @Inject(BlobStoreRepository) private readonly blobs: BlobStoreRepository,
+    @Inject(SigningKeyRepository) private readonly signingKey: SigningKeyRepository,
+    @Inject(CLOCK) private readonly clock: Clock,
+  ) {}
+
+  parseUpload(metadata: unknown): ArtifactUpload {
+    return parseBody(artifactUploadMetadata, metadata);
+  }
+
+  /**
+   * Stores the body (verified against the declared sha256 and size) and records a signed manifest.
+   * Uploading the same name, version and content again returns the existing artifact.
+   */
+  async upload(
+    upload: ArtifactUpload,
+    body: Readable,
+  ): Promise<{ artifact: ArtifactRecord; created: boolean }> {
+    const existing = await this.artifacts.findByNameVersion(upload.name, upload.version);
+    if (existing && existing.sha256 !== upload.sha256) {
+      body.resume();
+      throw new BoardfleetError(
+        'conflict',
+        `${upload.name} ${upload.version} already exists with different content (sha256 ${existing.sha256}); publish a new version`,
+      );
+    }
+    await this.blobs.write(body, { sha256: upload.sha256, size: upload.size });
+    if (existing) return { artifact: existing, created: false };
+    const manifest: ArtifactManifest = {
+      schemaVersion: 1,
+      name: upload.name,
+      version: upload.version,
+      kind: upload.kind,
+      boards: upload.boards,
+      sha256: upload.sha256,
+      size: upload.size,
+      createdAt: this.clock.now(),
+    };
+    const manifestText = canonicalManifest(manifest);
+    const artifact: ArtifactRecord = {
+      id: generateId('art'),
+      ...manifest,
+      manifest: manifestText,
+      signature: this.signingKey.sign(manifestText),
+    };
+    await this.artifacts.insert(artifact);
+    return { artifact, created: true };
+  }
+
+  async getOrThrow(id: string): Promise<ArtifactRecord> {
+    const artifact = await this.artifacts.get(id);
+    if (!artifact) throw notFound(`artifact ${id}`);
+    return artifact;
+  }
+
+  list(filter: { name?: string; kind?: string; limit: number; offset: number }) {
+    return this.artifacts.list(filter);
+  }
+
+  contentPath(artifact: ArtifactRecord): string {
+    if (!this.blobs.has(artifact.sha256))
+      throw invalidRequest(`the content of artifact ${artifact.id} is missing from the store`);
+    return this.blobs.pathOf(artifact.sha256);
+  }
+
+  get publicKeyPem(): string {
+    return this.signingKey.publicKeyPem;
+  }
+}
