@@ -15,7 +15,7 @@ describe.each(databaseBackends)('artifacts on $name', (backend) => {
 
   const upload = (query: Record<string, string | number>, body: Buffer, token = server.adminToken) =>
     fetch(
-      `${server.httpUrl}/api/v1/artifacts?${new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]))}`,
+      `${server.httpUrl}/api/v1/artifacts?${new URLSearchParams(Object.entries(query).map(([k, v]): [string, string] => [k, String(v)]))}`,
       {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
