@@ -26,17 +26,26 @@ export class ApiClient {
     return new ApiClient(baseUrl, token);
   }
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** JSON in and out; a ReadableStream body is streamed as it is (uploads), with the headers given. */
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<T> {
+    const streamed = body instanceof ReadableStream;
     let response: Response;
     try {
       response = await fetch(`${this.baseUrl}${path}`, {
         method,
         headers: {
           authorization: `Bearer ${this.token}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(body === undefined || streamed ? {} : { 'content-type': 'application/json' }),
+          ...headers,
         },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
+        body: body === undefined ? undefined : streamed ? body : JSON.stringify(body),
+        ...(streamed ? { duplex: 'half' } : {}),
+      } as RequestInit);
     } catch (error) {
       throw new BoardfleetError(
         'server-unreachable',

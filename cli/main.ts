@@ -11,12 +11,17 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/server.command.ts'),
   () => import('./commands/devices.command.ts'),
   () => import('./commands/tokens.command.ts'),
+  () => import('./commands/artifact.command.ts'),
+  () => import('./commands/build.command.ts'),
+  () => import('./commands/probe.command.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('boardfleet')
     .description('Fleet manager for maker and embedded devices')
     .version(packageJson.version)
+    // Options after a sub-command are that sub-command's (`artifact push --version 1.2.0`).
+    .enablePositionalOptions()
     .showHelpAfterError();
   for (const load of commandModules) {
     (await load()).register(program);

@@ -13,6 +13,9 @@ import { DevicesController } from './devices/devices.controller.ts';
 import { ProvisioningController } from './devices/provisioning.controller.ts';
 import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
 import { OpsController } from './metrics/ops.controller.ts';
+import { ReleaseRepository } from './releases/release.repository.ts';
+import { ReleaseService } from './releases/release.service.ts';
+import { ReleasesController } from './releases/releases.controller.ts';
 import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
 
 /**
@@ -29,11 +32,19 @@ export class AppModule {
           pinoHttp: { logger: options.logger, autoLogging: false },
         }),
       ],
-      controllers: [DevicesController, ProvisioningController, OpsController, ArtifactsController],
+      controllers: [
+        DevicesController,
+        ProvisioningController,
+        OpsController,
+        ArtifactsController,
+        ReleasesController,
+      ],
       providers: [
         ...options.values,
         DeviceService,
         ArtifactService,
+        ReleaseService,
+        ReleaseRepository,
         { provide: APP_GUARD, useClass: OperatorAuthGuard },
         { provide: APP_FILTER, useClass: BoardfleetErrorFilter },
       ],

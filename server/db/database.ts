@@ -6,6 +6,7 @@ import pg from 'pg';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import * as initial from './migrations/20261124T0100-initial.ts';
 import * as artifacts from './migrations/20261124T0200-artifacts.ts';
+import * as releases from './migrations/20261124T0300-releases.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -14,6 +15,7 @@ export type Database = Kysely<DatabaseSchema>;
 const MIGRATIONS: Record<string, Migration> = {
   '20261124T0100-initial': initial,
   '20261124T0200-artifacts': artifacts,
+  '20261124T0300-releases': releases,
 };
 
 const PG_INT8_OID = 20;

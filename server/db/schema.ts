@@ -90,7 +90,22 @@ export interface ArtifactTable {
   signature: string;
 }
 
+export interface ReleaseTable {
+  id: string;
+  name: string;
+  created_at: number;
+}
+
+export interface ReleaseArtifactTable {
+  release_id: string;
+  /** A board id, or `*` for every board the artifact lists. */
+  board: string;
+  artifact_id: string;
+}
+
 export interface DatabaseSchema {
+  releases: ReleaseTable;
+  release_artifacts: ReleaseArtifactTable;
   artifacts: ArtifactTable;
   devices: DeviceTable;
   device_tags: DeviceTagTable;

@@ -141,4 +141,43 @@ describe.each(databaseBackends)('artifacts on $name', (backend) => {
     expect((await fetch(url, { headers: { authorization: wrong } })).status).toBe(401);
     expect((await fetch(url)).status).toBe(401);
   });
+
+  describe('releases', () => {
+    it('pairs boards with artifacts built for them', async () => {
+      const { body: list } = await server.api<{ artifacts: ArtifactRecord[] }>(
+        'GET',
+        '/api/v1/artifacts?name=demo-app',
+      );
+      const artifactId = list.artifacts[0]!.id;
+      const created = await server.api<{ name: string; artifacts: Record<string, string> }>(
+        'POST',
+        '/api/v1/releases',
+        {
+          name: '2026.11',
+          artifacts: { 'rpi-4b': artifactId, '*': artifactId },
+        },
+      );
+      expect(created.status).toBe(201);
+      const fetched = await server.api<{ artifacts: Record<string, string> }>(
+        'GET',
+        '/api/v1/releases/2026.11',
+      );
+      expect(fetched.body.artifacts).toEqual({ '*': artifactId, 'rpi-4b': artifactId });
+    });
+
+    it('refuses an artifact for a board it was not built for, or a missing one', async () => {
+      const { body: list } = await server.api<{ artifacts: ArtifactRecord[] }>(
+        'GET',
+        '/api/v1/artifacts?name=demo-app',
+      );
+      const response = await server.api<{ message: string }>('POST', '/api/v1/releases', {
+        name: 'bad',
+        artifacts: { uno: list.artifacts[0]!.id, 'rpi-3b': 'art-missing' },
+      });
+      expect(response.status).toBe(400);
+      expect(response.body.message).toBe(
+        'cannot create release bad: uno: artifact demo-app 1.0.0 is built for rpi-3b, rpi-4b, not uno; rpi-3b: artifact art-missing not found',
+      );
+    });
+  });
 });
