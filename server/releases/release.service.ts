@@ -61,7 +61,7 @@ export class ReleaseService {
     const wildcard = release.artifacts['*'];
     if (!wildcard) return null;
     const artifact = await this.artifacts.get(wildcard);
-    return artifact && artifact.boards.includes(board) ? artifact : null;
+    return artifact?.boards.includes(board) ? artifact : null;
   }
 
   list(limit: number, offset: number) {
