@@ -1,0 +1,150 @@
+/**
+ * The rollout engine's three state machines, each one transition table that reads like a table
+ * (states × events → next state). Anything not in a table is refused, so an out-of-order or
+ * repeated report cannot move a rollout, wave or device deployment backwards.
+ */
+
+export enum RolloutState {
+  Running = 'running',
+  Paused = 'paused',
+  Completed = 'completed',
+  Aborted = 'aborted',
+}
+
+export enum RolloutEvent {
+  Pause = 'pause',
+  Resume = 'resume',
+  Abort = 'abort',
+  WaveTripped = 'wave-tripped',
+  AllWavesSucceeded = 'all-waves-succeeded',
+}
+
+/** A tripped wave pauses or aborts the rollout, per its `onTrip` setting (pause by default). */
+export const ROLLOUT_TRANSITIONS: Record<RolloutState, Partial<Record<RolloutEvent, RolloutState>>> = {
+  [RolloutState.Running]: {
+    [RolloutEvent.Pause]: RolloutState.Paused,
+    [RolloutEvent.Abort]: RolloutState.Aborted,
+    [RolloutEvent.WaveTripped]: RolloutState.Paused,
+    [RolloutEvent.AllWavesSucceeded]: RolloutState.Completed,
+  },
+  [RolloutState.Paused]: {
+    [RolloutEvent.Resume]: RolloutState.Running,
+    [RolloutEvent.Abort]: RolloutState.Aborted,
+  },
+  [RolloutState.Completed]: {},
+  [RolloutState.Aborted]: {},
+};
+
+export enum WaveState {
+  Pending = 'pending',
+  Running = 'running',
+  AwaitingApproval = 'awaiting-approval',
+  Succeeded = 'succeeded',
+  Tripped = 'tripped',
+}
+
+export enum WaveEvent {
+  Start = 'start',
+  SuccessThresholdReached = 'success-threshold-reached',
+  ErrorThresholdCrossed = 'error-threshold-crossed',
+  Approve = 'approve',
+  /** An operator resumes a tripped wave (after fixing the cause); its failed devices stay failed. */
+  Resume = 'resume',
+}
+
+export const WAVE_TRANSITIONS: Record<WaveState, Partial<Record<WaveEvent, WaveState>>> = {
+  [WaveState.Pending]: { [WaveEvent.Start]: WaveState.Running },
+  [WaveState.Running]: {
+    [WaveEvent.SuccessThresholdReached]: WaveState.Succeeded,
+    [WaveEvent.ErrorThresholdCrossed]: WaveState.Tripped,
+  },
+  [WaveState.AwaitingApproval]: { [WaveEvent.Approve]: WaveState.Succeeded },
+  [WaveState.Succeeded]: {},
+  [WaveState.Tripped]: { [WaveEvent.Resume]: WaveState.Running },
+};
+
+export enum DeploymentState {
+  Queued = 'queued',
+  Notified = 'notified',
+  Downloading = 'downloading',
+  Installing = 'installing',
+  AwaitingReboot = 'awaiting-reboot',
+  Soaking = 'soaking',
+  Committed = 'committed',
+  Failed = 'failed',
+  RolledBack = 'rolled-back',
+}
+
+export enum DeploymentEvent {
+  Notify = 'notify',
+  DownloadStarted = 'download-started',
+  InstallStarted = 'install-started',
+  RebootPending = 'reboot-pending',
+  /** The agent installed, passed its own health check and committed locally: the soak starts. */
+  Installed = 'installed',
+  SoakPassed = 'soak-passed',
+  /** The device failed, went offline or unhealthy within the soak, or timed out. */
+  Fail = 'fail',
+  /** The agent reports it is running the previous version again. */
+  RolledBack = 'rolled-back',
+  Retry = 'retry',
+}
+
+const inFlight = {
+  [DeploymentEvent.Fail]: DeploymentState.Failed,
+  [DeploymentEvent.RolledBack]: DeploymentState.RolledBack,
+} as const;
+
+export const DEPLOYMENT_TRANSITIONS: Record<
+  DeploymentState,
+  Partial<Record<DeploymentEvent, DeploymentState>>
+> = {
+  [DeploymentState.Queued]: { [DeploymentEvent.Notify]: DeploymentState.Notified },
+  [DeploymentState.Notified]: {
+    ...inFlight,
+    [DeploymentEvent.DownloadStarted]: DeploymentState.Downloading,
+    [DeploymentEvent.InstallStarted]: DeploymentState.Installing,
+    [DeploymentEvent.Installed]: DeploymentState.Soaking,
+  },
+  [DeploymentState.Downloading]: {
+    ...inFlight,
+    [DeploymentEvent.InstallStarted]: DeploymentState.Installing,
+    [DeploymentEvent.Installed]: DeploymentState.Soaking,
+  },
+  [DeploymentState.Installing]: {
+    ...inFlight,
+    [DeploymentEvent.RebootPending]: DeploymentState.AwaitingReboot,
+    [DeploymentEvent.Installed]: DeploymentState.Soaking,
+  },
+  [DeploymentState.AwaitingReboot]: { ...inFlight, [DeploymentEvent.Installed]: DeploymentState.Soaking },
+  [DeploymentState.Soaking]: { ...inFlight, [DeploymentEvent.SoakPassed]: DeploymentState.Committed },
+  [DeploymentState.Committed]: {},
+  [DeploymentState.Failed]: {
+    [DeploymentEvent.Retry]: DeploymentState.Queued,
+    [DeploymentEvent.RolledBack]: DeploymentState.RolledBack,
+  },
+  [DeploymentState.RolledBack]: { [DeploymentEvent.Retry]: DeploymentState.Queued },
+};
+
+/** Looks an event up in a table; null when the table has no such transition (the event is ignored). */
+export function nextState<S extends string, E extends string>(
+  table: Record<S, Partial<Record<E, S>>>,
+  state: S,
+  event: E,
+): S | null {
+  return table[state][event] ?? null;
+}
+
+/** Deployments that count toward a wave's error threshold. */
+export const FAILED_DEPLOYMENT_STATES: readonly DeploymentState[] = [
+  DeploymentState.Failed,
+  DeploymentState.RolledBack,
+];
+/** Deployments the device is working on: they count toward `maxParallel`. */
+export const ACTIVE_DEPLOYMENT_STATES: readonly DeploymentState[] = [
+  DeploymentState.Notified,
+  DeploymentState.Downloading,
+  DeploymentState.Installing,
+  DeploymentState.AwaitingReboot,
+  DeploymentState.Soaking,
+];

@@ -1,0 +1,60 @@
+import { DeploymentState, FAILED_DEPLOYMENT_STATES } from './rollout-state-machine.ts';
+
+export interface WaveThresholds {
+  /** % of the wave that must be committed before the next wave starts (hawkBit's success condition). */
+  successThresholdPercent: number;
+  /** % of the wave failed (or rolled back) above which the wave trips (hawkBit's error condition). */
+  errorThresholdPercent: number;
+}
+
+export type WaveVerdict = 'continue' | 'succeeded' | 'tripped';
+
+export interface WaveCounts {
+  size: number;
+  committed: number;
+  failed: number;
+  inProgress: number;
+  queued: number;
+}
+
+export function countWave(states: readonly DeploymentState[]): WaveCounts {
+  const counts: WaveCounts = { size: states.length, committed: 0, failed: 0, inProgress: 0, queued: 0 };
+  for (const state of states) {
+    if (state === DeploymentState.Committed) counts.committed++;
+    else if (FAILED_DEPLOYMENT_STATES.includes(state)) counts.failed++;
+    else if (state === DeploymentState.Queued) counts.queued++;
+    else counts.inProgress++;
+  }
+  return counts;
+}
+
+/**
+ * A wave trips as soon as failures cross the error threshold (errors ÷ size > threshold), and
+ * succeeds once committed ÷ size reaches the success threshold. Tripping is checked first: a
+ * wave that is both over its error budget and at its success line has still gone bad.
+ */
+export function evaluateWave(counts: WaveCounts, thresholds: WaveThresholds): WaveVerdict {
+  if (counts.size === 0) return 'succeeded';
+  if ((counts.failed / counts.size) * 100 > thresholds.errorThresholdPercent) return 'tripped';
+  if ((counts.committed / counts.size) * 100 >= thresholds.successThresholdPercent) return 'succeeded';
+  return 'continue';
+}
+
+/**
+ * How many queued devices may be notified now: no more than `maxParallel` at work at once, and
+ * no faster than `notifyRatePerMinute` (a token bucket refilled by the time since the last notify).
+ */
+export function notifyBudget(options: {
+  queued: number;
+  inProgress: number;
+  maxParallel: number;
+  notifyRatePerMinute: number | null;
+  notifiedInLastMinute: number;
+}): number {
+  const byParallel = Math.max(0, options.maxParallel - options.inProgress);
+  const byRate =
+    options.notifyRatePerMinute === null
+      ? Number.POSITIVE_INFINITY
+      : Math.max(0, options.notifyRatePerMinute - options.notifiedInLastMinute);
+  return Math.min(options.queued, byParallel, byRate);
+}
