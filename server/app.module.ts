@@ -13,9 +13,9 @@ import { DevicesController } from './devices/devices.controller.ts';
 import { ProvisioningController } from './devices/provisioning.controller.ts';
 import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
 import { OpsController } from './metrics/ops.controller.ts';
-import { ReleaseRepository } from './releases/release.repository.ts';
-import { ReleaseService } from './releases/release.service.ts';
 import { ReleasesController } from './releases/releases.controller.ts';
+import { RolloutService } from './rollouts/rollout.service.ts';
+import { RolloutsController } from './rollouts/rollouts.controller.ts';
 import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
 
 /**
@@ -38,13 +38,13 @@ export class AppModule {
         OpsController,
         ArtifactsController,
         ReleasesController,
+        RolloutsController,
       ],
       providers: [
         ...options.values,
         DeviceService,
         ArtifactService,
-        ReleaseService,
-        ReleaseRepository,
+        RolloutService,
         { provide: APP_GUARD, useClass: OperatorAuthGuard },
         { provide: APP_FILTER, useClass: BoardfleetErrorFilter },
       ],

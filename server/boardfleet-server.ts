@@ -24,6 +24,10 @@ import { type Database, migrateToLatest, openDatabase } from './db/database.ts';
 import { DeviceRepository } from './devices/device.repository.ts';
 import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
 import { ServerMetrics } from './metrics/metrics.ts';
+import { ReleaseRepository } from './releases/release.repository.ts';
+import { ReleaseService } from './releases/release.service.ts';
+import { RolloutRepository } from './rollouts/rollout.repository.ts';
+import { RolloutEngine } from './rollouts/rollout-engine.ts';
 import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
 import { TelemetryIngestService } from './telemetry/telemetry-ingest.service.ts';
 
@@ -39,6 +43,7 @@ export interface RunningServer {
   adminTokenPath: string;
   db: Database;
   ingest: TelemetryIngestService;
+  engine: RolloutEngine;
   metrics: ServerMetrics;
   stop(): Promise<void>;
 }
@@ -76,6 +81,7 @@ export async function startServer(
       logger.info({ path: admin.path }, `first start: admin API token written to ${admin.path}`);
 
     const signingKey = SigningKeyRepository.load(config.dataDir, config.signingKeyPath);
+    const artifactRepository = new ArtifactRepository(db);
 
     const markedOffline = await telemetry.markAllOffline('server-restart', clock.now());
     if (markedOffline > 0)
@@ -108,6 +114,21 @@ export async function startServer(
     await mqttClient.start();
     stops.push(() => mqttClient.stop());
 
+    const releaseService = new ReleaseService(new ReleaseRepository(db), artifactRepository, clock);
+    const rolloutRepository = new RolloutRepository(db);
+    const engine = new RolloutEngine({
+      rollouts: rolloutRepository,
+      devices,
+      releases: releaseService,
+      mqtt: mqttClient,
+      clock,
+      logger: logger.child({ component: 'rollouts' }),
+    });
+    ingest.on('device-event', (deviceId, event) => engine.onDeviceEvent(deviceId, event));
+    ingest.on('presence-changed', (deviceId, online) => engine.onPresence(deviceId, online));
+    await engine.start();
+    stops.push(() => engine.stop());
+
     const sweepRetention = async () => {
       const deleted = await telemetry.deleteHealthBefore(clock.now() - config.healthRetentionDays * DAY_MS);
       if (deleted > 0) logger.info({ deleted }, 'old health samples deleted');
@@ -137,7 +158,10 @@ export async function startServer(
           { provide: DeviceAuthenticator, useValue: authenticator },
           { provide: EmbeddedBroker, useValue: broker },
           { provide: ServerMqttClient, useValue: mqttClient },
-          { provide: ArtifactRepository, useValue: new ArtifactRepository(db) },
+          { provide: ArtifactRepository, useValue: artifactRepository },
+          { provide: ReleaseService, useValue: releaseService },
+          { provide: RolloutRepository, useValue: rolloutRepository },
+          { provide: RolloutEngine, useValue: engine },
           { provide: BlobStoreRepository, useValue: new BlobStoreRepository(config.dataDir) },
           { provide: SigningKeyRepository, useValue: signingKey },
           { provide: MQTT_ENDPOINT, useValue: new MqttEndpoint(config.mqttPublicUrl, mqttPort) },
@@ -167,6 +191,7 @@ export async function startServer(
       adminTokenPath: admin.path,
       db,
       ingest,
+      engine,
       metrics,
       stop: stopAll,
     };

@@ -7,6 +7,7 @@ import { BoardfleetError } from '../../protocol/errors.ts';
 import * as initial from './migrations/20261124T0100-initial.ts';
 import * as artifacts from './migrations/20261124T0200-artifacts.ts';
 import * as releases from './migrations/20261124T0300-releases.ts';
+import * as rollouts from './migrations/20261124T0400-rollouts.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -16,6 +17,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261124T0100-initial': initial,
   '20261124T0200-artifacts': artifacts,
   '20261124T0300-releases': releases,
+  '20261124T0400-rollouts': rollouts,
 };
 
 const PG_INT8_OID = 20;

@@ -103,7 +103,65 @@ export interface ReleaseArtifactTable {
   artifact_id: string;
 }
 
+export interface RolloutTable {
+  id: string;
+  name: string;
+  release_id: string;
+  target: string;
+  options: string;
+  state: string;
+  reason: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface RolloutWaveTable {
+  rollout_id: string;
+  wave_index: number;
+  name: string;
+  config: string;
+  state: string;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+export interface RolloutDeviceTable {
+  rollout_id: string;
+  device_id: string;
+  wave_index: number;
+  deployment_id: string;
+  state: string;
+  attempt: number;
+  artifact_id: string | null;
+  /** JSON of the device's desired deployment before this rollout moved it: what a rollback sends back. */
+  previous_deployment: string | null;
+  progress: number | null;
+  reason: string | null;
+  notified_at: number | null;
+  soak_until: number | null;
+  state_changed_at: number;
+}
+
+export interface DeviceDesiredTable {
+  device_id: string;
+  version: number;
+  payload: string;
+  updated_at: number;
+}
+
+export interface RolloutLogTable {
+  rollout_id: string;
+  at: number;
+  seq: number;
+  message: string;
+}
+
 export interface DatabaseSchema {
+  rollouts: RolloutTable;
+  rollout_waves: RolloutWaveTable;
+  rollout_devices: RolloutDeviceTable;
+  device_desired: DeviceDesiredTable;
+  rollout_log: RolloutLogTable;
   releases: ReleaseTable;
   release_artifacts: ReleaseArtifactTable;
   artifacts: ArtifactTable;

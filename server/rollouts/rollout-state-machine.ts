@@ -45,6 +45,8 @@ export enum WaveState {
 
 export enum WaveEvent {
   Start = 'start',
+  /** The wave is set to wait for an operator's approval before it starts. */
+  AwaitApproval = 'await-approval',
   SuccessThresholdReached = 'success-threshold-reached',
   ErrorThresholdCrossed = 'error-threshold-crossed',
   Approve = 'approve',
@@ -53,12 +55,15 @@ export enum WaveEvent {
 }
 
 export const WAVE_TRANSITIONS: Record<WaveState, Partial<Record<WaveEvent, WaveState>>> = {
-  [WaveState.Pending]: { [WaveEvent.Start]: WaveState.Running },
+  [WaveState.Pending]: {
+    [WaveEvent.Start]: WaveState.Running,
+    [WaveEvent.AwaitApproval]: WaveState.AwaitingApproval,
+  },
   [WaveState.Running]: {
     [WaveEvent.SuccessThresholdReached]: WaveState.Succeeded,
     [WaveEvent.ErrorThresholdCrossed]: WaveState.Tripped,
   },
-  [WaveState.AwaitingApproval]: { [WaveEvent.Approve]: WaveState.Succeeded },
+  [WaveState.AwaitingApproval]: { [WaveEvent.Approve]: WaveState.Running },
   [WaveState.Succeeded]: {},
   [WaveState.Tripped]: { [WaveEvent.Resume]: WaveState.Running },
 };

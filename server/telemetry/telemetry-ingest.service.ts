@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { decodePayload } from '../../protocol/codec.ts';
+import type { DeviceEvent } from '../../protocol/schemas.ts';
 import { type Channel, parseDeviceTopic } from '../../protocol/topics.ts';
 import type { ServerMetrics } from '../metrics/metrics.ts';
 import type { HealthToStore, TelemetryRepository } from './telemetry.repository.ts';
@@ -13,6 +14,8 @@ export interface IngestEvents {
   /** Emitted after a batch of health samples is committed (benchmarks measure latency with it). */
   'health-stored': [samples: HealthToStore[]];
   'presence-changed': [deviceId: string, online: boolean];
+  /** Emitted once an event is stored (a redelivered one too: listeners must be idempotent). */
+  'device-event': [deviceId: string, event: DeviceEvent];
 }
 
 /**
@@ -88,7 +91,10 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
           this.reject(channel, decoded.reason, decoded.detail, topic);
           return;
         }
-        this.inOrder(() => this.telemetry.insertEvent(deviceId, decoded.value, receivedAt));
+        this.inOrder(async () => {
+          await this.telemetry.insertEvent(deviceId, decoded.value, receivedAt);
+          this.emit('device-event', deviceId, decoded.value);
+        });
         return;
       }
       default:

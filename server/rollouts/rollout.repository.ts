@@ -1,0 +1,338 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { DesiredState } from '../../protocol/schemas.ts';
+import { DATABASE } from '../db/database.provider.ts';
+import type { Database } from '../db/database.ts';
+import type { RolloutOptions, RolloutTarget, WaveConfig } from './rollout.dto.ts';
+import type { DeploymentState, RolloutState, WaveState } from './rollout-state-machine.ts';
+
+export interface RolloutRecord {
+  id: string;
+  name: string;
+  releaseId: string;
+  target: RolloutTarget;
+  options: RolloutOptions;
+  state: RolloutState;
+  reason: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface WaveRecord {
+  index: number;
+  name: string;
+  config: WaveConfig;
+  state: WaveState;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+export interface RolloutDeviceRecord {
+  deviceId: string;
+  waveIndex: number;
+  deploymentId: string;
+  state: DeploymentState;
+  attempt: number;
+  artifactId: string | null;
+  previousDeployment: DesiredState['deployment'];
+  progress: number | null;
+  reason: string | null;
+  notifiedAt: number | null;
+  soakUntil: number | null;
+  stateChangedAt: number;
+}
+
+type Executor = Pick<Database, 'insertInto' | 'updateTable' | 'selectFrom' | 'deleteFrom'>;
+
+/** Every rollout, wave and per-device deployment state, written before the engine acts on it. */
+@Injectable()
+export class RolloutRepository {
+  constructor(@Inject(DATABASE) private readonly db: Database) {}
+
+  transaction<T>(work: (repository: RolloutRepository) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute((trx) => work(new RolloutRepository(trx as unknown as Database)));
+  }
+
+  private get executor(): Executor {
+    return this.db;
+  }
+
+  async insertRollout(
+    rollout: RolloutRecord,
+    waves: WaveRecord[],
+    devices: RolloutDeviceRecord[],
+  ): Promise<void> {
+    await this.executor
+      .insertInto('rollouts')
+      .values({
+        id: rollout.id,
+        name: rollout.name,
+        release_id: rollout.releaseId,
+        target: JSON.stringify(rollout.target),
+        options: JSON.stringify(rollout.options),
+        state: rollout.state,
+        reason: rollout.reason,
+        created_at: rollout.createdAt,
+        updated_at: rollout.updatedAt,
+      })
+      .execute();
+    await this.executor
+      .insertInto('rollout_waves')
+      .values(
+        waves.map((wave) => ({
+          rollout_id: rollout.id,
+          wave_index: wave.index,
+          name: wave.name,
+          config: JSON.stringify(wave.config),
+          state: wave.state,
+          started_at: wave.startedAt,
+          finished_at: wave.finishedAt,
+        })),
+      )
+      .execute();
+    await this.insertDevices(rollout.id, devices);
+  }
+
+  async insertDevices(rolloutId: string, devices: RolloutDeviceRecord[]): Promise<void> {
+    for (let start = 0; start < devices.length; start += 500) {
+      await this.executor
+        .insertInto('rollout_devices')
+        .values(
+          devices.slice(start, start + 500).map((device) => ({
+            rollout_id: rolloutId,
+            device_id: device.deviceId,
+            wave_index: device.waveIndex,
+            deployment_id: device.deploymentId,
+            state: device.state,
+            attempt: device.attempt,
+            artifact_id: device.artifactId,
+            previous_deployment: device.previousDeployment ? JSON.stringify(device.previousDeployment) : null,
+            progress: device.progress,
+            reason: device.reason,
+            notified_at: device.notifiedAt,
+            soak_until: device.soakUntil,
+            state_changed_at: device.stateChangedAt,
+          })),
+        )
+        .execute();
+    }
+  }
+
+  async getRollout(id: string): Promise<RolloutRecord | null> {
+    const row = await this.executor
+      .selectFrom('rollouts')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row ? toRollout(row) : null;
+  }
+
+  async listRollouts(states?: RolloutState[]): Promise<RolloutRecord[]> {
+    let query = this.executor.selectFrom('rollouts').selectAll();
+    if (states) query = query.where('state', 'in', states);
+    return (await query.orderBy('created_at', 'desc').orderBy('id').execute()).map(toRollout);
+  }
+
+  async setRolloutState(id: string, state: RolloutState, reason: string | null, now: number): Promise<void> {
+    await this.executor
+      .updateTable('rollouts')
+      .set({ state, reason, updated_at: now })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async waves(rolloutId: string): Promise<WaveRecord[]> {
+    const rows = await this.executor
+      .selectFrom('rollout_waves')
+      .selectAll()
+      .where('rollout_id', '=', rolloutId)
+      .orderBy('wave_index')
+      .execute();
+    return rows.map((row) => ({
+      index: row.wave_index,
+      name: row.name,
+      config: JSON.parse(row.config) as WaveConfig,
+      state: row.state as WaveState,
+      startedAt: row.started_at,
+      finishedAt: row.finished_at,
+    }));
+  }
+
+  async setWaveState(
+    rolloutId: string,
+    index: number,
+    state: WaveState,
+    changes: { startedAt?: number; finishedAt?: number },
+  ): Promise<void> {
+    await this.executor
+      .updateTable('rollout_waves')
+      .set({
+        state,
+        ...(changes.startedAt !== undefined ? { started_at: changes.startedAt } : {}),
+        ...(changes.finishedAt !== undefined ? { finished_at: changes.finishedAt } : {}),
+      })
+      .where('rollout_id', '=', rolloutId)
+      .where('wave_index', '=', index)
+      .execute();
+  }
+
+  async devices(rolloutId: string): Promise<RolloutDeviceRecord[]> {
+    const rows = await this.executor
+      .selectFrom('rollout_devices')
+      .selectAll()
+      .where('rollout_id', '=', rolloutId)
+      .orderBy('wave_index')
+      .orderBy('device_id')
+      .execute();
+    return rows.map(toDevice);
+  }
+
+  async findByDeploymentId(
+    deploymentId: string,
+  ): Promise<{ rolloutId: string; device: RolloutDeviceRecord } | null> {
+    const row = await this.executor
+      .selectFrom('rollout_devices')
+      .selectAll()
+      .where('deployment_id', '=', deploymentId)
+      .executeTakeFirst();
+    return row ? { rolloutId: row.rollout_id, device: toDevice(row) } : null;
+  }
+
+  async updateDevice(
+    rolloutId: string,
+    deviceId: string,
+    changes: Partial<Omit<RolloutDeviceRecord, 'deviceId' | 'waveIndex'>>,
+  ): Promise<void> {
+    await this.executor
+      .updateTable('rollout_devices')
+      .set({
+        ...(changes.deploymentId !== undefined ? { deployment_id: changes.deploymentId } : {}),
+        ...(changes.state !== undefined ? { state: changes.state } : {}),
+        ...(changes.attempt !== undefined ? { attempt: changes.attempt } : {}),
+        ...(changes.artifactId !== undefined ? { artifact_id: changes.artifactId } : {}),
+        ...(changes.previousDeployment !== undefined
+          ? {
+              previous_deployment: changes.previousDeployment
+                ? JSON.stringify(changes.previousDeployment)
+                : null,
+            }
+          : {}),
+        ...(changes.progress !== undefined ? { progress: changes.progress } : {}),
+        ...(changes.reason !== undefined ? { reason: changes.reason } : {}),
+        ...(changes.notifiedAt !== undefined ? { notified_at: changes.notifiedAt } : {}),
+        ...(changes.soakUntil !== undefined ? { soak_until: changes.soakUntil } : {}),
+        ...(changes.stateChangedAt !== undefined ? { state_changed_at: changes.stateChangedAt } : {}),
+      })
+      .where('rollout_id', '=', rolloutId)
+      .where('device_id', '=', deviceId)
+      .execute();
+  }
+
+  async desired(deviceId: string): Promise<DesiredState | null> {
+    const row = await this.executor
+      .selectFrom('device_desired')
+      .select('payload')
+      .where('device_id', '=', deviceId)
+      .executeTakeFirst();
+    return row ? (JSON.parse(row.payload) as DesiredState) : null;
+  }
+
+  async allDesired(): Promise<Array<{ deviceId: string; desired: DesiredState }>> {
+    const rows = await this.executor.selectFrom('device_desired').select(['device_id', 'payload']).execute();
+    return rows.map((row) => ({ deviceId: row.device_id, desired: JSON.parse(row.payload) as DesiredState }));
+  }
+
+  async saveDesired(deviceId: string, desired: DesiredState, now: number): Promise<void> {
+    const values = {
+      device_id: deviceId,
+      version: desired.version,
+      payload: JSON.stringify(desired),
+      updated_at: now,
+    };
+    await this.executor
+      .insertInto('device_desired')
+      .values(values)
+      .onConflict((conflict) =>
+        conflict
+          .column('device_id')
+          .doUpdateSet({ version: values.version, payload: values.payload, updated_at: now }),
+      )
+      .execute();
+  }
+
+  async log(rolloutId: string, message: string, now: number): Promise<void> {
+    const last = await this.executor
+      .selectFrom('rollout_log')
+      .select((eb) => eb.fn.max('seq').as('seq'))
+      .where('rollout_id', '=', rolloutId)
+      .executeTakeFirst();
+    await this.executor
+      .insertInto('rollout_log')
+      .values({ rollout_id: rolloutId, at: now, seq: Number(last?.seq ?? 0) + 1, message })
+      .execute();
+  }
+
+  async logEntries(rolloutId: string): Promise<Array<{ at: number; message: string }>> {
+    return this.executor
+      .selectFrom('rollout_log')
+      .select(['at', 'message'])
+      .where('rollout_id', '=', rolloutId)
+      .orderBy('seq')
+      .execute();
+  }
+}
+
+function toRollout(row: {
+  id: string;
+  name: string;
+  release_id: string;
+  target: string;
+  options: string;
+  state: string;
+  reason: string | null;
+  created_at: number;
+  updated_at: number;
+}): RolloutRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    releaseId: row.release_id,
+    target: JSON.parse(row.target) as RolloutTarget,
+    options: JSON.parse(row.options) as RolloutOptions,
+    state: row.state as RolloutState,
+    reason: row.reason,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+function toDevice(row: {
+  device_id: string;
+  wave_index: number;
+  deployment_id: string;
+  state: string;
+  attempt: number;
+  artifact_id: string | null;
+  previous_deployment: string | null;
+  progress: number | null;
+  reason: string | null;
+  notified_at: number | null;
+  soak_until: number | null;
+  state_changed_at: number;
+}): RolloutDeviceRecord {
+  return {
+    deviceId: row.device_id,
+    waveIndex: row.wave_index,
+    deploymentId: row.deployment_id,
+    state: row.state as DeploymentState,
+    attempt: row.attempt,
+    artifactId: row.artifact_id,
+    previousDeployment: row.previous_deployment
+      ? (JSON.parse(row.previous_deployment) as DesiredState['deployment'])
+      : null,
+    progress: row.progress,
+    reason: row.reason,
+    notifiedAt: row.notified_at,
+    soakUntil: row.soak_until,
+    stateChangedAt: row.state_changed_at,
+  };
+}

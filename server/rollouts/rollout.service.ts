@@ -1,0 +1,142 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { BoardfleetError } from '../../protocol/errors.ts';
+import { CLOCK, type Clock } from '../common/clock.ts';
+import { invalidRequest, notFound } from '../common/errors.ts';
+import { generateId } from '../common/secrets.ts';
+import { DeviceRepository } from '../devices/device.repository.ts';
+import { ReleaseService } from '../releases/release.service.ts';
+import type { CreateRollout } from './rollout.dto.ts';
+import { type RolloutRecord, RolloutRepository, type WaveRecord } from './rollout.repository.ts';
+import { matchTarget, newRolloutDevice, RolloutEngine } from './rollout-engine.ts';
+import { DeploymentState, RolloutState, WaveState } from './rollout-state-machine.ts';
+import { countWave } from './wave-evaluator.ts';
+import { planWaves } from './wave-planner.ts';
+
+@Injectable()
+export class RolloutService {
+  constructor(
+    @Inject(RolloutRepository) private readonly rollouts: RolloutRepository,
+    @Inject(DeviceRepository) private readonly devices: DeviceRepository,
+    @Inject(ReleaseService) private readonly releases: ReleaseService,
+    @Inject(RolloutEngine) private readonly engine: RolloutEngine,
+    @Inject(CLOCK) private readonly clock: Clock,
+  ) {}
+
+  /** Shows how the target splits into waves without creating anything (the dashboard's preview). */
+  async preview(input: CreateRollout) {
+    const release = await this.releases.getOrThrow(input.release);
+    const targets = await matchTarget(this.devices, input.target);
+    const plan = planWaves(
+      targets.map((device) => device.id),
+      input.waves,
+    );
+    return {
+      release: release.name,
+      targetDevices: targets.length,
+      waves: plan.map((members, index) => ({
+        name: waveName(input.waves[index]?.name, index),
+        devices: members,
+      })),
+    };
+  }
+
+  async create(input: CreateRollout): Promise<RolloutRecord> {
+    const release = await this.releases.getOrThrow(input.release);
+    const targets = await matchTarget(this.devices, input.target);
+    if (targets.length === 0 && !input.dynamic) throw invalidRequest('no device matches the target');
+    const plan = planWaves(
+      targets.map((device) => device.id),
+      input.waves,
+    );
+    const now = this.clock.now();
+    const rollout: RolloutRecord = {
+      id: generateId('ro'),
+      name: input.name ?? `${release.name} rollout`,
+      releaseId: release.id,
+      target: input.target,
+      options: { onTrip: input.onTrip, rollbackOnAbort: input.rollbackOnAbort, dynamic: input.dynamic },
+      state: RolloutState.Running,
+      reason: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const waves: WaveRecord[] = input.waves.map((config, index) => ({
+      index,
+      name: waveName(config.name, index),
+      config,
+      state: WaveState.Pending,
+      startedAt: null,
+      finishedAt: null,
+    }));
+    const devices = plan.flatMap((members, index) =>
+      members.map((deviceId) => newRolloutDevice(deviceId, index, now)),
+    );
+    await this.rollouts.transaction(async (repository) => {
+      await repository.insertRollout(rollout, waves, devices);
+      await repository.log(
+        rollout.id,
+        `created for release ${release.name}: ${devices.length} device(s) in ${waves.length} wave(s)`,
+        now,
+      );
+    });
+    void this.engine.tick();
+    return rollout;
+  }
+
+  async getOrThrow(id: string): Promise<RolloutRecord> {
+    const rollout = await this.rollouts.getRollout(id);
+    if (!rollout) throw notFound(`rollout ${id}`);
+    return rollout;
+  }
+
+  /** The live view: the rollout, each wave with its counts, each device with state, progress and reason. */
+  async status(id: string) {
+    const rollout = await this.getOrThrow(id);
+    const waves = await this.rollouts.waves(id);
+    const devices = await this.rollouts.devices(id);
+    return {
+      ...rollout,
+      waves: waves.map((wave) => {
+        const members = devices.filter((device) => device.waveIndex === wave.index);
+        const counts = countWave(members.map((device) => device.state));
+        return {
+          ...wave,
+          counts: {
+            ...counts,
+            rolledBack: members.filter((device) => device.state === DeploymentState.RolledBack).length,
+          },
+        };
+      }),
+      devices: devices.map(({ previousDeployment: _previous, ...device }) => device),
+      log: await this.rollouts.logEntries(id),
+    };
+  }
+
+  list() {
+    return this.rollouts.listRollouts();
+  }
+
+  async act(id: string, action: 'pause' | 'resume' | 'abort' | 'approve', by: string) {
+    const rollout = await this.getOrThrow(id);
+    const done =
+      action === 'pause'
+        ? await this.engine.pause(rollout, by)
+        : action === 'resume'
+          ? await this.engine.resume(rollout, by)
+          : action === 'approve'
+            ? await this.engine.approve(rollout, by)
+            : await this.engine.abortByOperator(rollout, by);
+    if (!done) {
+      throw new BoardfleetError(
+        'conflict',
+        `cannot ${action} rollout ${id}: it is ${rollout.state}${action === 'approve' ? ' and no wave awaits approval' : ''}`,
+      );
+    }
+    void this.engine.tick();
+    return this.status(id);
+  }
+}
+
+function waveName(name: string | undefined, index: number): string {
+  return name ?? `wave ${index + 1}`;
+}

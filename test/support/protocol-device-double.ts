@@ -1,0 +1,123 @@
+import type { MqttClient } from 'mqtt';
+import { decodePayload, encodePayload } from '../../protocol/codec.ts';
+import type { DesiredState } from '../../protocol/schemas.ts';
+import { deviceTopic } from '../../protocol/topics.ts';
+import { connectDevice } from './mqtt-device.ts';
+
+export type DeploymentScript = 'succeed' | 'fail' | 'hang';
+
+/**
+ * A protocol-level double of a device agent, named as such: it speaks the wire contract (presence,
+ * inventory, heartbeats, desired state, deployment events) but installs nothing. The server's
+ * rollout engine is tested against it; the real agent's update state machine has its own tests.
+ */
+export class ProtocolDeviceDouble {
+  readonly desiredSeen: DesiredState[] = [];
+  private client!: MqttClient;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private eventCounter = 0;
+
+  constructor(
+    readonly deviceId: string,
+    private readonly secret: string,
+    private readonly board: string,
+    public script: DeploymentScript = 'succeed',
+  ) {}
+
+  async connect(mqttUrl: string): Promise<void> {
+    const presence = (state: 'online' | 'offline') =>
+      encodePayload('presence', {
+        state,
+        reason: state === 'online' ? 'started' : 'connection-lost',
+        at: Date.now(),
+      });
+    this.client = await connectDevice(mqttUrl, {
+      clientId: this.deviceId,
+      username: this.deviceId,
+      password: this.secret,
+      clean: false,
+      will: {
+        topic: deviceTopic(this.deviceId, 'presence'),
+        payload: Buffer.from(presence('offline')),
+        qos: 1,
+        retain: true,
+      },
+    });
+    this.client.on('message', (_topic, payload) => {
+      const decoded = decodePayload('desired', payload);
+      if (decoded.ok) void this.onDesired(decoded.value);
+    });
+    await this.client.publishAsync(deviceTopic(this.deviceId, 'presence'), presence('online'), {
+      qos: 1,
+      retain: true,
+    });
+    await this.client.publishAsync(
+      deviceTopic(this.deviceId, 'inventory'),
+      encodePayload('inventory', {
+        board: this.board,
+        os: 'double',
+        kernel: 'double',
+        architecture: 'arm64',
+        agentVersion: '0.0.0-double',
+        hostname: this.deviceId,
+        slots: [],
+        attachedBoards: [],
+        at: Date.now(),
+      }),
+      { qos: 1, retain: true },
+    );
+    this.beat();
+    this.heartbeat = setInterval(() => this.beat(), 300);
+    await this.client.subscribeAsync(deviceTopic(this.deviceId, 'desired'), { qos: 1 });
+  }
+
+  private beat(): void {
+    this.client.publish(
+      deviceTopic(this.deviceId, 'health'),
+      encodePayload('health', {
+        at: Date.now(),
+        uptimeSeconds: 1,
+        load: [0, 0, 0],
+        memory: { totalBytes: 1, availableBytes: 1 },
+        disk: { totalBytes: 1, freeBytes: 1 },
+        cpuTemperatureCelsius: null,
+        agentRssBytes: 1,
+      }),
+      { qos: 0 },
+    );
+  }
+
+  private async onDesired(desired: DesiredState): Promise<void> {
+    this.desiredSeen.push(desired);
+    const deployment = desired.deployment;
+    if (!deployment || deployment.rollback || this.script === 'hang') return;
+    const report = (state: string, message?: string) =>
+      this.client.publishAsync(
+        deviceTopic(this.deviceId, 'events'),
+        encodePayload('events', {
+          id: `${this.deviceId}-${++this.eventCounter}`,
+          at: Date.now(),
+          type: 'deployment',
+          deploymentId: deployment.id,
+          ...(message ? { message } : {}),
+          data: { state },
+        }),
+        { qos: 1 },
+      );
+    await report('downloading');
+    await report('installing');
+    if (this.script === 'fail') await report('failed', 'health check failed: app exited with status 1');
+    else await report('installed');
+  }
+
+  /** Drops the connection without DISCONNECT: the broker publishes the last-will (offline). */
+  crash(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.client.stream.destroy();
+  }
+
+  async close(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.client.endAsync(true);
+  }
+}
