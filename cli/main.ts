@@ -12,6 +12,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/devices.command.ts'),
   () => import('./commands/tokens.command.ts'),
   () => import('./commands/artifact.command.ts'),
+  () => import('./commands/rollout.command.ts'),
   () => import('./commands/build.command.ts'),
   () => import('./commands/probe.command.ts'),
 ];

@@ -1,0 +1,51 @@
+import type { Command } from 'commander';
+import { probeBoard } from '../../arduino/probe/probe-board.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
+import { printJson } from '../output.ts';
+
+export function register(program: Command): void {
+  program
+    .command('probe')
+    .description(
+      'Check that a board on a serial port runs Firmata and works (firmware, pins, latency, LED self-test)',
+    )
+    .requiredOption('--port <path>', 'serial port, e.g. /dev/ttyACM0')
+    .option('--timeout <ms>', 'how long to wait for the Firmata handshake', '10000')
+    .option('--led-pin <pin>', 'pin the self-test toggles', '13')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { port: string; timeout: string; ledPin: string; json?: boolean }) => {
+      const result = await probeBoard({
+        portPath: options.port,
+        timeoutMs: parsePositiveInteger(options.timeout, '--timeout'),
+        ledPin: parsePositiveInteger(options.ledPin, '--led-pin'),
+      });
+      const healthy = result.status === 'firmata' && result.selfTest.passed;
+      if (!healthy) process.exitCode = 1;
+      if (options.json) return printJson(result);
+      if (result.status === 'not-firmata') {
+        process.stdout.write(`Not Firmata: ${result.reason}\n`);
+        return;
+      }
+      const modes = Object.entries(result.capabilities)
+        .map(([mode, pins]) => `${mode} ${pins.length}`)
+        .join(', ');
+      const steps = result.selfTest.steps
+        .map((step) => `wrote ${step.wrote} read ${step.readBack ?? 'nothing'}`)
+        .join(', ');
+      process.stdout.write(
+        `Firmata board on ${result.portPath}\n` +
+          `  firmware:  ${result.firmware.name} ${result.firmware.version} (protocol ${result.protocolVersion}), ready after ${result.readyMs} ms\n` +
+          `  pins:      ${result.pinCount} (${result.analogPinCount} analog); ${modes}\n` +
+          `  latency:   ${result.latencyMs.median} ms median (min ${result.latencyMs.min}, max ${result.latencyMs.max})\n` +
+          `  self-test: ${result.selfTest.passed ? 'passed' : 'FAILED'} on pin ${result.selfTest.pin} (${steps})\n`,
+      );
+    });
+}
+
+function parsePositiveInteger(value: string, option: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0) {
+    throw new BoardfleetError('invalid-option', `${option} must be a whole number, not "${value}"`);
+  }
+  return number;
+}

@@ -1,0 +1,173 @@
+import type { Command } from 'commander';
+import { BoardfleetError } from '../../protocol/errors.ts';
+import type { RolloutService } from '../../server/rollouts/rollout.service.ts';
+import { ApiClient } from '../api-client.ts';
+import { printJson, printTable } from '../output.ts';
+
+type RolloutStatus = Awaited<ReturnType<RolloutService['status']>>;
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+const FINISHED = ['completed', 'aborted'];
+
+/** `--waves 1,10,50,100` (cumulative percentages) and/or `--canary ID` as the first wave. */
+function waveList(options: {
+  canary: string[];
+  waves: string;
+  soak: string;
+  errorThreshold: string;
+  successThreshold: string;
+  approve: boolean;
+  maxParallel: string;
+  rate?: string;
+}) {
+  const shared = {
+    soakSeconds: Number(options.soak),
+    errorThresholdPercent: Number(options.errorThreshold),
+    successThresholdPercent: Number(options.successThreshold),
+    maxParallel: Number(options.maxParallel),
+    ...(options.rate ? { notifyRatePerMinute: Number(options.rate) } : {}),
+  };
+  const percentages = options.waves.split(',').map(Number);
+  if (percentages.some((p) => !(p > 0 && p <= 100)))
+    throw new BoardfleetError('invalid-arguments', `--waves ${options.waves}: percentages between 1 and 100`);
+  return [
+    ...(options.canary.length > 0 ? [{ name: 'canary', canary: options.canary, ...shared }] : []),
+    ...percentages.map((percent, index) => ({
+      name: `${percent}%`,
+      percent,
+      ...shared,
+      // Every wave after the first waits for an operator when --approve is given.
+      requiresApproval: options.approve && (index > 0 || options.canary.length > 0),
+    })),
+  ];
+}
+
+function bar(done: number, failed: number, size: number, width = 30): string {
+  if (size === 0) return `[${' '.repeat(width)}]`;
+  const ok = Math.round((done / size) * width);
+  const bad = Math.min(width - ok, Math.round((failed / size) * width));
+  return `[${'#'.repeat(ok)}${'x'.repeat(bad)}${'.'.repeat(width - ok - bad)}]`;
+}
+
+function render(status: RolloutStatus): string {
+  const lines = [
+    `${status.name} (${status.id}): ${status.state}${status.reason ? ` — ${status.reason}` : ''}`,
+  ];
+  for (const wave of status.waves) {
+    const c = wave.counts;
+    lines.push(
+      `  ${wave.name.padEnd(10)} ${wave.state.padEnd(17)} ${bar(c.committed, c.failed, c.size)} ${c.committed}/${c.size} committed, ${c.inProgress} in progress, ${c.failed} failed`,
+    );
+  }
+  for (const device of status.devices.filter((d) => d.reason))
+    lines.push(`  ${device.deviceId}: ${device.state} — ${device.reason}`);
+  return lines.join('\n');
+}
+
+export function register(program: Command): void {
+  const rollout = program.command('rollout').description('Staged rollouts of a release to the fleet');
+
+  rollout
+    .command('create <release>')
+    .description('Roll a release out in waves: e.g. --tag lab --canary dev-1 --waves 10,50,100')
+    .option('--device <id>', 'target this device (repeatable)', collect, [])
+    .option('--tag <tag>', 'target devices with this tag (repeatable)', collect, [])
+    .option('--board <board>', 'target devices of this board (repeatable)', collect, [])
+    .option('--canary <id>', 'a device for the first, canary wave (repeatable)', collect, [])
+    .option('--waves <percentages>', 'cumulative share of the target per wave', '100')
+    .option('--soak <seconds>', 'how long updated devices must stay healthy', '60')
+    .option('--error-threshold <percent>', 'a wave trips when more than this % fails', '10')
+    .option('--success-threshold <percent>', '% committed before the next wave starts', '100')
+    .option('--max-parallel <n>', 'devices updating at once per wave', '50')
+    .option('--rate <per-minute>', 'notify at most this many devices a minute')
+    .option('--approve', 'wait for `rollout approve` before each wave after the first')
+    .option('--abort-on-trip', 'abort (instead of pause) when a wave trips')
+    .option('--rollback-on-abort', 'send the previous version back to every device the rollout moved')
+    .option('--static', 'do not add devices that start matching later')
+    .option('--dry-run', 'show how many devices each wave gets, start nothing')
+    .option('--json', 'machine-readable output')
+    .action(async (releaseName: string, options) => {
+      const target = {
+        ...(options.device.length ? { deviceIds: options.device } : {}),
+        ...(options.tag.length ? { tags: options.tag } : {}),
+        ...(options.board.length ? { boards: options.board } : {}),
+      };
+      if (Object.keys(target).length === 0)
+        throw new BoardfleetError('invalid-arguments', 'choose a target: --device, --tag and/or --board');
+      const body = {
+        release: releaseName,
+        target,
+        waves: waveList(options),
+        onTrip: options.abortOnTrip ? 'abort' : 'pause',
+        rollbackOnAbort: Boolean(options.rollbackOnAbort),
+        dynamic: !options.static,
+      };
+      const api = ApiClient.fromEnvironment();
+      if (options.dryRun) {
+        const preview = await api.request<{
+          targetDevices: number;
+          waves: Array<{ name: string; devices: string[] }>;
+        }>('POST', '/api/v1/rollouts/preview', body);
+        if (options.json) return printJson(preview);
+        process.stdout.write(`${preview.targetDevices} device(s) match\n`);
+        for (const wave of preview.waves)
+          process.stdout.write(`  ${wave.name}: ${wave.devices.length} device(s)\n`);
+        return;
+      }
+      const created = await api.request<{ id: string }>('POST', '/api/v1/rollouts', body);
+      if (options.json) return printJson(created);
+      process.stdout.write(
+        `Started rollout ${created.id}. Watch it with: boardfleet rollout status ${created.id} --watch\n`,
+      );
+    });
+
+  rollout
+    .command('list')
+    .description('List rollouts')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { json?: boolean }) => {
+      const { rollouts } = await ApiClient.fromEnvironment().request<{
+        rollouts: Array<{ id: string; name: string; state: string; reason: string | null }>;
+      }>('GET', '/api/v1/rollouts');
+      if (options.json) return printJson(rollouts);
+      printTable(
+        rollouts.map((r) => ({ id: r.id, name: r.name, state: r.state, reason: r.reason ?? '' })),
+        ['id', 'name', 'state', 'reason'],
+      );
+    });
+
+  rollout
+    .command('status <id>')
+    .description('Waves and devices of a rollout; --watch follows it live until it finishes')
+    .option('--watch', 'refresh every second until the rollout completes or is aborted')
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, options: { watch?: boolean; json?: boolean }) => {
+      const api = ApiClient.fromEnvironment();
+      for (;;) {
+        const status = await api.request<RolloutStatus>('GET', `/api/v1/rollouts/${encodeURIComponent(id)}`);
+        if (options.json) return printJson(status);
+        const text = render(status);
+        if (options.watch && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
+        process.stdout.write(`${text}\n`);
+        if (!options.watch || FINISHED.includes(status.state)) return;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    });
+
+  for (const action of ['pause', 'resume', 'abort', 'approve'] as const) {
+    rollout
+      .command(`${action} <id>`)
+      .description(
+        action === 'approve'
+          ? 'Let the wave that awaits approval start'
+          : `${action[0]?.toUpperCase()}${action.slice(1)} a rollout`,
+      )
+      .action(async (id: string) => {
+        const status = await ApiClient.fromEnvironment().request<RolloutStatus>(
+          'POST',
+          `/api/v1/rollouts/${encodeURIComponent(id)}/${action}`,
+        );
+        process.stdout.write(`${render(status)}\n`);
+      });
+  }
+}
