@@ -202,6 +202,29 @@ describe.each(databaseBackends)('rollouts on $name', (backend) => {
     expect((await server.api('POST', `/api/v1/rollouts/${created.id}/pause`)).status).toBe(200);
   });
 
+  it('keeps its state across a server restart and serves each device its desired state again', async () => {
+    const devices = await fleet('restart', ['hang', 'hang']);
+    const { body: created } = await server.api<{ id: string }>('POST', '/api/v1/rollouts', {
+      release: await release(),
+      target: { tags: ['restart'] },
+      waves: [{ percent: 100, ...fastWave }],
+    });
+    await eventually('both notified', () => devices.every((device) => device.desiredSeen.length === 1));
+    const before = devices.map((device) => device.desiredSeen[0]!);
+    await Promise.all(devices.map((device) => device.close()));
+    server = await server.restart();
+    for (const device of devices) {
+      device.desiredSeen.length = 0;
+      device.script = 'succeed';
+      await device.connect(server.mqttUrl);
+    }
+    // The retained desired state is back after the restart, same version and deployment: nothing re-planned.
+    await eventually('desired republished', () => devices.every((device) => device.desiredSeen.length > 0));
+    expect(devices.map((device) => device.desiredSeen[0])).toEqual(before);
+    const done = await until(created.id, 'rollout completed after restart', (s) => s.state === 'completed');
+    expect(done.devices.map((device) => device.state)).toEqual(['committed', 'committed']);
+  });
+
   it('previews how many devices each wave gets', async () => {
     await fleet('preview', ['hang', 'hang', 'hang', 'hang']);
     const preview = await server.api<{ targetDevices: number; waves: Array<{ devices: string[] }> }>(
