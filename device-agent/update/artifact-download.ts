@@ -1,0 +1,79 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { BoardfleetError } from '../../protocol/errors.ts';
+
+export interface DownloadRequest {
+  url: string;
+  /** Where the bytes go; a partial file from an earlier attempt is resumed from its end. */
+  destination: string;
+  expectedSize: number;
+  /** HTTP Basic credentials of the device. */
+  auth: { deviceId: string; secret: string };
+  signal?: AbortSignal;
+  onProgress?: (received: number, total: number) => void;
+}
+
+/**
+ * Downloads an artifact with resume: an existing partial file is continued with a Range
+ * request, so a dropped connection on a slow link costs only what was lost. Returns how many
+ * bytes this call transferred. Refuses to grow a file past the expected size (endless data).
+ */
+export async function downloadArtifact(request: DownloadRequest): Promise<{ transferred: number }> {
+  const already = existsSync(request.destination) ? statSync(request.destination).size : 0;
+  if (already > request.expectedSize) {
+    throw new BoardfleetError(
+      'download-oversize',
+      `partial download ${request.destination} is larger than the expected ${request.expectedSize} bytes`,
+    );
+  }
+  if (already === request.expectedSize) return { transferred: 0 };
+  const response = await fetch(request.url, {
+    headers: {
+      authorization: `Basic ${Buffer.from(`${request.auth.deviceId}:${request.auth.secret}`).toString('base64')}`,
+      ...(already > 0 ? { range: `bytes=${already}-` } : {}),
+    },
+    ...(request.signal ? { signal: request.signal } : {}),
+  });
+  if (!(response.status === 200 || response.status === 206) || !response.body) {
+    throw new BoardfleetError(
+      'download-failed',
+      `downloading ${request.url} failed: HTTP ${response.status}`,
+    );
+  }
+  // A server that ignores Range answers 200 with the whole file: start over rather than append.
+  const resuming = response.status === 206 && already > 0;
+  const file = await open(request.destination, resuming ? 'a' : 'w');
+  let received = resuming ? already : 0;
+  let transferred = 0;
+  try {
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      received += chunk.length;
+      transferred += chunk.length;
+      if (received > request.expectedSize) {
+        throw new BoardfleetError(
+          'download-oversize',
+          `the server sent more than the expected ${request.expectedSize} bytes`,
+        );
+      }
+      await file.write(chunk);
+      request.onProgress?.(received, request.expectedSize);
+    }
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  if (received !== request.expectedSize) {
+    throw new BoardfleetError(
+      'download-truncated',
+      `download ended at ${received} of ${request.expectedSize} bytes; it resumes from there next time`,
+    );
+  }
+  return { transferred };
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
