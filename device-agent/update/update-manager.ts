@@ -1,0 +1,301 @@
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import { isBoardfleetError } from '../../protocol/errors.ts';
+import type { ArtifactManifest } from '../../protocol/manifest.ts';
+import type { DesiredState } from '../../protocol/schemas.ts';
+import { downloadArtifact } from './artifact-download.ts';
+import { verifyDeployment } from './artifact-verify.ts';
+import {
+  MAX_STATE_ENTRIES,
+  REPORTED_AS,
+  RESUME_STATE,
+  TERMINAL_UPDATE_STATES,
+  UPDATE_TRANSITIONS,
+  UpdateEvent,
+  type UpdateRecord,
+  UpdateState,
+} from './update-state-machine.ts';
+import type { UpdateStrategy } from './update-strategy.ts';
+
+type Deployment = NonNullable<DesiredState['deployment']>;
+
+export interface UpdateReport {
+  deploymentId: string;
+  state: string;
+  progress?: number;
+  reason?: string;
+}
+
+export interface UpdateManagerOptions {
+  dataDir: string;
+  serverUrl: string;
+  auth: { deviceId: string; secret: string };
+  fleetPublicKeyPem: string;
+  strategies: Partial<Record<Deployment['strategy'], UpdateStrategy>>;
+  report: (report: UpdateReport) => void;
+  logger: Logger;
+  /** Test hook: called after each state is saved, before its step runs (fault injection). */
+  afterSave?: (state: UpdateState) => void;
+}
+
+const EMPTY: UpdateRecord = {
+  schemaVersion: 1,
+  state: UpdateState.Idle,
+  deployment: null,
+  previous: null,
+  running: null,
+  entries: 0,
+  reason: null,
+};
+
+/**
+ * Applies deployments one at a time: download (resumable) → verify → install → reboot if the
+ * strategy needs one → health check → commit, or roll back. The record is saved (atomically)
+ * before every step; `start()` resumes a saved in-between state.
+ */
+export class UpdateManager {
+  private record: UpdateRecord;
+  private readonly stateFile: string;
+  private readonly downloads: string;
+  private work: Promise<void> = Promise.resolve();
+  private abort = new AbortController();
+
+  constructor(private readonly options: UpdateManagerOptions) {
+    this.stateFile = join(options.dataDir, 'update-state.json');
+    this.downloads = join(options.dataDir, 'downloads');
+    mkdirSync(this.downloads, { recursive: true });
+    this.record = existsSync(this.stateFile)
+      ? (JSON.parse(readFileSync(this.stateFile, 'utf8')) as UpdateRecord)
+      : { ...EMPTY };
+  }
+
+  get current(): Readonly<UpdateRecord> {
+    return this.record;
+  }
+
+  /** Resumes whatever the last run left in between, and restarts the committed app. */
+  start(): Promise<void> {
+    const resumeAt = RESUME_STATE[this.record.state];
+    if (TERMINAL_UPDATE_STATES.includes(resumeAt)) {
+      const strategy = this.record.deployment
+        ? this.options.strategies[this.record.deployment.strategy]
+        : undefined;
+      return strategy?.resume() ?? Promise.resolve();
+    }
+    this.options.logger.info({ state: this.record.state, resumeAt }, 'resuming an interrupted update');
+    return this.enqueue(async () => {
+      // The installed version died with the agent (or the reboot): start it before checking it.
+      if (resumeAt === UpdateState.HealthChecking && this.record.deployment) {
+        await this.options.strategies[this.record.deployment.strategy]?.resume();
+      }
+      await this.runFrom(resumeAt, true);
+    });
+  }
+
+  /** Reconciles toward a desired deployment; repeated or already-finished deployments change nothing. */
+  apply(deployment: Deployment | null): Promise<void> {
+    return this.enqueue(async () => {
+      if (deployment === null) return;
+      if (this.record.deployment?.id === deployment.id) {
+        const reported = REPORTED_AS[this.record.state];
+        if (reported && TERMINAL_UPDATE_STATES.includes(this.record.state))
+          this.send(reported, this.record.reason ?? undefined);
+        return;
+      }
+      const strategy = this.options.strategies[deployment.strategy];
+      if (!strategy) {
+        this.options.report({
+          deploymentId: deployment.id,
+          state: 'failed',
+          reason: `this agent has no ${deployment.strategy} strategy`,
+        });
+        return;
+      }
+      // Whatever runs now is what a rollback returns to (an update cut short never changed it).
+      const running = this.record.running;
+      this.record = {
+        schemaVersion: 1,
+        state: UpdateState.Idle,
+        deployment,
+        previous: running,
+        running,
+        entries: 0,
+        reason: null,
+      };
+      await this.runFrom(UPDATE_TRANSITIONS[UpdateState.Idle][UpdateEvent.Start] as UpdateState, false);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.work;
+    for (const strategy of Object.values(this.options.strategies)) await strategy?.stop();
+  }
+
+  private enqueue(work: () => Promise<void>): Promise<void> {
+    this.work = this.work
+      .then(work)
+      .catch((error: unknown) => this.options.logger.error({ err: error }, 'update step failed'));
+    return this.work;
+  }
+
+  private async runFrom(initial: UpdateState, resumed: boolean): Promise<void> {
+    let state = initial;
+    let reentered = resumed;
+    while (!TERMINAL_UPDATE_STATES.includes(state)) {
+      this.save(state, reentered);
+      reentered = false;
+      if (this.record.entries > MAX_STATE_ENTRIES) {
+        if (state === UpdateState.RollingBack) {
+          // Nothing safer is left to try; stay put and say so rather than loop.
+          this.options.logger.error(
+            { deploymentId: this.record.deployment?.id },
+            'rollback keeps failing; leaving the device for an operator',
+          );
+          return;
+        }
+        state =
+          this.next(UpdateEvent.Unhealthy) ?? this.next(UpdateEvent.Rejected) ?? UpdateState.RollingBack;
+        this.record.reason = `update loop: entered ${this.record.state} ${this.record.entries} times`;
+        continue;
+      }
+      const event = await this.step(state);
+      const next = this.next(event);
+      if (!next) throw new Error(`no transition from ${state} on ${event}`);
+      state = next;
+    }
+    this.save(state, false);
+  }
+
+  private next(event: UpdateEvent): UpdateState | null {
+    return UPDATE_TRANSITIONS[this.record.state][event] ?? null;
+  }
+
+  private async step(state: UpdateState): Promise<UpdateEvent> {
+    const deployment = this.record.deployment as Deployment;
+    const strategy = this.options.strategies[deployment.strategy] as UpdateStrategy;
+    const artifactPath = join(this.downloads, `${deployment.sha256}.artifact`);
+    const signal = this.abort.signal;
+    try {
+      switch (state) {
+        case UpdateState.Downloading: {
+          let lastDecile = -1;
+          await downloadArtifact({
+            url: new URL(deployment.url, this.options.serverUrl).toString(),
+            destination: artifactPath,
+            expectedSize: deployment.size,
+            auth: this.options.auth,
+            signal,
+            onProgress: (received, total) => {
+              const decile = Math.floor((received / total) * 10);
+              if (decile !== lastDecile) {
+                lastDecile = decile;
+                this.options.report({
+                  deploymentId: deployment.id,
+                  state: 'downloading',
+                  progress: decile * 10,
+                });
+              }
+            },
+          });
+          return UpdateEvent.Downloaded;
+        }
+        case UpdateState.Verifying:
+          await this.verify(deployment, artifactPath);
+          return UpdateEvent.Verified;
+        case UpdateState.Installing: {
+          const manifest = await this.verify(deployment, artifactPath);
+          const { needsReboot } = await strategy.install(artifactPath, manifest, signal);
+          return needsReboot ? UpdateEvent.NeedsReboot : UpdateEvent.Installed;
+        }
+        case UpdateState.HealthChecking: {
+          const manifest = await this.verify(deployment, artifactPath);
+          const result = await strategy.healthCheck(manifest, signal);
+          if (!result.healthy) {
+            this.record.reason = result.reason;
+            return UpdateEvent.Unhealthy;
+          }
+          await strategy.commit(manifest);
+          this.record.running = { artifact: deployment.artifact, version: deployment.version };
+          rmSync(artifactPath, { force: true });
+          return UpdateEvent.Healthy;
+        }
+        case UpdateState.RollingBack:
+          await strategy.rollback(this.record.previous);
+          this.record.running = this.record.previous;
+          return UpdateEvent.RollbackDone;
+        default:
+          throw new Error(`no step for ${state}`);
+      }
+    } catch (error) {
+      this.record.reason = isBoardfleetError(error)
+        ? error.message
+        : `unexpected: ${(error as Error).message}`;
+      this.options.logger.warn({ err: error, state, deploymentId: deployment.id }, 'update step failed');
+      if (state === UpdateState.Downloading || state === UpdateState.Verifying) {
+        // A bad download is discarded, so the next attempt starts clean.
+        if (isBoardfleetError(error) && error.code !== 'download-truncated')
+          rmSync(artifactPath, { force: true });
+        return UpdateEvent.Rejected;
+      }
+      return UpdateEvent.Unhealthy;
+    }
+  }
+
+  private verify(deployment: Deployment, artifactPath: string): Promise<ArtifactManifest> {
+    return verifyDeployment({
+      deployment,
+      fleetPublicKeyPem: this.options.fleetPublicKeyPem,
+      downloadedPath: artifactPath,
+      runningVersion:
+        this.record.previous?.artifact === deployment.artifact
+          ? (this.record.previous?.version ?? null)
+          : null,
+    });
+  }
+
+  /** Writes the record before the step runs, then tells the server (reporting after saving keeps it truthful). */
+  private save(state: UpdateState, reentered: boolean): void {
+    const entries = state === this.record.state || reentered ? this.record.entries + 1 : 1;
+    this.record = { ...this.record, state, entries };
+    writeFileAtomically(this.stateFile, `${JSON.stringify(this.record, null, 2)}\n`);
+    const reported = REPORTED_AS[state];
+    if (reported)
+      this.send(
+        reported,
+        state === UpdateState.Failed || state === UpdateState.RolledBack
+          ? (this.record.reason ?? undefined)
+          : undefined,
+      );
+    this.options.afterSave?.(state);
+  }
+
+  private send(state: string, reason?: string): void {
+    const deploymentId = this.record.deployment?.id;
+    if (deploymentId) this.options.report({ deploymentId, state, ...(reason ? { reason } : {}) });
+  }
+}
+
+function writeFileAtomically(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const temporary = `${path}.tmp`;
+  const fd = openSync(temporary, 'w', 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, path);
+}

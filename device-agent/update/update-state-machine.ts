@@ -1,0 +1,120 @@
+import type { DesiredState } from '../../protocol/schemas.ts';
+
+/**
+ * The agent's update state machine, one table. The state is written to disk before each risky
+ * step; after a crash or power cut the agent maps the saved state to where it resumes, so it
+ * ends with the old version running or the new one committed, never in between.
+ */
+export enum UpdateState {
+  Idle = 'idle',
+  Downloading = 'downloading',
+  Verifying = 'verifying',
+  Installing = 'installing',
+  AwaitingReboot = 'awaiting-reboot',
+  HealthChecking = 'health-checking',
+  Committed = 'committed',
+  RollingBack = 'rolling-back',
+  RolledBack = 'rolled-back',
+  /** Nothing was changed on the device (bad download or verification): the old version runs on. */
+  Failed = 'failed',
+}
+
+export enum UpdateEvent {
+  Start = 'start',
+  Downloaded = 'downloaded',
+  Verified = 'verified',
+  Installed = 'installed',
+  NeedsReboot = 'needs-reboot',
+  Rebooted = 'rebooted',
+  Healthy = 'healthy',
+  Unhealthy = 'unhealthy',
+  /** A step failed before the running version was touched. */
+  Rejected = 'rejected',
+  RollbackDone = 'rollback-done',
+}
+
+export const UPDATE_TRANSITIONS: Record<UpdateState, Partial<Record<UpdateEvent, UpdateState>>> = {
+  [UpdateState.Idle]: { [UpdateEvent.Start]: UpdateState.Downloading },
+  [UpdateState.Downloading]: {
+    [UpdateEvent.Downloaded]: UpdateState.Verifying,
+    [UpdateEvent.Rejected]: UpdateState.Failed,
+  },
+  [UpdateState.Verifying]: {
+    [UpdateEvent.Verified]: UpdateState.Installing,
+    [UpdateEvent.Rejected]: UpdateState.Failed,
+  },
+  [UpdateState.Installing]: {
+    [UpdateEvent.Installed]: UpdateState.HealthChecking,
+    [UpdateEvent.NeedsReboot]: UpdateState.AwaitingReboot,
+    [UpdateEvent.Unhealthy]: UpdateState.RollingBack,
+  },
+  [UpdateState.AwaitingReboot]: {
+    [UpdateEvent.Rebooted]: UpdateState.HealthChecking,
+    [UpdateEvent.Unhealthy]: UpdateState.RollingBack,
+  },
+  [UpdateState.HealthChecking]: {
+    [UpdateEvent.Healthy]: UpdateState.Committed,
+    [UpdateEvent.Unhealthy]: UpdateState.RollingBack,
+  },
+  [UpdateState.RollingBack]: { [UpdateEvent.RollbackDone]: UpdateState.RolledBack },
+  [UpdateState.Committed]: { [UpdateEvent.Start]: UpdateState.Downloading },
+  [UpdateState.RolledBack]: { [UpdateEvent.Start]: UpdateState.Downloading },
+  [UpdateState.Failed]: { [UpdateEvent.Start]: UpdateState.Downloading },
+};
+
+/**
+ * Where a saved state resumes after the agent restarts. Each step is idempotent, so resuming
+ * re-runs it: a download continues from its partial file, an install re-extracts into the same
+ * versioned directory, a health check starts again.
+ */
+export const RESUME_STATE: Record<UpdateState, UpdateState> = {
+  [UpdateState.Idle]: UpdateState.Idle,
+  [UpdateState.Downloading]: UpdateState.Downloading,
+  [UpdateState.Verifying]: UpdateState.Verifying,
+  [UpdateState.Installing]: UpdateState.Installing,
+  [UpdateState.AwaitingReboot]: UpdateState.HealthChecking,
+  [UpdateState.HealthChecking]: UpdateState.HealthChecking,
+  [UpdateState.Committed]: UpdateState.Committed,
+  [UpdateState.RollingBack]: UpdateState.RollingBack,
+  [UpdateState.RolledBack]: UpdateState.RolledBack,
+  [UpdateState.Failed]: UpdateState.Failed,
+};
+
+export const TERMINAL_UPDATE_STATES: readonly UpdateState[] = [
+  UpdateState.Idle,
+  UpdateState.Committed,
+  UpdateState.RolledBack,
+  UpdateState.Failed,
+];
+
+/** Entering the same state this many times for one deployment means a crash loop: roll back. */
+export const MAX_STATE_ENTRIES = 3;
+
+export interface RunningVersion {
+  artifact: string;
+  version: string;
+}
+
+/** What is saved to disk (versioned, written atomically) before each step. */
+export interface UpdateRecord {
+  schemaVersion: 1;
+  state: UpdateState;
+  deployment: NonNullable<DesiredState['deployment']> | null;
+  /** What ran before this deployment: the rollback target. */
+  previous: RunningVersion | null;
+  /** What runs now, as far as the agent knows (reported in the inventory slots). */
+  running: RunningVersion | null;
+  entries: number;
+  reason: string | null;
+}
+
+/** What the server hears for each state (its rollout engine's vocabulary). */
+export const REPORTED_AS: Partial<Record<UpdateState, string>> = {
+  [UpdateState.Downloading]: 'downloading',
+  [UpdateState.Verifying]: 'installing',
+  [UpdateState.Installing]: 'installing',
+  [UpdateState.AwaitingReboot]: 'awaiting-reboot',
+  [UpdateState.Committed]: 'installed',
+  [UpdateState.Failed]: 'failed',
+  [UpdateState.RolledBack]: 'rolled-back',
+};
