@@ -10,6 +10,7 @@ const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.me
 const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./commands/server.command.ts'),
   () => import('./commands/devices.command.ts'),
+  () => import('./commands/agent.command.ts'),
   () => import('./commands/tokens.command.ts'),
   () => import('./commands/artifact.command.ts'),
   () => import('./commands/rollout.command.ts'),

@@ -113,6 +113,7 @@ export async function startServer(
     });
     await mqttClient.start();
     stops.push(() => mqttClient.stop());
+    stops.push(() => broker.disconnectDevices());
 
     const releaseService = new ReleaseService(new ReleaseRepository(db), artifactRepository, clock);
     const rolloutRepository = new RolloutRepository(db);

@@ -16,6 +16,8 @@ import {
 export const SERVER_MQTT_USERNAME = 'boardfleet-server';
 
 const BAD_CREDENTIALS = 4;
+/** Time for the broker to hand already-acknowledged messages to the server's session. */
+const IN_FLIGHT_GRACE_MS = 200;
 const IDENTIFIER_REJECTED = 2;
 
 function authError(returnCode: number, message: string): AuthenticateError {
@@ -115,17 +117,33 @@ export class EmbeddedBroker {
     if (!this.serverClients.has(client.id)) this.options.metrics.connectedDevices.inc(delta);
   }
 
+  /** Aedes keeps connected clients by id; its type declarations do not list the map. */
+  private clientsById(): Record<string, Client | undefined> {
+    return (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients;
+  }
+
   /** Drops a device's connection now (revocation); it cannot come back because its secret is gone. */
   disconnect(deviceId: string): void {
-    // Aedes keeps connected clients by id; its type declarations do not list the map.
-    const clients = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients;
-    const client = clients[deviceId];
+    const client = this.clientsById()[deviceId];
     client?.close();
+  }
+
+  /**
+   * First step of a graceful stop: devices are disconnected (their last-wills do not matter, the
+   * server marks everyone offline on start), then messages already acknowledged to them get a
+   * moment to reach the server's own session before it closes.
+   */
+  async disconnectDevices(): Promise<void> {
+    this.server.close();
+    for (const [id, client] of Object.entries(this.clientsById())) {
+      if (!this.serverClients.has(id)) client?.close();
+    }
+    await new Promise((resolve) => setTimeout(resolve, IN_FLIGHT_GRACE_MS));
   }
 
   async stop(): Promise<void> {
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.server.listening) await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
 

@@ -3,6 +3,7 @@ import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request } from 'express';
 import { z } from 'zod';
 import { BoardfleetError } from '../../protocol/errors.ts';
+import { SigningKeyRepository } from '../artifacts/signing-key.repository.ts';
 import { bearerToken, Public } from '../auth/operator-auth.guard.ts';
 import { MQTT_ENDPOINT, type MqttEndpoint } from '../broker/mqtt-endpoint.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
@@ -22,6 +23,7 @@ export class ProvisioningController {
     @Inject(DeviceService) private readonly devices: DeviceService,
     @Inject(MQTT_ENDPOINT) private readonly mqttEndpoint: MqttEndpoint,
     @Inject(CLOCK) private readonly clock: Clock,
+    @Inject(SigningKeyRepository) private readonly signingKey: SigningKeyRepository,
   ) {}
 
   @Post('provisioning-tokens')
@@ -48,6 +50,11 @@ export class ProvisioningController {
       );
     }
     const { device, secret } = await this.devices.create(parseBody(provisionBody, body));
-    return { deviceId: device.id, secret, mqttUrl: this.mqttEndpoint.urlFor(host) };
+    return {
+      deviceId: device.id,
+      secret,
+      mqttUrl: this.mqttEndpoint.urlFor(host),
+      fleetPublicKeyPem: this.signingKey.publicKeyPem,
+    };
   }
 }

@@ -1,0 +1,293 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { decodePayload, encodePayload } from '../../protocol/codec.ts';
+import type { Command, DesiredState, DeviceEvent, Inventory } from '../../protocol/schemas.ts';
+import { deviceTopic } from '../../protocol/topics.ts';
+import type { UpdateManager } from '../update/update-manager.ts';
+import { readJson, writeJsonAtomically } from './atomic-file.ts';
+import type { Collectors } from './collectors.ts';
+import { Outbox } from './outbox.ts';
+
+export interface DeviceAgentOptions {
+  deviceId: string;
+  secret: string;
+  /** One or more brokers; the next is tried when one cannot be reached. */
+  mqttUrls: string[];
+  dataDir: string;
+  heartbeatSeconds: number;
+  keepaliveSeconds: number;
+  collectors: Collectors;
+  logger: Logger;
+  /** Applies deployments from the desired state; null for an agent that only reports (simulated devices). */
+  updates: UpdateManager | null;
+}
+
+interface AgentState {
+  schemaVersion: 1;
+  desiredVersion: number;
+  /** The last command ids handled, so a redelivered command is not run twice. */
+  handledCommands: string[];
+}
+
+const REMEMBERED_COMMANDS = 100;
+const MAX_BACKOFF_MS = 60_000;
+
+/**
+ * The agent's MQTT side: presence with a last-will, inventory when it changes, heartbeats,
+ * events through an on-disk outbox, idempotent commands, and the desired state handed to the
+ * update manager. Emits 'online' and 'offline'.
+ */
+export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired: [DesiredState] }> {
+  private client: MqttClient | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private backoffMs = 1_000;
+  private stopping = false;
+  private flushing: Promise<void> = Promise.resolve();
+  private lastInventory = '';
+  private readonly statePath: string;
+  private state: AgentState;
+  readonly outbox: Outbox;
+
+  constructor(private readonly options: DeviceAgentOptions) {
+    super();
+    this.statePath = join(options.dataDir, 'agent-state.json');
+    this.state = readJson<AgentState>(this.statePath) ?? {
+      schemaVersion: 1,
+      desiredVersion: -1,
+      handledCommands: [],
+    };
+    this.outbox = new Outbox(options.dataDir);
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  start(): void {
+    const { deviceId, secret, keepaliveSeconds, mqttUrls } = this.options;
+    const [first, ...rest] = mqttUrls.map((url) => new URL(url));
+    if (!first) throw new Error('no MQTT URL');
+    const servers = [first, ...rest].map((url) => ({
+      host: url.hostname,
+      port: Number(url.port || 1883),
+      protocol: url.protocol.replace(':', '') as 'mqtt' | 'mqtts',
+    }));
+    this.client = mqtt.connect({
+      servers,
+      protocolVersion: 4,
+      clientId: deviceId,
+      username: deviceId,
+      password: secret,
+      clean: false,
+      keepalive: keepaliveSeconds,
+      // Reconnects are ours: exponential backoff with jitter, so a fleet does not return in lockstep.
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      will: {
+        topic: deviceTopic(deviceId, 'presence'),
+        payload: Buffer.from(
+          encodePayload('presence', { state: 'offline', reason: 'connection-lost', at: Date.now() }),
+        ),
+        qos: 1,
+        retain: true,
+      },
+    });
+    this.client.on('connect', () => void this.onConnect());
+    this.client.on('close', () => this.onClose());
+    this.client.on('error', (error) => this.options.logger.warn({ err: error }, 'MQTT error'));
+    this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
+  }
+
+  private async onConnect(): Promise<void> {
+    const client = this.client as MqttClient;
+    this.backoffMs = 1_000;
+    this.options.logger.info({ deviceId: this.options.deviceId }, 'connected');
+    const { deviceId } = this.options;
+    try {
+      await client.publishAsync(
+        deviceTopic(deviceId, 'presence'),
+        encodePayload('presence', {
+          state: 'online',
+          reason: 'started',
+          at: Date.now(),
+          agentVersion: this.options.collectors.inventory().agentVersion,
+        }),
+        { qos: 1, retain: true },
+      );
+      this.lastInventory = '';
+      await this.publishInventory();
+      this.publishHealth();
+      await client.subscribeAsync([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'commands')], {
+        qos: 1,
+      });
+    } catch (error) {
+      this.options.logger.warn({ err: error }, 'announcing the device failed');
+    }
+    this.heartbeat ??= setInterval(() => {
+      this.publishHealth();
+      void this.publishInventory();
+    }, this.options.heartbeatSeconds * 1000);
+    this.emit('online');
+    this.flush();
+  }
+
+  private onClose(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    this.emit('offline');
+    if (this.stopping || this.reconnectTimer) return;
+    const delay = this.backoffMs * (0.5 + Math.random());
+    this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.stopping) this.client?.reconnect();
+    }, delay);
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    if (topic === deviceTopic(this.options.deviceId, 'commands')) {
+      const decoded = decodePayload('commands', payload);
+      if (!decoded.ok)
+        return void this.options.logger.warn(
+          { reason: decoded.reason, detail: decoded.detail },
+          'invalid command dropped',
+        );
+      this.onCommand(decoded.value);
+    } else if (topic === deviceTopic(this.options.deviceId, 'desired')) {
+      const decoded = decodePayload('desired', payload);
+      if (!decoded.ok)
+        return void this.options.logger.warn(
+          { reason: decoded.reason, detail: decoded.detail },
+          'invalid desired state dropped',
+        );
+      this.onDesired(decoded.value);
+    }
+  }
+
+  private onCommand(command: Command): void {
+    if (this.state.handledCommands.includes(command.id)) return;
+    this.state.handledCommands = [...this.state.handledCommands, command.id].slice(-REMEMBERED_COMMANDS);
+    this.saveState();
+    if (command.type === 'ping') this.recordEvent('command-result', { commandId: command.id, ok: true });
+    if (command.type === 'report') {
+      this.lastInventory = '';
+      void this.publishInventory();
+      this.publishHealth();
+      this.recordEvent('command-result', { commandId: command.id, ok: true });
+    }
+  }
+
+  private onDesired(desired: DesiredState): void {
+    // Retained and redelivered on every reconnect: only a newer version is acted on.
+    if (desired.version <= this.state.desiredVersion) return;
+    this.state.desiredVersion = desired.version;
+    this.saveState();
+    this.emit('desired', desired);
+    this.recordEvent('desired-state-received', { version: desired.version });
+    void this.options.updates?.apply(desired.deployment).then(() => void this.publishInventory());
+  }
+
+  /** Queues an event on disk and sends it when connected; removed only once the broker acknowledged it. */
+  recordEvent(
+    type: string,
+    data?: Record<string, unknown>,
+    extra: { message?: string; deploymentId?: string } = {},
+  ): DeviceEvent {
+    const event: DeviceEvent = {
+      id: randomUUID(),
+      at: Date.now(),
+      type,
+      ...extra,
+      ...(data ? { data } : {}),
+    };
+    this.outbox.add(event);
+    this.flush();
+    return event;
+  }
+
+  private flush(): void {
+    this.flushing = this.flushing.then(async () => {
+      for (const event of [...this.outbox.pending()]) {
+        const client = this.client;
+        if (!client?.connected) return;
+        try {
+          await client.publishAsync(
+            deviceTopic(this.options.deviceId, 'events'),
+            encodePayload('events', event),
+            { qos: 1 },
+          );
+          this.outbox.acknowledge(event.id);
+        } catch (error) {
+          this.options.logger.debug({ err: error }, 'event not acknowledged yet; kept in the outbox');
+          return;
+        }
+      }
+    });
+  }
+
+  private publishHealth(): void {
+    if (!this.client?.connected) return;
+    this.client.publish(
+      deviceTopic(this.options.deviceId, 'health'),
+      encodePayload('health', this.options.collectors.health()),
+      { qos: 0 },
+    );
+  }
+
+  /** Publishes the inventory when it differs from the last one sent (retained, so the server always has it). */
+  private async publishInventory(): Promise<void> {
+    if (!this.client?.connected) return;
+    const running = this.options.updates?.current.running ?? null;
+    const base = this.options.collectors.inventory();
+    const inventory: Omit<Inventory, 'at'> = {
+      ...base,
+      slots: running
+        ? [{ name: 'app', artifact: running.artifact, version: running.version, active: true }]
+        : [],
+      attachedBoards: [],
+    };
+    const text = JSON.stringify(inventory);
+    if (text === this.lastInventory) return;
+    this.lastInventory = text;
+    await this.client.publishAsync(
+      deviceTopic(this.options.deviceId, 'inventory'),
+      encodePayload('inventory', { ...inventory, at: Date.now() }),
+      {
+        qos: 1,
+        retain: true,
+      },
+    );
+  }
+
+  private saveState(): void {
+    writeJsonAtomically(this.statePath, this.state);
+  }
+
+  /** Says goodbye (retained offline, reason shutdown) and disconnects cleanly, so no last-will fires. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    const client = this.client;
+    if (!client) return;
+    if (client.connected) {
+      await this.flushing;
+      await client
+        .publishAsync(
+          deviceTopic(this.options.deviceId, 'presence'),
+          encodePayload('presence', { state: 'offline', reason: 'shutdown', at: Date.now() }),
+          {
+            qos: 1,
+            retain: true,
+          },
+        )
+        .catch(() => undefined);
+    }
+    await client.endAsync();
+    await this.options.updates?.stop();
+  }
+}

@@ -1,0 +1,55 @@
+import { join } from 'node:path';
+import type { DeviceEvent } from '../../protocol/schemas.ts';
+import { readJson, writeJsonAtomically } from './atomic-file.ts';
+
+interface OutboxFile {
+  schemaVersion: 1;
+  events: DeviceEvent[];
+  dropped: number;
+}
+
+/**
+ * Events waiting for the broker's acknowledgement, on disk so they survive a restart. Bounded:
+ * when full, the oldest event is dropped and counted rather than growing without end.
+ */
+export class Outbox {
+  private readonly path: string;
+  private state: OutboxFile;
+
+  constructor(
+    dataDir: string,
+    private readonly capacity = 1_000,
+  ) {
+    this.path = join(dataDir, 'outbox.json');
+    this.state = readJson<OutboxFile>(this.path) ?? { schemaVersion: 1, events: [], dropped: 0 };
+  }
+
+  add(event: DeviceEvent): void {
+    this.state.events.push(event);
+    while (this.state.events.length > this.capacity) {
+      this.state.events.shift();
+      this.state.dropped++;
+    }
+    this.persist();
+  }
+
+  /** Oldest first. */
+  pending(): readonly DeviceEvent[] {
+    return this.state.events;
+  }
+
+  get dropped(): number {
+    return this.state.dropped;
+  }
+
+  acknowledge(id: string): void {
+    const index = this.state.events.findIndex((event) => event.id === id);
+    if (index < 0) return;
+    this.state.events.splice(index, 1);
+    this.persist();
+  }
+
+  private persist(): void {
+    writeJsonAtomically(this.path, this.state);
+  }
+}

@@ -1,0 +1,258 @@
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SystemCollectors } from '../../device-agent/runtime/collectors.ts';
+import { DeviceAgent } from '../../device-agent/runtime/device-agent.ts';
+import { deviceTopic } from '../../protocol/topics.ts';
+import type { DeviceRecord } from '../../server/devices/device.repository.ts';
+import { startAgentProcess, stopProcess } from '../support/agent-process.ts';
+import { databaseBackends } from '../support/databases.ts';
+import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
+
+describe.each(databaseBackends)('device agent with a server on $name', (backend) => {
+  let server: TestServer;
+  let provisioningToken: string;
+
+  beforeAll(async () => {
+    server = await startTestServer(backend);
+    provisioningToken = (
+      await server.api<{ token: string }>('POST', '/api/v1/provisioning-tokens', { name: 'test' })
+    ).body.token;
+  });
+  afterAll(async () => {
+    await server?.dispose();
+  });
+
+  const device = async (name: string) => {
+    const { body } = await server.api<{ devices: DeviceRecord[] }>('GET', '/api/v1/devices?limit=1000');
+    return body.devices.find((d) => d.name === name);
+  };
+
+  it('provisions itself, goes online, reports health, and is marked offline by its last-will after kill -9', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-agent-'));
+    const agent = startAgentProcess([
+      '--server',
+      server.httpUrl,
+      '--provisioning-token',
+      provisioningToken,
+      '--name',
+      'killed',
+      '--data-dir',
+      dataDir,
+      '--heartbeat',
+      '1',
+    ]);
+    try {
+      const online = await eventually(
+        'agent online',
+        async () => (await device('killed'))?.online && (await device('killed')),
+        20_000,
+      );
+      expect((statSync(join(dataDir, 'credentials.json')).mode & 0o777).toString(8)).toBe('600');
+      const details = await eventually('health stored', async () => {
+        const { body } = await server.api<
+          DeviceRecord & { latestHealth: { agentRssBytes: number; memory: { totalBytes: number } } | null }
+        >('GET', `/api/v1/devices/${online.id}`);
+        return body.latestHealth ? body : undefined;
+      });
+      expect(details.inventory).toMatchObject({ architecture: process.arch, agentVersion: '0.1.0' });
+      expect(details.latestHealth?.memory.totalBytes).toBeGreaterThan(0);
+      await stopProcess(agent, 'SIGKILL');
+      await eventually('offline via last-will', async () => (await device('killed'))?.online === false);
+      const { body } = await server.api<{ changes: Array<{ state: string; reason: string }> }>(
+        'GET',
+        `/api/v1/devices/${online.id}/presence?from=0`,
+      );
+      expect(body.changes.at(-1)).toMatchObject({ state: 'offline', reason: 'connection-lost' });
+    } finally {
+      await stopProcess(agent, 'SIGKILL');
+    }
+  });
+
+  it('says goodbye on SIGTERM and starts again from its stored credentials', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-agent-'));
+    const args = [
+      '--server',
+      server.httpUrl,
+      '--name',
+      'restarted',
+      '--data-dir',
+      dataDir,
+      '--heartbeat',
+      '1',
+    ];
+    const first = startAgentProcess([...args, '--provisioning-token', provisioningToken]);
+    const registered = await eventually(
+      'online',
+      async () => (await device('restarted'))?.online && (await device('restarted')),
+      20_000,
+    );
+    expect(await stopProcess(first, 'SIGTERM')).toBe(0);
+    const { body } = await server.api<{ changes: Array<{ state: string; reason: string }> }>(
+      'GET',
+      `/api/v1/devices/${registered.id}/presence?from=0`,
+    );
+    expect(body.changes.at(-1)).toMatchObject({ state: 'offline', reason: 'shutdown' });
+    // No token this time: the credentials stored on the first start are enough.
+    const second = startAgentProcess(args);
+    try {
+      await eventually('online again', async () => (await device('restarted'))?.online, 20_000);
+      const { body: all } = await server.api<{ devices: DeviceRecord[] }>(
+        'GET',
+        '/api/v1/devices?limit=1000',
+      );
+      expect(all.devices.filter((d) => d.name === 'restarted')).toHaveLength(1);
+    } finally {
+      await stopProcess(second, 'SIGKILL');
+    }
+  });
+
+  it('delivers every event produced while offline after reconnecting, once each, even across an agent restart', async () => {
+    const { body: created } = await server.api<{ device: { id: string }; secret: string }>(
+      'POST',
+      '/api/v1/devices',
+      { name: 'offline-events' },
+    );
+    const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-agent-'));
+    const newAgent = () =>
+      new DeviceAgent({
+        deviceId: created.device.id,
+        secret: created.secret,
+        mqttUrls: [`mqtt://127.0.0.1:${server.mqttPort}`],
+        dataDir,
+        heartbeatSeconds: 1,
+        keepaliveSeconds: 5,
+        collectors: new SystemCollectors(dataDir, '0.1.0', 'test-board'),
+        logger: pino({ level: 'silent' }),
+        updates: null,
+      });
+    let agent = newAgent();
+    const online = once(agent, 'online');
+    agent.start();
+    await online;
+    agent.recordEvent('before', { n: 0 });
+    await eventually('first event stored', async () => {
+      const { body } = await server.api<{ events: unknown[] }>(
+        'GET',
+        `/api/v1/devices/${created.device.id}/events?from=0`,
+      );
+      return body.events.length > 0;
+    });
+
+    // The whole server goes away: the agent keeps producing events into its outbox.
+    const mqttPort = server.mqttPort;
+    await server.stop();
+    await eventually('agent notices', () => !agent.connected);
+    for (let n = 1; n <= 5; n++) agent.recordEvent('offline', { n });
+    // …and the agent itself restarts while still offline: the outbox is on disk.
+    await agent.stop();
+    expect(JSON.parse(readFileSync(join(dataDir, 'outbox.json'), 'utf8')).events).toHaveLength(5);
+
+    server = await server.restart();
+    expect(server.mqttPort).toBe(mqttPort);
+    agent = newAgent();
+    agent.start();
+    try {
+      const events = await eventually(
+        'all events stored',
+        async () => {
+          const { body } = await server.api<{ events: Array<{ type: string; data: { n: number } }> }>(
+            'GET',
+            `/api/v1/devices/${created.device.id}/events?from=0`,
+          );
+          const ours = body.events.filter((event) => event.type === 'offline' || event.type === 'before');
+          return ours.length >= 6 ? ours : undefined;
+        },
+        20_000,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(events.map((event) => `${event.type}:${event.data.n}`)).toEqual([
+        'before:0',
+        'offline:1',
+        'offline:2',
+        'offline:3',
+        'offline:4',
+        'offline:5',
+      ]);
+      expect(agent.outbox.pending()).toEqual([]);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it('answers a command once, and drops invalid or stale desired states without stopping', async () => {
+    const { body: created } = await server.api<{ device: { id: string }; secret: string }>(
+      'POST',
+      '/api/v1/devices',
+      { name: 'commands' },
+    );
+    const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-agent-'));
+    const agent = new DeviceAgent({
+      deviceId: created.device.id,
+      secret: created.secret,
+      mqttUrls: [`mqtt://127.0.0.1:${server.mqttPort}`],
+      dataDir,
+      heartbeatSeconds: 1,
+      keepaliveSeconds: 5,
+      collectors: new SystemCollectors(dataDir, '0.1.0', 'test-board'),
+      logger: pino({ level: 'silent' }),
+      updates: null,
+    });
+    const desiredSeen: number[] = [];
+    agent.on('desired', (desired) => desiredSeen.push(desired.version));
+    const online = once(agent, 'online');
+    agent.start();
+    const serverClient = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, {
+      protocolVersion: 4,
+      username: 'boardfleet-server',
+      password: readFileSync(join(server.dataDir, 'server-mqtt.secret'), 'utf8').trim(),
+    });
+    try {
+      await online;
+      const command = JSON.stringify({ id: 'cmd-once', issuedAt: Date.now(), type: 'ping' });
+      const commands = deviceTopic(created.device.id, 'commands');
+      const desired = deviceTopic(created.device.id, 'desired');
+      await serverClient.publishAsync(commands, command, { qos: 1 });
+      await serverClient.publishAsync(commands, command, { qos: 1 });
+      await serverClient.publishAsync(commands, '{"id": 42}', { qos: 1 });
+      await serverClient.publishAsync(
+        desired,
+        JSON.stringify({ version: 5, issuedAt: Date.now(), deployment: null }),
+        { qos: 1, retain: true },
+      );
+      await serverClient.publishAsync(desired, 'not json', { qos: 1, retain: true });
+      await serverClient.publishAsync(
+        desired,
+        JSON.stringify({ version: 3, issuedAt: Date.now(), deployment: null }),
+        { qos: 1, retain: true },
+      );
+      await serverClient.publishAsync(
+        desired,
+        JSON.stringify({ version: 6, issuedAt: Date.now(), deployment: null }),
+        { qos: 1, retain: true },
+      );
+      await eventually('version 6 seen', () => desiredSeen.includes(6));
+      expect(desiredSeen).toEqual([5, 6]);
+      const results = async () => {
+        const { body } = await server.api<{ events: Array<{ type: string; data: { commandId?: string } }> }>(
+          'GET',
+          `/api/v1/devices/${created.device.id}/events?from=0`,
+        );
+        return body.events
+          .filter((event) => event.type === 'command-result')
+          .map((event) => event.data.commandId);
+      };
+      await eventually('command answered', async () => (await results()).length > 0);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(await results()).toEqual(['cmd-once']);
+      expect(agent.connected).toBe(true);
+    } finally {
+      await serverClient.endAsync();
+      await agent.stop();
+    }
+  });
+});
