@@ -11,6 +11,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/server.command.ts'),
   () => import('./commands/devices.command.ts'),
   () => import('./commands/agent.command.ts'),
+  () => import('./commands/simulate.command.ts'),
   () => import('./commands/tokens.command.ts'),
   () => import('./commands/artifact.command.ts'),
   () => import('./commands/rollout.command.ts'),
@@ -19,6 +20,11 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
 ];
 
 export async function main(argv: string[]): Promise<void> {
+  // `boardfleet devices list | head`: a closed pipe ends the command quietly, as Unix tools do.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
   const program = new Command('boardfleet')
     .description('Fleet manager for maker and embedded devices')
     .version(packageJson.version)

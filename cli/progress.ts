@@ -2,19 +2,20 @@ import cliProgress from 'cli-progress';
 import { formatBytes } from './output.ts';
 
 /**
- * A byte-progress bar with rate and ETA on a terminal; plain start/finish lines when output is
+ * A progress bar (bytes or items) with rate and ETA on a terminal; plain start/finish lines when output is
  * piped (CI logs, scripts), so long work always shows it is alive.
  */
-export function byteProgress(label: string, total: number) {
+export function progressBar(label: string, total: number, unit: 'bytes' | 'items' = 'bytes') {
+  const format = unit === 'bytes' ? formatBytes : (value: number) => String(Math.round(value));
   const started = performance.now();
   if (!process.stderr.isTTY) {
-    process.stderr.write(`${label}: ${formatBytes(total)}…\n`);
+    process.stderr.write(`${label}: ${format(total)}…\n`);
     return {
       update(_done: number) {},
       stop() {
         const seconds = (performance.now() - started) / 1000;
         process.stderr.write(
-          `${label}: done in ${seconds.toFixed(1)} s (${formatBytes(total / Math.max(seconds, 1e-3))}/s)\n`,
+          `${label}: done in ${seconds.toFixed(1)} s (${format(total / Math.max(seconds, 1e-3))}/s)\n`,
         );
       },
     };
@@ -27,11 +28,11 @@ export function byteProgress(label: string, total: number) {
     },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(total, 0, { done: formatBytes(0), size: formatBytes(total), rate: formatBytes(0) });
+  bar.start(total, 0, { done: format(0), size: format(total), rate: format(0) });
   return {
     update(done: number) {
       const seconds = (performance.now() - started) / 1000;
-      bar.update(done, { done: formatBytes(done), rate: formatBytes(done / Math.max(seconds, 1e-3)) });
+      bar.update(done, { done: format(done), rate: format(done / Math.max(seconds, 1e-3)) });
     },
     stop() {
       bar.stop();

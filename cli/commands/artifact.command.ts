@@ -8,13 +8,13 @@ import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.
 import type { ReleaseRecord } from '../../server/releases/release.repository.ts';
 import { ApiClient } from '../api-client.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
-import { byteProgress } from '../progress.ts';
+import { progressBar } from '../progress.ts';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 async function sha256Of(path: string, size: number): Promise<string> {
   const hash = createHash('sha256');
-  const progress = byteProgress('hashing  ', size);
+  const progress = progressBar('hashing  ', size);
   let done = 0;
   for await (const chunk of createReadStream(path)) {
     hash.update(chunk as Buffer);
@@ -64,7 +64,7 @@ export function register(program: Command): void {
           sha256,
           size: String(size),
         });
-        const progress = byteProgress('uploading', size);
+        const progress = progressBar('uploading', size);
         let sent = 0;
         const body = Readable.toWeb(
           createReadStream(file).on('data', (chunk) => {

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { decodePayload, encodePayload } from '../../protocol/codec.ts';
 import type { Command, DesiredState, DeviceEvent, Inventory } from '../../protocol/schemas.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
-import type { UpdateManager } from '../update/update-manager.ts';
+import type { RunningVersion } from '../update/update-state-machine.ts';
 import { readJson, writeJsonAtomically } from './atomic-file.ts';
 import type { Collectors } from './collectors.ts';
 import { Outbox } from './outbox.ts';
@@ -21,8 +21,15 @@ export interface DeviceAgentOptions {
   keepaliveSeconds: number;
   collectors: Collectors;
   logger: Logger;
-  /** Applies deployments from the desired state; null for an agent that only reports (simulated devices). */
-  updates: UpdateManager | null;
+  /** Applies deployments from the desired state; null for an agent that only reports. */
+  updates: DeploymentApplier | null;
+}
+
+/** What the agent needs of an update manager (the real one, or a simulated device's). */
+export interface DeploymentApplier {
+  readonly current: { readonly running: RunningVersion | null };
+  apply(deployment: DesiredState['deployment']): Promise<void>;
+  stop(): Promise<void>;
 }
 
 interface AgentState {
