@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +11,7 @@ import { SystemCollectors } from '../../device-agent/runtime/collectors.ts';
 import { DeviceAgent } from '../../device-agent/runtime/device-agent.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
-import { startAgentProcess, stopProcess } from '../support/agent-process.ts';
+import { CLI, startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { databaseBackends } from '../support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
@@ -254,5 +256,106 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
       await serverClient.endAsync();
       await agent.stop();
     }
+  });
+
+  it('runs simulated devices that take a two-wave rollout through real downloads, then go offline cleanly', async () => {
+    const content = randomBytes(64 * 1024);
+    const query = new URLSearchParams({
+      name: 'sim-app',
+      version: '1.0.0',
+      kind: 'app-bundle',
+      boards: 'sim-board',
+      sha256: createHash('sha256').update(content).digest('hex'),
+      size: String(content.length),
+    });
+    const artifact = (await fetch(`${server.httpUrl}/api/v1/artifacts?${query}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/octet-stream' },
+      body: content,
+    }).then((response) => response.json())) as { id: string };
+    await server.api('POST', '/api/v1/releases', {
+      name: 'sim-release',
+      artifacts: { 'sim-board': artifact.id },
+    });
+
+    const simulator = spawn(
+      process.execPath,
+      [
+        CLI,
+        'simulate',
+        '--devices',
+        '4',
+        '--prefix',
+        'simdev',
+        '--board',
+        'sim-board',
+        '--tag',
+        'sim',
+        '--heartbeat',
+        '1',
+        '--data-dir',
+        mkdtempSync(join(tmpdir(), 'boardfleet-sim-')),
+      ],
+      {
+        env: { ...process.env, BOARDFLEET_URL: server.httpUrl, BOARDFLEET_TOKEN: server.adminToken },
+        stdio: 'ignore',
+      },
+    );
+    try {
+      await eventually(
+        '4 simulated devices online',
+        async () => {
+          const { body } = await server.api<{ devices: DeviceRecord[] }>(
+            'GET',
+            '/api/v1/devices?tag=sim&online=true',
+          );
+          return body.devices.length === 4;
+        },
+        30_000,
+      );
+      await server.ingest.drain();
+      const { body: rollout } = await server.api<{ id: string }>('POST', '/api/v1/rollouts', {
+        release: 'sim-release',
+        target: { tags: ['sim'] },
+        waves: [
+          { percent: 25, soakSeconds: 1 },
+          { percent: 100, soakSeconds: 1 },
+        ],
+      });
+      const done = await eventually(
+        'rollout completed',
+        async () => {
+          const { body } = await server.api<{ state: string; devices: Array<{ state: string }> }>(
+            'GET',
+            `/api/v1/rollouts/${rollout.id}`,
+          );
+          return body.state === 'completed' ? body : undefined;
+        },
+        30_000,
+      );
+      expect(done.devices.map((device) => device.state)).toEqual([
+        'committed',
+        'committed',
+        'committed',
+        'committed',
+      ]);
+      const { body: listed } = await server.api<{ devices: DeviceRecord[] }>(
+        'GET',
+        '/api/v1/devices?tag=sim',
+      );
+      expect(listed.devices.map((device) => device.inventory?.slots[0]?.version)).toEqual([
+        '1.0.0',
+        '1.0.0',
+        '1.0.0',
+        '1.0.0',
+      ]);
+    } finally {
+      await stopProcess(simulator, 'SIGTERM');
+    }
+    const { body: after } = await server.api<{ devices: DeviceRecord[] }>(
+      'GET',
+      '/api/v1/devices?tag=sim&online=true',
+    );
+    expect(after.devices).toEqual([]);
   });
 });

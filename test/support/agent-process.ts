@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
-const CLI = fileURLToPath(new URL('../../cli/boardfleet.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../cli/boardfleet.js', import.meta.url));
 
 /** A real `boardfleet agent` process. */
 export function startAgentProcess(
