@@ -115,23 +115,24 @@ describe.each(databaseBackends)('rollouts on $name', (backend) => {
 
   it('pauses the rollout when the canary wave crosses its error threshold, and never notifies the next wave', async () => {
     const devices = await fleet('canary-fails', ['fail', 'succeed', 'succeed']);
+    const canary = devices.find((device) => device.script === 'fail')!;
+    const others = devices.filter((device) => device !== canary);
     const { body: created } = await server.api<{ id: string }>('POST', '/api/v1/rollouts', {
       release: await release(),
       target: { tags: ['canary-fails'] },
       waves: [
-        { name: 'canary', canary: [devices[0]!.deviceId], ...fastWave },
+        { name: 'canary', canary: [canary.deviceId], ...fastWave },
         { name: 'rest', percent: 100, ...fastWave },
       ],
     });
     const paused = await until(created.id, 'rollout paused', (s) => s.state === 'paused');
     expect(paused.reason).toBe('wave canary tripped: 1 of 1 failed (threshold 0%)');
-    expect(paused.devices.find((device) => device.deviceId === devices[0]!.deviceId)).toMatchObject({
+    expect(paused.devices.find((device) => device.deviceId === canary.deviceId)).toMatchObject({
       state: 'failed',
       reason: 'health check failed: app exited with status 1',
     });
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    expect(devices[1]!.desiredSeen).toEqual([]);
-    expect(devices[2]!.desiredSeen).toEqual([]);
+    expect(others.map((device) => device.desiredSeen)).toEqual([[], []]);
   });
 
   it('fails a device that goes offline during its soak', async () => {
