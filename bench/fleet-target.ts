@@ -47,16 +47,14 @@ async function runAgainstServer(count: number, intervalMs: number, durationMs: n
       await server.db
         .insertInto('devices')
         .values(
-          devices
-            .slice(i, i + 500)
-            .map((d) => ({
-              id: d.id,
-              name: d.id,
-              board: 'bench',
-              secret_hash: secretHash,
-              created_at: now,
-              online: 0,
-            })),
+          devices.slice(i, i + 500).map((d) => ({
+            id: d.id,
+            name: d.id,
+            board: 'bench',
+            secret_hash: secretHash,
+            created_at: now,
+            online: 0,
+          })),
         )
         .execute();
     }
