@@ -97,16 +97,14 @@ async function measureRollout(count: number) {
       await server.db
         .insertInto('devices')
         .values(
-          list
-            .slice(i, i + 500)
-            .map((d) => ({
-              id: d.id,
-              name: d.id,
-              board: 'bench-board',
-              secret_hash: secretHash,
-              created_at: now,
-              online: 0,
-            })),
+          list.slice(i, i + 500).map((d) => ({
+            id: d.id,
+            name: d.id,
+            board: 'bench-board',
+            secret_hash: secretHash,
+            created_at: now,
+            online: 0,
+          })),
         )
         .execute();
     }
