@@ -257,43 +257,96 @@ export class RolloutEngine {
       notifyRatePerMinute: current.config.notifyRatePerMinute,
       notifiedInLastMinute: recent.length,
     });
-    const release = await this.deps.releases.getOrThrow(rollout.releaseId);
-    for (const device of members.filter((d) => d.state === DeploymentState.Queued).slice(0, budget)) {
-      const record = await this.deps.devices.get(device.deviceId);
-      const board = record?.inventory?.board ?? record?.board ?? null;
-      const artifact = board ? await this.deps.releases.artifactFor(release, board) : null;
-      if (!record || record.revokedAt !== null || !artifact) {
-        await this.moveDevice(rollout.id, device, DeploymentEvent.Notify);
-        await this.moveDevice(rollout.id, device, DeploymentEvent.Fail, {
-          reason:
-            !record || record.revokedAt !== null
-              ? 'device revoked'
-              : `release ${release.name} has no artifact for board ${board ?? '(unknown)'}`,
-        });
-        continue;
-      }
-      const previous = await this.deps.rollouts.desired(device.deviceId);
-      await this.moveDevice(rollout.id, device, DeploymentEvent.Notify, {
-        notifiedAt: now,
-        artifactId: artifact.id,
-        previousDeployment: previous?.deployment ?? null,
-        progress: 0,
-      });
-      await this.publishDesired(device.deviceId, {
-        id: device.deploymentId,
-        strategy: STRATEGY_BY_KIND[artifact.kind],
-        artifact: artifact.name,
-        version: artifact.version,
-        sha256: artifact.sha256,
-        size: artifact.size,
-        url: `/api/v1/artifacts/${artifact.id}/content`,
-        manifest: artifact.manifest,
-        signature: artifact.signature,
-        rollback: false,
-      });
-      recent.push(now);
+    const toNotify = members.filter((d) => d.state === DeploymentState.Queued).slice(0, budget);
+    if (toNotify.length > 0) {
+      await this.notify(rollout, toNotify, now);
+      for (const _ of toNotify) recent.push(now);
     }
     this.notifyTimes.set(key, recent);
+  }
+
+  /**
+   * Notifies a batch: everything it needs is read in a few queries, every state change is
+   * written in one transaction, and only then are the desired states published.
+   */
+  private async notify(rollout: RolloutRecord, batch: RolloutDeviceRecord[], now: number): Promise<void> {
+    const release = await this.deps.releases.getOrThrow(rollout.releaseId);
+    const ids = batch.map((device) => device.deviceId);
+    const records = new Map(
+      (await this.deps.devices.list({ ids, includeRevoked: true, limit: ids.length, offset: 0 })).map(
+        (record) => [record.id, record],
+      ),
+    );
+    const previousDesired = await this.deps.rollouts.desiredFor(ids);
+    // Read before the transaction: SQLite has one connection, which the transaction holds.
+    const artifactByBoard = new Map<string, ArtifactRecord | null>();
+    for (const record of records.values()) {
+      const board = record.inventory?.board ?? record.board;
+      if (board && !artifactByBoard.has(board))
+        artifactByBoard.set(board, await this.deps.releases.artifactFor(release, board));
+    }
+    const publications: Array<{ deviceId: string; desired: DesiredState }> = [];
+    await this.deps.rollouts.transaction(async (rollouts) => {
+      const move = async (
+        device: RolloutDeviceRecord,
+        event: DeploymentEvent,
+        changes: Partial<RolloutDeviceRecord>,
+      ) => {
+        const next = nextState(DEPLOYMENT_TRANSITIONS, device.state, event);
+        if (!next) return;
+        await rollouts.updateDevice(rollout.id, device.deviceId, {
+          ...changes,
+          state: next,
+          stateChangedAt: now,
+        });
+        device.state = next;
+      };
+      for (const device of batch) {
+        const record = records.get(device.deviceId);
+        const board = record?.inventory?.board ?? record?.board ?? null;
+        const artifact = board ? artifactByBoard.get(board) : null;
+        if (!record || record.revokedAt !== null || !artifact) {
+          await move(device, DeploymentEvent.Notify, {});
+          await move(device, DeploymentEvent.Fail, {
+            reason:
+              !record || record.revokedAt !== null
+                ? 'device revoked'
+                : `release ${release.name} has no artifact for board ${board ?? '(unknown)'}`,
+          });
+          continue;
+        }
+        const previous = previousDesired.get(device.deviceId) ?? null;
+        await move(device, DeploymentEvent.Notify, {
+          notifiedAt: now,
+          artifactId: artifact.id,
+          previousDeployment: previous?.deployment ?? null,
+          progress: 0,
+        });
+        const desired: DesiredState = {
+          version: (previous?.version ?? 0) + 1,
+          issuedAt: now,
+          deployment: {
+            id: device.deploymentId,
+            strategy: STRATEGY_BY_KIND[artifact.kind],
+            artifact: artifact.name,
+            version: artifact.version,
+            sha256: artifact.sha256,
+            size: artifact.size,
+            url: `/api/v1/artifacts/${artifact.id}/content`,
+            manifest: artifact.manifest,
+            signature: artifact.signature,
+            rollback: false,
+          },
+        };
+        await rollouts.saveDesired(device.deviceId, desired, now);
+        publications.push({ deviceId: device.deviceId, desired });
+      }
+    });
+    await Promise.all(
+      publications.map(({ deviceId, desired }) =>
+        this.deps.mqtt.publishToDevice(deviceId, 'desired', desired, { retain: true }),
+      ),
+    );
   }
 
   /** Why a device that finished its soak did not pass it, or null when it did. */

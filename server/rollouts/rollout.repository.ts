@@ -236,6 +236,19 @@ export class RolloutRepository {
     return row ? (JSON.parse(row.payload) as DesiredState) : null;
   }
 
+  async desiredFor(deviceIds: string[]): Promise<Map<string, DesiredState>> {
+    const result = new Map<string, DesiredState>();
+    for (let start = 0; start < deviceIds.length; start += 500) {
+      const rows = await this.db
+        .selectFrom('device_desired')
+        .select(['device_id', 'payload'])
+        .where('device_id', 'in', deviceIds.slice(start, start + 500))
+        .execute();
+      for (const row of rows) result.set(row.device_id, JSON.parse(row.payload) as DesiredState);
+    }
+    return result;
+  }
+
   async allDesired(): Promise<Array<{ deviceId: string; desired: DesiredState }>> {
     const rows = await this.executor.selectFrom('device_desired').select(['device_id', 'payload']).execute();
     return rows.map((row) => ({ deviceId: row.device_id, desired: JSON.parse(row.payload) as DesiredState }));
