@@ -32,12 +32,10 @@ export function register(program: Command): void {
         provisioningToken?: string;
       }) => {
         const { DeviceAgent } = await import('../../device-agent/runtime/device-agent.ts');
-        const { SimulatedUpdates, SyntheticCollectors } = await import(
-          '../../device-agent/runtime/simulated-device.ts'
-        );
-        const { loadCredentials, provisionDevice, saveCredentials } = await import(
-          '../../device-agent/runtime/credentials.ts'
-        );
+        const { SimulatedUpdates, SyntheticCollectors } =
+          await import('../../device-agent/runtime/simulated-device.ts');
+        const { loadCredentials, provisionDevice, saveCredentials } =
+          await import('../../device-agent/runtime/credentials.ts');
         const count = Number(options.devices);
         const api = ApiClient.fromEnvironment();
         const version = (

@@ -47,7 +47,7 @@ async function boot(
 
 function capabilityPins(capabilities: number[]): Array<Record<number, number>> {
   const pins: Array<Record<number, number>> = [{}];
-  for (let i = 0; i < capabilities.length; ) {
+  for (let i = 0; i < capabilities.length;) {
     const mode = capabilities[i] as number;
     if (mode === 0x7f) {
       pins.push({});
