@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
+import { deploymentFromArtifact } from '../../server/rollouts/rollout-engine.ts';
+import { uploadArtifact } from '../../test/support/artifacts.ts';
 import { sqliteBackend } from '../../test/support/databases.ts';
 import { startTestServer, type TestServer } from '../../test/support/test-server.ts';
 import { downloadArtifact } from './artifact-download.ts';
@@ -23,19 +25,7 @@ describe('artifact download and verification against a real server', () => {
 
   beforeAll(async () => {
     server = await startTestServer(sqliteBackend);
-    const query = new URLSearchParams({
-      name: 'app',
-      version: '2.0.0',
-      kind: 'app-bundle',
-      boards: 'rpi-4b',
-      sha256: createHash('sha256').update(content).digest('hex'),
-      size: String(content.length),
-    });
-    artifact = (await fetch(`${server.httpUrl}/api/v1/artifacts?${query}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/octet-stream' },
-      body: content,
-    }).then((response) => response.json())) as ArtifactRecord;
+    artifact = await uploadArtifact(server, content, { name: 'app', version: '2.0.0', boards: ['rpi-4b'] });
     const { body } = await server.api<{ device: { id: string }; secret: string }>('POST', '/api/v1/devices', {
       name: 'updater',
     });
@@ -49,16 +39,8 @@ describe('artifact download and verification against a real server', () => {
 
   const url = () => `${server.httpUrl}/api/v1/artifacts/${artifact.id}/content`;
   const deployment = (overrides: Partial<Deployment> = {}): Deployment => ({
-    id: 'dep-1',
-    strategy: 'app-bundle',
-    artifact: artifact.name,
-    version: artifact.version,
-    sha256: artifact.sha256,
-    size: artifact.size,
+    ...deploymentFromArtifact(artifact, 'dep-1'),
     url: url(),
-    manifest: artifact.manifest,
-    signature: artifact.signature,
-    rollback: false,
     ...overrides,
   });
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +5,8 @@ import pino from 'pino';
 import * as tar from 'tar';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DesiredState } from '../../protocol/schemas.ts';
-import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
+import { deploymentFromArtifact } from '../../server/rollouts/rollout-engine.ts';
+import { uploadArtifact } from '../../test/support/artifacts.ts';
 import { freePort, sqliteBackend } from '../../test/support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../../test/support/test-server.ts';
 import { AppBundleStrategy } from './app-bundle.strategy.ts';
@@ -47,32 +47,12 @@ describe('update manager with app bundles (real server, real processes)', () => 
     );
     const file = join(work, `app-${version}.tar.gz`);
     await tar.c({ gzip: true, file, cwd: dir, portable: true }, ['app.js', 'boardfleet-app.json']);
-    const content = readFileSync(file);
-    const query = new URLSearchParams({
+    const artifact = await uploadArtifact(server, readFileSync(file), {
       name: 'demo',
       version,
-      kind: 'app-bundle',
-      boards: 'rpi-4b',
-      sha256: createHash('sha256').update(content).digest('hex'),
-      size: String(content.length),
+      boards: ['rpi-4b'],
     });
-    const artifact = (await fetch(`${server.httpUrl}/api/v1/artifacts?${query}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/octet-stream' },
-      body: content,
-    }).then((response) => response.json())) as ArtifactRecord;
-    return {
-      id: `dep-${version}`,
-      strategy: 'app-bundle',
-      artifact: artifact.name,
-      version: artifact.version,
-      sha256: artifact.sha256,
-      size: artifact.size,
-      url: `/api/v1/artifacts/${artifact.id}/content`,
-      manifest: artifact.manifest,
-      signature: artifact.signature,
-      rollback: false,
-    };
+    return deploymentFromArtifact(artifact, `dep-${version}`);
   }
 
   beforeAll(async () => {

@@ -325,18 +325,7 @@ export class RolloutEngine {
         const desired: DesiredState = {
           version: (previous?.version ?? 0) + 1,
           issuedAt: now,
-          deployment: {
-            id: device.deploymentId,
-            strategy: STRATEGY_BY_KIND[artifact.kind],
-            artifact: artifact.name,
-            version: artifact.version,
-            sha256: artifact.sha256,
-            size: artifact.size,
-            url: `/api/v1/artifacts/${artifact.id}/content`,
-            manifest: artifact.manifest,
-            signature: artifact.signature,
-            rollback: false,
-          },
+          deployment: deploymentFromArtifact(artifact, device.deploymentId),
         };
         await rollouts.saveDesired(device.deviceId, desired, now);
         publications.push({ deviceId: device.deviceId, desired });
@@ -490,6 +479,25 @@ export class RolloutEngine {
     }
     return true;
   }
+}
+
+/** The desired deployment that moves a device to an artifact; the URL is relative to the server. */
+export function deploymentFromArtifact(
+  artifact: ArtifactRecord,
+  deploymentId: string,
+): NonNullable<DesiredState['deployment']> {
+  return {
+    id: deploymentId,
+    strategy: STRATEGY_BY_KIND[artifact.kind],
+    artifact: artifact.name,
+    version: artifact.version,
+    sha256: artifact.sha256,
+    size: artifact.size,
+    url: `/api/v1/artifacts/${artifact.id}/content`,
+    manifest: artifact.manifest,
+    signature: artifact.signature,
+    rollback: false,
+  };
 }
 
 export function newRolloutDevice(deviceId: string, waveIndex: number, now: number): RolloutDeviceRecord {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { SystemCollectors } from '../../device-agent/runtime/collectors.ts';
 import { DeviceAgent } from '../../device-agent/runtime/device-agent.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
+import { uploadArtifact } from '../support/artifacts.ts';
 import { CLI, startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { databaseBackends } from '../support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
@@ -94,11 +95,15 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
       20_000,
     );
     expect(await stopProcess(first, 'SIGTERM')).toBe(0);
-    const { body } = await server.api<{ changes: Array<{ state: string; reason: string }> }>(
-      'GET',
-      `/api/v1/devices/${registered.id}/presence?from=0`,
-    );
-    expect(body.changes.at(-1)).toMatchObject({ state: 'offline', reason: 'shutdown' });
+    // The goodbye is stored asynchronously after the process has gone: wait for it.
+    const last = await eventually('shutdown presence stored', async () => {
+      const { body } = await server.api<{ changes: Array<{ state: string; reason: string }> }>(
+        'GET',
+        `/api/v1/devices/${registered.id}/presence?from=0`,
+      );
+      return body.changes.at(-1)?.state === 'offline' ? body.changes.at(-1) : undefined;
+    });
+    expect(last).toMatchObject({ state: 'offline', reason: 'shutdown' });
     // No token this time: the credentials stored on the first start are enough.
     const second = startAgentProcess(args);
     try {
@@ -259,20 +264,11 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
   });
 
   it('runs simulated devices that take a two-wave rollout through real downloads, then go offline cleanly', async () => {
-    const content = randomBytes(64 * 1024);
-    const query = new URLSearchParams({
+    const artifact = await uploadArtifact(server, randomBytes(64 * 1024), {
       name: 'sim-app',
       version: '1.0.0',
-      kind: 'app-bundle',
-      boards: 'sim-board',
-      sha256: createHash('sha256').update(content).digest('hex'),
-      size: String(content.length),
+      boards: ['sim-board'],
     });
-    const artifact = (await fetch(`${server.httpUrl}/api/v1/artifacts?${query}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/octet-stream' },
-      body: content,
-    }).then((response) => response.json())) as { id: string };
     await server.api('POST', '/api/v1/releases', {
       name: 'sim-release',
       artifacts: { 'sim-board': artifact.id },

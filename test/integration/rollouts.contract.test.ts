@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { uploadArtifact } from '../support/artifacts.ts';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { databaseBackends } from '../support/databases.ts';
 import { type DeploymentScript, ProtocolDeviceDouble } from '../support/protocol-device-double.ts';
@@ -37,21 +38,12 @@ describe.each(databaseBackends)('rollouts on $name', (backend) => {
 
   /** A release with one fresh artifact for rpi-4b. */
   async function release(): Promise<string> {
-    const content = randomBytes(1024);
     const version = `1.0.${++releaseCounter}`;
-    const query = new URLSearchParams({
+    const uploaded = await uploadArtifact(server, randomBytes(1024), {
       name: 'app',
       version,
-      kind: 'app-bundle',
-      boards: 'rpi-4b',
-      sha256: createHash('sha256').update(content).digest('hex'),
-      size: String(content.length),
+      boards: ['rpi-4b'],
     });
-    const uploaded = await fetch(`${server.httpUrl}/api/v1/artifacts?${query}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/octet-stream' },
-      body: content,
-    }).then((response) => response.json() as Promise<{ id: string }>);
     const name = `release-${version}`;
     await server.api('POST', '/api/v1/releases', { name, artifacts: { 'rpi-4b': uploaded.id } });
     return name;

@@ -1,0 +1,26 @@
+import { createHash } from 'node:crypto';
+import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
+import type { TestServer } from './test-server.ts';
+
+/** Uploads bytes as an artifact through the real REST API and returns the stored record. */
+export async function uploadArtifact(
+  server: TestServer,
+  content: Buffer,
+  meta: { name: string; version: string; boards: string[]; kind?: string },
+): Promise<ArtifactRecord> {
+  const query = new URLSearchParams({
+    name: meta.name,
+    version: meta.version,
+    kind: meta.kind ?? 'app-bundle',
+    boards: meta.boards.join(','),
+    sha256: createHash('sha256').update(content).digest('hex'),
+    size: String(content.length),
+  });
+  const response = await fetch(`${server.httpUrl}/api/v1/artifacts?${query}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/octet-stream' },
+    body: content,
+  });
+  if (response.status !== 201) throw new Error(`upload failed: ${response.status} ${await response.text()}`);
+  return (await response.json()) as ArtifactRecord;
+}
