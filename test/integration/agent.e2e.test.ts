@@ -177,7 +177,9 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
         20_000,
       );
       await new Promise((resolve) => setTimeout(resolve, 500));
-      expect(events.map((event) => `${event.type}:${event.data.n}`)).toEqual([
+      // Events made in the same millisecond list in id order, so compare them by their sequence number.
+      const sorted = [...events].sort((a, b) => a.data.n - b.data.n);
+      expect(sorted.map((event) => `${event.type}:${event.data.n}`)).toEqual([
         'before:0',
         'offline:1',
         'offline:2',
