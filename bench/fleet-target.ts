@@ -1,17 +1,11 @@
 // Child process of the fleet benchmark: runs one target (the Boardfleet server or a bare Aedes),
 // drives the heartbeat clients against it, and sends its figures back to the parent.
 import { fork } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import pino from 'pino';
 import { allDevicesTopic } from '../protocol/topics.ts';
-import { startServer } from '../server/boardfleet-server.ts';
-import { hashSecret } from '../server/common/secrets.ts';
-import { loadServerConfig } from '../server/config/config.ts';
+import { registerBenchDevices, startBenchServer } from './bench-server.ts';
 
 export interface RunResult {
   connectSeconds: number;
@@ -23,41 +17,9 @@ export interface RunResult {
 }
 
 async function runAgainstServer(count: number, intervalMs: number, durationMs: number): Promise<RunResult> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-bench-'));
-  const server = await startServer(
-    loadServerConfig({
-      BOARDFLEET_DATA_DIR: dataDir,
-      BOARDFLEET_HTTP_PORT: '0',
-      BOARDFLEET_MQTT_PORT: '0',
-      BOARDFLEET_HTTP_HOST: '127.0.0.1',
-      BOARDFLEET_MQTT_HOST: '127.0.0.1',
-    }),
-    { logger: pino({ level: 'warn' }) },
-  );
+  const server = await startBenchServer();
   try {
-    // One secret for all bench devices keeps set-up short; each connection still pays its own scrypt check.
-    const secret = 'bfd_benchmark-secret';
-    const secretHash = await hashSecret(secret);
-    const devices = Array.from({ length: count }, (_, i) => ({
-      id: `bench-${String(i).padStart(6, '0')}`,
-      secret,
-    }));
-    const now = Date.now();
-    for (let i = 0; i < devices.length; i += 500) {
-      await server.db
-        .insertInto('devices')
-        .values(
-          devices.slice(i, i + 500).map((d) => ({
-            id: d.id,
-            name: d.id,
-            board: 'bench',
-            secret_hash: secretHash,
-            created_at: now,
-            online: 0,
-          })),
-        )
-        .execute();
-    }
+    const devices = await registerBenchDevices(server, count, 'bench');
     const latencies: number[] = [];
     let stored = 0;
     let firstStoredAt = 0;
@@ -91,8 +53,7 @@ async function runAgainstServer(count: number, intervalMs: number, durationMs: n
       rssBytes,
     };
   } finally {
-    await server.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await server.dispose();
   }
 }
 

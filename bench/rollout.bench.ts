@@ -4,17 +4,11 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import pino from 'pino';
-import { startServer } from '../server/boardfleet-server.ts';
-import { hashSecret } from '../server/common/secrets.ts';
-import { loadServerConfig } from '../server/config/config.ts';
+import { registerBenchDevices, startBenchServer } from './bench-server.ts';
 
 export async function run(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { devices: { type: 'string', default: '1000' } } });
@@ -48,17 +42,7 @@ function percentile(values: number[], p: number): number {
 }
 
 async function measureRollout(count: number) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-bench-rollout-'));
-  const server = await startServer(
-    loadServerConfig({
-      BOARDFLEET_DATA_DIR: dataDir,
-      BOARDFLEET_HTTP_PORT: '0',
-      BOARDFLEET_MQTT_PORT: '0',
-      BOARDFLEET_HTTP_HOST: '127.0.0.1',
-      BOARDFLEET_MQTT_HOST: '127.0.0.1',
-    }),
-    { logger: pino({ level: 'warn' }) },
-  );
+  const server = await startBenchServer();
   let devices: ChildProcess | null = null;
   try {
     const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
@@ -85,29 +69,7 @@ async function measureRollout(count: number) {
     });
     const artifact = await api<{ id: string }>('POST', `/api/v1/artifacts?${query}`, bundle);
     await api('POST', '/api/v1/releases', { name: 'bench', artifacts: { 'bench-board': artifact.id } });
-    // One secret for all bench devices keeps set-up short; each connection still pays its own scrypt check.
-    const secret = 'bfd_benchmark-secret';
-    const secretHash = await hashSecret(secret);
-    const list = Array.from({ length: count }, (_, i) => ({
-      id: `bench-${String(i).padStart(6, '0')}`,
-      secret,
-    }));
-    const now = Date.now();
-    for (let i = 0; i < list.length; i += 500) {
-      await server.db
-        .insertInto('devices')
-        .values(
-          list.slice(i, i + 500).map((d) => ({
-            id: d.id,
-            name: d.id,
-            board: 'bench-board',
-            secret_hash: secretHash,
-            created_at: now,
-            online: 0,
-          })),
-        )
-        .execute();
-    }
+    const list = await registerBenchDevices(server, count, 'bench-board');
     const { publicKeyPem } = await api<{ publicKeyPem: string }>('GET', '/api/v1/fleet-key');
     const setupStarted = Date.now();
     devices = fork(
@@ -177,8 +139,7 @@ async function measureRollout(count: number) {
       devices.send({ type: 'stop' });
       await once(devices, 'exit');
     }
-    await server.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await server.dispose();
   }
 }
 

@@ -1,15 +1,5 @@
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isBoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
@@ -26,6 +16,7 @@ import {
   type UpdateRecord,
   UpdateState,
 } from './update-state-machine.ts';
+import { writeJsonAtomically } from '../runtime/atomic-file.ts';
 import type { UpdateStrategy } from './update-strategy.ts';
 
 type Deployment = NonNullable<DesiredState['deployment']>;
@@ -269,7 +260,7 @@ export class UpdateManager {
   private save(state: UpdateState, reentered: boolean): void {
     const entries = state === this.record.state || reentered ? this.record.entries + 1 : 1;
     this.record = { ...this.record, state, entries };
-    writeFileAtomically(this.stateFile, `${JSON.stringify(this.record, null, 2)}\n`);
+    writeJsonAtomically(this.stateFile, this.record);
     const reported = REPORTED_AS[state];
     if (reported)
       this.send(
@@ -285,17 +276,4 @@ export class UpdateManager {
     const deploymentId = this.record.deployment?.id;
     if (deploymentId) this.options.report({ deploymentId, state, ...(reason ? { reason } : {}) });
   }
-}
-
-function writeFileAtomically(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const temporary = `${path}.tmp`;
-  const fd = openSync(temporary, 'w', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
 }

@@ -1,0 +1,54 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { type RunningServer, startServer } from '../server/boardfleet-server.ts';
+import { hashSecret } from '../server/common/secrets.ts';
+import { loadServerConfig } from '../server/config/config.ts';
+
+/** A Boardfleet server on free loopback ports with SQLite in a temporary data dir. */
+export async function startBenchServer(): Promise<RunningServer & { dispose(): Promise<void> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-bench-'));
+  const server = await startServer(
+    loadServerConfig({
+      BOARDFLEET_DATA_DIR: dataDir,
+      BOARDFLEET_HTTP_PORT: '0',
+      BOARDFLEET_MQTT_PORT: '0',
+      BOARDFLEET_HTTP_HOST: '127.0.0.1',
+      BOARDFLEET_MQTT_HOST: '127.0.0.1',
+    }),
+    { logger: pino({ level: 'warn' }) },
+  );
+  return {
+    ...server,
+    async dispose() {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Registers N devices straight in the database. They share one secret so set-up does not spend
+ * N scrypt hashes; each connection still pays its own scrypt check, as in production.
+ */
+export async function registerBenchDevices(server: RunningServer, count: number, board: string) {
+  const secret = 'bfd_benchmark-secret';
+  const secretHash = await hashSecret(secret);
+  const devices = Array.from({ length: count }, (_, i) => ({
+    id: `bench-${String(i).padStart(6, '0')}`,
+    secret,
+  }));
+  const now = Date.now();
+  for (let i = 0; i < devices.length; i += 500) {
+    await server.db
+      .insertInto('devices')
+      .values(
+        devices
+          .slice(i, i + 500)
+          .map((d) => ({ id: d.id, name: d.id, board, secret_hash: secretHash, created_at: now, online: 0 })),
+      )
+      .execute();
+  }
+  return devices;
+}
