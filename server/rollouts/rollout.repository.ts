@@ -1,7 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { Selectable } from 'kysely';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
+import type { RolloutDeviceTable, RolloutTable } from '../db/schema.ts';
 import type { RolloutOptions, RolloutTarget, WaveConfig } from './rollout.dto.ts';
 import type { DeploymentState, RolloutState, WaveState } from './rollout-state-machine.ts';
 
@@ -41,8 +43,6 @@ export interface RolloutDeviceRecord {
   stateChangedAt: number;
 }
 
-type Executor = Pick<Database, 'insertInto' | 'updateTable' | 'selectFrom' | 'deleteFrom'>;
-
 /** Every rollout, wave and per-device deployment state, written before the engine acts on it. */
 @Injectable()
 export class RolloutRepository {
@@ -52,16 +52,12 @@ export class RolloutRepository {
     return this.db.transaction().execute((trx) => work(new RolloutRepository(trx as unknown as Database)));
   }
 
-  private get executor(): Executor {
-    return this.db;
-  }
-
   async insertRollout(
     rollout: RolloutRecord,
     waves: WaveRecord[],
     devices: RolloutDeviceRecord[],
   ): Promise<void> {
-    await this.executor
+    await this.db
       .insertInto('rollouts')
       .values({
         id: rollout.id,
@@ -75,7 +71,7 @@ export class RolloutRepository {
         updated_at: rollout.updatedAt,
       })
       .execute();
-    await this.executor
+    await this.db
       .insertInto('rollout_waves')
       .values(
         waves.map((wave) => ({
@@ -94,7 +90,7 @@ export class RolloutRepository {
 
   async insertDevices(rolloutId: string, devices: RolloutDeviceRecord[]): Promise<void> {
     for (let start = 0; start < devices.length; start += 500) {
-      await this.executor
+      await this.db
         .insertInto('rollout_devices')
         .values(
           devices.slice(start, start + 500).map((device) => ({
@@ -118,22 +114,18 @@ export class RolloutRepository {
   }
 
   async getRollout(id: string): Promise<RolloutRecord | null> {
-    const row = await this.executor
-      .selectFrom('rollouts')
-      .selectAll()
-      .where('id', '=', id)
-      .executeTakeFirst();
+    const row = await this.db.selectFrom('rollouts').selectAll().where('id', '=', id).executeTakeFirst();
     return row ? toRollout(row) : null;
   }
 
   async listRollouts(states?: RolloutState[]): Promise<RolloutRecord[]> {
-    let query = this.executor.selectFrom('rollouts').selectAll();
+    let query = this.db.selectFrom('rollouts').selectAll();
     if (states) query = query.where('state', 'in', states);
     return (await query.orderBy('created_at', 'desc').orderBy('id').execute()).map(toRollout);
   }
 
   async setRolloutState(id: string, state: RolloutState, reason: string | null, now: number): Promise<void> {
-    await this.executor
+    await this.db
       .updateTable('rollouts')
       .set({ state, reason, updated_at: now })
       .where('id', '=', id)
@@ -141,7 +133,7 @@ export class RolloutRepository {
   }
 
   async waves(rolloutId: string): Promise<WaveRecord[]> {
-    const rows = await this.executor
+    const rows = await this.db
       .selectFrom('rollout_waves')
       .selectAll()
       .where('rollout_id', '=', rolloutId)
@@ -163,7 +155,7 @@ export class RolloutRepository {
     state: WaveState,
     changes: { startedAt?: number; finishedAt?: number },
   ): Promise<void> {
-    await this.executor
+    await this.db
       .updateTable('rollout_waves')
       .set({
         state,
@@ -176,7 +168,7 @@ export class RolloutRepository {
   }
 
   async devices(rolloutId: string): Promise<RolloutDeviceRecord[]> {
-    const rows = await this.executor
+    const rows = await this.db
       .selectFrom('rollout_devices')
       .selectAll()
       .where('rollout_id', '=', rolloutId)
@@ -189,7 +181,7 @@ export class RolloutRepository {
   async findByDeploymentId(
     deploymentId: string,
   ): Promise<{ rolloutId: string; device: RolloutDeviceRecord } | null> {
-    const row = await this.executor
+    const row = await this.db
       .selectFrom('rollout_devices')
       .selectAll()
       .where('deployment_id', '=', deploymentId)
@@ -202,7 +194,7 @@ export class RolloutRepository {
     deviceId: string,
     changes: Partial<Omit<RolloutDeviceRecord, 'deviceId' | 'waveIndex'>>,
   ): Promise<void> {
-    await this.executor
+    await this.db
       .updateTable('rollout_devices')
       .set({
         ...(changes.deploymentId !== undefined ? { deployment_id: changes.deploymentId } : {}),
@@ -228,7 +220,7 @@ export class RolloutRepository {
   }
 
   async desired(deviceId: string): Promise<DesiredState | null> {
-    const row = await this.executor
+    const row = await this.db
       .selectFrom('device_desired')
       .select('payload')
       .where('device_id', '=', deviceId)
@@ -250,7 +242,7 @@ export class RolloutRepository {
   }
 
   async allDesired(): Promise<Array<{ deviceId: string; desired: DesiredState }>> {
-    const rows = await this.executor.selectFrom('device_desired').select(['device_id', 'payload']).execute();
+    const rows = await this.db.selectFrom('device_desired').select(['device_id', 'payload']).execute();
     return rows.map((row) => ({ deviceId: row.device_id, desired: JSON.parse(row.payload) as DesiredState }));
   }
 
@@ -261,7 +253,7 @@ export class RolloutRepository {
       payload: JSON.stringify(desired),
       updated_at: now,
     };
-    await this.executor
+    await this.db
       .insertInto('device_desired')
       .values(values)
       .onConflict((conflict) =>
@@ -273,19 +265,19 @@ export class RolloutRepository {
   }
 
   async log(rolloutId: string, message: string, now: number): Promise<void> {
-    const last = await this.executor
+    const last = await this.db
       .selectFrom('rollout_log')
       .select((eb) => eb.fn.max('seq').as('seq'))
       .where('rollout_id', '=', rolloutId)
       .executeTakeFirst();
-    await this.executor
+    await this.db
       .insertInto('rollout_log')
       .values({ rollout_id: rolloutId, at: now, seq: Number(last?.seq ?? 0) + 1, message })
       .execute();
   }
 
   async logEntries(rolloutId: string): Promise<Array<{ at: number; message: string }>> {
-    return this.executor
+    return this.db
       .selectFrom('rollout_log')
       .select(['at', 'message'])
       .where('rollout_id', '=', rolloutId)
@@ -294,17 +286,7 @@ export class RolloutRepository {
   }
 }
 
-function toRollout(row: {
-  id: string;
-  name: string;
-  release_id: string;
-  target: string;
-  options: string;
-  state: string;
-  reason: string | null;
-  created_at: number;
-  updated_at: number;
-}): RolloutRecord {
+function toRollout(row: Selectable<RolloutTable>): RolloutRecord {
   return {
     id: row.id,
     name: row.name,
@@ -318,20 +300,7 @@ function toRollout(row: {
   };
 }
 
-function toDevice(row: {
-  device_id: string;
-  wave_index: number;
-  deployment_id: string;
-  state: string;
-  attempt: number;
-  artifact_id: string | null;
-  previous_deployment: string | null;
-  progress: number | null;
-  reason: string | null;
-  notified_at: number | null;
-  soak_until: number | null;
-  state_changed_at: number;
-}): RolloutDeviceRecord {
+function toDevice(row: Selectable<RolloutDeviceTable>): RolloutDeviceRecord {
   return {
     deviceId: row.device_id,
     waveIndex: row.wave_index,
