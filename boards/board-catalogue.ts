@@ -96,7 +96,9 @@ export function getBoard(id: string, directory = BOARDS_DIRECTORY): Board {
 function readCatalogue(directory: string): Map<string, Board> {
   if (directory === BOARDS_DIRECTORY && catalogue) return catalogue;
   const boards = new Map<string, Board>();
-  for (const fileName of readdirSync(directory).filter((name) => name.endsWith('.yaml')).sort()) {
+  for (const fileName of readdirSync(directory)
+    .filter((name) => name.endsWith('.yaml'))
+    .sort()) {
     for (const board of parseBoardFile(join(directory, fileName))) boards.set(board.id, board);
   }
   if (directory === BOARDS_DIRECTORY) catalogue = boards;
@@ -113,13 +115,24 @@ export function parseBoardFile(path: string): Board[] {
   }
   const parsed = mcuBoardFileSchema.safeParse(document);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`);
-    throw new BoardfleetError('board-invalid', `${path} is not a valid board file:\n  ${problems.join('\n  ')}`);
+    const problems = parsed.error.issues.map(
+      (issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`,
+    );
+    throw new BoardfleetError(
+      'board-invalid',
+      `${path} is not a valid board file:\n  ${problems.join('\n  ')}`,
+    );
   }
   const { variants, ...base } = parsed.data;
-  const expectedId = path.split('/').pop()!.replace(/\.yaml$/, '');
+  const expectedId = path
+    .split('/')
+    .pop()!
+    .replace(/\.yaml$/, '');
   if (base.id !== expectedId) {
-    throw new BoardfleetError('board-invalid', `${path}: id "${base.id}" must match the file name ("${expectedId}")`);
+    throw new BoardfleetError(
+      'board-invalid',
+      `${path}: id "${base.id}" must match the file name ("${expectedId}")`,
+    );
   }
   const boards = [withDerivedFields(base)];
   for (const [variantId, variant] of Object.entries(variants ?? {})) {
@@ -142,4 +155,26 @@ function withDerivedFields(board: Omit<McuBoardFile, 'variants'>): Board {
     throw new BoardfleetError('board-invalid', `${board.id}: the bootloader cannot take the whole flash`);
   }
   return { ...board, applicationFlashSize: board.flash.size - board.flash.bootloaderSize };
+}
+
+/**
+ * Which boards a USB device may be. A genuine board's own id names it; a USB-serial chip
+ * (CH340, FT232R, CP210x) sits on many boards and adapters, so it only narrows the choice.
+ */
+export function boardsForUsbDevice(
+  vendorId: number,
+  productId: number,
+): { kind: 'genuine' | 'clone'; boards: string[] } | undefined {
+  const matches = listBoards().flatMap((board) =>
+    board.usb
+      .filter((device) => device.vendorId === vendorId && device.productId === productId)
+      .map((device) => ({ board: board.id, kind: device.kind })),
+  );
+  if (matches.length === 0) return undefined;
+  const genuine = matches.filter((match) => match.kind === 'genuine');
+  const chosen = genuine.length > 0 ? genuine : matches;
+  return {
+    kind: genuine.length > 0 ? 'genuine' : 'clone',
+    boards: [...new Set(chosen.map((match) => match.board))],
+  };
 }

@@ -17,6 +17,9 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/rollout.command.ts'),
   () => import('./commands/build.command.ts'),
   () => import('./commands/probe.command.ts'),
+  () => import('./commands/boards.command.ts'),
+  () => import('./commands/ports.command.ts'),
+  () => import('./commands/doctor.command.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

@@ -52,7 +52,7 @@ export async function buildFirmware(input: BuildInput & BuildOptions): Promise<B
   const started = performance.now();
   const toolchain = input.toolchain ?? new AvrToolchain();
   await toolchain.ensureInstalled();
-  const target = await resolveBuildTarget(input.board);
+  const target = resolveBuildTarget(input.board);
   const job =
     input.recipe !== undefined
       ? await recipeJob(await loadMcuRecipe(input.recipe), target)

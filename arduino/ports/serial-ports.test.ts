@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { formatLikelyBoard, formatUsbId, listSerialPorts } from './serial-ports.ts';
+
+// Shaped as @serialport/bindings-cpp reports ports on Linux (udev properties, lower-case hex ids).
+const PLUGGED_IN = [
+  {
+    path: '/dev/ttyUSB0',
+    manufacturer: '1a86',
+    vendorId: '1a86',
+    productId: '7523',
+    pnpId: 'usb-1a86_USB2.0-Serial-if00-port0',
+  },
+  {
+    path: '/dev/ttyACM0',
+    manufacturer: 'Arduino (www.arduino.cc)',
+    serialNumber: '85735313',
+    vendorId: '2341',
+    productId: '0043',
+    pnpId: 'usb-Arduino__www.arduino.cc__0043_85735313-if00',
+  },
+  {
+    path: '/dev/ttyS0',
+    manufacturer: undefined,
+    vendorId: undefined,
+    productId: undefined,
+    pnpId: undefined,
+  },
+  {
+    path: '/dev/ttyACM1',
+    manufacturer: 'Logitech',
+    vendorId: '046d',
+    productId: 'c52b',
+    pnpId: 'usb-Logitech-if02',
+  },
+];
+
+describe('serial ports', () => {
+  it('names the board each port most likely is from its USB ids', async () => {
+    const ports = await listSerialPorts(async () => PLUGGED_IN);
+    expect(ports.map((port) => [port.path, formatUsbId(port), formatLikelyBoard(port)])).toEqual([
+      ['/dev/ttyACM0', '2341:0043', 'uno'],
+      ['/dev/ttyACM1', '046d:c52b', 'unknown'],
+      ['/dev/ttyS0', '-', 'not USB'],
+      [
+        '/dev/ttyUSB0',
+        '1a86:7523',
+        'mega2560, nano, nano:old-bootloader, pro-mini-5v or uno (USB-serial chip)',
+      ],
+    ]);
+  });
+
+  it('lists the ports of this machine through udev without failing', async () => {
+    // A machine with no boards plugged in still answers, with an empty or non-USB list.
+    const ports = await listSerialPorts();
+    expect(Array.isArray(ports)).toBe(true);
+    for (const port of ports) expect(port.path).toMatch(/^\/dev\//);
+  });
+});

@@ -1,0 +1,163 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { boardsForUsbDevice, getBoard, listBoards, parseBoardFile } from './board-catalogue.ts';
+
+const BOARDS_TXT = '/usr/share/arduino/hardware/arduino/avr/boards.txt';
+
+/** The chip's facts as avr-libc's device header states them, evaluated by the preprocessor. */
+function avrLibcFacts(mcu: string) {
+  const names = [
+    'SIGNATURE_0',
+    'SIGNATURE_1',
+    'SIGNATURE_2',
+    'SPM_PAGESIZE',
+    'FLASHEND',
+    'RAMSTART',
+    'RAMEND',
+  ];
+  let output: string;
+  try {
+    output = execFileSync('avr-gcc', [`-mmcu=${mcu}`, '-E', '-P', '-x', 'c', '-'], {
+      input: `#include <avr/io.h>\n${names.map((name) => `fact ${name}`).join('\n')}\n`,
+      encoding: 'utf8',
+    });
+  } catch (error) {
+    throw new Error(`avr-gcc failed (install gcc-avr and avr-libc): ${(error as Error).message}`);
+  }
+  const values = output
+    .split('\n')
+    .filter((line) => line.startsWith('fact '))
+    .map((line) => evaluateConstant(line.slice(5)));
+  const [sig0, sig1, sig2, pageSize, flashEnd, ramStart, ramEnd] = values as number[];
+  return {
+    signature: [sig0, sig1, sig2],
+    pageSize,
+    flashSize: flashEnd! + 1,
+    ramSize: ramEnd! - ramStart! + 1,
+  };
+}
+
+/** Integer arithmetic as the headers write it: `(0x100 + (0xA00) - 1)`. */
+function evaluateConstant(expression: string): number {
+  if (!/^[\s\d()+\-x*a-fA-FUL]+$/.test(expression)) throw new Error(`not a constant: ${expression}`);
+  return Number(new Function(`return ${expression.replace(/(0x[\da-fA-F]+|\d+)[UL]+/g, '$1')}`)());
+}
+
+/** One board's entry (with its cpu menu choice) from Debian's Arduino core. */
+function arduinoCoreUploadLimit(entry: string, cpu?: string): number {
+  const text = readFileSync(BOARDS_TXT, 'utf8');
+  const key = cpu ? `${entry}.menu.cpu.${cpu}.upload.maximum_size=` : `${entry}.upload.maximum_size=`;
+  const line = text.split('\n').find((candidate) => candidate.startsWith(key));
+  if (!line) throw new Error(`${BOARDS_TXT} has no ${key} (install arduino-core-avr)`);
+  return Number(line.slice(key.length));
+}
+
+const ARDUINO_CORE_ENTRIES: Record<string, [string, string?]> = {
+  uno: ['uno'],
+  nano: ['nano', 'atmega328'],
+  'nano:old-bootloader': ['nano', 'atmega328old'],
+  'pro-mini-5v': ['pro', '16MHzatmega328'],
+  mega2560: ['mega', 'atmega2560'],
+  leonardo: ['leonardo'],
+};
+
+describe('board catalogue', () => {
+  it('holds the boards makers plug in, the Nano with both bootloaders', () => {
+    expect(listBoards().map((board) => board.id)).toEqual([
+      'leonardo',
+      'mega2560',
+      'nano',
+      'nano:old-bootloader',
+      'pro-mini-5v',
+      'uno',
+    ]);
+    expect(getBoard('nano').upload.baudRate).toBe(115200);
+    expect(getBoard('nano:old-bootloader').upload.baudRate).toBe(57600);
+    expect(getBoard('nano:old-bootloader').bootloader).toBe('atmegaboot-atmega328');
+  });
+
+  // One contract every board file must meet, checked against the chip's own header and the
+  // Arduino core's upload limits rather than against numbers repeated here.
+  describe.each(listBoards().map((board) => [board.id, board] as const))('%s', (_id, board) => {
+    it('states the signature, page, flash and RAM sizes avr-libc gives for its MCU', () => {
+      const facts = avrLibcFacts(board.mcu);
+      expect(board.signature).toEqual(facts.signature);
+      expect(board.flash.pageSize).toBe(facts.pageSize);
+      expect(board.flash.size).toBe(facts.flashSize);
+      expect(board.ramSize).toBe(facts.ramSize);
+    });
+
+    it("leaves sketches the same room as the Arduino core's upload limit", () => {
+      const [entry, cpu] = ARDUINO_CORE_ENTRIES[board.id]!;
+      expect(board.applicationFlashSize).toBe(arduinoCoreUploadLimit(entry, cpu));
+    });
+
+    it('has a bootloader that is a whole number of pages, and USB ids for auto-detection', () => {
+      expect(board.flash.bootloaderSize % board.flash.pageSize).toBe(0);
+      expect(board.usb.length).toBeGreaterThan(0);
+    });
+  });
+
+  it('names an unknown board and lists the known ones', () => {
+    expect(() => getBoard('zx81')).toThrow(
+      'Unknown board "zx81". Known boards: leonardo, mega2560, nano, nano:old-bootloader, pro-mini-5v, uno (see "boardfleet boards")',
+    );
+  });
+
+  it('refuses a bad board file, naming the file and every bad field', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'boards-'));
+    const path = join(directory, 'bad.yaml');
+    writeFileSync(
+      path,
+      [
+        'id: bad',
+        'name: Bad board',
+        'family: mcu',
+        'mcu: atmega328p',
+        'signature: [0x1E, 0x95, 0x100]',
+        'clockHz: 16000000',
+        'flash: { size: 32768, pageSize: 128, bootloaderSize: 512 }',
+        'ramSize: 2048',
+        'upload: { protocol: stk600, baudRate: 115200, reset: dtr-rts-pulse }',
+        'bootloader: optiboot-atmega328',
+        'usb: []',
+        'ledPin: 13',
+        'arduinoCore: { variant: standard, boardMacro: AVR_UNO }',
+        'colour: blue',
+      ].join('\n'),
+    );
+    let message = '';
+    try {
+      parseBoardFile(path);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain(`${path} is not a valid board file:`);
+    expect(message).toMatch(/signature\.2: .*255/);
+    expect(message).toMatch(/upload\.protocol: .*stk500v1/);
+    expect(message).toMatch(/colour/);
+
+    writeFileSync(path, 'id: [unclosed');
+    expect(() => parseBoardFile(path)).toThrow(`${path} is not valid YAML`);
+  });
+
+  it('refuses a board file whose id is not its file name', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'boards-'));
+    const path = join(directory, 'uno2.yaml');
+    writeFileSync(path, readFileSync(new URL('./uno.yaml', import.meta.url), 'utf8'));
+    expect(() => parseBoardFile(path)).toThrow('id "uno" must match the file name ("uno2")');
+  });
+
+  it('tells a genuine board from a USB-serial chip many boards use', () => {
+    expect(boardsForUsbDevice(0x2341, 0x0043)).toEqual({ kind: 'genuine', boards: ['uno'] });
+    expect(boardsForUsbDevice(0x2a03, 0x8036)).toEqual({ kind: 'genuine', boards: ['leonardo'] });
+    expect(boardsForUsbDevice(0x1a86, 0x7523)).toEqual({
+      kind: 'clone',
+      boards: ['mega2560', 'nano', 'nano:old-bootloader', 'pro-mini-5v', 'uno'],
+    });
+    expect(boardsForUsbDevice(0x046d, 0xc52b)).toBeUndefined();
+  });
+});
