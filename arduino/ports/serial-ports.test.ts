@@ -1,38 +1,40 @@
 import { describe, expect, it } from 'vitest';
-import { formatLikelyBoard, formatUsbId, listSerialPorts } from './serial-ports.ts';
+import { formatLikelyBoard, formatUsbId, type ListedPort, listSerialPorts } from './serial-ports.ts';
 
 // Shaped as @serialport/bindings-cpp reports ports on Linux (udev properties, lower-case hex ids).
-const PLUGGED_IN = [
-  {
-    path: '/dev/ttyUSB0',
-    manufacturer: '1a86',
-    vendorId: '1a86',
-    productId: '7523',
-    pnpId: 'usb-1a86_USB2.0-Serial-if00-port0',
-  },
-  {
-    path: '/dev/ttyACM0',
-    manufacturer: 'Arduino (www.arduino.cc)',
-    serialNumber: '85735313',
-    vendorId: '2341',
-    productId: '0043',
-    pnpId: 'usb-Arduino__www.arduino.cc__0043_85735313-if00',
-  },
-  {
-    path: '/dev/ttyS0',
-    manufacturer: undefined,
-    vendorId: undefined,
-    productId: undefined,
-    pnpId: undefined,
-  },
-  {
-    path: '/dev/ttyACM1',
-    manufacturer: 'Logitech',
-    vendorId: '046d',
-    productId: 'c52b',
-    pnpId: 'usb-Logitech-if02',
-  },
-];
+const PLUGGED_IN: ListedPort[] = (
+  [
+    {
+      path: '/dev/ttyUSB0',
+      manufacturer: '1a86',
+      vendorId: '1a86',
+      productId: '7523',
+      pnpId: 'usb-1a86_USB2.0-Serial-if00-port0',
+    },
+    {
+      path: '/dev/ttyACM0',
+      manufacturer: 'Arduino (www.arduino.cc)',
+      serialNumber: '85735313',
+      vendorId: '2341',
+      productId: '0043',
+      pnpId: 'usb-Arduino__www.arduino.cc__0043_85735313-if00',
+    },
+    {
+      path: '/dev/ttyS0',
+      manufacturer: undefined,
+      vendorId: undefined,
+      productId: undefined,
+      pnpId: undefined,
+    },
+    {
+      path: '/dev/ttyACM1',
+      manufacturer: 'Logitech',
+      vendorId: '046d',
+      productId: 'c52b',
+      pnpId: 'usb-Logitech-if02',
+    },
+  ] as Array<Partial<ListedPort>>
+).map((port) => ({ serialNumber: undefined, locationId: undefined, ...port }) as ListedPort);
 
 describe('serial ports', () => {
   it('names the board each port most likely is from its USB ids', async () => {

@@ -12,7 +12,7 @@ export interface SerialPortInfo {
   likely?: { kind: 'genuine' | 'clone'; boards: string[] };
 }
 
-type ListedPort = Awaited<ReturnType<typeof SerialPort.list>>[number];
+export type ListedPort = Awaited<ReturnType<typeof SerialPort.list>>[number];
 
 /** The serial ports plugged in now (through udev on Linux), each matched against the board catalogue. */
 export async function listSerialPorts(
