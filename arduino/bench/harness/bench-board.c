@@ -45,7 +45,7 @@ static int clients[MAX_CLIENTS];
 static volatile sig_atomic_t quit_requested;
 static int uart_accepting = 1; /* simavr's XON/XOFF: whether the UART's input FIFO has room */
 static int host_connected;
-static int baud_mismatch; /* host and MCU disagree on the baud rate: each sees garbage */
+static long host_rate; /* the baud rate the host set on the port, re-read every 50 ms */
 static char slave_path[256];
 static const char *flash_file;
 static uint8_t *saved_flash;
@@ -71,6 +71,8 @@ static void broadcast(const char *line) {
 		}
 }
 
+static int baud_mismatch(void);
+
 /* What a byte sent at the wrong baud rate turns into: deterministic garbage. */
 static uint8_t garble(uint8_t byte) {
 	return byte ^ 0xA5;
@@ -81,7 +83,7 @@ static void uart_output(struct avr_irq_t *irq, uint32_t value, void *param) {
 	(void)irq;
 	(void)param;
 	if (!host_connected) return;
-	uint8_t byte = baud_mismatch ? garble(value) : value;
+	uint8_t byte = baud_mismatch() ? garble(value) : value;
 	if (write(master_fd, &byte, 1) < 0 && errno != EAGAIN) fail("write to pty");
 }
 
@@ -258,14 +260,20 @@ static long mcu_baud(void) {
 	return (long)(avr->frequency / ((double_speed ? 8UL : 16UL) * (ubrr + 1)));
 }
 
-static void check_baud_rates(void) {
+static void refresh_host_rate(void) {
 	static uint64_t last_check;
 	uint64_t now = now_us();
 	if (now - last_check < 50000) return;
 	last_check = now;
-	long host = host_baud(), mcu = mcu_baud();
-	/* A UART tolerates a few percent; optiboot's 115200 at 16 MHz is 2.1 % off. */
-	baud_mismatch = host > 0 && (host > mcu * 105 / 100 || host < mcu * 95 / 100);
+	host_rate = host_baud();
+}
+
+/* Host and MCU disagree on the baud rate, so each sees garbage. A UART tolerates a few percent
+ * (optiboot's 115200 at 16 MHz is 2.1 % off). The MCU's side is read per byte: firmware often
+ * sends its first byte right after setting the rate. */
+static int baud_mismatch(void) {
+	long mcu = mcu_baud();
+	return host_rate > 0 && (host_rate > mcu * 105 / 100 || host_rate < mcu * 95 / 100);
 }
 
 /* POLLHUP on the master means no host has the slave open: its end is what a host's open looks like. */
@@ -279,12 +287,12 @@ static void watch_host(void) {
 	}
 	host_connected = connected;
 	if (!connected) return;
-	check_baud_rates();
+	refresh_host_rate();
 	if (!uart_accepting) return;
 	uint8_t byte;
 	/* Feed while the UART's FIFO has room; simavr then delivers the bytes at the UART's baud rate. */
 	while (uart_accepting && read(master_fd, &byte, 1) == 1)
-		avr_raise_irq(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT), baud_mismatch ? garble(byte) : byte);
+		avr_raise_irq(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT), baud_mismatch() ? garble(byte) : byte);
 }
 
 static void on_signal(int signal) {
