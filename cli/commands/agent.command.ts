@@ -21,6 +21,11 @@ export function register(program: Command): void {
     .option('--name <name>', 'device name when provisioning (default: the hostname)')
     .option('--board <board>', 'board type (default: from the device tree)')
     .option('--tag <tag>', 'tag when provisioning (repeatable)', collect, [])
+    .option(
+      '--attached-board <board>',
+      'an Arduino-class board on a serial port that takes mcu-firmware rollouts, e.g. uno',
+    )
+    .option('--attached-port <path>', 'serial port of the attached board, or "auto"', 'auto')
     .option('--data-dir <dir>', 'where credentials and state live', './agent-data')
     .option('--heartbeat <seconds>', 'health report interval', '30')
     .option('--keepalive <seconds>', 'MQTT keepalive; offline after 1.5x without a word', '30')
@@ -36,6 +41,9 @@ export function register(program: Command): void {
           name: options.name,
           board: options.board,
           tags: options.tag,
+          attachedBoard: options.attachedBoard
+            ? { board: options.attachedBoard, port: options.attachedPort }
+            : undefined,
           dataDir: options.dataDir,
           heartbeat: options.heartbeat,
           keepalive: options.keepalive,

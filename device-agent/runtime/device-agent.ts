@@ -23,6 +23,8 @@ export interface DeviceAgentOptions {
   logger: Logger;
   /** Applies deployments from the desired state; null for an agent that only reports. */
   updates: DeploymentApplier | null;
+  /** Arduino-class boards on the device's serial ports, as the inventory reports them. */
+  attachedBoards?: () => Inventory['attachedBoards'];
 }
 
 /** What the agent needs of an update manager (the real one, or a simulated device's). */
@@ -255,7 +257,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
       slots: running
         ? [{ name: 'app', artifact: running.artifact, version: running.version, active: true }]
         : [],
-      attachedBoards: [],
+      attachedBoards: this.options.attachedBoards?.() ?? [],
     };
     const text = JSON.stringify(inventory);
     if (text === this.lastInventory) return;

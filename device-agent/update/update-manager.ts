@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { isBoardfleetError } from '../../protocol/errors.ts';
+import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import { downloadArtifact } from './artifact-download.ts';
@@ -79,10 +79,10 @@ export class UpdateManager {
   start(): Promise<void> {
     const resumeAt = RESUME_STATE[this.record.state];
     if (TERMINAL_UPDATE_STATES.includes(resumeAt)) {
-      const strategy = this.record.deployment
-        ? this.options.strategies[this.record.deployment.strategy]
-        : undefined;
-      return strategy?.resume() ?? Promise.resolve();
+      // Every strategy brings back what it committed: the app, and the attached board's firmware.
+      return Promise.all(Object.values(this.options.strategies).map((strategy) => strategy?.resume())).then(
+        () => {},
+      );
     }
     this.options.logger.info({ state: this.record.state, resumeAt }, 'resuming an interrupted update');
     return this.enqueue(async () => {
@@ -223,7 +223,16 @@ export class UpdateManager {
           return UpdateEvent.Healthy;
         }
         case UpdateState.RollingBack:
-          await strategy.rollback(this.record.previous);
+          try {
+            await strategy.rollback(this.record.previous);
+          } catch (error) {
+            // Say why the update failed and that the old version could not be restored.
+            throw new BoardfleetError(
+              'rollback-failed',
+              `${this.record.reason ?? 'update failed'}; rolling back failed too: ${(error as Error).message}`,
+              { cause: error },
+            );
+          }
           this.record.running = this.record.previous;
           return UpdateEvent.RollbackDone;
         default:

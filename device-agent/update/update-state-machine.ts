@@ -15,7 +15,10 @@ export enum UpdateState {
   Committed = 'committed',
   RollingBack = 'rolling-back',
   RolledBack = 'rolled-back',
-  /** Nothing was changed on the device (bad download or verification): the old version runs on. */
+  /**
+   * Nothing was changed on the device (bad download or verification), so the old version runs
+   * on; or a rollback could not bring the old version back, which the reason says.
+   */
   Failed = 'failed',
 }
 
@@ -56,7 +59,10 @@ export const UPDATE_TRANSITIONS: Record<UpdateState, Partial<Record<UpdateEvent,
     [UpdateEvent.Healthy]: UpdateState.Committed,
     [UpdateEvent.Unhealthy]: UpdateState.RollingBack,
   },
-  [UpdateState.RollingBack]: { [UpdateEvent.RollbackDone]: UpdateState.RolledBack },
+  [UpdateState.RollingBack]: {
+    [UpdateEvent.RollbackDone]: UpdateState.RolledBack,
+    [UpdateEvent.Unhealthy]: UpdateState.Failed,
+  },
   [UpdateState.Committed]: { [UpdateEvent.Start]: UpdateState.Downloading },
   [UpdateState.RolledBack]: { [UpdateEvent.Start]: UpdateState.Downloading },
   [UpdateState.Failed]: { [UpdateEvent.Start]: UpdateState.Downloading },

@@ -281,9 +281,10 @@ export class RolloutEngine {
     // Read before the transaction: SQLite has one connection, which the transaction holds.
     const artifactByBoard = new Map<string, ArtifactRecord | null>();
     for (const record of records.values()) {
-      const board = record.inventory?.board ?? record.board;
-      if (board && !artifactByBoard.has(board))
-        artifactByBoard.set(board, await this.deps.releases.artifactFor(release, board));
+      for (const board of deploymentBoards(record)) {
+        if (!artifactByBoard.has(board))
+          artifactByBoard.set(board, await this.deps.releases.artifactFor(release, board));
+      }
     }
     const publications: Array<{ deviceId: string; desired: DesiredState }> = [];
     await this.deps.rollouts.transaction(async (rollouts) => {
@@ -303,7 +304,9 @@ export class RolloutEngine {
       };
       for (const device of batch) {
         const record = records.get(device.deviceId);
-        const board = record?.inventory?.board ?? record?.board ?? null;
+        const boards = record ? deploymentBoards(record) : [];
+        // The device's own board first, then the Arduinos attached to it (mcu-firmware).
+        const board = boards.find((candidate) => artifactByBoard.get(candidate)) ?? boards[0] ?? null;
         const artifact = board ? artifactByBoard.get(board) : null;
         if (!record || record.revokedAt !== null || !artifact) {
           await move(device, DeploymentEvent.Notify, {});
@@ -535,4 +538,16 @@ export async function matchTarget(
       (!target.tags || target.tags.some((tag) => device.tags.includes(tag))) &&
       (!target.boards || target.boards.includes(device.inventory?.board ?? device.board ?? '')),
   );
+}
+
+/**
+ * The boards a device takes artifacts for: its own, then each attached board (a variant such as
+ * `nano:old-bootloader` also as its base board, which is what firmware is built for).
+ */
+function deploymentBoards(record: DeviceRecord): string[] {
+  const own = record.inventory?.board ?? record.board;
+  const attached = (record.inventory?.attachedBoards ?? []).flatMap((attachedBoard) =>
+    attachedBoard.board ? [attachedBoard.board, attachedBoard.board.split(':')[0]!] : [],
+  );
+  return [...new Set([...(own ? [own] : []), ...attached])];
 }

@@ -1,0 +1,185 @@
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ProbeResult } from '../../arduino/probe/probe-board.ts';
+import type { Board } from '../../boards/board-catalogue.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
+import type { ArtifactManifest } from '../../protocol/manifest.ts';
+import type { Inventory } from '../../protocol/schemas.ts';
+import { readJson, writeJsonAtomically } from '../runtime/atomic-file.ts';
+import type { UpdateStrategy } from './update-strategy.ts';
+
+/** The serial side effects of an attached board: flashing it and probing it. */
+export interface AttachedBoardAccess {
+  readonly portPath: string;
+  readonly board: Board;
+  flash(hexPath: string, signal?: AbortSignal): Promise<void>;
+  probe(): Promise<ProbeResult>;
+}
+
+interface KnownGood {
+  schemaVersion: 1;
+  artifact: string;
+  version: string;
+  hexFile: string;
+}
+
+/** How often a re-flash is tried before the rollback gives up (a board mid-reset can miss one). */
+const FLASH_ATTEMPTS = 3;
+
+/**
+ * Firmware for an Arduino-class board attached to the device over USB serial. Classic AVR
+ * boards cannot check signatures themselves, so the agent verifies the .hex (as for every
+ * artifact) before flashing it. A new firmware counts as healthy when the board answers the
+ * Firmata probe and passes its LED self-test; the last committed .hex is kept, and flashed
+ * back when a new one fails or when the board stops answering at agent start.
+ */
+export class McuSerialStrategy implements UpdateStrategy {
+  readonly kind = 'mcu-serial';
+  private lastProbe: ProbeResult | null = null;
+
+  constructor(
+    private readonly root: string,
+    private readonly access: AttachedBoardAccess,
+    private readonly log: (message: string) => void = () => {},
+  ) {
+    mkdirSync(join(root, 'releases'), { recursive: true });
+  }
+
+  private hexFile(release: { name?: string; artifact?: string; version: string }): string {
+    return join(this.root, 'releases', `${release.name ?? release.artifact}-${release.version}.hex`);
+  }
+
+  private get knownGoodPath(): string {
+    return join(this.root, 'known-good.json');
+  }
+
+  knownGood(): KnownGood | null {
+    return readJson<KnownGood>(this.knownGoodPath);
+  }
+
+  async install(
+    artifactPath: string,
+    manifest: ArtifactManifest,
+    signal: AbortSignal,
+  ): Promise<{ needsReboot: boolean }> {
+    if (manifest.kind !== 'mcu-firmware') {
+      throw new BoardfleetError(
+        'wrong-kind',
+        `${manifest.name} ${manifest.version} is ${manifest.kind}, not mcu-firmware`,
+      );
+    }
+    const boardId = this.access.board.id;
+    const compatible = manifest.boards.some((board) => board === boardId || board === boardId.split(':')[0]);
+    if (!compatible) {
+      throw new BoardfleetError(
+        'board-mismatch',
+        `${manifest.name} ${manifest.version} is built for ${manifest.boards.join(', ')}, but the board on ${this.access.portPath} is ${boardId}`,
+      );
+    }
+    const hexFile = this.hexFile(manifest);
+    if (!existsSync(hexFile)) {
+      // Renamed into place, so a crash never leaves half a .hex under the release's name.
+      copyFileSync(artifactPath, `${hexFile}.partial`);
+      renameSync(`${hexFile}.partial`, hexFile);
+    }
+    this.log(`flashing ${manifest.name} ${manifest.version} onto the ${boardId} on ${this.access.portPath}`);
+    await this.access.flash(hexFile, signal);
+    return { needsReboot: false };
+  }
+
+  async healthCheck(): Promise<{ healthy: true } | { healthy: false; reason: string }> {
+    const result = await this.probeQuietly();
+    if (result.status !== 'firmata')
+      return { healthy: false, reason: `board does not answer Firmata: ${result.reason}` };
+    if (!result.selfTest.passed) {
+      return {
+        healthy: false,
+        reason: `board answers Firmata but its self-test on pin ${result.selfTest.pin} failed`,
+      };
+    }
+    return { healthy: true };
+  }
+
+  async commit(manifest: ArtifactManifest): Promise<void> {
+    const hexFile = this.hexFile(manifest);
+    writeJsonAtomically(this.knownGoodPath, {
+      schemaVersion: 1,
+      artifact: manifest.name,
+      version: manifest.version,
+      hexFile,
+    } satisfies KnownGood);
+    for (const entry of readdirSync(join(this.root, 'releases'))) {
+      const path = join(this.root, 'releases', entry);
+      if (path !== hexFile) rmSync(path, { force: true });
+    }
+  }
+
+  async rollback(previous: { artifact: string; version: string } | null): Promise<void> {
+    const knownGood = this.knownGood();
+    const hexFile =
+      previous && existsSync(this.hexFile(previous)) ? this.hexFile(previous) : knownGood?.hexFile;
+    if (!hexFile || !existsSync(hexFile)) {
+      throw new BoardfleetError(
+        'no-known-good-firmware',
+        `No known-good firmware to flash back onto the ${this.access.board.id} on ${this.access.portPath}`,
+      );
+    }
+    await this.flashWithRetries(hexFile);
+  }
+
+  /** At agent start: a board that no longer answers gets its known-good firmware back. */
+  async resume(): Promise<void> {
+    const knownGood = this.knownGood();
+    if (!knownGood) return;
+    const health = await this.healthCheck();
+    if (health.healthy) return;
+    this.log(`${health.reason}; flashing back ${knownGood.artifact} ${knownGood.version}`);
+    try {
+      await this.flashWithRetries(knownGood.hexFile);
+    } catch (error) {
+      // An unplugged board must not keep the agent from starting; the next deployment tries again.
+      this.log(
+        `could not flash ${knownGood.artifact} ${knownGood.version} back: ${(error as Error).message}`,
+      );
+    }
+  }
+
+  async stop(): Promise<void> {}
+
+  /** The attached board as the inventory reports it, from the latest probe. */
+  describe(): Inventory['attachedBoards'][number] {
+    const probe = this.lastProbe;
+    return {
+      port: this.access.portPath,
+      board: this.access.board.id,
+      firmware: probe?.status === 'firmata' ? probe.firmware.name : null,
+      firmwareVersion: probe?.status === 'firmata' ? probe.firmware.version : null,
+    };
+  }
+
+  private async probeQuietly(): Promise<ProbeResult> {
+    try {
+      this.lastProbe = await this.access.probe();
+    } catch (error) {
+      this.lastProbe = {
+        status: 'not-firmata',
+        portPath: this.access.portPath,
+        bytesReceived: 0,
+        reason: (error as Error).message,
+      };
+    }
+    return this.lastProbe;
+  }
+
+  private async flashWithRetries(hexFile: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.access.flash(hexFile);
+        return;
+      } catch (error) {
+        if (attempt >= FLASH_ATTEMPTS) throw error;
+        this.log(`flash attempt ${attempt} failed (${(error as Error).message}); trying again`);
+      }
+    }
+  }
+}
