@@ -20,6 +20,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/boards.command.ts'),
   () => import('./commands/ports.command.ts'),
   () => import('./commands/doctor.command.ts'),
+  () => import('./commands/bench.command.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SimulatedBoard } from '../../arduino/bench/simulated-board.ts';
+import { type SimulatedBoard, startSimulatedBoard } from '../../arduino/simulator/simulated-board.ts';
 import { buildFirmware } from '../../arduino/build/build-firmware.ts';
 import { probeBoard } from '../../arduino/probe/probe-board.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
@@ -31,7 +31,7 @@ describe('firmware rollouts to an Arduino attached to a device', () => {
 
   beforeAll(async () => {
     server = await startTestServer(sqliteBackend);
-    uno = await SimulatedBoard.start({ board: 'uno', stateDir: temporary('mcu-e2e-uno-') });
+    uno = await startSimulatedBoard({ board: 'uno', stateDir: temporary('mcu-e2e-uno-') });
     const { body: token } = await server.api<{ token: string }>('POST', '/api/v1/provisioning-tokens', {
       name: 'mcu',
     });

@@ -1,0 +1,329 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Board, getBoard } from '../../boards/board-catalogue.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
+import { boardPins, type BoardPins } from './board-pins.ts';
+import { buildBootloader } from './bootloaders.ts';
+import { ControlChannel } from './control-channel.ts';
+import { buildHarness } from './harness-build.ts';
+import { defaultCacheDirectory, HostTools } from './host-tools.repository.ts';
+import { withoutStartAddress } from './intel-hex.ts';
+
+const READY_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 5_000;
+
+export interface SimulatedBoardOptions {
+  /** A board id from the catalogue: `uno`, `mega2560`, `nano:old-bootloader`. */
+  board: string;
+  /** Where the flash image, the `tty` link and the control socket live; defaults to `<cache>/bench/<board>`. */
+  stateDir?: string;
+  /** An application to put in flash before starting, as if flashed earlier. */
+  firmwareHex?: string;
+  /** Where built bootloaders and the harness are cached; defaults to `$BOARDFLEET_CACHE_DIR` or `~/.cache/boardfleet`. */
+  cacheDir?: string;
+  /** Keep the board running after this process exits (`boardfleet bench start`). */
+  detached?: boolean;
+  tools?: HostTools;
+}
+
+export type PinLevel = 0 | 1;
+
+export interface SimulatedBoard {
+  board: Board;
+  stateDir: string;
+  /** The serial port a host opens, like /dev/ttyACM0; opening it resets the board into its bootloader. */
+  portPath: string;
+  pid: number;
+  /** Resets the MCU into its bootloader, as the reset button or a DTR pulse does. */
+  reset(): Promise<void>;
+  /** The level of a digital pin (`D13`, `LED`, `A0`), whether the firmware drives it or we do. */
+  readPin(pin: string): Promise<PinLevel>;
+  /** Resolves once the pin is at `level` (now or later); rejects after `timeoutMs`. */
+  waitForPin(pin: string, level: PinLevel, timeoutMs: number): Promise<void>;
+  /** Calls `listener` on each change of the pin's level; returns the unsubscribe function. */
+  onPinChange(pin: string, listener: (level: PinLevel) => void): () => void;
+  /** Drives a digital input from outside, like a button to GND or 5 V. */
+  setDigitalInput(pin: string, level: PinLevel): Promise<void>;
+  /** Puts a voltage (0..5000 mV, against the 5 V reference) on an analog input. */
+  setAnalogMillivolts(pin: string, millivolts: number): Promise<void>;
+  /** Ends the board: the flash image is saved, and no process is left behind. */
+  stop(): Promise<void>;
+  /** Lets go of a board started `detached`, leaving it running. */
+  disconnect(): void;
+}
+
+/** A board in the state directory's `bench.pid`, if its process is alive. */
+export interface RunningBench {
+  stateDir: string;
+  pid: number;
+  portPath: string;
+  /** The catalogue id it was started as, when known. */
+  board?: string;
+}
+
+/** Children started by this process and not detached: killed if this process exits without stopping them. */
+const attachedChildren = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of attachedChildren) child.kill('SIGKILL');
+});
+
+export function defaultStateDirectory(boardId: string, cacheDir = defaultCacheDirectory()): string {
+  return join(cacheDir, 'bench', boardId.replace(/[^a-z0-9-]/g, '-'));
+}
+
+/**
+ * Starts a simulated board: simavr running the board's own bootloader (built from Debian's
+ * sources on first use) and whatever its flash holds, at real-time speed, its UART on a pty.
+ */
+export async function startSimulatedBoard(options: SimulatedBoardOptions): Promise<SimulatedBoard> {
+  const board = getBoard(options.board);
+  if (board.bootloader.startsWith('caterina')) {
+    throw new BoardfleetError(
+      'board-not-simulated',
+      `${board.name} talks USB from the MCU itself (${board.bootloader}), which simavr cannot present as a serial port; simulate an uno, nano or mega2560 instead`,
+    );
+  }
+  const tools = options.tools ?? new HostTools();
+  const cacheDir = options.cacheDir ?? defaultCacheDirectory();
+  const stateDir = resolve(options.stateDir ?? defaultStateDirectory(board.id, cacheDir));
+  const pins = boardPins(board);
+  const bootloader = await buildBootloader(board.bootloader, { cacheDir, tools });
+  const harness = await buildHarness({ cacheDir, tools });
+
+  await mkdir(stateDir, { recursive: true });
+  const running = await findRunningBench(stateDir);
+  if (running) {
+    throw new BoardfleetError(
+      'bench-board-running',
+      `A simulated board already runs in ${stateDir} (pid ${running.pid}, port ${running.portPath}); stop it with "boardfleet bench stop --state-dir ${stateDir}"`,
+    );
+  }
+  await rm(join(stateDir, 'bench.pid'), { force: true });
+  await writeFile(join(stateDir, 'board'), `${board.id}\n`);
+
+  const args = [
+    '--mcu',
+    board.mcu,
+    '--clock',
+    String(board.clockHz),
+    '--boot-address',
+    `0x${(board.flash.size - board.flash.bootloaderSize).toString(16)}`,
+    '--bootloader',
+    bootloader.hexPath,
+    '--flash-file',
+    join(stateDir, `flash-${board.mcu}.bin`),
+    '--state-dir',
+    stateDir,
+  ];
+  if (options.firmwareHex) {
+    const appHex = join(stateDir, 'app.hex');
+    await writeFile(appHex, withoutStartAddress(await readFile(options.firmwareHex, 'utf8')));
+    args.push('--app-hex', appHex);
+  }
+
+  const logPath = join(stateDir, 'bench.log');
+  const log = openSync(logPath, 'w');
+  const child = spawn(harness, args, { stdio: ['ignore', log, log], detached: options.detached ?? false });
+  closeSync(log);
+  if (options.detached) child.unref();
+  else attachedChildren.add(child);
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  exited.then(() => attachedChildren.delete(child));
+
+  try {
+    const portPath = await waitForReady(stateDir, child, exited, logPath);
+    const control = await ControlChannel.connect(join(stateDir, 'control.sock'));
+    return attach({ board, stateDir, portPath, pid: child.pid!, pins, control, exited });
+  } catch (error) {
+    child.kill('SIGKILL');
+    await exited;
+    throw error;
+  }
+}
+
+/** Connects to a board that is already running in `stateDir` (started detached, say). */
+export async function connectSimulatedBoard(stateDir: string, boardId: string): Promise<SimulatedBoard> {
+  const board = getBoard(boardId);
+  const running = await findRunningBench(resolve(stateDir));
+  if (!running)
+    throw new BoardfleetError('bench-board-not-running', `No simulated board runs in ${stateDir}`);
+  const control = await ControlChannel.connect(join(running.stateDir, 'control.sock'));
+  const exited = waitForProcessExit(running.pid);
+  return attach({ ...running, board, pins: boardPins(board), control, exited });
+}
+
+/** Reads `bench.pid`; undefined when there is none or its process has ended. */
+export async function findRunningBench(stateDir: string): Promise<RunningBench | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(stateDir, 'bench.pid'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const [pidText, portPath] = text.split('\n');
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0 || !portPath || !isAlive(pid)) return undefined;
+  const board = (await readFile(join(stateDir, 'board'), 'utf8').catch(() => '')).trim() || undefined;
+  return { stateDir, pid, portPath, board };
+}
+
+/** Boards running in the default bench directories (`<cache>/bench/*`). */
+export async function listRunningBenches(cacheDir = defaultCacheDirectory()): Promise<RunningBench[]> {
+  const benchRoot = join(cacheDir, 'bench');
+  const entries = await readdir(benchRoot).catch(() => [] as string[]);
+  const found = await Promise.all(entries.sort().map((entry) => findRunningBench(join(benchRoot, entry))));
+  return found.filter((bench): bench is RunningBench => bench !== undefined);
+}
+
+/** Asks the board in `stateDir` to quit (saving its flash), then makes sure its process is gone. */
+export async function stopBench(running: RunningBench): Promise<void> {
+  try {
+    const control = await ControlChannel.connect(join(running.stateDir, 'control.sock'));
+    await control.command('quit').catch(() => undefined);
+    control.close();
+  } catch {
+    process.kill(running.pid, 'SIGTERM');
+  }
+  await endProcess(running.pid, waitForProcessExit(running.pid));
+}
+
+function attach(parts: {
+  board: Board;
+  stateDir: string;
+  portPath: string;
+  pid: number;
+  pins: BoardPins;
+  control: ControlChannel;
+  exited: Promise<unknown>;
+}): SimulatedBoard {
+  const { control, pins } = parts;
+  const levels = new Map<string, PinLevel>();
+  control.on('event', (words) => {
+    if (words[0] === 'pin' && words[1]) levels.set(words[1], words[2] === '1' ? 1 : 0);
+  });
+
+  const readPin = async (pin: string): Promise<PinLevel> => {
+    const words = await control.command(`get ${pins.portPin(pin)}`);
+    return words[1] === '1' ? 1 : 0;
+  };
+  const onPinChange = (pin: string, listener: (level: PinLevel) => void) => {
+    const portPin = pins.portPin(pin);
+    const handler = (words: string[]) => {
+      if (words[0] === 'pin' && words[1] === portPin) listener(words[2] === '1' ? 1 : 0);
+    };
+    control.on('event', handler);
+    return () => void control.off('event', handler);
+  };
+
+  return {
+    board: parts.board,
+    stateDir: parts.stateDir,
+    portPath: parts.portPath,
+    pid: parts.pid,
+    reset: async () => void (await control.command('reset')),
+    readPin,
+    onPinChange,
+    waitForPin(pin, level, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          unsubscribe();
+          reject(
+            new BoardfleetError(
+              'pin-timeout',
+              `${pin} did not go ${level ? 'high' : 'low'} within ${timeoutMs} ms`,
+            ),
+          );
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          unsubscribe();
+          resolve();
+        };
+        // Subscribe before reading, so a change between the two is not missed.
+        const unsubscribe = onPinChange(pin, (now) => now === level && done());
+        readPin(pin).then(
+          (now) => now === level && done(),
+          (error) => {
+            clearTimeout(timer);
+            unsubscribe();
+            reject(error);
+          },
+        );
+      });
+    },
+    setDigitalInput: async (pin, level) => void (await control.command(`set ${pins.portPin(pin)} ${level}`)),
+    async setAnalogMillivolts(pin, millivolts) {
+      if (!Number.isFinite(millivolts) || millivolts < 0 || millivolts > 5000) {
+        throw new BoardfleetError('invalid-voltage', `${millivolts} mV is outside 0..5000 mV`);
+      }
+      await control.command(`adc ${pins.adcChannel(pin)} ${Math.round(millivolts)}`);
+    },
+    async stop() {
+      await control.command('quit').catch(() => undefined);
+      control.close();
+      await endProcess(parts.pid, parts.exited);
+    },
+    disconnect: () => control.close(),
+  };
+}
+
+async function waitForReady(
+  stateDir: string,
+  child: ChildProcess,
+  exited: Promise<number | null>,
+  logPath: string,
+): Promise<string> {
+  let exitCode: number | null | undefined;
+  void exited.then((code) => (exitCode = code));
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (exitCode !== undefined) {
+      const log = await readFile(logPath, 'utf8').catch(() => '');
+      throw new BoardfleetError(
+        'bench-board-failed',
+        `The simulated board exited (code ${exitCode}):\n${log.trim()}`,
+      );
+    }
+    const running = await findRunningBench(stateDir);
+    if (running && running.pid === child.pid) return running.portPath;
+    await sleep(20);
+  }
+  throw new BoardfleetError(
+    'bench-board-failed',
+    `The simulated board did not come up within ${READY_TIMEOUT_MS} ms; see ${logPath}`,
+  );
+}
+
+async function endProcess(pid: number, exited: Promise<unknown>): Promise<void> {
+  const gone = (ms: number) => Promise.race([exited.then(() => true), sleep(ms).then(() => !isAlive(pid))]);
+  if (await gone(STOP_TIMEOUT_MS)) return;
+  signal(pid, 'SIGTERM');
+  if (await gone(STOP_TIMEOUT_MS)) return;
+  signal(pid, 'SIGKILL');
+  await gone(STOP_TIMEOUT_MS);
+}
+
+/** For a process that is not our child: polls until it has gone. */
+async function waitForProcessExit(pid: number): Promise<void> {
+  while (isAlive(pid)) await sleep(50);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,105 @@
+// `npm run bench -- flash [--kib 30]`: flash + verify of a ~30 KB image onto the simulated Uno
+// (simavr running the real optiboot at 115200 baud) with our flasher and with avrdude, in the same
+// run; the floor is the serial line itself: every byte both ways, 10 bits each, at 115200 baud.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { startSimulatedBoard } from '../arduino/simulator/simulated-board.ts';
+import { flashBoard } from '../arduino/flasher/flash-board.ts';
+import { getBoard } from '../boards/board-catalogue.ts';
+
+const execFileAsync = promisify(execFile);
+const RUNS = 3;
+
+export async function run(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { kib: { type: 'string', default: '30' } } });
+  const board = getBoard('uno');
+  const size = Math.min(Number(values.kib) * 1024, board.applicationFlashSize);
+  const work = mkdtempSync(join(tmpdir(), 'flash-bench-'));
+  const hexPath = join(work, 'image.hex');
+  writeFileSync(hexPath, toIntelHex(pseudoRandomImage(size)));
+  const pageSize = board.flash.pageSize;
+  const pages = Math.ceil(size / pageSize);
+  // STK500v1 per page: LOAD_ADDRESS (4 out, 2 back) + PROG_PAGE (5 + page out, 2 back), then for
+  // verify LOAD_ADDRESS again + READ_PAGE (5 out, page + 2 back). Commands wait for their answers.
+  const wireBytes = pages * (4 + 2 + 5 + pageSize + 2 + 4 + 2 + 5 + pageSize + 2);
+  const floorSeconds = (wireBytes * 10) / board.upload.baudRate;
+  process.stdout.write(
+    `flash benchmark: ${size} bytes (${pages} pages) to a simulated Uno at ${board.upload.baudRate} baud, write + verify, ${RUNS} runs each\n\n`,
+  );
+
+  const simulated = await startSimulatedBoard({ board: 'uno', stateDir: join(work, 'uno') });
+  try {
+    const ours: number[] = [];
+    const avrdude: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const started = performance.now();
+      await flashBoard({ board, hexPath, portPath: simulated.portPath });
+      ours.push((performance.now() - started) / 1000);
+      const startedAvrdude = performance.now();
+      await execFileAsync('avrdude', [
+        '-q',
+        '-q',
+        '-c',
+        'arduino',
+        '-p',
+        'm328p',
+        '-b',
+        String(board.upload.baudRate),
+        '-P',
+        simulated.portPath,
+        '-U',
+        `flash:w:${hexPath}:i`,
+      ]).catch((error: { stderr?: string }) => {
+        if (!/TIOCMGET/.test(error.stderr ?? '')) throw error;
+      });
+      avrdude.push((performance.now() - startedAvrdude) / 1000);
+    }
+    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+    const rows: Array<[string, number]> = [
+      ['boardfleet flash', median(ours)],
+      ['avrdude -c arduino (baseline)', median(avrdude)],
+      ['wire-limit floor', floorSeconds],
+    ];
+    process.stdout.write(`${'tool'.padEnd(32)}${'seconds (median)'.padEnd(20)}bytes/s of image\n`);
+    for (const [label, seconds] of rows) {
+      process.stdout.write(
+        `${label.padEnd(32)}${seconds.toFixed(2).padEnd(20)}${Math.round(size / seconds)}\n`,
+      );
+    }
+    process.stdout.write(
+      `\nBoth tools include the reset into optiboot and its start-up (about 0.4 s of LED flashes);\n` +
+        `the floor counts only the ${wireBytes} bytes on the line (10 bits each).\n`,
+    );
+  } finally {
+    await simulated.stop();
+  }
+}
+
+/** A deterministic image: the same bytes every run, not compressible into a lucky case. */
+function pseudoRandomImage(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  let state = 0x2545f491;
+  for (let i = 0; i < size; i++) {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    bytes[i] = state & 0xff;
+  }
+  return bytes;
+}
+
+function toIntelHex(bytes: Uint8Array): string {
+  const record = (address: number, type: number, data: Uint8Array) => {
+    const fields = [data.length, address >> 8, address & 0xff, type, ...data];
+    const checksum = (0x100 - (fields.reduce((sum, value) => sum + value, 0) & 0xff)) & 0xff;
+    return `:${[...fields, checksum].map((value) => value.toString(16).padStart(2, '0').toUpperCase()).join('')}`;
+  };
+  const lines: string[] = [];
+  for (let address = 0; address < bytes.length; address += 16)
+    lines.push(record(address, 0, bytes.subarray(address, address + 16)));
+  lines.push(record(0, 1, new Uint8Array()));
+  return `${lines.join('\n')}\n`;
+}

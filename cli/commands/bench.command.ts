@@ -1,0 +1,81 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import {
+  defaultStateDirectory,
+  findRunningBench,
+  listRunningBenches,
+  startSimulatedBoard,
+  stopBench,
+} from '../../arduino/simulator/simulated-board.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
+import { printJson, printTable } from '../output.ts';
+
+export function register(program: Command): void {
+  const bench = program
+    .command('bench')
+    .description(
+      'Simulated boards ("bench boards"): real bootloaders in simavr, on a serial port a host opens like a USB board',
+    );
+
+  bench
+    .command('start <board>')
+    .description('Start a simulated board in the background and print its serial port')
+    .option('--state-dir <dir>', 'where its flash image, port link and control socket live')
+    .option('--firmware <hex>', 'put this application in its flash first')
+    .option('--json', 'machine-readable output')
+    .action(async (boardId: string, options: { stateDir?: string; firmware?: string; json?: boolean }) => {
+      const simulated = await startSimulatedBoard({
+        board: boardId,
+        stateDir: options.stateDir,
+        firmwareHex: options.firmware,
+        detached: true,
+      });
+      simulated.disconnect();
+      const started = {
+        board: simulated.board.id,
+        portPath: simulated.portPath,
+        pid: simulated.pid,
+        stateDir: simulated.stateDir,
+      };
+      if (options.json) return printJson(started);
+      process.stdout.write(
+        `${started.portPath}\n` +
+          `  ${simulated.board.name} (pid ${started.pid}); opening the port resets it into its bootloader, as DTR does.\n` +
+          `  Stop it with: boardfleet bench stop --state-dir ${started.stateDir}\n`,
+      );
+    });
+
+  bench
+    .command('stop [board]')
+    .description('Stop a simulated board (its flash is kept for the next start)')
+    .option('--state-dir <dir>', 'the state directory it was started with')
+    .action(async (boardId: string | undefined, options: { stateDir?: string }) => {
+      if (!boardId && !options.stateDir) {
+        throw new BoardfleetError('invalid-option', 'Name the board ("bench stop uno") or give --state-dir');
+      }
+      const stateDir = resolve(options.stateDir ?? defaultStateDirectory(boardId!));
+      const running = await findRunningBench(stateDir);
+      if (!running)
+        throw new BoardfleetError('bench-board-not-running', `No simulated board runs in ${stateDir}`);
+      await stopBench(running);
+      process.stdout.write(`Stopped ${running.board ?? 'the board'} (pid ${running.pid}) in ${stateDir}\n`);
+    });
+
+  bench
+    .command('list')
+    .description('List simulated boards running in the default bench directories')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { json?: boolean }) => {
+      const running = await listRunningBenches();
+      if (options.json) return printJson(running);
+      printTable(
+        running.map((entry) => ({
+          board: entry.board ?? '?',
+          port: entry.portPath,
+          pid: String(entry.pid),
+          'state dir': entry.stateDir,
+        })),
+        ['board', 'port', 'pid', 'state dir'],
+      );
+    });
+}
