@@ -21,6 +21,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/ports.command.ts'),
   () => import('./commands/doctor.command.ts'),
   () => import('./commands/bench.command.ts'),
+  () => import('./commands/flash.command.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

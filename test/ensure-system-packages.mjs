@@ -19,6 +19,7 @@ export const REQUIRED_DEBIAN_PACKAGES = {
   'pkg-config': '/usr/bin/pkg-config',
   gcc: '/usr/bin/gcc',
   avrdude: '/usr/bin/avrdude',
+  socat: '/usr/bin/socat',
   udev: '/usr/bin/udevadm',
 };
 
