@@ -147,6 +147,9 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
   private onClose(): void {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
+    // A publish in flight when the connection dropped may never settle, and would hold every later
+    // flush back for good; its event stays in the outbox (removed only when acknowledged) and is sent again.
+    this.flushing = Promise.resolve();
     this.emit('offline');
     if (this.stopping || this.reconnectTimer) return;
     const delay = this.backoffMs * (0.5 + Math.random());

@@ -1,11 +1,14 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { BoardfleetError } from '../../protocol/errors.ts';
+import { serialAttachedBoard } from '../../arduino/attached-board.ts';
 import { AppBundleStrategy } from '../update/app-bundle.strategy.ts';
+import { McuSerialStrategy } from '../update/mcu-serial.strategy.ts';
 import { UpdateManager } from '../update/update-manager.ts';
+import type { UpdateState } from '../update/update-state-machine.ts';
 import { SystemCollectors } from './collectors.ts';
 import {
   type AgentCredentials,
@@ -25,6 +28,10 @@ export const agentConfigSchema = z.strictObject({
   name: z.string().min(1).max(128).default(hostname()),
   board: z.string().min(1).max(64).optional(),
   tags: z.array(z.string()).default([]),
+  /** An Arduino-class board on a serial port, flashed by `mcu-firmware` rollouts. */
+  attachedBoard: z
+    .strictObject({ board: z.string().min(1), port: z.string().min(1).default('auto') })
+    .optional(),
   dataDir: z.string().default('./agent-data'),
   heartbeat: z.coerce.number().min(1).max(3600).default(30),
   keepalive: z.coerce.number().min(1).max(3600).default(30),
@@ -96,7 +103,14 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
     JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
   ).version;
   let agent: DeviceAgent | null = null;
-  const updates = new UpdateManager({
+  const attachedBoard = config.attachedBoard
+    ? new McuSerialStrategy(
+        resolve(dataDir, 'mcu'),
+        serialAttachedBoard(config.attachedBoard.board, config.attachedBoard.port),
+        (line) => logger.info({ attachedBoard: true }, line),
+      )
+    : null;
+  const updates: UpdateManager = new UpdateManager({
     dataDir,
     serverUrl: config.server,
     auth: { deviceId: credentials.deviceId, secret: credentials.secret },
@@ -105,6 +119,7 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
       'app-bundle': new AppBundleStrategy(resolve(dataDir, 'app'), (line) =>
         logger.info({ app: true }, line),
       ),
+      ...(attachedBoard ? { 'mcu-serial': attachedBoard } : {}),
     },
     report: ({ deploymentId, state, progress, reason }) =>
       agent?.recordEvent(
@@ -113,6 +128,10 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
         { deploymentId, ...(reason ? { message: reason } : {}) },
       ),
     logger: logger.child({ component: 'updates' }),
+    afterSave: pauseAtUpdateStateTestHook(
+      process.env.BOARDFLEET_TEST_PAUSE_AT_UPDATE_STATE,
+      (): UpdateManager => updates,
+    ),
   });
   agent = new DeviceAgent({
     deviceId: credentials.deviceId,
@@ -124,8 +143,28 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
     collectors: new SystemCollectors(dataDir, version, config.board ?? null),
     logger,
     updates,
+    ...(attachedBoard ? { attachedBoards: () => [attachedBoard.describe()] } : {}),
   });
   await updates.start();
   agent.start();
   return agent;
+}
+
+/**
+ * Test hook for the end-to-end tests, unset in production: with
+ * BOARDFLEET_TEST_PAUSE_AT_UPDATE_STATE=<state>@<version> the agent freezes its whole event loop
+ * right after it has saved that state for that version (nothing after the save runs, not even
+ * sending the report), and says so on stderr, so a test can kill -9 it at exactly that point.
+ */
+function pauseAtUpdateStateTestHook(
+  setting: string | undefined,
+  updates: () => UpdateManager,
+): ((saved: UpdateState) => void) | undefined {
+  if (!setting) return undefined;
+  const [state, version] = setting.split('@');
+  return (saved) => {
+    if (saved !== state || updates().current.deployment?.version !== version) return;
+    writeSync(2, `test hook: paused at update state ${saved}\n`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+  };
 }

@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
@@ -38,6 +39,27 @@ export interface UpdateManagerOptions {
   logger: Logger;
   /** Test hook: called after each state is saved, before its step runs (fault injection). */
   afterSave?: (state: UpdateState) => void;
+}
+
+const DOWNLOAD_ATTEMPTS = 5;
+const FIRST_RETRY_MS = 1_000;
+
+/**
+ * Runs a download again when the connection failed or dropped (a server restarting, a flaky
+ * link), waiting 1 s, 2 s, 4 s… between tries; each try resumes from the partial file. Refusals
+ * (HTTP errors, oversize) fail at once.
+ */
+async function retryTransient(signal: AbortSignal, download: () => Promise<unknown>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await download();
+      return;
+    } catch (error) {
+      const transient = !isBoardfleetError(error) || error.code === 'download-truncated';
+      if (!transient || attempt >= DOWNLOAD_ATTEMPTS || signal.aborted) throw error;
+      await delay(FIRST_RETRY_MS * 2 ** (attempt - 1), undefined, { signal });
+    }
+  }
 }
 
 const EMPTY: UpdateRecord = {
@@ -182,24 +204,26 @@ export class UpdateManager {
       switch (state) {
         case UpdateState.Downloading: {
           let lastDecile = -1;
-          await downloadArtifact({
-            url: new URL(deployment.url, this.options.serverUrl).toString(),
-            destination: artifactPath,
-            expectedSize: deployment.size,
-            auth: this.options.auth,
-            signal,
-            onProgress: (received, total) => {
-              const decile = Math.floor((received / total) * 10);
-              if (decile !== lastDecile) {
-                lastDecile = decile;
-                this.options.report({
-                  deploymentId: deployment.id,
-                  state: 'downloading',
-                  progress: decile * 10,
-                });
-              }
-            },
-          });
+          await retryTransient(signal, () =>
+            downloadArtifact({
+              url: new URL(deployment.url, this.options.serverUrl).toString(),
+              destination: artifactPath,
+              expectedSize: deployment.size,
+              auth: this.options.auth,
+              signal,
+              onProgress: (received, total) => {
+                const decile = Math.floor((received / total) * 10);
+                if (decile !== lastDecile) {
+                  lastDecile = decile;
+                  this.options.report({
+                    deploymentId: deployment.id,
+                    state: 'downloading',
+                    progress: decile * 10,
+                  });
+                }
+              },
+            }),
+          );
           return UpdateEvent.Downloaded;
         }
         case UpdateState.Verifying:

@@ -2,21 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { uploadArtifact } from '../support/artifacts.ts';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { databaseBackends } from '../support/databases.ts';
+import type { RolloutStatus } from '../support/rollout-status.ts';
 import { type DeploymentScript, ProtocolDeviceDouble } from '../support/protocol-device-double.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
-
-interface RolloutStatus {
-  id: string;
-  state: string;
-  reason: string | null;
-  waves: Array<{
-    name: string;
-    state: string;
-    counts: { size: number; committed: number; failed: number; queued: number; rolledBack: number };
-  }>;
-  devices: Array<{ deviceId: string; state: string; waveIndex: number; reason: string | null }>;
-  log: Array<{ message: string }>;
-}
 
 const fastWave = { soakSeconds: 1, errorThresholdPercent: 0, deviceTimeoutSeconds: 30 };
 

@@ -4,7 +4,7 @@ import type { TestServer } from './test-server.ts';
 
 /** Uploads bytes as an artifact through the real REST API and returns the stored record. */
 export async function uploadArtifact(
-  server: TestServer,
+  server: Pick<TestServer, 'httpUrl' | 'adminToken'>,
   content: Buffer,
   meta: { name: string; version: string; boards: string[]; kind?: string },
 ): Promise<ArtifactRecord> {

@@ -1,0 +1,25 @@
+/** The rollout status the API returns (GET /api/v1/rollouts/:id), as the tests read it. */
+export interface RolloutStatus {
+  id: string;
+  state: string;
+  reason: string | null;
+  waves: Array<{
+    name: string;
+    state: string;
+    startedAt: number | null;
+    finishedAt: number | null;
+    counts: { size: number; committed: number; failed: number; queued: number; rolledBack: number };
+  }>;
+  devices: Array<{
+    deviceId: string;
+    waveIndex: number;
+    deploymentId: string;
+    state: string;
+    attempt: number;
+    reason: string | null;
+    notifiedAt: number | null;
+    soakUntil: number | null;
+    stateChangedAt: number;
+  }>;
+  log: Array<{ at: number; message: string }>;
+}
