@@ -21,6 +21,21 @@ export const REQUIRED_DEBIAN_PACKAGES = {
   avrdude: '/usr/bin/avrdude',
   socat: '/usr/bin/socat',
   udev: '/usr/bin/udevadm',
+  // Linux images: filesystems made from folders, unprivileged; qemu boots what we build.
+  'squashfs-tools': '/usr/bin/mksquashfs',
+  dosfstools: '/usr/sbin/mkfs.vfat',
+  mtools: '/usr/bin/mcopy',
+  fdisk: '/usr/sbin/sfdisk',
+  e2fsprogs: '/usr/sbin/mke2fs',
+  cpio: '/usr/bin/cpio',
+  gpgv: '/usr/bin/gpgv',
+  'debian-archive-keyring': '/usr/share/keyrings/debian-archive-keyring.gpg',
+  'xz-utils': '/usr/bin/xz',
+  'qemu-system-arm': '/usr/bin/qemu-system-aarch64',
+  'qemu-system-x86': '/usr/bin/qemu-system-x86_64',
+  // Small static programs for the images (the reboot helper, unikernel applications).
+  'gcc-aarch64-linux-gnu': '/usr/bin/aarch64-linux-gnu-gcc',
+  'libc6-dev-arm64-cross': '/usr/aarch64-linux-gnu/lib/libc.a',
 };
 
 function missingPackages() {
@@ -31,7 +46,8 @@ function missingPackages() {
 
 const missing = missingPackages();
 if (missing.length > 0) {
-  const installLine = `apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  // Waits for another apt (unattended upgrades, a second checkout's test run) instead of failing.
+  const installLine = `apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 ${missing.join(' ')}`;
   if (process.getuid?.() !== 0) {
     process.stderr.write(
       `The test suite needs Debian packages that are not installed. Run:\n  sudo ${installLine}\n`,
