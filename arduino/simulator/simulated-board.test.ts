@@ -142,9 +142,16 @@ describe('a simulated Uno, as a host sees it', () => {
     };
     const received = await talk(
       uno.portPath,
-      (port) =>
-        // After the bootloader's second: pin 2 as input, report port 0 and analog 0.
-        setTimeout(() => port.write(Buffer.from([0xf4, 2, 0, 0xd0, 1, 0xc0, 1])), 1500),
+      (port) => {
+        // Once the firmware has announced itself (its name ends with the sysex end byte, 0xF7),
+        // not after a guessed delay: pin 2 as input, report port 0 and analog 0.
+        const onData = (chunk: Buffer) => {
+          if (!chunk.includes(0xf7)) return;
+          port.off('data', onData);
+          port.write(Buffer.from([0xf4, 2, 0, 0xd0, 1, 0xc0, 1]));
+        };
+        port.on('data', onData);
+      },
       (bytes) => analogReport(bytes) !== undefined && digitalPort0(bytes) !== undefined,
     );
     expect(analogReport(received)).toBeGreaterThanOrEqual(505);

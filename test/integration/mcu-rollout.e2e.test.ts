@@ -126,7 +126,9 @@ describe('firmware rollouts to an Arduino attached to a device', () => {
     const done = await rollOut('firmata', '1.1.0', blink.hexPath);
     expect(done.state).toBe('paused');
     expect(done.devices).toHaveLength(1);
-    expect(done.devices[0]).toMatchObject({ deviceId, state: 'failed' });
+    // The wave trips on the failure; the agent's rollback may already be reported by now.
+    expect(done.devices[0]).toMatchObject({ deviceId });
+    expect(['failed', 'rolled-back']).toContain(done.devices[0]!.state);
     expect(done.devices[0]!.reason).toMatch(/does not answer Firmata/);
     // The agent flashed the last known-good firmware back: the board answers Firmata again.
     await eventually(
