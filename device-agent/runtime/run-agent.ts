@@ -1,12 +1,15 @@
-import { mkdirSync, readFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import packageJson from '../../package.json' with { type: 'json' };
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { serialAttachedBoard } from '../../arduino/attached-board.ts';
+import { MOUNTS } from '../../protocol/linux-ab-layout.ts';
 import { AppBundleStrategy } from '../update/app-bundle.strategy.ts';
-import { McuSerialStrategy } from '../update/mcu-serial.strategy.ts';
+import { rebootDevice } from '../update/device-reboot.ts';
+import { LinuxAbStrategy } from '../update/linux-ab.strategy.ts';
+import type { McuSerialStrategy } from '../update/mcu-serial.strategy.ts';
 import { UpdateManager } from '../update/update-manager.ts';
 import type { UpdateState } from '../update/update-state-machine.ts';
 import { SystemCollectors } from './collectors.ts';
@@ -32,6 +35,20 @@ export const agentConfigSchema = z.strictObject({
   attachedBoard: z
     .strictObject({ board: z.string().min(1), port: z.string().min(1).default('auto') })
     .optional(),
+  /**
+   * A/B root slots (`linux-ab` rollouts), used when `slotsFile` exists, as it does in a
+   * Boardfleet Linux image. The defaults are where the image puts things.
+   */
+  linuxAb: z
+    .strictObject({
+      slotsFile: z.string().min(1).default(MOUNTS.slotDevices),
+      bootDir: z.string().min(1).default(MOUNTS.boot),
+      cmdlineFile: z.string().min(1).default('/proc/cmdline'),
+      bootIdFile: z.string().min(1).default('/proc/sys/kernel/random/boot_id'),
+      /** How long the agent on a new slot has to connect before the slot is rolled back. */
+      healthTimeoutSeconds: z.coerce.number().min(1).max(3600).default(180),
+    })
+    .prefault({}),
   dataDir: z.string().default('./agent-data'),
   heartbeat: z.coerce.number().min(1).max(3600).default(30),
   keepalive: z.coerce.number().min(1).max(3600).default(30),
@@ -99,16 +116,25 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const credentials = await obtainCredentials(config);
-  const version = (
-    JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-  ).version;
+  const version = packageJson.version;
   let agent: DeviceAgent | null = null;
   const attachedBoard = config.attachedBoard
-    ? new McuSerialStrategy(
-        resolve(dataDir, 'mcu'),
-        serialAttachedBoard(config.attachedBoard.board, config.attachedBoard.port),
-        (line) => logger.info({ attachedBoard: true }, line),
-      )
+    ? await attachedBoardStrategy(dataDir, config.attachedBoard, logger)
+    : null;
+  const { linuxAb } = config;
+  const slots = existsSync(linuxAb.slotsFile)
+    ? new LinuxAbStrategy({
+        bootDir: linuxAb.bootDir,
+        slotsFile: linuxAb.slotsFile,
+        cmdlineFile: linuxAb.cmdlineFile,
+        bootIdFile: linuxAb.bootIdFile,
+        stateDir: dataDir,
+        board: config.board ?? null,
+        reboot: (mode) => rebootDevice(mode),
+        connected: () => agent?.connected ?? false,
+        healthTimeoutSeconds: linuxAb.healthTimeoutSeconds,
+        log: (line) => logger.info({ slots: true }, line),
+      })
     : null;
   const updates: UpdateManager = new UpdateManager({
     dataDir,
@@ -120,6 +146,7 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
         logger.info({ app: true }, line),
       ),
       ...(attachedBoard ? { 'mcu-serial': attachedBoard } : {}),
+      ...(slots ? { 'linux-ab': slots } : {}),
     },
     report: ({ deploymentId, state, progress, reason }) =>
       agent?.recordEvent(
@@ -145,9 +172,31 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
     updates,
     ...(attachedBoard ? { attachedBoards: () => [attachedBoard.describe()] } : {}),
   });
-  await updates.start();
+  // Resuming is queued before the first desired state can arrive, and not awaited: a health
+  // check after a reboot waits for this agent to connect.
+  void updates.start();
   agent.start();
   return agent;
+}
+
+/**
+ * The attached board's strategy, imported only when a board is configured: the serial port
+ * code needs `serialport`, a native module a Linux image's bundled agent does not carry.
+ */
+async function attachedBoardStrategy(
+  dataDir: string,
+  attached: NonNullable<AgentConfig['attachedBoard']>,
+  logger: Logger,
+): Promise<McuSerialStrategy> {
+  const [{ serialAttachedBoard }, { McuSerialStrategy }] = await Promise.all([
+    import('../../arduino/attached-board.ts'),
+    import('../update/mcu-serial.strategy.ts'),
+  ]);
+  return new McuSerialStrategy(
+    resolve(dataDir, 'mcu'),
+    serialAttachedBoard(attached.board, attached.port),
+    (line) => logger.info({ attachedBoard: true }, line),
+  );
 }
 
 /**

@@ -144,7 +144,7 @@ export class AppBundleStrategy implements UpdateStrategy {
     }
   }
 
-  async rollback(previous: { artifact: string; version: string } | null): Promise<void> {
+  async rollback(previous: { artifact: string; version: string } | null): Promise<{ needsReboot: boolean }> {
     await this.supervisor?.stop();
     this.supervisor = null;
     const target = previous ? this.releaseDir(previous) : null;
@@ -154,6 +154,7 @@ export class AppBundleStrategy implements UpdateStrategy {
     } else {
       rmSync(this.link('current'), { force: true });
     }
+    return { needsReboot: false };
   }
 
   async resume(): Promise<void> {

@@ -114,7 +114,7 @@ export class McuSerialStrategy implements UpdateStrategy {
     }
   }
 
-  async rollback(previous: { artifact: string; version: string } | null): Promise<void> {
+  async rollback(previous: { artifact: string; version: string } | null): Promise<{ needsReboot: boolean }> {
     const knownGood = this.knownGood();
     const hexFile =
       previous && existsSync(this.hexFile(previous)) ? this.hexFile(previous) : knownGood?.hexFile;
@@ -125,6 +125,7 @@ export class McuSerialStrategy implements UpdateStrategy {
       );
     }
     await this.flashWithRetries(hexFile);
+    return { needsReboot: false };
   }
 
   /** At agent start: a board that no longer answers gets its known-good firmware back. */

@@ -18,7 +18,7 @@ import {
   UpdateState,
 } from './update-state-machine.ts';
 import { writeJsonAtomically } from '../runtime/atomic-file.ts';
-import type { UpdateStrategy } from './update-strategy.ts';
+import { InstallRefusedError, type UpdateStrategy } from './update-strategy.ts';
 
 type Deployment = NonNullable<DesiredState['deployment']>;
 
@@ -40,6 +40,9 @@ export interface UpdateManagerOptions {
   /** Test hook: called after each state is saved, before its step runs (fault injection). */
   afterSave?: (state: UpdateState) => void;
 }
+
+/** What a step returns when it asked the device to reboot: nothing more runs in this boot. */
+const REBOOT_REQUESTED = Symbol('reboot requested');
 
 const DOWNLOAD_ATTEMPTS = 5;
 const FIRST_RETRY_MS = 1_000;
@@ -75,7 +78,8 @@ const EMPTY: UpdateRecord = {
 /**
  * Applies deployments one at a time: download (resumable) → verify → install → reboot if the
  * strategy needs one → health check → commit, or roll back. The record is saved (atomically)
- * before every step; `start()` resumes a saved in-between state.
+ * before every step; `start()` resumes a saved in-between state. After a step asked the device
+ * to reboot, the manager does nothing more until the agent starts again after the reboot.
  */
 export class UpdateManager {
   private record: UpdateRecord;
@@ -83,6 +87,7 @@ export class UpdateManager {
   private readonly downloads: string;
   private work: Promise<void> = Promise.resolve();
   private abort = new AbortController();
+  private rebootRequested = false;
 
   constructor(private readonly options: UpdateManagerOptions) {
     this.stateFile = join(options.dataDir, 'update-state.json');
@@ -97,57 +102,88 @@ export class UpdateManager {
     return this.record;
   }
 
-  /** Resumes whatever the last run left in between, and restarts the committed app. */
+  /**
+   * Resumes whatever the last run left in between (the RESUME_STATE table), restarts what every
+   * other strategy committed (the app, the attached board's firmware), then applies a deployment
+   * that was deferred by a reboot.
+   */
   start(): Promise<void> {
     const resumeAt = RESUME_STATE[this.record.state];
-    if (TERMINAL_UPDATE_STATES.includes(resumeAt)) {
-      // Every strategy brings back what it committed: the app, and the attached board's firmware.
-      return Promise.all(Object.values(this.options.strategies).map((strategy) => strategy?.resume())).then(
-        () => {},
-      );
-    }
-    this.options.logger.info({ state: this.record.state, resumeAt }, 'resuming an interrupted update');
+    const interrupted = !TERMINAL_UPDATE_STATES.includes(resumeAt) && this.record.deployment !== null;
+    const updating = interrupted ? this.record.deployment?.strategy : undefined;
+    if (interrupted)
+      this.options.logger.info({ state: this.record.state, resumeAt }, 'resuming an interrupted update');
     return this.enqueue(async () => {
-      // The installed version died with the agent (or the reboot): start it before checking it.
-      if (resumeAt === UpdateState.HealthChecking && this.record.deployment) {
-        await this.options.strategies[this.record.deployment.strategy]?.resume();
+      await Promise.all(
+        Object.entries(this.options.strategies)
+          .filter(([kind]) => kind !== updating)
+          .map(async ([kind, strategy]) => {
+            try {
+              await strategy?.resume();
+            } catch (error) {
+              // One strategy that cannot start must not keep the others (or the agent) down.
+              this.options.logger.error(
+                { err: error, strategy: kind },
+                'could not resume what was committed',
+              );
+            }
+          }),
+      );
+      if (interrupted) {
+        // The installed version died with the agent: start it before checking it.
+        if (resumeAt === UpdateState.HealthChecking && updating)
+          await this.options.strategies[updating]?.resume();
+        await this.runFrom(resumeAt, true);
       }
-      await this.runFrom(resumeAt, true);
+      const deferred = this.record.deferred;
+      if (deferred && TERMINAL_UPDATE_STATES.includes(this.record.state)) await this.begin(deferred);
     });
   }
 
   /** Reconciles toward a desired deployment; repeated or already-finished deployments change nothing. */
   apply(deployment: Deployment | null): Promise<void> {
-    return this.enqueue(async () => {
-      if (deployment === null) return;
-      if (this.record.deployment?.id === deployment.id) {
-        const reported = REPORTED_AS[this.record.state];
-        if (reported && TERMINAL_UPDATE_STATES.includes(this.record.state))
-          this.send(reported, this.record.reason ?? undefined);
-        return;
-      }
-      const strategy = this.options.strategies[deployment.strategy];
-      if (!strategy) {
-        this.options.report({
-          deploymentId: deployment.id,
-          state: 'failed',
-          reason: `this agent has no ${deployment.strategy} strategy`,
-        });
-        return;
-      }
-      // Whatever runs now is what a rollback returns to (an update cut short never changed it).
-      const running = this.record.running;
-      this.record = {
-        schemaVersion: 1,
-        state: UpdateState.Idle,
-        deployment,
-        previous: running,
-        running,
-        entries: 0,
-        reason: null,
-      };
-      await this.runFrom(UPDATE_TRANSITIONS[UpdateState.Idle][UpdateEvent.Start] as UpdateState, false);
-    });
+    return this.enqueue(() => this.begin(deployment));
+  }
+
+  private async begin(deployment: Deployment | null): Promise<void> {
+    if (deployment === null) return;
+    if (this.record.deployment?.id === deployment.id) {
+      const reported = REPORTED_AS[this.record.state];
+      if (reported && TERMINAL_UPDATE_STATES.includes(this.record.state))
+        this.send(reported, this.record.reason ?? undefined);
+      return;
+    }
+    if (this.rebootRequested) {
+      // The device is going down to finish the current deployment; this one waits in the record.
+      this.record = { ...this.record, deferred: deployment };
+      writeJsonAtomically(this.stateFile, this.record);
+      this.options.logger.info(
+        { deploymentId: deployment.id },
+        'deployment deferred until the device has rebooted',
+      );
+      return;
+    }
+    const strategy = this.options.strategies[deployment.strategy];
+    if (!strategy) {
+      this.options.report({
+        deploymentId: deployment.id,
+        state: 'failed',
+        reason: `this agent has no ${deployment.strategy} strategy`,
+      });
+      return;
+    }
+    // Whatever runs now is what a rollback returns to (an update cut short never changed it).
+    const running = this.record.running;
+    this.record = {
+      schemaVersion: 1,
+      state: UpdateState.Idle,
+      deployment,
+      previous: running,
+      running,
+      entries: 0,
+      reason: null,
+    };
+    await this.runFrom(UPDATE_TRANSITIONS[UpdateState.Idle][UpdateEvent.Start] as UpdateState, false);
   }
 
   async stop(): Promise<void> {
@@ -184,6 +220,16 @@ export class UpdateManager {
         continue;
       }
       const event = await this.step(state);
+      // Stopping: the saved state is where the next start resumes, whatever this step concluded.
+      if (this.abort.signal.aborted) return;
+      if (event === REBOOT_REQUESTED) {
+        this.rebootRequested = true;
+        this.options.logger.info(
+          { deploymentId: this.record.deployment?.id, state },
+          'waiting for the device to reboot',
+        );
+        return;
+      }
       const next = this.next(event);
       if (!next) throw new Error(`no transition from ${state} on ${event}`);
       state = next;
@@ -195,12 +241,17 @@ export class UpdateManager {
     return UPDATE_TRANSITIONS[this.record.state][event] ?? null;
   }
 
-  private async step(state: UpdateState): Promise<UpdateEvent> {
+  private async step(state: UpdateState): Promise<UpdateEvent | typeof REBOOT_REQUESTED> {
     const deployment = this.record.deployment as Deployment;
-    const strategy = this.options.strategies[deployment.strategy] as UpdateStrategy;
     const artifactPath = join(this.downloads, `${deployment.sha256}.artifact`);
     const signal = this.abort.signal;
     try {
+      const strategy = this.options.strategies[deployment.strategy];
+      if (!strategy)
+        throw new BoardfleetError(
+          'no-strategy',
+          `this agent has no ${deployment.strategy} strategy (any more) to finish ${deployment.artifact} ${deployment.version}`,
+        );
       switch (state) {
         case UpdateState.Downloading: {
           let lastDecile = -1;
@@ -234,6 +285,18 @@ export class UpdateManager {
           const { needsReboot } = await strategy.install(artifactPath, manifest, signal);
           return needsReboot ? UpdateEvent.NeedsReboot : UpdateEvent.Installed;
         }
+        case UpdateState.AwaitingReboot: {
+          const rebooting = rebootable(strategy);
+          const outcome = await rebooting.rebootOutcome();
+          if (!outcome.rebooted) {
+            this.options.logger.info({ deploymentId: deployment.id }, 'rebooting into the new version');
+            await rebooting.reboot('new');
+            return REBOOT_REQUESTED;
+          }
+          if (outcome.runsNew) return UpdateEvent.Rebooted;
+          this.record.reason = outcome.reason;
+          return UpdateEvent.Unhealthy;
+        }
         case UpdateState.HealthChecking: {
           const manifest = await this.verify(deployment, artifactPath);
           const result = await strategy.healthCheck(manifest, signal);
@@ -246,9 +309,14 @@ export class UpdateManager {
           rmSync(artifactPath, { force: true });
           return UpdateEvent.Healthy;
         }
-        case UpdateState.RollingBack:
+        case UpdateState.RollingBack: {
+          let needsReboot: boolean;
           try {
-            await strategy.rollback(this.record.previous);
+            ({ needsReboot } = await strategy.rollback(this.record.previous));
+            if (needsReboot) {
+              this.options.logger.info({ deploymentId: deployment.id }, 'rebooting into the old version');
+              await rebootable(strategy).reboot('old');
+            }
           } catch (error) {
             // Say why the update failed and that the old version could not be restored.
             throw new BoardfleetError(
@@ -257,8 +325,12 @@ export class UpdateManager {
               { cause: error },
             );
           }
+          // The old version runs only after the reboot; the next start finds it and finishes.
+          if (needsReboot) return REBOOT_REQUESTED;
           this.record.running = this.record.previous;
+          rmSync(artifactPath, { force: true });
           return UpdateEvent.RollbackDone;
+        }
         default:
           throw new Error(`no step for ${state}`);
       }
@@ -271,6 +343,10 @@ export class UpdateManager {
         // A bad download is discarded, so the next attempt starts clean.
         if (isBoardfleetError(error) && error.code !== 'download-truncated')
           rmSync(artifactPath, { force: true });
+        return UpdateEvent.Rejected;
+      }
+      if (state === UpdateState.Installing && error instanceof InstallRefusedError) {
+        rmSync(artifactPath, { force: true });
         return UpdateEvent.Rejected;
       }
       return UpdateEvent.Unhealthy;
@@ -309,4 +385,15 @@ export class UpdateManager {
     const deploymentId = this.record.deployment?.id;
     if (deploymentId) this.options.report({ deploymentId, state, ...(reason ? { reason } : {}) });
   }
+}
+
+/** The reboot half of a strategy whose install asked for a reboot. */
+function rebootable(strategy: UpdateStrategy): Required<Pick<UpdateStrategy, 'reboot' | 'rebootOutcome'>> {
+  const { reboot, rebootOutcome } = strategy;
+  if (!reboot || !rebootOutcome)
+    throw new BoardfleetError(
+      'no-reboot',
+      `the ${strategy.kind} strategy asked for a reboot but cannot reboot the device`,
+    );
+  return { reboot: reboot.bind(strategy), rebootOutcome: rebootOutcome.bind(strategy) };
 }

@@ -16,8 +16,9 @@ export enum UpdateState {
   RollingBack = 'rolling-back',
   RolledBack = 'rolled-back',
   /**
-   * Nothing was changed on the device (bad download or verification), so the old version runs
-   * on; or a rollback could not bring the old version back, which the reason says.
+   * Nothing was changed on the device (bad download or verification, or an install that refused
+   * the artifact before touching what runs or boots), so the old version runs on; or a rollback
+   * could not bring the old version back, which the reason says.
    */
   Failed = 'failed',
 }
@@ -50,6 +51,7 @@ export const UPDATE_TRANSITIONS: Record<UpdateState, Partial<Record<UpdateEvent,
     [UpdateEvent.Installed]: UpdateState.HealthChecking,
     [UpdateEvent.NeedsReboot]: UpdateState.AwaitingReboot,
     [UpdateEvent.Unhealthy]: UpdateState.RollingBack,
+    [UpdateEvent.Rejected]: UpdateState.Failed,
   },
   [UpdateState.AwaitingReboot]: {
     [UpdateEvent.Rebooted]: UpdateState.HealthChecking,
@@ -69,16 +71,19 @@ export const UPDATE_TRANSITIONS: Record<UpdateState, Partial<Record<UpdateEvent,
 };
 
 /**
- * Where a saved state resumes after the agent restarts. Each step is idempotent, so resuming
- * re-runs it: a download continues from its partial file, an install re-extracts into the same
- * versioned directory, a health check starts again.
+ * Where a saved state resumes after the agent restarts (a crash, a kill -9, a power cut or the
+ * reboot an update asked for). Each step is idempotent, so resuming re-runs it: a download
+ * continues from its partial file, an install writes the same version into the same place again,
+ * `awaiting-reboot` asks the strategy whether the device rebooted into the new version (and asks
+ * for the reboot again when it did not reboot at all), a health check starts again, and a
+ * rollback that needed a reboot finds the old version running and finishes.
  */
 export const RESUME_STATE: Record<UpdateState, UpdateState> = {
   [UpdateState.Idle]: UpdateState.Idle,
   [UpdateState.Downloading]: UpdateState.Downloading,
   [UpdateState.Verifying]: UpdateState.Verifying,
   [UpdateState.Installing]: UpdateState.Installing,
-  [UpdateState.AwaitingReboot]: UpdateState.HealthChecking,
+  [UpdateState.AwaitingReboot]: UpdateState.AwaitingReboot,
   [UpdateState.HealthChecking]: UpdateState.HealthChecking,
   [UpdateState.Committed]: UpdateState.Committed,
   [UpdateState.RollingBack]: UpdateState.RollingBack,
@@ -112,6 +117,11 @@ export interface UpdateRecord {
   running: RunningVersion | null;
   entries: number;
   reason: string | null;
+  /**
+   * A newer deployment that arrived while the device was about to reboot for this one: applied
+   * once this one has finished after the reboot. Absent in records written before it existed.
+   */
+  deferred?: NonNullable<DesiredState['deployment']> | null;
 }
 
 /** What the server hears for each state (its rollout engine's vocabulary). */

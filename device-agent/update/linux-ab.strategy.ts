@@ -1,0 +1,562 @@
+import { createHash } from 'node:crypto';
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
+import {
+  BOOT_CONFIG,
+  otherSlot,
+  PAYLOAD,
+  type PayloadManifest,
+  renderCmdline,
+  SLOT_FILES,
+  type Slot,
+  type SlotDevices,
+  slotDirectory,
+  slotFromCmdline,
+  slotOfBootConfig,
+  withBootSlot,
+} from '../../protocol/linux-ab-layout.ts';
+import type { ArtifactManifest } from '../../protocol/manifest.ts';
+import {
+  fsyncDirectory,
+  readJson,
+  writeFileAtomically,
+  writeJsonAtomically,
+} from '../runtime/atomic-file.ts';
+import type { RebootMode } from './device-reboot.ts';
+import {
+  isSafeRelativePath,
+  MAX_MANIFEST_BYTES,
+  parsePayloadManifest,
+  readSmallEntry,
+  type TarEntry,
+  tarEntries,
+} from './linux-ab-payload.ts';
+import {
+  InstallRefusedError,
+  type RebootOutcome,
+  type RebootTarget,
+  type UpdateStrategy,
+} from './update-strategy.ts';
+
+export interface LinuxAbOptions {
+  /** The boot FAT's mount point (`MOUNTS.boot`): config.txt, tryboot.txt, slot-a/, slot-b/. */
+  bootDir: string;
+  /** `MOUNTS.slotDevices`: the block devices of the partitions. */
+  slotsFile: string;
+  /** `/proc/cmdline`: says which slot runs (`boardfleet.slot=`). */
+  cmdlineFile: string;
+  /** `/proc/sys/kernel/random/boot_id`: changes at every boot, so a reboot can be told from an agent restart. */
+  bootIdFile: string;
+  /** Where the strategy keeps its record of the slot it armed: the agent's data dir, which both slots share. */
+  stateDir: string;
+  /** This device's board: a payload built for another board is refused. Null: not checked. */
+  board: string | null;
+  /** Reboots the device (production: {@link rebootDevice}). */
+  reboot: (mode: RebootMode) => Promise<void>;
+  /** Whether the agent is connected to its broker: what "the new slot is healthy" means. */
+  connected: () => boolean;
+  /** How long the agent on the new slot has to connect before the slot counts as unhealthy. */
+  healthTimeoutSeconds: number;
+  log?: (line: string) => void;
+}
+
+/** Kept in the state dir from install until the next install: which slot was armed, from which. */
+interface Attempt {
+  schemaVersion: 1;
+  artifact: string;
+  version: string;
+  /** The slot the update goes into. */
+  slot: Slot;
+  /** The slot that ran (and was committed) when the update started: the rollback target. */
+  from: Slot;
+  /** The boot id of the boot that asked for the tryboot reboot; null until it was asked for. */
+  trybootRequestedIn: string | null;
+}
+
+const READ_CHUNK = 1024 * 1024;
+const CMDLINE_MAX_BYTES = 64 * 1024;
+const CONNECTED_POLL_MS = 250;
+
+/**
+ * A/B root slots with the Raspberry Pi firmware's tryboot (the layout is protocol/linux-ab-layout.ts).
+ * `install` writes the payload's root filesystem into the slot that does not run, reads it back
+ * against payload.json's sha256, puts the slot's kernel, initramfs, device trees and rendered
+ * cmdline.txt into its directory on the boot FAT, and arms it in tryboot.txt (config.txt, which
+ * names the committed slot, is not touched). The manager then asks for a tryboot reboot: the
+ * firmware boots the new slot once, and any later boot (a hang, a power cut) returns to the
+ * committed one. On the new slot, once the agent is connected, `commit` points config.txt at it.
+ */
+export class LinuxAbStrategy implements UpdateStrategy {
+  readonly kind = 'linux-ab';
+
+  constructor(private readonly options: LinuxAbOptions) {
+    mkdirSync(options.stateDir, { recursive: true });
+  }
+
+  private get attemptFile(): string {
+    return join(this.options.stateDir, 'linux-ab-attempt.json');
+  }
+
+  private get configFile(): string {
+    return join(this.options.bootDir, BOOT_CONFIG.committed);
+  }
+
+  private get trybootFile(): string {
+    return join(this.options.bootDir, BOOT_CONFIG.tryboot);
+  }
+
+  /** The slot the running kernel was booted from. */
+  runningSlot(): Slot {
+    const slot = slotFromCmdline(readFileSync(this.options.cmdlineFile, 'utf8'));
+    if (!slot)
+      throw new BoardfleetError(
+        'not-a-slot-boot',
+        `${this.options.cmdlineFile} has no boardfleet.slot=a or =b: this system was not booted from a Boardfleet A/B slot`,
+      );
+    return slot;
+  }
+
+  /** The slot config.txt names: what the firmware boots without the tryboot flag. */
+  committedSlot(): Slot {
+    const slot = slotOfBootConfig(this.readBootFile(this.configFile));
+    if (!slot)
+      throw new BoardfleetError(
+        'no-committed-slot',
+        `${this.configFile} names no slot (no os_prefix=slot-a/ or slot-b/ line)`,
+      );
+    return slot;
+  }
+
+  /** The slot tryboot.txt arms, or null when no slot is armed. */
+  armedSlot(): Slot | null {
+    return existsSync(this.trybootFile) ? slotOfBootConfig(readFileSync(this.trybootFile, 'utf8')) : null;
+  }
+
+  async install(
+    artifactPath: string,
+    manifest: ArtifactManifest,
+    signal: AbortSignal,
+  ): Promise<{ needsReboot: boolean }> {
+    const label = `${manifest.name} ${manifest.version}`;
+    try {
+      // The record of an earlier update goes first: a rollback of this one must never act on it.
+      rmSync(this.attemptFile, { force: true });
+      if (manifest.kind !== 'linux-image')
+        throw new InstallRefusedError('wrong-kind', `${label} is ${manifest.kind}, not linux-image`);
+      const running = this.runningSlot();
+      const committed = this.committedSlot();
+      if (running !== committed) {
+        throw new InstallRefusedError(
+          'slot-on-trial',
+          `slot ${running} runs on trial (config.txt commits slot ${committed}): refusing to overwrite the committed slot; reboot to return to slot ${committed} first`,
+        );
+      }
+      const target = otherSlot(running);
+      const device = this.slotDevices()[target];
+      // Disarm first: tryboot.txt must never name a slot that is half written.
+      this.disarm();
+      writeJsonAtomically(this.attemptFile, {
+        schemaVersion: 1,
+        artifact: manifest.name,
+        version: manifest.version,
+        slot: target,
+        from: running,
+        trybootRequestedIn: null,
+      } satisfies Attempt);
+      await this.writePayload(artifactPath, label, target, device, signal);
+      writeFileAtomically(this.trybootFile, withBootSlot(this.readBootFile(this.configFile), target), {
+        syncDirectory: true,
+      });
+      this.options.log?.(`${label} is in slot ${target} (${device}) and armed in ${BOOT_CONFIG.tryboot}`);
+      return { needsReboot: true };
+    } catch (error) {
+      // Everything above happens before anything is armed: whatever failed, nothing that runs or boots changed.
+      if (error instanceof InstallRefusedError || signal.aborted) throw error;
+      throw new InstallRefusedError(
+        isBoardfleetError(error) ? error.code : 'install-failed',
+        `installing ${label} failed: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
+
+  async reboot(into: RebootTarget): Promise<void> {
+    if (into === 'old') return this.options.reboot('normal');
+    const attempt = this.requireAttempt();
+    if (this.armedSlot() !== attempt.slot)
+      throw new BoardfleetError(
+        'not-armed',
+        `${this.trybootFile} does not arm slot ${attempt.slot}: refusing a tryboot reboot into nothing`,
+      );
+    writeJsonAtomically(this.attemptFile, {
+      ...attempt,
+      trybootRequestedIn: this.bootId(),
+    } satisfies Attempt);
+    await this.options.reboot('tryboot');
+  }
+
+  async rebootOutcome(): Promise<RebootOutcome> {
+    const attempt = this.requireAttempt();
+    const { trybootRequestedIn } = attempt;
+    // Not asked for yet (a crash or power cut came first), or asked for in this very boot (the agent alone restarted).
+    if (trybootRequestedIn === null || trybootRequestedIn === this.bootId()) return { rebooted: false };
+    const running = this.runningSlot();
+    if (running === attempt.slot) return { rebooted: true, runsNew: true };
+    return {
+      rebooted: true,
+      runsNew: false,
+      reason: `slot ${attempt.slot} did not come up after the tryboot reboot; slot ${running} runs again`,
+    };
+  }
+
+  async healthCheck(
+    _manifest: ArtifactManifest,
+    signal: AbortSignal,
+  ): Promise<{ healthy: true } | { healthy: false; reason: string }> {
+    const attempt = this.requireAttempt();
+    const running = this.runningSlot();
+    if (running !== attempt.slot) {
+      return {
+        healthy: false,
+        reason: `slot ${attempt.slot} stopped before it was committed; the device restarted on slot ${running}`,
+      };
+    }
+    const timeoutSeconds = this.options.healthTimeoutSeconds;
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    while (!this.options.connected()) {
+      if (Date.now() >= deadline || signal.aborted) {
+        return {
+          healthy: false,
+          reason: `the agent on slot ${attempt.slot} did not connect to the server within ${timeoutSeconds} s`,
+        };
+      }
+      await new Promise((resolve) => setTimeout(resolve, CONNECTED_POLL_MS));
+    }
+    return { healthy: true };
+  }
+
+  async commit(): Promise<void> {
+    const attempt = this.requireAttempt();
+    const running = this.runningSlot();
+    if (running !== attempt.slot)
+      throw new BoardfleetError(
+        'commit-wrong-slot',
+        `refusing to commit slot ${attempt.slot}: the device runs slot ${running}`,
+      );
+    this.pointConfigAt(attempt.slot);
+    this.disarm();
+    this.options.log?.(`slot ${attempt.slot} committed in ${BOOT_CONFIG.committed}`);
+  }
+
+  /**
+   * Disarms the new slot and points config.txt back at the slot that ran before the update (it
+   * still does, unless a commit was cut short); the old slot runs again after a plain reboot.
+   */
+  async rollback(): Promise<{ needsReboot: boolean }> {
+    this.disarm();
+    const attempt = this.attempt();
+    if (!attempt) return { needsReboot: false };
+    this.pointConfigAt(attempt.from);
+    return { needsReboot: this.runningSlot() !== attempt.from };
+  }
+
+  /** The running slot is whatever the firmware booted: nothing to start. */
+  async resume(): Promise<void> {}
+
+  async stop(): Promise<void> {}
+
+  private attempt(): Attempt | null {
+    return readJson<Attempt>(this.attemptFile);
+  }
+
+  private requireAttempt(): Attempt {
+    const attempt = this.attempt();
+    if (!attempt)
+      throw new BoardfleetError(
+        'no-attempt',
+        `${this.attemptFile} is missing: no linux-ab update was installed on this device`,
+      );
+    return attempt;
+  }
+
+  private bootId(): string {
+    return readFileSync(this.options.bootIdFile, 'utf8').trim();
+  }
+
+  private slotDevices(): SlotDevices {
+    const devices = readJson<Partial<SlotDevices>>(this.options.slotsFile);
+    if (!devices || typeof devices.a !== 'string' || typeof devices.b !== 'string')
+      throw new InstallRefusedError(
+        'no-slot-devices',
+        `${this.options.slotsFile} does not name the block devices of slots a and b`,
+      );
+    return devices as SlotDevices;
+  }
+
+  private readBootFile(path: string): string {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new BoardfleetError(
+        'no-boot-config',
+        `cannot read ${path}: is the boot partition mounted at ${this.options.bootDir}? (${(error as Error).message})`,
+      );
+    }
+  }
+
+  private pointConfigAt(slot: Slot): void {
+    const config = this.readBootFile(this.configFile);
+    if (slotOfBootConfig(config) !== slot)
+      writeFileAtomically(this.configFile, withBootSlot(config, slot), { syncDirectory: true });
+  }
+
+  private disarm(): void {
+    if (!existsSync(this.trybootFile)) return;
+    rmSync(this.trybootFile);
+    fsyncDirectory(this.options.bootDir);
+  }
+
+  /**
+   * Reads the payload in one pass, in its order: payload.json, then rootfs.squashfs straight into
+   * the slot's device, then boot/ into a staging directory that replaces the slot's directory
+   * once every file matched its sha256.
+   */
+  private async writePayload(
+    artifactPath: string,
+    label: string,
+    slot: Slot,
+    device: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const slotDir = join(this.options.bootDir, slotDirectory(slot)).replace(/\/$/, '');
+    const staging = `${slotDir}.new`;
+    rmSync(staging, { recursive: true, force: true });
+    mkdirSync(staging);
+    let payload: PayloadManifest | null = null;
+    let rootfsWritten = false;
+    const bootFilesSeen = new Set<string>();
+    try {
+      for await (const entry of tarEntries(artifactPath)) {
+        signal.throwIfAborted();
+        if (!payload) {
+          if (entry.path !== PAYLOAD.manifest)
+            throw refused(`${label}: the payload starts with ${entry.path}, not ${PAYLOAD.manifest}`);
+          payload = parsePayloadManifest(
+            (await readSmallEntry(entry, MAX_MANIFEST_BYTES, PAYLOAD.manifest)).toString('utf8'),
+            label,
+          );
+          this.checkPayload(payload, label);
+        } else if (!rootfsWritten) {
+          if (entry.path !== PAYLOAD.rootfs)
+            throw refused(`${label}: ${PAYLOAD.rootfs} must follow ${PAYLOAD.manifest}, found ${entry.path}`);
+          await writeRootfs(entry, payload.rootfs, { slot, device, label }, signal);
+          rootfsWritten = true;
+        } else {
+          await this.writeBootEntry(entry, payload, staging, { slot, device, label });
+          if (entry.type === 'File') bootFilesSeen.add(entry.path.slice(PAYLOAD.bootDirectory.length));
+        }
+      }
+      if (!payload || !rootfsWritten)
+        throw refused(`${label}: the payload has no ${payload ? PAYLOAD.rootfs : PAYLOAD.manifest}`);
+      const missing = Object.keys(payload.bootFiles).filter((name) => !bootFilesSeen.has(name));
+      if (missing.length > 0)
+        throw refused(
+          `${label}: ${PAYLOAD.manifest} lists ${missing.map((name) => PAYLOAD.bootDirectory + name).join(', ')}, which the payload lacks`,
+        );
+      fsyncDirectories(staging);
+      rmSync(slotDir, { recursive: true, force: true });
+      renameSync(staging, slotDir);
+      fsyncDirectory(this.options.bootDir);
+    } catch (error) {
+      rmSync(staging, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  private checkPayload(payload: PayloadManifest, label: string): void {
+    if (this.options.board && payload.board !== this.options.board)
+      throw refused(`${label} is an image for ${payload.board}; this device is ${this.options.board}`);
+    for (const required of [SLOT_FILES.kernel, SLOT_FILES.cmdline]) {
+      if (!payload.bootFiles[required])
+        throw refused(`${label}: ${PAYLOAD.manifest} lists no ${PAYLOAD.bootDirectory}${required}`);
+    }
+  }
+
+  private async writeBootEntry(
+    entry: TarEntry,
+    payload: PayloadManifest,
+    staging: string,
+    where: { slot: Slot; device: string; label: string },
+  ): Promise<void> {
+    const { label } = where;
+    if (!entry.path.startsWith(PAYLOAD.bootDirectory))
+      throw refused(`${label}: unexpected entry ${entry.path} after ${PAYLOAD.rootfs}`);
+    const name = entry.path.slice(PAYLOAD.bootDirectory.length).replace(/\/$/, '');
+    if (entry.type === 'Directory') {
+      if (name !== '' && !isSafeRelativePath(name)) throw refused(`${label}: unsafe entry ${entry.path}`);
+      return;
+    }
+    if (entry.type !== 'File') throw refused(`${label}: ${entry.path} is a ${entry.type}, not a file`);
+    const expected = payload.bootFiles[name];
+    if (!expected) throw refused(`${label}: ${entry.path} is not listed in ${PAYLOAD.manifest}`);
+    const destination = join(staging, name);
+    mkdirSync(dirname(destination), { recursive: true });
+    if (name === SLOT_FILES.cmdline) {
+      const template = await readSmallEntry(entry, CMDLINE_MAX_BYTES, entry.path);
+      checkFile(entry.path, label, sha256(template), template.length, expected);
+      const rendered = renderCmdline(template.toString('utf8'), where.slot, where.device);
+      // The agent on the new slot must be able to tell which slot it runs, or it would roll back.
+      if (slotFromCmdline(rendered) !== where.slot)
+        throw refused(
+          `${label}: ${entry.path} renders to a command line without boardfleet.slot=${where.slot} (use the @SLOT@ placeholder)`,
+        );
+      writeFileAtomically(destination, `${rendered}\n`);
+      return;
+    }
+    const hash = createHash('sha256');
+    let size = 0;
+    const output = createWriteStream(destination, { flush: true });
+    await pipeline(
+      entry.body,
+      async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) {
+          hash.update(chunk);
+          size += chunk.length;
+          yield chunk;
+        }
+      },
+      output,
+    );
+    checkFile(entry.path, label, hash.digest('hex'), size, expected);
+  }
+}
+
+function refused(message: string): InstallRefusedError {
+  return new InstallRefusedError('bad-payload', message);
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function checkFile(
+  path: string,
+  label: string,
+  actualSha256: string,
+  actualSize: number,
+  expected: { sha256: string; size: number },
+): void {
+  if (actualSize !== expected.size || actualSha256 !== expected.sha256)
+    throw refused(
+      `${label}: ${path} has ${actualSize} bytes and sha256 ${actualSha256}; ${PAYLOAD.manifest} says ${expected.size} bytes and ${expected.sha256}`,
+    );
+}
+
+/**
+ * Streams the root filesystem into the slot's device with positional writes, fsyncs, and reads
+ * it back: the slot must then hold exactly the bytes payload.json describes.
+ */
+async function writeRootfs(
+  entry: TarEntry,
+  expected: { sha256: string; size: number },
+  where: { slot: Slot; device: string; label: string },
+  signal: AbortSignal,
+): Promise<void> {
+  const { slot, device, label } = where;
+  if (entry.size !== expected.size)
+    throw refused(
+      `${label}: ${PAYLOAD.rootfs} has ${entry.size} bytes; ${PAYLOAD.manifest} says ${expected.size}`,
+    );
+  let handle: FileHandle;
+  try {
+    // r+: a slot is an existing device (a file in tests); never create one where a typo points.
+    handle = await open(device, 'r+');
+  } catch (error) {
+    throw new BoardfleetError(
+      'slot-device',
+      `cannot open slot ${slot}'s device ${device} for writing: ${(error as Error).message}`,
+    );
+  }
+  try {
+    const capacity = blockDeviceCapacity(device, (await handle.stat()).isBlockDevice());
+    if (capacity !== null && capacity < expected.size)
+      throw refused(
+        `${label}: ${PAYLOAD.rootfs} has ${expected.size} bytes; slot ${slot} (${device}) holds only ${capacity}`,
+      );
+    const streamed = createHash('sha256');
+    let position = 0;
+    for await (const chunk of entry.body) {
+      signal.throwIfAborted();
+      streamed.update(chunk);
+      for (let offset = 0; offset < chunk.length;) {
+        const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset, position + offset);
+        offset += bytesWritten;
+      }
+      position += chunk.length;
+    }
+    await handle.sync().catch((error: NodeJS.ErrnoException) => {
+      // A special file that cannot sync has nothing to flush; the read-back below still judges it.
+      if (error.code !== 'EINVAL') throw error;
+    });
+    const streamedSha256 = streamed.digest('hex');
+    if (streamedSha256 !== expected.sha256)
+      throw refused(
+        `${label}: ${PAYLOAD.rootfs} has sha256 ${streamedSha256}; ${PAYLOAD.manifest} says ${expected.sha256} (a corrupt payload)`,
+      );
+    const readBack = await hashPrefix(handle, expected.size, signal);
+    if (readBack.bytes !== expected.size)
+      throw refused(
+        `slot ${slot} (${device}) reads back only ${readBack.bytes} of the ${expected.size} bytes written to it`,
+      );
+    if (readBack.sha256 !== expected.sha256)
+      throw refused(
+        `slot ${slot} (${device}) reads back sha256 ${readBack.sha256} after writing; ${PAYLOAD.manifest} says ${expected.sha256}`,
+      );
+  } finally {
+    await handle.close();
+  }
+}
+
+async function hashPrefix(
+  handle: FileHandle,
+  size: number,
+  signal: AbortSignal,
+): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.alloc(READ_CHUNK);
+  let position = 0;
+  while (position < size) {
+    signal.throwIfAborted();
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(READ_CHUNK, size - position), position);
+    if (bytesRead === 0) break;
+    hash.update(buffer.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+  return { sha256: hash.digest('hex'), bytes: position };
+}
+
+/** A block device's size from sysfs; null for a regular file (tests), which grows as written. */
+function blockDeviceCapacity(device: string, isBlockDevice: boolean): number | null {
+  if (!isBlockDevice) return null;
+  const sectors = readFileSync(`/sys/class/block/${basename(realpathSync(device))}/size`, 'utf8');
+  return Number(sectors.trim()) * 512;
+}
+
+/** fsyncs every directory under `root` (the files were fsynced as they were closed). */
+function fsyncDirectories(root: string): void {
+  for (const entry of readdirSync(root, { withFileTypes: true }))
+    if (entry.isDirectory()) fsyncDirectories(join(root, entry.name));
+  fsyncDirectory(root);
+}
