@@ -3,7 +3,15 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { boardsForUsbDevice, getBoard, listBoards, parseBoardFile } from './board-catalogue.ts';
+import {
+  boardsForUsbDevice,
+  getAnyBoard,
+  getBoard,
+  getLinuxBoard,
+  listBoards,
+  listLinuxBoards,
+  parseBoardFile,
+} from './board-catalogue.ts';
 
 const BOARDS_TXT = '/usr/share/arduino/hardware/arduino/avr/boards.txt';
 
@@ -103,7 +111,8 @@ describe('board catalogue', () => {
 
   it('names an unknown board and lists the known ones', () => {
     expect(() => getBoard('zx81')).toThrow(
-      'Unknown board "zx81". Known boards: leonardo, mega2560, nano, nano:old-bootloader, pro-mini-5v, uno (see "boardfleet boards")',
+      'Unknown board "zx81". Known boards: leonardo, mega2560, nano, nano:old-bootloader, pro-mini-5v, ' +
+        'qemu-virt-arm64, rpi-3b, rpi-4b, rpi-zero-2w, uno (see "boardfleet boards")',
     );
   });
 
@@ -159,5 +168,133 @@ describe('board catalogue', () => {
       boards: ['mega2560', 'nano', 'nano:old-bootloader', 'pro-mini-5v', 'uno'],
     });
     expect(boardsForUsbDevice(0x046d, 0xc52b)).toBeUndefined();
+  });
+
+  it('keeps Linux boards apart from the microcontroller boards the Arduino toolkit asks for', () => {
+    expect(listLinuxBoards().map((board) => board.id)).toEqual([
+      'qemu-virt-arm64',
+      'rpi-3b',
+      'rpi-4b',
+      'rpi-zero-2w',
+    ]);
+    expect(getAnyBoard('rpi-4b').family).toBe('linux');
+    expect(getAnyBoard('uno').family).toBe('mcu');
+    expect(() => getBoard('rpi-4b')).toThrow(
+      '"rpi-4b" (Raspberry Pi 4 Model B) is a Linux board: it runs an image built from a recipe',
+    );
+    expect(() => getLinuxBoard('uno')).toThrow(
+      '"uno" (Arduino Uno) is a microcontroller board: Linux images are built for qemu-virt-arm64, rpi-3b, rpi-4b, rpi-zero-2w',
+    );
+  });
+
+  describe.each(listLinuxBoards().map((board) => [board.id, board] as const))('%s', (_id, board) => {
+    it('names its partitions as partitions 1 to 4 of one disk, as the A/B layout needs', () => {
+      const { boot, a, b, data } = board.partitions;
+      const disk = boot.slice(0, -1);
+      expect([boot, a, b, data]).toEqual([`${disk}1`, `${disk}2`, `${disk}3`, `${disk}4`]);
+    });
+
+    it('loads the drivers for its root, data and boot filesystems from the initramfs', () => {
+      for (const module of ['squashfs', 'crc32c_generic', 'ext4', 'vfat', 'nls_cp437']) {
+        expect(board.kernel.modules).toContain(module);
+      }
+      // ext4 asks for crc32c through the crypto API when it mounts, where no modprobe can answer.
+      expect(board.kernel.modules.indexOf('crc32c_generic')).toBeLessThan(
+        board.kernel.modules.indexOf('ext4'),
+      );
+      expect(new Set(board.kernel.modules).size).toBe(board.kernel.modules.length);
+    });
+  });
+
+  it.each([
+    ['rpi-3b', ['bootcode.bin', 'start.elf', 'fixup.dat'], 'bcm2837-rpi-3-b.dtb', 'bcm2835'],
+    ['rpi-zero-2w', ['bootcode.bin', 'start.elf', 'fixup.dat'], 'bcm2837-rpi-zero-2-w.dtb', 'bcm2835'],
+    ['rpi-4b', ['start4.elf', 'fixup4.dat'], 'bcm2711-rpi-4-b.dtb', 'sdhci-iproc'],
+  ])('%s boots with its own firmware files, device tree and SD driver', (id, files, dtb, sdDriver) => {
+    const board = getLinuxBoard(id);
+    expect(board.firmware).toEqual({ package: 'raspi-firmware', files });
+    expect(board.kernel.deviceTrees).toEqual([`broadcom/${dtb}`]);
+    expect(board.bootConfig).toEqual([
+      'arm_64bit=1',
+      'enable_uart=1',
+      'upstream_kernel=1',
+      `device_tree=${dtb}`,
+    ]);
+    expect(board.console).toEqual({ device: 'ttyS1', baudRate: 115200 });
+    expect(board.kernel.modules).toContain(sdDriver);
+    expect(board.kernel.modules).toContain('bcm2835_wdt');
+  });
+
+  it('boots the qemu test board without firmware, from virtio disks, on the PL011 console', () => {
+    const board = getLinuxBoard('qemu-virt-arm64');
+    expect(board.firmware).toBeNull();
+    expect(board.boot.loader).toBe('qemu-direct');
+    expect(board.console.device).toBe('ttyAMA0');
+    expect(board.partitions.a).toBe('/dev/vda2');
+    expect(board.kernel.modules).toEqual(expect.arrayContaining(['virtio_pci', 'virtio_blk', 'virtio_net']));
+    expect(board.qemu).toEqual({ machine: 'virt', cpu: 'cortex-a72', memoryMiB: 1024 });
+  });
+
+  it('refuses a bad Linux board file, naming every bad field', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'boards-'));
+    const path = join(directory, 'bad-pi.yaml');
+    writeFileSync(
+      path,
+      [
+        'id: bad-pi',
+        'name: Bad Pi',
+        'family: linux',
+        'architecture: amd64',
+        'kernel: { package: linux-image-arm64, modules: [squashfs], deviceTrees: [] }',
+        'firmware: null',
+        'bootConfig: [enable_uart=1, kernel=Image, device_tree=bcm2711-rpi-4-b.dtb]',
+        'console: { device: serial0, baudRate: 115200 }',
+        'partitions: { boot: /dev/mmcblk0p1, a: /dev/mmcblk0p3, b: /dev/mmcblk0p3, data: /dev/mmcblk0p4 }',
+        'network: { interface: eth0 }',
+        'boot: { loader: raspberry-pi-firmware, notes: none }',
+        'gpu: vc4',
+      ].join('\n'),
+    );
+    let message = '';
+    try {
+      parseBoardFile(path);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain(`${path} is not a valid board file:`);
+    expect(message).toMatch(/architecture: .*arm64/);
+    expect(message).toMatch(/console\.device: a tty name/);
+    expect(message).toMatch(/gpu/);
+    // The cross-field rules run only on an otherwise well-formed file: fix the shape, keep the rest.
+    writeFileSync(
+      path,
+      readFileSync(path, 'utf8')
+        .replace('amd64', 'arm64')
+        .replace('serial0', 'ttyS1')
+        .replace('gpu: vc4', ''),
+    );
+    message = '';
+    try {
+      parseBoardFile(path);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain('firmware: a board booted by the Raspberry Pi firmware must list it');
+    expect(message).toContain("kernel.deviceTrees: the Raspberry Pi firmware needs the board's device tree");
+    expect(message).toContain('bootConfig: an arm64 kernel needs arm_64bit=1');
+    expect(message).toContain('bootConfig.1: "kernel=Image": the builder writes kernel=');
+    expect(message).toContain(
+      'bootConfig.2: device_tree=bcm2711-rpi-4-b.dtb is not one of kernel.deviceTrees',
+    );
+    expect(message).toContain('partitions.a: /dev/mmcblk0p3 must be partition 2 of the disk');
+  });
+
+  it('says which families exist when a board file names another', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'boards-'));
+    const path = join(directory, 'fpga.yaml');
+    writeFileSync(path, 'id: fpga\nname: An FPGA\nfamily: fpga\n');
+    expect(() => parseBoardFile(path)).toThrow(
+      'family: must be "mcu" (a microcontroller board) or "linux" (a board that runs a Linux image)',
+    );
   });
 });

@@ -63,6 +63,110 @@ const mcuBoardFileSchema = z.strictObject({
 
 type McuBoardFile = z.infer<typeof mcuBoardFileSchema>;
 
+const debianPackage = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'a Debian package name');
+const blockDevice = z.string().regex(/^\/dev\/[a-z0-9]+$/, 'a block device such as /dev/mmcblk0p2');
+
+const linuxBoardFileSchema = z
+  .strictObject({
+    id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and dashes'),
+    name: z.string().min(1),
+    family: z.literal('linux'),
+    /** Debian's name for the CPU architecture of the packages the image is made of. */
+    architecture: z.literal('arm64'),
+    kernel: z.strictObject({
+      /** The Debian package that depends on the current kernel, e.g. linux-image-arm64. */
+      package: debianPackage,
+      /**
+       * Modules the initramfs loads, in this order, to reach the root and data partitions and
+       * the network; each module's own dependencies (from its modinfo) are loaded before it.
+       * Drivers built into Debian's kernel are not listed.
+       */
+      modules: z.array(z.string().regex(/^[a-z0-9_-]+$/, 'a module name such as sdhci-iproc')).min(1),
+      /** Device trees under the kernel package's /usr/lib/linux-image-<version>/. */
+      deviceTrees: z.array(
+        z
+          .string()
+          .regex(
+            /^([a-z0-9-]+\/)*[a-z0-9-]+\.dtb$/,
+            'a path under /usr/lib/linux-image-<version>/ such as broadcom/bcm2711-rpi-4-b.dtb',
+          ),
+      ),
+    }),
+    /** The boot firmware (Debian's raspi-firmware), or null where nothing but the kernel boots. */
+    firmware: z
+      .strictObject({
+        package: debianPackage,
+        /** Files of /usr/lib/raspi-firmware/ this board's boot ROM and GPU load. */
+        files: z.array(z.string().regex(/^[a-z0-9_]+\.(bin|elf|dat)$/, 'a firmware file name')).min(1),
+      })
+      .nullable(),
+    /** This board's config.txt lines; the builder adds kernel=, initramfs and os_prefix= itself. */
+    bootConfig: z.array(z.string().regex(/^[^\n#][^\n]*$/, 'one config.txt setting per entry')),
+    /** The serial console the kernel, init and agent print to. */
+    console: z.strictObject({
+      device: z.string().regex(/^tty[A-Za-z]+[0-9]+$/, 'a tty name such as ttyS1'),
+      baudRate: z.number().int().positive(),
+    }),
+    /** Block devices of the four partitions as this board's kernel names them (slots.json). */
+    partitions: z.strictObject({ boot: blockDevice, a: blockDevice, b: blockDevice, data: blockDevice }),
+    network: z.strictObject({
+      interface: z.string().regex(/^[a-z][a-z0-9]*$/, 'an interface name such as eth0'),
+    }),
+    boot: z.strictObject({
+      /**
+       * `raspberry-pi-firmware`: the GPU firmware reads config.txt (or tryboot.txt) and loads the
+       * slot directory it names. `qemu-direct`: qemu is given the slot's kernel, initramfs and
+       * cmdline.txt by the test harness, which applies the same slot rules.
+       */
+      loader: z.enum(['raspberry-pi-firmware', 'qemu-direct']),
+      notes: z.string().min(1),
+    }),
+    /** How the test harness runs this board under qemu-system-aarch64, where it can. */
+    qemu: z
+      .strictObject({
+        machine: z.string().min(1),
+        cpu: z.string().min(1),
+        memoryMiB: z.number().int().min(128),
+      })
+      .optional(),
+  })
+  .superRefine((board, context) => {
+    const problem = (path: PropertyKey[], message: string) =>
+      context.addIssue({ code: 'custom', path, message });
+    if (board.boot.loader === 'raspberry-pi-firmware') {
+      if (!board.firmware) problem(['firmware'], 'a board booted by the Raspberry Pi firmware must list it');
+      if (board.kernel.deviceTrees.length === 0) {
+        problem(['kernel', 'deviceTrees'], "the Raspberry Pi firmware needs the board's device tree");
+      }
+      if (!board.bootConfig.includes('arm_64bit=1')) {
+        problem(['bootConfig'], 'an arm64 kernel needs arm_64bit=1');
+      }
+    }
+    board.bootConfig.forEach((line, index) => {
+      if (/^\s*(kernel|initramfs|os_prefix|cmdline)\b/.test(line)) {
+        problem(
+          ['bootConfig', index],
+          `"${line}": the builder writes kernel=, initramfs, cmdline and os_prefix= itself`,
+        );
+      }
+      const deviceTree = /^\s*device_tree\s*=\s*(\S+)\s*$/.exec(line)?.[1];
+      if (deviceTree && !board.kernel.deviceTrees.some((path) => path.split('/').pop() === deviceTree)) {
+        problem(['bootConfig', index], `device_tree=${deviceTree} is not one of kernel.deviceTrees`);
+      }
+    });
+    for (const [key, number] of Object.entries({ boot: 1, a: 2, b: 3, data: 4 })) {
+      const device = board.partitions[key as keyof typeof board.partitions];
+      if (!new RegExp(`\\D${number}$`).test(device)) {
+        problem(
+          ['partitions', key],
+          `${device} must be partition ${number} of the disk (see protocol/linux-ab-layout.ts)`,
+        );
+      }
+    }
+  });
+
+const boardFileSchema = z.discriminatedUnion('family', [mcuBoardFileSchema, linuxBoardFileSchema]);
+
 /** A microcontroller board: what the build, the flasher, `ports` and the simulator need to know. */
 export interface McuBoard extends Omit<McuBoardFile, 'variants'> {
   /** `uno`, or `nano:old-bootloader` for a variant. */
@@ -71,17 +175,62 @@ export interface McuBoard extends Omit<McuBoardFile, 'variants'> {
   applicationFlashSize: number;
 }
 
+/** A board that runs a Boardfleet Linux image: what the image builder and the qemu harness need. */
+export type LinuxBoard = z.infer<typeof linuxBoardFileSchema>;
+
+/** The Arduino toolkit's name for a board: always a microcontroller board. */
 export type Board = McuBoard;
 
-let catalogue: Map<string, Board> | undefined;
+/** Any board of the catalogue; `family` tells which. */
+export type AnyBoard = McuBoard | LinuxBoard;
 
-/** Every board type, variants included, read and validated once from `boards/*.yaml`. */
-export function listBoards(directory = BOARDS_DIRECTORY): Board[] {
+let catalogue: Map<string, AnyBoard> | undefined;
+
+/** Every microcontroller board, variants included, read and validated once from `boards/*.yaml`. */
+export function listBoards(directory = BOARDS_DIRECTORY): McuBoard[] {
+  return listAllBoards(directory).filter(isMcuBoard);
+}
+
+/** Every board that runs a Linux image. */
+export function listLinuxBoards(directory = BOARDS_DIRECTORY): LinuxBoard[] {
+  return listAllBoards(directory).filter(isLinuxBoard);
+}
+
+/** Every board of both families, sorted by id. */
+export function listAllBoards(directory = BOARDS_DIRECTORY): AnyBoard[] {
   return [...readCatalogue(directory).values()];
 }
 
-/** A board by id (`uno`, `nano:old-bootloader`); an unknown id is an error that lists the known ones. */
-export function getBoard(id: string, directory = BOARDS_DIRECTORY): Board {
+export const isMcuBoard = (board: AnyBoard): board is McuBoard => board.family === 'mcu';
+export const isLinuxBoard = (board: AnyBoard): board is LinuxBoard => board.family === 'linux';
+
+/**
+ * A microcontroller board by id (`uno`, `nano:old-bootloader`). An unknown id is an error that
+ * lists the known ones; a Linux board's id says that it takes an image recipe instead.
+ */
+export function getBoard(id: string, directory = BOARDS_DIRECTORY): McuBoard {
+  const board = getAnyBoard(id, directory);
+  if (isMcuBoard(board)) return board;
+  throw new BoardfleetError(
+    'board-wrong-family',
+    `"${id}" (${board.name}) is a Linux board: it runs an image built from a recipe ` +
+      `(boardfleet build pi-minimal --board ${id}), not a sketch or microcontroller firmware. ` +
+      `Microcontroller boards: ${idsOf(listBoards(directory))}`,
+  );
+}
+
+/** A Linux board by id (`rpi-4b`); a microcontroller board's id is an error naming the Linux boards. */
+export function getLinuxBoard(id: string, directory = BOARDS_DIRECTORY): LinuxBoard {
+  const board = getAnyBoard(id, directory);
+  if (isLinuxBoard(board)) return board;
+  throw new BoardfleetError(
+    'board-wrong-family',
+    `"${id}" (${board.name}) is a microcontroller board: Linux images are built for ${idsOf(listLinuxBoards(directory))}`,
+  );
+}
+
+/** A board of either family by id; an unknown id is an error that lists the known ones. */
+export function getAnyBoard(id: string, directory = BOARDS_DIRECTORY): AnyBoard {
   const boards = readCatalogue(directory);
   const board = boards.get(id);
   if (!board) {
@@ -93,9 +242,11 @@ export function getBoard(id: string, directory = BOARDS_DIRECTORY): Board {
   return board;
 }
 
-function readCatalogue(directory: string): Map<string, Board> {
+const idsOf = (boards: AnyBoard[]): string => boards.map((board) => board.id).join(', ');
+
+function readCatalogue(directory: string): Map<string, AnyBoard> {
   if (directory === BOARDS_DIRECTORY && catalogue) return catalogue;
-  const boards = new Map<string, Board>();
+  const boards = new Map<string, AnyBoard>();
   for (const fileName of readdirSync(directory)
     .filter((name) => name.endsWith('.yaml'))
     .sort()) {
@@ -106,35 +257,38 @@ function readCatalogue(directory: string): Map<string, Board> {
 }
 
 /** Reads one board file into the board and its variants; a bad file names itself and every bad field. */
-export function parseBoardFile(path: string): Board[] {
+export function parseBoardFile(path: string): AnyBoard[] {
   let document: unknown;
   try {
     document = parse(readFileSync(path, 'utf8'));
   } catch (error) {
     throw new BoardfleetError('board-invalid', `${path} is not valid YAML: ${(error as Error).message}`);
   }
-  const parsed = mcuBoardFileSchema.safeParse(document);
+  const parsed = boardFileSchema.safeParse(document);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map(
-      (issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`,
+    const problems = parsed.error.issues.map((issue) =>
+      issue.path.length === 1 && issue.path[0] === 'family'
+        ? 'family: must be "mcu" (a microcontroller board) or "linux" (a board that runs a Linux image)'
+        : `${issue.path.join('.') || '(file)'}: ${issue.message}`,
     );
     throw new BoardfleetError(
       'board-invalid',
       `${path} is not a valid board file:\n  ${problems.join('\n  ')}`,
     );
   }
-  const { variants, ...base } = parsed.data;
   const expectedId = path
     .split('/')
     .pop()!
     .replace(/\.yaml$/, '');
-  if (base.id !== expectedId) {
+  if (parsed.data.id !== expectedId) {
     throw new BoardfleetError(
       'board-invalid',
-      `${path}: id "${base.id}" must match the file name ("${expectedId}")`,
+      `${path}: id "${parsed.data.id}" must match the file name ("${expectedId}")`,
     );
   }
-  const boards = [withDerivedFields(base)];
+  if (parsed.data.family === 'linux') return [parsed.data];
+  const { variants, ...base } = parsed.data;
+  const boards: AnyBoard[] = [withDerivedFields(base)];
   for (const [variantId, variant] of Object.entries(variants ?? {})) {
     boards.push(
       withDerivedFields({
@@ -150,7 +304,7 @@ export function parseBoardFile(path: string): Board[] {
   return boards;
 }
 
-function withDerivedFields(board: Omit<McuBoardFile, 'variants'>): Board {
+function withDerivedFields(board: Omit<McuBoardFile, 'variants'>): McuBoard {
   if (board.flash.bootloaderSize >= board.flash.size) {
     throw new BoardfleetError('board-invalid', `${board.id}: the bootloader cannot take the whole flash`);
   }
