@@ -7,7 +7,7 @@ import { ADMIN_TOKEN_FILE } from '../server/auth/bootstrap-credentials.ts';
 export class ApiClient {
   constructor(
     readonly baseUrl: string,
-    private readonly token: string,
+    readonly token: string,
   ) {}
 
   static fromEnvironment(env: NodeJS.ProcessEnv = process.env): ApiClient {
@@ -59,5 +59,57 @@ export class ApiClient {
       throw new BoardfleetError('api-error', `${method} ${path} failed (${response.status}): ${message}`);
     }
     return parsed as T;
+  }
+
+  /**
+   * Follows a server-sent event stream until the server ends it. A dropped connection is opened
+   * again with Last-Event-ID, so nothing is missed or repeated.
+   */
+  async *events(path: string): AsyncGenerator<{ event: string; data: unknown }> {
+    let lastEventId: string | undefined;
+    for (let reconnects = 0; ; reconnects++) {
+      let response: Response;
+      try {
+        response = await fetch(`${this.baseUrl}${path}`, {
+          headers: {
+            authorization: `Bearer ${this.token}`,
+            accept: 'text/event-stream',
+            ...(lastEventId ? { 'last-event-id': lastEventId } : {}),
+          },
+        });
+      } catch (error) {
+        if (reconnects >= 5) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        continue;
+      }
+      if (!response.ok || !response.body) {
+        throw new BoardfleetError(
+          'api-error',
+          `GET ${path} failed (${response.status}): ${await response.text()}`,
+        );
+      }
+      let buffer = '';
+      try {
+        for await (const chunk of response.body.pipeThrough(new TextDecoderStream())) {
+          buffer += chunk;
+          let boundary: number;
+          while ((boundary = buffer.indexOf('\n\n')) >= 0) {
+            const block = buffer.slice(0, boundary);
+            buffer = buffer.slice(boundary + 2);
+            const fields = new Map<string, string>();
+            for (const line of block.split('\n')) {
+              const colon = line.indexOf(':');
+              if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trimStart());
+            }
+            if (fields.has('id')) lastEventId = fields.get('id');
+            const event = fields.get('event') ?? 'message';
+            yield { event, data: JSON.parse(fields.get('data') ?? 'null') as unknown };
+            if (event === 'end') return;
+          }
+        }
+      } catch (error) {
+        if (reconnects >= 5) throw error;
+      }
+    }
   }
 }

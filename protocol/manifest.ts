@@ -1,7 +1,18 @@
 import { createPublicKey, verify } from 'node:crypto';
 import { z } from 'zod';
 
-export const ARTIFACT_KINDS = ['app-bundle', 'mcu-firmware', 'linux-image', 'unikernel'] as const;
+/** What a device installs. */
+export const DEPLOYABLE_ARTIFACT_KINDS = ['app-bundle', 'mcu-firmware', 'linux-image', 'unikernel'] as const;
+/**
+ * Every kind the server stores and signs: also an image build's other outputs (the full disk
+ * image to write to an SD card, its SBOM and its build log), which no device installs.
+ */
+export const ARTIFACT_KINDS = [...DEPLOYABLE_ARTIFACT_KINDS, 'disk-image', 'sbom', 'build-log'] as const;
+export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
+export type DeployableArtifactKind = (typeof DEPLOYABLE_ARTIFACT_KINDS)[number];
+
+export const isDeployableKind = (kind: ArtifactKind): kind is DeployableArtifactKind =>
+  (DEPLOYABLE_ARTIFACT_KINDS as readonly string[]).includes(kind);
 
 /**
  * What the fleet key signs for each artifact. The agent refuses an artifact whose bytes do not

@@ -6,6 +6,7 @@ import { ArtifactService } from './artifacts/artifact.service.ts';
 import { ArtifactsController } from './artifacts/artifacts.controller.ts';
 import { OperatorAuthGuard } from './auth/operator-auth.guard.ts';
 import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
+import { BuildsController } from './builds/builds.controller.ts';
 import { BoardfleetErrorFilter } from './common/errors.ts';
 import { DeviceRepository } from './devices/device.repository.ts';
 import { DeviceService } from './devices/device.service.ts';
@@ -39,6 +40,7 @@ export class AppModule {
         ArtifactsController,
         ReleasesController,
         RolloutsController,
+        BuildsController,
       ],
       providers: [
         ...options.values,

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -8,10 +9,14 @@ import { Logger as NestPinoLogger } from 'nestjs-pino';
 import pino, { type Logger } from 'pino';
 import { AppModule } from './app.module.ts';
 import { ArtifactRepository } from './artifacts/artifact.repository.ts';
+import { ArtifactService } from './artifacts/artifact.service.ts';
 import { BlobStoreRepository } from './artifacts/blob-store.repository.ts';
 import { SigningKeyRepository } from './artifacts/signing-key.repository.ts';
 import { ensureAdminToken, ensureServerMqttSecret } from './auth/bootstrap-credentials.ts';
 import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
+import { BuildJobRepository } from './builds/build-job.repository.ts';
+import { BuildQueueService } from './builds/build-queue.service.ts';
+import { imageBuildRunner, validateBuildRequest } from './builds/image-build.ts';
 import { DeviceAuthenticator } from './broker/device-authenticator.ts';
 import { EmbeddedBroker } from './broker/embedded-broker.ts';
 import { MQTT_ENDPOINT, MqttEndpoint } from './broker/mqtt-endpoint.ts';
@@ -45,6 +50,7 @@ export interface RunningServer {
   ingest: TelemetryIngestService;
   engine: RolloutEngine;
   metrics: ServerMetrics;
+  builds: BuildQueueService;
   stop(): Promise<void>;
 }
 
@@ -145,6 +151,20 @@ export async function startServer(
     retentionTimer.unref();
     stops.push(async () => clearInterval(retentionTimer));
 
+    const blobStore = new BlobStoreRepository(config.dataDir);
+    const builds = new BuildQueueService({
+      jobs: new BuildJobRepository(db),
+      artifacts: new ArtifactService(artifactRepository, blobStore, signingKey, clock),
+      runner: imageBuildRunner({ recipesDir: config.recipesDir, cacheDir: config.buildCacheDir }),
+      validate: (request) => validateBuildRequest(config.recipesDir, request),
+      logDirectory: join(config.dataDir, 'builds'),
+      concurrency: config.buildConcurrency,
+      clock,
+      logger: logger.child({ component: 'builds' }),
+    });
+    await builds.start();
+    stops.push(() => builds.stop());
+
     const app = await NestFactory.create(
       AppModule.forRoot({
         logger,
@@ -163,7 +183,8 @@ export async function startServer(
           { provide: ReleaseService, useValue: releaseService },
           { provide: RolloutRepository, useValue: rolloutRepository },
           { provide: RolloutEngine, useValue: engine },
-          { provide: BlobStoreRepository, useValue: new BlobStoreRepository(config.dataDir) },
+          { provide: BlobStoreRepository, useValue: blobStore },
+          { provide: BuildQueueService, useValue: builds },
           { provide: SigningKeyRepository, useValue: signingKey },
           { provide: MQTT_ENDPOINT, useValue: new MqttEndpoint(config.mqttPublicUrl, mqttPort) },
         ],
@@ -194,6 +215,7 @@ export async function startServer(
       ingest,
       engine,
       metrics,
+      builds,
       stop: stopAll,
     };
   } catch (error) {

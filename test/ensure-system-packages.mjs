@@ -31,6 +31,7 @@ export const REQUIRED_DEBIAN_PACKAGES = {
   gpgv: '/usr/bin/gpgv',
   'debian-archive-keyring': '/usr/share/keyrings/debian-archive-keyring.gpg',
   'xz-utils': '/usr/bin/xz',
+  zstd: '/usr/bin/zstd',
   'qemu-system-arm': '/usr/bin/qemu-system-aarch64',
   'qemu-system-x86': '/usr/bin/qemu-system-x86_64',
   // Small static programs for the images (the reboot helper, unikernel applications).

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { listBoards } from '../../boards/board-catalogue.ts';
+import { listBoards, listLinuxBoards } from '../../boards/board-catalogue.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 
 export function register(program: Command): void {
@@ -9,7 +9,9 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action((options: { json?: boolean }) => {
       const boards = listBoards();
-      if (options.json) return printJson(boards);
+      const linuxBoards = listLinuxBoards();
+      if (options.json) return printJson([...boards, ...linuxBoards]);
+      process.stdout.write('Microcontroller boards (boardfleet build SKETCH|firmata, boardfleet flash):\n');
       printTable(
         boards.map((board) => ({
           id: board.id,
@@ -21,6 +23,19 @@ export function register(program: Command): void {
           reset: board.upload.reset,
         })),
         ['id', 'name', 'mcu', 'flash', 'ram', 'upload', 'reset'],
+      );
+      process.stdout.write('\nLinux boards (boardfleet build RECIPE, e.g. pi-minimal):\n');
+      printTable(
+        linuxBoards.map((board) => ({
+          id: board.id,
+          name: board.name,
+          arch: board.architecture,
+          kernel: board.kernel.package,
+          firmware: board.firmware?.package ?? '-',
+          console: board.console.device,
+          root: `${board.partitions.a}, ${board.partitions.b}`,
+        })),
+        ['id', 'name', 'arch', 'kernel', 'firmware', 'console', 'root'],
       );
     });
 }

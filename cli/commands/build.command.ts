@@ -3,35 +3,46 @@ import { extname } from 'node:path';
 import type { Command } from 'commander';
 import { type BuildInput, buildFirmware } from '../../arduino/build/build-firmware.ts';
 import { formatSizeReport } from '../../arduino/build/size-report.ts';
-import { printJson } from '../output.ts';
+import { getAnyBoard } from '../../boards/board-catalogue.ts';
+import { ApiClient } from '../api-client.ts';
+import { formatBytes, printJson, printTable } from '../output.ts';
+import { progressBar } from '../progress.ts';
 
 export function register(program: Command): void {
+  registerBuilds(program);
   program
     .command('build <target>')
     .description(
-      'Build a firmware recipe (e.g. "firmata") or an Arduino sketch (.ino or its folder) into .hex and .elf',
+      'Build a firmware recipe (e.g. "firmata") or an Arduino sketch (.ino or its folder) into .hex and .elf; ' +
+        'for a Linux board (e.g. rpi-4b), build an image recipe (e.g. pi-minimal) on the server',
     )
     .requiredOption('--board <board>', 'board to build for, e.g. uno')
     .option('--out <dir>', 'output directory (default: build/<name>/<board>)')
     .option('--json', 'machine-readable output')
-    .action(async (target: string, options: { board: string; out?: string; json?: boolean }) => {
-      const input: BuildInput = (await isSketch(target)) ? { sketchPath: target } : { recipe: target };
-      const result = await buildFirmware({
-        ...input,
-        board: options.board,
-        ...(options.out ? { outDir: options.out } : {}),
-        onStep: options.json ? undefined : (step) => process.stderr.write(`  ${step}…\n`),
-      });
-      if (options.json) return printJson(result);
-      if (result.warnings) process.stderr.write(`${result.warnings}\n`);
-      process.stdout.write(
-        `Built ${result.name} for ${result.board} in ${(result.durationMs / 1000).toFixed(1)} s, into ${result.outDir}\n` +
-          `  hex:  ${result.hexPath}\n` +
-          `  elf:  ${result.elfPath}\n` +
-          `  sha256 (hex): ${result.hexSha256}\n` +
-          `  size: ${formatSizeReport(result.size)}\n`,
-      );
-    });
+    .option('--no-follow', 'Linux images: queue the build on the server and return at once')
+    .action(
+      async (target: string, options: { board: string; out?: string; json?: boolean; follow: boolean }) => {
+        if (getAnyBoard(options.board).family === 'linux') {
+          return buildImageOnServer(target, options.board, options);
+        }
+        const input: BuildInput = (await isSketch(target)) ? { sketchPath: target } : { recipe: target };
+        const result = await buildFirmware({
+          ...input,
+          board: options.board,
+          ...(options.out ? { outDir: options.out } : {}),
+          onStep: options.json ? undefined : (step) => process.stderr.write(`  ${step}…\n`),
+        });
+        if (options.json) return printJson(result);
+        if (result.warnings) process.stderr.write(`${result.warnings}\n`);
+        process.stdout.write(
+          `Built ${result.name} for ${result.board} in ${(result.durationMs / 1000).toFixed(1)} s, into ${result.outDir}\n` +
+            `  hex:  ${result.hexPath}\n` +
+            `  elf:  ${result.elfPath}\n` +
+            `  sha256 (hex): ${result.hexSha256}\n` +
+            `  size: ${formatSizeReport(result.size)}\n`,
+        );
+      },
+    );
 }
 
 /** A .ino file or a folder holding one is a sketch; anything else names a recipe. */
@@ -42,4 +53,131 @@ async function isSketch(target: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+interface BuildJobView {
+  id: string;
+  recipe: string;
+  board: string;
+  state: string;
+  step: string | null;
+  progress: number;
+  error: string | null;
+  outputs: Array<{ role: string; artifactId: string; name: string; version: string; size: number }>;
+}
+
+const ENDED = ['succeeded', 'failed', 'cancelled'];
+
+/** Queues an image build on the server, then follows its live log and progress until it ends. */
+async function buildImageOnServer(
+  recipe: string,
+  board: string,
+  options: { json?: boolean; follow: boolean },
+): Promise<void> {
+  const api = ApiClient.fromEnvironment();
+  const job = await api.request<BuildJobView>('POST', '/api/v1/builds', { recipe, board });
+  if (!options.follow) {
+    if (options.json) return printJson(job);
+    process.stdout.write(
+      `Queued build ${job.id}. Follow it with: boardfleet builds log ${job.id} --follow\n`,
+    );
+    return;
+  }
+  const ended = await followBuild(api, job.id, { quiet: Boolean(options.json) });
+  if (options.json) return printJson(ended);
+  printBuildResult(ended);
+}
+
+/** Streams a build's log to stderr with a progress bar; resolves with the build as it ended. */
+export async function followBuild(
+  api: ApiClient,
+  id: string,
+  options: { quiet: boolean },
+): Promise<BuildJobView> {
+  const bar = options.quiet ? null : progressBar(`build ${id}`, 100, 'items');
+  let last: BuildJobView | null = null;
+  for await (const { event, data } of api.events(`/api/v1/builds/${encodeURIComponent(id)}/events`)) {
+    if (event === 'log' && !options.quiet && !process.stderr.isTTY) process.stderr.write(`${String(data)}\n`);
+    if (event === 'status') {
+      last = data as BuildJobView;
+      bar?.update(last.progress);
+    }
+  }
+  bar?.stop();
+  last = await api.request<BuildJobView>('GET', `/api/v1/builds/${encodeURIComponent(id)}`);
+  if (!ENDED.includes(last.state)) throw new Error(`build ${id} stream ended while ${last.state}`);
+  return last;
+}
+
+function printBuildResult(job: BuildJobView): void {
+  if (job.state !== 'succeeded') {
+    process.stderr.write(`Build ${job.id} ${job.state}${job.error ? `: ${job.error}` : ''}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  process.stdout.write(`Built ${job.recipe} for ${job.board} (build ${job.id}):\n`);
+  printTable(
+    job.outputs.map((output) => ({
+      role: output.role,
+      artifact: output.artifactId,
+      name: output.name,
+      version: output.version,
+      size: formatBytes(output.size),
+    })),
+    ['role', 'artifact', 'name', 'version', 'size'],
+  );
+}
+
+/** `boardfleet builds`: list, log (--follow), cancel. */
+export function registerBuilds(program: Command): void {
+  const builds = program.command('builds').description('Image build jobs on the server');
+  builds
+    .command('list', { isDefault: true })
+    .description('Build jobs, newest first')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { json?: boolean }) => {
+      const { builds: jobs } = await ApiClient.fromEnvironment().request<{ builds: BuildJobView[] }>(
+        'GET',
+        '/api/v1/builds',
+      );
+      if (options.json) return printJson(jobs);
+      printTable(
+        jobs.map((job) => ({
+          id: job.id,
+          recipe: job.recipe,
+          board: job.board,
+          state: job.state,
+          progress: `${job.progress}%`,
+          step: job.error ?? job.step ?? '',
+        })),
+        ['id', 'recipe', 'board', 'state', 'progress', 'step'],
+      );
+    });
+  builds
+    .command('log <id>')
+    .description('The build log; --follow streams it live until the build ends')
+    .option('--follow', 'follow the live log')
+    .action(async (id: string, options: { follow?: boolean }) => {
+      const api = ApiClient.fromEnvironment();
+      if (options.follow) {
+        for await (const { event, data } of api.events(`/api/v1/builds/${encodeURIComponent(id)}/events`)) {
+          if (event === 'log') process.stdout.write(`${String(data)}\n`);
+        }
+        return;
+      }
+      const response = await fetch(`${api.baseUrl}/api/v1/builds/${encodeURIComponent(id)}/log`, {
+        headers: { authorization: `Bearer ${api.token}` },
+      });
+      process.stdout.write(await response.text());
+    });
+  builds
+    .command('cancel <id>')
+    .description('Cancel a queued or running build')
+    .action(async (id: string) => {
+      const job = await ApiClient.fromEnvironment().request<BuildJobView>(
+        'POST',
+        `/api/v1/builds/${encodeURIComponent(id)}/cancel`,
+      );
+      process.stdout.write(`Build ${job.id}: ${job.state}\n`);
+    });
 }

@@ -60,13 +60,85 @@ const REQUIREMENTS: Array<{
     proof: { command: 'avrdude' },
     debianPackage: 'avrdude',
   },
+  {
+    feature: 'image',
+    what: 'mksquashfs (root slots)',
+    proof: { command: 'mksquashfs' },
+    debianPackage: 'squashfs-tools',
+  },
+  {
+    feature: 'image',
+    what: 'unsquashfs (inspects root slots)',
+    proof: { command: 'unsquashfs' },
+    debianPackage: 'squashfs-tools',
+  },
+  {
+    feature: 'image',
+    what: 'mkfs.vfat (boot partition)',
+    proof: { command: 'mkfs.vfat' },
+    debianPackage: 'dosfstools',
+  },
+  {
+    feature: 'image',
+    what: 'mtools (fills the boot partition without mounting it)',
+    proof: { command: 'mcopy' },
+    debianPackage: 'mtools',
+  },
+  {
+    feature: 'image',
+    what: 'sfdisk (partition table)',
+    proof: { command: 'sfdisk' },
+    debianPackage: 'fdisk',
+  },
+  {
+    feature: 'image',
+    what: 'mke2fs, debugfs (data partition)',
+    proof: { command: 'mke2fs' },
+    debianPackage: 'e2fsprogs',
+  },
+  {
+    feature: 'image',
+    what: 'zstd (compressed disk image)',
+    proof: { command: 'zstd' },
+    debianPackage: 'zstd',
+  },
+  {
+    feature: 'image',
+    what: 'xz (disk image compressed as .xz, on request)',
+    proof: { command: 'xz' },
+    debianPackage: 'xz-utils',
+  },
+  {
+    feature: 'image',
+    what: 'gpgv (checks the Debian archive signature)',
+    proof: { command: 'gpgv' },
+    debianPackage: 'gpgv',
+  },
+  {
+    feature: 'image',
+    what: 'qemu-system-aarch64 (boots images in tests)',
+    proof: { command: 'qemu-system-aarch64' },
+    debianPackage: 'qemu-system-arm',
+  },
+  {
+    feature: 'image',
+    what: 'qemu-system-x86_64 (boots images in tests)',
+    proof: { command: 'qemu-system-x86_64' },
+    debianPackage: 'qemu-system-x86',
+  },
+  {
+    feature: 'image',
+    what: 'aarch64-linux-gnu-gcc (builds the image init)',
+    proof: { command: 'aarch64-linux-gnu-gcc' },
+    debianPackage: 'gcc-aarch64-linux-gnu',
+  },
 ];
 
 export function register(program: Command): void {
   program
     .command('doctor')
     .description(
-      'Check the tools Boardfleet runs (firmware builds, simulated boards, ports) and name the Debian packages to install',
+      'Check the tools Boardfleet runs (firmware builds, Linux images, simulated boards, ports) and name the Debian packages to install',
     )
     .option('--json', 'machine-readable output')
     .action((options: { json?: boolean }) => {
@@ -100,10 +172,11 @@ export function register(program: Command): void {
     });
 }
 
+/** Also looks in the sbin directories, where Debian keeps mkfs.vfat, sfdisk and mke2fs (runnable by anyone). */
 function onPath(command: string): boolean {
-  return (process.env.PATH ?? '')
-    .split(delimiter)
-    .some((directory) => readable(join(directory, command), constants.X_OK));
+  return [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin'].some(
+    (directory) => directory !== '' && readable(join(directory, command), constants.X_OK),
+  );
 }
 
 function readable(path: string, mode = constants.R_OK): boolean {

@@ -1,4 +1,6 @@
-import { resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BoardfleetError } from '../../protocol/errors.ts';
 
 export interface ServerConfig {
@@ -16,6 +18,12 @@ export interface ServerConfig {
   /** Operator-provided ed25519 key (PKCS#8 PEM); null: generated in the data dir on the first start. */
   signingKeyPath: string | null;
   logLevel: string;
+  /** Image recipes (`<name>.yaml`) the build API may build. */
+  recipesDir: string;
+  /** Downloads and finished build steps, keyed by content: shared by every data dir on the machine. */
+  buildCacheDir: string;
+  /** Image builds run at once. */
+  buildConcurrency: number;
 }
 
 /** Every variable the server reads, with its default and meaning; the README's table comes from here. */
@@ -42,6 +50,15 @@ export const SERVER_ENVIRONMENT = {
     default: '<data dir>/fleet-signing.key',
     meaning: 'ed25519 private key (PKCS#8 PEM) that signs artifact manifests; generated on the first start',
   },
+  BOARDFLEET_RECIPES_DIR: {
+    default: '<install dir>/firmware-recipes',
+    meaning: 'image recipes (<name>.yaml) the build API builds',
+  },
+  BOARDFLEET_BUILD_CACHE: {
+    default: '$XDG_CACHE_HOME/boardfleet or ~/.cache/boardfleet',
+    meaning: 'Debian packages, Node runtimes and finished build steps, by content hash',
+  },
+  BOARDFLEET_BUILD_CONCURRENCY: { default: '1', meaning: 'image builds that run at once' },
   LOG_LEVEL: { default: 'info', meaning: 'pino log level (trace, debug, info, warn, error, silent)' },
 } as const;
 
@@ -80,6 +97,12 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
   if (mqttPublicUrl && !/^mqtts?:\/\//.test(mqttPublicUrl)) {
     problems.push(`BOARDFLEET_MQTT_PUBLIC_URL=${mqttPublicUrl} must start with mqtt:// or mqtts://`);
   }
+  const concurrencyRaw =
+    env.BOARDFLEET_BUILD_CONCURRENCY ?? SERVER_ENVIRONMENT.BOARDFLEET_BUILD_CONCURRENCY.default;
+  const buildConcurrency = Number(concurrencyRaw);
+  if (!Number.isInteger(buildConcurrency) || buildConcurrency < 1 || buildConcurrency > 16) {
+    problems.push(`BOARDFLEET_BUILD_CONCURRENCY=${concurrencyRaw} must be a whole number from 1 to 16`);
+  }
   if (problems.length > 0) {
     throw new BoardfleetError('invalid-config', `invalid configuration:\n  ${problems.join('\n  ')}`);
   }
@@ -95,5 +118,15 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     healthRetentionDays,
     signingKeyPath: env.BOARDFLEET_SIGNING_KEY ? resolve(env.BOARDFLEET_SIGNING_KEY) : null,
     logLevel: env.LOG_LEVEL ?? SERVER_ENVIRONMENT.LOG_LEVEL.default,
+    recipesDir: resolve(
+      env.BOARDFLEET_RECIPES_DIR ?? fileURLToPath(new URL('../../firmware-recipes', import.meta.url)),
+    ),
+    buildCacheDir: resolve(env.BOARDFLEET_BUILD_CACHE ?? defaultCacheDir(env)),
+    buildConcurrency,
   };
+}
+
+/** The per-user cache, as XDG says; the bench boards and the image builder share it. */
+export function defaultCacheDir(env: Environment = process.env): string {
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'boardfleet');
 }

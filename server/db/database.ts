@@ -8,6 +8,7 @@ import * as initial from './migrations/20261124T0100-initial.ts';
 import * as artifacts from './migrations/20261124T0200-artifacts.ts';
 import * as releases from './migrations/20261124T0300-releases.ts';
 import * as rollouts from './migrations/20261124T0400-rollouts.ts';
+import * as builds from './migrations/20261129T0500-builds.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -18,6 +19,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261124T0200-artifacts': artifacts,
   '20261124T0300-releases': releases,
   '20261124T0400-rollouts': rollouts,
+  '20261129T0500-builds': builds,
 };
 
 const PG_INT8_OID = 20;

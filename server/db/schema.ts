@@ -1,4 +1,5 @@
 import type { Generated } from 'kysely';
+import type { ArtifactKind } from '../../protocol/manifest.ts';
 
 /** Timestamps are milliseconds since the Unix epoch in BIGINT columns on both dialects. */
 export interface DeviceTable {
@@ -79,7 +80,7 @@ export interface ArtifactTable {
   id: string;
   name: string;
   version: string;
-  kind: 'app-bundle' | 'mcu-firmware' | 'linux-image' | 'unikernel';
+  kind: ArtifactKind;
   /** JSON array of board ids. */
   boards: string;
   sha256: string;
@@ -156,7 +157,23 @@ export interface RolloutLogTable {
   message: string;
 }
 
+export interface BuildJobTable {
+  id: string;
+  recipe: string;
+  board: string;
+  state: string;
+  step: string | null;
+  progress: number;
+  error: string | null;
+  /** JSON array of {role, artifactId}: what the build stored as signed artifacts. */
+  outputs: string;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
 export interface DatabaseSchema {
+  build_jobs: BuildJobTable;
   rollouts: RolloutTable;
   rollout_waves: RolloutWaveTable;
   rollout_devices: RolloutDeviceTable;

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { z } from 'zod';
 import { BoardfleetError } from '../../protocol/errors.ts';
+import { isDeployableKind } from '../../protocol/manifest.ts';
 import { ArtifactRepository } from '../artifacts/artifact.repository.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { invalidRequest, notFound } from '../common/errors.ts';
@@ -30,7 +31,11 @@ export class ReleaseService {
     for (const [board, artifactId] of Object.entries(input.artifacts)) {
       const artifact = await this.artifacts.get(artifactId);
       if (!artifact) problems.push(`${board}: artifact ${artifactId} not found`);
-      else if (board !== '*' && !artifact.boards.includes(board)) {
+      else if (!isDeployableKind(artifact.kind)) {
+        problems.push(
+          `${board}: artifact ${artifact.name} ${artifact.version} is a ${artifact.kind}, which no device installs (use its linux-image update payload)`,
+        );
+      } else if (board !== '*' && !artifact.boards.includes(board)) {
         problems.push(
           `${board}: artifact ${artifact.name} ${artifact.version} is built for ${artifact.boards.join(', ')}, not ${board}`,
         );

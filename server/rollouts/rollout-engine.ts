@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { DesiredState, DeviceEvent } from '../../protocol/schemas.ts';
+import type { DeployableArtifactKind } from '../../protocol/manifest.ts';
 import type { ArtifactRecord } from '../artifacts/artifact.repository.ts';
 import type { ServerMqttClient } from '../broker/server-mqtt-client.ts';
 import type { Clock } from '../common/clock.ts';
@@ -41,7 +42,7 @@ const AGENT_REPORTS: Record<string, DeploymentEvent> = {
   'rolled-back': DeploymentEvent.RolledBack,
 };
 
-const STRATEGY_BY_KIND: Record<ArtifactRecord['kind'], NonNullable<DesiredState['deployment']>['strategy']> =
+const STRATEGY_BY_KIND: Record<DeployableArtifactKind, NonNullable<DesiredState['deployment']>['strategy']> =
   {
     'app-bundle': 'app-bundle',
     'mcu-firmware': 'mcu-serial',
@@ -491,7 +492,7 @@ export function deploymentFromArtifact(
 ): NonNullable<DesiredState['deployment']> {
   return {
     id: deploymentId,
-    strategy: STRATEGY_BY_KIND[artifact.kind],
+    strategy: STRATEGY_BY_KIND[artifact.kind as DeployableArtifactKind],
     artifact: artifact.name,
     version: artifact.version,
     sha256: artifact.sha256,

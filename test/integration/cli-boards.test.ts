@@ -15,10 +15,13 @@ describe('boardfleet boards, ports and doctor', () => {
       /^uno\s+Arduino Uno\s+atmega328p\s+31\.5 KiB of 32\.0 KiB\s+2\.0 KiB\s+stk500v1 @ 115200\s+dtr-rts-pulse$/m,
     );
     expect(stdout).toMatch(/^leonardo\s+.*avr109 @ 57600\s+1200-baud-touch$/m);
-    const { stdout: json } = await run(process.execPath, [CLI, 'boards', '--json']);
-    expect((JSON.parse(json) as Array<{ id: string }>).map((board) => board.id)).toContain(
-      'nano:old-bootloader',
+    expect(stdout).toMatch(
+      /^rpi-4b\s+Raspberry Pi 4 Model B\s+arm64\s+linux-image-arm64\s+raspi-firmware\s/m,
     );
+    const { stdout: json } = await run(process.execPath, [CLI, 'boards', '--json']);
+    const ids = (JSON.parse(json) as Array<{ id: string }>).map((board) => board.id);
+    expect(ids).toContain('nano:old-bootloader');
+    expect(ids).toContain('qemu-virt-arm64');
   });
 
   it('lists serial ports as JSON', async () => {

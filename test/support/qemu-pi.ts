@@ -1,0 +1,187 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  BOOT_CONFIG,
+  firmwareSlotChoice,
+  PARTITION,
+  type Slot,
+  SLOT_FILES,
+  slotDirectory,
+  TRYBOOT_REBOOT_ARGUMENT,
+} from '../../protocol/linux-ab-layout.ts';
+
+const run = promisify(execFile);
+
+/**
+ * Boots a Boardfleet disk image under qemu-system-aarch64 `-M virt`, playing the part of the
+ * Raspberry Pi firmware, which qemu cannot run: before each boot it reads config.txt (or, after
+ * a reboot that asked for tryboot, tryboot.txt) from the image's boot FAT, picks the slot the
+ * documented tryboot rules pick (`firmwareSlotChoice`), and hands that slot's kernel, initramfs
+ * and cmdline.txt to qemu. The tryboot flag is what the kernel printed as it restarted, and is
+ * cleared by the next boot, as the firmware clears it. The disk is the same file across boots.
+ */
+export class QemuPiFirmware {
+  private child: ChildProcess | null = null;
+  private console = '';
+  private readonly scratch = mkdtempSync(join(tmpdir(), 'boardfleet-qemu-'));
+  private trybootFlag = false;
+  /** Slot chosen at each boot, in order. */
+  readonly bootedSlots: Slot[] = [];
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly diskImage: string,
+    private readonly options: { memoryMiB?: number; onConsole?: (text: string) => void } = {},
+  ) {}
+
+  get consoleText(): string {
+    return this.console;
+  }
+
+  /** Writes a file into the boot FAT, as a user does on a PC before the first boot. */
+  async writeBootFile(name: string, content: string): Promise<void> {
+    const local = join(this.scratch, 'upload');
+    writeFileSync(local, content);
+    await run('mcopy', ['-o', '-i', `${this.diskImage}@@${await this.bootOffset()}`, local, `::${name}`]);
+  }
+
+  async readBootFile(name: string): Promise<string | null> {
+    try {
+      const { stdout } = await run(
+        'mtype',
+        ['-i', `${this.diskImage}@@${await this.bootOffset()}`, `::${name}`],
+        {
+          maxBuffer: 64 * 1024 * 1024,
+          encoding: 'latin1',
+        },
+      );
+      return stdout;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Boots once; the returned promise settles when qemu has started. */
+  async boot(): Promise<Slot> {
+    const config = await this.readBootFile(BOOT_CONFIG.committed);
+    if (config === null) throw new Error(`${this.diskImage} has no ${BOOT_CONFIG.committed} on its boot FAT`);
+    const slot = firmwareSlotChoice({
+      config,
+      tryboot: await this.readBootFile(BOOT_CONFIG.tryboot),
+      trybootFlag: this.trybootFlag,
+    });
+    this.trybootFlag = false;
+    this.bootedSlots.push(slot);
+    const offset = await this.bootOffset();
+    const kernel = join(this.scratch, 'vmlinuz');
+    const initramfs = join(this.scratch, 'initrd.img');
+    for (const [file, local] of [
+      [SLOT_FILES.kernel, kernel],
+      [SLOT_FILES.initramfs, initramfs],
+    ] as const) {
+      await run('mcopy', [
+        '-o',
+        '-n',
+        '-i',
+        `${this.diskImage}@@${offset}`,
+        `::${slotDirectory(slot)}${file}`,
+        local,
+      ]);
+    }
+    const cmdline = (await this.readBootFile(`${slotDirectory(slot)}${SLOT_FILES.cmdline}`))?.trim();
+    if (!cmdline) throw new Error(`slot ${slot} has no ${SLOT_FILES.cmdline}`);
+    const child = spawn(
+      'qemu-system-aarch64',
+      [
+        ...['-M', 'virt', '-cpu', 'cortex-a72', '-smp', '2', '-m', String(this.options.memoryMiB ?? 1024)],
+        ...['-accel', 'tcg', '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio'],
+        ...['-kernel', kernel, '-initrd', initramfs, '-append', cmdline],
+        ...[
+          '-drive',
+          `file=${this.diskImage},if=none,format=raw,id=disk0`,
+          '-device',
+          'virtio-blk-pci,drive=disk0',
+        ],
+        ...['-netdev', 'user,id=net0', '-device', 'virtio-net-pci,netdev=net0'],
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.child = child;
+    const collect = (chunk: Buffer) => {
+      const text = chunk.toString('latin1');
+      this.console += text;
+      this.options.onConsole?.(text);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    this.exited = new Promise((resolve) => {
+      child.once('exit', () => {
+        // What the kernel says as it restarts is the firmware's tryboot flag for the next boot.
+        const tail = this.console.slice(-4096);
+        this.trybootFlag = tail.includes(`Restarting system with command '${TRYBOOT_REBOOT_ARGUMENT}'`);
+        this.child = null;
+        resolve();
+      });
+    });
+    return slot;
+  }
+
+  /** Waits for a console line; fails with the console tail if qemu exits or time runs out first. */
+  async waitForConsole(pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const match = pattern.exec(this.console.slice(from));
+      if (match) return match;
+      if (!this.child)
+        throw new Error(`qemu exited before ${pattern}; console tail:\n${this.console.slice(-3000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`no ${pattern} within ${timeoutMs} ms; console tail:\n${this.console.slice(-3000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** Resolves when the guest has restarted or powered off (qemu exits with -no-reboot). */
+  async waitForExit(timeoutMs: number): Promise<{ tryboot: boolean }> {
+    const timer = new Promise<'timeout'>((resolve) =>
+      setTimeout(() => resolve('timeout'), timeoutMs).unref(),
+    );
+    if ((await Promise.race([this.exited.then(() => 'exited' as const), timer])) === 'timeout') {
+      throw new Error(
+        `the guest did not restart within ${timeoutMs} ms; console tail:\n${this.console.slice(-3000)}`,
+      );
+    }
+    return { tryboot: this.trybootFlag };
+  }
+
+  /** Pulls the power: the firmware's tryboot flag does not survive it. */
+  async powerOff(): Promise<void> {
+    if (this.child) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+    this.trybootFlag = false;
+  }
+
+  async dispose(): Promise<void> {
+    await this.powerOff();
+    rmSync(this.scratch, { recursive: true, force: true });
+  }
+
+  private bootOffsetCache: number | null = null;
+
+  /** Byte offset of partition 1, read from the MBR. */
+  private async bootOffset(): Promise<number> {
+    if (this.bootOffsetCache !== null) return this.bootOffsetCache;
+    const { stdout } = await run('sfdisk', ['--json', this.diskImage]);
+    const table = JSON.parse(stdout) as {
+      partitiontable: { sectorsize?: number; partitions: Array<{ node: string; start: number }> };
+    };
+    const boot = table.partitiontable.partitions[PARTITION.boot - 1];
+    if (!boot) throw new Error(`${this.diskImage} has no partition ${PARTITION.boot}`);
+    this.bootOffsetCache = boot.start * (table.partitiontable.sectorsize ?? 512);
+    return this.bootOffsetCache;
+  }
+}
