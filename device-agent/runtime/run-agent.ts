@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import packageJson from '../../package.json' with { type: 'json' };
@@ -10,6 +10,7 @@ import { AppBundleStrategy } from '../update/app-bundle.strategy.ts';
 import { rebootDevice } from '../update/device-reboot.ts';
 import { LinuxAbStrategy } from '../update/linux-ab.strategy.ts';
 import type { McuSerialStrategy } from '../update/mcu-serial.strategy.ts';
+import { activationGate } from '../update/activation-gate.ts';
 import { UpdateManager } from '../update/update-manager.ts';
 import type { UpdateState } from '../update/update-state-machine.ts';
 import { SystemCollectors } from './collectors.ts';
@@ -50,6 +51,13 @@ export const agentConfigSchema = z.strictObject({
     })
     .prefault({}),
   dataDir: z.string().default('./agent-data'),
+  /** While this file exists (holding a live pid, or anything else), new versions wait to be activated. */
+  updateLock: z.string().min(1).optional(),
+  /** Activate new versions only within `HH:MM-HH:MM` local time. */
+  updateWindow: z
+    .string()
+    .regex(/^\d\d:\d\d-\d\d:\d\d$/, 'HH:MM-HH:MM, e.g. 02:00-04:30')
+    .optional(),
   heartbeat: z.coerce.number().min(1).max(3600).default(30),
   keepalive: z.coerce.number().min(1).max(3600).default(30),
 });
@@ -138,6 +146,10 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
     : null;
   const updates: UpdateManager = new UpdateManager({
     dataDir,
+    activationGate: activationGate({
+      lockFile: resolve(config.updateLock ?? join(dataDir, 'update.lock')),
+      ...(config.updateWindow ? { window: config.updateWindow } : {}),
+    }),
     serverUrl: config.server,
     auth: { deviceId: credentials.deviceId, secret: credentials.secret },
     fleetPublicKeyPem: credentials.fleetPublicKeyPem,

@@ -1,4 +1,12 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -9,6 +17,7 @@ import { deploymentFromArtifact } from '../../server/rollouts/rollout-engine.ts'
 import { uploadArtifact } from '../../test/support/artifacts.ts';
 import { freePort, sqliteBackend } from '../../test/support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../../test/support/test-server.ts';
+import { activationGate } from './activation-gate.ts';
 import { AppBundleStrategy } from './app-bundle.strategy.ts';
 import { SimulatedPi, writeTestPayload } from './linux-ab.fixtures.ts';
 import { type UpdateManager as Manager, UpdateManager, type UpdateReport } from './update-manager.ts';
@@ -117,6 +126,36 @@ describe('update manager with app bundles (real server, real processes)', () => 
     reports.length = 0;
     await updates.apply(bundles.v1);
     expect(reports).toEqual([{ deploymentId: 'dep-1.0.0', state: 'installed' }]);
+  });
+
+  it('downloads and verifies while the update lock is held, and activates only once it is released', async () => {
+    const reports: UpdateReport[] = [];
+    const dataDir = mkdtempSync(join(work, 'locked-'));
+    const lockFile = join(dataDir, 'update.lock');
+    writeFileSync(lockFile, String(process.pid));
+    const updates = new UpdateManager({
+      dataDir,
+      serverUrl: server.httpUrl,
+      auth,
+      fleetPublicKeyPem: fleetKey,
+      strategies: { 'app-bundle': new AppBundleStrategy(join(dataDir, 'app')) },
+      report: (report) => reports.push(report),
+      logger: pino({ level: 'silent' }),
+      activationGate: activationGate({ lockFile }),
+      activationRecheckMs: 50,
+    });
+    running.push(updates);
+    const applied = updates.apply(bundles.v1);
+    await eventually('activation deferred', async () =>
+      reports.some((report) => report.reason?.startsWith('deferred: the update lock')),
+    );
+    expect(updates.current.state).toBe(UpdateState.Installing);
+    expect(await answer()).toBeNull();
+    rmSync(lockFile);
+    await applied;
+    expect(updates.current).toMatchObject({ state: UpdateState.Committed, running: { version: '1.0.0' } });
+    expect(await answer()).toBe('1.0.0');
+    expect(reports.filter((report) => report.reason?.startsWith('deferred'))).toHaveLength(1);
   });
 
   it('rolls a failing bundle back to the version that ran before', async () => {

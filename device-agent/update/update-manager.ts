@@ -4,6 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
+import type { ActivationGate } from './activation-gate.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import { downloadArtifact } from './artifact-download.ts';
 import { verifyDeployment } from './artifact-verify.ts';
@@ -39,6 +40,10 @@ export interface UpdateManagerOptions {
   logger: Logger;
   /** Test hook: called after each state is saved, before its step runs (fault injection). */
   afterSave?: (state: UpdateState) => void;
+  /** Holds activation back (update lock, update window); checked before each install. */
+  activationGate?: ActivationGate;
+  /** How often a deferred activation is checked again; 5 s by default. */
+  activationRecheckMs?: number;
 }
 
 /** What a step returns when it asked the device to reboot: nothing more runs in this boot. */
@@ -282,6 +287,7 @@ export class UpdateManager {
           return UpdateEvent.Verified;
         case UpdateState.Installing: {
           const manifest = await this.verify(deployment, artifactPath);
+          await this.waitUntilActivationAllowed(deployment.id, signal);
           const { needsReboot } = await strategy.install(artifactPath, manifest, signal);
           return needsReboot ? UpdateEvent.NeedsReboot : UpdateEvent.Installed;
         }
@@ -350,6 +356,21 @@ export class UpdateManager {
         return UpdateEvent.Rejected;
       }
       return UpdateEvent.Unhealthy;
+    }
+  }
+
+  /** Waits while the update lock is held or the update window is closed, saying so once. */
+  private async waitUntilActivationAllowed(deploymentId: string, signal: AbortSignal): Promise<void> {
+    const gate = this.options.activationGate;
+    if (!gate) return;
+    let said: string | null = null;
+    for (let reason = gate(new Date()); reason !== null; reason = gate(new Date())) {
+      if (reason !== said) {
+        said = reason;
+        this.options.logger.info({ deploymentId, reason }, 'activation deferred');
+        this.options.report({ deploymentId, state: 'installing', reason: `deferred: ${reason}` });
+      }
+      await delay(this.options.activationRecheckMs ?? 5_000, undefined, { signal });
     }
   }
 
