@@ -63,8 +63,10 @@ export interface BuildLogEvent {
  */
 export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; status: [BuildJob] }> {
   private readonly running = new Map<string, AbortController>();
+  /** Starting jobs and cancelling queued ones take turns on this chain; it never rejects. */
   private pumping: Promise<void> = Promise.resolve();
   private stopped = false;
+  private lastCreatedAt = 0;
   /** Appends to one log file are chained, so lines keep their order and offsets are exact. */
   private readonly logWrites = new Map<string, Promise<number>>();
 
@@ -79,17 +81,29 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
     this.pump();
   }
 
+  /** Interrupts running builds; they stay `running` in the database and are queued again by {@link start}. */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const controller of this.running.values()) controller.abort(new Error('server stopping'));
+    // A job the queue is starting right now is in `running` only once this turn is over.
     await this.pumping;
+    for (const controller of this.running.values()) controller.abort(new Error('server stopping'));
     while (this.running.size > 0) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
   async submit(request: BuildRequest): Promise<BuildJob> {
-    this.options.validate(request);
+    try {
+      this.options.validate(request);
+    } catch (error) {
+      // Whatever is wrong with a request (unknown recipe, MCU board) is the caller's to fix: a 400.
+      if (error instanceof BoardfleetError) throw new BoardfleetError('invalid-request', error.message);
+      throw error;
+    }
     const id = generateId('bld');
-    await this.options.jobs.insert({ id, ...request, createdAt: this.options.clock.now() });
+    // Jobs run in created_at order and ids are random: submits within one millisecond get
+    // consecutive milliseconds, so they keep their order.
+    const createdAt = Math.max(this.options.clock.now(), this.lastCreatedAt + 1);
+    this.lastCreatedAt = createdAt;
+    await this.options.jobs.insert({ id, ...request, createdAt });
     const job = await this.getOrThrow(id);
     this.emit('status', job);
     this.pump();
@@ -108,15 +122,22 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
 
   /** Cancels a queued job at once, a running one at its next step. */
   async cancel(id: string): Promise<BuildJob> {
-    const job = await this.getOrThrow(id);
-    if (job.state === 'queued') {
+    // In turn with starting jobs, so a job cannot start while its cancel is being written.
+    const runner = await this.inTurn(async () => {
+      const job = await this.getOrThrow(id);
+      if (job.state !== 'queued' && job.state !== 'running') {
+        throw new BoardfleetError('conflict', `build ${id} has already ended (${job.state})`);
+      }
+      const controller = this.running.get(id);
+      if (controller) return controller;
+      // Queued, or left `running` by a stopping queue: nothing runs it, so it ends here.
       await this.options.jobs.finish(id, { state: 'cancelled' }, this.options.clock.now());
-      await this.appendLog(id, 'cancelled before it started');
-    } else if (job.state === 'running') {
-      this.running.get(id)?.abort(new BoardfleetError('build-cancelled', 'cancelled by an operator'));
+      await this.appendLog(id, job.state === 'queued' ? 'cancelled before it started' : 'cancelled');
+      return null;
+    });
+    if (runner) {
+      runner.abort(new BoardfleetError('build-cancelled', 'cancelled by an operator'));
       await this.waitUntilEnded(id);
-    } else {
-      throw new BoardfleetError('conflict', `build ${id} has already ended (${job.state})`);
     }
     const ended = await this.getOrThrow(id);
     this.emit('status', ended);
@@ -133,26 +154,42 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
     const path = this.logPath(id);
     if (!existsSync(path)) return { text: '', offset: 0 };
     const content = await readFile(path);
-    const start = Math.min(fromOffset, content.length);
+    const start = Math.max(0, Math.min(fromOffset, content.length));
     return { text: content.subarray(start).toString('utf8'), offset: content.length };
   }
 
+  /** Runs `work` after the queue's current turn; the chain goes on whether `work` fails or not. */
+  private inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.pumping.then(work);
+    this.pumping = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
   private pump(): void {
-    this.pumping = this.pumping.then(async () => {
+    void this.inTurn(async () => {
       while (!this.stopped && this.running.size < this.options.concurrency) {
         const next = (await this.options.jobs.queued()).find((job) => !this.running.has(job.id));
-        if (!next) return;
+        if (!next || this.stopped) return;
         const controller = new AbortController();
         this.running.set(next.id, controller);
-        await this.options.jobs.markRunning(next.id, this.options.clock.now());
-        this.emit('status', await this.getOrThrow(next.id));
-        void this.run(next, controller.signal).finally(() => {
+        try {
+          await this.options.jobs.markRunning(next.id, this.options.clock.now());
+          this.emit('status', await this.getOrThrow(next.id));
+        } catch (error) {
           this.running.delete(next.id);
-          if (!this.stopped) this.pump();
-        });
+          throw error;
+        }
+        void this.run(next, controller.signal)
+          .catch((error: unknown) => this.options.logger.error({ err: error, build: next.id }, 'build not recorded'))
+          .finally(() => {
+            this.running.delete(next.id);
+            if (!this.stopped) this.pump();
+          });
       }
-    });
-    this.pumping.catch((error: unknown) => this.options.logger.error({ err: error }, 'build queue failed'));
+    }).catch((error: unknown) => this.options.logger.error({ err: error }, 'build queue failed'));
   }
 
   private async run(job: BuildJob, signal: AbortSignal): Promise<void> {
@@ -173,6 +210,8 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
     };
     await this.appendLog(job.id, `build ${job.id}: recipe ${job.recipe}, board ${job.board}`);
     try {
+      // Cancelled or stopped while the first line was written: do not start the runner at all.
+      signal.throwIfAborted();
       const files = await this.options.runner({ recipe: job.recipe, board: job.board }, reporter);
       signal.throwIfAborted();
       reporter.progress('storing artifacts', 99);
@@ -184,9 +223,18 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
     } catch (error) {
       await lastProgressWrite;
       const cancelled = signal.aborted;
+      const interrupted = cancelled && this.stopped;
       const message = error instanceof Error ? error.message : String(error);
-      await this.appendLog(job.id, cancelled ? 'cancelled' : `failed: ${message}`);
-      if (!(this.stopped && cancelled)) {
+      await this.appendLog(
+        job.id,
+        interrupted
+          ? 'interrupted: the server is stopping; the build is queued again at its next start'
+          : cancelled
+            ? 'cancelled'
+            : `failed: ${message}`,
+      );
+      // An interrupted job stays `running` so that start() queues it again.
+      if (!interrupted) {
         await this.options.jobs.finish(
           job.id,
           cancelled ? { state: 'cancelled' } : { state: 'failed', error: message },
@@ -209,7 +257,8 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
         await this.storeFile({
           role: 'build-log',
           path: this.logPath(job.id),
-          name: `${payload.name}-build-log`,
+          // Every build has its own log (times differ), so each one is its own artifact.
+          name: `${payload.name}-build-log-${job.id}`,
           version: payload.version,
           kind: 'build-log',
           boards: payload.boards,
@@ -249,10 +298,12 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
       this.emit('log', { jobId: id, offset, line: stamped.slice(0, -1) });
       return offset;
     });
-    this.logWrites.set(
-      id,
-      next.catch(() => 0),
-    );
+    const settled = next.catch(() => 0);
+    this.logWrites.set(id, settled);
+    // Forget a finished chain, unless a later line has been chained on it meanwhile.
+    void settled.then(() => {
+      if (this.logWrites.get(id) === settled) this.logWrites.delete(id);
+    });
     return next;
   }
 
