@@ -183,7 +183,9 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
           throw error;
         }
         void this.run(next, controller.signal)
-          .catch((error: unknown) => this.options.logger.error({ err: error, build: next.id }, 'build not recorded'))
+          .catch((error: unknown) =>
+            this.options.logger.error({ err: error, build: next.id }, 'build not recorded'),
+          )
           .finally(() => {
             this.running.delete(next.id);
             if (!this.stopped) this.pump();
