@@ -252,6 +252,7 @@ describe('board catalogue', () => {
         'partitions: { boot: /dev/mmcblk0p1, a: /dev/mmcblk0p3, b: /dev/mmcblk0p3, data: /dev/mmcblk0p4 }',
         'network: { interface: eth0 }',
         'boot: { loader: raspberry-pi-firmware, notes: none }',
+        'abTrial: initramfs-trial',
         'gpu: vc4',
       ].join('\n'),
     );
@@ -287,6 +288,34 @@ describe('board catalogue', () => {
       'bootConfig.2: device_tree=bcm2711-rpi-4-b.dtb is not one of kernel.deviceTrees',
     );
     expect(message).toContain('partitions.a: /dev/mmcblk0p3 must be partition 2 of the disk');
+    expect(message).toContain(
+      'kernel.modules: initramfs-trial needs vfat: the initramfs marks the trial on the boot FAT',
+    );
+  });
+
+  it.each([
+    ['rpi-3b', 'initramfs-trial'],
+    ['rpi-4b', 'initramfs-trial'],
+    ['rpi-zero-2w', 'initramfs-trial'],
+    // Its harness plays the Pi firmware, tryboot flag included.
+    ['qemu-virt-arm64', 'firmware-tryboot'],
+  ])('%s tries a new slot with %s', (id, method) => {
+    expect(getLinuxBoard(id).abTrial).toBe(method);
+  });
+
+  it('refuses an unknown trial method', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'boards-'));
+    const path = join(directory, 'qemu-virt-arm64.yaml');
+    writeFileSync(
+      path,
+      readFileSync(new URL('./qemu-virt-arm64.yaml', import.meta.url), 'utf8').replace(
+        'abTrial: firmware-tryboot',
+        'abTrial: uboot-bootcount',
+      ),
+    );
+    expect(() => parseBoardFile(path)).toThrow(
+      'abTrial: Invalid option: expected one of "firmware-tryboot"|"initramfs-trial"',
+    );
   });
 
   it('says which families exist when a board file names another', () => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { BoardfleetError } from '../protocol/errors.ts';
+import { TRIAL_METHODS, type TrialMethod } from '../protocol/linux-ab-layout.ts';
 
 const BOARDS_DIRECTORY = new URL('.', import.meta.url).pathname;
 
@@ -121,6 +122,12 @@ const linuxBoardFileSchema = z
       loader: z.enum(['raspberry-pi-firmware', 'qemu-direct']),
       notes: z.string().min(1),
     }),
+    /**
+     * How an update's slot boots once on trial (protocol/linux-ab-layout.ts, TrialMethod):
+     * `initramfs-trial` for boards on Debian's kernel, which does not pass "0 tryboot" to the Pi
+     * firmware; `firmware-tryboot` where the kernel passes it, or a test harness plays the firmware.
+     */
+    abTrial: z.enum(TRIAL_METHODS as [TrialMethod, ...TrialMethod[]]),
     /** How the test harness runs this board under qemu-system-aarch64, where it can. */
     qemu: z
       .strictObject({
@@ -141,6 +148,12 @@ const linuxBoardFileSchema = z
       if (!board.bootConfig.includes('arm_64bit=1')) {
         problem(['bootConfig'], 'an arm64 kernel needs arm_64bit=1');
       }
+    }
+    if (board.abTrial === 'initramfs-trial' && !board.kernel.modules.includes('vfat')) {
+      problem(
+        ['kernel', 'modules'],
+        'initramfs-trial needs vfat: the initramfs marks the trial on the boot FAT',
+      );
     }
     board.bootConfig.forEach((line, index) => {
       if (/^\s*(kernel|initramfs|os_prefix|cmdline)\b/.test(line)) {

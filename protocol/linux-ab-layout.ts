@@ -11,6 +11,10 @@
  * "0 tryboot" makes the firmware read `tryboot.txt` once; any other boot reads `config.txt`
  * again, so an untested slot that hangs or dies is left by the next power cycle. The agent
  * commits a slot by rewriting `config.txt` to point at it.
+ *
+ * Only the Raspberry Pi downstream kernel passes "0 tryboot" on to the firmware; Debian's kernel
+ * ignores it. Boards that run Debian's kernel therefore use a boot-once trial kept by our own
+ * initramfs instead (see {@link TrialMethod} and {@link BOOT_CONFIG}.trial).
  */
 
 export const PARTITION = { boot: 1, rootA: 2, rootB: 3, data: 4 } as const;
@@ -29,7 +33,49 @@ export const rootPartition = (slot: Slot): number => (slot === 'a' ? PARTITION.r
 export const SLOT_FILES = { kernel: 'vmlinuz', initramfs: 'initrd.img', cmdline: 'cmdline.txt' } as const;
 
 /** Boot FAT files at its root. */
-export const BOOT_CONFIG = { committed: 'config.txt', tryboot: 'tryboot.txt' } as const;
+export const BOOT_CONFIG = {
+  committed: 'config.txt',
+  tryboot: 'tryboot.txt',
+  /** The initramfs trial (see {@link TrialMethod}): `slot=`, `fallback=`, then `booted=1` once booted. */
+  trial: 'trial.txt',
+} as const;
+
+/**
+ * How a board boots a new slot once before it is committed.
+ * - `firmware-tryboot`: tryboot.txt names the slot and a reboot with "0 tryboot" has the Pi
+ *   firmware boot it once. Needs a kernel that passes the flag to the firmware (the Raspberry Pi
+ *   kernel, or the qemu harness, which plays the firmware).
+ * - `initramfs-trial`: config.txt already names the new slot and trial.txt marks it on trial; a
+ *   plain reboot boots it. Our initramfs writes `booted=1` on the first boot and, finding it on a
+ *   second boot (the trial hung or crashed before the agent committed), points config.txt back
+ *   at the fallback slot and restarts. Works with any kernel (Debian's included).
+ */
+export type TrialMethod = 'firmware-tryboot' | 'initramfs-trial';
+
+export const TRIAL_METHODS: readonly TrialMethod[] = ['firmware-tryboot', 'initramfs-trial'];
+
+/** What an image that does not say otherwise uses: older images and the qemu harness. */
+export const DEFAULT_TRIAL_METHOD: TrialMethod = 'firmware-tryboot';
+
+/** trial.txt as the agent arms it: the slot on trial and the slot to go back to. */
+export function trialFileText(slot: Slot, fallback: Slot): string {
+  return `slot=${slot}\nfallback=${fallback}\n`;
+}
+
+/** The fields of a trial.txt; null when it does not name a slot and a different fallback. */
+export function parseTrialFile(text: string): { slot: Slot; fallback: Slot; booted: boolean } | null {
+  const fields = new Map<string, string>();
+  for (const line of text.split(/\r?\n/)) {
+    const match = /^\s*([a-z]+)\s*=\s*(\S*)\s*$/.exec(line);
+    if (match) fields.set(match[1] as string, match[2] as string);
+  }
+  const slot = fields.get('slot');
+  const fallback = fields.get('fallback');
+  if (!isSlot(slot) || !isSlot(fallback) || slot === fallback) return null;
+  return { slot, fallback, booted: fields.get('booted') === '1' };
+}
+
+const isSlot = (value: string | undefined): value is Slot => value === 'a' || value === 'b';
 
 /** Where the running system mounts things, and where the agent's files live. */
 export const MOUNTS = {
@@ -40,7 +86,19 @@ export const MOUNTS = {
   agentDataDir: '/data/boardfleet',
   /** Written by the builder: the block devices of this board's partitions (see {@link SlotDevices}). */
   slotDevices: '/etc/boardfleet/slots.json',
+  /** Written by the builder: what the image is (see {@link ImageInfo}). */
+  imageInfo: '/etc/boardfleet/image.json',
 } as const;
+
+/** `/etc/boardfleet/image.json`: the image's recipe, version and board, and how it tries a slot. */
+export interface ImageInfo {
+  schemaVersion: 1;
+  name: string;
+  version: string;
+  board: string;
+  /** Absent in images built before it existed: {@link DEFAULT_TRIAL_METHOD}. */
+  abTrial?: TrialMethod;
+}
 
 /** `/etc/boardfleet/slots.json`: partition block devices as the board's kernel names them. */
 export interface SlotDevices {

@@ -28,6 +28,7 @@ export const REQUIRED_DEBIAN_PACKAGES = {
   fdisk: '/usr/sbin/sfdisk',
   e2fsprogs: '/usr/sbin/mke2fs',
   cpio: '/usr/bin/cpio',
+  busybox: '/bin/busybox',
   gpgv: '/usr/bin/gpgv',
   'debian-archive-keyring': '/usr/share/keyrings/debian-archive-keyring.gpg',
   'xz-utils': '/usr/bin/xz',

@@ -1,10 +1,13 @@
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tar from 'tar';
+import { bootTrialScript } from '../../server/builds/rootfs/init-scripts.ts';
 import {
   BOOT_CONFIG,
   firmwareSlotChoice,
+  type ImageInfo,
   PAYLOAD,
   type PayloadManifest,
   SLOT_FILES,
@@ -12,6 +15,7 @@ import {
   type SlotDevices,
   slotDirectory,
   slotFromCmdline,
+  type TrialMethod,
 } from '../../protocol/linux-ab-layout.ts';
 import type { RebootMode } from './device-reboot.ts';
 import { type LinuxAbOptions, LinuxAbStrategy } from './linux-ab.strategy.ts';
@@ -21,6 +25,9 @@ import { type LinuxAbOptions, LinuxAbStrategy } from './linux-ab.strategy.ts';
  * as the image builder lays them out, and a simulated Raspberry Pi whose slot devices are files,
  * whose boot FAT is a directory, and whose "firmware" picks the slot by the documented tryboot
  * rules and hands that slot's cmdline.txt to the "kernel" (a file standing for /proc/cmdline).
+ * With the `initramfs-trial` method each boot then runs the image's own initramfs trial script
+ * (server/builds/rootfs/scripts/boot-trial.sh) on that directory, under the host's dash: a
+ * double for the busybox ash of the device.
  */
 
 export const CMDLINE_TEMPLATE =
@@ -92,6 +99,7 @@ export async function writeTestPayload(
 export class SimulatedPi {
   readonly bootDir: string;
   readonly slotsFile: string;
+  readonly imageInfoFile: string;
   readonly cmdlineFile: string;
   readonly bootIdFile: string;
   readonly dataDir: string;
@@ -106,13 +114,23 @@ export class SimulatedPi {
   readonly neverComesUp = new Set<string>();
   /** Versions whose agent comes up but never reaches the server. */
   readonly neverConnects = new Set<string>();
+  /** What the initramfs trial printed, boot after boot. */
+  readonly initramfsLog: string[] = [];
+  private readonly trialScript: string;
 
+  /**
+   * `trial`: the image's trial method, written to its image.json; null writes none (an image
+   * built before the field existed).
+   */
   constructor(
     readonly root: string,
     factoryVersion = '1.0.0',
+    readonly trial: TrialMethod | null = 'firmware-tryboot',
   ) {
     this.bootDir = join(root, 'boot-fat');
     this.slotsFile = join(root, 'slots.json');
+    this.imageInfoFile = join(root, 'image.json');
+    this.trialScript = join(root, 'boot-trial.sh');
     this.cmdlineFile = join(root, 'proc-cmdline');
     this.bootIdFile = join(root, 'boot-id');
     this.dataDir = join(root, 'data');
@@ -136,7 +154,19 @@ export class SimulatedPi {
     writeFileSync(this.devices.a, `rootfs ${factoryVersion}`);
     writeFileSync(this.devices.b, '');
     writeFileSync(this.slotsFile, JSON.stringify(this.devices));
+    const image: ImageInfo = {
+      schemaVersion: 1,
+      name: 'pi-minimal',
+      version: factoryVersion,
+      board: 'rpi-4b',
+    };
+    writeFileSync(this.imageInfoFile, JSON.stringify(trial ? { ...image, abTrial: trial } : image));
+    writeFileSync(this.trialScript, bootTrialScript());
     this.boot(false);
+  }
+
+  get trialPath(): string {
+    return join(this.bootDir, BOOT_CONFIG.trial);
   }
 
   get configPath(): string {
@@ -171,8 +201,9 @@ export class SimulatedPi {
 
   /**
    * Powers on (or reboots with or without the tryboot flag), as the firmware does: the slot by
-   * the tryboot rules, that slot's cmdline.txt as /proc/cmdline, a new boot id. Says whether the
-   * agent comes up on it.
+   * the tryboot rules, that slot's cmdline.txt as /proc/cmdline, a new boot id; then, with the
+   * initramfs trial, the trial script, which may restart the device. Says whether the agent
+   * comes up on the slot that finally boots.
    */
   boot(trybootFlag: boolean): { slot: Slot; agentComesUp: boolean } {
     const slot = firmwareSlotChoice({
@@ -186,7 +217,23 @@ export class SimulatedPi {
     );
     writeFileSync(this.bootIdFile, `${randomUUID()}\n`);
     this.boots.push(slot);
+    if (this.trial === 'initramfs-trial' && this.runInitramfsTrial(slot) === 'restart')
+      return this.boot(false);
     return { slot, agentComesUp: !this.neverComesUp.has(this.versionIn(slot)) };
+  }
+
+  /** The initramfs's `boardfleet_trial` on the boot FAT, as /init runs it before the root is mounted. */
+  private runInitramfsTrial(slot: Slot): 'go-on' | 'restart' {
+    const result = spawnSync(
+      'dash',
+      ['-c', '. "$0" && boardfleet_trial "$1" "$2"', this.trialScript, this.bootDir, slot],
+      { encoding: 'utf8' },
+    );
+    this.initramfsLog.push(...result.stdout.split('\n').filter(Boolean));
+    if (result.status === 2) return 'restart';
+    if (result.status !== 0)
+      throw new Error(`the initramfs trial failed (${result.status}): ${result.stderr}`);
+    return 'go-on';
   }
 
   /** Performs a requested reboot; a slot that never comes up is left by the next power cycle. */
@@ -208,6 +255,7 @@ export class SimulatedPi {
     return new LinuxAbStrategy({
       bootDir: this.bootDir,
       slotsFile: this.slotsFile,
+      imageInfoFile: this.imageInfoFile,
       cmdlineFile: this.cmdlineFile,
       bootIdFile: this.bootIdFile,
       stateDir: this.dataDir,

@@ -1,5 +1,13 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -216,7 +224,7 @@ describe('linux-ab strategy (slot devices are files, the boot FAT a directory)',
     expect(pi.runningSlot).toBe('b');
 
     await expect(install(pi, await writeTestPayload(work, { version: '3.0.0' }))).rejects.toThrow(
-      'slot b runs on trial (config.txt commits slot a): refusing to overwrite the committed slot; reboot to return to slot a first',
+      'slot b runs on trial (slot a is committed): refusing to overwrite the committed slot; reboot to return to slot a first',
     );
   });
 
@@ -306,6 +314,204 @@ describe('linux-ab strategy (slot devices are files, the boot FAT a directory)',
       expect(pi.runningVersion).toBe(version);
     }
     expect(pi.boots).toEqual(['a', 'b', 'a']);
+  });
+});
+
+const newTrialPi = () => new SimulatedPi(mkdtempSync(join(work, 'pi-')), '1.0.0', 'initramfs-trial');
+const config = (slot: 'a' | 'b') =>
+  `arm_64bit=1\nkernel=vmlinuz\ninitramfs initrd.img followkernel\nos_prefix=slot-${slot}/\n`;
+
+describe("linux-ab strategy with the initramfs trial (Debian kernel; the simulated Pi runs the image's trial script)", () => {
+  it('installs without arming; the reboot writes trial.txt, points config.txt at the new slot and is a plain one', async () => {
+    const pi = newTrialPi();
+    const strategy = pi.strategy();
+    await install(pi, await writeTestPayload(work, { version: '2.0.0' }), strategy);
+    expect(readdirSync(pi.bootDir).sort()).toEqual(['config.txt', 'slot-a', 'slot-b']);
+    expect(readFileSync(pi.configPath, 'utf8')).toBe(config('a'));
+
+    await strategy.reboot('new');
+    expect(pi.rebootLog).toEqual(['normal']);
+    expect(readFileSync(pi.trialPath, 'utf8')).toBe('slot=b\nfallback=a\n');
+    expect(readFileSync(pi.configPath, 'utf8')).toBe(config('b'));
+    expect(readdirSync(pi.bootDir).sort()).toEqual(['config.txt', 'slot-a', 'slot-b', 'trial.txt']);
+    // Until the commit, slot b is on trial and slot a the committed one.
+    expect(strategy.committedSlot()).toBe('a');
+    expect(strategy.armedSlot()).toBe('b');
+  });
+
+  it('commits by removing trial.txt once the agent is connected on the new slot', async () => {
+    const pi = newTrialPi();
+    const strategy = pi.strategy();
+    const payload = await writeTestPayload(work, { version: '2.0.0' });
+    await install(pi, payload, strategy);
+    await strategy.reboot('new');
+    pi.performReboot();
+    expect(pi.boots).toEqual(['a', 'b']);
+    expect(pi.initramfsLog).toEqual(['boardfleet: trial of slot b, first boot']);
+    expect(readFileSync(pi.trialPath, 'utf8')).toBe('slot=b\nfallback=a\nbooted=1\n');
+
+    const onNewSlot = pi.strategy();
+    expect(await onNewSlot.rebootOutcome()).toEqual({ rebooted: true, runsNew: true });
+    expect(await onNewSlot.healthCheck(artifactManifest(payload), signal)).toEqual({ healthy: true });
+    await onNewSlot.commit();
+    expect(existsSync(pi.trialPath)).toBe(false);
+    expect(readFileSync(pi.configPath, 'utf8')).toBe(config('b'));
+    expect(onNewSlot.committedSlot()).toBe('b');
+    // Committed: a hang or power cycle now comes back to slot b.
+    pi.powerCycle();
+    expect(pi.boots).toEqual(['a', 'b', 'b']);
+    expect(pi.initramfsLog).toEqual(['boardfleet: trial of slot b, first boot']);
+  });
+
+  it('when the new slot hangs, the next power cycle has the initramfs restore config.txt; the agent says the trial failed', async () => {
+    const pi = newTrialPi();
+    pi.neverComesUp.add('2.0.0');
+    const strategy = pi.strategy();
+    await install(pi, await writeTestPayload(work, { version: '2.0.0' }), strategy);
+    await strategy.reboot('new');
+    pi.performReboot();
+    expect(pi.boots).toEqual(['a', 'b', 'b', 'a']);
+    expect(pi.initramfsLog).toEqual([
+      'boardfleet: trial of slot b, first boot',
+      'boardfleet: trial of slot b failed, back to slot a',
+    ]);
+
+    const onOldSlot = pi.strategy();
+    expect(await onOldSlot.rebootOutcome()).toEqual({
+      rebooted: true,
+      runsNew: false,
+      reason: 'slot b did not come up in its trial boot; slot a runs again',
+    });
+    expect(await onOldSlot.rollback()).toEqual({ needsReboot: false });
+    expect(readFileSync(pi.configPath, 'utf8')).toBe(config('a'));
+    expect(existsSync(pi.trialPath)).toBe(false);
+    expect(pi.rebootLog).toEqual(['normal']);
+  });
+
+  it('when health fails on the new slot, the rollback points config.txt back, removes trial.txt and reboots plainly', async () => {
+    const pi = newTrialPi();
+    pi.neverConnects.add('2.0.0');
+    const strategy = pi.strategy();
+    const payload = await writeTestPayload(work, { version: '2.0.0' });
+    await install(pi, payload, strategy);
+    await strategy.reboot('new');
+    pi.performReboot();
+
+    const onNewSlot = pi.strategy({ healthTimeoutSeconds: 0.3 });
+    expect(await onNewSlot.healthCheck(artifactManifest(payload), signal)).toEqual({
+      healthy: false,
+      reason: 'the agent on slot b did not connect to the server within 0.3 s',
+    });
+    expect(await onNewSlot.rollback()).toEqual({ needsReboot: true });
+    expect(readFileSync(pi.configPath, 'utf8')).toBe(config('a'));
+    expect(existsSync(pi.trialPath)).toBe(false);
+    await onNewSlot.reboot('old');
+    pi.performReboot();
+    expect(pi.boots).toEqual(['a', 'b', 'a']);
+    expect(pi.rebootLog).toEqual(['normal', 'normal']);
+    expect(await pi.strategy().rollback()).toEqual({ needsReboot: false });
+  });
+
+  it('refuses to overwrite the committed slot while the other one runs on trial', async () => {
+    const pi = newTrialPi();
+    const strategy = pi.strategy();
+    await install(pi, await writeTestPayload(work, { version: '2.0.0' }), strategy);
+    await strategy.reboot('new');
+    pi.performReboot();
+
+    await expect(install(pi, await writeTestPayload(work, { version: '3.0.0' }))).rejects.toThrow(
+      'slot b runs on trial (slot a is committed): refusing to overwrite the committed slot; reboot to return to slot a first',
+    );
+  });
+
+  it.each([
+    {
+      cut: 'after the reboot was recorded, before trial.txt',
+      undo: (pi: SimulatedPi) => {
+        rmSync(pi.trialPath);
+        writeFileSync(pi.configPath, config('a'));
+      },
+      boots: ['a', 'a'],
+      initramfs: [],
+      trialLeft: null,
+      outcome: {
+        rebooted: true,
+        runsNew: false,
+        reason: 'slot b did not come up in its trial boot; slot a runs again',
+      },
+    },
+    {
+      cut: 'after trial.txt, before config.txt',
+      undo: (pi: SimulatedPi) => writeFileSync(pi.configPath, config('a')),
+      boots: ['a', 'a'],
+      initramfs: ['boardfleet: slot b is not on trial in this boot (slot a runs): removing trial.txt'],
+      trialLeft: null,
+      outcome: {
+        rebooted: true,
+        runsNew: false,
+        reason: 'slot b did not come up in its trial boot; slot a runs again',
+      },
+    },
+    {
+      cut: 'after config.txt, before the reboot',
+      undo: () => {},
+      boots: ['a', 'b'],
+      initramfs: ['boardfleet: trial of slot b, first boot'],
+      trialLeft: 'slot=b\nfallback=a\nbooted=1\n',
+      outcome: { rebooted: true, runsNew: true },
+    },
+  ])(
+    'a power cut while arming ($cut) boots a slot that is committed or on trial',
+    async ({ undo, boots, initramfs, trialLeft, outcome }) => {
+      const pi = newTrialPi();
+      const strategy = pi.strategy();
+      await install(pi, await writeTestPayload(work, { version: '2.0.0' }), strategy);
+      await strategy.reboot('new');
+      // The files as they were at the cut; the reboot asked for never happened, the power came back.
+      pi.rebootRequests.length = 0;
+      undo(pi);
+      pi.powerCycle();
+
+      expect(pi.boots).toEqual(boots);
+      expect(pi.initramfsLog).toEqual(initramfs);
+      expect(await pi.strategy().rebootOutcome()).toEqual(outcome);
+      expect(existsSync(pi.trialPath) ? readFileSync(pi.trialPath, 'utf8') : null).toBe(trialLeft);
+    },
+  );
+
+  it('installs the next update into the other slot: a → b, then b → a', async () => {
+    const pi = newTrialPi();
+    for (const version of ['2.0.0', '3.0.0']) {
+      const strategy = pi.strategy();
+      await install(pi, await writeTestPayload(work, { version }), strategy);
+      await strategy.reboot('new');
+      pi.performReboot();
+      await pi.strategy().commit();
+      expect(pi.runningVersion).toBe(version);
+    }
+    expect(pi.boots).toEqual(['a', 'b', 'a']);
+    expect(pi.rebootLog).toEqual(['normal', 'normal']);
+  });
+});
+
+describe("linux-ab trial method (from the image's image.json)", () => {
+  it('uses the firmware tryboot when image.json names no method (an older image)', async () => {
+    const pi = new SimulatedPi(mkdtempSync(join(work, 'pi-')), '1.0.0', null);
+    const strategy = pi.strategy();
+    expect(strategy.trialMethod()).toBe('firmware-tryboot');
+    await install(pi, await writeTestPayload(work, { version: '2.0.0' }), strategy);
+    expect(existsSync(pi.trybootPath)).toBe(true);
+    await strategy.reboot('new');
+    expect(pi.rebootLog).toEqual(['tryboot']);
+  });
+
+  it('refuses to install when image.json names a method this agent does not know', async () => {
+    const pi = newPi();
+    writeFileSync(pi.imageInfoFile, JSON.stringify({ schemaVersion: 1, abTrial: 'uboot-bootcount' }));
+    await expect(install(pi, await writeTestPayload(work, { version: '2.0.0' }))).rejects.toThrow(
+      `${pi.imageInfoFile} names the trial method "uboot-bootcount"; this agent knows firmware-tryboot and initramfs-trial`,
+    );
+    expect(existsSync(pi.trybootPath)).toBe(false);
   });
 });
 

@@ -15,7 +15,11 @@ import { pipeline } from 'node:stream/promises';
 import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import {
   BOOT_CONFIG,
+  DEFAULT_TRIAL_METHOD,
+  type ImageInfo,
+  MOUNTS,
   otherSlot,
+  parseTrialFile,
   PAYLOAD,
   type PayloadManifest,
   renderCmdline,
@@ -25,6 +29,9 @@ import {
   slotDirectory,
   slotFromCmdline,
   slotOfBootConfig,
+  TRIAL_METHODS,
+  type TrialMethod,
+  trialFileText,
   withBootSlot,
 } from '../../protocol/linux-ab-layout.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
@@ -55,6 +62,11 @@ export interface LinuxAbOptions {
   bootDir: string;
   /** `MOUNTS.slotDevices`: the block devices of the partitions. */
   slotsFile: string;
+  /**
+   * `MOUNTS.imageInfo` (the default): its `abTrial` says how this image tries a slot once; an
+   * image without it (or without the file) uses the firmware's tryboot.
+   */
+  imageInfoFile?: string;
   /** `/proc/cmdline`: says which slot runs (`boardfleet.slot=`). */
   cmdlineFile: string;
   /** `/proc/sys/kernel/random/boot_id`: changes at every boot, so a reboot can be told from an agent restart. */
@@ -81,8 +93,10 @@ interface Attempt {
   slot: Slot;
   /** The slot that ran (and was committed) when the update started: the rollback target. */
   from: Slot;
-  /** The boot id of the boot that asked for the tryboot reboot; null until it was asked for. */
+  /** The boot id of the boot that asked for the reboot into the slot; null until it was asked for. */
   trybootRequestedIn: string | null;
+  /** How the slot is tried, as the image that installed it said; absent in older records: tryboot. */
+  trial?: TrialMethod;
 }
 
 const READ_CHUNK = 1024 * 1024;
@@ -90,13 +104,17 @@ const CMDLINE_MAX_BYTES = 64 * 1024;
 const CONNECTED_POLL_MS = 250;
 
 /**
- * A/B root slots with the Raspberry Pi firmware's tryboot (the layout is protocol/linux-ab-layout.ts).
+ * A/B root slots tried once before they are committed (the layout is protocol/linux-ab-layout.ts).
  * `install` writes the payload's root filesystem into the slot that does not run, reads it back
- * against payload.json's sha256, puts the slot's kernel, initramfs, device trees and rendered
- * cmdline.txt into its directory on the boot FAT, and arms it in tryboot.txt (config.txt, which
- * names the committed slot, is not touched). The manager then asks for a tryboot reboot: the
- * firmware boots the new slot once, and any later boot (a hang, a power cut) returns to the
- * committed one. On the new slot, once the agent is connected, `commit` points config.txt at it.
+ * against payload.json's sha256 and puts the slot's kernel, initramfs, device trees and rendered
+ * cmdline.txt into its directory on the boot FAT. How the slot is then tried depends on the
+ * image's {@link TrialMethod}:
+ * - `firmware-tryboot`: install arms it in tryboot.txt (config.txt is not touched) and the reboot
+ *   carries "0 tryboot": the firmware boots the new slot once, any later boot the committed one.
+ *   On the new slot, once the agent is connected, `commit` points config.txt at it.
+ * - `initramfs-trial` (Debian's kernel cannot pass "0 tryboot"): just before a plain reboot the
+ *   strategy writes trial.txt and points config.txt at the new slot; our initramfs marks the first
+ *   boot and, on a second one, restores config.txt and restarts. `commit` removes trial.txt.
  */
 export class LinuxAbStrategy implements UpdateStrategy {
   readonly kind = 'linux-ab';
@@ -117,6 +135,22 @@ export class LinuxAbStrategy implements UpdateStrategy {
     return join(this.options.bootDir, BOOT_CONFIG.tryboot);
   }
 
+  private get trialFile(): string {
+    return join(this.options.bootDir, BOOT_CONFIG.trial);
+  }
+
+  /** How this image tries a slot once: image.json's `abTrial`, firmware tryboot when it has none. */
+  trialMethod(): TrialMethod {
+    const file = this.options.imageInfoFile ?? MOUNTS.imageInfo;
+    const method = readJson<Partial<ImageInfo>>(file)?.abTrial ?? DEFAULT_TRIAL_METHOD;
+    if (!TRIAL_METHODS.includes(method))
+      throw new BoardfleetError(
+        'unknown-trial-method',
+        `${file} names the trial method "${String(method)}"; this agent knows ${TRIAL_METHODS.join(' and ')}`,
+      );
+    return method;
+  }
+
   /** The slot the running kernel was booted from. */
   runningSlot(): Slot {
     const slot = slotFromCmdline(readFileSync(this.options.cmdlineFile, 'utf8'));
@@ -128,7 +162,10 @@ export class LinuxAbStrategy implements UpdateStrategy {
     return slot;
   }
 
-  /** The slot config.txt names: what the firmware boots without the tryboot flag. */
+  /**
+   * The committed slot: the one config.txt names, unless trial.txt has that slot on trial (the
+   * initramfs trial points config.txt at it before it is committed): then trial.txt's fallback.
+   */
   committedSlot(): Slot {
     const slot = slotOfBootConfig(this.readBootFile(this.configFile));
     if (!slot)
@@ -136,12 +173,18 @@ export class LinuxAbStrategy implements UpdateStrategy {
         'no-committed-slot',
         `${this.configFile} names no slot (no os_prefix=slot-a/ or slot-b/ line)`,
       );
-    return slot;
+    const trial = this.trial();
+    return trial?.slot === slot ? trial.fallback : slot;
   }
 
-  /** The slot tryboot.txt arms, or null when no slot is armed. */
+  /** The slot tryboot.txt (or trial.txt) arms, or null when no slot is armed. */
   armedSlot(): Slot | null {
-    return existsSync(this.trybootFile) ? slotOfBootConfig(readFileSync(this.trybootFile, 'utf8')) : null;
+    if (existsSync(this.trybootFile)) return slotOfBootConfig(readFileSync(this.trybootFile, 'utf8'));
+    return this.trial()?.slot ?? null;
+  }
+
+  private trial(): ReturnType<typeof parseTrialFile> {
+    return existsSync(this.trialFile) ? parseTrialFile(readFileSync(this.trialFile, 'utf8')) : null;
   }
 
   async install(
@@ -160,12 +203,13 @@ export class LinuxAbStrategy implements UpdateStrategy {
       if (running !== committed) {
         throw new InstallRefusedError(
           'slot-on-trial',
-          `slot ${running} runs on trial (config.txt commits slot ${committed}): refusing to overwrite the committed slot; reboot to return to slot ${committed} first`,
+          `slot ${running} runs on trial (slot ${committed} is committed): refusing to overwrite the committed slot; reboot to return to slot ${committed} first`,
         );
       }
+      const trial = this.trialMethod();
       const target = otherSlot(running);
       const device = this.slotDevices()[target];
-      // Disarm first: tryboot.txt must never name a slot that is half written.
+      // Disarm first: tryboot.txt or trial.txt must never name a slot that is half written.
       this.disarm();
       writeJsonAtomically(this.attemptFile, {
         schemaVersion: 1,
@@ -174,12 +218,17 @@ export class LinuxAbStrategy implements UpdateStrategy {
         slot: target,
         from: running,
         trybootRequestedIn: null,
+        trial,
       } satisfies Attempt);
       await this.writePayload(artifactPath, label, target, device, signal);
-      writeFileAtomically(this.trybootFile, withBootSlot(this.readBootFile(this.configFile), target), {
-        syncDirectory: true,
-      });
-      this.options.log?.(`${label} is in slot ${target} (${device}) and armed in ${BOOT_CONFIG.tryboot}`);
+      if (trial === 'firmware-tryboot') {
+        writeFileAtomically(this.trybootFile, withBootSlot(this.readBootFile(this.configFile), target), {
+          syncDirectory: true,
+        });
+        this.options.log?.(`${label} is in slot ${target} (${device}) and armed in ${BOOT_CONFIG.tryboot}`);
+      } else {
+        this.options.log?.(`${label} is in slot ${target} (${device}); the reboot tries it once`);
+      }
       return { needsReboot: true };
     } catch (error) {
       // Everything above happens before anything is armed: whatever failed, nothing that runs or boots changed.
@@ -195,7 +244,8 @@ export class LinuxAbStrategy implements UpdateStrategy {
   async reboot(into: RebootTarget): Promise<void> {
     if (into === 'old') return this.options.reboot('normal');
     const attempt = this.requireAttempt();
-    if (this.armedSlot() !== attempt.slot)
+    const trial = attempt.trial ?? DEFAULT_TRIAL_METHOD;
+    if (trial === 'firmware-tryboot' && this.armedSlot() !== attempt.slot)
       throw new BoardfleetError(
         'not-armed',
         `${this.trybootFile} does not arm slot ${attempt.slot}: refusing a tryboot reboot into nothing`,
@@ -204,7 +254,13 @@ export class LinuxAbStrategy implements UpdateStrategy {
       ...attempt,
       trybootRequestedIn: this.bootId(),
     } satisfies Attempt);
-    await this.options.reboot('tryboot');
+    if (trial === 'firmware-tryboot') return this.options.reboot('tryboot');
+    // trial.txt before config.txt: a boot in between must never find the new slot committed
+    // without its trial (a boot of the old slot drops the trial.txt it finds).
+    writeFileAtomically(this.trialFile, trialFileText(attempt.slot, attempt.from), { syncDirectory: true });
+    this.pointConfigAt(attempt.slot);
+    this.options.log?.(`slot ${attempt.slot} armed in ${BOOT_CONFIG.trial} and ${BOOT_CONFIG.committed}`);
+    await this.options.reboot('normal');
   }
 
   async rebootOutcome(): Promise<RebootOutcome> {
@@ -214,10 +270,14 @@ export class LinuxAbStrategy implements UpdateStrategy {
     if (trybootRequestedIn === null || trybootRequestedIn === this.bootId()) return { rebooted: false };
     const running = this.runningSlot();
     if (running === attempt.slot) return { rebooted: true, runsNew: true };
+    const how =
+      (attempt.trial ?? DEFAULT_TRIAL_METHOD) === 'firmware-tryboot'
+        ? 'after the tryboot reboot'
+        : 'in its trial boot';
     return {
       rebooted: true,
       runsNew: false,
-      reason: `slot ${attempt.slot} did not come up after the tryboot reboot; slot ${running} runs again`,
+      reason: `slot ${attempt.slot} did not come up ${how}; slot ${running} runs again`,
     };
   }
 
@@ -255,20 +315,23 @@ export class LinuxAbStrategy implements UpdateStrategy {
         'commit-wrong-slot',
         `refusing to commit slot ${attempt.slot}: the device runs slot ${running}`,
       );
+    // With the initramfs trial config.txt names the slot already: removing trial.txt commits it.
     this.pointConfigAt(attempt.slot);
     this.disarm();
     this.options.log?.(`slot ${attempt.slot} committed in ${BOOT_CONFIG.committed}`);
   }
 
   /**
-   * Disarms the new slot and points config.txt back at the slot that ran before the update (it
-   * still does, unless a commit was cut short); the old slot runs again after a plain reboot.
+   * Points config.txt back at the slot that ran before the update (it still does with tryboot,
+   * unless a commit was cut short), then disarms the new slot; the old slot runs again after a
+   * plain reboot. In that order: a power cut in between boots the old slot, whose initramfs
+   * drops a trial.txt that names the other one.
    */
   async rollback(): Promise<{ needsReboot: boolean }> {
-    this.disarm();
     const attempt = this.attempt();
+    if (attempt) this.pointConfigAt(attempt.from);
+    this.disarm();
     if (!attempt) return { needsReboot: false };
-    this.pointConfigAt(attempt.from);
     return { needsReboot: this.runningSlot() !== attempt.from };
   }
 
@@ -322,9 +385,11 @@ export class LinuxAbStrategy implements UpdateStrategy {
       writeFileAtomically(this.configFile, withBootSlot(config, slot), { syncDirectory: true });
   }
 
+  /** Removes tryboot.txt and trial.txt, whichever method armed the slot. */
   private disarm(): void {
-    if (!existsSync(this.trybootFile)) return;
-    rmSync(this.trybootFile);
+    const armed = [this.trybootFile, this.trialFile].filter((file) => existsSync(file));
+    if (armed.length === 0) return;
+    for (const file of armed) rmSync(file);
     fsyncDirectory(this.options.bootDir);
   }
 

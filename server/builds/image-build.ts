@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -17,6 +17,7 @@ import {
 import { kernelVersionOf, moduleClosure } from './debian/kernel-modules.ts';
 import { compressImage } from './disk/compress-image.ts';
 import { writeCpioNewc } from './disk/cpio-newc.ts';
+import { type ImageTool, ImageTools } from './disk/image-tools.repository.ts';
 import { FIRST_PARTITION_OFFSET, makeDiskImage } from './disk/disk-image.ts';
 import { makeExt4Partition } from './disk/ext4-partition.ts';
 import { makeFatPartition } from './disk/fat-partition.ts';
@@ -30,6 +31,16 @@ import { buildRebootHelper } from './rootfs/reboot-helper/reboot-helper.ts';
 import { type SbomComponent, spdxDocument } from './sbom.ts';
 
 const MIB = 1024 * 1024;
+const BUILD_TOOLS: ImageTool[] = [
+  'mksquashfs',
+  'mkfs.vfat',
+  'mcopy',
+  'mmd',
+  'sfdisk',
+  'mke2fs',
+  'debugfs',
+  'zstd',
+];
 const BUILDS_DIRECTORY = fileURLToPath(new URL('.', import.meta.url));
 const PACKAGE_JSON = fileURLToPath(new URL('../../package.json', import.meta.url));
 
@@ -119,8 +130,12 @@ export async function buildImageWithDetails(
   const board = getLinuxBoard(input.board);
   const stepsDir = input.stepsDir ?? join(input.cacheDir, 'image-steps');
   const reused: string[] = [];
+  // A missing tool is said before hundreds of megabytes are downloaded, not after.
+  const tools = new ImageTools();
+  for (const tool of BUILD_TOOLS) await tools.require(tool);
   await mkdir(stepsDir, { recursive: true });
   const work = await mkdtemp(join(input.cacheDir, 'work-'));
+  let staging: string | undefined;
   try {
     reporter.progress('reading the Debian archive index', 2);
     const archive = new DebianArchive({
@@ -167,7 +182,7 @@ export async function buildImageWithDetails(
           cacheDir: join(input.cacheDir, 'agent-bundle'),
         })
       : null;
-    const rebootHelper = await buildRebootHelper(join(input.cacheDir, 'reboot-helper'));
+    const rebootHelper = await buildRebootHelper(input.cacheDir);
     if (node) reporter.log(`Node ${node.version} (${node.packageName}, sha256 ${node.sha256.slice(0, 12)})`);
     if (agent) reporter.log(`agent bundle ${agent.size} bytes, sha256 ${agent.sha256.slice(0, 12)}`);
 
@@ -262,8 +277,11 @@ export async function buildImageWithDetails(
     if (existsSync(join(outputDir, 'complete'))) {
       reused.push('disk image', 'update payload', 'sbom');
     } else {
-      await rm(outputDir, { recursive: true, force: true });
-      await mkdir(outputDir, { recursive: true });
+      // Written under a name of its own and renamed whole: another build of the same inputs
+      // (a second queue slot, another process sharing the steps dir) never sees it half made.
+      staging = `${outputDir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+      await mkdir(staging, { recursive: true });
+      const staged = (file: string) => join(staging!, relative(outputDir, file));
       reporter.progress('assembling the boot partition', 72);
       const firmwareRoot = firmwarePackage ? await extract(firmwarePackage) : null;
       const bootTree = join(work, 'boot');
@@ -294,7 +312,7 @@ export async function buildImageWithDetails(
       const emptySlot = join(work, 'empty-slot');
       await writeFile(emptySlot, '');
       const disk = await makeDiskImage({
-        out: diskImage,
+        out: staged(diskImage),
         diskId,
         partitions: [
           {
@@ -311,7 +329,7 @@ export async function buildImageWithDetails(
       reporter.log(`disk image ${disk.sizeBytes} bytes, sha256 ${disk.sha256}`);
       reporter.progress('compressing the disk image', 85);
       // zstd -10: a few seconds, 2 % bigger than xz -6, which takes minutes; Raspberry Pi Imager reads both.
-      await compressImage(diskImage, diskImageCompressed, { format: 'zstd' });
+      await compressImage(staged(diskImage), staged(diskImageCompressed), { format: 'zstd' });
 
       reporter.progress('writing the update payload', 93);
       const payloadBoot = join(work, 'payload-boot');
@@ -323,7 +341,7 @@ export async function buildImageWithDetails(
         bootDir: payloadBoot,
       });
       await writeUpdatePayload({
-        out: updatePayload,
+        out: staged(updatePayload),
         manifest,
         rootfsFile: rootfsImage,
         bootDir: payloadBoot,
@@ -374,8 +392,14 @@ export async function buildImageWithDetails(
         toolVersion: packageVersion(),
         components,
       });
-      await writeFile(sbomFile, `${JSON.stringify(document, null, 2)}\n`);
-      await writeFile(join(outputDir, 'complete'), '');
+      await writeFile(staged(sbomFile), `${JSON.stringify(document, null, 2)}\n`);
+      await writeFile(join(staging, 'complete'), '');
+      // A folder without `complete` is what a build killed before this change left behind.
+      if (!existsSync(join(outputDir, 'complete'))) await rm(outputDir, { recursive: true, force: true });
+      await rename(staging, outputDir).catch((error: NodeJS.ErrnoException) => {
+        // Another build of the same inputs finished first: its files are the same bytes.
+        if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+      });
     }
     if (reused.length > 0) reporter.log(`reused cached steps: ${reused.join(', ')}`);
     reporter.progress('done', 98);
@@ -416,6 +440,7 @@ export async function buildImageWithDetails(
     };
   } finally {
     await rm(work, { recursive: true, force: true });
+    if (staging) await rm(staging, { recursive: true, force: true });
   }
 }
 
@@ -491,7 +516,8 @@ async function cachedStep(
     reused.push(name.replace(/-[0-9a-f]{64}/, ''));
     return path;
   }
-  const partial = `${path}.partial-${process.pid}`;
+  // Unique per call: two builds in one process may make the same step at once.
+  const partial = `${path}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     await produce(partial);
     await rename(partial, path);

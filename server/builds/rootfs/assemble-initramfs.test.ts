@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { getLinuxBoard } from '../../../boards/board-catalogue.ts';
 import { assembleInitramfs } from './assemble-initramfs.ts';
 import { INITRAMFS_APPLETS } from './busybox.ts';
+import { BOOT_TRIAL_SCRIPT_PATH, bootTrialScript } from './init-scripts.ts';
 import { fakeBusybox } from './doubles/fake-elf.ts';
 import { type FakeInputs, writeFakeInputs } from './doubles/fake-packages.ts';
 
@@ -41,8 +42,28 @@ describe('initramfs assembly', () => {
     expect(init).toContain('exec switch_root /newroot /sbin/init');
     expect(() => execFileSync('dash', ['-n', join(dir, 'init')])).not.toThrow();
     for (const applet of INITRAMFS_APPLETS) expect(readlinkSync(join(dir, 'bin', applet))).toBe('busybox');
-    for (const directory of ['dev', 'proc', 'sys', 'newroot'])
+    for (const directory of ['boot', 'dev', 'proc', 'sys', 'newroot'])
       expect(lstatSync(join(dir, directory)).isDirectory()).toBe(true);
+    // rpi-4b runs Debian's kernel: /init keeps the slot's trial on the boot FAT.
+    expect(init).toContain('AB_TRIAL=initramfs-trial\nBOOT_DEVICE=/dev/mmcblk0p1\n');
+    expect(init).toContain(`. /${BOOT_TRIAL_SCRIPT_PATH}\n`);
+    expect(readFileSync(join(dir, BOOT_TRIAL_SCRIPT_PATH), 'utf8')).toBe(bootTrialScript());
+    expect(lstatSync(join(dir, BOOT_TRIAL_SCRIPT_PATH)).mode & 0o777).toBe(0o644);
+  });
+
+  it('leaves the trial out for a board whose harness plays the firmware (firmware-tryboot)', async () => {
+    const dir = join(work, 'qemu-tree');
+    await assembleInitramfs({
+      dir,
+      board: getLinuxBoard('qemu-virt-arm64'),
+      busyboxStatic: inputs.busyboxStatic,
+      modulesRoot: inputs.modulesRoot,
+      moduleFiles: [],
+    });
+    expect(readFileSync(join(dir, 'init'), 'utf8')).toContain(
+      'AB_TRIAL=firmware-tryboot\nBOOT_DEVICE=/dev/vda1\n',
+    );
+    expect(existsSync(join(dir, BOOT_TRIAL_SCRIPT_PATH))).toBe(false);
   });
 
   it('refuses a busybox that lacks an applet /init runs, or is not static', async () => {
@@ -57,7 +78,7 @@ describe('initramfs assembly', () => {
         moduleFiles: [],
       }),
     ).rejects.toThrow(
-      `${partial} lacks the applets cat, dmesg, insmod, ls, reboot, sleep, switch_root, usleep`,
+      `${partial} lacks the applets cat, dmesg, insmod, ls, mv, reboot, rm, sleep, switch_root, sync, umount, usleep`,
     );
     await expect(
       assembleInitramfs({

@@ -2,7 +2,7 @@ import { basename, join } from 'node:path';
 import type { LinuxBoard } from '../../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../../protocol/errors.ts';
 import { INITRAMFS_APPLETS, installBusybox } from './busybox.ts';
-import { initramfsInitScript } from './init-scripts.ts';
+import { BOOT_TRIAL_SCRIPT_PATH, bootTrialScript, initramfsInitScript } from './init-scripts.ts';
 import { TreeWriter } from './tree-writer.ts';
 
 export interface AssembleInitramfsInput {
@@ -28,8 +28,9 @@ export interface AssembledInitramfs {
 /**
  * Writes the initramfs tree: a static busybox with the few applets /init runs, the board's
  * kernel modules under lib/modules/<version>/ with a `load-order` file, and /init, which loads
- * them, mounts the slot's squashfs root (boardfleet.root= on the command line) read-only and
- * switches to it. There is no /dev/console node (a tree of plain files cannot hold one): /init
+ * them, keeps the slot's boot-once trial on the boot FAT where the board's method is
+ * `initramfs-trial`, mounts the slot's squashfs root (boardfleet.root= on the command line)
+ * read-only and switches to it. There is no /dev/console node (a tree of plain files cannot hold one): /init
  * mounts devtmpfs before it opens the console.
  */
 export async function assembleInitramfs(input: AssembleInitramfsInput): Promise<AssembledInitramfs> {
@@ -41,7 +42,7 @@ export async function assembleInitramfs(input: AssembleInitramfsInput): Promise<
     );
   }
   const tree = await TreeWriter.create(input.dir);
-  for (const directory of ['dev', 'newroot', 'proc', 'sys']) await tree.directory(directory);
+  for (const directory of ['boot', 'dev', 'newroot', 'proc', 'sys']) await tree.directory(directory);
   await installBusybox(tree, input.busyboxStatic, INITRAMFS_APPLETS, input.board.architecture);
   const modulesDirectory = `lib/modules/${kernelVersion}`;
   await tree.directory(modulesDirectory);
@@ -52,9 +53,16 @@ export async function assembleInitramfs(input: AssembleInitramfsInput): Promise<
     await tree.copy(join(input.modulesRoot, file), `${modulesDirectory}/${file}`, 0o644);
   }
   await tree.file(`${modulesDirectory}/load-order`, input.moduleFiles.map((file) => `${file}\n`).join(''));
+  const { abTrial, partitions } = input.board;
+  if (abTrial === 'initramfs-trial') await tree.file(BOOT_TRIAL_SCRIPT_PATH, bootTrialScript(), 0o644);
   await tree.file(
     'init',
-    initramfsInitScript({ kernelVersion, rootWaitSeconds: input.rootWaitSeconds ?? 30 }),
+    initramfsInitScript({
+      kernelVersion,
+      rootWaitSeconds: input.rootWaitSeconds ?? 30,
+      abTrial,
+      bootDevice: partitions.boot,
+    }),
     0o755,
   );
   return { kernelVersion, modules: [...input.moduleFiles] };

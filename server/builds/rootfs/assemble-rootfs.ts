@@ -4,7 +4,7 @@ import { join, posix } from 'node:path';
 import * as tar from 'tar';
 import type { LinuxBoard } from '../../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../../protocol/errors.ts';
-import { MOUNTS, type SlotDevices } from '../../../protocol/linux-ab-layout.ts';
+import { type ImageInfo, MOUNTS, type SlotDevices } from '../../../protocol/linux-ab-layout.ts';
 import { byCodeUnit } from '../disk/file-tree.ts';
 import type { ImageRecipe } from '../recipe/recipe.ts';
 import { installBusybox, ROOTFS_APPLETS } from './busybox.ts';
@@ -18,8 +18,8 @@ export const ROOTFS_PATHS = {
   node: '/usr/bin/node',
   agent: '/opt/boardfleet/agent.mjs',
   rebootHelper: '/usr/sbin/boardfleet-reboot',
-  /** `{schemaVersion, name, version, board}` of the image, for the agent's inventory. */
-  imageInfo: '/etc/boardfleet/image.json',
+  /** {@link ImageInfo}: the image for the agent's inventory, and the board's trial method for linux-ab. */
+  imageInfo: MOUNTS.imageInfo,
   /** The image's own app, `<name>-<version>/`, copied to the agent's data dir on the first boot. */
   appDirectory: '/opt/boardfleet/app',
 } as const;
@@ -176,10 +176,14 @@ export async function assembleRootfs(input: AssembleRootfsInput): Promise<Assemb
   const devices = input.slotDevices ?? board.partitions;
   const slots: SlotDevices = { boot: devices.boot, a: devices.a, b: devices.b, data: devices.data };
   await tree.file(MOUNTS.slotDevices.slice(1), `${JSON.stringify(slots, null, 2)}\n`);
-  await tree.file(
-    ROOTFS_PATHS.imageInfo.slice(1),
-    `${JSON.stringify({ schemaVersion: 1, name: recipe.name, version: recipe.version, board: board.id }, null, 2)}\n`,
-  );
+  const imageInfo: ImageInfo = {
+    schemaVersion: 1,
+    name: recipe.name,
+    version: recipe.version,
+    board: board.id,
+    abTrial: board.abTrial,
+  };
+  await tree.file(ROOTFS_PATHS.imageInfo.slice(1), `${JSON.stringify(imageInfo, null, 2)}\n`);
   await tree.file(
     ROOTFS_PATHS.init.slice(1),
     rootfsInitScript({

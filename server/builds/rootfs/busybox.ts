@@ -4,7 +4,8 @@ import { ELF_MACHINE, readElfInfo } from './elf-file.ts';
 import type { TreeWriter } from './tree-writer.ts';
 
 /** Applets the initramfs's /init runs. */
-export const INITRAMFS_APPLETS = 'cat dmesg insmod ls mount reboot sh sleep switch_root usleep'.split(' ');
+export const INITRAMFS_APPLETS =
+  'cat dmesg insmod ls mount mv reboot rm sh sleep switch_root sync umount usleep'.split(' ');
 
 /** Applets of the root filesystem: what /sbin/init and the udhcpc script run, and a small toolbox. */
 export const ROOTFS_APPLETS = (

@@ -3,7 +3,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { initramfsInitScript, renderScript, rootfsInitScript, udhcpcScript } from './init-scripts.ts';
+import {
+  bootTrialScript,
+  initramfsInitScript,
+  renderScript,
+  rootfsInitScript,
+  udhcpcScript,
+} from './init-scripts.ts';
 
 /** busybox is not on the build host; dash parses the same POSIX shell. */
 function parses(script: string): void {
@@ -34,12 +40,20 @@ describe('init scripts', () => {
   });
 
   it('renders the initramfs init, which says why it failed and restarts', () => {
-    const script = initramfsInitScript({ kernelVersion: '6.1.0-28-arm64', rootWaitSeconds: 10 });
-    expect(script).toContain('KERNEL_VERSION=6.1.0-28-arm64\nROOT_WAIT_SECONDS=10\n');
+    const script = initramfsInitScript({
+      kernelVersion: '6.1.0-28-arm64',
+      rootWaitSeconds: 10,
+      abTrial: 'initramfs-trial',
+      bootDevice: '/dev/mmcblk0p1',
+    });
+    expect(script).toContain(
+      'KERNEL_VERSION=6.1.0-28-arm64\nROOT_WAIT_SECONDS=10\nAB_TRIAL=initramfs-trial\nBOOT_DEVICE=/dev/mmcblk0p1\n',
+    );
     expect(script).toContain('echo "boardfleet: initramfs failed: $*"');
     expect(script).toContain('reboot -f');
     parses(script);
     parses(udhcpcScript());
+    parses(bootTrialScript());
   });
 
   it('refuses values the shell would interpret, and placeholders left unfilled', () => {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { BoardfleetError } from '../../../protocol/errors.ts';
+import type { TrialMethod } from '../../../protocol/linux-ab-layout.ts';
 
 const SCRIPTS = new URL('./scripts/', import.meta.url);
 
@@ -48,12 +49,34 @@ export function rootfsInitScript(options: RootfsInitOptions): string {
   });
 }
 
+export interface InitramfsInitOptions {
+  kernelVersion: string;
+  rootWaitSeconds: number;
+  /** The board's way of trying a slot; with `initramfs-trial` /init keeps the trial on the boot FAT. */
+  abTrial: TrialMethod;
+  /** The boot FAT's block device, which /init mounts for the trial. */
+  bootDevice: string;
+}
+
 /** /init of the initramfs. */
-export function initramfsInitScript(options: { kernelVersion: string; rootWaitSeconds: number }): string {
+export function initramfsInitScript(options: InitramfsInitOptions): string {
   return renderScript(template('initramfs-init.sh'), {
     KERNEL_VERSION: options.kernelVersion,
     ROOT_WAIT_SECONDS: String(options.rootWaitSeconds),
+    AB_TRIAL: options.abTrial,
+    BOOT_DEVICE: options.bootDevice,
   });
+}
+
+/** Where the initramfs keeps the trial functions /init sources ({@link bootTrialScript}). */
+export const BOOT_TRIAL_SCRIPT_PATH = 'lib/boardfleet/boot-trial.sh';
+
+/**
+ * The initramfs trial (`boardfleet_trial DIR SLOT`), a POSIX sh file /init sources on
+ * initramfs-trial boards. Kept apart from /init so that tests can run it against a directory.
+ */
+export function bootTrialScript(): string {
+  return template('boot-trial.sh');
 }
 
 /** The script busybox udhcpc runs on lease changes. */

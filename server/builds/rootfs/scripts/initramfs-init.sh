@@ -2,10 +2,13 @@
 # Boardfleet's initramfs /init, written by the image builder: loads the board's kernel modules,
 # waits for the slot's root device named by boardfleet.root= on the kernel command line, mounts
 # it read-only and hands over to its /sbin/init. On any failure it says why and restarts, so
-# that a slot on trial is left for the committed one.
+# that a slot on trial is left for the committed one. On boards whose kernel cannot ask the Pi
+# firmware for a tryboot (AB_TRIAL=initramfs-trial) it keeps the slot's boot-once trial first.
 export PATH=/bin
 KERNEL_VERSION=@KERNEL_VERSION@
 ROOT_WAIT_SECONDS=@ROOT_WAIT_SECONDS@
+AB_TRIAL=@AB_TRIAL@
+BOOT_DEVICE=@BOOT_DEVICE@
 
 # The image has no /dev/console node: mount devtmpfs first, then take the console.
 mount -t devtmpfs devtmpfs /dev
@@ -44,6 +47,22 @@ while [ ! -b "$ROOT" ]; do
 	usleep 100000
 	tenths=$((tenths + 1))
 done
+
+if [ "$AB_TRIAL" = initramfs-trial ]; then
+	if [ -b "$BOOT_DEVICE" ] && mount -t vfat -o rw "$BOOT_DEVICE" /boot; then
+		. /lib/boardfleet/boot-trial.sh
+		boardfleet_trial /boot "$SLOT"
+		trial=$?
+		umount /boot || sync
+		if [ "$trial" -eq 2 ]; then
+			echo "boardfleet: restarting"
+			reboot -f
+			exit 1
+		fi
+	else
+		echo "boardfleet: cannot mount the boot partition $BOOT_DEVICE: no trial check in this boot"
+	fi
+fi
 
 mount -t squashfs -o ro "$ROOT" /newroot || fail "cannot mount $ROOT (slot ${SLOT:-unknown}) as a squashfs root"
 [ -x /newroot/sbin/init ] || fail "$ROOT (slot ${SLOT:-unknown}) has no /sbin/init"
