@@ -52,7 +52,8 @@ describe('update manager with app bundles (real server, real processes)', () => 
       JSON.stringify({
         start: [process.execPath, 'app.js'],
         env: { PORT: String(port) },
-        healthCheck: { http: `http://127.0.0.1:${port}/`, timeoutSeconds: 3 },
+        // Generous: on a loaded CI machine a Node app can take seconds to listen.
+        healthCheck: { http: `http://127.0.0.1:${port}/`, timeoutSeconds: 20 },
       }),
     );
     const file = join(work, `app-${version}.tar.gz`);

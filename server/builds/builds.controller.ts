@@ -1,4 +1,16 @@
-import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
+import {
+  type BeforeApplicationShutdown,
+  Body,
+  Controller,
+  Get,
+  HttpCode,
+  Inject,
+  Param,
+  Post,
+  Query,
+  Req,
+  Res,
+} from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
@@ -23,8 +35,16 @@ const ENDED = new Set(['succeeded', 'failed', 'cancelled']);
 @ApiTags('builds')
 @ApiBearerAuth()
 @Controller('api/v1/builds')
-export class BuildsController {
+export class BuildsController implements BeforeApplicationShutdown {
+  /** Open event streams: a watcher's open connection would otherwise hold up the HTTP server's close. */
+  private readonly streams = new Set<Response>();
+
   constructor(@Inject(BuildQueueService) private readonly builds: BuildQueueService) {}
+
+  /** Ends every event stream without `end`: watchers reconnect with Last-Event-ID once the server is back. */
+  beforeApplicationShutdown(): void {
+    for (const response of this.streams) response.end();
+  }
 
   @Post()
   @HttpCode(202)
@@ -62,8 +82,9 @@ export class BuildsController {
       'Live log and status as server-sent events (`log`, `status`, `end`); the event id is the log offset, so a reconnect with Last-Event-ID misses nothing',
   })
   async events(@Param('id') id: string, @Req() request: Request, @Res() response: Response) {
-    const resumeFrom = Number(request.header('last-event-id') ?? 0) || 0;
-    let job = await this.builds.getOrThrow(id);
+    const lastEventId = Number(request.headers['last-event-id'] ?? 0);
+    const resumeFrom = Number.isSafeInteger(lastEventId) && lastEventId > 0 ? lastEventId : 0;
+    await this.builds.getOrThrow(id);
     response.writeHead(200, {
       'Content-Type': 'text/event-stream',
       'Cache-Control': 'no-cache',
@@ -74,55 +95,64 @@ export class BuildsController {
         `${eventId !== undefined ? `id: ${eventId}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`,
       );
 
-    // Subscribe before reading what is written, so no line falls between the two.
+    // One chain for everything sent, the replay first: lines go out in log order, each once.
     let sentUpTo = resumeFrom;
-    const pending: BuildLogEvent[] = [];
-    let replaying = true;
-    const onLog = (event: BuildLogEvent) => {
-      if (event.jobId !== id) return;
-      if (replaying) pending.push(event);
-      else if (event.offset > sentUpTo) {
-        sentUpTo = event.offset;
-        send('log', event.line, event.offset);
+    let closed = false;
+    let chain = Promise.resolve();
+    const enqueue = (work: () => void | Promise<void>) => {
+      chain = chain
+        .then(() => (closed ? undefined : work()))
+        .catch((error: unknown) => {
+          close();
+          response.destroy(error instanceof Error ? error : new Error(String(error)));
+        });
+    };
+    /** Sends the whole lines written after `sentUpTo`; a line still being written comes with its event. */
+    const catchUp = async () => {
+      const { text } = await this.builds.readLog(id, sentUpTo);
+      const lines = text.split('\n');
+      lines.pop();
+      for (const line of lines) {
+        sentUpTo += Buffer.byteLength(line) + 1;
+        send('log', line, sentUpTo);
       }
     };
-    const onStatus = (status: BuildJob) => {
-      if (status.id !== id) return;
-      job = status;
-      send('status', status);
-      if (ENDED.has(status.state)) finish();
-    };
-    let finished = false;
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      this.builds.off('log', onLog);
-      this.builds.off('status', onStatus);
-      void this.builds.readLog(id, sentUpTo).then((rest) => {
-        for (const line of rest.text.split('\n').filter(Boolean)) send('log', line);
-        send('end', { state: job.state }, rest.offset);
-        response.end();
+    const onLog = (event: BuildLogEvent) => {
+      if (event.jobId !== id) return;
+      enqueue(() => {
+        if (event.offset <= sentUpTo) return;
+        if (event.offset - Buffer.byteLength(event.line) - 1 !== sentUpTo) return catchUp();
+        sentUpTo = event.offset;
+        send('log', event.line, event.offset);
       });
     };
-    this.builds.on('log', onLog);
-    this.builds.on('status', onStatus);
-    request.on('close', () => {
+    const sendStatus = async (job: BuildJob) => {
+      send('status', job);
+      if (!ENDED.has(job.state)) return;
+      // The queue writes a job's last line before it says the job has ended.
+      await catchUp();
+      send('end', { state: job.state }, sentUpTo);
+      close();
+      response.end();
+    };
+    const onStatus = (job: BuildJob) => {
+      if (job.id === id) enqueue(() => sendStatus(job));
+    };
+    const close = () => {
+      closed = true;
+      this.streams.delete(response);
       this.builds.off('log', onLog);
       this.builds.off('status', onStatus);
+    };
+    // Subscribe before reading what is written, so no line falls between the two.
+    this.builds.on('log', onLog);
+    this.builds.on('status', onStatus);
+    response.on('close', close);
+    this.streams.add(response);
+    enqueue(async () => {
+      await catchUp();
+      await sendStatus(await this.builds.getOrThrow(id));
     });
-
-    const written = await this.builds.readLog(id, resumeFrom);
-    let offset = resumeFrom;
-    for (const line of written.text.split('\n')) {
-      if (!line) continue;
-      offset += Buffer.byteLength(line) + 1;
-      send('log', line, offset);
-    }
-    sentUpTo = written.offset;
-    replaying = false;
-    for (const event of pending) onLog(event);
-    send('status', job);
-    if (ENDED.has(job.state)) finish();
   }
 
   @Post(':id/cancel')

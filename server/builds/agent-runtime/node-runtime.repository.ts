@@ -17,13 +17,15 @@ import { promisify } from 'node:util';
 import semver from 'semver';
 import * as tar from 'tar';
 import { BoardfleetError } from '../../../protocol/errors.ts';
-import { type ElfMachine, elfMachine } from './elf-file.ts';
-
-export { elfMachine, type ElfMachine, readElfInterpreter, readElfNeeded } from './elf-file.ts';
+import { ELF_MACHINE, elfMachineName, readElfInfo } from '../elf-file.ts';
 
 export type NodeArchitecture = 'arm64' | 'x64';
 
-const ELF_MACHINE: Record<NodeArchitecture, ElfMachine> = { arm64: 'aarch64', x64: 'x86_64' };
+/** The ELF machine of each Node architecture (Node says x64 where Debian says amd64). */
+const NODE_ELF_MACHINE: Record<NodeArchitecture, number> = {
+  arm64: ELF_MACHINE.arm64,
+  x64: ELF_MACHINE.amd64,
+};
 const DEFAULT_REGISTRY = 'https://registry.npmjs.org/';
 /** Where the registry packages keep the executable, inside their tarball. */
 const BINARY_IN_TARBALL = 'package/bin/node';
@@ -88,7 +90,7 @@ interface RegistryVersion {
  */
 export async function fetchNodeRuntime(options: FetchNodeRuntimeOptions): Promise<NodeRuntime> {
   const { architecture, versionRange } = options;
-  if (!(architecture in ELF_MACHINE)) {
+  if (!(architecture in NODE_ELF_MACHINE)) {
     throw new BoardfleetError(
       'invalid-architecture',
       `no Node runtime for architecture "${architecture}": arm64 or x64`,
@@ -146,11 +148,11 @@ export async function fetchNodeRuntime(options: FetchNodeRuntimeOptions): Promis
     }
     await extractBinary(download, staging, `${packageName}@${version}`);
     const binary = join(staging, 'node');
-    const machine = elfMachine(binary);
-    if (machine !== ELF_MACHINE[architecture]) {
+    const { machine } = await readElfInfo(binary);
+    if (machine !== NODE_ELF_MACHINE[architecture]) {
       throw new BoardfleetError(
         'node-runtime-wrong-machine',
-        `${packageName}@${version} holds a Node built for ${machine}, not ${ELF_MACHINE[architecture]}`,
+        `${packageName}@${version} holds a Node built for ${elfMachineName(machine)}, not ${elfMachineName(NODE_ELF_MACHINE[architecture])}`,
       );
     }
     const { sha512, sha256, size } = await hashFile(binary);

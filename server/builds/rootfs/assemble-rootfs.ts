@@ -8,7 +8,7 @@ import { type ImageInfo, MOUNTS, type SlotDevices } from '../../../protocol/linu
 import { byCodeUnit } from '../disk/file-tree.ts';
 import type { ImageRecipe } from '../recipe/recipe.ts';
 import { installBusybox, ROOTFS_APPLETS } from './busybox.ts';
-import { ELF_MACHINE, type ElfInfo, isElfFile, readElfInfo } from './elf-file.ts';
+import { ELF_MACHINE, type ElfInfo, isElfFile, readElfInfo } from '../elf-file.ts';
 import { rootfsInitScript, udhcpcScript } from './init-scripts.ts';
 import { TreeWriter } from './tree-writer.ts';
 

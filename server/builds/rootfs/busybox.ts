@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { BoardfleetError } from '../../../protocol/errors.ts';
-import { ELF_MACHINE, readElfInfo } from './elf-file.ts';
+import { ELF_MACHINE, readElfInfo } from '../elf-file.ts';
 import type { TreeWriter } from './tree-writer.ts';
 
 /** Applets the initramfs's /init runs. */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sha256File } from '../../disk/file-tree.ts';
-import { readElfInfo } from '../elf-file.ts';
+import { readElfInfo } from '../../elf-file.ts';
 import { CrossCompiler } from './cross-compiler.repository.ts';
 import { buildRebootHelper } from './reboot-helper.ts';
 
