@@ -165,7 +165,7 @@ describe('update manager with app bundles (real server, real processes)', () => 
     await updates.apply(bundles.v1);
     await updates.apply(bundles.broken);
     expect(updates.current).toMatchObject({ state: UpdateState.RolledBack, running: { version: '1.0.0' } });
-    expect(updates.current.reason).toMatch(/^health check failed after 3 s: app exited \(status 1\)$/);
+    expect(updates.current.reason).toMatch(/^health check failed after 20 s: app exited \(status 1\)$/);
     await eventually('old version answering again', async () => (await answer()) === '1.0.0');
     expect(reports.at(-1)).toMatchObject({ deploymentId: 'dep-3.0.0', state: 'rolled-back' });
   });
