@@ -171,8 +171,12 @@ describe('the agent bundle', () => {
       };
       try {
         const online = await eventually(
-          'the bundled agent online',
-          async () => (await device())?.online && device(),
+          'the bundled agent online with its inventory',
+          // The inventory is a message of its own, stored a moment after the device is online.
+          async () => {
+            const found = await device();
+            return found?.online && found.inventory ? found : undefined;
+          },
           20_000,
         ).catch((error: Error) => {
           throw new Error(`${error.message}\nagent output:\n${output}`);
