@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { defaultCacheDir } from '../server/config/config.ts';
 import { buildImageWithDetails } from '../server/builds/image-build.ts';
@@ -56,7 +56,7 @@ export async function run(args: string[]): Promise<void> {
         `build, warm (every step reused):           ${warmSeconds.toFixed(2)} s  (${warm.reusedSteps.join(', ')})`,
         `baseline, plain copy of disk image + payload: ${copySeconds.toFixed(2)} s`,
         '',
-        `disk image: ${mib(statSync(cold.diskImage).size)} apparent, ${mib(allocated(cold.diskImage))} written, ${mib(statSync(cold.diskImageCompressed).size)} as .xz`,
+        `disk image: ${mib(statSync(cold.diskImage).size)} apparent, ${mib(allocated(cold.diskImage))} written, ${mib(statSync(cold.diskImageCompressed).size)} compressed (${extname(cold.diskImageCompressed)})`,
         `update payload (root slot + boot files, uncompressed tar): ${mib(statSync(cold.updatePayload).size)}`,
         '',
       ].join('\n'),
