@@ -197,7 +197,7 @@ describe('Linux images: build, boot under qemu, A/B rollouts', () => {
       300_000,
     );
     expect(done.devices).toMatchObject([{ deviceId, state: 'committed' }]);
-    expect(slotOfBootConfig((await vm.readBootFile('config.txt'))!)).toBe('b');
+    await committedSlotIs('b');
   }, 900_000);
 
   it('rolls back a root slot whose agent never comes up: the next power cycle boots the old slot and the server records it', async () => {
@@ -222,9 +222,21 @@ describe('Linux images: build, boot under qemu, A/B rollouts', () => {
     expect(done.devices[0]!.reason).toMatch(
       /slot a did not come up after the tryboot reboot; slot b runs again/,
     );
-    expect(slotOfBootConfig((await vm.readBootFile('config.txt'))!)).toBe('b');
+    await committedSlotIs('b');
     expect(vm.bootedSlots).toEqual(['a', 'b', 'a', 'b']);
   }, 900_000);
+
+  /**
+   * Reads config.txt from the disk while the VM runs. The guest has the FAT mounted and writes
+   * it; a read that meets a write half-flushed (mtools sees a FAT in between) is tried again.
+   */
+  async function committedSlotIs(slot: 'a' | 'b'): Promise<void> {
+    await eventually(
+      `config.txt naming slot ${slot}`,
+      async () => slotOfBootConfig((await vm.readBootFile('config.txt')) ?? '') === slot || undefined,
+      30_000,
+    );
+  }
 
   async function download(artifactId: string): Promise<Response> {
     const response = await fetch(`${server.httpUrl}/api/v1/artifacts/${artifactId}/content`, {
