@@ -12,6 +12,8 @@ import {
 import { type FileHandle, open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
 import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import {
   BOOT_CONFIG,
@@ -318,6 +320,7 @@ export class LinuxAbStrategy implements UpdateStrategy {
     // With the initramfs trial config.txt names the slot already: removing trial.txt commits it.
     this.pointConfigAt(attempt.slot);
     this.disarm();
+    await flushFilesystems();
     this.options.log?.(`slot ${attempt.slot} committed in ${BOOT_CONFIG.committed}`);
   }
 
@@ -331,6 +334,7 @@ export class LinuxAbStrategy implements UpdateStrategy {
     const attempt = this.attempt();
     if (attempt) this.pointConfigAt(attempt.from);
     this.disarm();
+    await flushFilesystems();
     if (!attempt) return { needsReboot: false };
     return { needsReboot: this.runningSlot() !== attempt.from };
   }
@@ -624,4 +628,13 @@ function fsyncDirectories(root: string): void {
   for (const entry of readdirSync(root, { withFileTypes: true }))
     if (entry.isDirectory()) fsyncDirectories(join(root, entry.name));
   fsyncDirectory(root);
+}
+
+/**
+ * Linux's FAT driver keeps directory entries and the allocation table in its buffer cache even
+ * after fsync of the file and its directory: a commit would then be lost to a power cut within
+ * the next half minute. `sync` writes them out (busybox and coreutils both have it).
+ */
+async function flushFilesystems(): Promise<void> {
+  await promisify(execFile)('sync');
 }
