@@ -20,7 +20,12 @@ import { eventually, startTestServer, type TestServer } from '../../test/support
 import { activationGate } from './activation-gate.ts';
 import { AppBundleStrategy } from './app-bundle.strategy.ts';
 import { SimulatedPi, writeTestPayload } from './linux-ab.fixtures.ts';
-import { type UpdateManager as Manager, UpdateManager, type UpdateReport } from './update-manager.ts';
+import {
+  type UpdateManager as Manager,
+  UpdateManager,
+  type UpdateManagerOptions,
+  type UpdateReport,
+} from './update-manager.ts';
 import { UpdateState } from './update-state-machine.ts';
 
 type Deployment = NonNullable<DesiredState['deployment']>;
@@ -84,9 +89,15 @@ describe('update manager with app bundles (real server, real processes)', () => 
     await server?.dispose();
   });
 
-  function manager(dataDir: string, reports: UpdateReport[], crash?: { at: UpdateState; armed: boolean }) {
+  function manager(
+    dataDir: string,
+    reports: UpdateReport[],
+    crash?: { at: UpdateState; armed: boolean },
+    extra: Pick<UpdateManagerOptions, 'activationGate' | 'activationRecheckMs'> = {},
+  ) {
     let crashed = false;
     const created = new UpdateManager({
+      ...extra,
       dataDir,
       serverUrl: server.httpUrl,
       auth,
@@ -134,18 +145,10 @@ describe('update manager with app bundles (real server, real processes)', () => 
     const dataDir = mkdtempSync(join(work, 'locked-'));
     const lockFile = join(dataDir, 'update.lock');
     writeFileSync(lockFile, String(process.pid));
-    const updates = new UpdateManager({
-      dataDir,
-      serverUrl: server.httpUrl,
-      auth,
-      fleetPublicKeyPem: fleetKey,
-      strategies: { 'app-bundle': new AppBundleStrategy(join(dataDir, 'app')) },
-      report: (report) => reports.push(report),
-      logger: pino({ level: 'silent' }),
+    const updates = manager(dataDir, reports, undefined, {
       activationGate: activationGate({ lockFile }),
       activationRecheckMs: 50,
     });
-    running.push(updates);
     const applied = updates.apply(bundles.v1);
     await eventually('activation deferred', async () =>
       reports.some((report) => report.reason?.startsWith('deferred: the update lock')),
