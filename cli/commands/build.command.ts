@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { type BuildInput, buildFirmware } from '../../arduino/build/build-firmware.ts';
 import { formatSizeReport } from '../../arduino/build/size-report.ts';
 import { getAnyBoard } from '../../boards/board-catalogue.ts';
+import type { BuildJob } from '../../server/builds/build-job.repository.ts';
 import { ApiClient } from '../api-client.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 import { progressBar } from '../progress.ts';
@@ -55,17 +56,6 @@ async function isSketch(target: string): Promise<boolean> {
   }
 }
 
-interface BuildJobView {
-  id: string;
-  recipe: string;
-  board: string;
-  state: string;
-  step: string | null;
-  progress: number;
-  error: string | null;
-  outputs: Array<{ role: string; artifactId: string; name: string; version: string; size: number }>;
-}
-
 const ENDED = ['succeeded', 'failed', 'cancelled'];
 
 /** Queues an image build on the server, then follows its live log and progress until it ends. */
@@ -75,7 +65,7 @@ async function buildImageOnServer(
   options: { json?: boolean; follow: boolean },
 ): Promise<void> {
   const api = ApiClient.fromEnvironment();
-  const job = await api.request<BuildJobView>('POST', '/api/v1/builds', { recipe, board });
+  const job = await api.request<BuildJob>('POST', '/api/v1/builds', { recipe, board });
   if (!options.follow) {
     if (options.json) return printJson(job);
     process.stdout.write(
@@ -93,23 +83,23 @@ export async function followBuild(
   api: ApiClient,
   id: string,
   options: { quiet: boolean },
-): Promise<BuildJobView> {
+): Promise<BuildJob> {
   const bar = options.quiet ? null : progressBar(`build ${id}`, 100, 'items');
-  let last: BuildJobView | null = null;
+  let last: BuildJob | null = null;
   for await (const { event, data } of api.events(`/api/v1/builds/${encodeURIComponent(id)}/events`)) {
     if (event === 'log' && !options.quiet && !process.stderr.isTTY) process.stderr.write(`${String(data)}\n`);
     if (event === 'status') {
-      last = data as BuildJobView;
+      last = data as BuildJob;
       bar?.update(last.progress);
     }
   }
   bar?.stop();
-  last = await api.request<BuildJobView>('GET', `/api/v1/builds/${encodeURIComponent(id)}`);
+  last = await api.request<BuildJob>('GET', `/api/v1/builds/${encodeURIComponent(id)}`);
   if (!ENDED.includes(last.state)) throw new Error(`build ${id} stream ended while ${last.state}`);
   return last;
 }
 
-function printBuildResult(job: BuildJobView): void {
+function printBuildResult(job: BuildJob): void {
   if (job.state !== 'succeeded') {
     process.stderr.write(`Build ${job.id} ${job.state}${job.error ? `: ${job.error}` : ''}\n`);
     process.exitCode = 1;
@@ -136,7 +126,7 @@ export function registerBuilds(program: Command): void {
     .description('Build jobs, newest first')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }) => {
-      const { builds: jobs } = await ApiClient.fromEnvironment().request<{ builds: BuildJobView[] }>(
+      const { builds: jobs } = await ApiClient.fromEnvironment().request<{ builds: BuildJob[] }>(
         'GET',
         '/api/v1/builds',
       );
@@ -174,7 +164,7 @@ export function registerBuilds(program: Command): void {
     .command('cancel <id>')
     .description('Cancel a queued or running build')
     .action(async (id: string) => {
-      const job = await ApiClient.fromEnvironment().request<BuildJobView>(
+      const job = await ApiClient.fromEnvironment().request<BuildJob>(
         'POST',
         `/api/v1/builds/${encodeURIComponent(id)}/cancel`,
       );

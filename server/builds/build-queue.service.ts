@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync } from 'node:fs';
 import { appendFile, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import type { Clock } from '../common/clock.ts';
 import { notFound } from '../common/errors.ts';
 import { generateId } from '../common/secrets.ts';
 import type { BuildJob, BuildJobRepository, BuildOutput } from './build-job.repository.ts';
+import { sha256File } from './disk/file-tree.ts';
 
 /** One file a build produced, to be stored as a signed artifact. */
 export interface BuiltFile {
@@ -271,7 +271,7 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
   }
 
   private async storeFile(file: BuiltFile): Promise<BuildOutput> {
-    const { sha256, size } = await hashFile(file.path);
+    const [sha256, { size }] = await Promise.all([sha256File(file.path), stat(file.path)]);
     const upload = this.options.artifacts.parseUpload({
       name: file.name,
       version: file.version,
@@ -312,14 +312,4 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
   private async waitUntilEnded(id: string): Promise<void> {
     while (this.running.has(id)) await new Promise((resolve) => setTimeout(resolve, 20));
   }
-}
-
-async function hashFile(path: string): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  return { sha256: hash.digest('hex'), size };
 }

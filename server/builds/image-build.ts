@@ -23,7 +23,7 @@ import { makeExt4Partition } from './disk/ext4-partition.ts';
 import { makeFatPartition } from './disk/fat-partition.ts';
 import { makeSquashfs } from './disk/squashfs.ts';
 import { describeUpdatePayload, writeUpdatePayload } from './disk/update-payload.ts';
-import { type ImageRecipe, loadRecipe } from './recipe/recipe.ts';
+import { type ImageRecipe, loadRecipe, recipePath } from './recipe/recipe.ts';
 import { assembleBootFiles, assembleSlotFiles, cmdlineTemplate } from './rootfs/assemble-boot-files.ts';
 import { assembleInitramfs } from './rootfs/assemble-initramfs.ts';
 import { assembleRootfs, rootfsPackages } from './rootfs/assemble-rootfs.ts';
@@ -64,7 +64,7 @@ export function validateBuildRequest(recipesDir: string, request: BuildRequest):
 }
 
 function recipeFile(recipesDir: string, name: string): string {
-  const file = join(recipesDir, `${name}.yaml`);
+  const file = recipePath(name, recipesDir);
   if (!existsSync(file)) {
     const known = readdirSync(recipesDir)
       .filter((entry) => entry.endsWith('.yaml'))

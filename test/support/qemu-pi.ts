@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { readFatFile, readPartitionTable } from '../../server/builds/disk/inspect-disk.ts';
 import {
   BOOT_CONFIG,
   firmwareSlotChoice,
@@ -50,15 +51,7 @@ export class QemuPiFirmware {
 
   async readBootFile(name: string): Promise<string | null> {
     try {
-      const { stdout } = await run(
-        'mtype',
-        ['-i', `${this.diskImage}@@${await this.bootOffset()}`, `::${name}`],
-        {
-          maxBuffer: 64 * 1024 * 1024,
-          encoding: 'latin1',
-        },
-      );
-      return stdout;
+      return (await readFatFile(this.diskImage, PARTITION.boot, name)).toString('latin1');
     } catch {
       return null;
     }
@@ -75,21 +68,16 @@ export class QemuPiFirmware {
     });
     this.trybootFlag = false;
     this.bootedSlots.push(slot);
-    const offset = await this.bootOffset();
     const kernel = join(this.scratch, 'vmlinuz');
     const initramfs = join(this.scratch, 'initrd.img');
     for (const [file, local] of [
       [SLOT_FILES.kernel, kernel],
       [SLOT_FILES.initramfs, initramfs],
     ] as const) {
-      await run('mcopy', [
-        '-o',
-        '-n',
-        '-i',
-        `${this.diskImage}@@${offset}`,
-        `::${slotDirectory(slot)}${file}`,
+      writeFileSync(
         local,
-      ]);
+        await readFatFile(this.diskImage, PARTITION.boot, `${slotDirectory(slot)}${file}`),
+      );
     }
     const cmdline = (await this.readBootFile(`${slotDirectory(slot)}${SLOT_FILES.cmdline}`))?.trim();
     if (!cmdline) throw new Error(`slot ${slot} has no ${SLOT_FILES.cmdline}`);
@@ -170,18 +158,12 @@ export class QemuPiFirmware {
     rmSync(this.scratch, { recursive: true, force: true });
   }
 
-  private bootOffsetCache: number | null = null;
-
-  /** Byte offset of partition 1, read from the MBR. */
+  /** Byte offset of the boot partition, read from the MBR. */
   private async bootOffset(): Promise<number> {
-    if (this.bootOffsetCache !== null) return this.bootOffsetCache;
-    const { stdout } = await run('sfdisk', ['--json', this.diskImage]);
-    const table = JSON.parse(stdout) as {
-      partitiontable: { sectorsize?: number; partitions: Array<{ node: string; start: number }> };
-    };
-    const boot = table.partitiontable.partitions[PARTITION.boot - 1];
+    const boot = (await readPartitionTable(this.diskImage)).partitions.find(
+      (partition) => partition.number === PARTITION.boot,
+    );
     if (!boot) throw new Error(`${this.diskImage} has no partition ${PARTITION.boot}`);
-    this.bootOffsetCache = boot.start * (table.partitiontable.sectorsize ?? 512);
-    return this.bootOffsetCache;
+    return boot.startBytes;
   }
 }
