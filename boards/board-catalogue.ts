@@ -178,7 +178,37 @@ const linuxBoardFileSchema = z
     }
   });
 
-const boardFileSchema = z.discriminatedUnion('family', [mcuBoardFileSchema, linuxBoardFileSchema]);
+/**
+ * A virtual machine that unikernel-style images are built for: what the builder needs (kernel
+ * package, modules, console) and which host boards can run its images.
+ */
+const vmBoardFileSchema = z.strictObject({
+  id: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'lower-case letters, digits, dashes and underscores'),
+  name: z.string().min(1),
+  family: z.literal('vm'),
+  /** Debian's name for the CPU architecture. */
+  architecture: z.enum(['amd64', 'arm64']),
+  kernel: z.strictObject({
+    /** The Debian kernel metapackage, e.g. linux-image-cloud-amd64 (the small flavour for VMs). */
+    package: debianPackage,
+    /** Modules the pre-init loads, in this order (with their dependencies before them). */
+    modules: z.array(z.string().regex(/^[a-z0-9_-]+$/, 'a module name such as virtio_net')),
+  }),
+  console: z.strictObject({ device: z.string().regex(/^tty[A-Za-z]+[0-9]+$/, 'a tty name such as ttyS0') }),
+  /**
+   * Boards of agents that may run this VM's images (their `vm` strategy): an image's artifact lists
+   * them, so a release can target them. `generic-x64` is what an agent on a plain x86_64 Linux
+   * machine reports.
+   */
+  hostBoards: z.array(z.string().min(1)).min(1),
+  notes: z.string().min(1),
+});
+
+const boardFileSchema = z.discriminatedUnion('family', [
+  mcuBoardFileSchema,
+  linuxBoardFileSchema,
+  vmBoardFileSchema,
+]);
 
 /** A microcontroller board: what the build, the flasher, `ports` and the simulator need to know. */
 export interface McuBoard extends Omit<McuBoardFile, 'variants'> {
@@ -191,11 +221,14 @@ export interface McuBoard extends Omit<McuBoardFile, 'variants'> {
 /** A board that runs a Boardfleet Linux image: what the image builder and the qemu harness need. */
 export type LinuxBoard = z.infer<typeof linuxBoardFileSchema>;
 
+/** A virtual machine for unikernel-style images. */
+export type VmBoard = z.infer<typeof vmBoardFileSchema>;
+
 /** The Arduino toolkit's name for a board: always a microcontroller board. */
 export type Board = McuBoard;
 
 /** Any board of the catalogue; `family` tells which. */
-export type AnyBoard = McuBoard | LinuxBoard;
+export type AnyBoard = McuBoard | LinuxBoard | VmBoard;
 
 let catalogue: Map<string, AnyBoard> | undefined;
 
@@ -209,13 +242,19 @@ export function listLinuxBoards(directory = BOARDS_DIRECTORY): LinuxBoard[] {
   return listAllBoards(directory).filter(isLinuxBoard);
 }
 
-/** Every board of both families, sorted by id. */
+/** Every virtual machine that unikernel images are built for. */
+export function listVmBoards(directory = BOARDS_DIRECTORY): VmBoard[] {
+  return listAllBoards(directory).filter(isVmBoard);
+}
+
+/** Every board of every family, sorted by id. */
 export function listAllBoards(directory = BOARDS_DIRECTORY): AnyBoard[] {
   return [...readCatalogue(directory).values()];
 }
 
 export const isMcuBoard = (board: AnyBoard): board is McuBoard => board.family === 'mcu';
 export const isLinuxBoard = (board: AnyBoard): board is LinuxBoard => board.family === 'linux';
+export const isVmBoard = (board: AnyBoard): board is VmBoard => board.family === 'vm';
 
 /**
  * A microcontroller board by id (`uno`, `nano:old-bootloader`). An unknown id is an error that
@@ -224,10 +263,11 @@ export const isLinuxBoard = (board: AnyBoard): board is LinuxBoard => board.fami
 export function getBoard(id: string, directory = BOARDS_DIRECTORY): McuBoard {
   const board = getAnyBoard(id, directory);
   if (isMcuBoard(board)) return board;
+  const example = isVmBoard(board) ? 'http-hello' : 'pi-minimal';
   throw new BoardfleetError(
     'board-wrong-family',
-    `"${id}" (${board.name}) is a Linux board: it runs an image built from a recipe ` +
-      `(boardfleet build pi-minimal --board ${id}), not a sketch or microcontroller firmware. ` +
+    `"${id}" (${board.name}) is a ${isVmBoard(board) ? 'virtual machine' : 'Linux board'}: it runs an image built from a recipe ` +
+      `(boardfleet build ${example} --board ${id}), not a sketch or microcontroller firmware. ` +
       `Microcontroller boards: ${idsOf(listBoards(directory))}`,
   );
 }
@@ -238,7 +278,17 @@ export function getLinuxBoard(id: string, directory = BOARDS_DIRECTORY): LinuxBo
   if (isLinuxBoard(board)) return board;
   throw new BoardfleetError(
     'board-wrong-family',
-    `"${id}" (${board.name}) is a microcontroller board: Linux images are built for ${idsOf(listLinuxBoards(directory))}`,
+    `"${id}" (${board.name}) is ${isVmBoard(board) ? 'a virtual machine (unikernel recipes build for it)' : 'a microcontroller board'}: Linux images are built for ${idsOf(listLinuxBoards(directory))}`,
+  );
+}
+
+/** A virtual machine board by id (`vm-x86_64`); another family's id is an error naming the VM boards. */
+export function getVmBoard(id: string, directory = BOARDS_DIRECTORY): VmBoard {
+  const board = getAnyBoard(id, directory);
+  if (isVmBoard(board)) return board;
+  throw new BoardfleetError(
+    'board-wrong-family',
+    `"${id}" (${board.name}) is not a virtual machine: unikernel images are built for ${idsOf(listVmBoards(directory))}`,
   );
 }
 
@@ -281,7 +331,7 @@ export function parseBoardFile(path: string): AnyBoard[] {
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) =>
       issue.path.length === 1 && issue.path[0] === 'family'
-        ? 'family: must be "mcu" (a microcontroller board) or "linux" (a board that runs a Linux image)'
+        ? 'family: must be "mcu" (a microcontroller board), "linux" (a board that runs a Linux image) or "vm" (a virtual machine for unikernel images)'
         : `${issue.path.join('.') || '(file)'}: ${issue.message}`,
     );
     throw new BoardfleetError(
@@ -299,7 +349,7 @@ export function parseBoardFile(path: string): AnyBoard[] {
       `${path}: id "${parsed.data.id}" must match the file name ("${expectedId}")`,
     );
   }
-  if (parsed.data.family === 'linux') return [parsed.data];
+  if (parsed.data.family === 'linux' || parsed.data.family === 'vm') return [parsed.data];
   const { variants, ...base } = parsed.data;
   const boards: AnyBoard[] = [withDerivedFields(base)];
   for (const [variantId, variant] of Object.entries(variants ?? {})) {

@@ -22,6 +22,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/doctor.command.ts'),
   () => import('./commands/bench.command.ts'),
   () => import('./commands/flash.command.ts'),
+  () => import('./commands/run-image.command.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

@@ -8,9 +8,12 @@ import { OperatorAuthGuard } from './auth/operator-auth.guard.ts';
 import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
 import { BuildsController } from './builds/builds.controller.ts';
 import { BoardfleetErrorFilter } from './common/errors.ts';
+import { ConsolesModule } from './consoles/consoles.module.ts';
 import { DeviceRepository } from './devices/device.repository.ts';
 import { DeviceService } from './devices/device.service.ts';
 import { DevicesController } from './devices/devices.controller.ts';
+import { FleetController } from './fleet/fleet.controller.ts';
+import { FleetSummaryRepository } from './fleet/fleet-summary.repository.ts';
 import { ProvisioningController } from './devices/provisioning.controller.ts';
 import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
 import { OpsController } from './metrics/ops.controller.ts';
@@ -18,6 +21,7 @@ import { ReleasesController } from './releases/releases.controller.ts';
 import { RolloutService } from './rollouts/rollout.service.ts';
 import { RolloutsController } from './rollouts/rollouts.controller.ts';
 import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
+import { WebModule } from './web/web.module.ts';
 
 /**
  * The HTTP side of the server. The long-lived parts (database, broker, MQTT session, metrics)
@@ -32,6 +36,8 @@ export class AppModule {
         LoggerModule.forRoot({
           pinoHttp: { logger: options.logger, autoLogging: false },
         }),
+        ConsolesModule.forRoot(options.values),
+        WebModule.forRoot(options.values),
       ],
       controllers: [
         DevicesController,
@@ -41,12 +47,14 @@ export class AppModule {
         ReleasesController,
         RolloutsController,
         BuildsController,
+        FleetController,
       ],
       providers: [
         ...options.values,
         DeviceService,
         ArtifactService,
         RolloutService,
+        FleetSummaryRepository,
         { provide: APP_GUARD, useClass: OperatorAuthGuard },
         { provide: APP_FILTER, useClass: BoardfleetErrorFilter },
       ],

@@ -35,6 +35,7 @@ import { RolloutRepository } from './rollouts/rollout.repository.ts';
 import { RolloutEngine } from './rollouts/rollout-engine.ts';
 import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
 import { TelemetryIngestService } from './telemetry/telemetry-ingest.service.ts';
+import { WEB_DIRECTORY } from './web/web.controller.ts';
 
 const RETENTION_SWEEP_MS = 60 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -187,6 +188,8 @@ export async function startServer(
           { provide: BuildQueueService, useValue: builds },
           { provide: SigningKeyRepository, useValue: signingKey },
           { provide: MQTT_ENDPOINT, useValue: new MqttEndpoint(config.mqttPublicUrl, mqttPort) },
+          { provide: TelemetryIngestService, useValue: ingest },
+          { provide: WEB_DIRECTORY, useValue: config.webDir },
         ],
       }),
       { bufferLogs: true, abortOnError: false },

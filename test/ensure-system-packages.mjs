@@ -38,6 +38,8 @@ export const REQUIRED_DEBIAN_PACKAGES = {
   // Small static programs for the images (the reboot helper, unikernel applications).
   'gcc-aarch64-linux-gnu': '/usr/bin/aarch64-linux-gnu-gcc',
   'libc6-dev-arm64-cross': '/usr/aarch64-linux-gnu/lib/libc.a',
+  // The dashboard's end-to-end test drives Debian's Chromium (playwright-core downloads no browser).
+  chromium: '/usr/bin/chromium',
 };
 
 function missingPackages() {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { listBoards, listLinuxBoards } from '../../boards/board-catalogue.ts';
+import { listBoards, listLinuxBoards, listVmBoards } from '../../boards/board-catalogue.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 
 export function register(program: Command): void {
@@ -10,7 +10,8 @@ export function register(program: Command): void {
     .action((options: { json?: boolean }) => {
       const boards = listBoards();
       const linuxBoards = listLinuxBoards();
-      if (options.json) return printJson([...boards, ...linuxBoards]);
+      const vmBoards = listVmBoards();
+      if (options.json) return printJson([...boards, ...linuxBoards, ...vmBoards]);
       process.stdout.write('Microcontroller boards (boardfleet build SKETCH|firmata, boardfleet flash):\n');
       printTable(
         boards.map((board) => ({
@@ -36,6 +37,20 @@ export function register(program: Command): void {
           root: `${board.partitions.a}, ${board.partitions.b}`,
         })),
         ['id', 'name', 'arch', 'kernel', 'firmware', 'console', 'root'],
+      );
+      process.stdout.write(
+        '\nVirtual machines (boardfleet build UNIKERNEL-RECIPE, e.g. http-hello; boardfleet run-image):\n',
+      );
+      printTable(
+        vmBoards.map((board) => ({
+          id: board.id,
+          name: board.name,
+          arch: board.architecture,
+          kernel: board.kernel.package,
+          console: board.console.device,
+          hosts: board.hostBoards.join(', '),
+        })),
+        ['id', 'name', 'arch', 'kernel', 'console', 'hosts'],
       );
     });
 }

@@ -15,15 +15,16 @@ export function register(program: Command): void {
     .command('build <target>')
     .description(
       'Build a firmware recipe (e.g. "firmata") or an Arduino sketch (.ino or its folder) into .hex and .elf; ' +
-        'for a Linux board (e.g. rpi-4b), build an image recipe (e.g. pi-minimal) on the server',
+        'for a Linux board (e.g. rpi-4b), build an image recipe (e.g. pi-minimal) on the server; ' +
+        'for a virtual machine (vm-x86_64, vm-arm64), a unikernel recipe (e.g. http-hello)',
     )
     .requiredOption('--board <board>', 'board to build for, e.g. uno')
     .option('--out <dir>', 'output directory (default: build/<name>/<board>)')
     .option('--json', 'machine-readable output')
-    .option('--no-follow', 'Linux images: queue the build on the server and return at once')
+    .option('--no-follow', 'images: queue the build on the server and return at once')
     .action(
       async (target: string, options: { board: string; out?: string; json?: boolean; follow: boolean }) => {
-        if (getAnyBoard(options.board).family === 'linux') {
+        if (getAnyBoard(options.board).family !== 'mcu') {
           return buildImageOnServer(target, options.board, options);
         }
         const input: BuildInput = (await isSketch(target)) ? { sketchPath: target } : { recipe: target };

@@ -1,4 +1,7 @@
 import type { Command } from 'commander';
+import { consolePath } from '../../protocol/device-console.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
+import type { ConsoleSummary } from '../../server/consoles/console.repository.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import type { StoredHealth } from '../../server/telemetry/telemetry.repository.ts';
 import { ApiClient } from '../api-client.ts';
@@ -121,4 +124,71 @@ export function register(program: Command): void {
       if (options.json) return printJson(device);
       process.stdout.write(`Revoked ${device.id} (${device.name})\n`);
     });
+
+  devices
+    .command('console <device> [artifact] [version]')
+    .description(
+      "A device's captured VM consoles: the list, or one printed (the artifact's newest when no version is given)",
+    )
+    .option('--json', 'machine-readable list')
+    .action(
+      async (
+        device: string,
+        artifact: string | undefined,
+        version: string | undefined,
+        options: { json?: boolean },
+      ) => {
+        const api = ApiClient.fromEnvironment();
+        const { consoles } = await api.request<{ consoles: ConsoleSummary[] }>(
+          'GET',
+          `/api/v1/devices/${encodeURIComponent(device)}/consoles`,
+        );
+        if (!artifact) {
+          if (options.json) return printJson(consoles);
+          printTable(
+            consoles.map((entry) => ({
+              artifact: entry.artifact,
+              version: entry.version,
+              size: formatBytes(entry.size),
+              updated: formatAge(entry.updatedAt),
+            })),
+            ['artifact', 'version', 'size', 'updated'],
+          );
+          return;
+        }
+        // The list is newest first: without a version, the artifact's newest capture.
+        const chosen = version ?? consoles.find((entry) => entry.artifact === artifact)?.version;
+        if (!chosen) {
+          throw new BoardfleetError(
+            'not-found',
+            `device ${device} has uploaded no console of ${artifact} (it has: ${consoles.map((entry) => `${entry.artifact} ${entry.version}`).join(', ') || 'none'})`,
+          );
+        }
+        process.stdout.write(await fetchText(api, consolePath(device, artifact, chosen)));
+      },
+    );
+}
+
+/** A text answer of the API (consoles are text/plain, not JSON). */
+async function fetchText(api: ApiClient, path: string): Promise<string> {
+  let response: Response;
+  try {
+    response = await fetch(`${api.baseUrl}${path}`, { headers: { authorization: `Bearer ${api.token}` } });
+  } catch (error) {
+    throw new BoardfleetError(
+      'server-unreachable',
+      `cannot reach the Boardfleet server at ${api.baseUrl} (${(error as Error).message}); is it running? set BOARDFLEET_URL`,
+    );
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    let message = response.statusText;
+    try {
+      message = (JSON.parse(text) as { message?: string }).message ?? message;
+    } catch {
+      // Not one of our JSON errors (a proxy's page): the status says enough.
+    }
+    throw new BoardfleetError('api-error', `GET ${path} failed (${response.status}): ${message}`);
+  }
+  return text;
 }

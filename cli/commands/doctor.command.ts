@@ -128,9 +128,15 @@ const REQUIREMENTS: Array<{
   },
   {
     feature: 'image',
-    what: 'aarch64-linux-gnu-gcc (builds the image init)',
+    what: 'aarch64-linux-gnu-gcc (builds the image init, arm64 unikernels)',
     proof: { command: 'aarch64-linux-gnu-gcc' },
     debianPackage: 'gcc-aarch64-linux-gnu',
+  },
+  {
+    feature: 'image',
+    what: 'x86_64-linux-gnu-gcc (builds x86_64 unikernels)',
+    proof: { command: 'x86_64-linux-gnu-gcc' },
+    debianPackage: process.arch === 'x64' ? 'gcc' : 'gcc-x86-64-linux-gnu',
   },
 ];
 

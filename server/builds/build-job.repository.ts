@@ -7,9 +7,12 @@ import type { BuildJobTable } from '../db/schema.ts';
 export const BUILD_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
 export type BuildState = (typeof BUILD_STATES)[number];
 
-/** What a finished build stored, by role: the disk image, the update payload, the SBOM, the log. */
+/**
+ * What a finished build stored, by role: the disk image, the update payload (a Linux image's
+ * deployable artifact), the unikernel bundle (a unikernel image's), the SBOM, the log.
+ */
 export interface BuildOutput {
-  role: 'disk-image' | 'update-payload' | 'sbom' | 'build-log';
+  role: 'disk-image' | 'update-payload' | 'unikernel' | 'sbom' | 'build-log';
   artifactId: string;
   name: string;
   version: string;

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type AnyBoard, getLinuxBoard, type LinuxBoard } from '../../boards/board-catalogue.ts';
+import { type AnyBoard, getLinuxBoard, getVmBoard, type LinuxBoard } from '../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { SlotDevices } from '../../protocol/linux-ab-layout.ts';
 import { bundleAgent } from './agent-runtime/agent-bundle.ts';
@@ -28,6 +28,8 @@ import { assembleBootFiles, assembleSlotFiles, cmdlineTemplate } from './rootfs/
 import { assembleInitramfs } from './rootfs/assemble-initramfs.ts';
 import { assembleRootfs, rootfsPackages } from './rootfs/assemble-rootfs.ts';
 import { buildRebootHelper } from './rootfs/reboot-helper/reboot-helper.ts';
+import { buildUnikernel } from './unikernel/unikernel-build.ts';
+import { isUnikernelRecipeFile, loadUnikernelRecipe } from './unikernel/unikernel-recipe.ts';
 import { type SbomComponent, spdxDocument } from './sbom.ts';
 
 const MIB = 1024 * 1024;
@@ -57,9 +59,18 @@ export interface ImageBuildOptions {
   cacheDir: string;
 }
 
-/** Checks a build request before it is queued: a recipe that loads, and a Linux board. */
+/**
+ * Checks a build request before it is queued: a recipe that loads, and a board of its kind (a
+ * Linux board for an image recipe, a virtual machine for a unikernel recipe).
+ */
 export function validateBuildRequest(recipesDir: string, request: BuildRequest): void {
-  loadRecipe(recipeFile(recipesDir, request.recipe));
+  const file = recipeFile(recipesDir, request.recipe);
+  if (isUnikernelRecipeFile(file)) {
+    loadUnikernelRecipe(file);
+    getVmBoard(request.board);
+    return;
+  }
+  loadRecipe(file);
   getLinuxBoard(request.board);
 }
 
@@ -77,17 +88,14 @@ function recipeFile(recipesDir: string, name: string): string {
   return file;
 }
 
-/** The build queue's runner for Linux image recipes. */
+/** The build queue's runner for Linux image and unikernel recipes. */
 export function imageBuildRunner(options: ImageBuildOptions): BuildRunner {
-  return (request, reporter) =>
-    buildImage(
-      {
-        recipeFile: recipeFile(options.recipesDir, request.recipe),
-        board: request.board,
-        cacheDir: options.cacheDir,
-      },
-      reporter,
-    );
+  return async (request, reporter) => {
+    const file = recipeFile(options.recipesDir, request.recipe);
+    const input = { recipeFile: file, board: request.board, cacheDir: options.cacheDir };
+    if (isUnikernelRecipeFile(file)) return (await buildUnikernel(input, reporter)).files;
+    return buildImage(input, reporter);
+  };
 }
 
 export interface ImageBuildInput {
@@ -186,7 +194,7 @@ export async function buildImageWithDetails(
     if (node) reporter.log(`Node ${node.version} (${node.packageName}, sha256 ${node.sha256.slice(0, 12)})`);
     if (agent) reporter.log(`agent bundle ${agent.size} bytes, sha256 ${agent.sha256.slice(0, 12)}`);
 
-    const builderHash = hashBuilderSources();
+    const builderHash = builderSourcesHash();
     const commonInputs = {
       builderHash,
       epoch,
@@ -447,7 +455,10 @@ export async function buildImageWithDetails(
 }
 
 /** Debian's kernel metapackage (`linux-image-arm64`) names the versioned kernel package it stands for. */
-function pickKernelPackage(archive: DebianArchive, board: LinuxBoard): ResolvedPackage {
+export function pickKernelPackage(
+  archive: DebianArchive,
+  board: Pick<LinuxBoard, 'id'> & { kernel: { package: string } },
+): ResolvedPackage {
   const closure = archive.resolve([board.kernel.package], { exclude: KERNEL_DEPENDENCIES_NOT_NEEDED });
   const kernel = closure.find((pkg) => /^linux-image-\d/.test(pkg.name));
   if (!kernel) {
@@ -470,7 +481,7 @@ function requirePackage(archive: DebianArchive, name: string, board: AnyBoard): 
   return pkg;
 }
 
-async function fetchWithProgress(
+export async function fetchWithProgress(
   archive: DebianArchive,
   packages: Array<ResolvedPackage | ArchivePackage>,
   reporter: BuildReporter,
@@ -489,7 +500,7 @@ async function fetchWithProgress(
   }
 }
 
-function downloadLogger(reporter: BuildReporter) {
+export function downloadLogger(reporter: BuildReporter) {
   const started = new Set<string>();
   return (
     event: Parameters<NonNullable<ConstructorParameters<typeof DebianArchive>[0]>['onProgress'] & object>[0],
@@ -529,7 +540,7 @@ async function cachedStep(
   return path;
 }
 
-function debianComponent(
+export function debianComponent(
   pkg: ResolvedPackage | ArchivePackage,
   mirror: string,
   architecture: string,
@@ -545,7 +556,7 @@ function debianComponent(
   };
 }
 
-function epochFromEnvironment(): number | undefined {
+export function epochFromEnvironment(): number | undefined {
   const raw = process.env.SOURCE_DATE_EPOCH;
   if (raw === undefined || raw === '') return undefined;
   const value = Number(raw);
@@ -561,7 +572,7 @@ function epochFromEnvironment(): number | undefined {
 let builderHashCache: string | undefined;
 
 /** The builder's own code and scripts are inputs too: a changed init script must not reuse a cached root. */
-function hashBuilderSources(): string {
+export function builderSourcesHash(): string {
   if (builderHashCache) return builderHashCache;
   const hash = createHash('sha256');
   const files = (readdirSync(BUILDS_DIRECTORY, { recursive: true }) as string[])
@@ -587,7 +598,7 @@ function recipeFingerprint(recipe: ImageRecipe): string {
   return hashOf({ content, sources });
 }
 
-function hashOf(value: unknown): string {
+export function hashOf(value: unknown): string {
   return sha256(Buffer.from(JSON.stringify(value)));
 }
 
@@ -599,6 +610,6 @@ function uuidFrom(hash: string): string {
   return `${hash.slice(0, 8)}-${hash.slice(8, 12)}-4${hash.slice(13, 16)}-8${hash.slice(17, 20)}-${hash.slice(20, 32)}`;
 }
 
-function packageVersion(): string {
+export function packageVersion(): string {
   return (JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string }).version;
 }

@@ -9,6 +9,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   forbidden: 403,
   'not-found': 404,
   conflict: 409,
+  unavailable: 503,
 };
 
 @Catch()

@@ -24,6 +24,8 @@ export interface ServerConfig {
   buildCacheDir: string;
   /** Image builds run at once. */
   buildConcurrency: number;
+  /** The built dashboard served at `/`. */
+  webDir: string;
 }
 
 /** Every variable the server reads, with its default and meaning; the README's table comes from here. */
@@ -59,6 +61,10 @@ export const SERVER_ENVIRONMENT = {
     meaning: 'Debian packages, Node runtimes and finished build steps, by content hash',
   },
   BOARDFLEET_BUILD_CONCURRENCY: { default: '1', meaning: 'image builds that run at once' },
+  BOARDFLEET_WEB_DIR: {
+    default: '<install dir>/server/web/dist',
+    meaning: 'the built dashboard (npm run build:web) served at /',
+  },
   LOG_LEVEL: { default: 'info', meaning: 'pino log level (trace, debug, info, warn, error, silent)' },
 } as const;
 
@@ -123,6 +129,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     ),
     buildCacheDir: resolve(env.BOARDFLEET_BUILD_CACHE ?? defaultCacheDir(env)),
     buildConcurrency,
+    webDir: resolve(env.BOARDFLEET_WEB_DIR ?? fileURLToPath(new URL('../web/dist', import.meta.url))),
   };
 }
 

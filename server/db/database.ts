@@ -9,17 +9,21 @@ import * as artifacts from './migrations/20261124T0200-artifacts.ts';
 import * as releases from './migrations/20261124T0300-releases.ts';
 import * as rollouts from './migrations/20261124T0400-rollouts.ts';
 import * as builds from './migrations/20261129T0500-builds.ts';
+import * as dashboard from './migrations/20261129T0600-dashboard.ts';
+import * as consoles from './migrations/20261129T0700-consoles.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
 
 /** Migrations by timestamped name; Kysely runs the pending ones in name order. */
-const MIGRATIONS: Record<string, Migration> = {
+export const MIGRATIONS: Record<string, Migration> = {
   '20261124T0100-initial': initial,
   '20261124T0200-artifacts': artifacts,
   '20261124T0300-releases': releases,
   '20261124T0400-rollouts': rollouts,
   '20261129T0500-builds': builds,
+  '20261129T0600-dashboard': dashboard,
+  '20261129T0700-consoles': consoles,
 };
 
 const PG_INT8_OID = 20;

@@ -14,6 +14,14 @@ export interface DeviceTable {
   last_seen_at: number | null;
   inventory: string | null;
   inventory_at: number | null;
+  /** The version in the inventory's active slot. */
+  running_version: string | null;
+  /** The board the device's inventory reports (the registered `board` may be unset or differ). */
+  reported_board: string | null;
+  /** Why the latest heartbeat looks unhealthy; null when it does not. */
+  health_problem: string | null;
+  /** Why an attached board looks unhealthy (it does not answer Firmata); null when none does. */
+  attached_board_problem: string | null;
 }
 
 export interface DeviceTagTable {
@@ -172,7 +180,19 @@ export interface BuildJobTable {
   finished_at: number | null;
 }
 
+/** The latest console capture a device uploaded for one artifact version (its tail, capped). */
+export interface DeviceConsoleTable {
+  device_id: string;
+  artifact: string;
+  version: string;
+  text: string;
+  /** Bytes of `text` in UTF-8. */
+  size: number;
+  updated_at: number;
+}
+
 export interface DatabaseSchema {
+  device_consoles: DeviceConsoleTable;
   build_jobs: BuildJobTable;
   rollouts: RolloutTable;
   rollout_waves: RolloutWaveTable;

@@ -17,6 +17,9 @@ export const listDevicesQuery = z.strictObject({
     .enum(['true', 'false'])
     .transform((value) => value === 'true')
     .optional(),
+  version: z.string().min(1).max(64).optional(),
+  q: z.string().trim().max(128).optional(),
+  sort: z.enum(['name', 'lastSeen']).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   offset: z.coerce.number().int().min(0).default(0),
 });

@@ -1,7 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { type Expression, type ExpressionBuilder, type SqlBool, sql } from 'kysely';
 import type { Inventory } from '../../protocol/schemas.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
+import type { DatabaseSchema } from '../db/schema.ts';
 
 export interface DeviceRecord {
   id: string;
@@ -14,15 +16,87 @@ export interface DeviceRecord {
   presenceChangedAt: number | null;
   lastSeenAt: number | null;
   inventory: Inventory | null;
+  /** The version in the inventory's active slot. */
+  runningVersion: string | null;
+  /** Why the latest heartbeat or an attached board looks unhealthy (see health-problem.ts); null when fine. */
+  healthProblem: string | null;
 }
 
 export interface DeviceFilter {
   tag?: string;
+  /** The board the device reports, or the one it was registered with until it reports one. */
   board?: string;
   online?: boolean;
+  /** The running version. */
+  version?: string;
+  /** A case-insensitive substring of the name or id. */
+  search?: string;
   includeRevoked?: boolean;
+  /** Registration order unless `name` (A→Z) or `lastSeen` (most recent first, never-seen last). */
+  sort?: 'name' | 'lastSeen';
   limit: number;
   offset: number;
+}
+
+export interface DeploymentHistoryEntry {
+  rolloutId: string;
+  rolloutName: string;
+  rolloutState: string;
+  release: string;
+  /** The version of the artifact the device was sent; null until it was notified. */
+  version: string | null;
+  deploymentId: string;
+  state: string;
+  /** How the deployment ended: committed, failed or rolled-back; null while it is under way. */
+  outcome: 'committed' | 'failed' | 'rolled-back' | null;
+  reason: string | null;
+  attempt: number;
+  createdAt: number;
+  notifiedAt: number | null;
+  stateChangedAt: number;
+}
+
+const OUTCOMES = new Set(['committed', 'failed', 'rolled-back']);
+
+/** `\`, `%` and `_` match themselves in a LIKE pattern built from user input. */
+function containsPattern(text: string): string {
+  return `%${text.toLowerCase().replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
+}
+
+/** The WHERE conditions of a device filter, shared by the page query and its count. */
+function filterConditions(
+  eb: ExpressionBuilder<DatabaseSchema, 'devices'>,
+  filter: DeviceFilter & { ids?: string[] },
+): Expression<SqlBool>[] {
+  const conditions: Expression<SqlBool>[] = [];
+  if (filter.ids) conditions.push(eb('devices.id', 'in', filter.ids));
+  if (!filter.includeRevoked) conditions.push(eb('devices.revoked_at', 'is', null));
+  if (filter.board)
+    conditions.push(eb(eb.fn.coalesce('devices.reported_board', 'devices.board'), '=', filter.board));
+  if (filter.online !== undefined) conditions.push(eb('devices.online', '=', filter.online ? 1 : 0));
+  if (filter.version) conditions.push(eb('devices.running_version', '=', filter.version));
+  if (filter.search) {
+    const pattern = containsPattern(filter.search);
+    conditions.push(
+      eb.or([
+        sql<SqlBool>`lower(devices.name) like ${pattern} escape '\\'`,
+        sql<SqlBool>`lower(devices.id) like ${pattern} escape '\\'`,
+      ]),
+    );
+  }
+  if (filter.tag) {
+    const tag = filter.tag;
+    conditions.push(
+      eb.exists(
+        eb
+          .selectFrom('device_tags')
+          .select('device_tags.device_id')
+          .whereRef('device_tags.device_id', '=', 'devices.id')
+          .where('device_tags.tag', '=', tag),
+      ),
+    );
+  }
+  return conditions;
 }
 
 @Injectable()
@@ -78,29 +152,15 @@ export class DeviceRepository {
   }
 
   async list(filter: DeviceFilter & { ids?: string[] }): Promise<DeviceRecord[]> {
-    let query = this.db.selectFrom('devices').selectAll('devices');
-    if (filter.ids) query = query.where('devices.id', 'in', filter.ids);
-    if (!filter.includeRevoked) query = query.where('devices.revoked_at', 'is', null);
-    if (filter.board) query = query.where('devices.board', '=', filter.board);
-    if (filter.online !== undefined) query = query.where('devices.online', '=', filter.online ? 1 : 0);
-    if (filter.tag) {
-      const tag = filter.tag;
-      query = query.where((eb) =>
-        eb.exists(
-          eb
-            .selectFrom('device_tags')
-            .select('device_tags.device_id')
-            .whereRef('device_tags.device_id', '=', 'devices.id')
-            .where('device_tags.tag', '=', tag),
-        ),
-      );
-    }
-    const rows = await query
-      .orderBy('devices.created_at')
-      .orderBy('devices.id')
-      .limit(filter.limit)
-      .offset(filter.offset)
-      .execute();
+    let query = this.db
+      .selectFrom('devices')
+      .selectAll('devices')
+      .where((eb) => eb.and(filterConditions(eb, filter)));
+    if (filter.sort === 'name') query = query.orderBy(sql`lower(devices.name)`);
+    else if (filter.sort === 'lastSeen')
+      query = query.orderBy('devices.last_seen_at', (ob) => ob.desc().nullsLast());
+    else query = query.orderBy('devices.created_at');
+    const rows = await query.orderBy('devices.id').limit(filter.limit).offset(filter.offset).execute();
     if (rows.length === 0) return [];
     const tagRows = await this.db
       .selectFrom('device_tags')
@@ -127,6 +187,49 @@ export class DeviceRepository {
       presenceChangedAt: row.presence_changed_at,
       lastSeenAt: row.last_seen_at,
       inventory: row.inventory ? (JSON.parse(row.inventory) as Inventory) : null,
+      runningVersion: row.running_version,
+      healthProblem: row.health_problem ?? row.attached_board_problem,
+    }));
+  }
+
+  /** How many devices match the filter, ignoring its page. */
+  async count(filter: DeviceFilter): Promise<number> {
+    const row = await this.db
+      .selectFrom('devices')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where((eb) => eb.and(filterConditions(eb, filter)))
+      .executeTakeFirstOrThrow();
+    return Number(row.count);
+  }
+
+  /** Every rollout that included the device, newest first. */
+  async deploymentHistory(deviceId: string): Promise<DeploymentHistoryEntry[]> {
+    const rows = await this.db
+      .selectFrom('rollout_devices')
+      .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
+      .innerJoin('releases', 'releases.id', 'rollouts.release_id')
+      .leftJoin('artifacts', 'artifacts.id', 'rollout_devices.artifact_id')
+      .select([
+        'rollouts.id as rolloutId',
+        'rollouts.name as rolloutName',
+        'rollouts.state as rolloutState',
+        'rollouts.created_at as createdAt',
+        'releases.name as release',
+        'artifacts.version as version',
+        'rollout_devices.deployment_id as deploymentId',
+        'rollout_devices.state as state',
+        'rollout_devices.reason as reason',
+        'rollout_devices.attempt as attempt',
+        'rollout_devices.notified_at as notifiedAt',
+        'rollout_devices.state_changed_at as stateChangedAt',
+      ])
+      .where('rollout_devices.device_id', '=', deviceId)
+      .orderBy('rollouts.created_at', 'desc')
+      .orderBy('rollouts.id', 'desc')
+      .execute();
+    return rows.map((row) => ({
+      ...row,
+      outcome: OUTCOMES.has(row.state) ? (row.state as DeploymentHistoryEntry['outcome']) : null,
     }));
   }
 

@@ -42,8 +42,15 @@ export class DeviceService {
     return { device: await this.getOrThrow(id), secret };
   }
 
-  list(filter: DeviceFilter) {
-    return this.devices.list(filter);
+  /** A page of devices and how many match in all. */
+  async list(filter: DeviceFilter): Promise<{ devices: DeviceRecord[]; total: number }> {
+    const [devices, total] = await Promise.all([this.devices.list(filter), this.devices.count(filter)]);
+    return { devices, total };
+  }
+
+  async deploymentHistory(id: string) {
+    await this.getOrThrow(id);
+    return this.devices.deploymentHistory(id);
   }
 
   async getOrThrow(id: string): Promise<DeviceRecord> {

@@ -37,11 +37,15 @@ export class DevicesController {
   }
 
   @Get()
-  @ApiOperation({ summary: 'List devices (filters: tag, board, online; paginated with limit and offset)' })
+  @ApiOperation({
+    summary:
+      'List devices, paginated (limit, offset) with the total that match. Filters: tag, board (reported, else registered), ' +
+      'online, version (running), q (case-insensitive part of the name or id); sort: name or lastSeen (default: registration order)',
+  })
   async list(@Query() query: unknown) {
-    const filter = parseBody(listDevicesQuery, query);
-    const devices = await this.devices.list(filter);
-    return { devices, limit: filter.limit, offset: filter.offset };
+    const { q, ...filter } = parseBody(listDevicesQuery, query);
+    const { devices, total } = await this.devices.list({ ...filter, ...(q ? { search: q } : {}) });
+    return { devices, total, limit: filter.limit, offset: filter.offset };
   }
 
   @Get(':id')
@@ -71,6 +75,15 @@ export class DevicesController {
   command(@Param('id') id: string, @Body() body: unknown) {
     const { type, args } = parseBody(sendCommandBody, body);
     return this.devices.sendCommand(id, type, args);
+  }
+
+  @Get(':id/deployments')
+  @ApiOperation({
+    summary:
+      'Deployment history: each rollout that included the device (release, version, state, outcome, reason, times), newest first',
+  })
+  async deployments(@Param('id') id: string) {
+    return { deviceId: id, deployments: await this.devices.deploymentHistory(id) };
   }
 
   @Get(':id/health')

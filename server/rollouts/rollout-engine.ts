@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { DesiredState, DeviceEvent } from '../../protocol/schemas.ts';
 import type { DeployableArtifactKind } from '../../protocol/manifest.ts';
@@ -64,13 +65,18 @@ export interface RolloutEngineDependencies {
  * actions), every state change is written before the message that acts on it is published, and
  * devices move only by a new versioned desired state, so a lost or repeated message changes nothing.
  */
-export class RolloutEngine {
+export class RolloutEngine extends EventEmitter<{
+  /** A rollout, one of its waves or devices changed state or progress (the dashboard's live view). */
+  'rollout-changed': [rolloutId: string];
+}> {
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   /** Recent notify times per rollout wave, for the notify rate. In memory: after a restart the budget starts full. */
   private readonly notifyTimes = new Map<string, number[]>();
 
-  constructor(private readonly deps: RolloutEngineDependencies) {}
+  constructor(private readonly deps: RolloutEngineDependencies) {
+    super();
+  }
 
   /** Republishes every stored desired state (the embedded broker forgets retained messages on restart), then ticks. */
   async start(): Promise<void> {
@@ -116,8 +122,10 @@ export class RolloutEngine {
       const deploymentEvent = AGENT_REPORTS[report];
       const progress = typeof event.data?.progress === 'number' ? Math.round(event.data.progress) : undefined;
       if (!deploymentEvent) {
-        if (progress !== undefined)
+        if (progress !== undefined) {
           await this.deps.rollouts.updateDevice(found.rolloutId, deviceId, { progress });
+          this.emit('rollout-changed', found.rolloutId);
+        }
         return;
       }
       const waves = await this.deps.rollouts.waves(found.rolloutId);
@@ -164,6 +172,7 @@ export class RolloutEngine {
       stateChangedAt: this.deps.clock.now(),
     });
     device.state = next;
+    this.emit('rollout-changed', rolloutId);
     return true;
   }
 
@@ -340,6 +349,7 @@ export class RolloutEngine {
         this.deps.mqtt.publishToDevice(deviceId, 'desired', desired, { retain: true }),
       ),
     );
+    this.emit('rollout-changed', rollout.id);
   }
 
   /** Why a device that finished its soak did not pass it, or null when it did. */
@@ -388,6 +398,7 @@ export class RolloutEngine {
       `${records.length} device(s) joined wave ${waves[waveIndex]?.name}: ${records.map((r) => r.deviceId).join(', ')}`,
       now,
     );
+    this.emit('rollout-changed', rollout.id);
     return records;
   }
 
@@ -401,6 +412,7 @@ export class RolloutEngine {
     if (!next) return false;
     await this.deps.rollouts.setWaveState(rolloutId, wave.index, next, changes);
     wave.state = next;
+    this.emit('rollout-changed', rolloutId);
     return true;
   }
 
@@ -416,6 +428,7 @@ export class RolloutEngine {
     await this.deps.rollouts.setRolloutState(rollout.id, next, reason, now);
     await this.deps.rollouts.log(rollout.id, message, now);
     rollout.state = next;
+    this.emit('rollout-changed', rollout.id);
     return true;
   }
 
@@ -481,6 +494,7 @@ export class RolloutEngine {
         stateChangedAt: this.deps.clock.now(),
       });
     }
+    this.emit('rollout-changed', rollout.id);
     return true;
   }
 }

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { DeviceEvent, Health, Inventory, Presence } from '../../protocol/schemas.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
+import { attachedBoardProblem, healthProblem, runningVersion } from './health-problem.ts';
 
 export interface StoredHealth extends Health {
   receivedAt: number;
@@ -57,7 +58,14 @@ export class TelemetryRepository {
   async recordInventory(deviceId: string, inventory: Inventory, receivedAt: number): Promise<void> {
     await this.db
       .updateTable('devices')
-      .set({ inventory: JSON.stringify(inventory), inventory_at: receivedAt, last_seen_at: receivedAt })
+      .set({
+        inventory: JSON.stringify(inventory),
+        inventory_at: receivedAt,
+        last_seen_at: receivedAt,
+        running_version: runningVersion(inventory),
+        reported_board: inventory.board,
+        attached_board_problem: attachedBoardProblem(inventory),
+      })
       .where('id', '=', deviceId)
       .where('revoked_at', 'is', null)
       .execute();
@@ -89,10 +97,14 @@ export class TelemetryRepository {
           )
           .execute();
       }
-      const lastSeen = new Map<string, number>();
-      for (const sample of samples) lastSeen.set(sample.deviceId, sample.receivedAt);
-      for (const [deviceId, at] of lastSeen) {
-        await trx.updateTable('devices').set({ last_seen_at: at }).where('id', '=', deviceId).execute();
+      const latest = new Map<string, HealthToStore>();
+      for (const sample of samples) latest.set(sample.deviceId, sample);
+      for (const [deviceId, sample] of latest) {
+        await trx
+          .updateTable('devices')
+          .set({ last_seen_at: sample.receivedAt, health_problem: healthProblem(sample.health) })
+          .where('id', '=', deviceId)
+          .execute();
       }
     });
   }

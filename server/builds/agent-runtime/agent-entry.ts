@@ -18,7 +18,25 @@ Options:
   --data-dir DIR   where credentials and state live (wins over the file's dataDir;
                    default ./agent-data)
   -h, --help       show this help
+
+Environment (wins over the file; how a unikernel image is configured at launch):
+  BOARDFLEET_SERVER, BOARDFLEET_DEVICE_ID, BOARDFLEET_SECRET, BOARDFLEET_PROVISIONING_TOKEN,
+  BOARDFLEET_NAME, BOARDFLEET_BOARD (default: BOARDFLEET_IMAGE_BOARD, set by the image),
+  BOARDFLEET_MQTT (comma-separated broker URLs)
 `;
+
+/** Agent options from the environment, for images configured on their kernel command line. */
+function configFromEnvironment(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  return {
+    server: env.BOARDFLEET_SERVER,
+    deviceId: env.BOARDFLEET_DEVICE_ID,
+    secret: env.BOARDFLEET_SECRET,
+    provisioningToken: env.BOARDFLEET_PROVISIONING_TOKEN,
+    name: env.BOARDFLEET_NAME,
+    board: env.BOARDFLEET_BOARD ?? env.BOARDFLEET_IMAGE_BOARD,
+    mqtt: env.BOARDFLEET_MQTT?.split(',').filter(Boolean),
+  };
+}
 
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -35,7 +53,10 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const config = loadAgentConfig({ dataDir: values['data-dir'] }, values.config);
+  const config = loadAgentConfig(
+    { ...configFromEnvironment(process.env), dataDir: values['data-dir'] },
+    values.config,
+  );
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
   const agent = await runAgent(config, logger);
   // Says goodbye to the broker (presence goes offline at once) before the supervisor's SIGKILL.

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { x as extractTar } from 'tar';
 import { BoardfleetError } from '../../../protocol/errors.ts';
@@ -251,6 +251,7 @@ export class DebianArchive {
   async extract(debPath: string, destinationDir: string): Promise<string[]> {
     await mkdir(destinationDir, { recursive: true });
     const entries: { path: string; type: string; mode: number | undefined }[] = [];
+    const unsafe: string[] = [];
     try {
       await pipeline(
         this.tools.fsysTarfile(debPath),
@@ -258,12 +259,26 @@ export class DebianArchive {
           cwd: destinationDir,
           preserveOwner: false,
           strict: true,
+          // Symlinks keep absolute targets as dpkg writes them (/lib64/ld-linux-x86-64.so.2 →
+          // /lib/x86_64-linux-gnu/…); entry paths themselves must stay inside the folder.
+          preservePaths: true,
+          filter: (path) => {
+            const inside = !isAbsolute(path) && !path.split('/').includes('..');
+            if (!inside) unsafe.push(path);
+            return inside;
+          },
           onReadEntry: (entry) => {
             const path = entry.path.replace(/^\.?\/+/, '').replace(/\/+$/, '');
             if (path !== '') entries.push({ path, type: entry.type, mode: entry.mode });
           },
         }),
       );
+      if (unsafe.length > 0) {
+        throw new BoardfleetError(
+          'archive-extract-failed',
+          `${debPath} holds paths outside its root (${unsafe.slice(0, 3).join(', ')}): refused`,
+        );
+      }
     } catch (error) {
       if (error instanceof BoardfleetError) throw error;
       throw new BoardfleetError(

@@ -173,9 +173,9 @@ describe('image recipes', () => {
     );
   });
 
-  it('says what other kinds of recipe are, and that unikernels are not built yet', () => {
+  it('says what other kinds of recipe are and what they are built for', () => {
     expect(errorOf(() => loadRecipe(recipeFile('kind: unikernel\nname: u\n')))).toContain(
-      'kind "unikernel" (a kernel with one application as init) is planned but not built yet',
+      'is a unikernel recipe: build it for a virtual machine, e.g. --board vm-x86_64',
     );
     expect(errorOf(() => loadRecipe(join(RECIPES_DIRECTORY, 'firmata/recipe.yaml')))).toContain(
       'is an mcu-firmware recipe: build it for a microcontroller board',

@@ -199,8 +199,8 @@ export function loadRecipe(path: string): ImageRecipe {
   const kind = (document as { kind?: unknown } | null)?.kind;
   if (kind === 'unikernel') {
     throw new BoardfleetError(
-      'recipe-unsupported',
-      `${path}: kind "unikernel" (a kernel with one application as init) is planned but not built yet`,
+      'recipe-invalid',
+      `${path} is a unikernel recipe: build it for a virtual machine, e.g. --board vm-x86_64`,
     );
   }
   if (kind === 'mcu-firmware') {

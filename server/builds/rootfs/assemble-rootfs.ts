@@ -25,7 +25,7 @@ export const ROOTFS_PATHS = {
 } as const;
 
 /** Debian's multiarch directory name per architecture. */
-const TRIPLET = { arm64: 'aarch64-linux-gnu' } as const;
+const TRIPLET = { arm64: 'aarch64-linux-gnu', amd64: 'x86_64-linux-gnu' } as const;
 
 /** Package documentation never goes into an image. */
 const LEFT_OUT = /^usr\/share\/(doc|man|info|lintian|bug)(\/|$)/;
@@ -290,7 +290,7 @@ async function installAppBundle(
  * the symlink chains Debian ships (libstdc++.so.6 → libstdc++.so.6.0.30), taking each library
  * from the first package tree that has it in the multiarch, then the plain, library directories.
  */
-class LibraryResolver {
+export class LibraryResolver {
   private readonly present = new Set<string>();
   private readonly copied = new Set<string>();
   private readonly directories: string[];
@@ -298,7 +298,8 @@ class LibraryResolver {
   constructor(
     private readonly tree: TreeWriter,
     private readonly trees: PackageTree[],
-    private readonly board: LinuxBoard,
+    /** What the programs run on: a Linux board, or a virtual machine. */
+    private readonly board: { id: string; architecture: keyof typeof TRIPLET },
     private readonly used: Set<string>,
   ) {
     const triplet = TRIPLET[board.architecture];

@@ -3,23 +3,47 @@ import { access, constants } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { BoardfleetError } from '../../../../protocol/errors.ts';
 
-/** The cross compiler, and the Debian packages that bring it and its C library. */
-export const CROSS_COMPILER = {
-  program: 'aarch64-linux-gnu-gcc',
-  package: 'gcc-aarch64-linux-gnu',
-  libcPackage: 'libc6-dev-arm64-cross',
+/**
+ * The compiler for each target (Debian's architecture names), and the Debian packages that bring it
+ * and its C library: on a machine of the target's own architecture that is plain `gcc`.
+ */
+export const CROSS_COMPILERS = {
+  arm64:
+    process.arch === 'arm64'
+      ? { program: 'aarch64-linux-gnu-gcc', package: 'gcc', libcPackage: 'libc6-dev' }
+      : {
+          program: 'aarch64-linux-gnu-gcc',
+          package: 'gcc-aarch64-linux-gnu',
+          libcPackage: 'libc6-dev-arm64-cross',
+        },
+  amd64:
+    process.arch === 'x64'
+      ? { program: 'x86_64-linux-gnu-gcc', package: 'gcc', libcPackage: 'libc6-dev' }
+      : {
+          program: 'x86_64-linux-gnu-gcc',
+          package: 'gcc-x86-64-linux-gnu',
+          libcPackage: 'libc6-dev-amd64-cross',
+        },
 } as const;
+export type CompilerTarget = keyof typeof CROSS_COMPILERS;
 
-/** Wraps aarch64-linux-gnu-gcc: the one place the image builder runs a compiler. */
+/** Wraps `<triplet>-gcc`: the one place the image builder runs a compiler. */
 export class CrossCompiler {
   /** `searchPath` replaces PATH, which lets a test show what happens without the compiler. */
-  constructor(readonly searchPath = process.env.PATH ?? '') {}
+  constructor(
+    readonly searchPath = process.env.PATH ?? '',
+    readonly target: CompilerTarget = 'arm64',
+  ) {}
+
+  private get tool() {
+    return CROSS_COMPILERS[this.target];
+  }
 
   /** The compiler's full path; a missing compiler is an error naming the Debian package. */
   async require(): Promise<string> {
     for (const directory of this.searchPath.split(delimiter)) {
       if (!directory) continue;
-      const candidate = join(directory, CROSS_COMPILER.program);
+      const candidate = join(directory, this.tool.program);
       try {
         await access(candidate, constants.X_OK);
         return candidate;
@@ -29,7 +53,7 @@ export class CrossCompiler {
     }
     throw new BoardfleetError(
       'tool-missing',
-      `${CROSS_COMPILER.program} is not installed. Install it with: sudo apt-get install ${CROSS_COMPILER.package} ${CROSS_COMPILER.libcPackage}`,
+      `${this.tool.program} is not installed. Install it with: sudo apt-get install ${this.tool.package} ${this.tool.libcPackage}`,
     );
   }
 
@@ -50,7 +74,7 @@ export class CrossCompiler {
             reject(
               new BoardfleetError(
                 'tool-failed',
-                `${CROSS_COMPILER.program} ${args.join(' ')} failed:\n${stderr.trim() || error.message}`,
+                `${this.tool.program} ${args.join(' ')} failed:\n${stderr.trim() || error.message}`,
                 { cause: error },
               ),
             );
@@ -70,7 +94,7 @@ export class CrossCompiler {
     } catch {
       throw new BoardfleetError(
         'tool-missing',
-        `${CROSS_COMPILER.program} has no static C library (libc.a). Install it with: sudo apt-get install ${CROSS_COMPILER.libcPackage}`,
+        `${this.tool.program} has no static C library (libc.a). Install it with: sudo apt-get install ${this.tool.libcPackage}`,
       );
     }
     return path;

@@ -33,7 +33,7 @@ describe('boardfleet-reboot', () => {
     // The restart command the firmware and the qemu harness look for is in the program.
     expect(readFileSync(first).includes(Buffer.from('0 tryboot\0'))).toBe(true);
 
-    const again = await buildRebootHelper(join(first, '../../..'), compiler);
+    const again = await buildRebootHelper(join(first, '../../../..'), compiler);
     expect(again).toBe(first);
     expect(compiler.compilations).toBe(2);
   });

@@ -1,0 +1,88 @@
+import { Controller, Get, Inject, Param, Put, Req, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { BoardfleetError } from '../../protocol/errors.ts';
+import { CONSOLE_MAX_BYTES } from '../../protocol/device-console.ts';
+import { Public } from '../auth/operator-auth.guard.ts';
+import { DeviceAuthenticator } from '../broker/device-authenticator.ts';
+import { invalidRequest } from '../common/errors.ts';
+import { ConsoleService } from './console.service.ts';
+
+@ApiTags('devices')
+@ApiBearerAuth()
+@Controller('api/v1/devices/:id/consoles')
+export class ConsolesController {
+  constructor(
+    @Inject(ConsoleService) private readonly consoles: ConsoleService,
+    @Inject(DeviceAuthenticator) private readonly authenticator: DeviceAuthenticator,
+  ) {}
+
+  /** Devices upload with their own credential (HTTP Basic: device id and secret), and only their own. */
+  @Public()
+  @Put(':artifact/:version')
+  @ApiOperation({
+    summary: `A device uploads the console of a VM it runs (text/plain, device Basic auth); replaces the earlier upload, keeps the last ${CONSOLE_MAX_BYTES / 1024} KiB`,
+  })
+  async upload(
+    @Param('id') id: string,
+    @Param('artifact') artifact: string,
+    @Param('version') version: string,
+    @Req() request: Request,
+    @Res({ passthrough: true }) response: Response,
+  ) {
+    try {
+      await this.authorizeDevice(id, request);
+      this.consoles.parseKey(artifact, version);
+      if (!request.is('text/plain')) {
+        throw invalidRequest(
+          `send the console as text/plain (Content-Type was ${request.headers['content-type'] ?? 'missing'})`,
+        );
+      }
+      return await this.consoles.store(id, artifact, version, request);
+    } catch (error) {
+      // The rest of the body is not read: close the connection rather than leave it half-consumed.
+      if (!request.complete) response.setHeader('connection', 'close');
+      throw error;
+    }
+  }
+
+  @Get()
+  @ApiOperation({
+    summary: "The device's captured VM consoles, newest first: artifact, version, size, updatedAt",
+  })
+  async list(@Param('id') id: string) {
+    return { consoles: await this.consoles.list(id) };
+  }
+
+  @Get(':artifact/:version')
+  @ApiOperation({ summary: 'One captured console as text (the tail the device last uploaded)' })
+  async get(
+    @Param('id') id: string,
+    @Param('artifact') artifact: string,
+    @Param('version') version: string,
+    @Res() response: Response,
+  ) {
+    const stored = await this.consoles.get(id, artifact, version);
+    response.setHeader('x-console-updated-at', String(stored.updatedAt));
+    response.type('text/plain; charset=utf-8').send(stored.text);
+  }
+
+  private async authorizeDevice(id: string, request: Request): Promise<void> {
+    const basic = request.headers.authorization?.match(/^Basic\s+(\S+)$/i)?.[1];
+    const decoded = basic ? Buffer.from(basic, 'base64').toString() : '';
+    const separator = decoded.indexOf(':');
+    const deviceId = decoded.slice(0, separator);
+    if (separator <= 0 || !(await this.authenticator.authenticate(deviceId, decoded.slice(separator + 1)))) {
+      throw new BoardfleetError(
+        'unauthorized',
+        'uploading a console needs the device credentials (HTTP Basic)',
+      );
+    }
+    if (deviceId !== id) {
+      throw new BoardfleetError(
+        'forbidden',
+        `device ${deviceId} may upload only its own consoles, not ${id}'s`,
+      );
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { sql } from 'kysely';
+import { DATABASE } from '../db/database.provider.ts';
+import type { Database } from '../db/database.ts';
+import { DeploymentState, FAILED_DEPLOYMENT_STATES } from '../rollouts/rollout-state-machine.ts';
+
+export interface WaveProgress {
+  index: number;
+  name: string;
+  state: string;
+  /** As in the rollout status: failed includes rolled back, which is also counted on its own. */
+  counts: {
+    size: number;
+    committed: number;
+    failed: number;
+    inProgress: number;
+    queued: number;
+    rolledBack: number;
+  };
+}
+
+export interface RolloutProgress {
+  rolloutId: string;
+  state: string;
+  reason: string | null;
+  waves: WaveProgress[];
+}
+
+/** A rollout's state and per-wave counts, counted in SQL: cheap enough to send several times a second. */
+@Injectable()
+export class RolloutProgressRepository {
+  constructor(@Inject(DATABASE) private readonly db: Database) {}
+
+  async progress(rolloutId: string): Promise<RolloutProgress | null> {
+    const rollout = await this.db
+      .selectFrom('rollouts')
+      .select(['state', 'reason'])
+      .where('id', '=', rolloutId)
+      .executeTakeFirst();
+    if (!rollout) return null;
+    const waves = await this.db
+      .selectFrom('rollout_waves')
+      .select(['wave_index', 'name', 'state'])
+      .where('rollout_id', '=', rolloutId)
+      .orderBy('wave_index')
+      .execute();
+    const groups = await this.db
+      .selectFrom('rollout_devices')
+      .select(['wave_index', 'state', sql<number>`count(*)`.as('count')])
+      .where('rollout_id', '=', rolloutId)
+      .groupBy(['wave_index', 'state'])
+      .execute();
+    return {
+      rolloutId,
+      state: rollout.state,
+      reason: rollout.reason,
+      waves: waves.map((wave) => {
+        const counts = { size: 0, committed: 0, failed: 0, inProgress: 0, queued: 0, rolledBack: 0 };
+        for (const group of groups.filter((row) => row.wave_index === wave.wave_index)) {
+          const count = Number(group.count);
+          const state = group.state as DeploymentState;
+          counts.size += count;
+          if (state === DeploymentState.Committed) counts.committed += count;
+          else if (FAILED_DEPLOYMENT_STATES.includes(state)) counts.failed += count;
+          else if (state === DeploymentState.Queued) counts.queued += count;
+          else counts.inProgress += count;
+          if (state === DeploymentState.RolledBack) counts.rolledBack += count;
+        }
+        return { index: wave.wave_index, name: wave.name, state: wave.state, counts };
+      }),
+    };
+  }
+}

@@ -1,0 +1,97 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, ApiError } from './api/client.ts';
+import { type Operator, session, useOperator } from './api/session.ts';
+import { Link, useLocation } from './components/router.tsx';
+import { live, useLiveStatus } from './live/live-stream.ts';
+import { BuildsPage } from './pages/builds-page.tsx';
+import { DevicePage } from './pages/device-page.tsx';
+import { FleetPage } from './pages/fleet-page.tsx';
+import { RolloutPage } from './pages/rollout-page.tsx';
+import { RolloutsPage } from './pages/rollouts-page.tsx';
+import { SignInPage } from './pages/sign-in-page.tsx';
+
+export function App() {
+  const operator = useOperator();
+  const [checking, setChecking] = useState(() => session.token() !== null && operator === null);
+
+  // A token kept from an earlier visit: ask the server whose it is before showing anything.
+  useEffect(() => {
+    const token = session.token();
+    if (!token || operator) return;
+    api<Operator>('GET', '/api/v1/me')
+      .then((who) => session.confirm(who))
+      .catch((error: unknown) => {
+        if (!(error instanceof ApiError) || error.status === 401) session.signOut();
+      })
+      .finally(() => setChecking(false));
+  }, []);
+
+  useEffect(() => {
+    if (operator) live.start();
+    else live.stop();
+  }, [operator]);
+
+  if (checking) return <p class="loading">Checking your token…</p>;
+  if (!operator) return <SignInPage />;
+  return <Shell operator={operator} />;
+}
+
+const NAV = [
+  { href: '/', label: 'Fleet', matches: (path: string) => path === '/' || path.startsWith('/devices') },
+  { href: '/rollouts', label: 'Rollouts', matches: (path: string) => path.startsWith('/rollouts') },
+  { href: '/builds', label: 'Builds & artifacts', matches: (path: string) => path.startsWith('/builds') },
+];
+
+function Shell({ operator }: { operator: Operator }) {
+  const { path } = useLocation();
+  const status = useLiveStatus();
+  useEffect(() => {
+    document.getElementById('main')?.focus({ preventScroll: true });
+  }, [path]);
+  return (
+    <>
+      <a class="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header class="top">
+        <span class="brand">Boardfleet</span>
+        <nav aria-label="Main">
+          {NAV.map((item) => (
+            <Link key={item.href} href={item.href} aria-current={item.matches(path) ? 'page' : undefined}>
+              {item.label}
+            </Link>
+          ))}
+        </nav>
+        <span class={`live-status live-${status}`} role="status" title="Live updates">
+          {status === 'live' ? 'Live' : status === 'connecting' ? 'Connecting…' : 'Reconnecting…'}
+        </span>
+        <span class="who" data-testid="operator">
+          {operator.name} <span class="role">{operator.role}</span>
+        </span>
+        <button type="button" class="secondary" onClick={() => session.signOut()}>
+          Sign out
+        </button>
+      </header>
+      <main id="main" tabIndex={-1}>
+        <Page path={path} />
+      </main>
+    </>
+  );
+}
+
+function Page({ path }: { path: string }) {
+  const segments = path.split('/').filter(Boolean).map(decodeURIComponent);
+  if (segments.length === 0) return <FleetPage />;
+  if (segments[0] === 'devices' && segments[1]) return <DevicePage id={segments[1]} />;
+  if (segments[0] === 'rollouts' && segments[1]) return <RolloutPage id={segments[1]} />;
+  if (segments[0] === 'rollouts') return <RolloutsPage />;
+  if (segments[0] === 'builds') return <BuildsPage />;
+  return (
+    <section>
+      <h1>Not found</h1>
+      <p>
+        There is no page at {path}. <Link href="/">Go to the fleet</Link>.
+      </p>
+    </section>
+  );
+}

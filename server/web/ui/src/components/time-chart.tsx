@@ -1,0 +1,81 @@
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+export interface ChartSeries {
+  label: string;
+  color: string;
+  /** Draw steps (a state that holds until it changes) instead of lines. */
+  stepped?: boolean;
+}
+
+const HEIGHT = 180;
+
+/**
+ * A time series chart (uPlot). `x` is milliseconds; a null y leaves a gap in the line, which is
+ * how missed heartbeats show. The width follows the container, so it fits a phone and a desktop.
+ */
+export function TimeChart(props: {
+  title: string;
+  series: ChartSeries[];
+  x: number[];
+  ys: (number | null)[][];
+  range?: [number, number];
+  yRange?: [number, number];
+  unit?: string;
+  note?: string;
+}) {
+  const container = useRef<HTMLDivElement>(null);
+  const chart = useRef<uPlot | null>(null);
+  const data: uPlot.AlignedData = [props.x.map((ms) => ms / 1000), ...props.ys];
+
+  useEffect(() => {
+    const element = container.current;
+    if (!element) return;
+    const unit = props.unit ?? '';
+    const options: uPlot.Options = {
+      width: Math.max(200, element.clientWidth),
+      height: HEIGHT,
+      scales: {
+        x: { time: true, ...(props.range ? { range: [props.range[0] / 1000, props.range[1] / 1000] } : {}) },
+        y: props.yRange ? { range: props.yRange } : {},
+      },
+      axes: [{}, { values: (_chart, ticks) => ticks.map((tick) => `${+tick.toFixed(2)}${unit}`), size: 60 }],
+      series: [
+        {},
+        ...props.series.map((series) => ({
+          label: series.label,
+          stroke: series.color,
+          width: 2,
+          ...(series.stepped ? { paths: uPlot.paths.stepped?.({ align: 1 }) } : {}),
+        })),
+      ],
+      legend: { live: false },
+    };
+    const instance = new uPlot(options, data, element);
+    chart.current = instance;
+    const observer = new ResizeObserver(() =>
+      instance.setSize({ width: Math.max(200, element.clientWidth), height: HEIGHT }),
+    );
+    observer.observe(element);
+    return () => {
+      observer.disconnect();
+      instance.destroy();
+      chart.current = null;
+    };
+  }, [props.title, props.range?.[0], props.range?.[1]]);
+
+  useEffect(() => {
+    chart.current?.setData(data);
+  }, [props.x, props.ys]);
+
+  return (
+    <figure class="chart" data-testid="health-chart" data-points={props.x.length}>
+      <figcaption>
+        {props.title}
+        {props.note && <span class="muted"> — {props.note}</span>}
+      </figcaption>
+      <div ref={container} role="img" aria-label={`${props.title}: ${props.x.length} points`} />
+    </figure>
+  );
+}

@@ -1,0 +1,191 @@
+import { useState } from 'preact/hooks';
+import { api } from '../api/client.ts';
+import { useOperator } from '../api/session.ts';
+import type { RolloutStatus, RolloutWave } from '../api/types.ts';
+import { ErrorMessage } from '../components/error-message.tsx';
+import { formatTime } from '../components/format.ts';
+import { Link } from '../components/router.tsx';
+import { useSnapshot } from '../components/use-snapshot.ts';
+import { useLiveEvent } from '../live/live-stream.ts';
+
+type Action = 'pause' | 'resume' | 'abort' | 'approve';
+
+export function RolloutPage({ id }: { id: string }) {
+  const operator = useOperator();
+  const path = `/api/v1/rollouts/${encodeURIComponent(id)}`;
+  const status = useSnapshot((signal) => api<RolloutStatus>('GET', path, { signal }), [id], 250);
+  useLiveEvent(
+    'rollout',
+    (event) => {
+      if (event.rolloutId === id) status.reloadSoon();
+    },
+    [id, status.reloadSoon],
+  );
+  const [actionError, setActionError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  if (status.error && !status.data) return <ErrorMessage error={status.error} />;
+  const rollout = status.data;
+  if (!rollout) return <p class="loading">Loading…</p>;
+
+  const act = async (action: Action) => {
+    setBusy(true);
+    setActionError(null);
+    try {
+      await api('POST', `${path}/${action}`);
+      status.reload();
+    } catch (failure) {
+      setActionError(failure instanceof Error ? failure.message : String(failure));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const canOperate = operator !== null && operator.role !== 'viewer';
+  const ended = rollout.state === 'completed' || rollout.state === 'aborted';
+  const awaitingApproval = rollout.waves.some((wave) => wave.state === 'awaiting-approval');
+  const buttons: { action: Action; label: string; enabled: boolean; danger?: boolean }[] = [
+    { action: 'pause', label: 'Pause', enabled: rollout.state === 'running' },
+    { action: 'resume', label: 'Resume', enabled: rollout.state === 'paused' },
+    { action: 'approve', label: 'Approve', enabled: !ended && awaitingApproval },
+    { action: 'abort', label: 'Abort', enabled: !ended, danger: true },
+  ];
+  const failed = rollout.devices.filter(
+    (device) => device.state === 'failed' || device.state === 'rolled-back',
+  );
+
+  return (
+    <section>
+      <p class="crumbs">
+        <Link href="/rollouts">Rollouts</Link> › {rollout.name}
+      </p>
+      <h1>{rollout.name}</h1>
+      <p>
+        State:{' '}
+        <span class={`state state-${rollout.state}`} data-testid="rollout-state" aria-live="polite">
+          {rollout.state}
+        </span>
+        {rollout.reason && <span class="muted"> — {rollout.reason}</span>}
+      </p>
+      <div class="actions" role="group" aria-label="Steer the rollout">
+        {buttons.map((button) => (
+          <button
+            key={button.action}
+            type="button"
+            class={button.danger ? 'danger' : ''}
+            disabled={!canOperate || busy || !button.enabled}
+            title={canOperate ? undefined : 'needs the operator role'}
+            onClick={() => {
+              if (button.action === 'abort' && !confirm(`Abort rollout ${rollout.name}?`)) return;
+              void act(button.action);
+            }}
+          >
+            {button.label}
+          </button>
+        ))}
+      </div>
+      {!canOperate && <p class="hint">You are signed in as a viewer: steering needs the operator role.</p>}
+      <ErrorMessage error={actionError} />
+
+      <h2>Waves</h2>
+      <ol class="waves">
+        {rollout.waves.map((wave) => (
+          <WaveProgress key={wave.index} wave={wave} />
+        ))}
+      </ol>
+
+      <h2>Failed devices</h2>
+      {failed.length === 0 ? (
+        <p class="muted">None.</p>
+      ) : (
+        <div class="table-wrap">
+          <table data-testid="failed-devices">
+            <thead>
+              <tr>
+                <th scope="col">Device</th>
+                <th scope="col">Wave</th>
+                <th scope="col">State</th>
+                <th scope="col">Reason</th>
+              </tr>
+            </thead>
+            <tbody>
+              {failed.map((device) => (
+                <tr key={device.deviceId}>
+                  <td>
+                    <Link href={`/devices/${encodeURIComponent(device.deviceId)}`}>{device.deviceId}</Link>
+                  </td>
+                  <td>{rollout.waves[device.waveIndex]?.name ?? device.waveIndex + 1}</td>
+                  <td>{device.state}</td>
+                  <td>{device.reason ?? ''}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+
+      <h2>History</h2>
+      <ol class="log">
+        {rollout.log.map((entry, index) => (
+          <li key={index}>
+            <time>{formatTime(entry.at)}</time> {entry.message}
+          </li>
+        ))}
+      </ol>
+    </section>
+  );
+}
+
+function WaveProgress({ wave }: { wave: RolloutWave }) {
+  const { size, committed, inProgress, failed, rolledBack, queued } = wave.counts;
+  const segments = [
+    { key: 'committed', label: 'committed', value: committed },
+    { key: 'in-progress', label: 'in progress', value: inProgress },
+    { key: 'failed', label: 'failed', value: failed - rolledBack },
+    { key: 'rolled-back', label: 'rolled back', value: rolledBack },
+    { key: 'queued', label: 'queued', value: queued },
+  ];
+  const share = (value: number) => (size > 0 ? (value / size) * 100 : 0);
+  return (
+    <li
+      class="wave"
+      data-testid="wave-progress"
+      data-wave-state={wave.state}
+      data-committed={committed}
+      data-size={size}
+    >
+      <div class="wave-head">
+        <strong>{wave.name}</strong> <span class={`state wave-${wave.state}`}>{wave.state}</span>
+        <span class="muted">
+          {' '}
+          {committed}/{size} committed
+        </span>
+      </div>
+      <div
+        class="bar"
+        role="progressbar"
+        aria-label={`${wave.name}: ${committed} of ${size} committed`}
+        aria-valuemin={0}
+        aria-valuemax={size}
+        aria-valuenow={committed}
+      >
+        {segments.map((segment) =>
+          segment.value > 0 ? (
+            <span
+              key={segment.key}
+              class={`segment ${segment.key}`}
+              style={{ width: `${share(segment.value)}%` }}
+              title={`${segment.value} ${segment.label}`}
+            />
+          ) : null,
+        )}
+      </div>
+      <ul class="legend">
+        {segments.map((segment) => (
+          <li key={segment.key}>
+            <span class={`swatch ${segment.key}`} aria-hidden="true" /> {segment.label} {segment.value}
+          </li>
+        ))}
+      </ul>
+    </li>
+  );
+}
