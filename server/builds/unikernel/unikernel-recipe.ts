@@ -52,9 +52,7 @@ const unikernelRecipeSchema = z
         node: nodeApplicationSchema.optional(),
         args: z.array(oneLine).max(60).default([]),
         /** Defaults for the application's environment; the launch's KEY=value words win. */
-        env: z
-          .record(z.string().regex(LAUNCH_ENV_NAME, 'an upper-case name such as PORT'), oneLine)
-          .default({}),
+        env: z.record(z.string(), oneLine).default({}),
       })
       .refine((app) => (app.c === undefined) !== (app.node === undefined), {
         message: 'give exactly one of c or node',
@@ -93,6 +91,15 @@ const unikernelRecipeSchema = z
       .optional(),
   })
   .superRefine((recipe, context) => {
+    for (const name of Object.keys(recipe.app.env)) {
+      if (!LAUNCH_ENV_NAME.test(name)) {
+        context.addIssue({
+          code: 'custom',
+          path: ['app', 'env', name],
+          message: 'an upper-case name such as PORT (letters, digits and _)',
+        });
+      }
+    }
     const ports = recipe.ports.map((port) => (typeof port === 'number' ? port : port.guest));
     if (recipe.readiness?.http && !ports.includes(recipe.readiness.http.port)) {
       context.addIssue({
