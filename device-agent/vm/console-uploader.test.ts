@@ -159,4 +159,13 @@ describe('ConsoleUploader against a real server', () => {
     expect(calls.uploads).toBe(1);
     expect(await stored('old', '1.0.0')).toBe('stopping\npowered off\n');
   });
+
+  it('uploads what changed since the last tick when it stops', async () => {
+    const file = join(dir, 'stop.log');
+    const consoles = uploader();
+    consoles.watch('stopping', '1.0.0', file);
+    writeFileSync(file, 'the agent is shutting down\n');
+    await consoles.stop();
+    expect(await stored('stopping', '1.0.0')).toBe('the agent is shutting down\n');
+  });
 });

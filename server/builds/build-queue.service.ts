@@ -252,7 +252,8 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
   private async store(job: BuildJob, files: BuiltFile[]): Promise<BuildOutput[]> {
     const outputs: BuildOutput[] = [];
     for (const file of files) outputs.push(await this.storeFile(file));
-    const payload = files.find((file) => file.role === 'update-payload' || file.role === 'unikernel') ?? files[0];
+    const payload =
+      files.find((file) => file.role === 'update-payload' || file.role === 'unikernel') ?? files[0];
     if (payload) {
       await this.logWrites.get(job.id);
       outputs.push(

@@ -372,7 +372,12 @@ async function readHeader(handle: FileHandle, file: string, position: number): P
   };
 }
 
-export function tarHeader(entry: { name: string; type: 'file' | 'directory'; size: number; mtime: number }): Buffer {
+export function tarHeader(entry: {
+  name: string;
+  type: 'file' | 'directory';
+  size: number;
+  mtime: number;
+}): Buffer {
   if (entry.size > MAX_ENTRY_SIZE) {
     throw new BoardfleetError(
       'payload-too-large',
