@@ -3,7 +3,8 @@
 // is not what is measured) and warm, and boot-to-application-ready under qemu (median of N boots,
 // TCG, and KVM when usable) with qemu's resident size once ready; `--line` is the application's
 // "I am up" console line, timed as well. The baseline, booted in the same rounds: the same kernel
-// with a busybox shell initramfs (a conventional minimal Linux), to its ready line.
+// with a busybox shell initramfs (a conventional minimal Linux) that loads the same modules, gets
+// an address with udhcpc and serves HTTP with busybox httpd, to its HTTP answer.
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -84,7 +85,7 @@ export async function run(args: string[]): Promise<void> {
     mkdirSync(baselineDir);
     await makeBaselineBundle({
       image: cold.launchSpec,
-      kernel: join(bundleDir, BUNDLE_FILES.kernel),
+      imageDir: bundleDir,
       bundleDir: baselineDir,
       cacheDir: shared,
       epoch: 1_700_000_000,
@@ -97,7 +98,7 @@ export async function run(args: string[]): Promise<void> {
         '',
         `bundle (uncompressed tar): ${kib(cold.sizes.bundle)}`,
         `  kernel ${kib(cold.sizes.kernel)}, initramfs ${kib(cold.sizes.initramfs)} zstd (${kib(cold.sizes.initramfsUncompressed)} unpacked)`,
-        `baseline initramfs (busybox + /init script, zstd): ${kib(baseline.sizes.initramfs)}`,
+        `baseline initramfs (busybox, the same modules, an /init script; zstd): ${kib(baseline.sizes.initramfs)}`,
         '',
       ].join('\n'),
     );
@@ -140,7 +141,7 @@ async function measureBoots(
       lineTimes.length > 0
         ? `  ${image.name} console line /${applicationLine.source}/: ${spread(lineTimes)}`
         : `  ${image.name} never printed a line matching /${applicationLine.source}/ (--line)`,
-      `  baseline, same kernel + busybox shell, to "${BASELINE_READY_LINE}": ${spread(measured.baseline.map((boot) => boot.readyMs))}`,
+      `  baseline, same kernel + busybox shell, udhcpc and httpd, to its HTTP answer and "${BASELINE_READY_LINE}": ${spread(measured.baseline.map((boot) => boot.readyMs))}`,
       // Each round's two boots ran back to back, so their difference carries less of the machine's load.
       `  ${image.name} ready minus baseline, per round: median ${signedSeconds(median(measured.image.map((boot, i) => boot.readyMs - (measured.baseline[i] as Boot).readyMs)))}`,
       `  qemu RSS once ready (-m ${image.memoryMiB} for both): ${image.name} ${mib(median(measured.image.map((boot) => boot.rssBytes)))}, ` +

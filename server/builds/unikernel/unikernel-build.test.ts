@@ -138,6 +138,7 @@ describe('unikernel builds', () => {
     );
     expect(files).toEqual([
       'app/http-hello',
+      'dev/console',
       'etc/boardfleet/image.json',
       'etc/boardfleet/init.conf',
       'sbin/boardfleet-init',

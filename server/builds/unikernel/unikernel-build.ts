@@ -197,7 +197,12 @@ export async function buildUnikernel(
         ),
       });
       const cpio = join(work, 'initramfs.cpio');
-      await writeCpioNewc(tree, cpio, { epoch, compression: 'none' });
+      await writeCpioNewc(tree, cpio, {
+        epoch,
+        compression: 'none',
+        // The kernel opens /dev/console for PID 1's output before anything could mount devtmpfs.
+        charDevices: [{ path: 'dev/console', major: 5, minor: 1 }],
+      });
       reporter.progress('compressing the initramfs', 80);
       const initramfs = join(staging, BUNDLE_FILES.initramfs);
       // zstd: the kernel unpacks it at every boot, and zstd unpacks several times faster than gzip.
