@@ -8,8 +8,10 @@ import {
   getAnyBoard,
   getBoard,
   getLinuxBoard,
+  getVmBoard,
   listBoards,
   listLinuxBoards,
+  listVmBoards,
   parseBoardFile,
 } from './board-catalogue.ts';
 
@@ -112,7 +114,7 @@ describe('board catalogue', () => {
   it('names an unknown board and lists the known ones', () => {
     expect(() => getBoard('zx81')).toThrow(
       'Unknown board "zx81". Known boards: leonardo, mega2560, nano, nano:old-bootloader, pro-mini-5v, ' +
-        'qemu-virt-arm64, rpi-3b, rpi-4b, rpi-zero-2w, uno (see "boardfleet boards")',
+        'qemu-virt-arm64, rpi-3b, rpi-4b, rpi-zero-2w, uno, vm-arm64, vm-x86_64 (see "boardfleet boards")',
     );
   });
 
@@ -185,6 +187,24 @@ describe('board catalogue', () => {
     expect(() => getLinuxBoard('uno')).toThrow(
       '"uno" (Arduino Uno) is a microcontroller board: Linux images are built for qemu-virt-arm64, rpi-3b, rpi-4b, rpi-zero-2w',
     );
+  });
+
+  it('has virtual machines for unikernel images, each listing the host boards that run it', () => {
+    expect(listVmBoards().map((board) => [board.id, board.architecture, board.hostBoards])).toEqual([
+      ['vm-arm64', 'arm64', ['generic-arm64', 'rpi-4b', 'rpi-3b']],
+      ['vm-x86_64', 'amd64', ['generic-x64']],
+    ]);
+    expect(getVmBoard('vm-x86_64').kernel.package).toBe('linux-image-cloud-amd64');
+    expect(() => getVmBoard('rpi-4b')).toThrow(
+      '"rpi-4b" (Raspberry Pi 4 Model B) is not a virtual machine: unikernel images are built for vm-arm64, vm-x86_64',
+    );
+    expect(() => getBoard('vm-x86_64')).toThrow('is a virtual machine: it runs an image built from a recipe');
+    // Host boards are real boards of the catalogue or what an agent reports on a generic machine.
+    for (const board of listVmBoards()) {
+      for (const host of board.hostBoards) {
+        if (!host.startsWith('generic-')) expect(getAnyBoard(host).family).toBe('linux');
+      }
+    }
   });
 
   describe.each(listLinuxBoards().map((board) => [board.id, board] as const))('%s', (_id, board) => {
@@ -323,7 +343,7 @@ describe('board catalogue', () => {
     const path = join(directory, 'fpga.yaml');
     writeFileSync(path, 'id: fpga\nname: An FPGA\nfamily: fpga\n');
     expect(() => parseBoardFile(path)).toThrow(
-      'family: must be "mcu" (a microcontroller board) or "linux" (a board that runs a Linux image)',
+      'family: must be "mcu" (a microcontroller board), "linux" (a board that runs a Linux image) or "vm" (a virtual machine for unikernel images)',
     );
   });
 });
