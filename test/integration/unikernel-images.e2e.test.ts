@@ -1,8 +1,9 @@
-import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../cli/api-client.ts';
 import { detectAccelerator, QemuVm } from '../../device-agent/vm/qemu-vm.ts';
@@ -13,6 +14,7 @@ import { sqliteBackend } from '../support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
 const BOARD = 'vm-x86_64';
+const RECIPES = fileURLToPath(new URL('../../firmware-recipes/', import.meta.url));
 const showConsole = process.env.TEST_VM_CONSOLE
   ? (line: string) => process.stderr.write(`${line}\n`)
   : undefined;
@@ -27,11 +29,8 @@ describe('unikernel images: build through the API, boot under qemu', () => {
   let scratch: string;
   const vms: QemuVm[] = [];
 
-  async function build(recipe: string): Promise<BuildJob> {
-    const { status, body: queued } = await server.api<BuildJob>('POST', '/api/v1/builds', {
-      recipe,
-      board: BOARD,
-    });
+  async function build(recipe: string, board = BOARD): Promise<BuildJob> {
+    const { status, body: queued } = await server.api<BuildJob>('POST', '/api/v1/builds', { recipe, board });
     expect(status).toBe(202);
     const log: string[] = [];
     for await (const { event, data } of api.events(`/api/v1/builds/${queued.id}/events`)) {
@@ -58,7 +57,23 @@ describe('unikernel images: build through the API, boot under qemu', () => {
 
   beforeAll(async () => {
     scratch = mkdtempSync(join(tmpdir(), 'boardfleet-unikernel-e2e-'));
+    // The checkout's recipes, and http-hello with its address given instead of asked for.
+    const recipes = join(scratch, 'recipes');
+    mkdirSync(recipes);
+    const httpHello = readFileSync(join(RECIPES, 'http-hello.yaml'), 'utf8').replace(
+      'sources: [http-hello/',
+      `sources: [${RECIPES}http-hello/`,
+    );
+    writeFileSync(join(recipes, 'http-hello.yaml'), httpHello);
+    writeFileSync(
+      join(recipes, 'http-hello-static.yaml'),
+      httpHello
+        .replace(/^name: .*$/m, 'name: http-hello-static')
+        .replace(/^network: .*$/m, 'network: { mode: static, address: 10.0.2.15/24, gateway: 10.0.2.2 }'),
+    );
+    writeFileSync(join(recipes, 'agent-vm.yaml'), readFileSync(join(RECIPES, 'agent-vm.yaml')));
     server = await startTestServer(sqliteBackend, {
+      BOARDFLEET_RECIPES_DIR: recipes,
       BOARDFLEET_HTTP_HOST: '127.0.0.1',
       BOARDFLEET_MQTT_HOST: '127.0.0.1',
     });
@@ -108,6 +123,31 @@ describe('unikernel images: build through the API, boot under qemu', () => {
     const exit = await vm.stop({ graceMs: 30_000 });
     expect(lines).toContain('http-hello 2.0.0: stopping, powering off');
     expect(exit.code).toBe(0);
+  }, 600_000);
+
+  it('builds for arm64 with a static address: qemu virt boots it and it answers', async () => {
+    const job = await build('http-hello-static', 'vm-arm64');
+    const bundleDir = await bundleOf(job);
+    const lines: string[] = [];
+    const vm = new QemuVm({
+      bundleDir,
+      accelerator: await detectAccelerator('arm64', { kernel: join(bundleDir, 'kernel') }),
+      onConsoleLine: (line) => {
+        lines.push(line);
+        showConsole?.(line);
+      },
+    });
+    vms.push(vm);
+    await vm.start();
+    await vm.waitForReady({ http: { port: 8080, path: '/healthz' } }, 120_000);
+    expect(await (await fetch(`http://127.0.0.1:${vm.hostPort(8080)}/`)).text()).toBe('hello 2.0.0\n');
+    expect(lines).toContain('boardfleet-init: eth0 10.0.2.15/24 (static)');
+    // qemu's arm64 virt machine has no reboot key: the image is stopped by ending the VM.
+    expect(JSON.parse(readFileSync(join(bundleDir, 'launch.json'), 'utf8'))).toMatchObject({
+      architecture: 'arm64',
+      stop: 'kill',
+    });
+    await vm.stop({ graceMs: 5_000 });
   }, 600_000);
 
   it('builds the agent as a unikernel: it connects to the server on the host and reports health', async () => {

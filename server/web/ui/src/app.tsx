@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from './api/client.ts';
 import { type Operator, session, useOperator } from './api/session.ts';
 import { Link, useLocation } from './components/router.tsx';
@@ -45,8 +45,11 @@ const NAV = [
 function Shell({ operator }: { operator: Operator }) {
   const { path } = useLocation();
   const status = useLiveStatus();
+  // After a navigation (not on the first page) focus goes to the new content, as a page load would.
+  const firstPath = useRef(path);
   useEffect(() => {
-    document.getElementById('main')?.focus({ preventScroll: true });
+    if (path !== firstPath.current) document.getElementById('main')?.focus({ preventScroll: true });
+    firstPath.current = '';
   }, [path]);
   return (
     <>

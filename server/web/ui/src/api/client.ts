@@ -83,8 +83,12 @@ export async function downloadArtifact(artifactId: string, fileName: string): Pr
 }
 
 /** Opens a server-sent event stream with the token in a header (EventSource cannot send one). */
-export function openEventStream(path: string, signal: AbortSignal): Promise<Response> {
-  return fetch(path, { headers: { ...authHeaders(), accept: 'text/event-stream' }, signal }).then(
+export function openEventStream(
+  path: string,
+  signal: AbortSignal,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(path, { headers: { ...authHeaders(), accept: 'text/event-stream', ...headers }, signal }).then(
     async (response) => {
       if (!response.ok) {
         if (response.status === 401) session.signOut();

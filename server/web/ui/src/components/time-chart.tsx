@@ -1,4 +1,4 @@
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useMemo, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
@@ -27,7 +27,14 @@ export function TimeChart(props: {
 }) {
   const container = useRef<HTMLDivElement>(null);
   const chart = useRef<uPlot | null>(null);
-  const data: uPlot.AlignedData = [props.x.map((ms) => ms / 1000), ...props.ys];
+  // Read by the x scale on every redraw, so a new range needs no new chart.
+  const range = useRef(props.range);
+  range.current = props.range;
+  const data = useMemo<uPlot.AlignedData>(
+    () => [props.x.map((ms) => ms / 1000), ...props.ys],
+    // The y columns' identities, not the wrapping array's: callers pass a new array each render.
+    [props.x, ...props.ys],
+  );
 
   useEffect(() => {
     const element = container.current;
@@ -37,7 +44,11 @@ export function TimeChart(props: {
       width: Math.max(200, element.clientWidth),
       height: HEIGHT,
       scales: {
-        x: { time: true, ...(props.range ? { range: [props.range[0] / 1000, props.range[1] / 1000] } : {}) },
+        x: {
+          time: true,
+          range: (_chart, min, max) =>
+            range.current ? [range.current[0] / 1000, range.current[1] / 1000] : [min, max],
+        },
         y: props.yRange ? { range: props.yRange } : {},
       },
       axes: [{}, { values: (_chart, ticks) => ticks.map((tick) => `${+tick.toFixed(2)}${unit}`), size: 60 }],
@@ -63,11 +74,11 @@ export function TimeChart(props: {
       instance.destroy();
       chart.current = null;
     };
-  }, [props.title, props.range?.[0], props.range?.[1]]);
+  }, [props.title]);
 
   useEffect(() => {
     chart.current?.setData(data);
-  }, [props.x, props.ys]);
+  }, [data]);
 
   return (
     <figure class="chart" data-testid="health-chart" data-points={props.x.length}>

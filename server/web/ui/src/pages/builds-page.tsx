@@ -1,6 +1,6 @@
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, downloadArtifact, openEventStream, query } from '../api/client.ts';
+import { api, ApiError, downloadArtifact, openEventStream, query } from '../api/client.ts';
 import { useOperator } from '../api/session.ts';
 import { importFleetKey, type SignatureStatus, verifyManifestSignature } from '../api/signature.ts';
 import type { Artifact, BuildJob } from '../api/types.ts';
@@ -136,12 +136,17 @@ function BuildDetail({ id }: { id: string }) {
 
   useEffect(() => {
     const controller = new AbortController();
-    const follow = async () => {
+    const { signal } = controller;
+    // The event id is the log offset: a stream that drops resumes after the last line it gave.
+    let lastEventId: string | null = null;
+    let ended = false;
+    const followOnce = async () => {
       const response = await openEventStream(
         `/api/v1/builds/${encodeURIComponent(id)}/events`,
-        controller.signal,
+        signal,
+        lastEventId ? { 'last-event-id': lastEventId } : {},
       );
-      if (!response.body) return;
+      if (!response.body) throw new Error('the build event stream has no body');
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       const parser = new SseParser();
       for (;;) {
@@ -149,14 +154,30 @@ function BuildDetail({ id }: { id: string }) {
         if (done) return;
         const added: string[] = [];
         for (const event of parser.push(value)) {
+          if (event.id) lastEventId = event.id;
           if (event.event === 'log') added.push(JSON.parse(event.data) as string);
           else if (event.event === 'status') setJob(JSON.parse(event.data) as BuildJob);
+          else if (event.event === 'end') ended = true;
         }
         if (added.length > 0) setLines((previous) => [...previous, ...added]);
       }
     };
+    const follow = async () => {
+      while (!ended && !signal.aborted) {
+        try {
+          await followOnce();
+          setError(null);
+        } catch (failure) {
+          if (signal.aborted || (failure instanceof ApiError && failure.status < 500)) throw failure;
+          setError(
+            `the log stream dropped (${failure instanceof Error ? failure.message : String(failure)}); retrying`,
+          );
+        }
+        if (!ended) await new Promise((resolve) => setTimeout(resolve, 2_000));
+      }
+    };
     follow().catch((failure: unknown) => {
-      if (!controller.signal.aborted) setError(failure instanceof Error ? failure.message : String(failure));
+      if (!signal.aborted) setError(failure instanceof Error ? failure.message : String(failure));
     });
     return () => controller.abort();
   }, [id]);

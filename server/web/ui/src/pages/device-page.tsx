@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, query } from '../api/client.ts';
 import type { Deployment, DeviceDetails, PresenceChange, StoredHealth } from '../api/types.ts';
 import { ErrorMessage } from '../components/error-message.tsx';
@@ -233,12 +233,13 @@ function HealthCharts({ id, online, createdAt }: { id: string; online: boolean; 
   );
 
   const data = history.data;
-  const series = data ? healthSeries(data.samples) : null;
-  // Before it was registered a device was neither online nor offline: its line starts then.
-  const connectivity = data
-    ? connectivitySeries(data.changes, Math.max(data.from, createdAt), data.to, online)
-    : null;
-  const range: [number, number] | undefined = data ? [data.from, data.to] : undefined;
+  const series = useMemo(() => (data ? healthSeries(data.samples) : null), [data]);
+  // Before it was registered a device has no history: its charts start then.
+  const range: [number, number] | undefined = data ? [Math.max(data.from, createdAt), data.to] : undefined;
+  const connectivity = useMemo(
+    () => (data ? connectivitySeries(data.changes, Math.max(data.from, createdAt), data.to, online) : null),
+    [data, createdAt, online],
+  );
   const noTemperature = series !== null && series.temperature.every((value) => value === null);
   return (
     <>

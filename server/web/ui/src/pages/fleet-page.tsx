@@ -83,8 +83,16 @@ function SummaryPanel({ summary }: { summary: FleetSummary }) {
         </div>
       </dl>
       <div class="breakdowns">
-        <Breakdown title="By board" entries={sorted(summary.byBoard)} />
-        <Breakdown title="By running version" entries={sorted(summary.byVersion)} />
+        <Breakdown
+          title="By board"
+          entries={sorted(summary.byBoard)}
+          filterHref={(board) => (board === 'unknown' ? null : `/?board=${encodeURIComponent(board)}`)}
+        />
+        <Breakdown
+          title="By running version"
+          entries={sorted(summary.byVersion)}
+          filterHref={(version) => (version === 'none' ? null : `/?version=${encodeURIComponent(version)}`)}
+        />
         {summary.failingDevices.length > 0 && (
           <div>
             <h3>Failing health</h3>
@@ -103,7 +111,16 @@ function SummaryPanel({ summary }: { summary: FleetSummary }) {
   );
 }
 
-function Breakdown({ title, entries }: { title: string; entries: [string, number][] }) {
+/** Counts by a key; a key links to the device table filtered by it (`filterHref` null: no filter fits). */
+function Breakdown({
+  title,
+  entries,
+  filterHref,
+}: {
+  title: string;
+  entries: [string, number][];
+  filterHref: (key: string) => string | null;
+}) {
   return (
     <div>
       <h3>{title}</h3>
@@ -113,7 +130,8 @@ function Breakdown({ title, entries }: { title: string; entries: [string, number
         <ul class="breakdown">
           {entries.slice(0, 8).map(([name, count]) => (
             <li key={name}>
-              <span>{name}</span> <strong>{count}</strong>
+              <span>{filterHref(name) ? <Link href={filterHref(name) as string}>{name}</Link> : name}</span>{' '}
+              <strong>{count}</strong>
             </li>
           ))}
         </ul>

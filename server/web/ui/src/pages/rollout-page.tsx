@@ -10,6 +10,9 @@ import { useLiveEvent } from '../live/live-stream.ts';
 
 type Action = 'pause' | 'resume' | 'abort' | 'approve';
 
+/** Rows in the all-devices table: a big rollout's thousands would only slow the page. */
+const DEVICES_SHOWN = 200;
+
 export function RolloutPage({ id }: { id: string }) {
   const operator = useOperator();
   const path = `/api/v1/rollouts/${encodeURIComponent(id)}`;
@@ -122,6 +125,39 @@ export function RolloutPage({ id }: { id: string }) {
           </table>
         </div>
       )}
+
+      <details class="all-devices">
+        <summary>All devices ({rollout.devices.length})</summary>
+        <div class="table-wrap">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Device</th>
+                <th scope="col">Wave</th>
+                <th scope="col">State</th>
+                <th scope="col">Progress</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rollout.devices.slice(0, DEVICES_SHOWN).map((device) => (
+                <tr key={device.deviceId}>
+                  <td>
+                    <Link href={`/devices/${encodeURIComponent(device.deviceId)}`}>{device.deviceId}</Link>
+                  </td>
+                  <td>{rollout.waves[device.waveIndex]?.name ?? device.waveIndex + 1}</td>
+                  <td>{device.state}</td>
+                  <td>{device.progress === null ? '' : `${device.progress}%`}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        {rollout.devices.length > DEVICES_SHOWN && (
+          <p class="hint">
+            The first {DEVICES_SHOWN} of {rollout.devices.length}; the waves above count them all.
+          </p>
+        )}
+      </details>
 
       <h2>History</h2>
       <ol class="log">
