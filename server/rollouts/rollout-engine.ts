@@ -231,7 +231,9 @@ export class RolloutEngine extends EventEmitter<{
       await this.moveWave(rollout.id, current, event, event === WaveEvent.Start ? { startedAt: now } : {});
       await this.deps.rollouts.log(
         rollout.id,
-        event === WaveEvent.Start ? `wave ${current.name} started` : `wave ${current.name} awaits approval`,
+        event === WaveEvent.Start
+          ? `${waveLabel(current.name)} started`
+          : `${waveLabel(current.name)} awaits approval`,
         now,
       );
     }
@@ -242,7 +244,7 @@ export class RolloutEngine extends EventEmitter<{
     const verdict = evaluateWave(counts, current.config);
     if (verdict === 'tripped') {
       await this.moveWave(rollout.id, current, WaveEvent.ErrorThresholdCrossed, { finishedAt: now });
-      const reason = `wave ${current.name} tripped: ${counts.failed} of ${counts.size} failed (threshold ${current.config.errorThresholdPercent}%)`;
+      const reason = `${waveLabel(current.name)} tripped: ${counts.failed} of ${counts.size} failed (threshold ${current.config.errorThresholdPercent}%)`;
       await this.deps.rollouts.log(rollout.id, reason, now);
       if (rollout.options.onTrip === 'abort') await this.abort(rollout, reason);
       else await this.moveRollout(rollout, RolloutEvent.WaveTripped, reason, `rollout paused: ${reason}`);
@@ -252,7 +254,7 @@ export class RolloutEngine extends EventEmitter<{
       await this.moveWave(rollout.id, current, WaveEvent.SuccessThresholdReached, { finishedAt: now });
       await this.deps.rollouts.log(
         rollout.id,
-        `wave ${current.name} succeeded: ${counts.committed} of ${counts.size} committed`,
+        `${waveLabel(current.name)} succeeded: ${counts.committed} of ${counts.size} committed`,
         now,
       );
       return;
@@ -461,7 +463,7 @@ export class RolloutEngine extends EventEmitter<{
       await this.moveWave(rollout.id, waiting, WaveEvent.Approve, { startedAt: this.deps.clock.now() });
       await this.deps.rollouts.log(
         rollout.id,
-        `wave ${waiting.name} approved by ${by}`,
+        `${waveLabel(waiting.name)} approved by ${by}`,
         this.deps.clock.now(),
       );
       return true;
@@ -565,4 +567,9 @@ function deploymentBoards(record: DeviceRecord): string[] {
     attachedBoard.board ? [attachedBoard.board, attachedBoard.board.split(':')[0]!] : [],
   );
   return [...new Set([...(own ? [own] : []), ...attached])];
+}
+
+/** "wave 1" for the default names, "wave canary" for a named one: never "wave wave 1". */
+function waveLabel(name: string): string {
+  return /^wave\b/i.test(name) ? name : `wave ${name}`;
 }
