@@ -5,8 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../../test/support/agent-process.ts';
 import { uploadArtifact } from '../../test/support/artifacts.ts';
 import { sqliteBackend } from '../../test/support/databases.ts';
-import { eventually, startTestServer, type TestServer } from '../../test/support/test-server.ts';
-import { buildFixtureBundle, type FixtureBundle } from '../../test/support/unikernel-fixture.ts';
+import { startTestServer, type TestServer } from '../../test/support/test-server.ts';
+import {
+  buildFixtureBundle,
+  type FixtureBundle,
+  removeFixtureBundles,
+} from '../../test/support/unikernel-fixture.ts';
 
 interface RunImageProcess {
   child: ChildProcess;
@@ -27,17 +31,16 @@ function runImage(args: string[], env: Record<string, string> = {}): RunImagePro
   return { child, stdout: () => stdout, stderr: () => stderr };
 }
 
-/** Waits for the ready line, returns the forwarded URL of guest port 8080. */
+/** Waits for the ready line, returns the forwarded URL of guest port 8080; fails at once if run-image exits. */
 async function readyUrl(run: RunImageProcess): Promise<string> {
-  const port = await eventually(
-    'the VM to be ready',
-    () => {
-      if (run.child.exitCode !== null) throw new Error(`run-image exited early:\n${run.stderr()}`);
-      return /ready after/.test(run.stderr()) && /guest tcp port 8080 → 127\.0\.0\.1:(\d+)/.exec(run.stderr())?.[1];
-    },
-    180_000,
-  );
-  return `http://127.0.0.1:${port}/`;
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    if (run.child.exitCode !== null) throw new Error(`run-image exited early:\n${run.stderr()}`);
+    const port = /guest tcp port 8080 → 127\.0\.0\.1:(\d+)/.exec(run.stderr())?.[1];
+    if (port && /ready after/.test(run.stderr())) return `http://127.0.0.1:${port}/`;
+    if (Date.now() > deadline) throw new Error(`run-image not ready after 180 s:\n${run.stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 async function interruptAndWait(run: RunImageProcess): Promise<number | null> {
@@ -58,13 +61,16 @@ describe('boardfleet run-image', () => {
 
   afterAll(async () => {
     await server?.dispose();
+    removeFixtureBundles();
   });
 
   it('boots a bundle tar, says which accelerator and why, streams the console and stops cleanly on Ctrl-C', async () => {
     const run = runImage([bundle.tarFile, '-p', '0:8080', '--env', 'GREETING=hi']);
     const url = await readyUrl(run);
     expect(await (await fetch(url)).text()).toBe('hello 2.1.0\n');
-    expect(run.stderr()).toMatch(/booting fixture-http 2\.1\.0 \(x86_64\) under (KVM|TCG \(software emulation\)): \S/);
+    expect(run.stderr()).toMatch(
+      /booting fixture-http 2\.1\.0 \(x86_64\) under (KVM|TCG \(software emulation\)): \S/,
+    );
     expect(await interruptAndWait(run)).toBe(0);
     expect(run.stdout()).toContain('fixture-http 2.1.0 listening on 8080');
     // The guest saw the interrupt as ctrl-alt-del and powered off by itself.
@@ -85,15 +91,22 @@ describe('boardfleet run-image', () => {
     });
     const url = await readyUrl(run);
     expect(await (await fetch(url)).text()).toBe('hello 2.1.0\n');
-    expect(run.stderr()).toContain(`fixture-http-vm-x86_64 2.1.0 (${stored.id}): signature and sha256 verified`);
+    expect(run.stderr()).toContain(
+      `fixture-http-vm-x86_64 2.1.0 (${stored.id}): signature and sha256 verified`,
+    );
     expect(run.stderr()).toContain('under TCG (software emulation) as configured');
     expect(await interruptAndWait(run)).toBe(0);
   }, 300_000);
 
   it('refuses what is neither a bundle on disk nor a unikernel artifact on the server', async () => {
-    const run = runImage(['no-such-image@9.9.9'], { BOARDFLEET_URL: server.httpUrl, BOARDFLEET_TOKEN: server.adminToken });
+    const run = runImage(['no-such-image@9.9.9'], {
+      BOARDFLEET_URL: server.httpUrl,
+      BOARDFLEET_TOKEN: server.adminToken,
+    });
     const [code] = (await once(run.child, 'exit')) as [number | null];
     expect(code).toBe(1);
-    expect(run.stderr()).toMatch(/no file or folder no-such-image@9\.9\.9, and no unikernel artifact no-such-image version 9\.9\.9/);
+    expect(run.stderr()).toMatch(
+      /no file or folder no-such-image@9\.9\.9, and no unikernel artifact no-such-image version 9\.9\.9/,
+    );
   }, 60_000);
 });

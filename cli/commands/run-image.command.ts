@@ -11,7 +11,12 @@ import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.
 import { fetchFleetKey } from '../../device-agent/runtime/credentials.ts';
 import { sha256File } from '../../device-agent/update/artifact-download.ts';
 import { verifyDeployment } from '../../device-agent/update/artifact-verify.ts';
-import { type AcceleratorPreference, detectAccelerator, type PortForward, QemuVm } from '../../device-agent/vm/qemu-vm.ts';
+import {
+  type AcceleratorPreference,
+  detectAccelerator,
+  type PortForward,
+  QemuVm,
+} from '../../device-agent/vm/qemu-vm.ts';
 import { checkBundleDir, extractBundle } from '../../device-agent/vm/vm-bundle.ts';
 import { ApiClient } from '../api-client.ts';
 import { progressBar } from '../progress.ts';
@@ -33,8 +38,18 @@ export function register(program: Command): void {
       'Boot a unikernel image under qemu and stream its console (Ctrl-C stops it; a second Ctrl-C kills it). ' +
         '<artifact>: a bundle .tar or folder, or an artifact on the server (id, or name[@version])',
     )
-    .option('-p, --publish <host:guest>', 'forward a host port to a guest port (host 0: any free port); repeatable', collect, [])
-    .option('-e, --env <KEY=VALUE>', 'environment for the application (on the kernel command line); repeatable', collect, [])
+    .option(
+      '-p, --publish <host:guest>',
+      'forward a host port to a guest port (host 0: any free port); repeatable',
+      collect,
+      [],
+    )
+    .option(
+      '-e, --env <KEY=VALUE>',
+      'environment for the application (on the kernel command line); repeatable',
+      collect,
+      [],
+    )
     .option('--memory <MiB>', 'memory instead of the image’s own')
     .option('--accel <auto|kvm|tcg>', 'accelerator (auto: KVM when usable)', 'auto')
     .option('--ready-timeout <seconds>', 'how long to wait for the image’s readiness check', '120')
@@ -55,7 +70,11 @@ async function runImage(artifact: string, options: RunImageOptions): Promise<num
   try {
     const { dir, spec } = await obtainBundle(artifact, scratch);
     const forwards = portForwards(spec, options.publish);
-    const accelerator = await detectAccelerator(spec.architecture, { kernel: join(dir, BUNDLE_FILES.kernel), preference: accel });
+    if (accel === 'auto') say('checking whether KVM can run this kernel (a probe boot of a few seconds)');
+    const accelerator = await detectAccelerator(spec.architecture, {
+      kernel: join(dir, BUNDLE_FILES.kernel),
+      preference: accel,
+    });
     say(`booting ${spec.name} ${spec.version} (${spec.architecture}) under ${accelerator.reason}`);
     const vm = new QemuVm({
       bundleDir: dir,
@@ -81,7 +100,9 @@ async function runImage(artifact: string, options: RunImageOptions): Promise<num
     try {
       await vm.start();
       for (const forward of forwards) {
-        say(`guest ${forward.protocol} port ${forward.guest} → 127.0.0.1:${vm.hostPort(forward.guest, forward.protocol)}`);
+        say(
+          `guest ${forward.protocol} port ${forward.guest} → 127.0.0.1:${vm.hostPort(forward.guest, forward.protocol)}`,
+        );
       }
       if (spec.readiness) {
         vm.waitForReady(spec.readiness, readyTimeoutSeconds * 1000).then(
@@ -92,7 +113,8 @@ async function runImage(artifact: string, options: RunImageOptions): Promise<num
         );
       }
       const exit = await vm.exited;
-      const clean = exit.description === 'the guest powered off' || (stopping !== null && exit.signal === null);
+      const clean =
+        exit.description === 'the guest powered off' || (stopping !== null && exit.signal === null);
       say(`${spec.name} ${spec.version}: ${exit.description}`);
       return clean ? 0 : 1;
     } finally {
@@ -135,12 +157,18 @@ function portForwards(spec: LaunchSpec, publish: string[]): PortForward[] {
     const host = Number(match?.[1]);
     const guest = Number(match?.[2]);
     if (!match || host > 65535 || guest < 1 || guest > 65535) {
-      throw new BoardfleetError('invalid-arguments', `-p takes HOST:GUEST (e.g. 8080:8080 or 0:8080), not ${entry}`);
+      throw new BoardfleetError(
+        'invalid-arguments',
+        `-p takes HOST:GUEST (e.g. 8080:8080 or 0:8080), not ${entry}`,
+      );
     }
     forwards.push({ host, guest, protocol: (match[3] as 'tcp' | 'udp' | undefined) ?? 'tcp' });
   }
   if (spec.network.mode === 'none' && forwards.length > 0) {
-    throw new BoardfleetError('invalid-arguments', `${spec.name} has no network (network.mode none): nothing to forward`);
+    throw new BoardfleetError(
+      'invalid-arguments',
+      `${spec.name} has no network (network.mode none): nothing to forward`,
+    );
   }
   for (const port of spec.ports) {
     if (!forwards.some((forward) => forward.guest === port.guest && forward.protocol === port.protocol)) {
@@ -161,7 +189,10 @@ async function obtainBundle(artifact: string, scratch: string): Promise<{ dir: s
   const api = ApiClient.fromEnvironment();
   const record = await findArtifact(api, artifact);
   if (record.kind !== 'unikernel') {
-    throw new BoardfleetError('invalid-arguments', `${record.name} ${record.version} is a ${record.kind}, not a unikernel image`);
+    throw new BoardfleetError(
+      'invalid-arguments',
+      `${record.name} ${record.version} is a ${record.kind}, not a unikernel image`,
+    );
   }
   const cacheDir = join(homedir(), '.cache', 'boardfleet', 'run-image');
   mkdirSync(cacheDir, { recursive: true });
@@ -194,9 +225,12 @@ async function findArtifact(api: ApiClient, reference: string): Promise<Artifact
   const at = reference.lastIndexOf('@');
   const name = at > 0 ? reference.slice(0, at) : reference;
   const version = at > 0 ? reference.slice(at + 1) : undefined;
-  const byName = await api.request<ArtifactRecord[]>('GET', `/api/v1/artifacts?${new URLSearchParams({ name, kind: 'unikernel' })}`);
+  const { artifacts } = await api.request<{ artifacts: ArtifactRecord[] }>(
+    'GET',
+    `/api/v1/artifacts?${new URLSearchParams({ name, kind: 'unikernel', limit: '1000' })}`,
+  );
   // Newest first: without a version, the newest.
-  const found = byName.find((record) => version === undefined || record.version === version);
+  const found = artifacts.find((record) => version === undefined || record.version === version);
   if (found) return found;
   if (version === undefined) {
     try {
@@ -231,7 +265,11 @@ async function download(api: ApiClient, record: ArtifactRecord, file: string): P
     },
   });
   try {
-    await pipeline(Readable.fromWeb(response.body as WebReadableStream), counter, createWriteStream(`${file}.partial`));
+    await pipeline(
+      Readable.fromWeb(response.body as WebReadableStream),
+      counter,
+      createWriteStream(`${file}.partial`),
+    );
   } finally {
     progress.stop();
   }

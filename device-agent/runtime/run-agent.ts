@@ -6,6 +6,7 @@ import { z } from 'zod';
 import packageJson from '../../package.json' with { type: 'json' };
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { MOUNTS } from '../../protocol/linux-ab-layout.ts';
+import { LAUNCH_ENV_NAME, LAUNCH_ENV_VALUE } from '../../protocol/unikernel-image.ts';
 import { AppBundleStrategy } from '../update/app-bundle.strategy.ts';
 import { rebootDevice } from '../update/device-reboot.ts';
 import { LinuxAbStrategy } from '../update/linux-ab.strategy.ts';
@@ -13,6 +14,8 @@ import type { McuSerialStrategy } from '../update/mcu-serial.strategy.ts';
 import { activationGate } from '../update/activation-gate.ts';
 import { UpdateManager } from '../update/update-manager.ts';
 import type { UpdateState } from '../update/update-state-machine.ts';
+import { VmStrategy } from '../update/vm.strategy.ts';
+import { ConsoleUploader } from '../vm/console-uploader.ts';
 import { SystemCollectors } from './collectors.ts';
 import {
   type AgentCredentials,
@@ -50,6 +53,33 @@ export const agentConfigSchema = z.strictObject({
       healthTimeoutSeconds: z.coerce.number().min(1).max(3600).default(180),
     })
     .prefault({}),
+  /**
+   * Unikernel images run as VMs (`vm` rollouts): each `publish` entry is a host port that leads
+   * to the committed VM's guest port; `env` is every VM's launch-time environment.
+   */
+  vm: z
+    .strictObject({
+      publish: z
+        .array(
+          z.strictObject({
+            hostPort: z.number().int().min(1).max(65535),
+            guestPort: z.number().int().min(1).max(65535),
+            address: z.string().min(1).default('0.0.0.0'),
+          }),
+        )
+        .default([]),
+      accelerator: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+      readyTimeoutSeconds: z.coerce.number().min(1).max(3600).default(180),
+      env: z
+        .record(
+          z.string().regex(LAUNCH_ENV_NAME, 'upper-case letters, digits and _'),
+          z
+            .string()
+            .regex(LAUNCH_ENV_VALUE, 'no spaces or double quotes (it rides on the kernel command line)'),
+        )
+        .default({}),
+    })
+    .optional(),
   dataDir: z.string().default('./agent-data'),
   /** While this file exists (holding a live pid, or anything else), new versions wait to be activated. */
   updateLock: z.string().min(1).optional(),
@@ -144,6 +174,22 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
         log: (line) => logger.info({ slots: true }, line),
       })
     : null;
+  const vms = config.vm
+    ? new VmStrategy({
+        root: resolve(dataDir, 'vm'),
+        publish: config.vm.publish,
+        accelerator: config.vm.accelerator,
+        readyTimeoutSeconds: config.vm.readyTimeoutSeconds,
+        env: config.vm.env,
+        consoles: new ConsoleUploader({
+          server: config.server,
+          deviceId: credentials.deviceId,
+          secret: credentials.secret,
+          logger: logger.child({ component: 'vm-consoles' }),
+        }),
+        log: (line) => logger.info({ vm: true }, line),
+      })
+    : null;
   const updates: UpdateManager = new UpdateManager({
     dataDir,
     activationGate: activationGate({
@@ -159,6 +205,7 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
       ),
       ...(attachedBoard ? { 'mcu-serial': attachedBoard } : {}),
       ...(slots ? { 'linux-ab': slots } : {}),
+      ...(vms ? { vm: vms } : {}),
     },
     report: ({ deploymentId, state, progress, reason }) =>
       agent?.recordEvent(

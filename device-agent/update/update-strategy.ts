@@ -27,7 +27,7 @@ export type RebootOutcome =
  * the agent starts again it asks `rebootOutcome` where the device stands.
  *
  * Strategies: `app-bundle`, `mcu-serial` (an attached Arduino), `linux-ab` (A/B root slots with
- * the Raspberry Pi's tryboot); `vm` (unikernel images) will plug in the same way.
+ * the Raspberry Pi's tryboot), `vm` (unikernel images run as supervised VMs beside each other).
  */
 export interface UpdateStrategy {
   readonly kind: 'app-bundle' | 'mcu-serial' | 'linux-ab' | 'vm';

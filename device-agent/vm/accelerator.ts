@@ -13,7 +13,10 @@ export interface AcceleratorChoice {
 }
 
 /** The architecture qemu calls the host's, for KVM (which only runs the host's own). */
-const HOST_ARCHITECTURE: Partial<Record<NodeJS.Architecture, VmArchitecture>> = { x64: 'x86_64', arm64: 'arm64' };
+const HOST_ARCHITECTURE: Partial<Record<NodeJS.Architecture, VmArchitecture>> = {
+  x64: 'x86_64',
+  arm64: 'arm64',
+};
 const PROBE_TIMEOUT_MS = 8_000;
 const PROBE_CMDLINE: Record<VmArchitecture, string> = {
   x86_64: 'console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1',
@@ -55,7 +58,8 @@ export function detectAccelerator(
   options: { kernel: string; preference?: AcceleratorPreference; searchPath?: string },
 ): Promise<AcceleratorChoice> {
   const preference = options.preference ?? 'auto';
-  if (preference === 'tcg') return Promise.resolve({ accel: 'tcg', reason: 'TCG (software emulation) as configured' });
+  if (preference === 'tcg')
+    return Promise.resolve({ accel: 'tcg', reason: 'TCG (software emulation) as configured' });
   const key = `${arch}\0${options.kernel}`;
   let probe = probes.get(key);
   if (!probe) {
@@ -70,13 +74,23 @@ export function detectAccelerator(
   });
 }
 
-async function probeKvm(arch: VmArchitecture, kernel: string, searchPath?: string): Promise<AcceleratorChoice> {
-  const tcg = (why: string): AcceleratorChoice => ({ accel: 'tcg', reason: `TCG (software emulation): ${why}` });
+async function probeKvm(
+  arch: VmArchitecture,
+  kernel: string,
+  searchPath?: string,
+): Promise<AcceleratorChoice> {
+  const tcg = (why: string): AcceleratorChoice => ({
+    accel: 'tcg',
+    reason: `TCG (software emulation): ${why}`,
+  });
   const host = HOST_ARCHITECTURE[process.arch];
   if (host !== arch) {
-    return tcg(`KVM only runs the host's own architecture, and this host is ${process.arch}, the image ${arch}`);
+    return tcg(
+      `KVM only runs the host's own architecture, and this host is ${process.arch}, the image ${arch}`,
+    );
   }
-  if (!existsSync('/dev/kvm')) return tcg('/dev/kvm does not exist (no virtualisation in this CPU or kernel)');
+  if (!existsSync('/dev/kvm'))
+    return tcg('/dev/kvm does not exist (no virtualisation in this CPU or kernel)');
   try {
     accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch (error) {
@@ -123,5 +137,7 @@ async function probeKvm(arch: VmArchitecture, kernel: string, searchPath?: strin
       }),
     );
   });
-  return outcome.booted ? { accel: 'kvm', reason: 'KVM: /dev/kvm is usable and runs this kernel' } : tcg(outcome.why);
+  return outcome.booted
+    ? { accel: 'kvm', reason: 'KVM: /dev/kvm is usable and runs this kernel' }
+    : tcg(outcome.why);
 }

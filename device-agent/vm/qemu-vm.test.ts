@@ -1,9 +1,13 @@
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LaunchSpec } from '../../protocol/unikernel-image.ts';
-import { buildFixtureBundle, type FixtureBundle } from '../../test/support/unikernel-fixture.ts';
+import {
+  buildFixtureBundle,
+  type FixtureBundle,
+  removeFixtureBundles,
+} from '../../test/support/unikernel-fixture.ts';
 import { ConsoleCapture } from './console-capture.ts';
 import { detectAccelerator, qemuArguments, qemuBinary, QemuVm, VmNotReadyError } from './qemu-vm.ts';
 
@@ -41,9 +45,18 @@ describe('qemu arguments', () => {
     expect(args).toContain('-M q35 -accel tcg -cpu max -m 256 -smp 2');
     expect(args).toContain('-kernel /b/kernel -initrd /b/initramfs.img');
     expect(args).toContain('-append console=ttyS0 panic=-1 SERVER=http://10.0.2.2:8080');
-    expect(args).toContain('-netdev user,id=net0,hostfwd=tcp:127.0.0.1:0-:8080 -device virtio-net-pci,netdev=net0');
+    expect(args).toContain(
+      '-netdev user,id=net0,hostfwd=tcp:127.0.0.1:0-:8080 -device virtio-net-pci,netdev=net0',
+    );
     expect(args).toContain('-qmp unix:/s/qmp.sock,server=on,wait=off');
     expect(args).toContain('-device virtio-rng-pci');
+    expect(args).not.toContain('virtio-keyboard-pci');
+  });
+
+  it('gives an arm64 VM a keyboard for ctrl-alt-del, which the virt machine lacks', () => {
+    const args = argsFor({ ...baseSpec, architecture: 'arm64' }).join(' ');
+    expect(args).toContain('-M virt -accel tcg -cpu cortex-a72');
+    expect(args).toContain('-device virtio-keyboard-pci');
   });
 
   it('uses the host CPU under KVM and forwards to a static guest address', () => {
@@ -78,7 +91,9 @@ describe('qemu arguments', () => {
 
   it('names the Debian package when qemu is missing', () => {
     const empty = mkdtempSync(join(tmpdir(), 'bf-nopath-'));
-    expect(() => qemuBinary('x86_64', empty)).toThrow(/qemu-system-x86_64 is not installed.*apt-get install qemu-system-x86/);
+    expect(() => qemuBinary('x86_64', empty)).toThrow(
+      /qemu-system-x86_64 is not installed.*apt-get install qemu-system-x86/,
+    );
     expect(() => qemuBinary('arm64', empty)).toThrow(/qemu-system-aarch64.*qemu-system-arm/);
   });
 });
@@ -92,7 +107,8 @@ describe('console capture', () => {
     capture.write('first li');
     capture.write('ne\r\nsecond\n');
     expect(seen).toEqual(['first line', 'second']);
-    for (let index = 0; index < 100; index++) capture.write(`line ${String(index).padStart(3, '0')} ${'x'.repeat(20)}\n`);
+    for (let index = 0; index < 100; index++)
+      capture.write(`line ${String(index).padStart(3, '0')} ${'x'.repeat(20)}\n`);
     expect(capture.tail()).toHaveLength(5);
     expect(capture.tail(1)).toEqual([`line 099 ${'x'.repeat(20)}`]);
     const text = readFileSync(file, 'utf8');
@@ -107,12 +123,16 @@ describe('QemuVm with the fixture bundle (TCG)', () => {
   let serving: FixtureBundle;
   let crashing: FixtureBundle;
   let idle: FixtureBundle;
+  let offline: FixtureBundle;
 
   beforeAll(async () => {
     serving = await buildFixtureBundle({ version: '1.0.0' });
     crashing = await buildFixtureBundle({ version: '1.0.1', behaviour: 'crash' });
     idle = await buildFixtureBundle({ version: '1.0.2', behaviour: 'never-ready' });
+    offline = await buildFixtureBundle({ version: '1.0.3', network: 'none', stop: 'kill' });
   }, 300_000);
+
+  afterAll(() => removeFixtureBundles());
 
   it('says which accelerator it picks and why, and refuses KVM when KVM cannot run the kernel', async () => {
     const kernel = join(serving.dir, 'kernel');
@@ -137,7 +157,12 @@ describe('QemuVm with the fixture bundle (TCG)', () => {
   it('boots, gets ready by HTTP and console line, serves through the forwarded port, and stops cleanly on ctrl-alt-del', async () => {
     const consoleFile = join(mkdtempSync(join(tmpdir(), 'bf-vm-test-')), 'console.log');
     const lines: string[] = [];
-    const vm = new QemuVm({ bundleDir: serving.dir, accelerator: TCG, consoleFile, onConsoleLine: (line) => lines.push(line) });
+    const vm = new QemuVm({
+      bundleDir: serving.dir,
+      accelerator: TCG,
+      consoleFile,
+      onConsoleLine: (line) => lines.push(line),
+    });
     await vm.start();
     try {
       await vm.waitForReady(serving.spec.readiness as NonNullable<LaunchSpec['readiness']>, 120_000);
@@ -151,6 +176,19 @@ describe('QemuVm with the fixture bundle (TCG)', () => {
     const file = readFileSync(consoleFile, 'utf8');
     expect(file).toMatch(/^=== fixture-http 1\.0\.0 started .* under tcg ===$/m);
     expect(file).toContain('fixture-http 1.0.0 listening on 8080');
+  }, 240_000);
+
+  it('boots a VM without network, ready by its console line, and ends it at once when its image says kill', async () => {
+    const vm = new QemuVm({ bundleDir: offline.dir, accelerator: TCG });
+    await vm.start();
+    try {
+      expect(() => vm.hostPort(8080)).toThrow(/not forwarded/);
+      await vm.waitForReady(offline.spec.readiness as NonNullable<LaunchSpec['readiness']>, 120_000);
+    } finally {
+      const exit = await vm.stop({ graceMs: 60_000 });
+      expect(exit.description).toBe('qemu was stopped by a signal');
+    }
+    expect(vm.console.tail()).not.toContain('fixture-http stopping');
   }, 240_000);
 
   it('rejects readiness as soon as the VM exits, with how it ended and its last console lines', async () => {

@@ -16,7 +16,12 @@ import { type AcceleratorChoice, qemuBinary } from './accelerator.ts';
 import { ConsoleCapture } from './console-capture.ts';
 import { QmpClient, type QmpEvent } from './qmp-client.ts';
 
-export { type AcceleratorChoice, type AcceleratorPreference, detectAccelerator, qemuBinary } from './accelerator.ts';
+export {
+  type AcceleratorChoice,
+  type AcceleratorPreference,
+  detectAccelerator,
+  qemuBinary,
+} from './accelerator.ts';
 
 /** A host port forwarded to a guest port; host 0 takes a free one (see {@link QemuVm.hostPort}). */
 export interface PortForward {
@@ -101,7 +106,14 @@ export function qemuArguments(options: {
   const { spec } = options;
   const machine = QEMU_MACHINES[spec.architecture];
   const args = [
-    ...['-M', machine.machine, '-accel', options.accel, '-cpu', options.accel === 'kvm' ? 'host' : machine.tcgCpu],
+    ...[
+      '-M',
+      machine.machine,
+      '-accel',
+      options.accel,
+      '-cpu',
+      options.accel === 'kvm' ? 'host' : machine.tcgCpu,
+    ],
     ...['-m', String(options.memoryMiB), '-smp', String(spec.cpus)],
     ...['-kernel', join(options.bundleDir, BUNDLE_FILES.kernel)],
     ...['-initrd', join(options.bundleDir, BUNDLE_FILES.initramfs)],
@@ -113,11 +125,15 @@ export function qemuArguments(options: {
     // qemu's user network hands out 10.0.2.15 by DHCP; a static guest is reached at its own address.
     const guestAddress = spec.network.mode === 'static' ? spec.network.address.split('/')[0] : '';
     const forwards = options.forwards.map(
-      (forward) => `,hostfwd=${forward.protocol}:${options.forwardAddress}:${forward.host}-${guestAddress}:${forward.guest}`,
+      (forward) =>
+        `,hostfwd=${forward.protocol}:${options.forwardAddress}:${forward.host}-${guestAddress}:${forward.guest}`,
     );
     args.push('-netdev', `user,id=net0${forwards.join('')}`, '-device', 'virtio-net-pci,netdev=net0');
   }
   args.push('-device', 'virtio-rng-pci');
+  // q35 has a PS/2 keyboard for ctrl-alt-del; virt has none, so it gets a virtio one (the guest
+  // needs the virtio_input driver for the key to arrive).
+  if (spec.architecture === 'arm64') args.push('-device', 'virtio-keyboard-pci');
   return args;
 }
 
@@ -147,7 +163,7 @@ export class QemuVm {
   readonly console: ConsoleCapture;
   private child: ChildProcess | null = null;
   private qmp: QmpClient | null = null;
-  private readonly scratch: string;
+  private scratch = '';
   private shutdownReason: string | null = null;
   private stderr = '';
   private exitInfo: VmExit | null = null;
@@ -161,7 +177,6 @@ export class QemuVm {
       ...(options.consoleFileCapBytes ? { fileCapBytes: options.consoleFileCapBytes } : {}),
     });
     if (options.onConsoleLine) this.console.onLine(options.onConsoleLine);
-    this.scratch = mkdtempSync(join(tmpdir(), 'bf-vm-'));
   }
 
   get pid(): number | undefined {
@@ -183,10 +198,23 @@ export class QemuVm {
   async start(): Promise<void> {
     if (this.child) throw new Error('the VM was started already');
     const binary = qemuBinary(this.spec.architecture, this.options.searchPath);
+    // A short path: unix socket paths are limited to 107 bytes.
+    this.scratch = mkdtempSync(join(tmpdir(), 'bf-vm-'));
     const qmpSocket = join(this.scratch, 'qmp.sock');
     const forwards =
-      this.options.forwards ??
-      this.spec.ports.map((port) => ({ guest: port.guest, host: 0, protocol: port.protocol }));
+      this.spec.network.mode === 'none'
+        ? []
+        : this.options.forwards
+          ? [...this.options.forwards]
+          : this.spec.ports.map((port) => ({ guest: port.guest, host: 0, protocol: port.protocol }));
+    // The readiness check reaches the guest through a forwarded port too.
+    const readinessPort = this.spec.network.mode === 'none' ? undefined : this.spec.readiness?.http?.port;
+    if (
+      readinessPort &&
+      !forwards.some((forward) => forward.guest === readinessPort && forward.protocol === 'tcp')
+    ) {
+      forwards.push({ guest: readinessPort, host: 0, protocol: 'tcp' });
+    }
     const args = qemuArguments({
       spec: this.spec,
       bundleDir: this.options.bundleDir,
@@ -270,7 +298,10 @@ export class QemuVm {
             ...(httpOk ? [] : [`HTTP on guest port ${readiness.http?.port}: ${httpProblem}`]),
             ...(lineSeen ? [] : [`no console line matched /${readiness.consoleLine}/`]),
           ];
-          throw this.notReady('vm-not-ready', `not ready after ${Math.round(timeoutMs / 1000)} s: ${missing.join('; ')}`);
+          throw this.notReady(
+            'vm-not-ready',
+            `not ready after ${Math.round(timeoutMs / 1000)} s: ${missing.join('; ')}`,
+          );
         }
         await Promise.race([delay(READY_POLL_MS), this.exited]);
       }
@@ -313,7 +344,12 @@ export class QemuVm {
   }
 
   private notReady(code: string, what: string): VmNotReadyError {
-    return new VmNotReadyError(code, `${this.spec.name} ${this.spec.version} ${what}`, this.exitInfo, this.console.tail());
+    return new VmNotReadyError(
+      code,
+      `${this.spec.name} ${this.spec.version} ${what}`,
+      this.exitInfo,
+      this.console.tail(),
+    );
   }
 
   private async connectQmp(path: string): Promise<QmpClient> {
@@ -325,7 +361,10 @@ export class QemuVm {
       } catch (error) {
         if (Date.now() > deadline) {
           this.kill();
-          throw new BoardfleetError('vm-start-failed', `qemu did not open its QMP socket: ${(error as Error).message}`);
+          throw new BoardfleetError(
+            'vm-start-failed',
+            `qemu did not open its QMP socket: ${(error as Error).message}`,
+          );
         }
         await Promise.race([delay(50), this.exited]);
       }
@@ -342,7 +381,8 @@ export class QemuVm {
   }
 
   private onQmpEvent(event: QmpEvent): void {
-    if (event.event === 'SHUTDOWN' && typeof event.data?.reason === 'string') this.shutdownReason = event.data.reason;
+    if (event.event === 'SHUTDOWN' && typeof event.data?.reason === 'string')
+      this.shutdownReason = event.data.reason;
   }
 
   private async readForwardedPorts(forwards: PortForward[]): Promise<void> {
@@ -353,7 +393,8 @@ export class QemuVm {
     }
     const missing = forwards.filter((forward) => !this.hostPorts.has(`${forward.protocol}:${forward.guest}`));
     if (missing.length > 0) {
-      await this.stop();
+      this.kill();
+      await this.exited;
       throw new BoardfleetError(
         'vm-start-failed',
         `qemu did not forward guest ports ${missing.map((forward) => forward.guest).join(', ')}: ${table.trim()}`,

@@ -53,7 +53,9 @@ export class QmpClient {
     const id = String(this.nextId++);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`);
+      this.socket.write(
+        `${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`,
+      );
     });
   }
 
@@ -89,7 +91,9 @@ export class QmpClient {
       this.pending.delete(message.id as string);
       if ('error' in message) {
         const error = message.error as { class?: string; desc?: string };
-        pending.reject(new BoardfleetError('qmp-error', `qemu refused the command: ${error.desc ?? error.class}`));
+        pending.reject(
+          new BoardfleetError('qmp-error', `qemu refused the command: ${error.desc ?? error.class}`),
+        );
       } else pending.resolve(message.return);
     }
   }

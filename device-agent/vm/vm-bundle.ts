@@ -14,7 +14,10 @@ const REQUIRED_FILES = [BUNDLE_FILES.launchSpec, BUNDLE_FILES.kernel, BUNDLE_FIL
 export function checkBundleDir(dir: string, label: string): LaunchSpec {
   const missing = REQUIRED_FILES.filter((file) => !existsSync(join(dir, file)));
   if (missing.length > 0) {
-    throw new BoardfleetError('bad-bundle', `${label} is not a unikernel bundle: it has no ${missing.join(', ')}`);
+    throw new BoardfleetError(
+      'bad-bundle',
+      `${label} is not a unikernel bundle: it has no ${missing.join(', ')}`,
+    );
   }
   return readLaunchSpec(dir);
 }
@@ -23,7 +26,11 @@ export function checkBundleDir(dir: string, label: string): LaunchSpec {
  * Extracts a bundle tar into `destination` (made whole by a rename, so a crash leaves no half
  * bundle) and checks it. An existing checked folder is kept: extraction is idempotent.
  */
-export async function extractBundle(tarFile: string, destination: string, label: string): Promise<LaunchSpec> {
+export async function extractBundle(
+  tarFile: string,
+  destination: string,
+  label: string,
+): Promise<LaunchSpec> {
   if (existsSync(join(destination, BUNDLE_FILES.launchSpec))) return checkBundleDir(destination, label);
   const staging = `${destination}.partial`;
   rmSync(staging, { recursive: true, force: true });
@@ -37,6 +44,9 @@ export async function extractBundle(tarFile: string, destination: string, label:
   } catch (error) {
     rmSync(staging, { recursive: true, force: true });
     if (error instanceof BoardfleetError) throw error;
-    throw new BoardfleetError('bad-bundle', `${label} is not a valid bundle tar: ${(error as Error).message}`);
+    throw new BoardfleetError(
+      'bad-bundle',
+      `${label} is not a valid bundle tar: ${(error as Error).message}`,
+    );
   }
 }

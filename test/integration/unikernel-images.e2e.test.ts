@@ -142,12 +142,14 @@ describe('unikernel images: build through the API, boot under qemu', () => {
     await vm.waitForReady({ http: { port: 8080, path: '/healthz' } }, 120_000);
     expect(await (await fetch(`http://127.0.0.1:${vm.hostPort(8080)}/`)).text()).toBe('hello 2.0.0\n');
     expect(lines).toContain('boardfleet-init: eth0 10.0.2.15/24 (static)');
-    // qemu's arm64 virt machine has no reboot key: the image is stopped by ending the VM.
+    // The virt machine has no keyboard of its own: the virtio keyboard carries the reboot key.
     expect(JSON.parse(readFileSync(join(bundleDir, 'launch.json'), 'utf8'))).toMatchObject({
       architecture: 'arm64',
-      stop: 'kill',
+      stop: 'ctrl-alt-del',
     });
-    await vm.stop({ graceMs: 5_000 });
+    const exit = await vm.stop({ graceMs: 30_000 });
+    expect(lines).toContain('http-hello 2.0.0: stopping, powering off');
+    expect(exit.code).toBe(0);
   }, 600_000);
 
   it('builds the agent as a unikernel: it connects to the server on the host and reports health', async () => {

@@ -1,4 +1,5 @@
 import { chmod, copyFile, mkdir, mkdtemp, readdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as tar from 'tar';
@@ -27,6 +28,14 @@ const FIXTURE_EPOCH = 1_700_000_000;
 
 let packages: Promise<{ kernelRoot: string; busybox: string }> | null = null;
 
+/** Fixture folders made by this process (each ~30 MB, most of it the kernel twice). */
+const fixtureDirs: string[] = [];
+
+/** Removes every fixture bundle this process built: call it in afterAll. */
+export function removeFixtureBundles(): void {
+  for (const dir of fixtureDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
 /** The kernel and busybox-static from Debian (cached in ~/.cache/boardfleet). */
 function fixturePackages(): Promise<{ kernelRoot: string; busybox: string }> {
   packages ??= (async () => {
@@ -43,13 +52,16 @@ function fixturePackages(): Promise<{ kernelRoot: string; busybox: string }> {
     const kernel = closure.find((pkg) => /^linux-image-\d/.test(pkg.name));
     const busybox = closure.find((pkg) => pkg.name === 'busybox-static');
     if (!kernel || !busybox) throw new Error(`${KERNEL_PACKAGE} or busybox-static missing from the archive`);
-    const [{ root: kernelRoot }, { root: busyboxRoot }] = [await archive.unpack(kernel), await archive.unpack(busybox)];
+    const [{ root: kernelRoot }, { root: busyboxRoot }] = [
+      await archive.unpack(kernel),
+      await archive.unpack(busybox),
+    ];
     return { kernelRoot, busybox: join(busyboxRoot, 'bin', 'busybox') };
   })();
   return packages;
 }
 
-function initScript(version: string, behaviour: 'serve' | 'crash' | 'never-ready'): string {
+function initScript(version: string, behaviour: 'serve' | 'crash' | 'never-ready', network: boolean): string {
   const head = [
     '#!/bin/sh',
     'mount -t proc proc /proc',
@@ -63,12 +75,16 @@ function initScript(version: string, behaviour: 'serve' | 'crash' | 'never-ready
     ...head,
     // The kernel then sends SIGINT to PID 1 on ctrl-alt-del instead of rebooting at once.
     'echo 0 > /proc/sys/kernel/ctrl-alt-del',
-    "trap 'echo \"fixture-http stopping\"; sync; poweroff -f' INT",
-    'for module in $(cat /modules.load); do insmod "/lib/modules/$module"; done',
+    'trap \'echo "fixture-http stopping"; sync; poweroff -f\' INT',
     'ip link set lo up',
-    'ip link set eth0 up',
-    'ip addr add 10.0.2.15/24 dev eth0',
-    'ip route add default via 10.0.2.2',
+    ...(network
+      ? [
+          'for module in $(cat /modules.load); do insmod "/lib/modules/$module"; done',
+          'ip link set eth0 up',
+          'ip addr add 10.0.2.15/24 dev eth0',
+          'ip route add default via 10.0.2.2',
+        ]
+      : []),
     ...(behaviour === 'serve'
       ? ['httpd -p 8080 -h /www', `echo "fixture-http ${version} listening on 8080"`]
       : [`echo "fixture-http ${version} started, serving nothing"`]),
@@ -79,18 +95,25 @@ function initScript(version: string, behaviour: 'serve' | 'crash' | 'never-ready
 
 /** Builds the fixture bundle folder and its tar in a new temporary folder. */
 export async function buildFixtureBundle(
-  options: { name?: string; version: string; behaviour?: 'serve' | 'crash' | 'never-ready' } = {
-    version: '1.0.0',
-  },
+  options: {
+    name?: string;
+    version: string;
+    behaviour?: 'serve' | 'crash' | 'never-ready';
+    /** `none`: no network device; ready by its console line alone. */
+    network?: 'static' | 'none';
+    stop?: LaunchSpec['stop'];
+  } = { version: '1.0.0' },
 ): Promise<FixtureBundle> {
   const name = options.name ?? 'fixture-http';
   const behaviour = options.behaviour ?? 'serve';
   const { kernelRoot, busybox } = await fixturePackages();
   const work = await mkdtemp(join(tmpdir(), 'bf-uk-fixture-'));
+  fixtureDirs.push(work);
   const tree = join(work, 'initramfs');
   const dir = join(work, 'bundle');
   await mkdir(dir, { recursive: true });
-  for (const path of ['bin', 'proc', 'sys', 'dev', 'www', 'lib/modules']) await mkdir(join(tree, path), { recursive: true });
+  for (const path of ['bin', 'proc', 'sys', 'dev', 'www', 'lib/modules'])
+    await mkdir(join(tree, path), { recursive: true });
   await copyFile(busybox, join(tree, 'bin', 'busybox'));
   await chmod(join(tree, 'bin', 'busybox'), 0o755);
   for (const applet of 'cat httpd insmod ip mount poweroff sh sleep sync'.split(' ')) {
@@ -104,7 +127,9 @@ export async function buildFixtureBundle(
   }
   await writeFile(join(tree, 'modules.load'), modules.files.join('\n') + '\n');
   await writeFile(join(tree, 'www', 'index.html'), `hello ${options.version}\n`);
-  await writeFile(join(tree, 'init'), initScript(options.version, behaviour), { mode: 0o755 });
+  await writeFile(join(tree, 'init'), initScript(options.version, behaviour, options.network !== 'none'), {
+    mode: 0o755,
+  });
   const initramfs = await writeCpioNewc(tree, join(dir, BUNDLE_FILES.initramfs), {
     epoch: FIXTURE_EPOCH,
     charDevices: [{ path: 'dev/console', major: 5, minor: 1 }],
@@ -112,6 +137,7 @@ export async function buildFixtureBundle(
   const kernelFile = join(dir, BUNDLE_FILES.kernel);
   await copyFile(join(kernelRoot, 'boot', `vmlinuz-${await kernelVersion(kernelRoot)}`), kernelFile);
   const cmdline = 'console=ttyS0 panic=-1 rdinit=/init quiet';
+  const consoleLine = `^fixture-http ${options.version.replace(/\./g, '\\.')} listening on 8080$`;
   const spec: LaunchSpec = {
     schemaVersion: 1,
     name,
@@ -120,10 +146,14 @@ export async function buildFixtureBundle(
     cmdline,
     memoryMiB: 128,
     cpus: 1,
-    network: { mode: 'static', address: '10.0.2.15/24', gateway: '10.0.2.2', dns: [] },
-    ports: [{ guest: 8080, protocol: 'tcp' }],
-    readiness: { http: { port: 8080, path: '/' }, consoleLine: `^fixture-http ${options.version.replace(/\./g, '\\.')} listening on 8080$` },
-    stop: 'ctrl-alt-del',
+    ...(options.network === 'none'
+      ? { network: { mode: 'none' }, ports: [], readiness: { consoleLine } }
+      : {
+          network: { mode: 'static', address: '10.0.2.15/24', gateway: '10.0.2.2', dns: [] },
+          ports: [{ guest: 8080, protocol: 'tcp' }],
+          readiness: { http: { port: 8080, path: '/' }, consoleLine },
+        }),
+    stop: options.stop ?? 'ctrl-alt-del',
     sizes: { kernel: (await stat(kernelFile)).size, initramfs: initramfs.size },
   };
   await writeFile(join(dir, BUNDLE_FILES.launchSpec), `${JSON.stringify(spec, null, 2)}\n`);
@@ -131,7 +161,11 @@ export async function buildFixtureBundle(
     join(dir, BUNDLE_FILES.firecracker),
     `${JSON.stringify(
       {
-        'boot-source': { kernel_image_path: BUNDLE_FILES.kernel, initrd_path: BUNDLE_FILES.initramfs, boot_args: cmdline },
+        'boot-source': {
+          kernel_image_path: BUNDLE_FILES.kernel,
+          initrd_path: BUNDLE_FILES.initramfs,
+          boot_args: cmdline,
+        },
         'machine-config': { vcpu_count: spec.cpus, mem_size_mib: spec.memoryMiB },
       },
       null,
@@ -145,6 +179,7 @@ export async function buildFixtureBundle(
 
 async function kernelVersion(kernelRoot: string): Promise<string> {
   const versions = await readdir(join(kernelRoot, 'lib', 'modules'));
-  if (versions.length !== 1) throw new Error(`expected one kernel in ${kernelRoot}, found ${versions.join(', ')}`);
+  if (versions.length !== 1)
+    throw new Error(`expected one kernel in ${kernelRoot}, found ${versions.join(', ')}`);
   return versions[0] as string;
 }

@@ -220,8 +220,7 @@ export async function buildUnikernel(
         network: recipe.network,
         ports: recipe.ports,
         ...(recipe.readiness ? { readiness: recipe.readiness } : {}),
-        // qemu's arm64 virt machine has no reboot key to turn into SIGINT.
-        stop: recipe.stop === 'signal' && architecture === 'x86_64' ? 'ctrl-alt-del' : 'kill',
+        stop: recipe.stop === 'signal' ? 'ctrl-alt-del' : 'kill',
         sizes,
       } satisfies LaunchSpec);
       await writeFile(specFile.replace(outputDir, staging), `${JSON.stringify(spec, null, 2)}\n`);

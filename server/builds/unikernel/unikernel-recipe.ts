@@ -82,7 +82,7 @@ const unikernelRecipeSchema = z
     readiness: readinessSchema.optional(),
     /**
      * `signal`: the application stops on SIGINT (the VM's reboot key) and powers off; `kill`: it
-     * keeps nothing and is simply ended. Where a VM has no reboot key (arm64), `signal` ends it too.
+     * keeps nothing and is simply ended.
      */
     stop: z.enum(['signal', 'kill']).default('kill'),
     hostname: z
