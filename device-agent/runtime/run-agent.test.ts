@@ -46,6 +46,34 @@ describe('agent configuration', () => {
   });
 });
 
+describe('agent configuration: vm', () => {
+  it('has no vm strategy unless configured, and fills in the defaults of one that is', () => {
+    expect(loadAgentConfig({ server: 'http://fleet.local:8080' }).vm).toBeUndefined();
+    expect(
+      loadAgentConfig({
+        server: 'http://fleet.local:8080',
+        vm: { publish: [{ hostPort: 80, guestPort: 8080 }] },
+      }).vm,
+    ).toEqual({
+      publish: [{ hostPort: 80, guestPort: 8080, address: '0.0.0.0' }],
+      accelerator: 'auto',
+      readyTimeoutSeconds: 180,
+      env: {},
+    });
+  });
+
+  it('refuses ports out of range, unknown accelerators and environment names the kernel would misread', () => {
+    expect(() =>
+      loadAgentConfig({
+        server: 'http://fleet.local:8080',
+        vm: { publish: [{ hostPort: 70000, guestPort: 8080 }], accelerator: 'xen', env: { 'a.b': '1' } },
+      }),
+    ).toThrow(
+      /vm\.publish\.0\.hostPort: .*\n {2}vm\.accelerator: .*\n {2}vm\.env\.a\.b: .*upper-case letters, digits and _/,
+    );
+  });
+});
+
 describe('agent start-up without serialport', () => {
   it('loads the agent without importing serialport when no board is attached', async () => {
     // A loader hook that fails any import of serialport, as a bundled agent without it would.

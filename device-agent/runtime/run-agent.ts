@@ -72,11 +72,19 @@ export const agentConfigSchema = z.strictObject({
       readyTimeoutSeconds: z.coerce.number().min(1).max(3600).default(180),
       env: z
         .record(
-          z.string().regex(LAUNCH_ENV_NAME, 'upper-case letters, digits and _'),
+          z.string(),
           z
             .string()
             .regex(LAUNCH_ENV_VALUE, 'no spaces or double quotes (it rides on the kernel command line)'),
         )
+        // Checked here rather than as the record's key schema, whose error does not say why.
+        .superRefine((env, context) => {
+          for (const name of Object.keys(env)) {
+            if (!LAUNCH_ENV_NAME.test(name)) {
+              context.addIssue({ code: 'custom', path: [name], message: 'upper-case letters, digits and _' });
+            }
+          }
+        })
         .default({}),
     })
     .optional(),
