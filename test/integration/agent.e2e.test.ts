@@ -350,10 +350,19 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
     } finally {
       await stopProcess(simulator, 'SIGTERM');
     }
-    const { body: after } = await server.api<{ devices: DeviceRecord[] }>(
-      'GET',
-      '/api/v1/devices?tag=sim&online=true',
+    // Each device said goodbye before the process ended: offline within moments, not after the
+    // broker's keepalive timeout (45 s).
+    await eventually(
+      'every simulated device offline',
+      async () => {
+        await server.ingest.drain();
+        const { body: after } = await server.api<{ devices: DeviceRecord[] }>(
+          'GET',
+          '/api/v1/devices?tag=sim&online=true',
+        );
+        return after.devices.length === 0;
+      },
+      5_000,
     );
-    expect(after.devices).toEqual([]);
   });
 });
