@@ -7,24 +7,14 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
 import type { Health } from '../protocol/schemas.ts';
 import { loadServerConfig } from '../server/config/config.ts';
 import { type DeviceFilter, DeviceRepository } from '../server/devices/device.repository.ts';
 import { FleetSummaryRepository } from '../server/fleet/fleet-summary.repository.ts';
 import { type HealthToStore, TelemetryRepository } from '../server/telemetry/telemetry.repository.ts';
+import { launchChromium } from '../test/support/chromium.ts';
 import { startBenchServer } from './bench-server.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 /** Where the dashboard keeps the token (server/web/ui/src/api/session.ts). */
 const TOKEN_KEY = 'boardfleet.token';
 const PAGE = 50;
@@ -75,7 +65,6 @@ export async function run(args: string[]): Promise<void> {
   const webDir = loadServerConfig({}).webDir;
   if (!existsSync(join(webDir, 'index.html')))
     throw new Error(`the dashboard is not built (no ${webDir}/index.html): run npm run build:web first`);
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium`);
 
   const server = await startBenchServer();
   try {
@@ -200,7 +189,7 @@ function heartbeat(at: number, diskFull: boolean): Health {
 }
 
 async function measureFirstRender(httpUrl: string, token: string, runs: number): Promise<number[]> {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+  const browser = await launchChromium();
   try {
     const times: number[] = [];
     for (let run = 0; run < runs; run++) {

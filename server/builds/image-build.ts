@@ -50,7 +50,7 @@ const PACKAGE_JSON = fileURLToPath(new URL('../../package.json', import.meta.url
  * What never goes into an image although packages name it: the package manager and its
  * configuration system (nothing is installed on the device), and what only maintainer scripts use.
  */
-const NEVER_INSTALLED = ['debconf', 'cdebconf', 'dpkg', 'perl-base', 'install-info', 'libc-bin'];
+export const NEVER_INSTALLED = ['debconf', 'cdebconf', 'dpkg', 'perl-base', 'install-info', 'libc-bin'];
 /** The kernel package's dependencies serve a conventional initramfs and dpkg hooks; ours is built here. */
 const KERNEL_DEPENDENCIES_NOT_NEEDED = ['kmod', 'linux-base', 'initramfs-tools', 'linux-initramfs-tool'];
 
@@ -146,25 +146,7 @@ export async function buildImageWithDetails(
   let staging: string | undefined;
   try {
     reporter.progress('reading the Debian archive index', 2);
-    const archive = new DebianArchive({
-      mirror: recipe.base.mirror,
-      suite: recipe.base.suite,
-      components: recipe.base.components,
-      architecture: board.architecture,
-      cacheDir: join(input.cacheDir, 'debian'),
-      // A Release file is signed for a week; asking again within hours changes nothing but the inputs.
-      maxIndexAgeSeconds: 6 * 3600,
-      onProgress: downloadLogger(reporter),
-    });
-    const index = await archive.loadIndex({ signal });
-    reporter.log(
-      `Debian ${recipe.base.suite} index ${index.indexId.slice(0, 12)} (${index.packages} packages)`,
-    );
-    const epoch =
-      input.sourceDateEpoch ?? epochFromEnvironment() ?? Math.floor((index.date?.getTime() ?? 0) / 1000);
-    if (!(epoch > 0))
-      throw new BoardfleetError('build-failed', 'no SOURCE_DATE_EPOCH and no Release date to use instead');
-    reporter.log(`SOURCE_DATE_EPOCH=${epoch}`);
+    const { archive, epoch } = await openDebianArchive(recipe.base, board.architecture, input, reporter);
 
     const rootPackages = archive.resolve(rootfsPackages(recipe), { exclude: NEVER_INSTALLED });
     const kernelPackage = pickKernelPackage(archive, board);
@@ -452,6 +434,36 @@ export async function buildImageWithDetails(
     await rm(work, { recursive: true, force: true });
     if (staging) await rm(staging, { recursive: true, force: true });
   }
+}
+
+/**
+ * Debian's archive for a build: the signed index loaded (refreshed at most every 6 hours) and the
+ * build's SOURCE_DATE_EPOCH (given, from the environment, else the Release file's date), both logged.
+ */
+export async function openDebianArchive(
+  base: { mirror: string; suite: string; components: string[] },
+  architecture: string,
+  input: { cacheDir: string; sourceDateEpoch?: number },
+  reporter: BuildReporter,
+): Promise<{ archive: DebianArchive; epoch: number }> {
+  const archive = new DebianArchive({
+    mirror: base.mirror,
+    suite: base.suite,
+    components: base.components,
+    architecture,
+    cacheDir: join(input.cacheDir, 'debian'),
+    // A Release file is signed for a week; asking again within hours changes nothing but the inputs.
+    maxIndexAgeSeconds: 6 * 3600,
+    onProgress: downloadLogger(reporter),
+  });
+  const index = await archive.loadIndex({ signal: reporter.signal });
+  reporter.log(`Debian ${base.suite} index ${index.indexId.slice(0, 12)} (${index.packages} packages)`);
+  const epoch =
+    input.sourceDateEpoch ?? epochFromEnvironment() ?? Math.floor((index.date?.getTime() ?? 0) / 1000);
+  if (!(epoch > 0))
+    throw new BoardfleetError('build-failed', 'no SOURCE_DATE_EPOCH and no Release date to use instead');
+  reporter.log(`SOURCE_DATE_EPOCH=${epoch}`);
+  return { archive, epoch };
 }
 
 /** Debian's kernel metapackage (`linux-image-arm64`) names the versioned kernel package it stands for. */

@@ -3,26 +3,17 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { AgentUnderTest } from '../support/agent-fleet.ts';
 import { releaseAppBundle } from '../support/app-bundles.ts';
+import { launchChromium } from '../support/chromium.ts';
 import { sqliteBackend } from '../support/databases.ts';
 import type { RolloutStatus } from '../support/rollout-status.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const DIST_INDEX = fileURLToPath(new URL('../../server/web/dist/index.html', import.meta.url));
 const SCREENSHOTS = fileURLToPath(new URL('../../test-results/dashboard/', import.meta.url));
 const BOARD = 'rpi-4b';
@@ -56,11 +47,6 @@ describe('the dashboard in Chromium, against a real server and agent processes',
   };
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `${CHROMIUM} is missing: install the Debian package chromium (apt-get install chromium)`,
-      );
-    }
     if (!existsSync(DIST_INDEX)) {
       throw new Error(`the dashboard is not built (${DIST_INDEX} is missing): run npm run build:web`);
     }
@@ -79,7 +65,7 @@ describe('the dashboard in Chromium, against a real server and agent processes',
     releaseUnhealthy = (
       await releaseAppBundle(server, BOARD, { name: 'app', version: '3.0.0', unhealthy: true })
     ).release;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+    browser = await launchChromium();
     adminContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     page = await adminContext.newPage();
   });

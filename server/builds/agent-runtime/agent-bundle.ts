@@ -19,7 +19,7 @@ const NATIVE_MODULES = ['@serialport/bindings-cpp', 'better-sqlite3'];
  * CommonJS dependencies call `require` for Node's built-in modules; an ES module has none, so
  * the bundle makes one. `import.meta.url` keeps it free of this machine's paths.
  */
-const REQUIRE_BANNER =
+export const REQUIRE_BANNER =
   "import { createRequire as __bundleCreateRequire } from 'node:module';\n" +
   'const require = __bundleCreateRequire(import.meta.url);';
 

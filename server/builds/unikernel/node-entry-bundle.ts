@@ -3,11 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { build } from 'esbuild';
 import { BoardfleetError } from '../../../protocol/errors.ts';
-
-/** Lets bundled CommonJS code `require` Node's own modules from an ES module. */
-const REQUIRE_BANNER =
-  "import { createRequire as __bundleCreateRequire } from 'node:module';\n" +
-  'const require = __bundleCreateRequire(import.meta.url);';
+import { REQUIRE_BANNER } from '../agent-runtime/agent-bundle.ts';
 
 /**
  * Bundles a Node application's entry module and what it imports into one ES module, with no

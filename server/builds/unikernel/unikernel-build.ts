@@ -1,11 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { open } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getVmBoard, type VmBoard } from '../../../boards/board-catalogue.ts';
-import { BoardfleetError } from '../../../protocol/errors.ts';
 import {
   BUNDLE_FILES,
   type LaunchSpec,
@@ -15,7 +13,7 @@ import {
 import { bundleAgent } from '../agent-runtime/agent-bundle.ts';
 import { fetchNodeRuntime, type NodeRuntime } from '../agent-runtime/node-runtime.repository.ts';
 import type { BuildReporter, BuiltFile } from '../build-queue.service.ts';
-import { DebianArchive, type ResolvedPackage } from '../debian/debian-archive.repository.ts';
+import type { ResolvedPackage } from '../debian/debian-archive.repository.ts';
 import { kernelVersionOf, moduleClosure } from '../debian/kernel-modules.ts';
 import { compressImage } from '../disk/compress-image.ts';
 import { writeCpioNewc } from '../disk/cpio-newc.ts';
@@ -28,10 +26,10 @@ import { buildStaticProgram } from '../static-program.ts';
 import {
   builderSourcesHash,
   debianComponent,
-  downloadLogger,
-  epochFromEnvironment,
   fetchWithProgress,
   hashOf,
+  NEVER_INSTALLED,
+  openDebianArchive,
   packageVersion,
   pickKernelPackage,
 } from '../image-build.ts';
@@ -42,7 +40,6 @@ import { loadUnikernelRecipe, type UnikernelRecipe } from './unikernel-recipe.ts
 const PRE_INIT_SOURCE = fileURLToPath(new URL('./pre-init/boardfleet-init.c', import.meta.url));
 /** What a Node application needs besides the runtime: the C and C++ libraries it links against. */
 const NODE_LIBRARY_PACKAGES = ['libc6', 'libstdc++6', 'libgcc-s1'];
-const NEVER_INSTALLED = ['debconf', 'cdebconf', 'dpkg', 'perl-base', 'install-info', 'libc-bin'];
 const VM_ARCHITECTURE: Record<VmBoard['architecture'], VmArchitecture> = { amd64: 'x86_64', arm64: 'arm64' };
 const NODE_ARCHITECTURE: Record<VmBoard['architecture'], 'x64' | 'arm64'> = { amd64: 'x64', arm64: 'arm64' };
 
@@ -95,24 +92,12 @@ export async function buildUnikernel(
   let staging: string | undefined;
   try {
     reporter.progress('reading the Debian archive index', 2);
-    const archive = new DebianArchive({
-      mirror: recipe.base.mirror,
-      suite: recipe.base.suite,
-      components: ['main'],
-      architecture: board.architecture,
-      cacheDir: join(input.cacheDir, 'debian'),
-      maxIndexAgeSeconds: 6 * 3600,
-      onProgress: downloadLogger(reporter),
-    });
-    const index = await archive.loadIndex({ signal });
-    reporter.log(
-      `Debian ${recipe.base.suite} index ${index.indexId.slice(0, 12)} (${index.packages} packages)`,
+    const { archive, epoch } = await openDebianArchive(
+      { ...recipe.base, components: ['main'] },
+      board.architecture,
+      input,
+      reporter,
     );
-    const epoch =
-      input.sourceDateEpoch ?? epochFromEnvironment() ?? Math.floor((index.date?.getTime() ?? 0) / 1000);
-    if (!(epoch > 0))
-      throw new BoardfleetError('build-failed', 'no SOURCE_DATE_EPOCH and no Release date to use instead');
-    reporter.log(`SOURCE_DATE_EPOCH=${epoch}`);
 
     const kernelPackage = pickKernelPackage(archive, board);
     const libraryPackages = recipe.app.node
