@@ -14,6 +14,7 @@ import { FleetSummaryRepository } from '../server/fleet/fleet-summary.repository
 import { type HealthToStore, TelemetryRepository } from '../server/telemetry/telemetry.repository.ts';
 import { launchChromium } from '../test/support/chromium.ts';
 import { startBenchServer } from './bench-server.ts';
+import { percentile } from './stats.ts';
 
 /** Where the dashboard keeps the token (server/web/ui/src/api/session.ts). */
 const TOKEN_KEY = 'boardfleet.token';
@@ -222,11 +223,6 @@ async function time(runs: number, work: () => Promise<unknown>): Promise<number[
     times.push(performance.now() - started);
   }
   return times;
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
 const fmt = (ms: number) => ms.toFixed(ms < 10 ? 2 : 1);

@@ -4,6 +4,7 @@
 import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import type { RunResult } from './fleet-target.ts';
+import { percentile } from './stats.ts';
 
 export async function run(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -88,12 +89,6 @@ function runTarget(
       if (code !== 0) reject(new Error(`fleet benchmark target ${target} exited with ${code}`));
     });
   });
-}
-
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 function ratio(a: number, b: number): string {

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import { registerBenchDevices, startBenchServer } from './bench-server.ts';
+import { percentile } from './stats.ts';
 
 export async function run(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { devices: { type: 'string', default: '1000' } } });
@@ -34,11 +35,6 @@ export async function run(args: string[]): Promise<void> {
       `later waves' figures include the earlier waves). baseline: one publish to each of ${count} device\n` +
       `topics on a bare Aedes → each client's reply received. committed: ${server.committed}/${count}.\n`,
   );
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
 async function measureRollout(count: number) {

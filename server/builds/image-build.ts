@@ -30,7 +30,7 @@ import { assembleRootfs, rootfsPackages } from './rootfs/assemble-rootfs.ts';
 import { buildRebootHelper } from './rootfs/reboot-helper/reboot-helper.ts';
 import { buildUnikernel } from './unikernel/unikernel-build.ts';
 import { isUnikernelRecipeFile, loadUnikernelRecipe } from './unikernel/unikernel-recipe.ts';
-import { type SbomComponent, spdxDocument } from './sbom.ts';
+import { bundleComponents, nodeRuntimeComponent, type SbomComponent, spdxDocument } from './sbom.ts';
 
 const MIB = 1024 * 1024;
 const BUILD_TOOLS: ImageTool[] = [
@@ -264,7 +264,7 @@ export async function buildImageWithDetails(
     const diskImageCompressed = `${diskImage}.zst`;
     const updatePayload = join(outputDir, `${recipe.name}-${recipe.version}-${board.id}.payload.tar`);
     const sbomFile = join(outputDir, `${recipe.name}-${recipe.version}-${board.id}.spdx.json`);
-    if (existsSync(join(outputDir, 'complete'))) {
+    if (isCompleteOutput(outputDir)) {
       reused.push('disk image', 'update payload', 'sbom');
     } else {
       // Written under a name of its own and renamed whole: another build of the same inputs
@@ -341,36 +341,15 @@ export async function buildImageWithDetails(
       reporter.progress('writing the SBOM', 96);
       const components: SbomComponent[] = [
         ...allPackages.map((pkg) => debianComponent(pkg, archive.mirror, board.architecture)),
-        ...(node
-          ? [
-              {
-                name: node.packageName,
-                version: node.version,
-                purl: `pkg:npm/${node.packageName}@${node.version}`,
-                downloadLocation: node.tarball,
-                sha256: node.sha256,
-                supplier: 'Organization: OpenJS Foundation',
-              },
-            ]
-          : []),
+        ...(node ? [nodeRuntimeComponent(node)] : []),
         ...(agent
-          ? [
-              {
-                name: 'boardfleet-agent',
-                version: packageVersion(),
-                purl: `pkg:generic/boardfleet-agent@${packageVersion()}`,
-                downloadLocation: 'NOASSERTION',
-                sha256: agent.sha256,
-                supplier: 'Organization: Boardfleet',
-              },
-              ...agent.packages.map((pkg) => ({
-                name: pkg.name,
-                version: pkg.version,
-                purl: `pkg:npm/${pkg.name.replace(/^@/, '%40')}@${pkg.version}`,
-                downloadLocation: `https://registry.npmjs.org/${pkg.name}`,
-                supplier: 'NOASSERTION',
-              })),
-            ]
+          ? bundleComponents({
+              name: 'boardfleet-agent',
+              version: packageVersion(),
+              sha256: agent.sha256,
+              supplier: 'Organization: Boardfleet',
+              packages: agent.packages,
+            })
           : []),
       ];
       const document = spdxDocument({
@@ -383,13 +362,7 @@ export async function buildImageWithDetails(
         components,
       });
       await writeFile(staged(sbomFile), `${JSON.stringify(document, null, 2)}\n`);
-      await writeFile(join(staging, 'complete'), '');
-      // A folder without `complete` is what a build killed before this change left behind.
-      if (!existsSync(join(outputDir, 'complete'))) await rm(outputDir, { recursive: true, force: true });
-      await rename(staging, outputDir).catch((error: NodeJS.ErrnoException) => {
-        // Another build of the same inputs finished first: its files are the same bytes.
-        if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
-      });
+      await publishStagedOutput(staging, outputDir);
     }
     if (reused.length > 0) reporter.log(`reused cached steps: ${reused.join(', ')}`);
     reporter.progress('done', 98);
@@ -526,6 +499,24 @@ export function downloadLogger(reporter: BuildReporter) {
   };
 }
 
+/** Whether a build's output folder was finished (by {@link publishStagedOutput}). */
+export const isCompleteOutput = (outputDir: string): boolean => existsSync(join(outputDir, 'complete'));
+
+/**
+ * Makes a fully written staging folder the build's output folder, whole: marked `complete` and
+ * renamed, so another build of the same inputs (a second queue slot, another process sharing the
+ * steps dir) never sees it half made.
+ */
+export async function publishStagedOutput(staging: string, outputDir: string): Promise<void> {
+  await writeFile(join(staging, 'complete'), '');
+  // A folder without `complete` is what a build killed before this change left behind.
+  if (!isCompleteOutput(outputDir)) await rm(outputDir, { recursive: true, force: true });
+  await rename(staging, outputDir).catch((error: NodeJS.ErrnoException) => {
+    // Another build of the same inputs finished first: its files are the same bytes.
+    if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+  });
+}
+
 /**
  * Finished steps live in files named by their input hash; a step is written to a temporary
  * name and renamed, so a cancelled or crashed build never leaves a half-made step to reuse.
@@ -614,7 +605,7 @@ export function hashOf(value: unknown): string {
   return sha256(Buffer.from(JSON.stringify(value)));
 }
 
-function sha256(content: Buffer): string {
+export function sha256(content: Buffer): string {
   return createHash('sha256').update(content).digest('hex');
 }
 

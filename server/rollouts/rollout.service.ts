@@ -8,7 +8,7 @@ import { ReleaseService } from '../releases/release.service.ts';
 import type { CreateRollout } from './rollout.dto.ts';
 import { type RolloutRecord, RolloutRepository, type WaveRecord } from './rollout.repository.ts';
 import { matchTarget, newRolloutDevice, RolloutEngine } from './rollout-engine.ts';
-import { DeploymentState, RolloutState, WaveState } from './rollout-state-machine.ts';
+import { RolloutState, WaveState } from './rollout-state-machine.ts';
 import { countWave } from './wave-evaluator.ts';
 import { planWaves } from './wave-planner.ts';
 
@@ -96,17 +96,12 @@ export class RolloutService {
     const devices = await this.rollouts.devices(id);
     return {
       ...rollout,
-      waves: waves.map((wave) => {
-        const members = devices.filter((device) => device.waveIndex === wave.index);
-        const counts = countWave(members.map((device) => device.state));
-        return {
-          ...wave,
-          counts: {
-            ...counts,
-            rolledBack: members.filter((device) => device.state === DeploymentState.RolledBack).length,
-          },
-        };
-      }),
+      waves: waves.map((wave) => ({
+        ...wave,
+        counts: countWave(
+          devices.filter((device) => device.waveIndex === wave.index).map((device) => device.state),
+        ),
+      })),
       devices: devices.map(({ previousDeployment: _previous, ...device }) => device),
       log: await this.rollouts.logEntries(id),
     };

@@ -12,18 +12,27 @@ export type WaveVerdict = 'continue' | 'succeeded' | 'tripped';
 export interface WaveCounts {
   size: number;
   committed: number;
+  /** Every failed device, rolled back or not. */
   failed: number;
   inProgress: number;
   queued: number;
+  /** The failed devices that were rolled back (counted in `failed` as well). */
+  rolledBack: number;
 }
 
-export function countWave(states: readonly DeploymentState[]): WaveCounts {
-  const counts: WaveCounts = { size: states.length, committed: 0, failed: 0, inProgress: 0, queued: 0 };
-  for (const state of states) {
-    if (state === DeploymentState.Committed) counts.committed++;
-    else if (FAILED_DEPLOYMENT_STATES.includes(state)) counts.failed++;
-    else if (state === DeploymentState.Queued) counts.queued++;
-    else counts.inProgress++;
+/** A wave's devices counted by state: each entry is one device, or `count` devices (a SQL group). */
+export function countWave(
+  states: ReadonlyArray<DeploymentState | { state: DeploymentState; count: number }>,
+): WaveCounts {
+  const counts: WaveCounts = { size: 0, committed: 0, failed: 0, inProgress: 0, queued: 0, rolledBack: 0 };
+  for (const entry of states) {
+    const { state, count } = typeof entry === 'string' ? { state: entry, count: 1 } : entry;
+    counts.size += count;
+    if (state === DeploymentState.Committed) counts.committed += count;
+    else if (FAILED_DEPLOYMENT_STATES.includes(state)) counts.failed += count;
+    else if (state === DeploymentState.Queued) counts.queued += count;
+    else counts.inProgress += count;
+    if (state === DeploymentState.RolledBack) counts.rolledBack += count;
   }
   return counts;
 }

@@ -2,21 +2,15 @@ import { Inject, Injectable } from '@nestjs/common';
 import { sql } from 'kysely';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
-import { DeploymentState, FAILED_DEPLOYMENT_STATES } from '../rollouts/rollout-state-machine.ts';
+import type { DeploymentState } from '../rollouts/rollout-state-machine.ts';
+import { countWave, type WaveCounts } from '../rollouts/wave-evaluator.ts';
 
 export interface WaveProgress {
   index: number;
   name: string;
   state: string;
   /** As in the rollout status: failed includes rolled back, which is also counted on its own. */
-  counts: {
-    size: number;
-    committed: number;
-    failed: number;
-    inProgress: number;
-    queued: number;
-    rolledBack: number;
-  };
+  counts: WaveCounts;
 }
 
 export interface RolloutProgress {
@@ -54,20 +48,16 @@ export class RolloutProgressRepository {
       rolloutId,
       state: rollout.state,
       reason: rollout.reason,
-      waves: waves.map((wave) => {
-        const counts = { size: 0, committed: 0, failed: 0, inProgress: 0, queued: 0, rolledBack: 0 };
-        for (const group of groups.filter((row) => row.wave_index === wave.wave_index)) {
-          const count = Number(group.count);
-          const state = group.state as DeploymentState;
-          counts.size += count;
-          if (state === DeploymentState.Committed) counts.committed += count;
-          else if (FAILED_DEPLOYMENT_STATES.includes(state)) counts.failed += count;
-          else if (state === DeploymentState.Queued) counts.queued += count;
-          else counts.inProgress += count;
-          if (state === DeploymentState.RolledBack) counts.rolledBack += count;
-        }
-        return { index: wave.wave_index, name: wave.name, state: wave.state, counts };
-      }),
+      waves: waves.map((wave) => ({
+        index: wave.wave_index,
+        name: wave.name,
+        state: wave.state,
+        counts: countWave(
+          groups
+            .filter((group) => group.wave_index === wave.wave_index)
+            .map((group) => ({ state: group.state as DeploymentState, count: Number(group.count) })),
+        ),
+      })),
     };
   }
 }

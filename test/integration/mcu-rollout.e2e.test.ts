@@ -9,15 +9,10 @@ import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { uploadArtifact } from '../support/artifacts.ts';
 import { sqliteBackend } from '../support/databases.ts';
+import { type RolloutStatus, waitForRolloutToSettle } from '../support/rollout-status.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
 const temporary = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
-
-interface RolloutStatus {
-  state: string;
-  reason: string | null;
-  devices: Array<{ deviceId: string; state: string; reason: string | null }>;
-}
 
 /**
  * The agent's `mcu-serial` strategy end to end: a real server, a real agent process, and a
@@ -89,14 +84,7 @@ describe('firmware rollouts to an Arduino attached to a device', () => {
       target: { tags: ['mcu'] },
       waves: [{ percent: 100, soakSeconds: 1, errorThresholdPercent: 0, deviceTimeoutSeconds: 120 }],
     });
-    return eventually(
-      `rollout of ${release} to finish`,
-      async () => {
-        const { body } = await server.api<RolloutStatus>('GET', `/api/v1/rollouts/${created.id}`);
-        return ['completed', 'paused', 'aborted'].includes(body.state) ? body : undefined;
-      },
-      120_000,
-    );
+    return waitForRolloutToSettle(server, created.id, 120_000);
   }
 
   it('flashes our Firmata firmware onto the board, checks it with the Firmata probe, and commits it', async () => {

@@ -55,6 +55,27 @@ describe('unikernel images: build through the API, boot under qemu', () => {
     return dir;
   }
 
+  /** Starts a bundle under qemu (the accelerator detected for it), collecting its console lines. */
+  async function boot(
+    bundleDir: string,
+    architecture: 'x86_64' | 'arm64',
+    env?: Record<string, string>,
+  ): Promise<{ vm: QemuVm; lines: string[] }> {
+    const lines: string[] = [];
+    const vm = new QemuVm({
+      bundleDir,
+      accelerator: await detectAccelerator(architecture, { kernel: join(bundleDir, 'kernel') }),
+      ...(env ? { env } : {}),
+      onConsoleLine: (line) => {
+        lines.push(line);
+        showConsole?.(line);
+      },
+    });
+    vms.push(vm);
+    await vm.start();
+    return { vm, lines };
+  }
+
   beforeAll(async () => {
     scratch = mkdtempSync(join(tmpdir(), 'boardfleet-unikernel-e2e-'));
     // The checkout's recipes, and http-hello with its address given instead of asked for.
@@ -98,19 +119,7 @@ describe('unikernel images: build through the API, boot under qemu', () => {
     expect([...artifact.boards].sort()).toEqual(['generic-x64', 'vm-x86_64']);
     expect(artifact.signature).toMatch(/^[A-Za-z0-9+/=]{80,}$/);
 
-    const bundleDir = await bundleOf(job);
-    const accelerator = await detectAccelerator('x86_64', { kernel: join(bundleDir, 'kernel') });
-    const lines: string[] = [];
-    const vm = new QemuVm({
-      bundleDir,
-      accelerator,
-      onConsoleLine: (line) => {
-        lines.push(line);
-        showConsole?.(line);
-      },
-    });
-    vms.push(vm);
-    await vm.start();
+    const { vm, lines } = await boot(await bundleOf(job), 'x86_64');
     await vm.waitForReady({ http: { port: 8080, path: '/healthz' } }, 120_000);
     const answer = await fetch(`http://127.0.0.1:${vm.hostPort(8080)}/`);
     expect(await answer.text()).toBe('hello 2.0.0\n');
@@ -128,17 +137,7 @@ describe('unikernel images: build through the API, boot under qemu', () => {
   it('builds for arm64 with a static address: qemu virt boots it and it answers', async () => {
     const job = await build('http-hello-static', 'vm-arm64');
     const bundleDir = await bundleOf(job);
-    const lines: string[] = [];
-    const vm = new QemuVm({
-      bundleDir,
-      accelerator: await detectAccelerator('arm64', { kernel: join(bundleDir, 'kernel') }),
-      onConsoleLine: (line) => {
-        lines.push(line);
-        showConsole?.(line);
-      },
-    });
-    vms.push(vm);
-    await vm.start();
+    const { vm, lines } = await boot(bundleDir, 'arm64');
     await vm.waitForReady({ http: { port: 8080, path: '/healthz' } }, 120_000);
     expect(await (await fetch(`http://127.0.0.1:${vm.hostPort(8080)}/`)).text()).toBe('hello 2.0.0\n');
     expect(lines).toContain('boardfleet-init: eth0 10.0.2.15/24 (static)');
@@ -159,25 +158,13 @@ describe('unikernel images: build through the API, boot under qemu', () => {
       '/api/v1/devices',
       { name: 'agent-in-a-vm' },
     );
-    const lines: string[] = [];
-    const bundleDir = await bundleOf(job);
-    const vm = new QemuVm({
-      bundleDir,
-      accelerator: await detectAccelerator('x86_64', { kernel: join(bundleDir, 'kernel') }),
-      // qemu's user network shows the host's loopback as 10.0.2.2.
-      env: {
-        BOARDFLEET_SERVER: `http://10.0.2.2:${server.httpPort}`,
-        BOARDFLEET_MQTT: `mqtt://10.0.2.2:${server.mqttPort}`,
-        BOARDFLEET_DEVICE_ID: created.device.id,
-        BOARDFLEET_SECRET: created.secret,
-      },
-      onConsoleLine: (line) => {
-        lines.push(line);
-        showConsole?.(line);
-      },
+    // qemu's user network shows the host's loopback as 10.0.2.2.
+    const { vm, lines } = await boot(await bundleOf(job), 'x86_64', {
+      BOARDFLEET_SERVER: `http://10.0.2.2:${server.httpPort}`,
+      BOARDFLEET_MQTT: `mqtt://10.0.2.2:${server.mqttPort}`,
+      BOARDFLEET_DEVICE_ID: created.device.id,
+      BOARDFLEET_SECRET: created.secret,
     });
-    vms.push(vm);
-    await vm.start();
     const device = await eventually(
       'the agent in the VM online with health',
       async () => {

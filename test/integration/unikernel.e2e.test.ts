@@ -8,7 +8,7 @@ import type { BuildJob } from '../../server/builds/build-job.repository.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { freePort, sqliteBackend } from '../support/databases.ts';
-import type { RolloutStatus } from '../support/rollout-status.ts';
+import { type RolloutStatus, waitForRolloutToSettle } from '../support/rollout-status.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
 const RECIPES = fileURLToPath(new URL('../../firmware-recipes', import.meta.url));
@@ -57,14 +57,7 @@ describe('unikernel rollouts to a host agent', () => {
       target: { tags: ['vm-host'] },
       waves: [{ percent: 100, soakSeconds: 1, errorThresholdPercent: 0, deviceTimeoutSeconds: 900 }],
     });
-    return eventually(
-      `rollout of ${release} to finish`,
-      async () => {
-        const { body } = await server.api<RolloutStatus>('GET', `/api/v1/rollouts/${created.id}`);
-        return ['completed', 'paused', 'aborted'].includes(body.state) ? body : undefined;
-      },
-      900_000,
-    );
+    return waitForRolloutToSettle(server, created.id, 900_000);
   }
 
   async function published(): Promise<string> {

@@ -1,3 +1,5 @@
+import { eventually, type TestServer } from './test-server.ts';
+
 /** The rollout status the API returns (GET /api/v1/rollouts/:id), as the tests read it. */
 export interface RolloutStatus {
   id: string;
@@ -22,4 +24,20 @@ export interface RolloutStatus {
     stateChangedAt: number;
   }>;
   log: Array<{ at: number; message: string }>;
+}
+
+/** A rollout's status once it has stopped moving: completed, paused (a tripped wave) or aborted. */
+export function waitForRolloutToSettle(
+  server: Pick<TestServer, 'api'>,
+  rolloutId: string,
+  timeoutMs: number,
+): Promise<RolloutStatus> {
+  return eventually(
+    `rollout ${rolloutId} to finish`,
+    async () => {
+      const { body } = await server.api<RolloutStatus>('GET', `/api/v1/rollouts/${rolloutId}`);
+      return ['completed', 'paused', 'aborted'].includes(body.state) ? body : undefined;
+    },
+    timeoutMs,
+  );
 }

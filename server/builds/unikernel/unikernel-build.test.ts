@@ -39,29 +39,23 @@ describe('unikernel builds', () => {
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
   // Downloads are shared with every other build on this machine; the finished steps are not.
   const cacheDir = defaultCacheDir();
-
-  it('gives the same bytes from two builds with empty step caches, and says what went in', async () => {
-    const lines: string[] = [];
-    const first = await buildUnikernel(
+  /** http-hello for vm-x86_64 at a fixed epoch, its finished steps kept in `scratch/<steps>`. */
+  const buildHttpHello = (steps: string, lines?: string[]) =>
+    buildUnikernel(
       {
         recipeFile: HTTP_HELLO,
         board: 'vm-x86_64',
         cacheDir,
-        stepsDir: join(scratch, 'steps-a'),
+        stepsDir: join(scratch, steps),
         sourceDateEpoch: EPOCH,
       },
       reporter(lines),
     );
-    const second = await buildUnikernel(
-      {
-        recipeFile: HTTP_HELLO,
-        board: 'vm-x86_64',
-        cacheDir,
-        stepsDir: join(scratch, 'steps-b'),
-        sourceDateEpoch: EPOCH,
-      },
-      reporter(),
-    );
+
+  it('gives the same bytes from two builds with empty step caches, and says what went in', async () => {
+    const lines: string[] = [];
+    const first = await buildHttpHello('steps-a', lines);
+    const second = await buildHttpHello('steps-b');
     expect(second.reusedSteps).toEqual([]);
     expect(await sha256File(second.bundle)).toBe(await sha256File(first.bundle));
     expect(readFileSync(second.sbom, 'utf8')).toBe(readFileSync(first.sbom, 'utf8'));
@@ -103,31 +97,13 @@ describe('unikernel builds', () => {
     expect(names).toContain('http-hello');
     expect(names.some((name) => /^linux-image-6\.\d+\.\d+-\d+-cloud-amd64$/.test(name))).toBe(true);
 
-    const warm = await buildUnikernel(
-      {
-        recipeFile: HTTP_HELLO,
-        board: 'vm-x86_64',
-        cacheDir,
-        stepsDir: join(scratch, 'steps-a'),
-        sourceDateEpoch: EPOCH,
-      },
-      reporter(),
-    );
+    const warm = await buildHttpHello('steps-a');
     expect(warm.reusedSteps).toEqual(['initramfs', 'bundle', 'sbom']);
     expect(warm.bundle).toBe(first.bundle);
   }, 600_000);
 
   it('puts only the pre-init, the application, its modules and their config in the initramfs: no shell', async () => {
-    const built = await buildUnikernel(
-      {
-        recipeFile: HTTP_HELLO,
-        board: 'vm-x86_64',
-        cacheDir,
-        stepsDir: join(scratch, 'steps-a'),
-        sourceDateEpoch: EPOCH,
-      },
-      reporter(),
-    );
+    const built = await buildHttpHello('steps-a');
     const entries = await initramfsEntries(built.bundle, scratch);
     const files = entries.filter(
       (entry) =>

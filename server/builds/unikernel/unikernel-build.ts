@@ -1,6 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getVmBoard, type VmBoard } from '../../../boards/board-catalogue.ts';
@@ -21,17 +21,20 @@ import { sha256File } from '../disk/file-tree.ts';
 import { ImageTools } from '../disk/image-tools.repository.ts';
 import { tarHeader } from '../disk/update-payload.ts';
 import { CrossCompiler } from '../rootfs/reboot-helper/cross-compiler.repository.ts';
-import { type SbomComponent, spdxDocument } from '../sbom.ts';
+import { bundleComponents, nodeRuntimeComponent, type SbomComponent, spdxDocument } from '../sbom.ts';
 import { buildStaticProgram } from '../static-program.ts';
 import {
   builderSourcesHash,
   debianComponent,
   fetchWithProgress,
   hashOf,
+  isCompleteOutput,
   NEVER_INSTALLED,
   openDebianArchive,
   packageVersion,
   pickKernelPackage,
+  publishStagedOutput,
+  sha256,
 } from '../image-build.ts';
 import { assembleUnikernelInitramfs, PRE_INIT_PATH } from './assemble-unikernel-initramfs.ts';
 import { bundleNodeEntry } from './node-entry-bundle.ts';
@@ -159,7 +162,7 @@ export async function buildUnikernel(
     const bundleFile = join(outputDir, `${baseName}.unikernel.tar`);
     const sbomFile = join(outputDir, `${baseName}.spdx.json`);
     const specFile = join(outputDir, BUNDLE_FILES.launchSpec);
-    if (existsSync(join(outputDir, 'complete'))) {
+    if (isCompleteOutput(outputDir)) {
       reused.push('initramfs', 'bundle', 'sbom');
     } else {
       staging = `${outputDir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -242,12 +245,7 @@ export async function buildUnikernel(
         components,
       });
       await writeFile(join(staging, `${baseName}.spdx.json`), `${JSON.stringify(document, null, 2)}\n`);
-      await writeFile(join(staging, 'complete'), '');
-      if (!existsSync(join(outputDir, 'complete'))) await rm(outputDir, { recursive: true, force: true });
-      await rename(staging, outputDir).catch((error: NodeJS.ErrnoException) => {
-        // Another build of the same inputs finished first: its files are the same bytes.
-        if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
-      });
+      await publishStagedOutput(staging, outputDir);
     }
     const launchSpec = launchSpecSchema.parse(JSON.parse(readFileSync(specFile, 'utf8')));
     const bundleSize = (await stat(bundleFile)).size;
@@ -357,14 +355,7 @@ async function buildApplication(
     cacheDir: options.cacheDir,
     signal: options.signal,
   });
-  const nodeComponent: SbomComponent = {
-    name: node.packageName,
-    version: node.version,
-    purl: `pkg:npm/${node.packageName}@${node.version}`,
-    downloadLocation: node.tarball,
-    sha256: node.sha256,
-    supplier: 'Organization: OpenJS Foundation',
-  };
+
   const outFile = join(options.work, `${recipe.name}.mjs`);
   const bundle = nodeApp.boardfleetAgent
     ? await bundleAgent({ outFile, cacheDir: join(options.cacheDir, 'agent-bundle') })
@@ -378,22 +369,14 @@ async function buildApplication(
     describe: `Node ${node.version} with ${bundleName} (${bundle.size} bytes)`,
     fingerprint: hashOf({ node: node.sha256, bundle: bundle.sha256 }),
     sbom: [
-      nodeComponent,
-      {
+      nodeRuntimeComponent(node),
+      ...bundleComponents({
         name: bundleName,
         version: bundleVersion,
-        purl: `pkg:generic/${bundleName}@${bundleVersion}`,
-        downloadLocation: 'NOASSERTION',
         sha256: bundle.sha256,
         supplier: nodeApp.boardfleetAgent ? 'Organization: Boardfleet' : 'NOASSERTION',
-      },
-      ...bundle.packages.map((pkg) => ({
-        name: pkg.name,
-        version: pkg.version,
-        purl: `pkg:npm/${pkg.name.replace(/^@/, '%40')}@${pkg.version}`,
-        downloadLocation: `https://registry.npmjs.org/${pkg.name}`,
-        supplier: 'NOASSERTION',
-      })),
+        packages: bundle.packages,
+      }),
     ],
   };
 }
@@ -423,7 +406,7 @@ function recipeFingerprint(recipe: UnikernelRecipe): string {
   const { c, node } = content.app;
   const sources = [...(c?.sources ?? []), ...(node?.entry ? [node.entry] : [])].map((source) => ({
     path: relativeTo(source),
-    sha256: createHash('sha256').update(readFileSync(source)).digest('hex'),
+    sha256: sha256(readFileSync(source)),
   }));
   return hashOf({
     content: {
