@@ -6,8 +6,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { startSimulatedBoard } from '../arduino/simulator/simulated-board.ts';
-import { flashBoard } from '../arduino/flasher/flash-board.ts';
+import { startSimulatedBoard } from '../mcu/simulator/simulated-board.ts';
+import { flashBoard } from '../mcu/flasher/flash-board.ts';
 import { getBoard } from '../boards/board-catalogue.ts';
 
 const execFileAsync = promisify(execFile);

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { defaultCacheDir } from '../server/config/config.ts';
-import { buildImageWithDetails } from '../server/builds/image-build.ts';
-import type { BuildReporter } from '../server/builds/build-queue.service.ts';
+import { buildImageWithDetails } from '../builder/linux-image/image-build.ts';
+import type { BuildReporter } from '../builder/build-runner.ts';
 import { QemuPiFirmware } from '../test/support/qemu-pi.ts';
 import { startBenchServer } from './bench-server.ts';
 

@@ -16,9 +16,9 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { DebianArchive } from '../server/builds/debian/debian-archive.repository.ts';
-import { compressImage } from '../server/builds/disk/compress-image.ts';
-import { writeCpioNewc } from '../server/builds/disk/cpio-newc.ts';
+import { DebianArchive } from '../builder/debian/debian-archive.repository.ts';
+import { compressImage } from '../builder/disk/compress-image.ts';
+import { writeCpioNewc } from '../builder/disk/cpio-newc.ts';
 import { BUNDLE_FILES, type LaunchSpec } from '../protocol/unikernel-image.ts';
 
 export const BASELINE_READY_LINE = 'baseline shell ready';

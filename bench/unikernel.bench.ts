@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { type AcceleratorChoice, detectAccelerator, QemuVm } from '../device-agent/vm/qemu-vm.ts';
 import { BUNDLE_FILES, type LaunchSpec, launchSpecSchema } from '../protocol/unikernel-image.ts';
-import type { BuildReporter } from '../server/builds/build-queue.service.ts';
-import { buildUnikernel } from '../server/builds/unikernel/unikernel-build.ts';
+import type { BuildReporter } from '../builder/build-runner.ts';
+import { buildUnikernel } from '../builder/unikernel/unikernel-build.ts';
 import { defaultCacheDir } from '../server/config/config.ts';
 import { BASELINE_READY_LINE, makeBaselineBundle } from './unikernel-baseline.ts';
 

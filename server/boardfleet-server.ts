@@ -16,7 +16,7 @@ import { ensureAdminToken, ensureServerMqttSecret } from './auth/bootstrap-crede
 import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
 import { BuildJobRepository } from './builds/build-job.repository.ts';
 import { BuildQueueService } from './builds/build-queue.service.ts';
-import { imageBuildRunner, validateBuildRequest } from './builds/image-build.ts';
+import { imageBuildRunner, validateBuildRequest } from '../builder/linux-image/image-build.ts';
 import { DeviceAuthenticator } from './broker/device-authenticator.ts';
 import { EmbeddedBroker } from './broker/embedded-broker.ts';
 import { MQTT_ENDPOINT, MqttEndpoint } from './broker/mqtt-endpoint.ts';

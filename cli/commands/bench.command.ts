@@ -6,7 +6,7 @@ import {
   listRunningBenches,
   startSimulatedBoard,
   stopBench,
-} from '../../arduino/simulator/simulated-board.ts';
+} from '../../mcu/simulator/simulated-board.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { printJson, printTable } from '../output.ts';
 

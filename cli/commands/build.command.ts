@@ -1,8 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { Command } from 'commander';
-import { type BuildInput, buildFirmware } from '../../arduino/build/build-firmware.ts';
-import { formatSizeReport } from '../../arduino/build/size-report.ts';
+import { type BuildInput, buildFirmware } from '../../builder/mcu/build-firmware.ts';
+import { formatSizeReport } from '../../builder/mcu/size-report.ts';
 import { getAnyBoard } from '../../boards/board-catalogue.ts';
 import type { BuildJob } from '../../server/builds/build-job.repository.ts';
 import { ApiClient } from '../api-client.ts';

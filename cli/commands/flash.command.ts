@@ -1,9 +1,9 @@
 import { extname } from 'node:path';
 import type { Command } from 'commander';
 import { getBoard } from '../../boards/board-catalogue.ts';
-import { buildFirmware } from '../../arduino/build/build-firmware.ts';
-import { findBoardPort } from '../../arduino/flasher/find-port.ts';
-import { type FlashPhase, flashBoard } from '../../arduino/flasher/flash-board.ts';
+import { buildFirmware } from '../../builder/mcu/build-firmware.ts';
+import { findBoardPort } from '../../mcu/flasher/find-port.ts';
+import { type FlashPhase, flashBoard } from '../../mcu/flasher/flash-board.ts';
 import { formatBytes, printJson } from '../output.ts';
 import { progressBar } from '../progress.ts';
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { formatLikelyBoard, formatUsbId, listSerialPorts } from '../../arduino/ports/serial-ports.ts';
+import { formatLikelyBoard, formatUsbId, listSerialPorts } from '../../mcu/ports/serial-ports.ts';
 import { printJson, printTable } from '../output.ts';
 
 export function register(program: Command): void {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { probeBoard } from '../../arduino/probe/probe-board.ts';
+import { probeBoard } from '../../mcu/probe/probe-board.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { printJson } from '../output.ts';
 

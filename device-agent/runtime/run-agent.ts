@@ -256,7 +256,7 @@ async function attachedBoardStrategy(
   logger: Logger,
 ): Promise<McuSerialStrategy> {
   const [{ serialAttachedBoard }, { McuSerialStrategy }] = await Promise.all([
-    import('../../arduino/attached-board.ts'),
+    import('../../mcu/attached-board.ts'),
     import('../update/mcu-serial.strategy.ts'),
   ]);
   return new McuSerialStrategy(

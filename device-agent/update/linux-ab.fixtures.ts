@@ -3,7 +3,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tar from 'tar';
-import { bootTrialScript } from '../../server/builds/rootfs/init-scripts.ts';
+import { bootTrialScript } from '../../builder/linux-image/rootfs/init-scripts.ts';
 import {
   BOOT_CONFIG,
   firmwareSlotChoice,
@@ -26,7 +26,7 @@ import { type LinuxAbOptions, LinuxAbStrategy } from './linux-ab.strategy.ts';
  * whose boot FAT is a directory, and whose "firmware" picks the slot by the documented tryboot
  * rules and hands that slot's cmdline.txt to the "kernel" (a file standing for /proc/cmdline).
  * With the `initramfs-trial` method each boot then runs the image's own initramfs trial script
- * (server/builds/rootfs/scripts/boot-trial.sh) on that directory, under the host's dash: a
+ * (builder/linux-image/rootfs/scripts/boot-trial.sh) on that directory, under the host's dash: a
  * double for the busybox ash of the device.
  */
 

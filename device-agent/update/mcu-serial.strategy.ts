@@ -1,6 +1,6 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ProbeResult } from '../../arduino/probe/probe-board.ts';
+import type { ProbeResult } from '../../mcu/probe/probe-board.ts';
 import type { Board } from '../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';

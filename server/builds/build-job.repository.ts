@@ -1,3 +1,4 @@
+import type { BuiltFileRole } from '../../builder/build-runner.ts';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Selectable } from 'kysely';
 import { DATABASE } from '../db/database.provider.ts';
@@ -12,7 +13,7 @@ export type BuildState = (typeof BUILD_STATES)[number];
  * deployable artifact), the unikernel bundle (a unikernel image's), the SBOM, the log.
  */
 export interface BuildOutput {
-  role: 'disk-image' | 'update-payload' | 'unikernel' | 'sbom' | 'build-log';
+  role: BuiltFileRole;
   artifactId: string;
   name: string;
   version: string;

@@ -12,16 +12,10 @@ import { SigningKeyRepository } from '../artifacts/signing-key.repository.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import { type Database, migrateToLatest, openDatabase } from '../db/database.ts';
 import { type BuildJob, BuildJobRepository, type BuildState } from './build-job.repository.ts';
-import {
-  type BuildLogEvent,
-  BuildQueueService,
-  type BuildReporter,
-  type BuildRequest,
-  type BuildRunner,
-  type BuiltFile,
-} from './build-queue.service.ts';
-import { validateBuildRequest } from './image-build.ts';
-import { RECIPES_DIRECTORY } from './recipe/recipe.ts';
+import { type BuildLogEvent, BuildQueueService } from './build-queue.service.ts';
+import type { BuildReporter, BuildRequest, BuildRunner, BuiltFile } from '../../builder/build-runner.ts';
+import { validateBuildRequest } from '../../builder/linux-image/image-build.ts';
+import { RECIPES_DIRECTORY } from '../../builder/recipe/linux-image-recipe.ts';
 
 /** One call of the runner double, steered by the test. */
 interface ScriptedBuild {

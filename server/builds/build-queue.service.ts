@@ -4,38 +4,13 @@ import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import type { ArtifactKind } from '../../protocol/manifest.ts';
 import type { ArtifactService } from '../artifacts/artifact.service.ts';
 import type { Clock } from '../common/clock.ts';
 import { notFound } from '../common/errors.ts';
 import { generateId } from '../common/secrets.ts';
 import type { BuildJob, BuildJobRepository, BuildOutput } from './build-job.repository.ts';
-import { sha256File } from './disk/file-tree.ts';
-
-/** One file a build produced, to be stored as a signed artifact. */
-export interface BuiltFile {
-  role: BuildOutput['role'];
-  path: string;
-  name: string;
-  version: string;
-  kind: ArtifactKind;
-  boards: string[];
-}
-
-/** What a running build may do: say what it is doing, write its log, and notice a cancel. */
-export interface BuildReporter {
-  readonly signal: AbortSignal;
-  log(line: string): void;
-  progress(step: string, percent: number): void;
-}
-
-export interface BuildRequest {
-  recipe: string;
-  board: string;
-}
-
-/** Runs one build to files on disk; the queue stores them as artifacts. */
-export type BuildRunner = (request: BuildRequest, reporter: BuildReporter) => Promise<BuiltFile[]>;
+import { sha256File } from '../../builder/disk/file-tree.ts';
+import type { BuildReporter, BuildRequest, BuildRunner, BuiltFile } from '../../builder/build-runner.ts';
 
 export interface BuildQueueOptions {
   jobs: BuildJobRepository;

@@ -7,10 +7,10 @@ import firmataIo from 'firmata-io';
 import five, { type Board } from 'johnny-five';
 import { SerialPort } from 'serialport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFirmware } from '../../arduino/build/build-firmware.ts';
-import { flashBoard } from '../../arduino/flasher/flash-board.ts';
-import { FIRMATA_BAUD_RATE } from '../../arduino/probe/serial-transport.repository.ts';
-import { type SimulatedBoard, startSimulatedBoard } from '../../arduino/simulator/simulated-board.ts';
+import { buildFirmware } from '../../builder/mcu/build-firmware.ts';
+import { flashBoard } from '../../mcu/flasher/flash-board.ts';
+import { FIRMATA_BAUD_RATE } from '../../mcu/probe/serial-transport.repository.ts';
+import { type SimulatedBoard, startSimulatedBoard } from '../../mcu/simulator/simulated-board.ts';
 
 const execFileAsync = promisify(execFile);
 const temporary = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));

@@ -2,9 +2,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SimulatedBoard, startSimulatedBoard } from '../../arduino/simulator/simulated-board.ts';
-import { buildFirmware } from '../../arduino/build/build-firmware.ts';
-import { probeBoard } from '../../arduino/probe/probe-board.ts';
+import { type SimulatedBoard, startSimulatedBoard } from '../../mcu/simulator/simulated-board.ts';
+import { buildFirmware } from '../../builder/mcu/build-firmware.ts';
+import { probeBoard } from '../../mcu/probe/probe-board.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { uploadArtifact } from '../support/artifacts.ts';
@@ -107,7 +107,7 @@ describe('firmware rollouts to an Arduino attached to a device', () => {
 
   it('rolls back a firmware that never answers Firmata, and the board runs the old one again', async () => {
     const blink = await buildFirmware({
-      sketchPath: new URL('../../arduino/build/fixtures/blink', import.meta.url).pathname,
+      sketchPath: new URL('../../builder/mcu/fixtures/blink', import.meta.url).pathname,
       board: 'uno',
       outDir: temporary('mcu-e2e-blink-'),
     });

@@ -13,7 +13,7 @@ import { eventually, startTestServer, type TestServer } from '../support/test-se
 
 const RECIPES = fileURLToPath(new URL('../../firmware-recipes', import.meta.url));
 const CRASH_RECIPE = fileURLToPath(
-  new URL('../../server/builds/fixtures/http-hello-crash.yaml', import.meta.url),
+  new URL('../../builder/fixtures/http-hello-crash.yaml', import.meta.url),
 );
 const HOST_BOARD = 'generic-x64';
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { readFatFile, readPartitionTable } from '../../server/builds/disk/inspect-disk.ts';
+import { readFatFile, readPartitionTable } from '../../builder/disk/inspect-disk.ts';
 import {
   BOOT_CONFIG,
   firmwareSlotChoice,

@@ -3,9 +3,9 @@ import { rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as tar from 'tar';
-import { DebianArchive } from '../../server/builds/debian/debian-archive.repository.ts';
-import { moduleClosure } from '../../server/builds/debian/kernel-modules.ts';
-import { writeCpioNewc } from '../../server/builds/disk/cpio-newc.ts';
+import { DebianArchive } from '../../builder/debian/debian-archive.repository.ts';
+import { moduleClosure } from '../../builder/debian/kernel-modules.ts';
+import { writeCpioNewc } from '../../builder/disk/cpio-newc.ts';
 import { BUNDLE_FILES, type LaunchSpec } from '../../protocol/unikernel-image.ts';
 
 /**

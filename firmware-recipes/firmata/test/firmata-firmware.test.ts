@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PinState } from 'avr8js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFirmware } from '../../../arduino/build/build-firmware.ts';
+import { buildFirmware } from '../../../builder/mcu/build-firmware.ts';
 import { Avr8jsBoard, type PortName, type SimulatedMcu } from './avr8js-board.ts';
 import { decodeTwoByteString, FirmataDecoder, type FirmataMessage, sysex } from './firmata-messages.ts';
 

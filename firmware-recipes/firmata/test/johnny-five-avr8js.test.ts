@@ -5,7 +5,7 @@ import { PinState } from 'avr8js';
 import firmataIo from 'firmata-io';
 import five, { type Board } from 'johnny-five';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFirmware } from '../../../arduino/build/build-firmware.ts';
+import { buildFirmware } from '../../../builder/mcu/build-firmware.ts';
 import { Avr8jsBoard, Avr8jsTransport } from './avr8js-board.ts';
 
 let outDir: string;

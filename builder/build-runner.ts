@@ -1,0 +1,29 @@
+import type { ArtifactKind } from '../protocol/manifest.ts';
+
+/** What a build output is for; the server stores each as an artifact with this role. */
+export type BuiltFileRole = 'disk-image' | 'update-payload' | 'unikernel' | 'sbom' | 'build-log';
+
+/** One file a build produced, to be stored as a signed artifact. */
+export interface BuiltFile {
+  role: BuiltFileRole;
+  path: string;
+  name: string;
+  version: string;
+  kind: ArtifactKind;
+  boards: string[];
+}
+
+/** What a running build may do: say what it is doing, write its log, and notice a cancel. */
+export interface BuildReporter {
+  readonly signal: AbortSignal;
+  log(line: string): void;
+  progress(step: string, percent: number): void;
+}
+
+export interface BuildRequest {
+  recipe: string;
+  board: string;
+}
+
+/** Runs one build to files on disk; the server's build queue stores them as artifacts. */
+export type BuildRunner = (request: BuildRequest, reporter: BuildReporter) => Promise<BuiltFile[]>;
