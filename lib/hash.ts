@@ -1,0 +1,14 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+
+/** Hex sha256 of bytes or text. */
+export function sha256(content: Buffer | Uint8Array | string): string {
+  return createHash('sha256').update(content).digest('hex');
+}
+
+/** Hex sha256 of a file, streamed so a disk image never has to fit in memory. */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
