@@ -5,22 +5,18 @@ import type { Logger } from 'pino';
 import { ArtifactService } from './artifacts/artifact.service.ts';
 import { ArtifactsController } from './artifacts/artifacts.controller.ts';
 import { OperatorAuthGuard } from './auth/operator-auth.guard.ts';
-import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
 import { BuildsController } from './builds/builds.controller.ts';
 import { BoardfleetErrorFilter } from './common/errors.ts';
 import { ConsolesModule } from './consoles/consoles.module.ts';
-import { DeviceRepository } from './devices/device.repository.ts';
 import { DeviceService } from './devices/device.service.ts';
 import { DevicesController } from './devices/devices.controller.ts';
 import { FleetController } from './fleet/fleet.controller.ts';
 import { FleetSummaryRepository } from './fleet/fleet-summary.repository.ts';
 import { ProvisioningController } from './devices/provisioning.controller.ts';
-import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
 import { OpsController } from './metrics/ops.controller.ts';
 import { ReleasesController } from './releases/releases.controller.ts';
 import { RolloutService } from './rollouts/rollout.service.ts';
 import { RolloutsController } from './rollouts/rollouts.controller.ts';
-import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
 import { WebModule } from './web/web.module.ts';
 
 /**
@@ -61,11 +57,3 @@ export class AppModule {
     };
   }
 }
-
-/** Repositories are created by the bootstrap (the broker needs them before Nest exists). */
-export const REPOSITORY_CLASSES = [
-  DeviceRepository,
-  TelemetryRepository,
-  OperatorTokenRepository,
-  ProvisioningTokenRepository,
-] as const;
