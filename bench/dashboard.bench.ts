@@ -163,7 +163,7 @@ async function seedFleet(
       )
       .execute();
   }
-  const telemetry = new TelemetryRepository(db);
+  const telemetry = new TelemetryRepository(db, new DeviceRepository(db));
   const onlineRows = rows.filter((row) => row.online === 1);
   // Four heartbeats a device; one in fifty is nearly out of disk (failing health).
   for (let beat = 3; beat >= 0; beat--) {

@@ -7,9 +7,10 @@ import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { defaultCacheDir } from '../server/config/config.ts';
-import { buildImageWithDetails } from '../builder/linux-image/image-build.ts';
 import type { BuildReporter } from '../builder/build-runner.ts';
+import { buildImageWithDetails } from '../builder/linux-image/image-build.ts';
+import { recipePath } from '../builder/recipe/recipe.ts';
+import { defaultCacheDir } from '../builder/steps/cached-step.ts';
 import { QemuPiFirmware } from '../test/support/qemu-pi.ts';
 import { startBenchServer } from './bench-server.ts';
 
@@ -25,7 +26,7 @@ export async function run(args: string[]): Promise<void> {
     },
   });
   const work = mkdtempSync(join(tmpdir(), 'image-bench-'));
-  const recipeFile = new URL(`../firmware-recipes/${values.recipe}.yaml`, import.meta.url).pathname;
+  const recipeFile = recipePath(values.recipe);
   const reporter: BuildReporter = { signal: new AbortController().signal, log: () => {}, progress: () => {} };
   const build = () =>
     buildImageWithDetails(

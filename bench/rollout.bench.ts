@@ -2,12 +2,13 @@
 // installs that really download and verify) take a small bundle in 3 waves with zero soak,
 // through the Boardfleet server; baseline: a raw broker round-trip to the same N clients.
 import { type ChildProcess, fork } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
+import { sha256 } from '../lib/hash.ts';
 import { registerBenchDevices, startBenchServer } from './bench-server.ts';
 import { percentile } from './stats.ts';
 
@@ -60,7 +61,7 @@ async function measureRollout(count: number) {
       version: '1.0.0',
       kind: 'app-bundle',
       boards: 'bench-board',
-      sha256: createHash('sha256').update(bundle).digest('hex'),
+      sha256: sha256(bundle),
       size: String(bundle.length),
     });
     const artifact = await api<{ id: string }>('POST', `/api/v1/artifacts?${query}`, bundle);

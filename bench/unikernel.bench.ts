@@ -13,8 +13,9 @@ import { parseArgs, promisify } from 'node:util';
 import { type AcceleratorChoice, detectAccelerator, QemuVm } from '../device-agent/vm/qemu-vm.ts';
 import { BUNDLE_FILES, type LaunchSpec, launchSpecSchema } from '../protocol/unikernel-image.ts';
 import type { BuildReporter } from '../builder/build-runner.ts';
+import { recipePath } from '../builder/recipe/recipe.ts';
+import { defaultCacheDir } from '../builder/steps/cached-step.ts';
 import { buildUnikernel } from '../builder/unikernel/unikernel-build.ts';
-import { defaultCacheDir } from '../server/config/config.ts';
 import { BASELINE_READY_LINE, makeBaselineBundle } from './unikernel-baseline.ts';
 
 const exec = promisify(execFile);
@@ -56,7 +57,7 @@ export async function run(args: string[]): Promise<void> {
   if (!(Number.isInteger(boots) && boots > 0))
     throw new Error(`--boots must be a positive whole number, not ${values.boots}`);
   const work = mkdtempSync(join(tmpdir(), 'unikernel-bench-'));
-  const recipeFile = new URL(`../firmware-recipes/${values.recipe}.yaml`, import.meta.url).pathname;
+  const recipeFile = recipePath(values.recipe);
   const reporter: BuildReporter = { signal: new AbortController().signal, log: () => {}, progress: () => {} };
   process.stdout.write(`unikernel benchmark: ${values.recipe} for ${values.board}\n\n`);
   try {

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { ADMIN_TOKEN_FILE } from '../protocol/api/session.ts';
 import { BoardfleetError } from '../protocol/errors.ts';
-import { ADMIN_TOKEN_FILE } from '../server/auth/bootstrap-credentials.ts';
 
 /** REST client for the CLI: BOARDFLEET_URL, and BOARDFLEET_TOKEN or the admin token in the data dir. */
 export class ApiClient {

@@ -1,12 +1,13 @@
 /**
- * Entry of the single-file agent bundle a Linux image runs (`node agent.mjs --config … --data-dir …`).
- * It takes only what the image's init passes; everything else comes from the JSON config file,
- * whose keys are those of `boardfleet agent` (see `agentConfigSchema`).
+ * Entry of the single-file agent bundle a Linux or unikernel image runs
+ * (`node agent.mjs --config … --data-dir …`). It takes only what the image's init passes; the
+ * rest comes from the environment and the JSON config file, whose keys are those of
+ * `boardfleet agent` (see `agentConfigSchema`).
  */
 import { parseArgs } from 'node:util';
-import pino from 'pino';
-import { reportCliError } from '../cli/cli-errors.ts';
-import { loadAgentConfig, runAgent } from './runtime/run-agent.ts';
+import { agentFlagsFromEnvironment } from './agent-config.ts';
+import { reportFatalError } from './lib/report-error.ts';
+import { startAgentProcess } from './main.ts';
 
 const USAGE = `Usage: node agent.mjs [--config FILE] [--data-dir DIR]
 
@@ -25,19 +26,6 @@ Environment (wins over the file; how a unikernel image is configured at launch):
   BOARDFLEET_MQTT (comma-separated broker URLs)
 `;
 
-/** Agent options from the environment, for images configured on their kernel command line. */
-function configFromEnvironment(env: NodeJS.ProcessEnv): Record<string, unknown> {
-  return {
-    server: env.BOARDFLEET_SERVER,
-    deviceId: env.BOARDFLEET_DEVICE_ID,
-    secret: env.BOARDFLEET_SECRET,
-    provisioningToken: env.BOARDFLEET_PROVISIONING_TOKEN,
-    name: env.BOARDFLEET_NAME,
-    board: env.BOARDFLEET_BOARD ?? env.BOARDFLEET_IMAGE_BOARD,
-    mqtt: env.BOARDFLEET_MQTT?.split(',').filter(Boolean),
-  };
-}
-
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -53,18 +41,10 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const config = loadAgentConfig(
-    { ...configFromEnvironment(process.env), dataDir: values['data-dir'] },
+  await startAgentProcess(
+    { ...agentFlagsFromEnvironment(process.env), dataDir: values['data-dir'] },
     values.config,
   );
-  const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
-  const agent = await runAgent(config, logger);
-  // Says goodbye to the broker (presence goes offline at once) before the supervisor's SIGKILL.
-  const shutdown = () => {
-    void agent.stop().then(() => process.exit(0));
-  };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
@@ -73,5 +53,5 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     process.exitCode = 1;
     return;
   }
-  process.exitCode = reportCliError(error);
+  process.exitCode = reportFatalError(error);
 });

@@ -1,8 +1,15 @@
-import { getBoard } from '../boards/board-catalogue.ts';
-import type { AttachedBoardAccess } from '../device-agent/update/mcu-serial.strategy.ts';
+import { type Board, getBoard } from '../boards/board-catalogue.ts';
 import { findBoardPort } from './flasher/find-port.ts';
 import { flashBoard } from './flasher/flash-board.ts';
-import { probeBoard } from './probe/probe-board.ts';
+import { type ProbeResult, probeBoard } from './probe/probe-board.ts';
+
+/** The serial side effects of an attached board: flashing it and probing it. */
+export interface AttachedBoardAccess {
+  readonly portPath: string;
+  readonly board: Board;
+  flash(hexPath: string, signal?: AbortSignal): Promise<void>;
+  probe(): Promise<ProbeResult>;
+}
 
 /**
  * A board on one of this machine's serial ports, as the agent's `mcu-serial` strategy uses it.

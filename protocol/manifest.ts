@@ -1,4 +1,3 @@
-import { createPublicKey, verify } from 'node:crypto';
 import { z } from 'zod';
 
 /** What a device installs. */
@@ -44,17 +43,4 @@ export function canonicalManifest(manifest: ArtifactManifest): string {
     createdAt: manifest.createdAt,
   };
   return JSON.stringify(ordered);
-}
-
-/** Checks an ed25519 signature (base64) over the manifest text; returns the parsed manifest or null. */
-export function verifyManifest(
-  manifestText: string,
-  signatureBase64: string,
-  publicKeyPem: string,
-): ArtifactManifest | null {
-  const key = createPublicKey(publicKeyPem);
-  const valid = verify(null, Buffer.from(manifestText), key, Buffer.from(signatureBase64, 'base64'));
-  if (!valid) return null;
-  const parsed = artifactManifestSchema.safeParse(JSON.parse(manifestText));
-  return parsed.success ? parsed.data : null;
 }

@@ -47,15 +47,63 @@ export const healthSchema = z.strictObject({
   agentRssBytes: z.number().nonnegative(),
 });
 
-/** Something that happened on the device; `id` makes redelivery harmless (stored once). */
-export const deviceEventSchema = z.strictObject({
-  id: z.string().min(1).max(64),
-  at: timestamp,
-  type: z.string().min(1).max(64),
-  deploymentId: z.string().max(64).optional(),
-  message: z.string().max(2048).optional(),
-  data: z.record(z.string(), z.unknown()).optional(),
+/**
+ * The words an agent reports about a deployment (`events`, `type: 'deployment'`, `data.state`),
+ * named so the code says which "committed" it means: the device's own commit after its health
+ * check is `CommittedOnDevice`, sent as `installed`; the server counts the device committed for
+ * the rollout only once it also passes the server's soak (the rollout engine's own `committed`).
+ */
+export const DeploymentReport = {
+  Downloading: 'downloading',
+  /** Verifying or installing; also sent while an activation is held back (the reason says why). */
+  Installing: 'installing',
+  AwaitingReboot: 'awaiting-reboot',
+  /** Installed, healthy and committed on the device: the server's soak starts now. */
+  CommittedOnDevice: 'installed',
+  /** Nothing changed on the device, or a rollback could not bring the old version back. */
+  Failed: 'failed',
+  RolledBack: 'rolled-back',
+} as const;
+export const deploymentReportSchema = z.enum(DeploymentReport);
+export type DeploymentReport = z.infer<typeof deploymentReportSchema>;
+
+/** The `type` of the events that report a deployment's progress. */
+export const DEPLOYMENT_EVENT_TYPE = 'deployment';
+
+/** The `data` of a deployment event; other keys are kept for agents that send more. */
+export const deploymentEventDataSchema = z.looseObject({
+  state: deploymentReportSchema,
+  /** Download progress, in percent. */
+  progress: z.number().min(0).max(100).optional(),
 });
+export type DeploymentEventData = z.infer<typeof deploymentEventDataSchema>;
+
+/**
+ * Something that happened on the device; `id` makes redelivery harmless (stored once). A
+ * `deployment` event must carry one of the report words; other types carry any data.
+ */
+export const deviceEventSchema = z
+  .strictObject({
+    id: z.string().min(1).max(64),
+    at: timestamp,
+    type: z.string().min(1).max(64),
+    deploymentId: z.string().max(64).optional(),
+    message: z.string().max(2048).optional(),
+    data: z.record(z.string(), z.unknown()).optional(),
+  })
+  .superRefine((event, context) => {
+    if (event.type !== DEPLOYMENT_EVENT_TYPE) return;
+    const data = deploymentEventDataSchema.safeParse(event.data);
+    for (const issue of data.success ? [] : data.error.issues)
+      context.addIssue({ code: 'custom', path: ['data', ...issue.path], message: issue.message });
+  });
+
+/** The deployment report an event carries, or null when it is not a (valid) deployment event. */
+export function deploymentReportOf(event: DeviceEvent): DeploymentEventData | null {
+  if (event.type !== DEPLOYMENT_EVENT_TYPE) return null;
+  const data = deploymentEventDataSchema.safeParse(event.data);
+  return data.success ? data.data : null;
+}
 
 /**
  * The versioned state the server wants a device to run; retained, so a device that reconnects

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { ArtifactService } from './artifacts/artifact.service.ts';
 import { ArtifactsController } from './artifacts/artifacts.controller.ts';
 import { OperatorAuthGuard } from './auth/operator-auth.guard.ts';
+import { OperatorTokensController } from './auth/operator-tokens.controller.ts';
 import { BuildsController } from './builds/builds.controller.ts';
 import { BoardfleetErrorFilter } from './common/errors.ts';
 import { ConsolesModule } from './consoles/consoles.module.ts';
@@ -39,6 +40,7 @@ export class AppModule {
         DevicesController,
         ProvisioningController,
         OpsController,
+        OperatorTokensController,
         ArtifactsController,
         ReleasesController,
         RolloutsController,

@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { type OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import pino, { type Logger } from 'pino';
+import { openApiDocument } from '../protocol/api/openapi.ts';
+import { operations } from '../protocol/api/operations.ts';
 import { AppModule } from './app.module.ts';
 import { ArtifactRepository } from './artifacts/artifact.repository.ts';
 import { ArtifactService } from './artifacts/artifact.service.ts';
@@ -16,7 +18,7 @@ import { ensureAdminToken, ensureServerMqttSecret } from './auth/bootstrap-crede
 import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
 import { BuildJobRepository } from './builds/build-job.repository.ts';
 import { BuildQueueService } from './builds/build-queue.service.ts';
-import { imageBuildRunner, validateBuildRequest } from '../builder/linux-image/image-build.ts';
+import { recipeBuildRunner, validateBuildRequest } from '../builder/builder.ts';
 import { DeviceAuthenticator } from './broker/device-authenticator.ts';
 import { EmbeddedBroker } from './broker/embedded-broker.ts';
 import { MQTT_ENDPOINT, MqttEndpoint } from './broker/mqtt-endpoint.ts';
@@ -80,7 +82,7 @@ export async function startServer(
 
     const metrics = new ServerMetrics();
     const devices = new DeviceRepository(db);
-    const telemetry = new TelemetryRepository(db);
+    const telemetry = new TelemetryRepository(db, devices);
     const operatorTokens = new OperatorTokenRepository(db);
     const provisioningTokens = new ProvisioningTokenRepository(db);
     const admin = await ensureAdminToken(config.dataDir, operatorTokens, clock.now());
@@ -156,7 +158,7 @@ export async function startServer(
     const builds = new BuildQueueService({
       jobs: new BuildJobRepository(db),
       artifacts: new ArtifactService(artifactRepository, blobStore, signingKey, clock),
-      runner: imageBuildRunner({ recipesDir: config.recipesDir, cacheDir: config.buildCacheDir }),
+      runner: recipeBuildRunner({ recipesDir: config.recipesDir, cacheDir: config.buildCacheDir }),
       validate: (request) => validateBuildRequest(config.recipesDir, request),
       logDirectory: join(config.dataDir, 'builds'),
       concurrency: config.buildConcurrency,
@@ -227,14 +229,14 @@ export async function startServer(
   }
 }
 
+/** The OpenAPI document, generated from the operations table, and the Swagger UI that shows it. */
 function mountOpenApi(app: INestApplication): void {
-  const document = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('Boardfleet')
-      .setDescription('Fleet manager for maker and embedded devices. Authenticate with an operator token.')
-      .addBearerAuth()
-      .build(),
-  );
-  SwaggerModule.setup('api/docs', app, document, { jsonDocumentUrl: 'api/docs/openapi.json' });
+  const document = openApiDocument(operations, {
+    title: 'Boardfleet',
+    version: '1.0.0',
+    description: 'Fleet manager for maker and embedded devices. Authenticate with an operator token.',
+  });
+  SwaggerModule.setup('api/docs', app, document as unknown as OpenAPIObject, {
+    jsonDocumentUrl: 'api/docs/openapi.json',
+  });
 }

@@ -77,10 +77,7 @@ describe('the agent bundle', () => {
     const recordFile = join(cacheDir, 'agent-bundle', 'last-bundle.json');
     const record = JSON.parse(readFileSync(recordFile, 'utf8')) as { inputs: Record<string, string> };
     expect(Object.keys(record.inputs)).toEqual(
-      expect.arrayContaining([
-        'device-agent/image-entry.ts',
-        'device-agent/runtime/run-agent.ts',
-      ]),
+      expect.arrayContaining(['device-agent/image-entry.ts', 'device-agent/main.ts']),
     );
     const recordedAt = statSync(recordFile).mtimeMs;
 
@@ -89,15 +86,15 @@ describe('the agent bundle', () => {
     expect(readFileSync(warm.file).equals(readFileSync(cold.file))).toBe(true);
     expect(statSync(recordFile).mtimeMs).toBe(recordedAt);
 
-    // As if run-agent.ts had been edited since: the record no longer matches, so esbuild runs again.
-    record.inputs['device-agent/runtime/run-agent.ts'] = '0'.repeat(64);
+    // As if main.ts had been edited since: the record no longer matches, so esbuild runs again.
+    record.inputs['device-agent/main.ts'] = '0'.repeat(64);
     writeFileSync(recordFile, JSON.stringify(record));
     const rebuilt = await bundleAgent({ outFile: join(directory, 'rebuilt', 'agent.mjs'), cacheDir });
     expect(rebuilt.sha256).toBe(cold.sha256);
     const rewritten = JSON.parse(readFileSync(recordFile, 'utf8')) as { inputs: Record<string, string> };
-    expect(rewritten.inputs['device-agent/runtime/run-agent.ts']).toBe(
+    expect(rewritten.inputs['device-agent/main.ts']).toBe(
       createHash('sha256')
-        .update(readFileSync(join(REPO_ROOT, 'device-agent/runtime/run-agent.ts')))
+        .update(readFileSync(join(REPO_ROOT, 'device-agent/main.ts')))
         .digest('hex'),
     );
   });

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildFailure, type Metafile, type Plugin, version as esbuildVersion } from 'esbuild';
+import { sha256 } from '../../lib/hash.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -217,8 +217,6 @@ function writeAtomically(file: string, contents: Buffer): void {
   writeFileSync(temporary, contents, { mode: 0o644 });
   renameSync(temporary, file);
 }
-
-const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
 const isBuildFailure = (error: unknown): error is BuildFailure =>
   error instanceof Error && Array.isArray((error as Partial<BuildFailure>).errors);

@@ -102,43 +102,69 @@ export async function fetchNodeRuntime(options: FetchNodeRuntimeOptions): Promis
       `"${versionRange}" is not a version range (try "20", "^20.18" or "20.18.1")`,
     );
   }
-  const packageName = `node-linux-${architecture}`;
   const root = join(resolve(options.cacheDir), 'node');
   if (!options.refresh) {
     const cached = newestCached(root, architecture, versionRange);
     if (cached) return cached;
   }
+  const release = await registryRelease(options);
+  return readCached(root, release.version, architecture) ?? (await installRuntime(root, release, options));
+}
 
-  const fetchImpl = options.fetch ?? globalThis.fetch;
+/** One version of the npm package, as the registry describes it. */
+interface RegistryRelease {
+  packageName: string;
+  version: string;
+  metadataUrl: string;
+  tarball?: string;
+  /** The registry's `dist.integrity`: hashes of the tarball, `sha512-…` among them. */
+  integrity?: string;
+}
+
+/** The highest version of node-linux-<architecture> matching the range, with where its tarball is. */
+async function registryRelease(options: FetchNodeRuntimeOptions): Promise<RegistryRelease> {
+  const packageName = `node-linux-${options.architecture}`;
   const registry = (options.registry ?? (await configuredRegistry())).replace(/\/?$/, '/');
   const metadataUrl = `${registry}${packageName}`;
   const metadata = await getJson<{ versions?: Record<string, RegistryVersion> }>(
-    fetchImpl,
+    options.fetch ?? globalThis.fetch,
     metadataUrl,
     options.signal,
   );
-  const version = semver.maxSatisfying(Object.keys(metadata.versions ?? {}), versionRange);
+  const version = semver.maxSatisfying(Object.keys(metadata.versions ?? {}), options.versionRange);
   if (!version) {
     throw new BoardfleetError(
       'node-runtime-not-found',
-      `no version of ${packageName} at ${metadataUrl} matches "${versionRange}"`,
+      `no version of ${packageName} at ${metadataUrl} matches "${options.versionRange}"`,
     );
   }
-  const cached = readCached(root, version, architecture);
-  if (cached) return cached;
-
   const { tarball, integrity } = metadata.versions?.[version]?.dist ?? {};
-  const expected = integrity?.split(/\s+/).find((hash) => hash.startsWith('sha512-'));
+  return { packageName, version, metadataUrl, tarball, integrity };
+}
+
+/**
+ * Downloads the release's tarball, checks it against the registry's sha512 before extracting
+ * anything, keeps only `bin/node` (for the right machine) and publishes it in the cache whole.
+ */
+async function installRuntime(
+  root: string,
+  release: RegistryRelease,
+  options: FetchNodeRuntimeOptions,
+): Promise<NodeRuntime> {
+  const { packageName, version, tarball } = release;
+  const { architecture } = options;
+  const expected = release.integrity?.split(/\s+/).find((hash) => hash.startsWith('sha512-'));
   if (!tarball || !expected) {
     throw new BoardfleetError(
       'node-runtime-unverifiable',
-      `${packageName}@${version} at ${metadataUrl} has no tarball or no sha512 integrity: refusing an unverifiable download`,
+      `${packageName}@${version} at ${release.metadataUrl} has no tarball or no sha512 integrity: refusing an unverifiable download`,
     );
   }
   await mkdir(join(root, 'downloads'), { recursive: true });
   const download = join(root, 'downloads', `${packageName}-${version}.tgz.${process.pid}.partial`);
   const staging = join(root, `${version}-${architecture}.${process.pid}.partial`);
   try {
+    const fetchImpl = options.fetch ?? globalThis.fetch;
     const actual = await downloadTo(fetchImpl, tarball, download, options, { packageName, version });
     if (actual !== expected) {
       throw new BoardfleetError(

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
+import { sha256File } from '../../lib/hash.ts';
 import type { BuiltFile } from './file-tree.ts';
-import { sha256File } from './file-tree.ts';
 import { ImageTools } from './image-tools.repository.ts';
 
 export type ImageCompression = 'zstd' | 'xz';

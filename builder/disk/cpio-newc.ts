@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import { sha256File } from '../../lib/hash.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { BuiltFile } from './file-tree.ts';
-import { byCodeUnit, checkEpoch, sha256File, walkTree } from './file-tree.ts';
+import { byCodeUnit, checkEpoch, walkTree } from './file-tree.ts';
 
 /** A character device node to put in the archive, which an unprivileged build cannot mknod. */
 export interface CpioCharDevice {

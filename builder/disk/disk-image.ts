@@ -1,6 +1,7 @@
 import { open, stat } from 'node:fs/promises';
+import { sha256File } from '../../lib/hash.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { createSparseFile, sha256File } from './file-tree.ts';
+import { createSparseFile } from './file-tree.ts';
 import { ImageTools } from './image-tools.repository.ts';
 import type { DiskPartition } from './inspect-disk.ts';
 import { readPartitionTable } from './inspect-disk.ts';
@@ -63,6 +64,46 @@ export function planPartitions(
  */
 export async function makeDiskImage(options: MakeDiskImageOptions): Promise<DiskImage> {
   const { out, diskId, partitions } = options;
+  await checkLayout(options);
+  const plan = planPartitions(partitions.map((partition) => partition.sizeBytes));
+  const last = plan[plan.length - 1]!;
+  const sizeBytes = last.startBytes + last.sizeBytes;
+  if (sizeBytes / SECTOR > 0xffff_ffff) {
+    throw new BoardfleetError(
+      'image-bad-layout',
+      `an MBR disk cannot address ${sizeBytes} bytes (2 TiB at most)`,
+    );
+  }
+  await createSparseFile(out, sizeBytes);
+  const tools = options.tools ?? new ImageTools();
+  await tools.run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', '--wipe', 'never', out], {
+    input: sfdiskScript(diskId, plan, partitions),
+  });
+
+  const table = await readPartitionTable(out);
+  for (const planned of plan) {
+    const written = table.partitions.find((candidate) => candidate.number === planned.number);
+    if (written?.startBytes !== planned.startBytes || written.sizeBytes !== planned.sizeBytes) {
+      throw new BoardfleetError(
+        'image-bad-layout',
+        `sfdisk placed partition ${planned.number} at ${written?.startBytes}+${written?.sizeBytes}, not ${planned.startBytes}+${planned.sizeBytes}`,
+      );
+    }
+  }
+  for (const [index, planned] of plan.entries()) {
+    await copyInto(partitions[index]!.file, out, planned.startBytes);
+  }
+  return {
+    file: out,
+    sizeBytes,
+    sha256: await sha256File(out),
+    diskId: table.diskId,
+    partitions: table.partitions,
+  };
+}
+
+/** A disk id and 1 to 4 partitions of whole MiB, each file no bigger than its partition. */
+async function checkLayout({ diskId, partitions }: MakeDiskImageOptions): Promise<void> {
   if (!Number.isInteger(diskId) || diskId <= 0 || diskId > 0xffff_ffff) {
     throw new BoardfleetError('image-bad-layout', `disk id ${diskId} is not a non-zero 32-bit number`);
   }
@@ -91,24 +132,21 @@ export async function makeDiskImage(options: MakeDiskImageOptions): Promise<Disk
       );
     }
   }
-  const plan = planPartitions(partitions.map((partition) => partition.sizeBytes));
-  const last = plan[plan.length - 1]!;
-  const sizeBytes = last.startBytes + last.sizeBytes;
-  if (sizeBytes / SECTOR > 0xffff_ffff) {
-    throw new BoardfleetError(
-      'image-bad-layout',
-      `an MBR disk cannot address ${sizeBytes} bytes (2 TiB at most)`,
-    );
-  }
-  await createSparseFile(out, sizeBytes);
+}
 
+/** The partition table as an sfdisk script: an MBR with these partitions, the first bootable. */
+function sfdiskScript(
+  diskId: number,
+  plan: ReturnType<typeof planPartitions>,
+  partitions: MakeDiskImageOptions['partitions'],
+): string {
   const lines = plan.map(({ number, startBytes }, index) => {
     const partition = partitions[index]!;
     const type = MBR_PARTITION_TYPE[partition.type].toString(16);
     const size = partition.sizeBytes / SECTOR;
     return `start=${startBytes / SECTOR}, size=${size}, type=${type}${number === 1 ? ', bootable' : ''}`;
   });
-  const script = [
+  return [
     'label: dos',
     `label-id: 0x${diskId.toString(16).padStart(8, '0')}`,
     'unit: sectors',
@@ -117,31 +155,6 @@ export async function makeDiskImage(options: MakeDiskImageOptions): Promise<Disk
     ...lines,
     '',
   ].join('\n');
-  const tools = options.tools ?? new ImageTools();
-  await tools.run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', '--wipe', 'never', out], {
-    input: script,
-  });
-
-  const table = await readPartitionTable(out);
-  for (const planned of plan) {
-    const written = table.partitions.find((candidate) => candidate.number === planned.number);
-    if (written?.startBytes !== planned.startBytes || written.sizeBytes !== planned.sizeBytes) {
-      throw new BoardfleetError(
-        'image-bad-layout',
-        `sfdisk placed partition ${planned.number} at ${written?.startBytes}+${written?.sizeBytes}, not ${planned.startBytes}+${planned.sizeBytes}`,
-      );
-    }
-  }
-  for (const [index, planned] of plan.entries()) {
-    await copyInto(partitions[index]!.file, out, planned.startBytes);
-  }
-  return {
-    file: out,
-    sizeBytes,
-    sha256: await sha256File(out),
-    diskId: table.diskId,
-    partitions: table.partitions,
-  };
 }
 
 const CHUNK = MIB;

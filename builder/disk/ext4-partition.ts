@@ -1,9 +1,10 @@
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sha256File } from '../../lib/hash.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { BuiltFile } from './file-tree.ts';
-import { checkEpoch, createSparseFile, sha256File, walkTree } from './file-tree.ts';
+import { checkEpoch, createSparseFile, walkTree } from './file-tree.ts';
 import { ImageTools } from './image-tools.repository.ts';
 
 export interface MakeExt4PartitionOptions {

@@ -1,8 +1,9 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sha256File } from '../../lib/hash.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { BuiltFile, TreeEntry } from './file-tree.ts';
-import { checkEpoch, createSparseFile, sha256File, walkTree } from './file-tree.ts';
+import { checkEpoch, createSparseFile, walkTree } from './file-tree.ts';
 import { ImageTools } from './image-tools.repository.ts';
 
 export interface MakeFatPartitionOptions {

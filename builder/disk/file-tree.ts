@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { lstat, open, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BoardfleetError } from '../../protocol/errors.ts';
@@ -60,13 +58,6 @@ export async function walkTree(root: string): Promise<TreeEntry[]> {
   };
   await visit('');
   return entries;
-}
-
-/** The sha256 (hex) of a file, read as a stream. */
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /** Refuses timestamps the formats cannot hold: cpio and ext4 keep 32 bits, FAT starts in 1980. */

@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
-import { access, constants, open } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
-import { BoardfleetError } from '../../protocol/errors.ts';
+import { open } from 'node:fs/promises';
+import { delimiter } from 'node:path';
+import { findHostTool, toolFailure } from '../../lib/host-tools.ts';
 
 /** Every host program the disk layer runs, with the Debian package that provides it. */
 export const IMAGE_TOOL_PACKAGES = {
@@ -55,22 +55,8 @@ export class ImageTools {
   constructor(readonly searchPath = defaultImageToolSearchPath()) {}
 
   /** The tool's full path; a missing tool is an error naming the Debian package to install. */
-  async require(tool: ImageTool): Promise<string> {
-    for (const directory of this.searchPath.split(delimiter)) {
-      if (!directory) continue;
-      const candidate = join(directory, tool);
-      try {
-        await access(candidate, constants.X_OK);
-        return candidate;
-      } catch {
-        // not in this directory
-      }
-    }
-    const debianPackage = IMAGE_TOOL_PACKAGES[tool];
-    throw new BoardfleetError(
-      'tool-missing',
-      `${tool} is not installed (searched ${this.searchPath || 'an empty PATH'}). Install it with: sudo apt-get install ${debianPackage}`,
-    );
+  require(tool: ImageTool): Promise<string> {
+    return findHostTool(tool, IMAGE_TOOL_PACKAGES, this.searchPath);
   }
 
   /** Runs a tool to completion; a failure carries the command line and its stderr. */
@@ -101,7 +87,7 @@ export class ImageTools {
           if (code === 0) resolve();
           else {
             const detail = Buffer.concat(stderr).toString('utf8');
-            reject(failure(tool, args, detail, new Error(`exit ${code ?? signal}`)));
+            reject(toolFailure(tool, args, detail, new Error(`exit ${code ?? signal}`)));
           }
         });
       });
@@ -128,7 +114,7 @@ export class ImageTools {
         },
         (error, stdout, stderr) => {
           if (error) {
-            reject(failure(tool, args, stderr.toString('utf8'), error));
+            reject(toolFailure(tool, args, stderr.toString('utf8'), error));
             return;
           }
           resolve({ stdout, stderr });
@@ -143,12 +129,4 @@ export class ImageTools {
   private environment(extra: Record<string, string> = {}): Record<string, string> {
     return { PATH: this.searchPath, LC_ALL: 'C', TZ: 'UTC', ...extra };
   }
-}
-
-function failure(tool: ImageTool, args: string[], stderr: string, cause: Error): BoardfleetError {
-  return new BoardfleetError(
-    'tool-failed',
-    `${tool} ${args.join(' ')} failed:\n${stderr.trim() || cause.message}`,
-    { cause },
-  );
 }

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
+import { sha256File } from '../../lib/hash.ts';
 import type { BuiltFile } from './file-tree.ts';
-import { checkEpoch, sha256File, walkTree } from './file-tree.ts';
+import { checkEpoch, walkTree } from './file-tree.ts';
 import { ImageTools } from './image-tools.repository.ts';
 
 export type SquashfsCompression = 'xz' | 'zstd' | 'gzip';

@@ -5,10 +5,11 @@ import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { z } from 'zod';
+import { sha256File } from '../../lib/hash.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { PayloadManifest } from '../../protocol/linux-ab-layout.ts';
 import { PAYLOAD } from '../../protocol/linux-ab-layout.ts';
-import { byCodeUnit, sha256File, walkTree } from './file-tree.ts';
+import { byCodeUnit, walkTree } from './file-tree.ts';
 
 const BLOCK = 512;
 const CHUNK = 1024 * 1024;

@@ -6,10 +6,10 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { PARTITION, type SlotDevices, slotOfBootConfig } from '../../protocol/linux-ab-layout.ts';
-import { defaultCacheDir } from '../../server/config/config.ts';
 import type { BuildReporter } from '../build-runner.ts';
+import { defaultCacheDir } from '../steps/cached-step.ts';
 import { MBR_PARTITION_TYPE } from '../disk/disk-image.ts';
-import { sha256File } from '../disk/file-tree.ts';
+import { sha256File } from '../../lib/hash.ts';
 import { ImageTools } from '../disk/image-tools.repository.ts';
 import {
   listExt4,
@@ -19,7 +19,7 @@ import {
   readPartitionTable,
 } from '../disk/inspect-disk.ts';
 import { buildImageWithDetails, type ImageBuildResult } from './image-build.ts';
-import { loadRecipe } from '../recipe/linux-image-recipe.ts';
+import { loadRecipeOfKind } from '../recipe/recipe.ts';
 
 /**
  * Whole image builds against Debian's archive and the real filesystem tools. Downloads go to the
@@ -169,7 +169,7 @@ interface SpdxPackage {
 }
 
 describe.each(PI_BOARDS)('an image for $board, inspected without mounting', (expected) => {
-  const sizes = loadRecipe(SMALL_RECIPE).partitions;
+  const sizes = loadRecipeOfKind(SMALL_RECIPE, 'linux-image').partitions;
   let steps: string | undefined;
   let built: Build;
 

@@ -1,11 +1,13 @@
-import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, resolve } from 'node:path';
+import { sha256, sha256File } from '../../lib/hash.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { AvrToolchain } from './avr-toolchain.repository.ts';
 import { type BuildTarget, resolveBuildTarget } from './build-target.ts';
-import { loadMcuRecipe, type McuRecipe } from '../recipe/mcu-recipe.ts';
+import type { McuRecipe } from '../recipe/mcu-recipe.ts';
+import { loadRecipeOfKind, recipePath } from '../recipe/recipe.ts';
+import { hashOf } from '../steps/input-hash.ts';
 import { assertFits, parseAvrSize, type SizeReport } from './size-report.ts';
 import { readSketch } from './sketch-source.ts';
 
@@ -55,53 +57,94 @@ export async function buildFirmware(input: BuildInput & BuildOptions): Promise<B
   const target = resolveBuildTarget(input.board);
   const job =
     input.recipe !== undefined
-      ? await recipeJob(await loadMcuRecipe(input.recipe), target)
+      ? await recipeJob(loadRecipeOfKind(recipePath(input.recipe), 'mcu-firmware'), target)
       : await sketchJob(input.sketchPath, target);
   const outDir = resolve(input.outDir ?? join('build', job.name, target.boardId));
   await rm(join(outDir, 'obj'), { recursive: true, force: true });
   await mkdir(join(outDir, 'obj'), { recursive: true });
 
-  const warnings: string[] = [];
-  const compileAll = async (units: CompileUnit[], step: string): Promise<string[]> => {
-    input.onStep?.(step);
+  const compiler = new ObjectCompiler(toolchain, outDir, input.onStep);
+  const linkInputs = await compiler.compileAll(await job.prepare(outDir), `compiling ${job.name}`);
+  if (job.libraryUnits.length > 0) {
+    const cacheDir = input.cacheDir ?? DEFAULT_CACHE_DIRECTORY;
+    linkInputs.push(await libraryArchive(job.libraryUnits, compiler, cacheDir, input.onStep));
+  }
+  input.onStep?.('linking');
+  const { elfPath, hexPath, size } = await linkFirmware(toolchain, job.name, target, outDir, linkInputs);
+  return {
+    name: job.name,
+    board: target.boardId,
+    outDir,
+    hexPath,
+    elfPath,
+    hexSha256: await sha256File(hexPath),
+    size,
+    warnings: compiler.warnings.join('\n'),
+    durationMs: Math.round(performance.now() - started),
+  };
+}
+
+/** Compiles units into `<outDir>/obj`, a few at a time, keeping the compiler's warnings. */
+class ObjectCompiler {
+  readonly warnings: string[] = [];
+
+  constructor(
+    readonly toolchain: AvrToolchain,
+    readonly outDir: string,
+    private readonly onStep?: (step: string) => void,
+  ) {}
+
+  /** The object files, in the order of the units. */
+  async compileAll(units: CompileUnit[], step: string): Promise<string[]> {
+    this.onStep?.(step);
     return mapLimited(units, PARALLEL_COMPILES, async (unit) => {
-      const objectPath = join(outDir, 'obj', unit.objectName);
-      const run = await toolchain.run(
+      const objectPath = join(this.outDir, 'obj', unit.objectName);
+      const run = await this.toolchain.run(
         unit.compiler,
         [...unit.flags, '-c', unit.source, '-o', objectPath],
         unit.cwd,
       );
-      if (run.stderr.trim()) warnings.push(run.stderr.trim());
+      if (run.stderr.trim()) this.warnings.push(run.stderr.trim());
       return objectPath;
     });
-  };
-
-  const linkInputs = await compileAll(await job.prepare(outDir), `compiling ${job.name}`);
-  if (job.libraryUnits.length > 0) {
-    const archive = join(outDir, 'obj', 'core.a');
-    const cached = join(
-      input.cacheDir ?? DEFAULT_CACHE_DIRECTORY,
-      `core-${await libraryKey(job.libraryUnits, toolchain)}.a`,
-    );
-    if (
-      await copyFile(cached, archive).then(
-        () => true,
-        () => false,
-      )
-    ) {
-      input.onStep?.('using the cached Arduino core');
-    } else {
-      const libraryObjects = await compileAll(job.libraryUnits, 'compiling the Arduino core');
-      // "D": deterministic archive, zero timestamps and owners.
-      await toolchain.run('avr-gcc-ar', ['rcsD', archive, ...libraryObjects], outDir);
-      await storeInCache(archive, cached);
-    }
-    linkInputs.push(archive);
   }
+}
 
-  input.onStep?.('linking');
-  const elfPath = join(outDir, `${job.name}.elf`);
-  const hexPath = join(outDir, `${job.name}.hex`);
+/** The library units (the Arduino core) as one archive: from the cache when they are unchanged. */
+async function libraryArchive(
+  units: CompileUnit[],
+  compiler: ObjectCompiler,
+  cacheDir: string,
+  onStep?: (step: string) => void,
+): Promise<string> {
+  const archive = join(compiler.outDir, 'obj', 'core.a');
+  const cached = join(cacheDir, `core-${await libraryKey(units, compiler.toolchain)}.a`);
+  if (
+    await copyFile(cached, archive).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    onStep?.('using the cached Arduino core');
+    return archive;
+  }
+  const libraryObjects = await compiler.compileAll(units, 'compiling the Arduino core');
+  // "D": deterministic archive, zero timestamps and owners.
+  await compiler.toolchain.run('avr-gcc-ar', ['rcsD', archive, ...libraryObjects], compiler.outDir);
+  await storeInCache(archive, cached);
+  return archive;
+}
+
+/** Links the .elf, checks it fits the board, and only then writes the .hex. */
+async function linkFirmware(
+  toolchain: AvrToolchain,
+  name: string,
+  target: BuildTarget,
+  outDir: string,
+  linkInputs: string[],
+): Promise<{ elfPath: string; hexPath: string; size: SizeReport }> {
+  const elfPath = join(outDir, `${name}.elf`);
+  const hexPath = join(outDir, `${name}.hex`);
   await toolchain
     .run(
       'avr-gcc',
@@ -119,28 +162,15 @@ export async function buildFirmware(input: BuildInput & BuildOptions): Promise<B
       outDir,
     )
     .catch((error: unknown) => {
-      throw tooBigForChip(error, job.name, target) ?? error;
+      throw tooBigForChip(error, name, target) ?? error;
     });
   const sizeRun = await toolchain.run('avr-size', ['--format=berkeley', elfPath], outDir);
   const size = parseAvrSize(sizeRun.stdout, { flashLimit: target.flashLimit, ramLimit: target.ramLimit });
   // Checked before the .hex exists, so no flashable image of a program that cannot fit is left behind.
   await rm(hexPath, { force: true });
-  assertFits(size, job.name, target.boardId);
+  assertFits(size, name, target.boardId);
   await toolchain.run('avr-objcopy', ['-O', 'ihex', '-R', '.eeprom', elfPath, hexPath], outDir);
-  const hexSha256 = createHash('sha256')
-    .update(await readFile(hexPath))
-    .digest('hex');
-  return {
-    name: job.name,
-    board: target.boardId,
-    outDir,
-    hexPath,
-    elfPath,
-    hexSha256,
-    size,
-    warnings: warnings.join('\n'),
-    durationMs: Math.round(performance.now() - started),
-  };
+  return { elfPath, hexPath, size };
 }
 
 /** The linker refuses images larger than the chip itself; say so as plainly as the board check does. */
@@ -161,13 +191,17 @@ function tooBigForChip(error: unknown, name: string, target: BuildTarget): Board
  * source contents. The archive is deterministic, so a cached copy equals a fresh one.
  */
 async function libraryKey(units: CompileUnit[], toolchain: AvrToolchain): Promise<string> {
-  const hash = createHash('sha256');
-  hash.update((await toolchain.run('avr-gcc', ['--version'], tmpdir())).stdout);
+  const compiler = (await toolchain.run('avr-gcc', ['--version'], tmpdir())).stdout;
+  const sources: unknown[] = [];
   for (const unit of units) {
-    hash.update(JSON.stringify([unit.compiler, unit.source, unit.flags]));
-    hash.update(await readFile(join(unit.cwd, unit.source)));
+    sources.push([
+      unit.compiler,
+      unit.source,
+      unit.flags,
+      sha256(await readFile(join(unit.cwd, unit.source))),
+    ]);
   }
-  return hash.digest('hex').slice(0, 32);
+  return hashOf({ compiler, sources }).slice(0, 32);
 }
 
 /** Copies under a temporary name and renames, so a concurrent build never reads half a file. */

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { access, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sha256File } from '../disk/file-tree.ts';
+import { sha256, sha256File } from '../../lib/hash.ts';
+import { hashOf } from '../steps/input-hash.ts';
 import type { CrossCompiler } from './cross-compiler.repository.ts';
 
 /**
@@ -29,14 +29,17 @@ export interface StaticProgramInput {
  */
 export async function buildStaticProgram(input: StaticProgramInput): Promise<string> {
   const flags = [...REPRODUCIBLE_STATIC_FLAGS, ...input.flags, `-ffile-prefix-map=${input.sourceRoot}=.`];
-  const hash = createHash('sha256');
-  for (const source of input.sources) hash.update(await readFile(source)).update('\0');
-  hash
-    .update(`${input.compiler.target}\0${flags.join('\0')}\0`)
-    .update(await input.compiler.run(['--version']))
-    .update(await sha256File(await input.compiler.staticLibc()));
+  const sources: string[] = [];
+  for (const source of input.sources) sources.push(sha256(await readFile(source)));
+  const key = hashOf({
+    sources,
+    target: input.compiler.target,
+    flags,
+    compiler: await input.compiler.run(['--version']),
+    libc: await sha256File(await input.compiler.staticLibc()),
+  });
   const parent = join(input.cacheDir, 'static-programs', input.name);
-  const directory = join(parent, hash.digest('hex'));
+  const directory = join(parent, key);
   const output = join(directory, input.name);
   try {
     await access(output);

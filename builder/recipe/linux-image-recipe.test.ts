@@ -2,7 +2,9 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadRecipe, RECIPES_DIRECTORY, recipePath } from './linux-image-recipe.ts';
+import { loadRecipeOfKind, RECIPES_DIRECTORY, recipePath } from './recipe.ts';
+
+const loadRecipe = (path: string) => loadRecipeOfKind(path, 'linux-image');
 
 function recipeFile(text: string): string {
   const directory = mkdtempSync(join(tmpdir(), 'recipe-'));

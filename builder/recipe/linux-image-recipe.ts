@@ -1,14 +1,19 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join, posix, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import semver from 'semver';
-import { parse } from 'yaml';
 import { z } from 'zod';
-import { BoardfleetError } from '../../protocol/errors.ts';
 import { MOUNTS } from '../../protocol/linux-ab-layout.ts';
-
-/** Where `boardfleet build pi-minimal` looks for `pi-minimal.yaml`. */
-export const RECIPES_DIRECTORY = fileURLToPath(new URL('../../firmware-recipes', import.meta.url));
+import {
+  DEFAULT_DEBIAN_MIRROR,
+  DEFAULT_DEBIAN_SUITE,
+  debianMirror,
+  debianSuite,
+  hostName,
+  isFile,
+  type Normalised,
+  recipeName,
+  semverVersion,
+} from './recipe-fields.ts';
 
 /** Mount points of the running system: a file put there would be hidden by the mount. */
 const MOUNT_POINTS = ['/proc', '/sys', '/dev', '/run', '/tmp', MOUNTS.data, MOUNTS.boot];
@@ -23,7 +28,6 @@ export const BUILDER_FILES = [
   '/etc/boardfleet/image.json',
 ] as const;
 
-const name = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and dashes');
 const debianPackage = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'a Debian package name');
 const mebibytes = (minimum: number) =>
   z
@@ -63,22 +67,23 @@ const overlayFileSchema = z
     }
   });
 
-const linuxImageRecipeSchema = z
+/** A `linux-image` recipe as its YAML says it (firmware-recipes/README.md documents every key). */
+export const linuxImageRecipeSchema = z
   .strictObject({
     kind: z.literal('linux-image'),
-    name,
-    version: z.string().refine((version) => semver.valid(version) !== null, 'a version such as 1.2.3'),
+    name: recipeName,
+    version: semverVersion,
     description: z.string().optional(),
     /** Where the Debian packages come from. */
     base: z
       .strictObject({
-        mirror: z.url({ protocol: /^https?$/, error: 'an http(s) URL of a Debian mirror' }),
-        suite: z.string().regex(/^[a-z][a-z0-9-]*$/, 'a Debian suite such as bookworm'),
+        mirror: debianMirror,
+        suite: debianSuite,
         components: z.array(z.string().regex(/^[a-z][a-z0-9-]*$/, 'a component such as main')).min(1),
       })
       .default({
-        mirror: 'http://deb.debian.org/debian',
-        suite: 'bookworm',
+        mirror: DEFAULT_DEBIAN_MIRROR,
+        suite: DEFAULT_DEBIAN_SUITE,
         components: ['main', 'non-free-firmware'],
       }),
     /**
@@ -102,8 +107,8 @@ const linuxImageRecipeSchema = z
       .strictObject({
         /** A folder or a .tar/.tar.gz/.tgz with boardfleet-app.json at its top, relative to the recipe. */
         path: z.string().min(1),
-        name,
-        version: z.string().refine((version) => semver.valid(version) !== null, 'a version such as 1.2.3'),
+        name: recipeName,
+        version: semverVersion,
       })
       .optional(),
     /** Partition sizes in MiB; `root` is the size of each of the two slots. */
@@ -116,10 +121,7 @@ const linuxImageRecipeSchema = z
     kernelCmdline: z
       .array(z.string().regex(/^[^\s@]+$/, 'one parameter per entry, without spaces or @'))
       .default([]),
-    hostname: z
-      .string()
-      .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'a host name: letters, digits and dashes')
-      .default('boardfleet'),
+    hostname: hostName.default('boardfleet'),
     /** Puts Debian's CA certificates in /etc/ssl/certs (Node carries its own; other programs may not). */
     caCertificates: z.boolean().default(false),
     /** A root shell on the serial console, for development: never in a fleet image. */
@@ -146,7 +148,7 @@ const linuxImageRecipeSchema = z
     });
   });
 
-type ParsedRecipe = z.infer<typeof linuxImageRecipeSchema>;
+type ParsedImageRecipe = z.infer<typeof linuxImageRecipeSchema>;
 
 export interface OverlayFile {
   path: string;
@@ -159,99 +161,37 @@ export interface OverlayFile {
 }
 
 /** A `linux-image` recipe, checked, with defaults filled in and paths made absolute. */
-export interface ImageRecipe extends Omit<ParsedRecipe, 'overlay' | 'appBundle'> {
+export interface ImageRecipe extends Omit<ParsedImageRecipe, 'overlay' | 'appBundle'> {
   /** The recipe file. */
   file: string;
   overlay: OverlayFile[];
-  appBundle?: ParsedRecipe['appBundle'] & { kind: 'directory' | 'tar'; absolutePath: string };
+  appBundle?: ParsedImageRecipe['appBundle'] & { kind: 'directory' | 'tar'; absolutePath: string };
 }
 
-/**
- * The recipe file for a name (`pi-minimal` → firmware-recipes/pi-minimal.yaml) or a path (one
- * holding a `/` or ending in `.yaml`).
- */
-export function recipePath(nameOrPath: string, directory = RECIPES_DIRECTORY): string {
-  if (nameOrPath.includes('/') || nameOrPath.endsWith('.yaml')) return resolve(nameOrPath);
-  return join(directory, `${nameOrPath}.yaml`);
-}
-
-/**
- * Reads and checks an image recipe. Every problem is listed in one error naming the file: bad
- * keys, unknown keys, overlay sources or an app bundle that do not exist.
- */
-export function loadRecipe(path: string): ImageRecipe {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new BoardfleetError(
-      'recipe-not-found',
-      `No image recipe at ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}). ` +
-        `Recipes are YAML files in firmware-recipes/, e.g. firmware-recipes/pi-minimal.yaml.`,
-    );
-  }
-  let document: unknown;
-  try {
-    document = parse(text);
-  } catch (error) {
-    throw new BoardfleetError('recipe-invalid', `${path} is not valid YAML: ${(error as Error).message}`);
-  }
-  const kind = (document as { kind?: unknown } | null)?.kind;
-  if (kind === 'unikernel') {
-    throw new BoardfleetError(
-      'recipe-invalid',
-      `${path} is a unikernel recipe: build it for a virtual machine, e.g. --board vm-x86_64`,
-    );
-  }
-  if (kind === 'mcu-firmware') {
-    throw new BoardfleetError(
-      'recipe-invalid',
-      `${path} is an mcu-firmware recipe: build it for a microcontroller board, e.g. --board uno`,
-    );
-  }
-  const parsed = linuxImageRecipeSchema.safeParse(document);
-  const problems = parsed.success
-    ? []
-    : parsed.error.issues.map((issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`);
-  if (!parsed.success) throw invalid(path, problems);
-
-  const directory = dirname(resolve(path));
-  const overlay = parsed.data.overlay.map((file, index): OverlayFile => {
-    const sourcePath = file.source === undefined ? null : resolve(directory, file.source);
+/** Resolves overlay sources and the app bundle beside the recipe file, naming those that are not there. */
+export function normaliseImageRecipe(parsed: ParsedImageRecipe, file: string): Normalised<ImageRecipe> {
+  const problems: string[] = [];
+  const directory = dirname(file);
+  const overlay = parsed.overlay.map((entry, index): OverlayFile => {
+    const sourcePath = entry.source === undefined ? null : resolve(directory, entry.source);
     if (sourcePath && !isFile(sourcePath)) {
       problems.push(`overlay.${index}.source: ${sourcePath} is not a file`);
     }
-    return { path: file.path, mode: parseInt(file.mode, 8), content: file.content ?? null, sourcePath };
+    return { path: entry.path, mode: parseInt(entry.mode, 8), content: entry.content ?? null, sourcePath };
   });
   let appBundle: ImageRecipe['appBundle'];
-  if (parsed.data.appBundle) {
-    const absolutePath = resolve(directory, parsed.data.appBundle.path);
+  if (parsed.appBundle) {
+    const absolutePath = resolve(directory, parsed.appBundle.path);
     const kind = bundleKind(absolutePath);
     if (!kind) {
       problems.push(`appBundle.path: ${absolutePath} is neither a folder nor a .tar, .tar.gz or .tgz file`);
     } else if (kind === 'directory' && !existsSync(join(absolutePath, 'boardfleet-app.json'))) {
       problems.push(`appBundle.path: ${absolutePath} has no boardfleet-app.json at its top`);
     } else {
-      appBundle = { ...parsed.data.appBundle, kind, absolutePath };
+      appBundle = { ...parsed.appBundle, kind, absolutePath };
     }
   }
-  if (problems.length > 0) throw invalid(path, problems);
-  return { ...parsed.data, file: resolve(path), overlay, appBundle };
-}
-
-function invalid(path: string, problems: string[]): BoardfleetError {
-  return new BoardfleetError(
-    'recipe-invalid',
-    `${path} is not a valid image recipe:\n  ${problems.join('\n  ')}`,
-  );
-}
-
-function isFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
+  return { recipe: { ...parsed, file, overlay, appBundle }, problems };
 }
 
 function bundleKind(path: string): 'directory' | 'tar' | null {

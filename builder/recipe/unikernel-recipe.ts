@@ -1,13 +1,19 @@
-import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import semver from 'semver';
-import { parse } from 'yaml';
 import { z } from 'zod';
-import { BoardfleetError } from '../../protocol/errors.ts';
 import { LAUNCH_ENV_NAME, networkSchema, readinessSchema } from '../../protocol/unikernel-image.ts';
+import {
+  DEFAULT_DEBIAN_MIRROR,
+  DEFAULT_DEBIAN_SUITE,
+  debianMirror,
+  debianSuite,
+  hostName,
+  isFile,
+  type Normalised,
+  recipeName,
+  semverVersion,
+} from './recipe-fields.ts';
 
-const name = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and dashes');
-const version = z.string().refine((value) => semver.valid(value) !== null, 'a version such as 1.2.3');
 /** A word the pre-init reads from one line of its config: no line breaks. */
 const oneLine = z.string().regex(/^[^\n\r]*$/, 'one line');
 
@@ -33,18 +39,16 @@ const nodeApplicationSchema = z
     message: 'give exactly one of entry or boardfleetAgent',
   });
 
-const unikernelRecipeSchema = z
+/** A `unikernel` recipe as its YAML says it (firmware-recipes/README.md documents every key). */
+export const unikernelRecipeSchema = z
   .strictObject({
     kind: z.literal('unikernel'),
-    name,
-    version,
+    name: recipeName,
+    version: semverVersion,
     description: z.string().optional(),
     base: z
-      .strictObject({
-        mirror: z.url({ protocol: /^https?$/, error: 'an http(s) URL of a Debian mirror' }),
-        suite: z.string().regex(/^[a-z][a-z0-9-]*$/, 'a Debian suite such as bookworm'),
-      })
-      .default({ mirror: 'http://deb.debian.org/debian', suite: 'bookworm' }),
+      .strictObject({ mirror: debianMirror, suite: debianSuite })
+      .default({ mirror: DEFAULT_DEBIAN_MIRROR, suite: DEFAULT_DEBIAN_SUITE }),
     /** The one program of the image. */
     app: z
       .strictObject({
@@ -85,10 +89,7 @@ const unikernelRecipeSchema = z
      * keeps nothing and is simply ended.
      */
     stop: z.enum(['signal', 'kill']).default('kill'),
-    hostname: z
-      .string()
-      .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'a host name: letters, digits and dashes')
-      .optional(),
+    hostname: hostName.optional(),
   })
   .superRefine((recipe, context) => {
     for (const name of Object.keys(recipe.app.env)) {
@@ -117,58 +118,35 @@ const unikernelRecipeSchema = z
     }
   });
 
-type ParsedRecipe = z.infer<typeof unikernelRecipeSchema>;
+type ParsedUnikernelRecipe = z.infer<typeof unikernelRecipeSchema>;
 
 /** A `unikernel` recipe, checked, with defaults filled in and source paths made absolute. */
-export interface UnikernelRecipe extends Omit<ParsedRecipe, 'app' | 'ports'> {
+export interface UnikernelRecipe extends Omit<ParsedUnikernelRecipe, 'app' | 'ports'> {
   /** The recipe file. */
   file: string;
-  app: Omit<ParsedRecipe['app'], 'c' | 'node'> & {
+  app: Omit<ParsedUnikernelRecipe['app'], 'c' | 'node'> & {
     c?: { sources: string[]; cflags: string[] };
     node?: { entry: string | null; boardfleetAgent: boolean; version: string };
   };
   ports: Array<{ guest: number; protocol: 'tcp' | 'udp' }>;
 }
 
-/** Whether a recipe file's `kind` is `unikernel` (other kinds are read by their own loaders). */
-export function isUnikernelRecipeFile(path: string): boolean {
-  try {
-    const document = parse(readFileSync(path, 'utf8')) as { kind?: unknown } | null;
-    return document?.kind === 'unikernel';
-  } catch {
-    return false;
-  }
-}
-
-/** Reads and checks a unikernel recipe; every problem is listed in one error naming the file. */
-export function loadUnikernelRecipe(path: string): UnikernelRecipe {
-  let document: unknown;
-  try {
-    document = parse(readFileSync(path, 'utf8'));
-  } catch (error) {
-    throw new BoardfleetError(
-      'recipe-invalid',
-      `${path} cannot be read as YAML: ${(error as Error).message}`,
-    );
-  }
-  const parsed = unikernelRecipeSchema.safeParse(document);
-  if (!parsed.success) {
-    throw invalid(
-      path,
-      parsed.error.issues.map((issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`),
-    );
-  }
-  const directory = dirname(resolve(path));
+/** Resolves the application's sources beside the recipe file (naming those that are not there) and spells ports out. */
+export function normaliseUnikernelRecipe(
+  parsed: ParsedUnikernelRecipe,
+  file: string,
+): Normalised<UnikernelRecipe> {
+  const directory = dirname(file);
   const problems: string[] = [];
   const sourceFile = (relative: string, key: string): string => {
     const absolute = resolve(directory, relative);
     if (!isFile(absolute)) problems.push(`${key}: ${absolute} is not a file`);
     return absolute;
   };
-  const { app, ports, ...rest } = parsed.data;
+  const { app, ports, ...rest } = parsed;
   const recipe: UnikernelRecipe = {
     ...rest,
-    file: resolve(path),
+    file,
     ports: ports.map((port) => (typeof port === 'number' ? { guest: port, protocol: 'tcp' } : port)),
     app: {
       args: app.args,
@@ -192,21 +170,5 @@ export function loadUnikernelRecipe(path: string): UnikernelRecipe {
         : {}),
     },
   };
-  if (problems.length > 0) throw invalid(path, problems);
-  return recipe;
-}
-
-function invalid(path: string, problems: string[]): BoardfleetError {
-  return new BoardfleetError(
-    'recipe-invalid',
-    `${path} is not a valid unikernel recipe:\n  ${problems.join('\n  ')}`,
-  );
-}
-
-function isFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
+  return { recipe, problems };
 }

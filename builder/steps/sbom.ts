@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+
 /** One component that went into an image, as the SBOM lists it. */
 export interface SbomComponent {
   name: string;
@@ -121,4 +123,9 @@ export function spdxDocument(input: SbomInput): Record<string, unknown> {
       })),
     ],
   };
+}
+
+/** Writes the build's SBOM as indented SPDX JSON. */
+export async function writeSbom(file: string, input: SbomInput): Promise<void> {
+  await writeFile(file, `${JSON.stringify(spdxDocument(input), null, 2)}\n`);
 }

@@ -2,9 +2,9 @@ import { basename } from 'node:path';
 import type { VmBoard } from '../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { ELF_MACHINE, readElfInfo } from '../native/elf-file.ts';
-import { LibraryResolver, type PackageTree } from '../linux-image/rootfs/assemble-rootfs.ts';
+import { LibraryResolver, type PackageTree } from '../linux-image/rootfs/library-resolver.ts';
 import { TreeWriter } from '../linux-image/rootfs/tree-writer.ts';
-import type { UnikernelApplication } from './unikernel-build.ts';
+import type { UnikernelApplication } from './unikernel-application.ts';
 import type { UnikernelRecipe } from '../recipe/unikernel-recipe.ts';
 
 /** The kernel runs this first (rdinit=); it execs the application, which becomes PID 1. */

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { build } from 'esbuild';
+import { sha256 } from '../../lib/hash.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { REQUIRE_BANNER } from '../agent-runtime/agent-bundle.ts';
 
@@ -60,7 +60,7 @@ export async function bundleNodeEntry(options: { entry: string; outFile: string 
   }
   return {
     file: options.outFile,
-    sha256: createHash('sha256').update(contents).digest('hex'),
+    sha256: sha256(contents),
     size: contents.length,
     packages: [...packages].sort().map(([name, version]) => ({ name, version })),
   };

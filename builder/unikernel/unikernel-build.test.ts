@@ -5,13 +5,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { launchSpecSchema } from '../../protocol/unikernel-image.ts';
-import { defaultCacheDir } from '../../server/config/config.ts';
 import type { BuildReporter } from '../build-runner.ts';
-import { sha256File } from '../disk/file-tree.ts';
+import { defaultCacheDir } from '../steps/cached-step.ts';
+import { sha256File } from '../../lib/hash.ts';
 import { ELF_MACHINE, readElfInfo } from '../native/elf-file.ts';
-import { RECIPES_DIRECTORY } from '../recipe/linux-image-recipe.ts';
 import { buildUnikernel } from './unikernel-build.ts';
-import { loadUnikernelRecipe } from '../recipe/unikernel-recipe.ts';
+import { loadRecipeOfKind, RECIPES_DIRECTORY } from '../recipe/recipe.ts';
 
 const run = promisify(execFile);
 const HTTP_HELLO = join(RECIPES_DIRECTORY, 'http-hello.yaml');
@@ -163,7 +162,7 @@ describe('unikernel builds', () => {
     };
     const problems = (text: string) => {
       try {
-        loadUnikernelRecipe(recipe(text));
+        loadRecipeOfKind(recipe(text), 'unikernel');
       } catch (error) {
         return (error as Error).message;
       }

@@ -1,50 +1,41 @@
-import { randomBytes } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { getVmBoard, type VmBoard } from '../../boards/board-catalogue.ts';
-import {
-  BUNDLE_FILES,
-  type LaunchSpec,
-  launchSpecSchema,
-  type VmArchitecture,
-} from '../../protocol/unikernel-image.ts';
-import { bundleAgent } from '../agent-runtime/agent-bundle.ts';
-import { fetchNodeRuntime, type NodeRuntime } from '../agent-runtime/node-runtime.repository.ts';
+import { sha256File } from '../../lib/hash.ts';
+import { BUNDLE_FILES, type LaunchSpec, launchSpecSchema } from '../../protocol/unikernel-image.ts';
 import type { BuildReporter, BuiltFile } from '../build-runner.ts';
-import type { ResolvedPackage } from '../debian/debian-archive.repository.ts';
-import { kernelVersionOf, moduleClosure } from '../debian/kernel-modules.ts';
-import { compressImage } from '../disk/compress-image.ts';
-import { writeCpioNewc } from '../disk/cpio-newc.ts';
-import { sha256File } from '../disk/file-tree.ts';
-import { ImageTools } from '../disk/image-tools.repository.ts';
-import { tarHeader } from '../disk/update-payload.ts';
-import { CrossCompiler } from '../native/cross-compiler.repository.ts';
-import { bundleComponents, nodeRuntimeComponent, type SbomComponent, spdxDocument } from '../steps/sbom.ts';
-import { buildStaticProgram } from '../native/static-program.ts';
 import {
-  builderSourcesHash,
   debianComponent,
   fetchWithProgress,
-  hashOf,
-  isCompleteOutput,
   NEVER_INSTALLED,
   openDebianArchive,
-  packageVersion,
   pickKernelPackage,
-  publishStagedOutput,
-  sha256,
-} from '../linux-image/image-build.ts';
-import { assembleUnikernelInitramfs, PRE_INIT_PATH } from './assemble-unikernel-initramfs.ts';
-import { bundleNodeEntry } from './node-entry-bundle.ts';
-import { loadUnikernelRecipe, type UnikernelRecipe } from '../recipe/unikernel-recipe.ts';
+} from '../debian/build-archive.ts';
+import type { DebianArchive, ResolvedPackage } from '../debian/debian-archive.repository.ts';
+import { kernelVersionOf, type ModuleClosure, moduleClosure } from '../debian/kernel-modules.ts';
+import { compressImage } from '../disk/compress-image.ts';
+import { writeCpioNewc } from '../disk/cpio-newc.ts';
+import { ImageTools } from '../disk/image-tools.repository.ts';
+import { CrossCompiler } from '../native/cross-compiler.repository.ts';
+import type { UnikernelRecipe } from '../recipe/unikernel-recipe.ts';
+import { loadRecipeOfKind } from '../recipe/recipe.ts';
+import { builderSourcesHash, hashOf, packageVersion } from '../steps/input-hash.ts';
+import { writeSbom } from '../steps/sbom.ts';
+import { stagedOutput } from '../steps/staged-output.ts';
+import { assembleUnikernelInitramfs } from './assemble-unikernel-initramfs.ts';
+import {
+  buildApplication,
+  buildPreInit,
+  recipeFingerprint,
+  type UnikernelApplication,
+} from './unikernel-application.ts';
+import { launchSpecFor, writeUnikernelBundle } from './unikernel-bundle.ts';
 
-const PRE_INIT_SOURCE = fileURLToPath(new URL('./pre-init/boardfleet-init.c', import.meta.url));
 /** What a Node application needs besides the runtime: the C and C++ libraries it links against. */
 const NODE_LIBRARY_PACKAGES = ['libc6', 'libstdc++6', 'libgcc-s1'];
-const VM_ARCHITECTURE: Record<VmBoard['architecture'], VmArchitecture> = { amd64: 'x86_64', arm64: 'arm64' };
-const NODE_ARCHITECTURE: Record<VmBoard['architecture'], 'x64' | 'arm64'> = { amd64: 'x64', arm64: 'arm64' };
+/** Beside the bundle in its output folder: what the zstd initramfs unpacks to, for the log and the result. */
+const UNCOMPRESSED_INITRAMFS_SIZE = 'uncompressed-initramfs-size';
 
 export interface UnikernelBuildInput {
   recipeFile: string;
@@ -69,6 +60,46 @@ export interface UnikernelBuildResult {
   reusedSteps: string[];
 }
 
+/** What every step of one unikernel build works with. */
+interface UnikernelBuild {
+  recipe: UnikernelRecipe;
+  board: VmBoard;
+  archive: DebianArchive;
+  /** SOURCE_DATE_EPOCH: every timestamp in the bundle. */
+  epoch: number;
+  /** This build's scratch folder, removed at the end. */
+  work: string;
+  reporter: BuildReporter;
+}
+
+/** Debian's VM kernel, and the libraries a Node application needs. */
+interface UnikernelPackages {
+  kernel: ResolvedPackage;
+  libraries: ResolvedPackage[];
+  all: ResolvedPackage[];
+}
+
+/** What goes into the initramfs and the bundle. */
+interface UnikernelParts {
+  preInit: string;
+  application: UnikernelApplication;
+  kernel: UnikernelKernel;
+}
+
+/** Debian's VM kernel unpacked, and the modules the VM and the recipe need, in load order. */
+interface UnikernelKernel {
+  file: string;
+  modulesRoot: string;
+  modules: ModuleClosure;
+}
+
+/** The finished files of a unikernel build, in a folder named by its inputs' hash. */
+interface UnikernelOutputs {
+  directory: string;
+  bundle: string;
+  sbom: string;
+}
+
 /**
  * Builds a unikernel-style image: Debian's small VM kernel, and an initramfs holding only the
  * pre-init, the modules the VM needs and the application (a static C program, or Node with one
@@ -80,368 +111,252 @@ export async function buildUnikernel(
   input: UnikernelBuildInput,
   reporter: BuildReporter,
 ): Promise<UnikernelBuildResult> {
-  const { signal } = reporter;
-  const recipe = loadUnikernelRecipe(input.recipeFile);
+  const recipe = loadRecipeOfKind(input.recipeFile, 'unikernel');
   const board = getVmBoard(input.board);
-  const architecture = VM_ARCHITECTURE[board.architecture];
   const stepsDir = input.stepsDir ?? join(input.cacheDir, 'image-steps');
-  const reused: string[] = [];
   // Missing tools are said before anything is downloaded.
   const compiler = new CrossCompiler(undefined, board.architecture);
   await compiler.require();
   await new ImageTools().require('zstd');
   await mkdir(stepsDir, { recursive: true });
   const work = await mkdtemp(join(input.cacheDir, 'work-'));
-  let staging: string | undefined;
   try {
     reporter.progress('reading the Debian archive index', 2);
-    const { archive, epoch } = await openDebianArchive(
-      { ...recipe.base, components: ['main'] },
-      board.architecture,
-      input,
-      reporter,
-    );
+    const base = { ...recipe.base, components: ['main'] };
+    const { archive, epoch } = await openDebianArchive(base, board.architecture, input, reporter);
+    const build: UnikernelBuild = { recipe, board, archive, epoch, work, reporter };
 
-    const kernelPackage = pickKernelPackage(archive, board);
-    const libraryPackages = recipe.app.node
-      ? archive.resolve(NODE_LIBRARY_PACKAGES, { exclude: NEVER_INSTALLED })
-      : [];
-    const allPackages: ResolvedPackage[] = [kernelPackage, ...libraryPackages];
-    reporter.log(`packages: ${allPackages.map((pkg) => `${pkg.name}=${pkg.version}`).join(' ')}`);
+    const packages = resolveUnikernelPackages(build);
     reporter.progress('fetching packages', 5);
-    await fetchWithProgress(archive, allPackages, reporter, 5, 35);
+    await fetchWithProgress(archive, packages.all, reporter, 5, 35);
 
     reporter.progress('compiling the pre-init and the application', 38);
-    const sourceRoot = dirname(recipe.file);
-    const preInit = await buildStaticProgram({
-      name: 'boardfleet-init',
-      sources: [PRE_INIT_SOURCE],
-      flags: ['-Os', '-Wall', '-Wextra', '-Werror'],
-      sourceRoot: dirname(PRE_INIT_SOURCE),
-      compiler,
-      cacheDir: input.cacheDir,
-    });
+    const preInit = await buildPreInit(compiler, input.cacheDir);
+    const { signal } = reporter;
     const application = await buildApplication(recipe, board, {
       work,
       cacheDir: input.cacheDir,
       compiler,
-      sourceRoot,
       signal,
     });
     reporter.log(`application: ${application.describe}`);
-
-    const kernelDir = (await archive.unpack(kernelPackage, { signal })).root;
-    const kernel = kernelVersionOf(kernelDir);
-    const modulesRoot = join(kernelDir, kernel.modulesDir);
-    const closure = moduleClosure(modulesRoot, [...board.kernel.modules, ...recipe.kernel.modules]);
-    reporter.log(`modules: ${closure.files.length} files; built in: ${closure.builtin.join(', ') || '-'}`);
-
-    const inputsHash = hashOf({
-      builder: builderSourcesHash(),
-      epoch,
-      board,
-      recipe: recipeFingerprint(recipe),
-      kernel: kernelPackage.sha256,
-      libraries: libraryPackages.map((pkg) => pkg.sha256),
-      preInit: await sha256File(preInit),
-      application: application.fingerprint,
-    });
+    const kernel = await unpackVmKernel(build, packages.kernel);
+    const parts: UnikernelParts = { preInit, application, kernel };
+    const inputsHash = await unikernelInputsHash(build, packages, parts);
     reporter.log(`inputs ${inputsHash.slice(0, 16)}`);
 
-    const cmdline = [
-      `console=${board.console.device}`,
-      // A crashed application ends the VM at once (with -no-reboot) instead of a hung panic screen.
-      'panic=-1',
-      `rdinit=${PRE_INIT_PATH}`,
-      'quiet',
-      ...recipe.kernel.cmdline,
-    ].join(' ');
-
-    const outputDir = join(stepsDir, `unikernel-${inputsHash}`);
-    const baseName = `${recipe.name}-${recipe.version}-${board.id}`;
-    const bundleFile = join(outputDir, `${baseName}.unikernel.tar`);
-    const sbomFile = join(outputDir, `${baseName}.spdx.json`);
-    const specFile = join(outputDir, BUNDLE_FILES.launchSpec);
-    if (isCompleteOutput(outputDir)) {
-      reused.push('initramfs', 'bundle', 'sbom');
-    } else {
-      staging = `${outputDir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
-      await mkdir(staging, { recursive: true });
-      reporter.progress('assembling the initramfs', 60);
-      const tree = join(work, 'initramfs');
-      await assembleUnikernelInitramfs({
-        dir: tree,
-        board,
-        recipe,
-        preInit,
-        modulesRoot,
-        moduleFiles: closure.files,
-        application,
-        packageTrees: await Promise.all(
-          libraryPackages.map(async (pkg) => ({
-            name: pkg.name,
-            root: (await archive.unpack(pkg, { signal })).root,
-          })),
-        ),
-      });
-      const cpio = join(work, 'initramfs.cpio');
-      await writeCpioNewc(tree, cpio, {
-        epoch,
-        compression: 'none',
-        // The kernel opens /dev/console for PID 1's output before anything could mount devtmpfs.
-        charDevices: [{ path: 'dev/console', major: 5, minor: 1 }],
-      });
-      reporter.progress('compressing the initramfs', 80);
-      const initramfs = join(staging, BUNDLE_FILES.initramfs);
-      // zstd: the kernel unpacks it at every boot, and zstd unpacks several times faster than gzip.
-      await compressImage(cpio, initramfs, { format: 'zstd' });
-      const kernelFile = join(kernelDir, kernel.kernel);
-      const sizes = { kernel: (await stat(kernelFile)).size, initramfs: (await stat(initramfs)).size };
-      const spec = launchSpecSchema.parse({
-        schemaVersion: 1,
-        name: recipe.name,
-        version: recipe.version,
-        architecture,
-        cmdline,
-        memoryMiB: recipe.memoryMiB,
-        cpus: recipe.cpus,
-        network: recipe.network,
-        ports: recipe.ports,
-        ...(recipe.readiness ? { readiness: recipe.readiness } : {}),
-        stop: recipe.stop === 'signal' ? 'ctrl-alt-del' : 'kill',
-        sizes,
-      } satisfies LaunchSpec);
-      await writeFile(specFile.replace(outputDir, staging), `${JSON.stringify(spec, null, 2)}\n`);
-      await writeFile(
-        join(staging, BUNDLE_FILES.firecracker),
-        `${JSON.stringify(firecrackerConfig(spec), null, 2)}\n`,
+    const outputs = unikernelOutputs(stepsDir, recipe, board, inputsHash);
+    const reused = await stagedOutput(outputs.directory, async (staging) => {
+      const initramfs = await writeInitramfs(
+        build,
+        parts,
+        await unpackAll(build, packages.libraries),
+        staging,
       );
-      await writeFile(join(staging, 'uncompressed-initramfs-size'), String((await stat(cpio)).size));
-
       reporter.progress('writing the bundle', 90);
-      await writeFlatTar(
-        join(staging, `${baseName}.unikernel.tar`),
-        [
-          { name: BUNDLE_FILES.launchSpec, path: join(staging, BUNDLE_FILES.launchSpec) },
-          { name: BUNDLE_FILES.kernel, path: kernelFile },
-          { name: BUNDLE_FILES.initramfs, path: initramfs },
-          { name: BUNDLE_FILES.firecracker, path: join(staging, BUNDLE_FILES.firecracker) },
-        ],
+      const sizes = { kernel: (await stat(kernel.file)).size, initramfs: (await stat(initramfs)).size };
+      await writeUnikernelBundle(staging, {
+        spec: launchSpecFor(recipe, board, sizes),
+        kernel: kernel.file,
+        initramfs,
+        bundleName: basename(outputs.bundle),
         epoch,
-      );
-
-      reporter.progress('writing the SBOM', 95);
-      const components: SbomComponent[] = [
-        ...allPackages.map((pkg) => debianComponent(pkg, archive.mirror, board.architecture)),
-        ...application.sbom,
-      ];
-      const document = spdxDocument({
-        imageName: recipe.name,
-        imageVersion: recipe.version,
-        board: board.id,
-        buildId: inputsHash,
-        epochSeconds: epoch,
-        toolVersion: packageVersion(),
-        components,
       });
-      await writeFile(join(staging, `${baseName}.spdx.json`), `${JSON.stringify(document, null, 2)}\n`);
-      await publishStagedOutput(staging, outputDir);
-    }
-    const launchSpec = launchSpecSchema.parse(JSON.parse(readFileSync(specFile, 'utf8')));
-    const bundleSize = (await stat(bundleFile)).size;
-    const initramfsUncompressed = Number(
-      readFileSync(join(outputDir, 'uncompressed-initramfs-size'), 'utf8'),
-    );
-    reporter.log(
-      `kernel ${launchSpec.sizes.kernel} bytes, initramfs ${launchSpec.sizes.initramfs} bytes ` +
-        `(${initramfsUncompressed} unpacked), bundle ${bundleSize} bytes, sha256 ${(await sha256File(bundleFile)).slice(0, 16)}`,
-    );
-    if (reused.length > 0) reporter.log(`reused cached steps: ${reused.join(', ')}`);
-    reporter.progress('done', 98);
-    // The VM board and every host board that can run it: a release targets the hosts' agents.
-    const boards = [board.id, ...board.hostBoards];
-    const artifactName = `${recipe.name}-${board.id}`;
-    return {
-      files: [
-        {
-          role: 'unikernel',
-          path: bundleFile,
-          name: artifactName,
-          version: recipe.version,
-          kind: 'unikernel',
-          boards,
-        },
-        {
-          role: 'sbom',
-          path: sbomFile,
-          name: `${artifactName}-sbom`,
-          version: recipe.version,
-          kind: 'sbom',
-          boards,
-        },
-      ],
-      inputsHash,
-      bundle: bundleFile,
-      sbom: sbomFile,
-      launchSpec,
-      sizes: {
-        kernel: launchSpec.sizes.kernel,
-        initramfs: launchSpec.sizes.initramfs,
-        initramfsUncompressed,
-        bundle: bundleSize,
-      },
-      reusedSteps: reused,
-    };
+      await writeUnikernelSbom(
+        build,
+        packages,
+        application,
+        inputsHash,
+        join(staging, basename(outputs.sbom)),
+      );
+    });
+    return await summarise(build, inputsHash, outputs, reused ? ['initramfs', 'bundle', 'sbom'] : []);
   } finally {
     await rm(work, { recursive: true, force: true });
-    if (staging) await rm(staging, { recursive: true, force: true });
   }
 }
 
-/** The application as the initramfs gets it: a static program, or Node plus one bundled module. */
-export type UnikernelApplication =
-  | { kind: 'c'; program: string; describe: string; fingerprint: string; sbom: SbomComponent[] }
-  | {
-      kind: 'node';
-      node: NodeRuntime;
-      module: string;
-      describe: string;
-      fingerprint: string;
-      sbom: SbomComponent[];
-    };
+/** The VM kernel, and for a Node application the libraries it links against, logged. */
+function resolveUnikernelPackages(build: UnikernelBuild): UnikernelPackages {
+  const { archive, recipe, board } = build;
+  const kernel = pickKernelPackage(archive, board);
+  const libraries = recipe.app.node
+    ? archive.resolve(NODE_LIBRARY_PACKAGES, { exclude: NEVER_INSTALLED })
+    : [];
+  const all = [kernel, ...libraries];
+  build.reporter.log(`packages: ${all.map((pkg) => `${pkg.name}=${pkg.version}`).join(' ')}`);
+  return { kernel, libraries, all };
+}
 
-async function buildApplication(
-  recipe: UnikernelRecipe,
-  board: VmBoard,
-  options: {
-    work: string;
-    cacheDir: string;
-    compiler: CrossCompiler;
-    sourceRoot: string;
-    signal: AbortSignal;
-  },
-): Promise<UnikernelApplication> {
-  if (recipe.app.c) {
-    const program = await buildStaticProgram({
-      name: recipe.name,
-      sources: recipe.app.c.sources,
-      flags: recipe.app.c.cflags,
-      sourceRoot: options.sourceRoot,
-      compiler: options.compiler,
-      cacheDir: options.cacheDir,
-    });
-    const sha256 = await sha256File(program);
-    return {
-      kind: 'c',
-      program,
-      describe: `static C program ${recipe.name}, ${(await stat(program)).size} bytes`,
-      fingerprint: sha256,
-      sbom: [
-        {
-          name: recipe.name,
-          version: recipe.version,
-          purl: `pkg:generic/${recipe.name}@${recipe.version}`,
-          downloadLocation: 'NOASSERTION',
-          sha256,
-          supplier: 'NOASSERTION',
-        },
-      ],
-    };
-  }
-  const nodeApp = recipe.app.node!;
-  const node = await fetchNodeRuntime({
-    architecture: NODE_ARCHITECTURE[board.architecture],
-    versionRange: nodeApp.version,
-    cacheDir: options.cacheDir,
-    signal: options.signal,
+/** The kernel package unpacked, and the modules the VM board and the recipe name with what they need. */
+async function unpackVmKernel(
+  build: UnikernelBuild,
+  kernelPackage: ResolvedPackage,
+): Promise<UnikernelKernel> {
+  const { board, recipe, reporter } = build;
+  const root = (await build.archive.unpack(kernelPackage, { signal: reporter.signal })).root;
+  const layout = kernelVersionOf(root);
+  const modulesRoot = join(root, layout.modulesDir);
+  const modules = moduleClosure(modulesRoot, [...board.kernel.modules, ...recipe.kernel.modules]);
+  reporter.log(`modules: ${modules.files.length} files; built in: ${modules.builtin.join(', ') || '-'}`);
+  return { file: join(root, layout.kernel), modulesRoot, modules };
+}
+
+/** Every input of the bundle: the builder's code, the epoch, the board, the recipe, the packages and programs. */
+async function unikernelInputsHash(
+  build: UnikernelBuild,
+  packages: UnikernelPackages,
+  parts: UnikernelParts,
+): Promise<string> {
+  return hashOf({
+    builder: builderSourcesHash(),
+    epoch: build.epoch,
+    board: build.board,
+    recipe: recipeFingerprint(build.recipe),
+    kernel: packages.kernel.sha256,
+    libraries: packages.libraries.map((pkg) => pkg.sha256),
+    preInit: await sha256File(parts.preInit),
+    application: parts.application.fingerprint,
   });
+}
 
-  const outFile = join(options.work, `${recipe.name}.mjs`);
-  const bundle = nodeApp.boardfleetAgent
-    ? await bundleAgent({ outFile, cacheDir: join(options.cacheDir, 'agent-bundle') })
-    : await bundleNodeEntry({ entry: nodeApp.entry!, outFile });
-  const bundleName = nodeApp.boardfleetAgent ? 'boardfleet-agent' : recipe.name;
-  const bundleVersion = nodeApp.boardfleetAgent ? packageVersion() : recipe.version;
-  return {
-    kind: 'node',
-    node,
-    module: bundle.file,
-    describe: `Node ${node.version} with ${bundleName} (${bundle.size} bytes)`,
-    fingerprint: hashOf({ node: node.sha256, bundle: bundle.sha256 }),
-    sbom: [
-      nodeRuntimeComponent(node),
-      ...bundleComponents({
-        name: bundleName,
-        version: bundleVersion,
-        sha256: bundle.sha256,
-        supplier: nodeApp.boardfleetAgent ? 'Organization: Boardfleet' : 'NOASSERTION',
-        packages: bundle.packages,
-      }),
-    ],
-  };
+async function unpackAll(
+  build: UnikernelBuild,
+  packages: ResolvedPackage[],
+): Promise<Array<{ name: string; root: string }>> {
+  const { signal } = build.reporter;
+  return Promise.all(
+    packages.map(async (pkg) => ({
+      name: pkg.name,
+      root: (await build.archive.unpack(pkg, { signal })).root,
+    })),
+  );
 }
 
 /**
- * Firecracker's configuration file (`firecracker --config-file firecracker.json`), next to the
- * kernel and initramfs of the bundle. Firecracker's devices are virtio-mmio, announced on the
- * command line it builds; its network needs a tap device named by the host.
+ * The initramfs: the pre-init, the modules, the application and the libraries a Node application
+ * needs, as a zstd newc cpio in `directory`; beside it, its size unpacked. Returns its path.
  */
-export function firecrackerConfig(spec: LaunchSpec): Record<string, unknown> {
-  return {
-    'boot-source': {
-      kernel_image_path: BUNDLE_FILES.kernel,
-      initrd_path: BUNDLE_FILES.initramfs,
-      boot_args: `${spec.cmdline} reboot=k pci=off`,
-    },
-    'machine-config': { vcpu_count: spec.cpus, mem_size_mib: spec.memoryMiB },
-    drives: [],
-    'network-interfaces': spec.network.mode === 'none' ? [] : [{ iface_id: 'eth0', host_dev_name: 'tap0' }],
-  };
+async function writeInitramfs(
+  build: UnikernelBuild,
+  parts: UnikernelParts,
+  libraryTrees: Array<{ name: string; root: string }>,
+  directory: string,
+): Promise<string> {
+  const { reporter, work, epoch } = build;
+  reporter.progress('assembling the initramfs', 60);
+  const tree = join(work, 'initramfs');
+  await assembleUnikernelInitramfs({
+    dir: tree,
+    board: build.board,
+    recipe: build.recipe,
+    preInit: parts.preInit,
+    modulesRoot: parts.kernel.modulesRoot,
+    moduleFiles: parts.kernel.modules.files,
+    application: parts.application,
+    packageTrees: libraryTrees,
+  });
+  const cpio = join(work, 'initramfs.cpio');
+  await writeCpioNewc(tree, cpio, {
+    epoch,
+    compression: 'none',
+    // The kernel opens /dev/console for PID 1's output before anything could mount devtmpfs.
+    charDevices: [{ path: 'dev/console', major: 5, minor: 1 }],
+  });
+  reporter.progress('compressing the initramfs', 80);
+  const initramfs = join(directory, BUNDLE_FILES.initramfs);
+  // zstd: the kernel unpacks it at every boot, and zstd unpacks several times faster than gzip.
+  await compressImage(cpio, initramfs, { format: 'zstd' });
+  await writeFile(join(directory, UNCOMPRESSED_INITRAMFS_SIZE), String((await stat(cpio)).size));
+  return initramfs;
 }
 
-/** The recipe's content and its sources' bytes, without this checkout's paths. */
-function recipeFingerprint(recipe: UnikernelRecipe): string {
-  const { file, ...content } = recipe;
-  const relativeTo = (path: string) => relative(dirname(file), path);
-  const { c, node } = content.app;
-  const sources = [...(c?.sources ?? []), ...(node?.entry ? [node.entry] : [])].map((source) => ({
-    path: relativeTo(source),
-    sha256: sha256(readFileSync(source)),
-  }));
-  return hashOf({
-    content: {
-      ...content,
-      app: {
-        ...content.app,
-        c: c ? { ...c, sources: c.sources.map(relativeTo) } : null,
-        node: node ? { ...node, entry: node.entry ? relativeTo(node.entry) : null } : null,
-      },
-    },
-    sources,
+/** The kernel and libraries from Debian and the application (with Node and its bundle), as SPDX. */
+async function writeUnikernelSbom(
+  build: UnikernelBuild,
+  packages: UnikernelPackages,
+  application: UnikernelApplication,
+  inputsHash: string,
+  out: string,
+): Promise<void> {
+  const { archive, board, recipe } = build;
+  build.reporter.progress('writing the SBOM', 95);
+  await writeSbom(out, {
+    imageName: recipe.name,
+    imageVersion: recipe.version,
+    board: board.id,
+    buildId: inputsHash,
+    epochSeconds: build.epoch,
+    toolVersion: packageVersion(),
+    components: [
+      ...packages.all.map((pkg) => debianComponent(pkg, archive.mirror, board.architecture)),
+      ...application.sbom,
+    ],
   });
 }
 
-/** A plain ustar archive of files in the given order, owned by 0:0, every mtime the epoch. */
-async function writeFlatTar(
-  out: string,
-  entries: Array<{ name: string; path: string }>,
-  epoch: number,
-): Promise<void> {
-  const handle = await open(out, 'w');
-  try {
-    for (const entry of entries) {
-      const size = (await stat(entry.path)).size;
-      await handle.write(tarHeader({ name: entry.name, type: 'file', size, mtime: epoch }));
-      for await (const chunk of createReadStream(entry.path, { highWaterMark: 1 << 20 })) {
-        await handle.write(chunk as Buffer);
-      }
-      const pad = (512 - (size % 512)) % 512;
-      if (pad > 0) await handle.write(Buffer.alloc(pad));
-    }
-    // Two zero blocks end a tar archive.
-    await handle.write(Buffer.alloc(1024));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+function unikernelOutputs(
+  stepsDir: string,
+  recipe: UnikernelRecipe,
+  board: VmBoard,
+  inputsHash: string,
+): UnikernelOutputs {
+  const directory = join(stepsDir, `unikernel-${inputsHash}`);
+  const baseName = `${recipe.name}-${recipe.version}-${board.id}`;
+  return {
+    directory,
+    bundle: join(directory, `${baseName}.unikernel.tar`),
+    sbom: join(directory, `${baseName}.spdx.json`),
+  };
+}
+
+/** Reads the finished (or reused) output back for the log and the result. */
+async function summarise(
+  build: UnikernelBuild,
+  inputsHash: string,
+  outputs: UnikernelOutputs,
+  reused: string[],
+): Promise<UnikernelBuildResult> {
+  const { recipe, board, reporter } = build;
+  const launchSpec = launchSpecSchema.parse(
+    JSON.parse(readFileSync(join(outputs.directory, BUNDLE_FILES.launchSpec), 'utf8')),
+  );
+  const bundleSize = (await stat(outputs.bundle)).size;
+  const initramfsUncompressed = Number(
+    readFileSync(join(outputs.directory, UNCOMPRESSED_INITRAMFS_SIZE), 'utf8'),
+  );
+  reporter.log(
+    `kernel ${launchSpec.sizes.kernel} bytes, initramfs ${launchSpec.sizes.initramfs} bytes ` +
+      `(${initramfsUncompressed} unpacked), bundle ${bundleSize} bytes, sha256 ${(await sha256File(outputs.bundle)).slice(0, 16)}`,
+  );
+  if (reused.length > 0) reporter.log(`reused cached steps: ${reused.join(', ')}`);
+  reporter.progress('done', 98);
+  // The VM board and every host board that can run it: a release targets the hosts' agents.
+  const boards = [board.id, ...board.hostBoards];
+  const artifactName = `${recipe.name}-${board.id}`;
+  const file = (role: BuiltFile['role'], path: string, name: string, kind: BuiltFile['kind']) => ({
+    role,
+    path,
+    name,
+    version: recipe.version,
+    kind,
+    boards,
+  });
+  return {
+    files: [
+      file('unikernel', outputs.bundle, artifactName, 'unikernel'),
+      file('sbom', outputs.sbom, `${artifactName}-sbom`, 'sbom'),
+    ],
+    inputsHash,
+    bundle: outputs.bundle,
+    sbom: outputs.sbom,
+    launchSpec,
+    sizes: {
+      kernel: launchSpec.sizes.kernel,
+      initramfs: launchSpec.sizes.initramfs,
+      initramfsUncompressed,
+      bundle: bundleSize,
+    },
+    reusedSteps: reused,
+  };
 }

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import pino from 'pino';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -30,8 +29,8 @@ export function register(program: Command): void {
     .option('--heartbeat <seconds>', 'health report interval', '30')
     .option('--keepalive <seconds>', 'MQTT keepalive; offline after 1.5x without a word', '30')
     .action(async (options) => {
-      const { loadAgentConfig, runAgent } = await import('../../device-agent/runtime/run-agent.ts');
-      const config = loadAgentConfig(
+      const { startAgentProcess } = await import('../../device-agent/main.ts');
+      await startAgentProcess(
         {
           server: options.server,
           mqtt: options.mqtt,
@@ -50,12 +49,5 @@ export function register(program: Command): void {
         },
         options.config,
       );
-      const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
-      const agent = await runAgent(config, logger);
-      const shutdown = () => {
-        void agent.stop().then(() => process.exit(0));
-      };
-      process.once('SIGTERM', shutdown);
-      process.once('SIGINT', shutdown);
     });
 }

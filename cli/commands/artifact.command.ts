@@ -1,11 +1,11 @@
-import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Command } from 'commander';
+import { sha256File } from '../../lib/hash.ts';
+import type { Artifact, ArtifactList } from '../../protocol/api/artifacts.ts';
+import type { Release } from '../../protocol/api/releases.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
-import type { ReleaseRecord } from '../../server/releases/release.repository.ts';
 import { ApiClient } from '../api-client.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 import { progressBar } from '../progress.ts';
@@ -13,16 +13,10 @@ import { progressBar } from '../progress.ts';
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 async function sha256Of(path: string, size: number): Promise<string> {
-  const hash = createHash('sha256');
   const progress = progressBar('hashing  ', size);
-  let done = 0;
-  for await (const chunk of createReadStream(path)) {
-    hash.update(chunk as Buffer);
-    done += (chunk as Buffer).length;
-    progress.update(done);
-  }
+  const sha256 = await sha256File(path, (bytesHashed) => progress.update(bytesHashed));
   progress.stop();
-  return hash.digest('hex');
+  return sha256;
 }
 
 export function register(program: Command): void {
@@ -73,7 +67,7 @@ export function register(program: Command): void {
           }),
         ) as ReadableStream;
         const stored = await api
-          .request<ArtifactRecord>('POST', `/api/v1/artifacts?${query}`, body, {
+          .request<Artifact>('POST', `/api/v1/artifacts?${query}`, body, {
             'content-type': 'application/octet-stream',
             'content-length': String(size),
           })
@@ -92,7 +86,7 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (options: { name?: string; json?: boolean }) => {
       const query = new URLSearchParams(options.name ? { name: options.name } : {});
-      const { artifacts } = await ApiClient.fromEnvironment().request<{ artifacts: ArtifactRecord[] }>(
+      const { artifacts } = await ApiClient.fromEnvironment().request<ArtifactList>(
         'GET',
         `/api/v1/artifacts?${query}`,
       );
@@ -128,7 +122,7 @@ export function register(program: Command): void {
           return [board, id];
         }),
       );
-      const created = await ApiClient.fromEnvironment().request<ReleaseRecord>('POST', '/api/v1/releases', {
+      const created = await ApiClient.fromEnvironment().request<Release>('POST', '/api/v1/releases', {
         name,
         artifacts,
       });

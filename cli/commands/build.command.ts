@@ -1,10 +1,9 @@
 import { stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { Command } from 'commander';
-import { type BuildInput, buildFirmware } from '../../builder/mcu/build-firmware.ts';
-import { formatSizeReport } from '../../builder/mcu/size-report.ts';
+import { type BuildInput, buildFirmware, formatSizeReport } from '../../builder/builder.ts';
 import { getAnyBoard } from '../../boards/board-catalogue.ts';
-import type { BuildJob } from '../../server/builds/build-job.repository.ts';
+import type { BuildJob, BuildList } from '../../protocol/api/builds.ts';
 import { ApiClient } from '../api-client.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 import { progressBar } from '../progress.ts';
@@ -127,10 +126,7 @@ export function registerBuilds(program: Command): void {
     .description('Build jobs, newest first')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }) => {
-      const { builds: jobs } = await ApiClient.fromEnvironment().request<{ builds: BuildJob[] }>(
-        'GET',
-        '/api/v1/builds',
-      );
+      const { builds: jobs } = await ApiClient.fromEnvironment().request<BuildList>('GET', '/api/v1/builds');
       if (options.json) return printJson(jobs);
       printTable(
         jobs.map((job) => ({

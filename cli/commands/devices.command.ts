@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
+import type { ConsoleList } from '../../protocol/api/consoles.ts';
+import type { CreatedDevice, Device, DeviceDetails, DevicePage } from '../../protocol/api/devices.ts';
 import { consolePath } from '../../protocol/device-console.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import type { ConsoleSummary } from '../../server/consoles/console.repository.ts';
-import type { DeviceRecord } from '../../server/devices/device.repository.ts';
-import type { StoredHealth } from '../../server/telemetry/telemetry.repository.ts';
 import { ApiClient } from '../api-client.ts';
 import { formatAge, formatBytes, printJson, printTable } from '../output.ts';
 
@@ -22,7 +21,7 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (name: string, options: { tag: string[]; board?: string; json?: boolean }) => {
       const api = ApiClient.fromEnvironment();
-      const created = await api.request<{ device: DeviceRecord; secret: string }>('POST', '/api/v1/devices', {
+      const created = await api.request<CreatedDevice>('POST', '/api/v1/devices', {
         name,
         tags: options.tag,
         ...(options.board ? { board: options.board } : {}),
@@ -60,7 +59,7 @@ export function register(program: Command): void {
         if (options.offline) query.set('online', 'false');
         if (options.tag) query.set('tag', options.tag);
         if (options.board) query.set('board', options.board);
-        const { devices: list } = await ApiClient.fromEnvironment().request<{ devices: DeviceRecord[] }>(
+        const { devices: list } = await ApiClient.fromEnvironment().request<DevicePage>(
           'GET',
           `/api/v1/devices?${query}`,
         );
@@ -84,9 +83,10 @@ export function register(program: Command): void {
     .description('Show a device with its inventory and latest health')
     .option('--json', 'machine-readable output')
     .action(async (id: string, options: { json?: boolean }) => {
-      const device = await ApiClient.fromEnvironment().request<
-        DeviceRecord & { latestHealth: StoredHealth | null }
-      >('GET', `/api/v1/devices/${encodeURIComponent(id)}`);
+      const device = await ApiClient.fromEnvironment().request<DeviceDetails>(
+        'GET',
+        `/api/v1/devices/${encodeURIComponent(id)}`,
+      );
       if (options.json) return printJson(device);
       const health = device.latestHealth;
       const inventory = device.inventory;
@@ -117,7 +117,7 @@ export function register(program: Command): void {
     .description('Revoke a device: its credential stops working and its connection is dropped')
     .option('--json', 'machine-readable output')
     .action(async (id: string, options: { json?: boolean }) => {
-      const device = await ApiClient.fromEnvironment().request<DeviceRecord>(
+      const device = await ApiClient.fromEnvironment().request<Device>(
         'POST',
         `/api/v1/devices/${encodeURIComponent(id)}/revoke`,
       );
@@ -139,7 +139,7 @@ export function register(program: Command): void {
         options: { json?: boolean },
       ) => {
         const api = ApiClient.fromEnvironment();
-        const { consoles } = await api.request<{ consoles: ConsoleSummary[] }>(
+        const { consoles } = await api.request<ConsoleList>(
           'GET',
           `/api/v1/devices/${encodeURIComponent(device)}/consoles`,
         );

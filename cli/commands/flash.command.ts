@@ -1,7 +1,7 @@
 import { extname } from 'node:path';
 import type { Command } from 'commander';
 import { getBoard } from '../../boards/board-catalogue.ts';
-import { buildFirmware } from '../../builder/mcu/build-firmware.ts';
+import { buildFirmware } from '../../builder/builder.ts';
 import { findBoardPort } from '../../mcu/flasher/find-port.ts';
 import { type FlashPhase, flashBoard } from '../../mcu/flasher/flash-board.ts';
 import { formatBytes, printJson } from '../output.ts';

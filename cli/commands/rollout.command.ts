@@ -1,10 +1,15 @@
 import type { Command } from 'commander';
+import type {
+  CreateRolloutInput,
+  Rollout,
+  RolloutList,
+  RolloutPreview,
+  RolloutStatus,
+  WaveConfigInput,
+} from '../../protocol/api/rollouts.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import type { RolloutService } from '../../server/rollouts/rollout.service.ts';
 import { ApiClient } from '../api-client.ts';
 import { printJson, printTable } from '../output.ts';
-
-type RolloutStatus = Awaited<ReturnType<RolloutService['status']>>;
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 const FINISHED = ['completed', 'aborted'];
@@ -19,7 +24,7 @@ function waveList(options: {
   approve: boolean;
   maxParallel: string;
   rate?: string;
-}) {
+}): WaveConfigInput[] {
   const shared = {
     soakSeconds: Number(options.soak),
     errorThresholdPercent: Number(options.errorThreshold),
@@ -94,7 +99,7 @@ export function register(program: Command): void {
       };
       if (Object.keys(target).length === 0)
         throw new BoardfleetError('invalid-arguments', 'choose a target: --device, --tag and/or --board');
-      const body = {
+      const body: CreateRolloutInput = {
         release: releaseName,
         target,
         waves: waveList(options),
@@ -104,17 +109,14 @@ export function register(program: Command): void {
       };
       const api = ApiClient.fromEnvironment();
       if (options.dryRun) {
-        const preview = await api.request<{
-          targetDevices: number;
-          waves: Array<{ name: string; devices: string[] }>;
-        }>('POST', '/api/v1/rollouts/preview', body);
+        const preview = await api.request<RolloutPreview>('POST', '/api/v1/rollouts/preview', body);
         if (options.json) return printJson(preview);
         process.stdout.write(`${preview.targetDevices} device(s) match\n`);
         for (const wave of preview.waves)
           process.stdout.write(`  ${wave.name}: ${wave.devices.length} device(s)\n`);
         return;
       }
-      const created = await api.request<{ id: string }>('POST', '/api/v1/rollouts', body);
+      const created = await api.request<Rollout>('POST', '/api/v1/rollouts', body);
       if (options.json) return printJson(created);
       process.stdout.write(
         `Started rollout ${created.id}. Watch it with: boardfleet rollout status ${created.id} --watch\n`,
@@ -126,9 +128,7 @@ export function register(program: Command): void {
     .description('List rollouts')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }) => {
-      const { rollouts } = await ApiClient.fromEnvironment().request<{
-        rollouts: Array<{ id: string; name: string; state: string; reason: string | null }>;
-      }>('GET', '/api/v1/rollouts');
+      const { rollouts } = await ApiClient.fromEnvironment().request<RolloutList>('GET', '/api/v1/rollouts');
       if (options.json) return printJson(rollouts);
       printTable(
         rollouts.map((r) => ({ id: r.id, name: r.name, state: r.state, reason: r.reason ?? '' })),

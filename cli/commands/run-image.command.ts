@@ -5,11 +5,11 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
+import type { Artifact, ArtifactList } from '../../protocol/api/artifacts.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { BUNDLE_FILES, type LaunchSpec } from '../../protocol/unikernel-image.ts';
-import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
-import { fetchFleetKey } from '../../device-agent/runtime/credentials.ts';
-import { sha256File } from '../../device-agent/update/artifact-download.ts';
+import { fetchFleetKey } from '../../device-agent/lib/credentials.ts';
+import { sha256File } from '../../lib/hash.ts';
 import { verifyDeployment } from '../../device-agent/update/artifact-verify.ts';
 import {
   type AcceleratorPreference,
@@ -221,11 +221,11 @@ async function obtainBundle(artifact: string, scratch: string): Promise<{ dir: s
   return { dir, spec: await extractBundle(file, dir, `${record.name} ${record.version}`) };
 }
 
-async function findArtifact(api: ApiClient, reference: string): Promise<ArtifactRecord> {
+async function findArtifact(api: ApiClient, reference: string): Promise<Artifact> {
   const at = reference.lastIndexOf('@');
   const name = at > 0 ? reference.slice(0, at) : reference;
   const version = at > 0 ? reference.slice(at + 1) : undefined;
-  const { artifacts } = await api.request<{ artifacts: ArtifactRecord[] }>(
+  const { artifacts } = await api.request<ArtifactList>(
     'GET',
     `/api/v1/artifacts?${new URLSearchParams({ name, kind: 'unikernel', limit: '1000' })}`,
   );
@@ -234,7 +234,7 @@ async function findArtifact(api: ApiClient, reference: string): Promise<Artifact
   if (found) return found;
   if (version === undefined) {
     try {
-      return await api.request<ArtifactRecord>('GET', `/api/v1/artifacts/${encodeURIComponent(reference)}`);
+      return await api.request<Artifact>('GET', `/api/v1/artifacts/${encodeURIComponent(reference)}`);
     } catch {
       // Neither a name nor an id: say so below.
     }
@@ -245,7 +245,7 @@ async function findArtifact(api: ApiClient, reference: string): Promise<Artifact
   );
 }
 
-async function download(api: ApiClient, record: ArtifactRecord, file: string): Promise<void> {
+async function download(api: ApiClient, record: Artifact, file: string): Promise<void> {
   const response = await fetch(`${api.baseUrl}/api/v1/artifacts/${record.id}/content`, {
     headers: { authorization: `Bearer ${api.token}` },
   });

@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
+import type { CreatedProvisioningToken } from '../../protocol/api/provisioning.ts';
 import { ApiClient } from '../api-client.ts';
 import { progressBar } from '../progress.ts';
 
@@ -35,7 +36,7 @@ export function register(program: Command): void {
         const { SimulatedUpdates, SyntheticCollectors } =
           await import('../../device-agent/runtime/simulated-device.ts');
         const { loadCredentials, provisionDevice, saveCredentials } =
-          await import('../../device-agent/runtime/credentials.ts');
+          await import('../../device-agent/lib/credentials.ts');
         const count = Number(options.devices);
         const api = ApiClient.fromEnvironment();
         const version = (
@@ -54,7 +55,7 @@ export function register(program: Command): void {
           let credentials = loadCredentials(dataDir);
           if (!credentials) {
             token ??= (
-              await api.request<{ token: string }>('POST', '/api/v1/provisioning-tokens', {
+              await api.request<CreatedProvisioningToken>('POST', '/api/v1/provisioning-tokens', {
                 name: 'boardfleet simulate',
               })
             ).token;

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import type { CreatedProvisioningToken } from '../../protocol/api/provisioning.ts';
+import type { CreatedOperatorToken } from '../../protocol/api/session.ts';
 import { ApiClient } from '../api-client.ts';
 import { printJson } from '../output.ts';
 
@@ -13,14 +15,10 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (options: { name: string; expiresInHours?: string; json?: boolean }) => {
       const api = ApiClient.fromEnvironment();
-      const created = await api.request<{ id: string; token: string; expiresAt: number | null }>(
-        'POST',
-        '/api/v1/provisioning-tokens',
-        {
-          name: options.name,
-          ...(options.expiresInHours ? { expiresInHours: Number(options.expiresInHours) } : {}),
-        },
-      );
+      const created = await api.request<CreatedProvisioningToken>('POST', '/api/v1/provisioning-tokens', {
+        name: options.name,
+        ...(options.expiresInHours ? { expiresInHours: Number(options.expiresInHours) } : {}),
+      });
       if (options.json) return printJson(created);
       process.stdout.write(
         `Provisioning token ${created.id}: ${created.token}\n` +
@@ -34,7 +32,7 @@ export function register(program: Command): void {
     .option('--role <role>', 'admin, operator or viewer', 'operator')
     .option('--json', 'machine-readable output')
     .action(async (name: string, options: { role: string; json?: boolean }) => {
-      const created = await ApiClient.fromEnvironment().request<{ id: string; token: string }>(
+      const created = await ApiClient.fromEnvironment().request<CreatedOperatorToken>(
         'POST',
         '/api/v1/operator-tokens',
         { name, role: options.role },

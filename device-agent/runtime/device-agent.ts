@@ -7,7 +7,7 @@ import { decodePayload, encodePayload } from '../../protocol/codec.ts';
 import type { Command, DesiredState, DeviceEvent, Inventory } from '../../protocol/schemas.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
 import type { RunningVersion } from '../update/update-state-machine.ts';
-import { readJson, writeJsonAtomically } from './atomic-file.ts';
+import { readJson, writeJsonAtomically } from '../lib/atomic-file.ts';
 import type { Collectors } from './collectors.ts';
 import { Outbox } from './outbox.ts';
 

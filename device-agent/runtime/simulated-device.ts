@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { DesiredState, Health } from '../../protocol/schemas.ts';
+import { DeploymentReport, type DesiredState, type Health } from '../../protocol/schemas.ts';
 import { downloadArtifact } from '../update/artifact-download.ts';
 import { verifyDeployment } from '../update/artifact-verify.ts';
 import type { RunningVersion } from '../update/update-state-machine.ts';
@@ -60,25 +60,25 @@ export class SimulatedUpdates implements DeploymentApplier {
       serverUrl: string;
       auth: { deviceId: string; secret: string };
       fleetPublicKeyPem: string;
-      report: (report: { deploymentId: string; state: string; reason?: string }) => void;
+      report: (report: { deploymentId: string; state: DeploymentReport; reason?: string }) => void;
     },
   ) {}
 
   async apply(deployment: DesiredState['deployment']): Promise<void> {
     if (!deployment || this.handled.has(deployment.id)) return;
     this.handled.add(deployment.id);
-    const report = (state: string, reason?: string) =>
+    const report = (state: DeploymentReport, reason?: string) =>
       this.options.report({ deploymentId: deployment.id, state, ...(reason ? { reason } : {}) });
     const path = join(this.options.dataDir, `${deployment.sha256}.artifact`);
     try {
-      report('downloading');
+      report(DeploymentReport.Downloading);
       await downloadArtifact({
         url: new URL(deployment.url, this.options.serverUrl).toString(),
         destination: path,
         expectedSize: deployment.size,
         auth: this.options.auth,
       });
-      report('installing');
+      report(DeploymentReport.Installing);
       await verifyDeployment({
         deployment,
         fleetPublicKeyPem: this.options.fleetPublicKeyPem,
@@ -86,9 +86,9 @@ export class SimulatedUpdates implements DeploymentApplier {
         runningVersion: this.current.running?.version ?? null,
       });
       this.current.running = { artifact: deployment.artifact, version: deployment.version };
-      report('installed');
+      report(DeploymentReport.CommittedOnDevice);
     } catch (error) {
-      report('failed', (error as Error).message);
+      report(DeploymentReport.Failed, (error as Error).message);
     }
   }
 

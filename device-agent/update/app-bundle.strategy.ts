@@ -14,7 +14,7 @@ import * as tar from 'tar';
 import { z } from 'zod';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
-import { ProcessSupervisor } from './process-supervisor.ts';
+import { ProcessSupervisor } from '../lib/process-supervisor.ts';
 import type { UpdateStrategy } from './update-strategy.ts';
 
 /** `boardfleet-app.json` at the top of an app bundle (a tar.gz). */

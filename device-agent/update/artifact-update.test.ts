@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
-import { deploymentFromArtifact } from '../../server/rollouts/rollout-engine.ts';
+import { deploymentFromArtifact } from '../../server/rollouts/desired-deployment.ts';
 import { uploadArtifact } from '../../test/support/artifacts.ts';
 import { sqliteBackend } from '../../test/support/databases.ts';
 import { startTestServer, type TestServer } from '../../test/support/test-server.ts';

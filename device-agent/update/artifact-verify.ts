@@ -1,9 +1,10 @@
 import { statSync } from 'node:fs';
 import semver from 'semver';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { type ArtifactManifest, verifyManifest } from '../../protocol/manifest.ts';
+import type { ArtifactManifest } from '../../protocol/manifest.ts';
+import { verifyManifest } from '../../protocol/manifest-signature.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
-import { sha256File } from './artifact-download.ts';
+import { sha256File } from '../../lib/hash.ts';
 
 type Deployment = NonNullable<DesiredState['deployment']>;
 

@@ -12,8 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
-import { rebootDevice } from './device-reboot.ts';
-import { CMDLINE_TEMPLATE, SimulatedPi, type TestPayload, writeTestPayload } from './linux-ab.fixtures.ts';
+import { rebootDevice } from '../lib/device-reboot.ts';
+import {
+  CMDLINE_TEMPLATE,
+  SimulatedPi,
+  type TestPayload,
+  writeTestPayload,
+} from '../../test/support/simulated-pi.ts';
 import { InstallRefusedError } from './update-strategy.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'boardfleet-linux-ab-'));

@@ -1,20 +1,12 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { AttachedBoardAccess } from '../../mcu/attached-board.ts';
 import type { ProbeResult } from '../../mcu/probe/probe-board.ts';
-import type { Board } from '../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import type { Inventory } from '../../protocol/schemas.ts';
-import { readJson, writeJsonAtomically } from '../runtime/atomic-file.ts';
+import { readJson, writeJsonAtomically } from '../lib/atomic-file.ts';
 import type { UpdateStrategy } from './update-strategy.ts';
-
-/** The serial side effects of an attached board: flashing it and probing it. */
-export interface AttachedBoardAccess {
-  readonly portPath: string;
-  readonly board: Board;
-  flash(hexPath: string, signal?: AbortSignal): Promise<void>;
-  probe(): Promise<ProbeResult>;
-}
 
 interface KnownGood {
   schemaVersion: 1;

@@ -13,13 +13,13 @@ import pino from 'pino';
 import * as tar from 'tar';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DesiredState } from '../../protocol/schemas.ts';
-import { deploymentFromArtifact } from '../../server/rollouts/rollout-engine.ts';
+import { deploymentFromArtifact } from '../../server/rollouts/desired-deployment.ts';
 import { uploadArtifact } from '../../test/support/artifacts.ts';
 import { freePort, sqliteBackend } from '../../test/support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../../test/support/test-server.ts';
 import { activationGate } from './activation-gate.ts';
 import { AppBundleStrategy } from './app-bundle.strategy.ts';
-import { SimulatedPi, writeTestPayload } from './linux-ab.fixtures.ts';
+import { SimulatedPi, writeTestPayload } from '../../test/support/simulated-pi.ts';
 import {
   type UpdateManager as Manager,
   UpdateManager,

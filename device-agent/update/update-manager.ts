@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import type { ActivationGate } from './activation-gate.ts';
-import type { DesiredState } from '../../protocol/schemas.ts';
+import type { DeploymentReport, DesiredState } from '../../protocol/schemas.ts';
 import { downloadArtifact } from './artifact-download.ts';
 import { verifyDeployment } from './artifact-verify.ts';
 import {
@@ -18,14 +18,14 @@ import {
   type UpdateRecord,
   UpdateState,
 } from './update-state-machine.ts';
-import { writeJsonAtomically } from '../runtime/atomic-file.ts';
+import { writeJsonAtomically } from '../lib/atomic-file.ts';
 import { InstallRefusedError, type UpdateStrategy } from './update-strategy.ts';
 
 type Deployment = NonNullable<DesiredState['deployment']>;
 
 export interface UpdateReport {
   deploymentId: string;
-  state: string;
+  state: DeploymentReport;
   progress?: number;
   reason?: string;
 }
@@ -402,7 +402,7 @@ export class UpdateManager {
     this.options.afterSave?.(state);
   }
 
-  private send(state: string, reason?: string): void {
+  private send(state: DeploymentReport, reason?: string): void {
     const deploymentId = this.record.deployment?.id;
     if (deploymentId) this.options.report({ deploymentId, state, ...(reason ? { reason } : {}) });
   }

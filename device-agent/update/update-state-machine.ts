@@ -1,4 +1,4 @@
-import type { DesiredState } from '../../protocol/schemas.ts';
+import { DeploymentReport, type DesiredState } from '../../protocol/schemas.ts';
 
 /**
  * The agent's update state machine, one table. The state is written to disk before each risky
@@ -124,13 +124,14 @@ export interface UpdateRecord {
   deferred?: NonNullable<DesiredState['deployment']> | null;
 }
 
-/** What the server hears for each state (its rollout engine's vocabulary). */
-export const REPORTED_AS: Partial<Record<UpdateState, string>> = {
-  [UpdateState.Downloading]: 'downloading',
-  [UpdateState.Verifying]: 'installing',
-  [UpdateState.Installing]: 'installing',
-  [UpdateState.AwaitingReboot]: 'awaiting-reboot',
-  [UpdateState.Committed]: 'installed',
-  [UpdateState.Failed]: 'failed',
-  [UpdateState.RolledBack]: 'rolled-back',
+/** What the server hears for each state (the protocol's deployment report words). */
+export const REPORTED_AS: Partial<Record<UpdateState, DeploymentReport>> = {
+  [UpdateState.Downloading]: DeploymentReport.Downloading,
+  [UpdateState.Verifying]: DeploymentReport.Installing,
+  [UpdateState.Installing]: DeploymentReport.Installing,
+  [UpdateState.AwaitingReboot]: DeploymentReport.AwaitingReboot,
+  // Committed here, after the device's own health check; the server commits after its soak.
+  [UpdateState.Committed]: DeploymentReport.CommittedOnDevice,
+  [UpdateState.Failed]: DeploymentReport.Failed,
+  [UpdateState.RolledBack]: DeploymentReport.RolledBack,
 };

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { BoardfleetError } from '../../protocol/errors.ts';
+import { BoardfleetError, type ErrorCode } from '../../protocol/errors.ts';
 import {
   BUNDLE_FILES,
   launchCmdline,
@@ -60,7 +60,7 @@ export interface VmExit {
 /** The VM exited, or never got ready: carries how it ended and what it printed last. */
 export class VmNotReadyError extends BoardfleetError {
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     readonly exit: VmExit | null,
     readonly consoleTail: string[],
@@ -343,7 +343,7 @@ export class QemuVm {
     return Promise.race([this.exited.then(() => true), timer]);
   }
 
-  private notReady(code: string, what: string): VmNotReadyError {
+  private notReady(code: ErrorCode, what: string): VmNotReadyError {
     return new VmNotReadyError(
       code,
       `${this.spec.name} ${this.spec.version} ${what}`,

@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type BootloaderProtocol,
-  BootloaderNoAnswerError,
   BootloaderReplyError,
   hexBytes,
   type Signature,
+  syncBootloader,
 } from './bootloader-protocol.ts';
-import { LinkTimeoutError, type OpenLink, type SerialLink } from './serial-link.ts';
+import type { OpenLink, SerialLink } from './serial-link.ts';
 
 const CR = 0x0d;
 const SYNC_TIMEOUT_MS = 300;
@@ -21,22 +21,16 @@ export class Avr109Protocol implements BootloaderProtocol {
   constructor(private readonly link: SerialLink) {}
 
   /** Asks for the software id ('S', seven characters such as "CATERIN"), then enters programming mode. */
-  async sync(attempts: number): Promise<void> {
-    for (let attempt = 1; attempt <= attempts; attempt++) {
+  sync(attempts: number): Promise<void> {
+    return syncBootloader(this.link, attempts, async () => {
       await this.link.write(Uint8Array.of(ascii('S')));
-      try {
-        await this.link.read(7, SYNC_TIMEOUT_MS);
-        // Drop a late answer to an earlier attempt before the replies start to count.
-        await sleep(SETTLE_MS);
-        await this.link.flushInput();
-        await this.command([ascii('P')]);
-        return;
-      } catch (error) {
-        if (!(error instanceof LinkTimeoutError) && !(error instanceof BootloaderReplyError)) throw error;
-      }
+      await this.link.read(7, SYNC_TIMEOUT_MS);
+      // Drop a late answer to an earlier attempt before the replies start to count.
+      await sleep(SETTLE_MS);
       await this.link.flushInput();
-    }
-    throw new BootloaderNoAnswerError(attempts);
+      await this.command([ascii('P')]);
+      return true;
+    });
   }
 
   /** AVR109 sends the signature last byte first. */

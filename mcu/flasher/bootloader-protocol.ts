@@ -1,3 +1,5 @@
+import { LinkTimeoutError, type SerialLink } from './serial-link.ts';
+
 /** The three signature bytes an AVR reports, in the order the datasheets print them. */
 export type Signature = [number, number, number];
 
@@ -32,6 +34,28 @@ export class BootloaderReplyError extends Error {
     super(message);
     this.name = 'BootloaderReplyError';
   }
+}
+
+/**
+ * The sync loop every protocol shares. `hello` makes one attempt and resolves true once the
+ * bootloader answered properly (and is in programming mode). Silence or a wrong answer earns
+ * another attempt, after dropping whatever did arrive: a half-read reply or echoed noise would
+ * shift every later answer. After `attempts` tries: `BootloaderNoAnswerError`.
+ */
+export async function syncBootloader(
+  link: Pick<SerialLink, 'flushInput'>,
+  attempts: number,
+  hello: () => Promise<boolean>,
+): Promise<void> {
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      if (await hello()) return;
+    } catch (error) {
+      if (!(error instanceof LinkTimeoutError) && !(error instanceof BootloaderReplyError)) throw error;
+    }
+    await link.flushInput();
+  }
+  throw new BootloaderNoAnswerError(attempts);
 }
 
 export function hexBytes(bytes: ArrayLike<number>): string {

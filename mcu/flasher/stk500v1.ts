@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type BootloaderProtocol,
-  BootloaderNoAnswerError,
   BootloaderReplyError,
   hexBytes,
   type Signature,
+  syncBootloader,
 } from './bootloader-protocol.ts';
-import { LinkTimeoutError, type SerialLink } from './serial-link.ts';
+import type { SerialLink } from './serial-link.ts';
 
 /** STK500 version 1 constants (Atmel AVR061), the subset optiboot and ATmegaBOOT answer. */
 export const Stk500v1 = {
@@ -34,27 +34,19 @@ export class Stk500v1Protocol implements BootloaderProtocol {
 
   constructor(private readonly link: SerialLink) {}
 
-  async sync(attempts: number): Promise<void> {
-    for (let attempt = 1; attempt <= attempts; attempt++) {
+  sync(attempts: number): Promise<void> {
+    return syncBootloader(this.link, attempts, async () => {
       await this.link.write(Uint8Array.of(Stk500v1.GET_SYNC, Stk500v1.CRC_EOP));
-      try {
-        const reply = await this.link.read(2, SYNC_TIMEOUT_MS);
-        if (reply[0] === Stk500v1.RESP_STK_INSYNC && reply[1] === Stk500v1.RESP_STK_OK) {
-          // Answers to earlier attempts may still be on their way and would shift every later
-          // reply: let them land, drop them, and confirm with one clean exchange.
-          await sleep(SETTLE_MS);
-          await this.link.flushInput();
-          await this.command([Stk500v1.GET_SYNC], 0);
-          await this.command([Stk500v1.ENTER_PROGMODE], 0);
-          return;
-        }
-      } catch (error) {
-        if (!(error instanceof LinkTimeoutError) && !(error instanceof BootloaderReplyError)) throw error;
-      }
-      // A half-read reply or echoed noise would shift every later answer.
+      const reply = await this.link.read(2, SYNC_TIMEOUT_MS);
+      if (reply[0] !== Stk500v1.RESP_STK_INSYNC || reply[1] !== Stk500v1.RESP_STK_OK) return false;
+      // Answers to earlier attempts may still be on their way and would shift every later
+      // reply: let them land, drop them, and confirm with one clean exchange.
+      await sleep(SETTLE_MS);
       await this.link.flushInput();
-    }
-    throw new BootloaderNoAnswerError(attempts);
+      await this.command([Stk500v1.GET_SYNC], 0);
+      await this.command([Stk500v1.ENTER_PROGMODE], 0);
+      return true;
+    });
   }
 
   async readSignature(): Promise<Signature> {

@@ -1,11 +1,11 @@
 import {
   type BootloaderProtocol,
-  BootloaderNoAnswerError,
   BootloaderReplyError,
   hexBytes,
   type Signature,
+  syncBootloader,
 } from './bootloader-protocol.ts';
-import { LinkTimeoutError, type SerialLink } from './serial-link.ts';
+import type { SerialLink } from './serial-link.ts';
 
 /** STK500 version 2 constants (Atmel AVR068), the subset the Mega 2560 "wiring" bootloader answers. */
 export const Stk500v2 = {
@@ -56,20 +56,13 @@ export class Stk500v2Protocol implements BootloaderProtocol {
     private readonly flashSize: number,
   ) {}
 
-  async sync(attempts: number): Promise<void> {
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      try {
-        const reply = await this.exchange([Stk500v2.CMD_SIGN_ON], SYNC_TIMEOUT_MS);
-        if (reply.length >= 3) {
-          await this.exchange([Stk500v2.CMD_ENTER_PROGMODE_ISP, ...ISP.enterProgmode]);
-          return;
-        }
-      } catch (error) {
-        if (!(error instanceof LinkTimeoutError) && !(error instanceof BootloaderReplyError)) throw error;
-      }
-      await this.link.flushInput();
-    }
-    throw new BootloaderNoAnswerError(attempts);
+  sync(attempts: number): Promise<void> {
+    return syncBootloader(this.link, attempts, async () => {
+      const reply = await this.exchange([Stk500v2.CMD_SIGN_ON], SYNC_TIMEOUT_MS);
+      if (reply.length < 3) return false;
+      await this.exchange([Stk500v2.CMD_ENTER_PROGMODE_ISP, ...ISP.enterProgmode]);
+      return true;
+    });
   }
 
   async readSignature(): Promise<Signature> {

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Board } from '../../boards/board-catalogue.ts';
+import { missingPackage } from '../../lib/host-tools.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { missingPackage } from './host-tools.repository.ts';
 
 const VARIANTS_DIRECTORY = '/usr/share/arduino/hardware/arduino/avr/variants';
 

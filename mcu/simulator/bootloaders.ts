@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { sha256 } from '../../lib/hash.ts';
+import { missingPackage } from '../../lib/host-tools.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { defaultCacheDirectory, fileExists, HostTools, missingPackage } from './host-tools.repository.ts';
+import { defaultCacheDirectory, fileExists, HostTools } from './host-tools.repository.ts';
 import { hexExtent, parseIntelHex, withoutStartAddress } from './intel-hex.ts';
 
 const BOOTLOADER_SOURCES = '/usr/share/arduino/hardware/arduino/avr/bootloaders';
@@ -182,7 +184,7 @@ export async function buildBootloader(
     bytes: extent.bytes,
     end: extent.end,
     baudRate: recipe.baudRate,
-    sha256: createHash('sha256').update(hex).digest('hex'),
+    sha256: sha256(hex),
   };
 }
 

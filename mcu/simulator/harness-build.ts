@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { missingPackage } from '../../lib/host-tools.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { defaultCacheDirectory, fileExists, HostTools, missingPackage } from './host-tools.repository.ts';
+import { defaultCacheDirectory, fileExists, HostTools } from './host-tools.repository.ts';
 
 const HARNESS_SOURCE = new URL('./harness/bench-board.c', import.meta.url).pathname;
 

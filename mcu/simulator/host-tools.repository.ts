@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
-import { access, constants } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { findHostTool, missingPackage, toolFailure } from '../../lib/host-tools.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 
 /** Host programs the simulator runs, each with the Debian package that provides it. */
@@ -27,18 +28,8 @@ export class HostTools {
   constructor(readonly searchPath = process.env.PATH ?? '') {}
 
   /** The tool's full path; a missing tool is an error naming the package to install. */
-  async require(tool: HostTool): Promise<string> {
-    for (const directory of this.searchPath.split(delimiter)) {
-      if (!directory) continue;
-      const candidate = join(directory, tool);
-      try {
-        await access(candidate, constants.X_OK);
-        return candidate;
-      } catch {
-        // not in this directory
-      }
-    }
-    throw missingPackage(tool, HOST_TOOL_PACKAGES[tool]);
+  require(tool: HostTool): Promise<string> {
+    return findHostTool(tool, HOST_TOOL_PACKAGES, this.searchPath);
   }
 
   /** Runs a tool to completion (killed after `timeoutMs`, if given); a failure carries its stderr. */
@@ -62,15 +53,7 @@ export class HostTools {
         },
         (error, stdout, stderr) => {
           if (error) {
-            reject(
-              new BoardfleetError(
-                'tool-failed',
-                `${tool} ${args.join(' ')} failed:\n${stderr.trim() || error.message}`,
-                {
-                  cause: error,
-                },
-              ),
-            );
+            reject(toolFailure(tool, args, stderr, error));
             return;
           }
           resolve({ stdout, stderr });
@@ -89,14 +72,6 @@ export class HostTools {
       throw missingPackage('simavr (its pkg-config file)', 'libsimavr-dev', error);
     }
   }
-}
-
-export function missingPackage(what: string, debianPackage: string, cause?: unknown): BoardfleetError {
-  return new BoardfleetError(
-    'tool-missing',
-    `${what} is not installed. Install it with: sudo apt-get install ${debianPackage}`,
-    { cause },
-  );
 }
 
 export async function fileExists(path: string): Promise<boolean> {

@@ -1,9 +1,8 @@
 import type { Readable } from 'node:stream';
 import { Inject, Injectable } from '@nestjs/common';
-import semver from 'semver';
-import { z } from 'zod';
+import { type ArtifactUpload, artifactUploadQuery } from '../../protocol/api/artifacts.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { ARTIFACT_KINDS, type ArtifactManifest, canonicalManifest } from '../../protocol/manifest.ts';
+import { type ArtifactManifest, canonicalManifest } from '../../protocol/manifest.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { invalidRequest, notFound } from '../common/errors.ts';
 import { generateId } from '../common/secrets.ts';
@@ -11,31 +10,6 @@ import { parseBody } from '../common/zod-body.ts';
 import { type ArtifactRecord, ArtifactRepository } from './artifact.repository.ts';
 import { BlobStoreRepository } from './blob-store.repository.ts';
 import { SigningKeyRepository } from './signing-key.repository.ts';
-
-export const artifactUploadMetadata = z.strictObject({
-  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,127}$/, 'names are lower-case letters, digits, . _ -'),
-  version: z
-    .string()
-    .refine((value) => semver.valid(value) === value, 'must be a semantic version such as 1.2.0'),
-  kind: z.enum(ARTIFACT_KINDS),
-  boards: z
-    .string()
-    .min(1)
-    .transform((value) =>
-      [
-        ...new Set(
-          value
-            .split(',')
-            .map((board) => board.trim())
-            .filter(Boolean),
-        ),
-      ].sort(),
-    ),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex digits'),
-  size: z.coerce.number().int().min(0),
-});
-
-export type ArtifactUpload = z.infer<typeof artifactUploadMetadata>;
 
 @Injectable()
 export class ArtifactService {
@@ -47,7 +21,7 @@ export class ArtifactService {
   ) {}
 
   parseUpload(metadata: unknown): ArtifactUpload {
-    return parseBody(artifactUploadMetadata, metadata);
+    return parseBody(artifactUploadQuery, metadata);
   }
 
   /**

@@ -1,24 +1,21 @@
-import { Controller, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Controller, Inject, Param, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { z } from 'zod';
+import {
+  type Artifact,
+  type ArtifactList,
+  type FleetKey,
+  listArtifactsQuery,
+} from '../../protocol/api/artifacts.ts';
+import { operations } from '../../protocol/api/operations.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { bearerToken, Public } from '../auth/operator-auth.guard.ts';
+import { bearerToken } from '../auth/operator-auth.guard.ts';
 import { OperatorTokenRepository } from '../auth/operator-token.repository.ts';
 import { DeviceAuthenticator } from '../broker/device-authenticator.ts';
+import { ApiRoute } from '../common/api-route.ts';
 import { parseBody } from '../common/zod-body.ts';
 import { ArtifactService } from './artifact.service.ts';
 
-const listQuery = z.strictObject({
-  name: z.string().max(128).optional(),
-  kind: z.string().max(32).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  offset: z.coerce.number().int().min(0).default(0),
-});
-
-@ApiTags('artifacts')
-@ApiBearerAuth()
-@Controller('api/v1')
+@Controller()
 export class ArtifactsController {
   constructor(
     @Inject(ArtifactService) private readonly artifacts: ArtifactService,
@@ -26,17 +23,12 @@ export class ArtifactsController {
     @Inject(DeviceAuthenticator) private readonly devices: DeviceAuthenticator,
   ) {}
 
-  @Post('artifacts')
-  @HttpCode(201)
-  @ApiOperation({
-    summary:
-      'Upload an artifact: the body is the raw content (streamed); query: name, version (semver), kind, boards (comma-separated), sha256, size',
-  })
+  @ApiRoute(operations.uploadArtifact)
   async upload(
     @Req() request: Request,
     @Res({ passthrough: true }) response: Response,
     @Query() query: unknown,
-  ) {
+  ): Promise<Artifact> {
     try {
       const upload = this.artifacts.parseUpload(query);
       const contentLength = request.headers['content-length'];
@@ -55,26 +47,20 @@ export class ArtifactsController {
     }
   }
 
-  @Get('artifacts')
-  @ApiOperation({ summary: 'List artifacts, newest first' })
-  async list(@Query() query: unknown) {
-    const filter = parseBody(listQuery, query);
+  @ApiRoute(operations.listArtifacts)
+  async list(@Query() query: unknown): Promise<ArtifactList> {
+    const filter = parseBody(listArtifactsQuery, query);
     return { artifacts: await this.artifacts.list(filter), limit: filter.limit, offset: filter.offset };
   }
 
-  @Get('artifacts/:id')
-  @ApiOperation({ summary: 'An artifact with its signed manifest' })
-  get(@Param('id') id: string) {
+  @ApiRoute(operations.getArtifact)
+  async get(@Param('id') id: string): Promise<Artifact> {
     return this.artifacts.getOrThrow(id);
   }
 
   /** Devices download with their own credential (HTTP Basic: device id and secret); operators with a token. */
-  @Public()
-  @Get('artifacts/:id/content')
-  @ApiOperation({
-    summary: 'Download the content; supports Range requests (resume). Operator token or device Basic auth',
-  })
-  async content(@Param('id') id: string, @Req() request: Request, @Res() response: Response) {
+  @ApiRoute(operations.downloadArtifact)
+  async content(@Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
     await this.authorizeDownload(request);
     const artifact = await this.artifacts.getOrThrow(id);
     response.setHeader('x-artifact-sha256', artifact.sha256);
@@ -85,10 +71,8 @@ export class ArtifactsController {
     });
   }
 
-  @Public()
-  @Get('fleet-key')
-  @ApiOperation({ summary: "The fleet's ed25519 public key (PEM) that agents verify manifests with" })
-  fleetKey() {
+  @ApiRoute(operations.getFleetKey)
+  fleetKey(): FleetKey {
     return { algorithm: 'ed25519', publicKeyPem: this.artifacts.publicKeyPem };
   }
 

@@ -1,16 +1,17 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { sha256 as sha256Of } from '../../lib/hash.ts';
 import { BlobStoreRepository } from './blob-store.repository.ts';
 
 const chunked = (data: Buffer) => Readable.from([data.subarray(0, 10), data.subarray(10)]);
 
 describe('blob store', () => {
   const content = randomBytes(4096);
-  const sha256 = createHash('sha256').update(content).digest('hex');
+  const sha256 = sha256Of(content);
 
   it('stores content under its sha256 once', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'boardfleet-blobs-'));

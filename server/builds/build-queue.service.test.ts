@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { verifyManifest } from '../../protocol/manifest.ts';
+import { verifyManifest } from '../../protocol/manifest-signature.ts';
 import { ArtifactRepository } from '../artifacts/artifact.repository.ts';
 import { ArtifactService } from '../artifacts/artifact.service.ts';
 import { BlobStoreRepository } from '../artifacts/blob-store.repository.ts';
@@ -14,8 +14,8 @@ import { type Database, migrateToLatest, openDatabase } from '../db/database.ts'
 import { type BuildJob, BuildJobRepository, type BuildState } from './build-job.repository.ts';
 import { type BuildLogEvent, BuildQueueService } from './build-queue.service.ts';
 import type { BuildReporter, BuildRequest, BuildRunner, BuiltFile } from '../../builder/build-runner.ts';
-import { validateBuildRequest } from '../../builder/linux-image/image-build.ts';
-import { RECIPES_DIRECTORY } from '../../builder/recipe/linux-image-recipe.ts';
+import { validateBuildRequest } from '../../builder/builder.ts';
+import { RECIPES_DIRECTORY } from '../../builder/recipe/recipe.ts';
 
 /** One call of the runner double, steered by the test. */
 interface ScriptedBuild {

@@ -9,7 +9,7 @@ import type { Clock } from '../common/clock.ts';
 import { notFound } from '../common/errors.ts';
 import { generateId } from '../common/secrets.ts';
 import type { BuildJob, BuildJobRepository, BuildOutput } from './build-job.repository.ts';
-import { sha256File } from '../../builder/disk/file-tree.ts';
+import { sha256File } from '../../lib/hash.ts';
 import type { BuildReporter, BuildRequest, BuildRunner, BuiltFile } from '../../builder/build-runner.ts';
 
 export interface BuildQueueOptions {

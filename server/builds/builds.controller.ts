@@ -2,39 +2,29 @@ import {
   type BeforeApplicationShutdown,
   Body,
   Controller,
-  Get,
-  HttpCode,
   Inject,
   Param,
-  Post,
   Query,
   Req,
   Res,
 } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { z } from 'zod';
+import {
+  type BuildEvents,
+  type BuildJob,
+  type BuildList,
+  buildLogQuery,
+  createBuildBody,
+  hasBuildEnded,
+  listBuildsQuery,
+} from '../../protocol/api/builds.ts';
+import { operations } from '../../protocol/api/operations.ts';
+import { emptyBody } from '../../protocol/api/shared.ts';
+import { ApiRoute } from '../common/api-route.ts';
 import { parseBody } from '../common/zod-body.ts';
-import type { BuildJob } from './build-job.repository.ts';
 import { type BuildLogEvent, BuildQueueService } from './build-queue.service.ts';
 
-export const createBuildBody = z.strictObject({
-  recipe: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'a recipe name from firmware-recipes/, e.g. pi-minimal'),
-  board: z.string().min(1).max(64),
-});
-
-const pageQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(1000).default(50),
-  offset: z.coerce.number().int().min(0).default(0),
-});
-
-const logQuery = z.strictObject({ offset: z.coerce.number().int().min(0).default(0) });
-
-const ENDED = new Set(['succeeded', 'failed', 'cancelled']);
-
-@ApiTags('builds')
-@ApiBearerAuth()
-@Controller('api/v1/builds')
+@Controller()
 export class BuildsController implements BeforeApplicationShutdown {
   /** Open event streams: a watcher's open connection would otherwise hold up the HTTP server's close. */
   private readonly streams = new Set<Response>();
@@ -46,42 +36,32 @@ export class BuildsController implements BeforeApplicationShutdown {
     for (const response of this.streams) response.end();
   }
 
-  @Post()
-  @HttpCode(202)
-  @ApiOperation({ summary: 'Queue an image build of a recipe for a board' })
-  @ApiBody({ schema: z.toJSONSchema(createBuildBody) as object })
-  create(@Body() body: unknown) {
+  @ApiRoute(operations.createBuild)
+  async create(@Body() body: unknown): Promise<BuildJob> {
     return this.builds.submit(parseBody(createBuildBody, body));
   }
 
-  @Get()
-  @ApiOperation({ summary: 'Build jobs, newest first' })
-  async list(@Query() query: unknown) {
-    const { limit, offset } = parseBody(pageQuery, query);
+  @ApiRoute(operations.listBuilds)
+  async list(@Query() query: unknown): Promise<BuildList> {
+    const { limit, offset } = parseBody(listBuildsQuery, query);
     return { builds: await this.builds.list(limit, offset), limit, offset };
   }
 
-  @Get(':id')
-  @ApiOperation({ summary: 'A build: state, current step, progress, error, stored outputs' })
-  get(@Param('id') id: string) {
+  @ApiRoute(operations.getBuild)
+  async get(@Param('id') id: string): Promise<BuildJob> {
     return this.builds.getOrThrow(id);
   }
 
-  @Get(':id/log')
-  @ApiOperation({ summary: 'The build log as text, from a byte offset (X-Log-Offset says where it ends)' })
-  async log(@Param('id') id: string, @Query() query: unknown, @Res() response: Response) {
-    const { offset } = parseBody(logQuery, query);
+  @ApiRoute(operations.getBuildLog)
+  async log(@Param('id') id: string, @Query() query: unknown, @Res() response: Response): Promise<void> {
+    const { offset } = parseBody(buildLogQuery, query);
     const log = await this.builds.readLog(id, offset);
     response.setHeader('X-Log-Offset', String(log.offset));
     response.type('text/plain').send(log.text);
   }
 
-  @Get(':id/events')
-  @ApiOperation({
-    summary:
-      'Live log and status as server-sent events (`log`, `status`, `end`); the event id is the log offset, so a reconnect with Last-Event-ID misses nothing',
-  })
-  async events(@Param('id') id: string, @Req() request: Request, @Res() response: Response) {
+  @ApiRoute(operations.watchBuild)
+  async events(@Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
     const lastEventId = Number(request.headers['last-event-id'] ?? 0);
     const resumeFrom = Number.isSafeInteger(lastEventId) && lastEventId > 0 ? lastEventId : 0;
     await this.builds.getOrThrow(id);
@@ -90,7 +70,7 @@ export class BuildsController implements BeforeApplicationShutdown {
       'Cache-Control': 'no-cache',
       Connection: 'keep-alive',
     });
-    const send = (event: string, data: unknown, eventId?: number) =>
+    const send = <E extends keyof BuildEvents>(event: E, data: BuildEvents[E], eventId?: number) =>
       response.write(
         `${eventId !== undefined ? `id: ${eventId}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`,
       );
@@ -128,7 +108,7 @@ export class BuildsController implements BeforeApplicationShutdown {
     };
     const sendStatus = async (job: BuildJob) => {
       send('status', job);
-      if (!ENDED.has(job.state)) return;
+      if (!hasBuildEnded(job.state)) return;
       // The queue writes a job's last line before it says the job has ended.
       await catchUp();
       send('end', { state: job.state }, sentUpTo);
@@ -155,10 +135,9 @@ export class BuildsController implements BeforeApplicationShutdown {
     });
   }
 
-  @Post(':id/cancel')
-  @HttpCode(200)
-  @ApiOperation({ summary: 'Cancel a queued or running build' })
-  cancel(@Param('id') id: string) {
+  @ApiRoute(operations.cancelBuild)
+  async cancel(@Param('id') id: string, @Body() body: unknown): Promise<BuildJob> {
+    parseBody(emptyBody, body);
     return this.builds.cancel(id);
   }
 }

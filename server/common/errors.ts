@@ -1,23 +1,14 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException } from '@nestjs/common';
 import type { Response } from 'express';
-import { BoardfleetError } from '../../protocol/errors.ts';
+import { BoardfleetError, ERROR_STATUS } from '../../protocol/errors.ts';
 
-/** The one place error codes become HTTP statuses. */
-const STATUS_BY_CODE: Record<string, number> = {
-  'invalid-request': 400,
-  unauthorized: 401,
-  forbidden: 403,
-  'not-found': 404,
-  conflict: 409,
-  unavailable: 503,
-};
-
+/** Turns errors into HTTP answers: a BoardfleetError gets the status its code has in ERROR_STATUS. */
 @Catch()
 export class BoardfleetErrorFilter implements ExceptionFilter {
   catch(error: unknown, host: ArgumentsHost): void {
     const response = host.switchToHttp().getResponse<Response>();
     if (error instanceof BoardfleetError) {
-      const status = STATUS_BY_CODE[error.code] ?? 500;
+      const status = ERROR_STATUS[error.code];
       response.status(status).json({ statusCode: status, code: error.code, message: error.message });
       return;
     }

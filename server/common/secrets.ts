@@ -1,5 +1,6 @@
-import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
+import { sha256 } from '../../lib/hash.ts';
 
 const scryptAsync = promisify(scrypt) as (
   password: string,
@@ -45,5 +46,5 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
  * a fast hash lets a request find its token by an indexed lookup.
  */
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
+  return sha256(token);
 }

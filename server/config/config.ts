@@ -1,7 +1,8 @@
-import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BoardfleetError } from '../../protocol/errors.ts';
+import { RECIPES_DIRECTORY } from '../../builder/recipe/recipe.ts';
+import { defaultCacheDir } from '../../builder/steps/cached-step.ts';
 
 export interface ServerConfig {
   httpPort: number;
@@ -124,16 +125,9 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     healthRetentionDays,
     signingKeyPath: env.BOARDFLEET_SIGNING_KEY ? resolve(env.BOARDFLEET_SIGNING_KEY) : null,
     logLevel: env.LOG_LEVEL ?? SERVER_ENVIRONMENT.LOG_LEVEL.default,
-    recipesDir: resolve(
-      env.BOARDFLEET_RECIPES_DIR ?? fileURLToPath(new URL('../../firmware-recipes', import.meta.url)),
-    ),
+    recipesDir: resolve(env.BOARDFLEET_RECIPES_DIR ?? RECIPES_DIRECTORY),
     buildCacheDir: resolve(env.BOARDFLEET_BUILD_CACHE ?? defaultCacheDir(env)),
     buildConcurrency,
     webDir: resolve(env.BOARDFLEET_WEB_DIR ?? fileURLToPath(new URL('../web/dist', import.meta.url))),
   };
-}
-
-/** The per-user cache, as XDG says; the bench boards and the image builder share it. */
-export function defaultCacheDir(env: Environment = process.env): string {
-  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'boardfleet');
 }

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { artifactName, artifactVersion } from '../../protocol/api/artifacts.ts';
 import { CONSOLE_MAX_BYTES } from '../../protocol/device-console.ts';
-import { artifactUploadMetadata } from '../artifacts/artifact.service.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { invalidRequest, notFound } from '../common/errors.ts';
 import { DeviceRepository } from '../devices/device.repository.ts';
@@ -20,8 +20,8 @@ export class ConsoleService {
   /** Consoles are named like the artifacts whose VMs printed them. */
   parseKey(artifact: string, version: string): { artifact: string; version: string } {
     const problems = [
-      ['artifact', artifactUploadMetadata.shape.name.safeParse(artifact)],
-      ['version', artifactUploadMetadata.shape.version.safeParse(version)],
+      ['artifact', artifactName.safeParse(artifact)],
+      ['version', artifactVersion.safeParse(version)],
     ] as const;
     const messages = problems.flatMap(([field, parsed]) =>
       parsed.success ? [] : [`${field}: ${parsed.error.issues.map((issue) => issue.message).join(', ')}`],

@@ -1,16 +1,14 @@
-import { Controller, Get, Inject, Param, Put, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Controller, Inject, Param, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
+import type { ConsoleList, ConsoleSummary } from '../../protocol/api/consoles.ts';
+import { operations } from '../../protocol/api/operations.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { CONSOLE_MAX_BYTES } from '../../protocol/device-console.ts';
-import { Public } from '../auth/operator-auth.guard.ts';
 import { DeviceAuthenticator } from '../broker/device-authenticator.ts';
+import { ApiRoute } from '../common/api-route.ts';
 import { invalidRequest } from '../common/errors.ts';
 import { ConsoleService } from './console.service.ts';
 
-@ApiTags('devices')
-@ApiBearerAuth()
-@Controller('api/v1/devices/:id/consoles')
+@Controller()
 export class ConsolesController {
   constructor(
     @Inject(ConsoleService) private readonly consoles: ConsoleService,
@@ -18,18 +16,14 @@ export class ConsolesController {
   ) {}
 
   /** Devices upload with their own credential (HTTP Basic: device id and secret), and only their own. */
-  @Public()
-  @Put(':artifact/:version')
-  @ApiOperation({
-    summary: `A device uploads the console of a VM it runs (text/plain, device Basic auth); replaces the earlier upload, keeps the last ${CONSOLE_MAX_BYTES / 1024} KiB`,
-  })
+  @ApiRoute(operations.uploadConsole)
   async upload(
     @Param('id') id: string,
     @Param('artifact') artifact: string,
     @Param('version') version: string,
     @Req() request: Request,
     @Res({ passthrough: true }) response: Response,
-  ) {
+  ): Promise<ConsoleSummary> {
     try {
       await this.authorizeDevice(id, request);
       this.consoles.parseKey(artifact, version);
@@ -46,22 +40,18 @@ export class ConsolesController {
     }
   }
 
-  @Get()
-  @ApiOperation({
-    summary: "The device's captured VM consoles, newest first: artifact, version, size, updatedAt",
-  })
-  async list(@Param('id') id: string) {
+  @ApiRoute(operations.listConsoles)
+  async list(@Param('id') id: string): Promise<ConsoleList> {
     return { consoles: await this.consoles.list(id) };
   }
 
-  @Get(':artifact/:version')
-  @ApiOperation({ summary: 'One captured console as text (the tail the device last uploaded)' })
+  @ApiRoute(operations.getConsole)
   async get(
     @Param('id') id: string,
     @Param('artifact') artifact: string,
     @Param('version') version: string,
     @Res() response: Response,
-  ) {
+  ): Promise<void> {
     const stored = await this.consoles.get(id, artifact, version);
     response.setHeader('x-console-updated-at', String(stored.updatedAt));
     response.type('text/plain; charset=utf-8').send(stored.text);

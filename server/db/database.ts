@@ -51,6 +51,10 @@ export function openDatabase(databaseUrl: string): Database {
           : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
+  // The database may end an idle connection (a restart, a failover, pg_terminate_backend, a dropped
+  // database). pg then discards that client and the next query opens a new one; without a listener
+  // the pool's 'error' event would end the whole process.
+  pool.on('error', () => undefined);
   return new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
 }
 

@@ -56,6 +56,21 @@ export interface DeploymentHistoryEntry {
   stateChangedAt: number;
 }
 
+/** What a device's inventory says about it, as the devices table keeps it. */
+export interface InventoryReport {
+  inventory: Inventory;
+  runningVersion: string | null;
+  reportedBoard: string | null;
+  attachedBoardProblem: string | null;
+}
+
+/** The latest heartbeat of one device in a batch: when it was heard and what looks wrong. */
+export interface HeartbeatSummary {
+  deviceId: string;
+  receivedAt: number;
+  healthProblem: string | null;
+}
+
 const OUTCOMES = new Set(['committed', 'failed', 'rolled-back']);
 
 /** `\`, `%` and `_` match themselves in a LIKE pattern built from user input. */
@@ -251,6 +266,64 @@ export class DeviceRepository {
       .set({ revoked_at: now, secret_hash: null, online: 0, presence_changed_at: now })
       .where('id', '=', id)
       .execute();
+  }
+
+  /**
+   * Records that a device went online or offline. False when it is unknown, revoked or already in
+   * that state: only a real change belongs in the presence history.
+   */
+  async setPresence(id: string, online: boolean, at: number): Promise<boolean> {
+    const flag = online ? 1 : 0;
+    const result = await this.db
+      .updateTable('devices')
+      .set({ online: flag, presence_changed_at: at, last_seen_at: at })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .where('online', '!=', flag)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  /** Marks every online device offline; returns the ids it changed. */
+  async markAllOffline(at: number): Promise<string[]> {
+    const online = await this.db.selectFrom('devices').select('id').where('online', '=', 1).execute();
+    if (online.length === 0) return [];
+    await this.db
+      .updateTable('devices')
+      .set({ online: 0, presence_changed_at: at })
+      .where('online', '=', 1)
+      .execute();
+    return online.map((row) => row.id);
+  }
+
+  async recordInventory(id: string, report: InventoryReport, at: number): Promise<void> {
+    await this.db
+      .updateTable('devices')
+      .set({
+        inventory: JSON.stringify(report.inventory),
+        inventory_at: at,
+        last_seen_at: at,
+        running_version: report.runningVersion,
+        reported_board: report.reportedBoard,
+        attached_board_problem: report.attachedBoardProblem,
+      })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .execute();
+  }
+
+  /**
+   * One UPDATE per device, each device once. `db` lets a caller run them inside its own
+   * transaction (the health ingest writes a whole batch in one).
+   */
+  async recordHeartbeats(heartbeats: HeartbeatSummary[], db: Database = this.db): Promise<void> {
+    for (const heartbeat of heartbeats) {
+      await db
+        .updateTable('devices')
+        .set({ last_seen_at: heartbeat.receivedAt, health_problem: heartbeat.healthProblem })
+        .where('id', '=', heartbeat.deviceId)
+        .execute();
+    }
   }
 
   async countOnline(): Promise<number> {

@@ -1,15 +1,25 @@
-import { Body, Controller, Get, HttpCode, Inject, Param, Patch, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { z } from 'zod';
-import { parseBody } from '../common/zod-body.ts';
-import { TelemetryRepository } from '../telemetry/telemetry.repository.ts';
+import { Body, Controller, Inject, Param, Query } from '@nestjs/common';
 import {
+  type CreatedDevice,
   createDeviceBody,
+  type Device,
+  type DeviceDeployments,
+  type DeviceDetails,
+  type DeviceEventHistory,
+  type DevicePage,
+  type HealthHistory,
   listDevicesQuery,
+  type PresenceHistory,
   sendCommandBody,
+  type SentCommand,
   timeRangeQuery,
   updateDeviceBody,
-} from './device.dto.ts';
+} from '../../protocol/api/devices.ts';
+import { operations } from '../../protocol/api/operations.ts';
+import { emptyBody } from '../../protocol/api/shared.ts';
+import { ApiRoute } from '../common/api-route.ts';
+import { parseBody } from '../common/zod-body.ts';
+import { TelemetryRepository } from '../telemetry/telemetry.repository.ts';
 import { DeviceService } from './device.service.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -20,93 +30,68 @@ function timeRange(query: unknown) {
   return { from: from ?? end - DAY_MS, to: end, limit };
 }
 
-@ApiTags('devices')
-@ApiBearerAuth()
-@Controller('api/v1/devices')
+@Controller()
 export class DevicesController {
   constructor(
     @Inject(DeviceService) private readonly devices: DeviceService,
     @Inject(TelemetryRepository) private readonly telemetry: TelemetryRepository,
   ) {}
 
-  @Post()
-  @ApiOperation({ summary: 'Create a device; the response carries its secret, shown only this once' })
-  @ApiBody({ schema: z.toJSONSchema(createDeviceBody) as object })
-  create(@Body() body: unknown) {
+  @ApiRoute(operations.createDevice)
+  async create(@Body() body: unknown): Promise<CreatedDevice> {
     return this.devices.create(parseBody(createDeviceBody, body));
   }
 
-  @Get()
-  @ApiOperation({
-    summary:
-      'List devices, paginated (limit, offset) with the total that match. Filters: tag, board (reported, else registered), ' +
-      'online, version (running), q (case-insensitive part of the name or id); sort: name or lastSeen (default: registration order)',
-  })
-  async list(@Query() query: unknown) {
+  @ApiRoute(operations.listDevices)
+  async list(@Query() query: unknown): Promise<DevicePage> {
     const { q, ...filter } = parseBody(listDevicesQuery, query);
     const { devices, total } = await this.devices.list({ ...filter, ...(q ? { search: q } : {}) });
     return { devices, total, limit: filter.limit, offset: filter.offset };
   }
 
-  @Get(':id')
-  @ApiOperation({ summary: 'A device with its inventory and latest health' })
-  get(@Param('id') id: string) {
+  @ApiRoute(operations.getDevice)
+  async get(@Param('id') id: string): Promise<DeviceDetails> {
     return this.devices.details(id);
   }
 
-  @Patch(':id')
-  @ApiOperation({ summary: "Replace a device's tags" })
-  @ApiBody({ schema: z.toJSONSchema(updateDeviceBody) as object })
-  update(@Param('id') id: string, @Body() body: unknown) {
+  @ApiRoute(operations.updateDevice)
+  async update(@Param('id') id: string, @Body() body: unknown): Promise<Device> {
     return this.devices.setTags(id, parseBody(updateDeviceBody, body).tags);
   }
 
-  @Post(':id/revoke')
-  @HttpCode(200)
-  @ApiOperation({ summary: 'Revoke a device: its credential is deleted and its connection dropped' })
-  revoke(@Param('id') id: string) {
+  @ApiRoute(operations.revokeDevice)
+  async revoke(@Param('id') id: string, @Body() body: unknown): Promise<Device> {
+    parseBody(emptyBody, body);
     return this.devices.revoke(id);
   }
 
-  @Post(':id/commands')
-  @HttpCode(202)
-  @ApiOperation({ summary: 'Send a one-off command (ping, report) to a device' })
-  @ApiBody({ schema: z.toJSONSchema(sendCommandBody) as object })
-  command(@Param('id') id: string, @Body() body: unknown) {
+  @ApiRoute(operations.sendCommand)
+  async command(@Param('id') id: string, @Body() body: unknown): Promise<SentCommand> {
     const { type, args } = parseBody(sendCommandBody, body);
     return this.devices.sendCommand(id, type, args);
   }
 
-  @Get(':id/deployments')
-  @ApiOperation({
-    summary:
-      'Deployment history: each rollout that included the device (release, version, state, outcome, reason, times), newest first',
-  })
-  async deployments(@Param('id') id: string) {
+  @ApiRoute(operations.listDeviceDeployments)
+  async deployments(@Param('id') id: string): Promise<DeviceDeployments> {
     return { deviceId: id, deployments: await this.devices.deploymentHistory(id) };
   }
 
-  @Get(':id/health')
-  @ApiOperation({
-    summary: 'Health samples in a time range (from/to in ms since the epoch; default the last day)',
-  })
-  async health(@Param('id') id: string, @Query() query: unknown) {
+  @ApiRoute(operations.getDeviceHealth)
+  async health(@Param('id') id: string, @Query() query: unknown): Promise<HealthHistory> {
     await this.devices.getOrThrow(id);
     const { from, to, limit } = timeRange(query);
     return { deviceId: id, from, to, samples: await this.telemetry.healthHistory(id, from, to, limit) };
   }
 
-  @Get(':id/presence')
-  @ApiOperation({ summary: 'Online/offline changes in a time range' })
-  async presence(@Param('id') id: string, @Query() query: unknown) {
+  @ApiRoute(operations.getDevicePresence)
+  async presence(@Param('id') id: string, @Query() query: unknown): Promise<PresenceHistory> {
     await this.devices.getOrThrow(id);
     const { from, to } = timeRange(query);
     return { deviceId: id, from, to, changes: await this.telemetry.presenceHistory(id, from, to) };
   }
 
-  @Get(':id/events')
-  @ApiOperation({ summary: 'Events the device reported in a time range' })
-  async events(@Param('id') id: string, @Query() query: unknown) {
+  @ApiRoute(operations.getDeviceEvents)
+  async events(@Param('id') id: string, @Query() query: unknown): Promise<DeviceEventHistory> {
     await this.devices.getOrThrow(id);
     const { from, to, limit } = timeRange(query);
     return { deviceId: id, from, to, events: await this.telemetry.events(id, from, to, limit) };

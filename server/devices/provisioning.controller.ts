@@ -1,22 +1,25 @@
-import { Body, Controller, Headers, Inject, Post, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Headers, Inject, Req } from '@nestjs/common';
 import type { Request } from 'express';
-import { z } from 'zod';
+import { operations } from '../../protocol/api/operations.ts';
+import {
+  type CreatedProvisioningToken,
+  createProvisioningTokenBody,
+  provisionBody,
+  type ProvisionedDevice,
+} from '../../protocol/api/provisioning.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { SigningKeyRepository } from '../artifacts/signing-key.repository.ts';
-import { bearerToken, Public } from '../auth/operator-auth.guard.ts';
+import { bearerToken } from '../auth/operator-auth.guard.ts';
 import { MQTT_ENDPOINT, type MqttEndpoint } from '../broker/mqtt-endpoint.ts';
+import { ApiRoute } from '../common/api-route.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { parseBody } from '../common/zod-body.ts';
-import { createProvisioningTokenBody, provisionBody } from './device.dto.ts';
 import { DeviceService } from './device.service.ts';
 import { ProvisioningTokenRepository } from './provisioning-token.repository.ts';
 
 const HOUR_MS = 60 * 60 * 1000;
 
-@ApiTags('provisioning')
-@ApiBearerAuth()
-@Controller('api/v1')
+@Controller()
 export class ProvisioningController {
   constructor(
     @Inject(ProvisioningTokenRepository) private readonly tokens: ProvisioningTokenRepository,
@@ -26,22 +29,20 @@ export class ProvisioningController {
     @Inject(SigningKeyRepository) private readonly signingKey: SigningKeyRepository,
   ) {}
 
-  @Post('provisioning-tokens')
-  @ApiOperation({ summary: 'Create a fleet provisioning token that agents use to register themselves' })
-  @ApiBody({ schema: z.toJSONSchema(createProvisioningTokenBody) as object })
-  createToken(@Body() body: unknown) {
+  @ApiRoute(operations.createProvisioningToken)
+  async createToken(@Body() body: unknown): Promise<CreatedProvisioningToken> {
     const { name, expiresInHours } = parseBody(createProvisioningTokenBody, body);
     const now = this.clock.now();
     return this.tokens.create(name, expiresInHours ? now + expiresInHours * HOUR_MS : null, now);
   }
 
-  @Public()
-  @Post('provision')
-  @ApiOperation({
-    summary: 'Agent self-registration with a provisioning token (Bearer); returns device credentials',
-  })
-  @ApiBody({ schema: z.toJSONSchema(provisionBody) as object })
-  async provision(@Req() request: Request, @Headers('host') host: string | undefined, @Body() body: unknown) {
+  /** Public to the operator guard: the agent's provisioning token is checked here. */
+  @ApiRoute(operations.provision)
+  async provision(
+    @Req() request: Request,
+    @Headers('host') host: string | undefined,
+    @Body() body: unknown,
+  ): Promise<ProvisionedDevice> {
     const token = bearerToken(request);
     if (!token || !(await this.tokens.use(token, this.clock.now()))) {
       throw new BoardfleetError(

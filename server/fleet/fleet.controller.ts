@@ -1,23 +1,15 @@
-import { Controller, Get, Inject } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Controller, Inject } from '@nestjs/common';
+import type { FleetSummary } from '../../protocol/api/fleet.ts';
+import { operations } from '../../protocol/api/operations.ts';
+import { ApiRoute } from '../common/api-route.ts';
 import { FleetSummaryRepository } from './fleet-summary.repository.ts';
 
-@ApiTags('fleet')
-@ApiBearerAuth()
-@Controller('api/v1/fleet')
+@Controller()
 export class FleetController {
   constructor(@Inject(FleetSummaryRepository) private readonly fleet: FleetSummaryRepository) {}
 
-  @Get('summary')
-  @ApiOperation({
-    summary:
-      'The fleet at a glance over devices not revoked: total, online, offline, counts by board (reported, else ' +
-      'registered; "unknown" when neither) and by running version ("none" when the device reports none). ' +
-      'Failing health: online devices whose latest heartbeat has under 10 % disk or memory free or a CPU at ' +
-      '80 °C or more, or with an attached board that does not answer Firmata; failingDevices lists the first 20 ' +
-      'by name with the reason.',
-  })
-  summary() {
+  @ApiRoute(operations.getFleetSummary)
+  async summary(): Promise<FleetSummary> {
     return this.fleet.summary();
   }
 }

@@ -1,25 +1,13 @@
-import { Body, Controller, Get, Header, Inject, Post } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiExcludeEndpoint, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { z } from 'zod';
-import { Public, RequireRole } from '../auth/operator-auth.guard.ts';
-import { OperatorTokenRepository } from '../auth/operator-token.repository.ts';
-import { CLOCK, type Clock } from '../common/clock.ts';
-import { parseBody } from '../common/zod-body.ts';
+import { Controller, Get, Header, Inject } from '@nestjs/common';
+import { ApiExcludeEndpoint, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Public } from '../auth/operator-auth.guard.ts';
 import { ServerMetrics } from './metrics.ts';
 
-const createOperatorTokenBody = z.strictObject({
-  name: z.string().min(1).max(128),
-  role: z.enum(['admin', 'operator', 'viewer']),
-});
-
+/** Liveness and Prometheus metrics, for whatever watches the server. */
 @ApiTags('operations')
 @Controller()
 export class OpsController {
-  constructor(
-    @Inject(ServerMetrics) private readonly metrics: ServerMetrics,
-    @Inject(OperatorTokenRepository) private readonly tokens: OperatorTokenRepository,
-    @Inject(CLOCK) private readonly clock: Clock,
-  ) {}
+  constructor(@Inject(ServerMetrics) private readonly metrics: ServerMetrics) {}
 
   @Public()
   @Get('healthz')
@@ -34,15 +22,5 @@ export class OpsController {
   @Header('Content-Type', 'text/plain; version=0.0.4')
   metricsText() {
     return this.metrics.registry.metrics();
-  }
-
-  @Post('api/v1/operator-tokens')
-  @RequireRole('admin')
-  @ApiBearerAuth()
-  @ApiOperation({ summary: 'Create an operator API token with a role (admin, operator, viewer)' })
-  @ApiBody({ schema: z.toJSONSchema(createOperatorTokenBody) as object })
-  createToken(@Body() body: unknown) {
-    const { name, role } = parseBody(createOperatorTokenBody, body);
-    return this.tokens.create(name, role, this.clock.now());
   }
 }

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { z } from 'zod';
+import type { CreateRelease } from '../../protocol/api/releases.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { isDeployableKind } from '../../protocol/manifest.ts';
 import { ArtifactRepository } from '../artifacts/artifact.repository.ts';
@@ -7,14 +7,6 @@ import { CLOCK, type Clock } from '../common/clock.ts';
 import { invalidRequest, notFound } from '../common/errors.ts';
 import { generateId } from '../common/secrets.ts';
 import { type ReleaseRecord, ReleaseRepository } from './release.repository.ts';
-
-export const createReleaseBody = z.strictObject({
-  name: z.string().min(1).max(128),
-  /** board id, or `*` for every board each artifact lists → artifact id */
-  artifacts: z
-    .record(z.string().min(1).max(64), z.string().min(1).max(64))
-    .refine((map) => Object.keys(map).length > 0, 'at least one artifact'),
-});
 
 @Injectable()
 export class ReleaseService {
@@ -24,7 +16,7 @@ export class ReleaseService {
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
-  async create(input: z.infer<typeof createReleaseBody>): Promise<ReleaseRecord> {
+  async create(input: CreateRelease): Promise<ReleaseRecord> {
     if (await this.releases.findByName(input.name))
       throw new BoardfleetError('conflict', `release ${input.name} already exists`);
     const problems: string[] = [];

@@ -1,40 +1,32 @@
-import { Body, Controller, Get, Inject, Param, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { z } from 'zod';
+import { Body, Controller, Inject, Param, Query } from '@nestjs/common';
+import { operations } from '../../protocol/api/operations.ts';
+import {
+  createReleaseBody,
+  listReleasesQuery,
+  type Release,
+  type ReleaseList,
+} from '../../protocol/api/releases.ts';
+import { ApiRoute } from '../common/api-route.ts';
 import { parseBody } from '../common/zod-body.ts';
-import { createReleaseBody, ReleaseService } from './release.service.ts';
+import { ReleaseService } from './release.service.ts';
 
-const pageQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  offset: z.coerce.number().int().min(0).default(0),
-});
-
-@ApiTags('releases')
-@ApiBearerAuth()
-@Controller('api/v1/releases')
+@Controller()
 export class ReleasesController {
   constructor(@Inject(ReleaseService) private readonly releases: ReleaseService) {}
 
-  @Post()
-  @ApiOperation({
-    summary:
-      'Create a release: a name plus one artifact per board (or `*` for every board an artifact lists)',
-  })
-  @ApiBody({ schema: z.toJSONSchema(createReleaseBody) as object })
-  create(@Body() body: unknown) {
+  @ApiRoute(operations.createRelease)
+  async create(@Body() body: unknown): Promise<Release> {
     return this.releases.create(parseBody(createReleaseBody, body));
   }
 
-  @Get()
-  @ApiOperation({ summary: 'List releases, newest first' })
-  async list(@Query() query: unknown) {
-    const { limit, offset } = parseBody(pageQuery, query);
+  @ApiRoute(operations.listReleases)
+  async list(@Query() query: unknown): Promise<ReleaseList> {
+    const { limit, offset } = parseBody(listReleasesQuery, query);
     return { releases: await this.releases.list(limit, offset), limit, offset };
   }
 
-  @Get(':idOrName')
-  @ApiOperation({ summary: 'A release by id or name' })
-  get(@Param('idOrName') idOrName: string) {
+  @ApiRoute(operations.getRelease)
+  async get(@Param('idOrName') idOrName: string): Promise<Release> {
     return this.releases.getOrThrow(idOrName);
   }
 }

@@ -1,3 +1,5 @@
+import { DeploymentReport } from '../../protocol/schemas.ts';
+
 /**
  * The rollout engine's three state machines, each one transition table that reads like a table
  * (states × events → next state). Anything not in a table is refused, so an out-of-order or
@@ -75,6 +77,7 @@ export enum DeploymentState {
   Installing = 'installing',
   AwaitingReboot = 'awaiting-reboot',
   Soaking = 'soaking',
+  /** Committed for the rollout: the device committed on its side and then passed the server's soak. */
   Committed = 'committed',
   Failed = 'failed',
   RolledBack = 'rolled-back',
@@ -85,7 +88,7 @@ export enum DeploymentEvent {
   DownloadStarted = 'download-started',
   InstallStarted = 'install-started',
   RebootPending = 'reboot-pending',
-  /** The agent installed, passed its own health check and committed locally: the soak starts. */
+  /** The agent installed, passed its own health check and committed on the device: the soak starts. */
   Installed = 'installed',
   SoakPassed = 'soak-passed',
   /** The device failed, went offline or unhealthy within the soak, or timed out. */
@@ -93,11 +96,27 @@ export enum DeploymentEvent {
   /** The agent reports it is running the previous version again. */
   RolledBack = 'rolled-back',
   Retry = 'retry',
+  /**
+   * The rollout was aborted: the server sends the device back to what it ran before. Devices at
+   * work always go back; committed and failed ones only when the rollout says `rollbackOnAbort`.
+   */
+  Abort = 'abort',
 }
+
+/** How the engine reads each word an agent reports (`DeploymentReport` in the protocol). */
+export const DEPLOYMENT_EVENT_BY_REPORT: Record<DeploymentReport, DeploymentEvent> = {
+  [DeploymentReport.Downloading]: DeploymentEvent.DownloadStarted,
+  [DeploymentReport.Installing]: DeploymentEvent.InstallStarted,
+  [DeploymentReport.AwaitingReboot]: DeploymentEvent.RebootPending,
+  [DeploymentReport.CommittedOnDevice]: DeploymentEvent.Installed,
+  [DeploymentReport.Failed]: DeploymentEvent.Fail,
+  [DeploymentReport.RolledBack]: DeploymentEvent.RolledBack,
+};
 
 const inFlight = {
   [DeploymentEvent.Fail]: DeploymentState.Failed,
   [DeploymentEvent.RolledBack]: DeploymentState.RolledBack,
+  [DeploymentEvent.Abort]: DeploymentState.RolledBack,
 } as const;
 
 export const DEPLOYMENT_TRANSITIONS: Record<
@@ -123,10 +142,11 @@ export const DEPLOYMENT_TRANSITIONS: Record<
   },
   [DeploymentState.AwaitingReboot]: { ...inFlight, [DeploymentEvent.Installed]: DeploymentState.Soaking },
   [DeploymentState.Soaking]: { ...inFlight, [DeploymentEvent.SoakPassed]: DeploymentState.Committed },
-  [DeploymentState.Committed]: {},
+  [DeploymentState.Committed]: { [DeploymentEvent.Abort]: DeploymentState.RolledBack },
   [DeploymentState.Failed]: {
     [DeploymentEvent.Retry]: DeploymentState.Queued,
     [DeploymentEvent.RolledBack]: DeploymentState.RolledBack,
+    [DeploymentEvent.Abort]: DeploymentState.RolledBack,
   },
   [DeploymentState.RolledBack]: { [DeploymentEvent.Retry]: DeploymentState.Queued },
 };

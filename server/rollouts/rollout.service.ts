@@ -7,8 +7,10 @@ import { DeviceRepository } from '../devices/device.repository.ts';
 import { ReleaseService } from '../releases/release.service.ts';
 import type { CreateRollout } from './rollout.dto.ts';
 import { type RolloutRecord, RolloutRepository, type WaveRecord } from './rollout.repository.ts';
-import { matchTarget, newRolloutDevice, RolloutEngine } from './rollout-engine.ts';
+import { RolloutEngine } from './rollout-engine.ts';
+import { newRolloutDevice } from './rollout-planner.ts';
 import { RolloutState, WaveState } from './rollout-state-machine.ts';
+import { matchTarget } from './rollout-target.ts';
 import { countWave } from './wave-evaluator.ts';
 import { planWaves } from './wave-planner.ts';
 
@@ -69,7 +71,7 @@ export class RolloutService {
       finishedAt: null,
     }));
     const devices = plan.flatMap((members, index) =>
-      members.map((deviceId) => newRolloutDevice(deviceId, index, now)),
+      members.map((deviceId) => newRolloutDevice(deviceId, index, now, generateId('dep'))),
     );
     await this.rollouts.transaction(async (repository) => {
       await repository.insertRollout(rollout, waves, devices);
@@ -115,12 +117,12 @@ export class RolloutService {
     const rollout = await this.getOrThrow(id);
     const done =
       action === 'pause'
-        ? await this.engine.pause(rollout, by)
+        ? await this.engine.pause(id, by)
         : action === 'resume'
-          ? await this.engine.resume(rollout, by)
+          ? await this.engine.resume(id, by)
           : action === 'approve'
-            ? await this.engine.approve(rollout, by)
-            : await this.engine.abortByOperator(rollout, by);
+            ? await this.engine.approve(id, by)
+            : await this.engine.abort(id, by);
     if (!done) {
       throw new BoardfleetError(
         'conflict',

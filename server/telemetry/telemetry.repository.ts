@@ -1,12 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { StoredHealth } from '../../protocol/api/devices.ts';
 import type { DeviceEvent, Health, Inventory, Presence } from '../../protocol/schemas.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
+import { DeviceRepository } from '../devices/device.repository.ts';
 import { attachedBoardProblem, healthProblem, runningVersion } from './health-problem.ts';
-
-export interface StoredHealth extends Health {
-  receivedAt: number;
-}
 
 export interface HealthToStore {
   deviceId: string;
@@ -17,21 +15,21 @@ export interface HealthToStore {
 /** Parameters above this per statement would cross SQLite's limit of 32,766 bound variables. */
 const HEALTH_ROWS_PER_INSERT = 500;
 
+/**
+ * What devices report: health samples, presence history and events are this module's tables.
+ * What a report changes on the device itself (online, last seen, inventory, health problem) goes
+ * through the devices module's repository, which owns the devices table.
+ */
 @Injectable()
 export class TelemetryRepository {
-  constructor(@Inject(DATABASE) private readonly db: Database) {}
+  constructor(
+    @Inject(DATABASE) private readonly db: Database,
+    @Inject(DeviceRepository) private readonly devices: DeviceRepository,
+  ) {}
 
   /** Records a presence change; returns false when the device is unknown, revoked, or already in that state. */
   async recordPresence(deviceId: string, presence: Presence, receivedAt: number): Promise<boolean> {
-    const online = presence.state === 'online' ? 1 : 0;
-    const result = await this.db
-      .updateTable('devices')
-      .set({ online, presence_changed_at: receivedAt, last_seen_at: receivedAt })
-      .where('id', '=', deviceId)
-      .where('revoked_at', 'is', null)
-      .where('online', '!=', online)
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) === 0) return false;
+    if (!(await this.devices.setPresence(deviceId, presence.state === 'online', receivedAt))) return false;
     await this.db
       .insertInto('presence_history')
       .values({ device_id: deviceId, at: receivedAt, state: presence.state, reason: presence.reason })
@@ -41,34 +39,25 @@ export class TelemetryRepository {
 
   /** Devices cannot be connected to an embedded broker that just started; the history says why. */
   async markAllOffline(reason: string, now: number): Promise<number> {
-    const online = await this.db.selectFrom('devices').select('id').where('online', '=', 1).execute();
-    if (online.length === 0) return 0;
-    await this.db
-      .updateTable('devices')
-      .set({ online: 0, presence_changed_at: now })
-      .where('online', '=', 1)
-      .execute();
+    const wentOffline = await this.devices.markAllOffline(now);
+    if (wentOffline.length === 0) return 0;
     await this.db
       .insertInto('presence_history')
-      .values(online.map((row) => ({ device_id: row.id, at: now, state: 'offline' as const, reason })))
+      .values(
+        wentOffline.map((deviceId) => ({ device_id: deviceId, at: now, state: 'offline' as const, reason })),
+      )
       .execute();
-    return online.length;
+    return wentOffline.length;
   }
 
   async recordInventory(deviceId: string, inventory: Inventory, receivedAt: number): Promise<void> {
-    await this.db
-      .updateTable('devices')
-      .set({
-        inventory: JSON.stringify(inventory),
-        inventory_at: receivedAt,
-        last_seen_at: receivedAt,
-        running_version: runningVersion(inventory),
-        reported_board: inventory.board,
-        attached_board_problem: attachedBoardProblem(inventory),
-      })
-      .where('id', '=', deviceId)
-      .where('revoked_at', 'is', null)
-      .execute();
+    const report = {
+      inventory,
+      runningVersion: runningVersion(inventory),
+      reportedBoard: inventory.board,
+      attachedBoardProblem: attachedBoardProblem(inventory),
+    };
+    await this.devices.recordInventory(deviceId, report, receivedAt);
   }
 
   async insertHealth(samples: HealthToStore[]): Promise<void> {
@@ -99,13 +88,12 @@ export class TelemetryRepository {
       }
       const latest = new Map<string, HealthToStore>();
       for (const sample of samples) latest.set(sample.deviceId, sample);
-      for (const [deviceId, sample] of latest) {
-        await trx
-          .updateTable('devices')
-          .set({ last_seen_at: sample.receivedAt, health_problem: healthProblem(sample.health) })
-          .where('id', '=', deviceId)
-          .execute();
-      }
+      const heartbeats = [...latest.values()].map(({ deviceId, receivedAt, health }) => ({
+        deviceId,
+        receivedAt,
+        healthProblem: healthProblem(health),
+      }));
+      await this.devices.recordHeartbeats(heartbeats, trx);
     });
   }
 

@@ -4,7 +4,7 @@ import type { BuildQueueService } from '../builds/build-queue.service.ts';
 import type { RolloutEngine } from '../rollouts/rollout-engine.ts';
 import type { TelemetryIngestService } from '../telemetry/telemetry-ingest.service.ts';
 import { type LiveEvent, LiveEventsService, ROLLOUT_EVENT_INTERVAL_MS } from './live-events.service.ts';
-import type { RolloutProgressRepository } from './rollout-progress.repository.ts';
+import type { RolloutProgressRepository } from '../rollouts/rollout-progress.repository.ts';
 
 describe('LiveEventsService', () => {
   let ingest: EventEmitter;

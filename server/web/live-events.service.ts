@@ -6,7 +6,7 @@ import { CLOCK, type Clock } from '../common/clock.ts';
 import { RolloutEngine } from '../rollouts/rollout-engine.ts';
 import type { HealthToStore } from '../telemetry/telemetry.repository.ts';
 import { TelemetryIngestService } from '../telemetry/telemetry-ingest.service.ts';
-import { RolloutProgressRepository } from './rollout-progress.repository.ts';
+import { RolloutProgressRepository } from '../rollouts/rollout-progress.repository.ts';
 
 /** A rollout's progress goes out at most this often (4 a second), however fast its devices report. */
 export const ROLLOUT_EVENT_INTERVAL_MS = 250;

@@ -1,16 +1,13 @@
-import { Controller, Get, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Controller, Req } from '@nestjs/common';
+import { operations } from '../../protocol/api/operations.ts';
+import type { Me } from '../../protocol/api/session.ts';
 import type { AuthenticatedRequest } from '../auth/operator-auth.guard.ts';
+import { ApiRoute } from '../common/api-route.ts';
 
-@ApiTags('session')
-@ApiBearerAuth()
-@Controller('api/v1/me')
+@Controller()
 export class SessionController {
-  @Get()
-  @ApiOperation({
-    summary: "Whose token this is: its name and role (the dashboard's sign-in checks a token with it)",
-  })
-  me(@Req() request: AuthenticatedRequest) {
+  @ApiRoute(operations.getSession)
+  me(@Req() request: AuthenticatedRequest): Me {
     // The guard has authenticated the token before any route runs.
     const operator = request.operator as NonNullable<AuthenticatedRequest['operator']>;
     return { name: operator.name, role: operator.role };

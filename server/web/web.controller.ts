@@ -1,7 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { extname, join, resolve, sep } from 'node:path';
 import { Controller, Get, Inject, Req, Res } from '@nestjs/common';
-import { ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { Public } from '../auth/operator-auth.guard.ts';
@@ -20,7 +19,6 @@ const IMMUTABLE = 'public, max-age=31536000, immutable';
  * roles. Any other path without a file extension gets index.html, so the app's own routes
  * (`/devices/dev-…`) load on a reload or from a bookmark.
  */
-@ApiExcludeController()
 @Public()
 @Controller()
 export class WebController {

@@ -1,7 +1,7 @@
 import { type DynamicModule, Module, type Provider } from '@nestjs/common';
 import { LiveController } from './live.controller.ts';
 import { LiveEventsService } from './live-events.service.ts';
-import { RolloutProgressRepository } from './rollout-progress.repository.ts';
+import { RolloutProgressRepository } from '../rollouts/rollout-progress.repository.ts';
 import { SessionController } from './session.controller.ts';
 import { WebController } from './web.controller.ts';
 

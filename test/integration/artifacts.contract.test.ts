@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyManifest } from '../../protocol/manifest.ts';
+import { verifyManifest } from '../../protocol/manifest-signature.ts';
 import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
 import { databaseBackends } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';

@@ -8,7 +8,7 @@ import type { DesiredState } from '../../protocol/schemas.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
 import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
-import { deploymentFromArtifact } from '../../server/rollouts/rollout-engine.ts';
+import { deploymentFromArtifact } from '../../server/rollouts/desired-deployment.ts';
 import { AgentUnderTest } from '../support/agent-fleet.ts';
 import { releaseAppBundle } from '../support/app-bundles.ts';
 import { CountingProxy } from '../support/counting-proxy.ts';

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256 } from '../../lib/hash.ts';
 import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
 import type { TestServer } from './test-server.ts';
 
@@ -13,7 +13,7 @@ export async function uploadArtifact(
     version: meta.version,
     kind: meta.kind ?? 'app-bundle',
     boards: meta.boards.join(','),
-    sha256: createHash('sha256').update(content).digest('hex'),
+    sha256: sha256(content),
     size: String(content.length),
   });
   const response = await fetch(`${server.httpUrl}/api/v1/artifacts?${query}`, {

@@ -53,6 +53,8 @@ export const databaseBackends: DatabaseBackend[] = [sqliteBackend, postgresBacke
 
 async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3_000 });
+  // A connection-level failure also rejects the pending call; the event alone must not end the run.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     return await work(client);

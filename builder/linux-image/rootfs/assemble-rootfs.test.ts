@@ -5,10 +5,14 @@ import { join } from 'node:path';
 import * as tar from 'tar';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { getLinuxBoard } from '../../../boards/board-catalogue.ts';
-import { sha256File, walkTree } from '../../disk/file-tree.ts';
-import { type ImageRecipe, loadRecipe, recipePath } from '../../recipe/linux-image-recipe.ts';
+import { sha256File } from '../../../lib/hash.ts';
+import { walkTree } from '../../disk/file-tree.ts';
+import type { ImageRecipe } from '../../recipe/linux-image-recipe.ts';
+import { loadRecipeOfKind, recipePath } from '../../recipe/recipe.ts';
 import { assembleRootfs, rootfsPackages } from './assemble-rootfs.ts';
 import { type FakeInputs, writeFakeInputs } from './doubles/fake-packages.ts';
+
+const loadRecipe = (file: string) => loadRecipeOfKind(file, 'linux-image');
 
 let work: string;
 let inputs: FakeInputs;

@@ -1,6 +1,5 @@
-import { lstatSync } from 'node:fs';
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as tar from 'tar';
 import type { LinuxBoard } from '../../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../../protocol/errors.ts';
@@ -8,8 +7,9 @@ import { type ImageInfo, MOUNTS, type SlotDevices } from '../../../protocol/linu
 import { byCodeUnit } from '../../disk/file-tree.ts';
 import type { ImageRecipe } from '../../recipe/linux-image-recipe.ts';
 import { installBusybox, ROOTFS_APPLETS } from './busybox.ts';
-import { ELF_MACHINE, type ElfInfo, isElfFile, readElfInfo } from '../../native/elf-file.ts';
+import { ELF_MACHINE, isElfFile, readElfInfo } from '../../native/elf-file.ts';
 import { rootfsInitScript, udhcpcScript } from './init-scripts.ts';
+import { LibraryResolver, type PackageTree } from './library-resolver.ts';
 import { TreeWriter } from './tree-writer.ts';
 
 /** Where the image keeps what the builder puts in; the agent's linux-ab strategy runs the reboot helper. */
@@ -24,17 +24,8 @@ export const ROOTFS_PATHS = {
   appDirectory: '/opt/boardfleet/app',
 } as const;
 
-/** Debian's multiarch directory name per architecture. */
-const TRIPLET = { arm64: 'aarch64-linux-gnu', amd64: 'x86_64-linux-gnu' } as const;
-
 /** Package documentation never goes into an image. */
 const LEFT_OUT = /^usr\/share\/(doc|man|info|lintian|bug)(\/|$)/;
-
-/** An extracted Debian package: `root` holds its data.tar as `dpkg-deb -x` writes it. */
-export interface PackageTree {
-  name: string;
-  root: string;
-}
 
 export interface AssembleRootfsInput {
   /** A missing or empty directory to write the tree into. */
@@ -79,20 +70,57 @@ export function rootfsPackages(recipe: ImageRecipe): string[] {
 export async function assembleRootfs(input: AssembleRootfsInput): Promise<AssembledRootfs> {
   const { board, recipe } = input;
   const tree = await TreeWriter.create(input.dir);
-  const trees = [...input.packageTrees].sort((a, b) => byCodeUnit(a.name, b.name));
-  const packageNamed = (name: string, why: string): PackageTree => {
-    const found = trees.find((candidate) => candidate.name === name);
+  const packages = new RootfsPackages(input.packageTrees);
+  const libraries = new LibraryResolver(tree, packages.trees, board, packages.used);
+
+  await writeSkeleton(tree);
+  const recipeFiles = await installRecipePackages(tree, recipe, packages);
+  const applets = await installBusyboxOf(tree, packages, board);
+  await writeSystemFiles(tree, board, recipe);
+  if (recipe.caCertificates) await installCertificates(tree, packages);
+  if (recipe.agent.include) await installAgent(tree, input, libraries);
+  // Programs in the recipe's packages get the libraries they need (a package's own go in whole).
+  for (const file of recipeFiles) {
+    const host = tree.path(file);
+    if ((await lstat(host)).isFile() && (await isElfFile(host))) await libraries.installIfProgram(host, file);
+  }
+  const appRelease = recipe.appBundle ? await installAppRelease(tree, recipe.appBundle) : null;
+  await writeOverlay(tree, recipe);
+  await installRebootHelper(tree, input.rebootHelper, board);
+  await writeSlotLayout(tree, input, appRelease);
+
+  return {
+    packagesUsed: [...packages.used].sort(byCodeUnit),
+    libraries: libraries.installed().sort(byCodeUnit),
+    applets,
+  };
+}
+
+/** The package trees a root is made from, by name, and which of them it took files from. */
+class RootfsPackages {
+  readonly trees: PackageTree[];
+  readonly used = new Set<string>();
+
+  constructor(trees: PackageTree[]) {
+    this.trees = [...trees].sort((a, b) => byCodeUnit(a.name, b.name));
+  }
+
+  /** The package's tree, counted as used; `why` says what needs it when the build did not fetch it. */
+  take(name: string, why: string): PackageTree {
+    const found = this.trees.find((candidate) => candidate.name === name);
     if (!found) {
       throw new BoardfleetError(
         'rootfs-package-missing',
         `the root filesystem needs the Debian package ${name} (${why}), which the build did not fetch`,
       );
     }
+    this.used.add(name);
     return found;
-  };
-  const used = new Set<string>();
-  const libraries = new LibraryResolver(tree, trees, board, used);
+  }
+}
 
+/** The folders every root has, the mount points among them with the modes the kernel expects. */
+async function writeSkeleton(tree: TreeWriter): Promise<void> {
   for (const path of [
     'bin',
     'sbin',
@@ -112,67 +140,90 @@ export async function assembleRootfs(input: AssembleRootfsInput): Promise<Assemb
   await tree.directory('root', 0o700);
   await tree.symlink('var/run', '../run');
   await tree.symlink('var/tmp', '../tmp');
+}
 
-  const recipeFiles: string[] = [];
+/** The recipe's packages, copied whole but for their documentation; returns the files copied. */
+async function installRecipePackages(
+  tree: TreeWriter,
+  recipe: ImageRecipe,
+  packages: RootfsPackages,
+): Promise<string[]> {
+  const files: string[] = [];
   for (const name of [...recipe.packages].sort(byCodeUnit)) {
-    const source = packageNamed(name, 'listed in the recipe');
-    recipeFiles.push(...(await tree.copyTree(source.root, '', (path) => !LEFT_OUT.test(path))));
-    used.add(name);
+    const source = packages.take(name, 'listed in the recipe');
+    files.push(...(await tree.copyTree(source.root, '', (path) => !LEFT_OUT.test(path))));
   }
+  return files;
+}
 
-  const busybox = packageNamed('busybox-static', 'busybox is the shell and tools of the image');
-  const applets = await installBusybox(
-    tree,
-    join(busybox.root, 'bin/busybox'),
-    ROOTFS_APPLETS,
-    board.architecture,
-  );
-  used.add(busybox.name);
+async function installBusyboxOf(
+  tree: TreeWriter,
+  packages: RootfsPackages,
+  board: LinuxBoard,
+): Promise<string[]> {
+  const busybox = packages.take('busybox-static', 'busybox is the shell and tools of the image');
+  return installBusybox(tree, join(busybox.root, 'bin/busybox'), ROOTFS_APPLETS, board.architecture);
+}
 
-  await writeSystemFiles(tree, board, recipe);
-  if (recipe.caCertificates) {
-    const certificates = packageNamed('ca-certificates', 'the recipe sets caCertificates');
-    await tree.file('etc/ssl/certs/ca-certificates.crt', await certificateBundle(certificates.root));
-    used.add(certificates.name);
+async function installCertificates(tree: TreeWriter, packages: RootfsPackages): Promise<void> {
+  const certificates = packages.take('ca-certificates', 'the recipe sets caCertificates');
+  await tree.file('etc/ssl/certs/ca-certificates.crt', await certificateBundle(certificates.root));
+}
+
+/** Node with the libraries it needs, and the agent bundle. */
+async function installAgent(
+  tree: TreeWriter,
+  input: AssembleRootfsInput,
+  libraries: LibraryResolver,
+): Promise<void> {
+  if (!input.nodeBinary || !input.agentBundle) {
+    throw new BoardfleetError(
+      'rootfs-agent-missing',
+      `the recipe ${input.recipe.name} includes the agent: pass the Node runtime and the agent bundle`,
+    );
   }
+  await libraries.install(input.nodeBinary, 'the Node runtime');
+  await tree.copy(input.nodeBinary, ROOTFS_PATHS.node.slice(1), 0o755);
+  await tree.copy(input.agentBundle, ROOTFS_PATHS.agent.slice(1), 0o644);
+}
 
-  if (recipe.agent.include) {
-    if (!input.nodeBinary || !input.agentBundle) {
-      throw new BoardfleetError(
-        'rootfs-agent-missing',
-        `the recipe ${recipe.name} includes the agent: pass the Node runtime and the agent bundle`,
-      );
-    }
-    await libraries.install(input.nodeBinary, 'the Node runtime');
-    await tree.copy(input.nodeBinary, ROOTFS_PATHS.node.slice(1), 0o755);
-    await tree.copy(input.agentBundle, ROOTFS_PATHS.agent.slice(1), 0o644);
-  }
-  for (const file of recipeFiles) {
-    const host = tree.path(file);
-    if ((await lstat(host)).isFile() && (await isElfFile(host))) await libraries.installIfProgram(host, file);
-  }
+/** The recipe's app under `<appDirectory>/<name>-<version>/`; returns that release name. */
+async function installAppRelease(
+  tree: TreeWriter,
+  bundle: NonNullable<ImageRecipe['appBundle']>,
+): Promise<string> {
+  const release = `${bundle.name}-${bundle.version}`;
+  await installAppBundle(tree, bundle, `${ROOTFS_PATHS.appDirectory.slice(1)}/${release}`);
+  return release;
+}
 
-  let appRelease: string | null = null;
-  if (recipe.appBundle) {
-    appRelease = `${recipe.appBundle.name}-${recipe.appBundle.version}`;
-    await installAppBundle(tree, recipe.appBundle, `${ROOTFS_PATHS.appDirectory.slice(1)}/${appRelease}`);
-  }
-
+/** The recipe's own files, last but for the builder's: they win over the packages'. */
+async function writeOverlay(tree: TreeWriter, recipe: ImageRecipe): Promise<void> {
   for (const file of recipe.overlay) {
     const path = file.path.slice(1);
     if (file.content !== null) await tree.file(path, file.content, file.mode);
     else await tree.copy(file.sourcePath!, path, file.mode);
   }
+}
 
-  const reboot = await readElfInfo(input.rebootHelper);
+async function installRebootHelper(tree: TreeWriter, rebootHelper: string, board: LinuxBoard): Promise<void> {
+  const reboot = await readElfInfo(rebootHelper);
   if (reboot.machine !== ELF_MACHINE[board.architecture] || reboot.interpreter !== null) {
     throw new BoardfleetError(
       'rootfs-reboot-helper',
-      `${input.rebootHelper} must be a static ${board.architecture} program (see buildRebootHelper)`,
+      `${rebootHelper} must be a static ${board.architecture} program (see buildRebootHelper)`,
     );
   }
-  await tree.copy(input.rebootHelper, ROOTFS_PATHS.rebootHelper.slice(1), 0o755);
+  await tree.copy(rebootHelper, ROOTFS_PATHS.rebootHelper.slice(1), 0o755);
+}
 
+/** The slot devices, the image's description for the agent, the init that mounts them, and udhcpc's script. */
+async function writeSlotLayout(
+  tree: TreeWriter,
+  input: AssembleRootfsInput,
+  appRelease: string | null,
+): Promise<void> {
+  const { board, recipe } = input;
   const devices = input.slotDevices ?? board.partitions;
   const slots: SlotDevices = { boot: devices.boot, a: devices.a, b: devices.b, data: devices.data };
   await tree.file(MOUNTS.slotDevices.slice(1), `${JSON.stringify(slots, null, 2)}\n`);
@@ -197,12 +248,6 @@ export async function assembleRootfs(input: AssembleRootfsInput): Promise<Assemb
     0o755,
   );
   await tree.file('usr/share/udhcpc/default.script', udhcpcScript(), 0o755);
-
-  return {
-    packagesUsed: [...used].sort(byCodeUnit),
-    libraries: libraries.installed().sort(byCodeUnit),
-    applets,
-  };
 }
 
 async function writeSystemFiles(tree: TreeWriter, board: LinuxBoard, recipe: ImageRecipe): Promise<void> {
@@ -282,135 +327,5 @@ async function installAppBundle(
       'rootfs-app-bundle',
       `${bundle.absolutePath} has no boardfleet-app.json at its top: the agent could not start it`,
     );
-  }
-}
-
-/**
- * Copies the shared libraries programs need, following DT_NEEDED from library to library and
- * the symlink chains Debian ships (libstdc++.so.6 → libstdc++.so.6.0.30), taking each library
- * from the first package tree that has it in the multiarch, then the plain, library directories.
- */
-export class LibraryResolver {
-  private readonly present = new Set<string>();
-  private readonly copied = new Set<string>();
-  private readonly directories: string[];
-
-  constructor(
-    private readonly tree: TreeWriter,
-    private readonly trees: PackageTree[],
-    /** What the programs run on: a Linux board, or a virtual machine. */
-    private readonly board: { id: string; architecture: keyof typeof TRIPLET },
-    private readonly used: Set<string>,
-  ) {
-    const triplet = TRIPLET[board.architecture];
-    this.directories = [`lib/${triplet}`, `usr/lib/${triplet}`, 'lib', 'usr/lib'];
-  }
-
-  installed(): string[] {
-    return [...this.copied];
-  }
-
-  private async requireMachine(path: string, what: string): Promise<ElfInfo> {
-    const info = await readElfInfo(path);
-    const expected = ELF_MACHINE[this.board.architecture];
-    if (info.machine !== expected) {
-      throw new BoardfleetError(
-        'rootfs-wrong-architecture',
-        `${what} (${path}) is built for ELF machine ${info.machine}; ${this.board.id} needs ${this.board.architecture} (machine ${expected})`,
-      );
-    }
-    return info;
-  }
-
-  /** For a recipe package's file: programs and libraries of this architecture get their libraries. */
-  async installIfProgram(path: string, label: string): Promise<void> {
-    let info: ElfInfo;
-    try {
-      info = await readElfInfo(path);
-    } catch (error) {
-      // Firmware blobs and other machines' ELF files (32-bit, big-endian) are data here.
-      if (error instanceof BoardfleetError && error.code === 'elf-invalid') return;
-      throw error;
-    }
-    if (info.machine !== ELF_MACHINE[this.board.architecture]) return;
-    await this.resolve(info, label);
-  }
-
-  /** For a program the image must run: one for another machine is an error. */
-  async install(path: string, label: string): Promise<void> {
-    await this.resolve(await this.requireMachine(path, label), label);
-  }
-
-  private async resolve(first: ElfInfo, firstLabel: string): Promise<void> {
-    const queue: Array<{ info: ElfInfo; label: string }> = [{ info: first, label: firstLabel }];
-    while (queue.length > 0) {
-      const { info, label } = queue.shift()!;
-      if (info.interpreter) await this.copyChain(this.locateExact(info.interpreter.slice(1), label));
-      for (const name of info.needed) {
-        if (this.present.has(name)) continue;
-        this.present.add(name);
-        const real = await this.copyChain(this.locate(name, label));
-        queue.push({ info: await this.requireMachine(real, name), label: name });
-      }
-    }
-  }
-
-  private locate(name: string, neededBy: string): { tree: PackageTree; path: string } {
-    for (const directory of this.directories) {
-      for (const tree of this.trees) {
-        if (existsSyncSafe(join(tree.root, directory, name))) return { tree, path: `${directory}/${name}` };
-      }
-    }
-    throw new BoardfleetError(
-      'rootfs-library-missing',
-      `${neededBy} needs ${name}, which none of the packages (${this.trees.map((tree) => tree.name).join(', ')}) ` +
-        `has in ${this.directories.join(', ')}: add the package that ships it to the recipe`,
-    );
-  }
-
-  private locateExact(path: string, neededBy: string): { tree: PackageTree; path: string } {
-    for (const tree of this.trees) if (existsSyncSafe(join(tree.root, path))) return { tree, path };
-    throw new BoardfleetError(
-      'rootfs-library-missing',
-      `${neededBy} asks for the program interpreter /${path}, which none of the packages has (libc6 ships it)`,
-    );
-  }
-
-  /** Copies a path and, if it is a symlink, what it points to, until a file; returns that file's host path. */
-  private async copyChain(start: { tree: PackageTree; path: string }): Promise<string> {
-    let path = start.path;
-    for (let hops = 0; hops < 16; hops++) {
-      const host = join(start.tree.root, path);
-      const fresh = !(await this.tree.exists(path));
-      if ((await lstat(host)).isSymbolicLink()) {
-        const target = await readlink(host);
-        if (fresh) {
-          await this.tree.symlink(path, target);
-          this.copied.add(path);
-        }
-        path = target.startsWith('/')
-          ? target.slice(1)
-          : posix.normalize(posix.join(posix.dirname(path), target));
-        continue;
-      }
-      if (fresh) {
-        await this.tree.copy(host, path);
-        this.copied.add(path);
-      }
-      this.used.add(start.tree.name);
-      return host;
-    }
-    throw new BoardfleetError(
-      'rootfs-symlink-loop',
-      `${join(start.tree.root, start.path)}: too many symlinks`,
-    );
-  }
-}
-
-function existsSyncSafe(path: string): boolean {
-  try {
-    return lstatSync(path) !== undefined;
-  } catch {
-    return false;
   }
 }

@@ -1,5 +1,9 @@
-import type { ColumnDefinitionBuilder, Kysely } from 'kysely';
-import { isPostgres } from '../dialect.ts';
+import { type ColumnDefinitionBuilder, type Kysely, PostgresAdapter } from 'kysely';
+
+/** A migration keeps its own helpers: changing live code must not change what it did. */
+function isPostgres(db: Kysely<unknown>): boolean {
+  return db.getExecutor().adapter instanceof PostgresAdapter;
+}
 
 export async function up(db: Kysely<unknown>): Promise<void> {
   const serialId = (column: ColumnDefinitionBuilder) =>

@@ -1,6 +1,25 @@
 import { type Kysely, sql } from 'kysely';
-import type { Inventory } from '../../../protocol/schemas.ts';
-import { attachedBoardProblem, runningVersion } from '../../telemetry/health-problem.ts';
+
+// A migration is history: it keeps its own copy of what it needs, as it was when it was written,
+// so that later changes to the live code (telemetry/health-problem.ts, the protocol's inventory
+// schema) cannot change what it did.
+
+/** The parts of a stored inventory this migration reads. */
+interface StoredInventory {
+  board: string;
+  slots: Array<{ version: string | null; active: boolean }>;
+  attachedBoards: Array<{ port: string; board: string | null; firmware: string | null }>;
+}
+
+function runningVersion(inventory: StoredInventory): string | null {
+  return inventory.slots.find((slot) => slot.active)?.version ?? null;
+}
+
+function attachedBoardProblem(inventory: StoredInventory): string | null {
+  const silent = inventory.attachedBoards.filter((board) => board.board !== null && board.firmware === null);
+  if (silent.length === 0) return null;
+  return silent.map((board) => `${board.board} on ${board.port} does not answer Firmata`).join(', ');
+}
 
 /**
  * What the dashboard filters, counts and sorts by, kept in plain columns so 10,000 devices are
@@ -33,7 +52,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .where('inventory', 'is not', null)
     .execute();
   for (const row of reported) {
-    const inventory = JSON.parse(row.inventory as string) as Inventory;
+    const inventory = JSON.parse(row.inventory as string) as StoredInventory;
     await sql`update devices set running_version = ${runningVersion(inventory)}, reported_board = ${inventory.board},
       attached_board_problem = ${attachedBoardProblem(inventory)} where id = ${row.id}`.execute(db);
   }

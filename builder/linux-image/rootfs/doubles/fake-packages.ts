@@ -1,6 +1,6 @@
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { PackageTree } from '../assemble-rootfs.ts';
+import type { PackageTree } from '../library-resolver.ts';
 import { INITRAMFS_APPLETS, ROOTFS_APPLETS } from '../busybox.ts';
 import { fakeBusybox, fakeElf } from './fake-elf.ts';
 

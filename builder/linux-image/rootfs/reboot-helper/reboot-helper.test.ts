@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { sha256File } from '../../../disk/file-tree.ts';
+import { sha256File } from '../../../../lib/hash.ts';
 import { readElfInfo } from '../../../native/elf-file.ts';
 import { CrossCompiler } from '../../../native/cross-compiler.repository.ts';
 import { buildRebootHelper } from './reboot-helper.ts';

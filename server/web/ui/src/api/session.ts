@@ -1,11 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
+import type { Me } from './types.ts';
 
-export type Role = 'admin' | 'operator' | 'viewer';
-
-export interface Operator {
-  name: string;
-  role: Role;
-}
+/** Who is signed in: the name and role `GET /api/v1/me` answers for the token. */
+export type Operator = Me;
 
 const TOKEN_KEY = 'boardfleet.token';
 

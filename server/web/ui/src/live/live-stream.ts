@@ -1,17 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, openEventStream } from '../api/client.ts';
-import type { BuildJob, Health } from '../api/types.ts';
+import type { LiveEvents } from '../api/types.ts';
 import { SseParser } from './sse-parser.ts';
-
-/** What `GET /api/v1/live` sends (see the server's live controller). */
-export interface LiveEvents {
-  hello: { serverTime: number };
-  presence: { deviceId: string; online: boolean };
-  health: { deviceId: string; sample: Health };
-  'device-event': { deviceId: string; event: { type: string; message?: string } };
-  rollout: { rolloutId: string; state: string };
-  build: { job: BuildJob };
-}
 
 export type LiveStatus = 'connecting' | 'live' | 'reconnecting';
 

@@ -2,8 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { sql } from 'kysely';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
-import type { DeploymentState } from '../rollouts/rollout-state-machine.ts';
-import { countWave, type WaveCounts } from '../rollouts/wave-evaluator.ts';
+import type { DeploymentState } from './rollout-state-machine.ts';
+import { countWave, type WaveCounts } from './wave-evaluator.ts';
 
 export interface WaveProgress {
   index: number;

@@ -1,9 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tar from 'tar';
 import { bootTrialScript } from '../../builder/linux-image/rootfs/init-scripts.ts';
+import type { RebootMode } from '../../device-agent/lib/device-reboot.ts';
+import { type LinuxAbOptions, LinuxAbStrategy } from '../../device-agent/update/linux-ab.strategy.ts';
+import { sha256 } from '../../lib/hash.ts';
 import {
   BOOT_CONFIG,
   firmwareSlotChoice,
@@ -17,14 +20,12 @@ import {
   slotFromCmdline,
   type TrialMethod,
 } from '../../protocol/linux-ab-layout.ts';
-import type { RebootMode } from './device-reboot.ts';
-import { type LinuxAbOptions, LinuxAbStrategy } from './linux-ab.strategy.ts';
 
 /**
- * Test fixtures for the `linux-ab` strategy (imported by tests only): update payloads laid out
- * as the image builder lays them out, and a simulated Raspberry Pi whose slot devices are files,
- * whose boot FAT is a directory, and whose "firmware" picks the slot by the documented tryboot
- * rules and hands that slot's cmdline.txt to the "kernel" (a file standing for /proc/cmdline).
+ * Test fixtures for the agent's `linux-ab` strategy: update payloads laid out as the image
+ * builder lays them out, and a simulated Raspberry Pi whose slot devices are files, whose boot FAT
+ * is a directory, and whose "firmware" picks the slot by the documented tryboot rules and hands
+ * that slot's cmdline.txt to the "kernel" (a file standing for /proc/cmdline).
  * With the `initramfs-trial` method each boot then runs the image's own initramfs trial script
  * (builder/linux-image/rootfs/scripts/boot-trial.sh) on that directory, under the host's dash: a
  * double for the busybox ash of the device.
@@ -32,8 +33,6 @@ import { type LinuxAbOptions, LinuxAbStrategy } from './linux-ab.strategy.ts';
 
 export const CMDLINE_TEMPLATE =
   'console=serial0,115200 root=@ROOT@ rootfstype=squashfs ro boardfleet.slot=@SLOT@';
-
-const sha256 = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');
 
 export interface TestPayload {
   file: string;

@@ -1,0 +1,121 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { BoardfleetError } from '../protocol/errors.ts';
+import { MOUNTS } from '../protocol/linux-ab-layout.ts';
+import { LAUNCH_ENV_NAME, LAUNCH_ENV_VALUE } from '../protocol/unikernel-image.ts';
+
+export const agentConfigSchema = z.strictObject({
+  server: z.string().url(),
+  mqtt: z.array(z.string().regex(/^mqtts?:\/\//, 'an mqtt:// or mqtts:// URL')).default([]),
+  deviceId: z.string().optional(),
+  secret: z.string().optional(),
+  provisioningToken: z.string().optional(),
+  name: z.string().min(1).max(128).default(hostname()),
+  board: z.string().min(1).max(64).optional(),
+  tags: z.array(z.string()).default([]),
+  /** An Arduino-class board on a serial port, flashed by `mcu-firmware` rollouts. */
+  attachedBoard: z
+    .strictObject({ board: z.string().min(1), port: z.string().min(1).default('auto') })
+    .optional(),
+  /**
+   * A/B root slots (`linux-ab` rollouts), used when `slotsFile` exists, as it does in a
+   * Boardfleet Linux image. The defaults are where the image puts things.
+   */
+  linuxAb: z
+    .strictObject({
+      slotsFile: z.string().min(1).default(MOUNTS.slotDevices),
+      bootDir: z.string().min(1).default(MOUNTS.boot),
+      cmdlineFile: z.string().min(1).default('/proc/cmdline'),
+      bootIdFile: z.string().min(1).default('/proc/sys/kernel/random/boot_id'),
+      /** How long the agent on a new slot has to connect before the slot is rolled back. */
+      healthTimeoutSeconds: z.coerce.number().min(1).max(3600).default(180),
+    })
+    .prefault({}),
+  /**
+   * Unikernel images run as VMs (`vm` rollouts): each `publish` entry is a host port that leads
+   * to the committed VM's guest port; `env` is every VM's launch-time environment.
+   */
+  vm: z
+    .strictObject({
+      publish: z
+        .array(
+          z.strictObject({
+            hostPort: z.number().int().min(1).max(65535),
+            guestPort: z.number().int().min(1).max(65535),
+            address: z.string().min(1).default('0.0.0.0'),
+          }),
+        )
+        .default([]),
+      accelerator: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+      readyTimeoutSeconds: z.coerce.number().min(1).max(3600).default(180),
+      env: z
+        .record(
+          z.string(),
+          z
+            .string()
+            .regex(LAUNCH_ENV_VALUE, 'no spaces or double quotes (it rides on the kernel command line)'),
+        )
+        // Checked here rather than as the record's key schema, whose error does not say why.
+        .superRefine((env, context) => {
+          for (const name of Object.keys(env)) {
+            if (!LAUNCH_ENV_NAME.test(name)) {
+              context.addIssue({ code: 'custom', path: [name], message: 'upper-case letters, digits and _' });
+            }
+          }
+        })
+        .default({}),
+    })
+    .optional(),
+  dataDir: z.string().default('./agent-data'),
+  /** While this file exists (holding a live pid, or anything else), new versions wait to be activated. */
+  updateLock: z.string().min(1).optional(),
+  /** Activate new versions only within `HH:MM-HH:MM` local time. */
+  updateWindow: z
+    .string()
+    .regex(/^\d\d:\d\d-\d\d:\d\d$/, 'HH:MM-HH:MM, e.g. 02:00-04:30')
+    .optional(),
+  heartbeat: z.coerce.number().min(1).max(3600).default(30),
+  keepalive: z.coerce.number().min(1).max(3600).default(30),
+});
+
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+/** Merges a JSON config file with flags (flags win) and checks it once, listing every bad key. */
+export function loadAgentConfig(flags: Record<string, unknown>, configFile?: string): AgentConfig {
+  const fromFile = configFile
+    ? (JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>)
+    : {};
+  const merged = {
+    ...fromFile,
+    ...Object.fromEntries(
+      Object.entries(flags).filter(
+        ([, value]) => value !== undefined && !(Array.isArray(value) && value.length === 0),
+      ),
+    ),
+  };
+  const parsed = agentConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    throw new BoardfleetError(
+      'invalid-config',
+      `invalid agent configuration:\n  ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n  ')}`,
+    );
+  }
+  return parsed.data;
+}
+
+/**
+ * Agent options from the environment, for images configured at launch (a unikernel's kernel
+ * command line). Unset variables leave the option to the config file.
+ */
+export function agentFlagsFromEnvironment(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  return {
+    server: env.BOARDFLEET_SERVER,
+    deviceId: env.BOARDFLEET_DEVICE_ID,
+    secret: env.BOARDFLEET_SECRET,
+    provisioningToken: env.BOARDFLEET_PROVISIONING_TOKEN,
+    name: env.BOARDFLEET_NAME,
+    board: env.BOARDFLEET_BOARD ?? env.BOARDFLEET_IMAGE_BOARD,
+    mqtt: env.BOARDFLEET_MQTT?.split(',').filter(Boolean),
+  };
+}

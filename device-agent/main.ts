@@ -1,0 +1,231 @@
+/**
+ * The agent's composition root: from its configuration to a running agent. `boardfleet agent`
+ * (cli/commands/agent.command.ts) and the agent inside images (image-entry.ts) both start here.
+ */
+import { existsSync, mkdirSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import pino, { type Logger } from 'pino';
+import packageJson from '../package.json' with { type: 'json' };
+import { BoardfleetError } from '../protocol/errors.ts';
+import { type AgentConfig, loadAgentConfig } from './agent-config.ts';
+import {
+  type AgentCredentials,
+  fetchFleetKey,
+  loadCredentials,
+  provisionDevice,
+  saveCredentials,
+} from './lib/credentials.ts';
+import { rebootDevice } from './lib/device-reboot.ts';
+import { SystemCollectors } from './runtime/collectors.ts';
+import { DeviceAgent } from './runtime/device-agent.ts';
+import { activationGate } from './update/activation-gate.ts';
+import { AppBundleStrategy } from './update/app-bundle.strategy.ts';
+import { LinuxAbStrategy } from './update/linux-ab.strategy.ts';
+import type { McuSerialStrategy } from './update/mcu-serial.strategy.ts';
+import { UpdateManager } from './update/update-manager.ts';
+import type { UpdateState } from './update/update-state-machine.ts';
+import { VmStrategy } from './update/vm.strategy.ts';
+import { ConsoleUploader } from './vm/console-uploader.ts';
+
+/**
+ * Runs the agent as its process's one job: the configuration (a JSON file, `flags` winning over
+ * it) checked once, a pino logger at `LOG_LEVEL`, and on SIGTERM or SIGINT a goodbye to the broker
+ * (presence goes offline at once) before the process exits, ahead of a supervisor's SIGKILL.
+ */
+export async function startAgentProcess(
+  flags: Record<string, unknown>,
+  configFile?: string,
+): Promise<DeviceAgent> {
+  const config = loadAgentConfig(flags, configFile);
+  const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  const agent = await runAgent(config, logger);
+  const shutdown = () => {
+    void agent.stop().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+  return agent;
+}
+
+/** Credentials kept in the data dir, else the ones given, else provisioning with a fleet token. */
+async function obtainCredentials(config: AgentConfig): Promise<AgentCredentials> {
+  const dataDir = resolve(config.dataDir);
+  const stored = loadCredentials(dataDir);
+  if (stored) return stored;
+  let credentials: AgentCredentials;
+  if (config.deviceId && config.secret) {
+    const serverHost = new URL(config.server).hostname;
+    credentials = {
+      schemaVersion: 1,
+      deviceId: config.deviceId,
+      secret: config.secret,
+      mqttUrl: config.mqtt[0] ?? `mqtt://${serverHost}:1883`,
+      fleetPublicKeyPem: await fetchFleetKey(config.server),
+    };
+  } else if (config.provisioningToken) {
+    credentials = await provisionDevice({
+      serverUrl: config.server,
+      provisioningToken: config.provisioningToken,
+      name: config.name,
+      ...(config.board ? { board: config.board } : {}),
+      tags: config.tags,
+    });
+  } else {
+    throw new BoardfleetError(
+      'no-credentials',
+      `no credentials in ${dataDir}: pass --device-id and --secret, or --provisioning-token`,
+    );
+  }
+  saveCredentials(dataDir, credentials);
+  return credentials;
+}
+
+/**
+ * Builds the agent from its configuration and starts it: credentials (stored, given, or
+ * provisioned), the update strategies this device has, the update manager, the collectors and the
+ * MQTT session.
+ */
+export async function runAgent(config: AgentConfig, logger: Logger): Promise<DeviceAgent> {
+  const dataDir = resolve(config.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const credentials = await obtainCredentials(config);
+  const version = packageJson.version;
+  let agent: DeviceAgent | null = null;
+  const attachedBoard = config.attachedBoard
+    ? await attachedBoardStrategy(dataDir, config.attachedBoard, logger)
+    : null;
+  const slots = linuxAbStrategy(config, dataDir, () => agent?.connected ?? false, logger);
+  const vms = vmStrategy(config, dataDir, credentials, logger);
+  const updates: UpdateManager = new UpdateManager({
+    dataDir,
+    activationGate: activationGate({
+      lockFile: resolve(config.updateLock ?? join(dataDir, 'update.lock')),
+      ...(config.updateWindow ? { window: config.updateWindow } : {}),
+    }),
+    serverUrl: config.server,
+    auth: { deviceId: credentials.deviceId, secret: credentials.secret },
+    fleetPublicKeyPem: credentials.fleetPublicKeyPem,
+    strategies: {
+      'app-bundle': new AppBundleStrategy(resolve(dataDir, 'app'), (line) =>
+        logger.info({ app: true }, line),
+      ),
+      ...(attachedBoard ? { 'mcu-serial': attachedBoard } : {}),
+      ...(slots ? { 'linux-ab': slots } : {}),
+      ...(vms ? { vm: vms } : {}),
+    },
+    report: ({ deploymentId, state, progress, reason }) =>
+      agent?.recordEvent(
+        'deployment',
+        { state, ...(progress !== undefined ? { progress } : {}) },
+        { deploymentId, ...(reason ? { message: reason } : {}) },
+      ),
+    logger: logger.child({ component: 'updates' }),
+    afterSave: pauseAtUpdateStateTestHook(
+      process.env.BOARDFLEET_TEST_PAUSE_AT_UPDATE_STATE,
+      (): UpdateManager => updates,
+    ),
+  });
+  agent = new DeviceAgent({
+    deviceId: credentials.deviceId,
+    secret: credentials.secret,
+    mqttUrls: config.mqtt.length > 0 ? config.mqtt : [credentials.mqttUrl],
+    dataDir,
+    heartbeatSeconds: config.heartbeat,
+    keepaliveSeconds: config.keepalive,
+    collectors: new SystemCollectors(dataDir, version, config.board ?? null),
+    logger,
+    updates,
+    ...(attachedBoard ? { attachedBoards: () => [attachedBoard.describe()] } : {}),
+  });
+  // Resuming is queued before the first desired state can arrive, and not awaited: a health
+  // check after a reboot waits for this agent to connect.
+  void updates.start();
+  agent.start();
+  return agent;
+}
+
+/** A/B root slots, in a Boardfleet Linux image (where the slots file exists); else none. */
+function linuxAbStrategy(
+  config: AgentConfig,
+  dataDir: string,
+  connected: () => boolean,
+  logger: Logger,
+): LinuxAbStrategy | null {
+  const { linuxAb } = config;
+  if (!existsSync(linuxAb.slotsFile)) return null;
+  return new LinuxAbStrategy({
+    bootDir: linuxAb.bootDir,
+    slotsFile: linuxAb.slotsFile,
+    cmdlineFile: linuxAb.cmdlineFile,
+    bootIdFile: linuxAb.bootIdFile,
+    stateDir: dataDir,
+    board: config.board ?? null,
+    reboot: (mode) => rebootDevice(mode),
+    connected,
+    healthTimeoutSeconds: linuxAb.healthTimeoutSeconds,
+    log: (line) => logger.info({ slots: true }, line),
+  });
+}
+
+/** Unikernel images as VMs, when the config has a `vm` section; else none. */
+function vmStrategy(
+  config: AgentConfig,
+  dataDir: string,
+  credentials: AgentCredentials,
+  logger: Logger,
+): VmStrategy | null {
+  if (!config.vm) return null;
+  return new VmStrategy({
+    root: resolve(dataDir, 'vm'),
+    publish: config.vm.publish,
+    accelerator: config.vm.accelerator,
+    readyTimeoutSeconds: config.vm.readyTimeoutSeconds,
+    env: config.vm.env,
+    consoles: new ConsoleUploader({
+      server: config.server,
+      deviceId: credentials.deviceId,
+      secret: credentials.secret,
+      logger: logger.child({ component: 'vm-consoles' }),
+    }),
+    log: (line) => logger.info({ vm: true }, line),
+  });
+}
+
+/**
+ * The attached board's strategy, imported only when a board is configured: the serial port
+ * code needs `serialport`, a native module a Linux image's bundled agent does not carry.
+ */
+async function attachedBoardStrategy(
+  dataDir: string,
+  attached: NonNullable<AgentConfig['attachedBoard']>,
+  logger: Logger,
+): Promise<McuSerialStrategy> {
+  const [{ serialAttachedBoard }, { McuSerialStrategy }] = await Promise.all([
+    import('../mcu/attached-board.ts'),
+    import('./update/mcu-serial.strategy.ts'),
+  ]);
+  return new McuSerialStrategy(
+    resolve(dataDir, 'mcu'),
+    serialAttachedBoard(attached.board, attached.port),
+    (line) => logger.info({ attachedBoard: true }, line),
+  );
+}
+
+/**
+ * Test hook for the end-to-end tests, unset in production: with
+ * BOARDFLEET_TEST_PAUSE_AT_UPDATE_STATE=<state>@<version> the agent freezes its whole event loop
+ * right after it has saved that state for that version (nothing after the save runs, not even
+ * sending the report), and says so on stderr, so a test can kill -9 it at exactly that point.
+ */
+function pauseAtUpdateStateTestHook(
+  setting: string | undefined,
+  updates: () => UpdateManager,
+): ((saved: UpdateState) => void) | undefined {
+  if (!setting) return undefined;
+  const [state, version] = setting.split('@');
+  return (saved) => {
+    if (saved !== state || updates().current.deployment?.version !== version) return;
+    writeSync(2, `test hook: paused at update state ${saved}\n`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+  };
+}

@@ -1,0 +1,484 @@
+/**
+ * Every operation the server serves, one row each, keyed by operation id. The server routes by
+ * this table, the OpenAPI document is generated from it, and clients take their types from it.
+ */
+import { CONSOLE_MAX_BYTES } from '../device-console.ts';
+import {
+  artifactListSchema,
+  artifactSchema,
+  artifactUploadQuery,
+  fleetKeySchema,
+  listArtifactsQuery,
+} from './artifacts.ts';
+import {
+  buildEvents,
+  buildJobSchema,
+  buildListSchema,
+  buildLogQuery,
+  createBuildBody,
+  listBuildsQuery,
+} from './builds.ts';
+import { consoleListSchema, consoleSummarySchema } from './consoles.ts';
+import {
+  createDeviceBody,
+  createdDeviceSchema,
+  deviceDeploymentsSchema,
+  deviceDetailsSchema,
+  deviceEventHistorySchema,
+  devicePageSchema,
+  deviceSchema,
+  healthHistorySchema,
+  listDevicesQuery,
+  presenceHistorySchema,
+  sendCommandBody,
+  sentCommandSchema,
+  timeRangeQuery,
+  updateDeviceBody,
+} from './devices.ts';
+import { fleetSummarySchema, healthzSchema } from './fleet.ts';
+import { liveEvents, liveQuery } from './live.ts';
+import { type ApiOperation, binary, events, json, text } from './operation.ts';
+import {
+  createdProvisioningTokenSchema,
+  createProvisioningTokenBody,
+  provisionBody,
+  provisionedDeviceSchema,
+} from './provisioning.ts';
+import { createReleaseBody, listReleasesQuery, releaseListSchema, releaseSchema } from './releases.ts';
+import {
+  createRolloutBody,
+  rolloutActionParams,
+  rolloutListSchema,
+  rolloutPreviewSchema,
+  rolloutSchema,
+  rolloutStatusSchema,
+} from './rollouts.ts';
+import { createdOperatorTokenSchema, createOperatorTokenBody, meSchema } from './session.ts';
+import { emptyBody } from './shared.ts';
+
+const noBody = json(emptyBody);
+
+export const operations = {
+  // Devices
+  createDevice: {
+    method: 'post',
+    path: '/api/v1/devices',
+    summary: 'Create a device; the response carries its secret, shown only this once',
+    tag: 'devices',
+    access: 'operator',
+    status: 201,
+    body: json(createDeviceBody),
+    response: json(createdDeviceSchema),
+  },
+  listDevices: {
+    method: 'get',
+    path: '/api/v1/devices',
+    summary:
+      'List devices, paginated (limit, offset) with the total that match. Filters: tag, board (reported, else registered), ' +
+      'online, version (running), q (case-insensitive part of the name or id); sort: name or lastSeen (default: registration order)',
+    tag: 'devices',
+    access: 'viewer',
+    status: 200,
+    query: listDevicesQuery,
+    response: json(devicePageSchema),
+  },
+  getDevice: {
+    method: 'get',
+    path: '/api/v1/devices/{id}',
+    summary: 'A device with its inventory and latest health',
+    tag: 'devices',
+    access: 'viewer',
+    status: 200,
+    response: json(deviceDetailsSchema),
+  },
+  updateDevice: {
+    method: 'patch',
+    path: '/api/v1/devices/{id}',
+    summary: "Replace a device's tags",
+    tag: 'devices',
+    access: 'operator',
+    status: 200,
+    body: json(updateDeviceBody),
+    response: json(deviceSchema),
+  },
+  revokeDevice: {
+    method: 'post',
+    path: '/api/v1/devices/{id}/revoke',
+    summary: 'Revoke a device: its credential is deleted and its connection dropped',
+    tag: 'devices',
+    access: 'operator',
+    status: 200,
+    body: noBody,
+    response: json(deviceSchema),
+  },
+  sendCommand: {
+    method: 'post',
+    path: '/api/v1/devices/{id}/commands',
+    summary: 'Send a one-off command (ping, report) to a device',
+    tag: 'devices',
+    access: 'operator',
+    status: 202,
+    body: json(sendCommandBody),
+    response: json(sentCommandSchema),
+  },
+  listDeviceDeployments: {
+    method: 'get',
+    path: '/api/v1/devices/{id}/deployments',
+    summary:
+      'Deployment history: each rollout that included the device (release, version, state, outcome, reason, times), newest first',
+    tag: 'devices',
+    access: 'viewer',
+    status: 200,
+    response: json(deviceDeploymentsSchema),
+  },
+  getDeviceHealth: {
+    method: 'get',
+    path: '/api/v1/devices/{id}/health',
+    summary: 'Health samples in a time range (from/to in ms since the epoch; default the last day)',
+    tag: 'devices',
+    access: 'viewer',
+    status: 200,
+    query: timeRangeQuery,
+    response: json(healthHistorySchema),
+  },
+  getDevicePresence: {
+    method: 'get',
+    path: '/api/v1/devices/{id}/presence',
+    summary: 'Online/offline changes in a time range',
+    tag: 'devices',
+    access: 'viewer',
+    status: 200,
+    query: timeRangeQuery,
+    response: json(presenceHistorySchema),
+  },
+  getDeviceEvents: {
+    method: 'get',
+    path: '/api/v1/devices/{id}/events',
+    summary: 'Events the device reported in a time range',
+    tag: 'devices',
+    access: 'viewer',
+    status: 200,
+    query: timeRangeQuery,
+    response: json(deviceEventHistorySchema),
+  },
+  uploadConsole: {
+    method: 'put',
+    path: '/api/v1/devices/{id}/consoles/{artifact}/{version}',
+    summary: `A device uploads the console of a VM it runs (text/plain, device Basic auth); replaces the earlier upload, keeps the last ${CONSOLE_MAX_BYTES / 1024} KiB`,
+    tag: 'devices',
+    access: 'device',
+    status: 200,
+    body: text('what the VM printed on its console'),
+    response: json(consoleSummarySchema),
+  },
+  listConsoles: {
+    method: 'get',
+    path: '/api/v1/devices/{id}/consoles',
+    summary: "The device's captured VM consoles, newest first: artifact, version, size, updatedAt",
+    tag: 'devices',
+    access: 'viewer',
+    status: 200,
+    response: json(consoleListSchema),
+  },
+  getConsole: {
+    method: 'get',
+    path: '/api/v1/devices/{id}/consoles/{artifact}/{version}',
+    summary: 'One captured console as text (the tail the device last uploaded)',
+    tag: 'devices',
+    access: 'viewer',
+    status: 200,
+    response: text('the console text'),
+    responseHeaders: { 'x-console-updated-at': 'when the device uploaded it, ms since the epoch' },
+  },
+
+  // Provisioning and tokens
+  createProvisioningToken: {
+    method: 'post',
+    path: '/api/v1/provisioning-tokens',
+    summary: 'Create a fleet provisioning token that agents use to register themselves',
+    tag: 'provisioning',
+    access: 'operator',
+    status: 201,
+    body: json(createProvisioningTokenBody),
+    response: json(createdProvisioningTokenSchema),
+  },
+  provision: {
+    method: 'post',
+    path: '/api/v1/provision',
+    summary: 'Agent self-registration with a provisioning token (Bearer); returns device credentials',
+    tag: 'provisioning',
+    access: 'provisioning-token',
+    status: 201,
+    body: json(provisionBody),
+    response: json(provisionedDeviceSchema),
+  },
+  createOperatorToken: {
+    method: 'post',
+    path: '/api/v1/operator-tokens',
+    summary: 'Create an operator API token with a role (admin, operator, viewer)',
+    tag: 'operations',
+    access: 'admin',
+    status: 201,
+    body: json(createOperatorTokenBody),
+    response: json(createdOperatorTokenSchema),
+  },
+  getSession: {
+    method: 'get',
+    path: '/api/v1/me',
+    summary: "Whose token this is: its name and role (the dashboard's sign-in checks a token with it)",
+    tag: 'session',
+    access: 'viewer',
+    status: 200,
+    response: json(meSchema),
+  },
+
+  // Artifacts and releases
+  uploadArtifact: {
+    method: 'post',
+    path: '/api/v1/artifacts',
+    summary:
+      'Upload an artifact: the body is the raw content (streamed); query: name, version (semver), kind, boards (comma-separated), sha256, size',
+    tag: 'artifacts',
+    access: 'operator',
+    status: 201,
+    query: artifactUploadQuery,
+    body: binary('the content, exactly `size` bytes with the declared sha256'),
+    response: json(artifactSchema),
+  },
+  listArtifacts: {
+    method: 'get',
+    path: '/api/v1/artifacts',
+    summary: 'List artifacts, newest first',
+    tag: 'artifacts',
+    access: 'viewer',
+    status: 200,
+    query: listArtifactsQuery,
+    response: json(artifactListSchema),
+  },
+  getArtifact: {
+    method: 'get',
+    path: '/api/v1/artifacts/{id}',
+    summary: 'An artifact with its signed manifest',
+    tag: 'artifacts',
+    access: 'viewer',
+    status: 200,
+    response: json(artifactSchema),
+  },
+  downloadArtifact: {
+    method: 'get',
+    path: '/api/v1/artifacts/{id}/content',
+    summary: 'Download the content; supports Range requests (resume). Operator token or device Basic auth',
+    tag: 'artifacts',
+    access: 'operator-or-device',
+    status: 200,
+    headers: { Range: 'bytes=N- to resume a download' },
+    response: binary('the content (206 with the requested range)'),
+    responseHeaders: { 'x-artifact-sha256': 'the sha256 of the whole content' },
+  },
+  getFleetKey: {
+    method: 'get',
+    path: '/api/v1/fleet-key',
+    summary: "The fleet's ed25519 public key (PEM) that agents verify manifests with",
+    tag: 'artifacts',
+    access: 'public',
+    status: 200,
+    response: json(fleetKeySchema),
+  },
+  createRelease: {
+    method: 'post',
+    path: '/api/v1/releases',
+    summary:
+      'Create a release: a name plus one artifact per board (or `*` for every board an artifact lists)',
+    tag: 'releases',
+    access: 'operator',
+    status: 201,
+    body: json(createReleaseBody),
+    response: json(releaseSchema),
+  },
+  listReleases: {
+    method: 'get',
+    path: '/api/v1/releases',
+    summary: 'List releases, newest first',
+    tag: 'releases',
+    access: 'viewer',
+    status: 200,
+    query: listReleasesQuery,
+    response: json(releaseListSchema),
+  },
+  getRelease: {
+    method: 'get',
+    path: '/api/v1/releases/{idOrName}',
+    summary: 'A release by id or name',
+    tag: 'releases',
+    access: 'viewer',
+    status: 200,
+    response: json(releaseSchema),
+  },
+
+  // Rollouts
+  createRollout: {
+    method: 'post',
+    path: '/api/v1/rollouts',
+    summary: 'Start a staged rollout of a release to a target, in waves',
+    tag: 'rollouts',
+    access: 'operator',
+    status: 201,
+    body: json(createRolloutBody),
+    response: json(rolloutSchema),
+  },
+  previewRollout: {
+    method: 'post',
+    path: '/api/v1/rollouts/preview',
+    summary: 'How many devices each wave would get, without starting anything',
+    tag: 'rollouts',
+    access: 'operator',
+    status: 200,
+    body: json(createRolloutBody),
+    response: json(rolloutPreviewSchema),
+  },
+  listRollouts: {
+    method: 'get',
+    path: '/api/v1/rollouts',
+    summary: 'List rollouts, newest first',
+    tag: 'rollouts',
+    access: 'viewer',
+    status: 200,
+    response: json(rolloutListSchema),
+  },
+  getRollout: {
+    method: 'get',
+    path: '/api/v1/rollouts/{id}',
+    summary: 'Live status: waves with counts, devices with state, progress and failure reason, history',
+    tag: 'rollouts',
+    access: 'viewer',
+    status: 200,
+    response: json(rolloutStatusSchema),
+  },
+  actOnRollout: {
+    method: 'post',
+    path: '/api/v1/rollouts/{id}/{action}',
+    summary: 'pause, resume, abort, or approve the next wave',
+    tag: 'rollouts',
+    access: 'operator',
+    status: 200,
+    params: rolloutActionParams,
+    body: noBody,
+    response: json(rolloutStatusSchema),
+  },
+
+  // Builds
+  createBuild: {
+    method: 'post',
+    path: '/api/v1/builds',
+    summary: 'Queue an image build of a recipe for a board',
+    tag: 'builds',
+    access: 'operator',
+    status: 202,
+    body: json(createBuildBody),
+    response: json(buildJobSchema),
+  },
+  listBuilds: {
+    method: 'get',
+    path: '/api/v1/builds',
+    summary: 'Build jobs, newest first',
+    tag: 'builds',
+    access: 'viewer',
+    status: 200,
+    query: listBuildsQuery,
+    response: json(buildListSchema),
+  },
+  getBuild: {
+    method: 'get',
+    path: '/api/v1/builds/{id}',
+    summary: 'A build: state, current step, progress, error, stored outputs',
+    tag: 'builds',
+    access: 'viewer',
+    status: 200,
+    response: json(buildJobSchema),
+  },
+  getBuildLog: {
+    method: 'get',
+    path: '/api/v1/builds/{id}/log',
+    summary: 'The build log as text, from a byte offset (X-Log-Offset says where it ends)',
+    tag: 'builds',
+    access: 'viewer',
+    status: 200,
+    query: buildLogQuery,
+    response: text('the log from `offset` on'),
+    responseHeaders: { 'X-Log-Offset': 'the byte offset where this text ends: the next read starts there' },
+  },
+  watchBuild: {
+    method: 'get',
+    path: '/api/v1/builds/{id}/events',
+    summary:
+      'Live log and status as server-sent events (`log`, `status`, `end`); the event id is the log offset, so a reconnect with Last-Event-ID misses nothing',
+    tag: 'builds',
+    access: 'viewer',
+    status: 200,
+    headers: { 'Last-Event-ID': 'the id of the last event received: the stream resumes after it' },
+    response: events(buildEvents, 'the log line by line, the job on each change, then `end`'),
+  },
+  cancelBuild: {
+    method: 'post',
+    path: '/api/v1/builds/{id}/cancel',
+    summary: 'Cancel a queued or running build',
+    tag: 'builds',
+    access: 'operator',
+    status: 200,
+    body: noBody,
+    response: json(buildJobSchema),
+  },
+
+  // Fleet, live changes, the server itself
+  getFleetSummary: {
+    method: 'get',
+    path: '/api/v1/fleet/summary',
+    summary:
+      'The fleet at a glance over devices not revoked: total, online, offline, counts by board (reported, else ' +
+      'registered; "unknown" when neither) and by running version ("none" when the device reports none). ' +
+      'Failing health: online devices whose latest heartbeat has under 10 % disk or memory free or a CPU at ' +
+      '80 °C or more, or with an attached board that does not answer Firmata; failingDevices lists the first 20 ' +
+      'by name with the reason.',
+    tag: 'fleet',
+    access: 'viewer',
+    status: 200,
+    response: json(fleetSummarySchema),
+  },
+  watchLive: {
+    method: 'get',
+    path: '/api/v1/live',
+    summary:
+      'Live changes as server-sent events, each with an id and JSON data: hello {serverTime} on connect, ' +
+      'presence {deviceId, online}, health {deviceId, sample}, device-event {deviceId, event}, ' +
+      'rollout {rolloutId, state, reason, waves[{index, name, state, counts}]} (at most 4 a second per rollout), ' +
+      'build {job}; a comment every 15 s keeps the connection open. Events are not replayed: after every ' +
+      '(re)connect a client reads the snapshots it shows (device list, fleet summary, rollout status…) again ' +
+      'and then applies events, so its view is correct after a reconnect. Authenticate with the ' +
+      'Authorization header (read the stream with fetch, not EventSource).',
+    tag: 'live',
+    access: 'viewer',
+    status: 200,
+    query: liveQuery,
+    response: events(liveEvents, 'changes as they happen, `hello` first'),
+  },
+  healthz: {
+    method: 'get',
+    path: '/healthz',
+    summary: 'Liveness: 200 while the server runs',
+    tag: 'operations',
+    access: 'public',
+    status: 200,
+    response: json(healthzSchema),
+  },
+  metrics: {
+    method: 'get',
+    path: '/metrics',
+    summary: 'Prometheus metrics (text exposition format)',
+    tag: 'operations',
+    access: 'public',
+    status: 200,
+    response: text('metrics in the Prometheus text format, version 0.0.4'),
+  },
+} as const satisfies Record<string, ApiOperation>;
+
+export type OperationId = keyof typeof operations;

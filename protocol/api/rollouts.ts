@@ -1,0 +1,209 @@
+/** Staged rollouts: a release sent to a target in waves, with thresholds, soak, approvals and actions. */
+import { z } from 'zod';
+import { named, timestamp } from './shared.ts';
+
+const deviceId = z.string().min(1).max(64);
+
+export const waveConfigSchema = named(
+  'WaveConfig',
+  z.strictObject({
+    name: z.string().min(1).max(64).optional(),
+    canary: z
+      .array(deviceId)
+      .max(1000)
+      .optional()
+      .describe('explicit devices in this wave (canaries), placed before any percentage'),
+    percent: z
+      .number()
+      .min(0)
+      .max(100)
+      .optional()
+      .describe('cumulative share of the whole target reached by the end of this wave (1, 10, 50, 100…)'),
+    successThresholdPercent: z.number().min(0).max(100).default(100),
+    errorThresholdPercent: z.number().min(0).max(100).default(10),
+    soakSeconds: z
+      .number()
+      .min(0)
+      .max(7 * 24 * 3600)
+      .default(60)
+      .describe('seconds an updated device must stay online and heartbeating before it counts as committed'),
+    requiresApproval: z
+      .boolean()
+      .default(false)
+      .describe("wait for an operator's approval before this wave starts"),
+    maxParallel: z.number().int().min(1).max(100_000).default(50),
+    notifyRatePerMinute: z.number().int().min(1).max(100_000).nullable().default(null),
+    deviceTimeoutSeconds: z
+      .number()
+      .min(1)
+      .max(7 * 24 * 3600)
+      .default(1800),
+    retries: z.number().int().min(0).max(10).default(0),
+  }),
+);
+
+/** Devices match when they satisfy every kind given: one of the ids, one of the tags, one of the boards. */
+export const rolloutTargetSchema = named(
+  'RolloutTarget',
+  z
+    .strictObject({
+      deviceIds: z.array(deviceId).max(100_000).optional(),
+      tags: z.array(z.string().min(1).max(64)).max(32).optional(),
+      boards: z.array(z.string().min(1).max(64)).max(64).optional(),
+    })
+    .refine((target) => target.deviceIds || target.tags || target.boards, 'name devices, tags or boards'),
+);
+
+export const createRolloutBody = named(
+  'CreateRollout',
+  z.strictObject({
+    name: z.string().min(1).max(128).optional(),
+    release: z.string().min(1).max(128).describe('release id or name'),
+    target: rolloutTargetSchema,
+    waves: z.array(waveConfigSchema).min(1).max(20),
+    onTrip: z.enum(['pause', 'abort']).default('pause'),
+    rollbackOnAbort: z.boolean().default(false),
+    dynamic: z
+      .boolean()
+      .default(true)
+      .describe('devices that start matching the target while the rollout runs join its last open wave'),
+  }),
+);
+
+export const ROLLOUT_STATES = ['running', 'paused', 'completed', 'aborted'] as const;
+export const WAVE_STATES = ['pending', 'running', 'awaiting-approval', 'succeeded', 'tripped'] as const;
+export const DEPLOYMENT_STATES = [
+  'queued',
+  'notified',
+  'downloading',
+  'installing',
+  'awaiting-reboot',
+  'soaking',
+  'committed',
+  'failed',
+  'rolled-back',
+] as const;
+/** What an operator can do to a rollout: `POST /api/v1/rollouts/{id}/{action}`. */
+export const ROLLOUT_ACTIONS = ['pause', 'resume', 'abort', 'approve'] as const;
+
+export const rolloutStateSchema = z.enum(ROLLOUT_STATES);
+export const waveStateSchema = z.enum(WAVE_STATES);
+export const deploymentStateSchema = z.enum(DEPLOYMENT_STATES);
+export const rolloutActionSchema = z.enum(ROLLOUT_ACTIONS);
+
+export const rolloutSchema = named(
+  'Rollout',
+  z.object({
+    id: z.string(),
+    name: z.string(),
+    releaseId: z.string(),
+    target: rolloutTargetSchema,
+    options: createRolloutBody.pick({ onTrip: true, rollbackOnAbort: true, dynamic: true }),
+    state: rolloutStateSchema,
+    reason: z.string().nullable().describe('why it paused, aborted or completed'),
+    createdAt: timestamp,
+    updatedAt: timestamp,
+  }),
+);
+
+export const rolloutListSchema = named(
+  'RolloutList',
+  z.object({ rollouts: z.array(rolloutSchema).describe('newest first') }),
+);
+
+export const waveCountsSchema = named(
+  'WaveCounts',
+  z.object({
+    size: z.number().int(),
+    committed: z.number().int(),
+    failed: z.number().int().describe('every failed device, rolled back or not'),
+    inProgress: z.number().int(),
+    queued: z.number().int(),
+    rolledBack: z
+      .number()
+      .int()
+      .describe('the failed devices that were rolled back (counted in failed as well)'),
+  }),
+);
+
+export const rolloutWaveSchema = named(
+  'RolloutWave',
+  z.object({
+    index: z.number().int(),
+    name: z.string(),
+    config: waveConfigSchema,
+    state: waveStateSchema,
+    startedAt: timestamp.nullable(),
+    finishedAt: timestamp.nullable(),
+    counts: waveCountsSchema,
+  }),
+);
+
+export const rolloutDeviceSchema = named(
+  'RolloutDevice',
+  z.object({
+    deviceId: z.string(),
+    waveIndex: z.number().int(),
+    deploymentId: z.string(),
+    state: deploymentStateSchema,
+    attempt: z.number().int(),
+    artifactId: z.string().nullable(),
+    progress: z.number().nullable(),
+    reason: z.string().nullable(),
+    notifiedAt: timestamp.nullable(),
+    soakUntil: timestamp.nullable(),
+    stateChangedAt: timestamp,
+  }),
+);
+
+/** The live view: the rollout, each wave with its counts, each device with state, progress and reason. */
+export const rolloutStatusSchema = named(
+  'RolloutStatus',
+  rolloutSchema.extend({
+    waves: z.array(rolloutWaveSchema),
+    devices: z.array(rolloutDeviceSchema),
+    log: z.array(z.object({ at: timestamp, message: z.string() })),
+  }),
+);
+
+/** How the target would split into waves, without creating anything. */
+export const rolloutPreviewSchema = named(
+  'RolloutPreview',
+  z.object({
+    release: z.string(),
+    targetDevices: z.number().int(),
+    waves: z.array(z.object({ name: z.string(), devices: z.array(z.string()) })),
+  }),
+);
+
+/** A rollout's state and per-wave counts, as the live stream sends it. */
+export const rolloutProgressSchema = named(
+  'RolloutProgress',
+  z.object({
+    rolloutId: z.string(),
+    state: rolloutStateSchema,
+    reason: z.string().nullable(),
+    waves: z.array(rolloutWaveSchema.pick({ index: true, name: true, state: true, counts: true })),
+  }),
+);
+
+export const rolloutActionParams = z.strictObject({ id: z.string(), action: rolloutActionSchema });
+
+export type WaveConfig = z.infer<typeof waveConfigSchema>;
+export type WaveConfigInput = z.input<typeof waveConfigSchema>;
+export type RolloutTarget = z.infer<typeof rolloutTargetSchema>;
+export type CreateRollout = z.infer<typeof createRolloutBody>;
+export type CreateRolloutInput = z.input<typeof createRolloutBody>;
+export type RolloutOptions = Pick<CreateRollout, 'onTrip' | 'rollbackOnAbort' | 'dynamic'>;
+export type RolloutState = z.infer<typeof rolloutStateSchema>;
+export type WaveState = z.infer<typeof waveStateSchema>;
+export type DeploymentState = z.infer<typeof deploymentStateSchema>;
+export type RolloutAction = z.infer<typeof rolloutActionSchema>;
+export type Rollout = z.infer<typeof rolloutSchema>;
+export type RolloutList = z.infer<typeof rolloutListSchema>;
+export type WaveCounts = z.infer<typeof waveCountsSchema>;
+export type RolloutWave = z.infer<typeof rolloutWaveSchema>;
+export type RolloutDevice = z.infer<typeof rolloutDeviceSchema>;
+export type RolloutStatus = z.infer<typeof rolloutStatusSchema>;
+export type RolloutPreview = z.infer<typeof rolloutPreviewSchema>;
+export type RolloutProgress = z.infer<typeof rolloutProgressSchema>;
