@@ -6,7 +6,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DeviceRecord } from '../../server/devices/device.repository.ts';
+import type { Device } from '../../protocol/api/devices.ts';
 import { stopProcess } from '../../test/support/agent-process.ts';
 import { sqliteBackend } from '../../test/support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../../test/support/test-server.ts';
@@ -163,7 +163,7 @@ describe('the agent bundle', () => {
       agent.stdout.on('data', (data: Buffer) => (output += data.toString()));
       agent.stderr.on('data', (data: Buffer) => (output += data.toString()));
       const device = async () => {
-        const { body } = await server.api<{ devices: DeviceRecord[] }>('GET', '/api/v1/devices?limit=1000');
+        const { body } = await server.api<{ devices: Device[] }>('GET', '/api/v1/devices?limit=1000');
         return body.devices.find((candidate) => candidate.name === 'bundled');
       };
       try {

@@ -98,7 +98,7 @@ export async function fetchWithProgress(
 }
 
 /** Logs each download once (not every chunk) and each cached file that failed its check. */
-export function downloadLogger(reporter: BuildReporter): (event: ArchiveProgressEvent) => void {
+function downloadLogger(reporter: BuildReporter): (event: ArchiveProgressEvent) => void {
   const started = new Set<string>();
   return (event) => {
     if (event.type === 'download' && !started.has(event.url)) {

@@ -20,7 +20,7 @@ export type RecipeKind = Recipe['kind'];
 type RecipeOfKind<Kind extends RecipeKind> = Extract<Recipe, { kind: Kind }>;
 
 /** One schema for every recipe file: the `kind` key picks the schema of that kind. */
-export const recipeSchema = z.discriminatedUnion('kind', [
+const recipeSchema = z.discriminatedUnion('kind', [
   mcuRecipeSchema,
   linuxImageRecipeSchema,
   unikernelRecipeSchema,

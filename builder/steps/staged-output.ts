@@ -12,15 +12,15 @@ export function partialPathFor(path: string): string {
 }
 
 /** Whether a build's output folder was finished (by {@link publishStagedOutput}). */
-export const isCompleteOutput = (outputDir: string): boolean => existsSync(join(outputDir, 'complete'));
+const isCompleteOutput = (outputDir: string): boolean => existsSync(join(outputDir, 'complete'));
 
 /**
  * Makes a fully written staging folder the build's output folder, whole: marked `complete` and
  * renamed, so another build of the same inputs never sees it half made.
  */
-export async function publishStagedOutput(staging: string, outputDir: string): Promise<void> {
+async function publishStagedOutput(staging: string, outputDir: string): Promise<void> {
   await writeFile(join(staging, 'complete'), '');
-  // A folder without `complete` is what a build killed before this change left behind.
+  // A folder without `complete` was left half written (by a builder that wrote in place): replace it.
   if (!isCompleteOutput(outputDir)) await rm(outputDir, { recursive: true, force: true });
   await rename(staging, outputDir).catch((error: NodeJS.ErrnoException) => {
     // Another build of the same inputs finished first: its files are the same bytes.

@@ -15,7 +15,7 @@ import { PRE_INIT_PATH } from './assemble-unikernel-initramfs.ts';
 const VM_ARCHITECTURE: Record<VmBoard['architecture'], VmArchitecture> = { amd64: 'x86_64', arm64: 'arm64' };
 
 /** The kernel command line: the console, the pre-init as the first program, and the recipe's own words. */
-export function unikernelCmdline(recipe: UnikernelRecipe, board: VmBoard): string {
+function unikernelCmdline(recipe: UnikernelRecipe, board: VmBoard): string {
   return [
     `console=${board.console.device}`,
     // A crashed application ends the VM at once (with -no-reboot) instead of a hung panic screen.

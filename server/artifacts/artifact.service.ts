@@ -53,9 +53,11 @@ export class ArtifactService {
       createdAt: this.clock.now(),
     };
     const manifestText = canonicalManifest(manifest);
+    // The schema version lives in the signed text only: the answer matches the record read back later.
+    const { schemaVersion: _signedOnly, ...fields } = manifest;
     const artifact: ArtifactRecord = {
       id: generateId('art'),
-      ...manifest,
+      ...fields,
       manifest: manifestText,
       signature: this.signingKey.sign(manifestText),
     };

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ADMIN_TOKEN_FILE } from '../../protocol/api/session.ts';
 import type { OperatorTokenRepository } from './operator-token.repository.ts';
 
-export const ADMIN_TOKEN_FILE = 'admin.token';
 const SERVER_MQTT_SECRET_FILE = 'server-mqtt.secret';
 
 /**

@@ -1,13 +1,9 @@
 import { type CanActivate, type ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
+import { OPERATOR_ROLES, type OperatorRole } from '../../protocol/api/session.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import {
-  OPERATOR_ROLES,
-  type Operator,
-  type OperatorRole,
-  OperatorTokenRepository,
-} from './operator-token.repository.ts';
+import { type Operator, OperatorTokenRepository } from './operator-token.repository.ts';
 
 const ROLE_KEY = 'boardfleet:required-role';
 const PUBLIC_KEY = 'boardfleet:public';

@@ -1,10 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { OperatorRole } from '../../protocol/api/session.ts';
 import { generateId, generateSecret, hashToken } from '../common/secrets.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
-
-export type OperatorRole = 'admin' | 'operator' | 'viewer';
-export const OPERATOR_ROLES: readonly OperatorRole[] = ['viewer', 'operator', 'admin'];
 
 export interface Operator {
   tokenId: string;

@@ -1,5 +1,10 @@
 import { applyDecorators, HttpCode, RequestMapping, RequestMethod } from '@nestjs/common';
-import { type ApiOperation, expressPath, type HttpMethod, type ResponseOf } from '../../protocol/api/operation.ts';
+import {
+  type ApiOperation,
+  expressPath,
+  type HttpMethod,
+  type ResponseOf,
+} from '../../protocol/api/operation.ts';
 import { OPERATOR_ROLES, type OperatorRole } from '../../protocol/api/session.ts';
 import { Public, RequireRole } from '../auth/operator-auth.guard.ts';
 
@@ -11,7 +16,8 @@ const REQUEST_METHODS: Record<HttpMethod, RequestMethod> = {
   delete: RequestMethod.DELETE,
 };
 
-const isRole = (access: string): access is OperatorRole => (OPERATOR_ROLES as readonly string[]).includes(access);
+const isRole = (access: string): access is OperatorRole =>
+  (OPERATOR_ROLES as readonly string[]).includes(access);
 
 type Handler<Op extends ApiOperation> = (...args: never[]) => ResponseOf<Op> | Promise<ResponseOf<Op>>;
 

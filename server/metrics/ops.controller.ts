@@ -1,26 +1,22 @@
-import { Controller, Get, Header, Inject } from '@nestjs/common';
-import { ApiExcludeEndpoint, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { Public } from '../auth/operator-auth.guard.ts';
+import { Controller, Header, Inject } from '@nestjs/common';
+import type { Healthz } from '../../protocol/api/fleet.ts';
+import { operations } from '../../protocol/api/operations.ts';
+import { ApiRoute } from '../common/api-route.ts';
 import { ServerMetrics } from './metrics.ts';
 
 /** Liveness and Prometheus metrics, for whatever watches the server. */
-@ApiTags('operations')
 @Controller()
 export class OpsController {
   constructor(@Inject(ServerMetrics) private readonly metrics: ServerMetrics) {}
 
-  @Public()
-  @Get('healthz')
-  @ApiOperation({ summary: 'Liveness: 200 while the server runs' })
-  healthz() {
+  @ApiRoute(operations.healthz)
+  healthz(): Healthz {
     return { status: 'ok' };
   }
 
-  @Public()
-  @Get('metrics')
-  @ApiExcludeEndpoint()
+  @ApiRoute(operations.metrics)
   @Header('Content-Type', 'text/plain; version=0.0.4')
-  metricsText() {
+  async metricsText(): Promise<string> {
     return this.metrics.registry.metrics();
   }
 }

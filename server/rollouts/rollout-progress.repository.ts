@@ -1,24 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { sql } from 'kysely';
+import type { RolloutProgress } from '../../protocol/api/rollouts.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
-import type { DeploymentState } from './rollout-state-machine.ts';
-import { countWave, type WaveCounts } from './wave-evaluator.ts';
-
-export interface WaveProgress {
-  index: number;
-  name: string;
-  state: string;
-  /** As in the rollout status: failed includes rolled back, which is also counted on its own. */
-  counts: WaveCounts;
-}
-
-export interface RolloutProgress {
-  rolloutId: string;
-  state: string;
-  reason: string | null;
-  waves: WaveProgress[];
-}
+import type { DeploymentState, RolloutState, WaveState } from './rollout-state-machine.ts';
+import { countWave } from './wave-evaluator.ts';
 
 /** A rollout's state and per-wave counts, counted in SQL: cheap enough to send several times a second. */
 @Injectable()
@@ -46,12 +32,12 @@ export class RolloutProgressRepository {
       .execute();
     return {
       rolloutId,
-      state: rollout.state,
+      state: rollout.state as RolloutState,
       reason: rollout.reason,
       waves: waves.map((wave) => ({
         index: wave.wave_index,
         name: wave.name,
-        state: wave.state,
+        state: wave.state as WaveState,
         counts: countWave(
           groups
             .filter((group) => group.wave_index === wave.wave_index)

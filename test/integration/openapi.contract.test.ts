@@ -16,7 +16,7 @@ interface OpenApiOperation {
   requestBody?: { content: Record<string, { schema?: unknown }> };
   responses: Record<string, { content?: Record<string, { schema?: unknown }> }>;
 }
-type OpenApiDocument = { paths: Record<string, Record<string, OpenApiOperation>> };
+type OpenApiDocument = Record<string, unknown> & { paths: Record<string, Record<string, OpenApiOperation>> };
 
 /** The dashboard's pages and assets: served by the server, not part of the API. */
 const DASHBOARD_ROUTES = ['get /{*path}'];
@@ -33,6 +33,7 @@ function declaredRoutes(): string[] {
   for (const controller of controllers) {
     const prefix = [Reflect.getMetadata(PATH_METADATA, controller) as string | string[]].flat().join('/');
     for (const name of Object.getOwnPropertyNames(controller.prototype)) {
+      if (name === 'constructor') continue;
       const handler = Object.getOwnPropertyDescriptor(controller.prototype, name)?.value as unknown;
       if (typeof handler !== 'function' || !Reflect.hasMetadata(PATH_METADATA, handler)) continue;
       const path = [Reflect.getMetadata(PATH_METADATA, handler) as string | string[]].flat().join('/');
@@ -78,7 +79,7 @@ describe('the OpenAPI document', () => {
 
   it('is a valid OpenAPI document', async () => {
     const validator = new Validator();
-    const result = await validator.validate(structuredClone(document) as object);
+    const result = await validator.validate(document);
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
   });

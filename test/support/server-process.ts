@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ADMIN_TOKEN_FILE } from '../../server/auth/bootstrap-credentials.ts';
+import { ADMIN_TOKEN_FILE } from '../../protocol/api/session.ts';
 import { CLI } from './agent-process.ts';
 import { type DatabaseBackend, freePort } from './databases.ts';
 import { eventually } from './test-server.ts';
