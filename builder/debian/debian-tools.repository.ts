@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
+import { locateHostTool } from '../../lib/host-tools.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 
 /** Each tool and the Debian package that brings it, for an error a person can act on. */
@@ -94,28 +95,30 @@ export class DebianTools {
     return this.stream('dpkg-deb', ['--fsys-tarfile', debPath], `reading ${debPath}`);
   }
 
-  private spawnTool(tool: DebianTool, args: string[], stdio: ('ignore' | 'pipe')[]) {
-    return spawn(tool, args, {
+  private spawnTool(executable: string, args: string[], stdio: ('ignore' | 'pipe')[]) {
+    return spawn(executable, args, {
       stdio,
       // A fixed locale keeps messages (and the parsed status lines) stable.
       env: { ...process.env, PATH: this.searchPath, LC_ALL: 'C' },
     });
   }
 
-  private run(
+  private async run(
     tool: DebianTool,
     args: string[],
     stdio: ('ignore' | 'pipe')[],
   ): Promise<{ code: number | null; outputs: Record<number, string> }> {
+    const executable = locateHostTool(tool, this.searchPath);
+    if (!executable) throw missingTool(tool);
+    const child = this.spawnTool(executable, args, stdio);
     return new Promise((resolve, reject) => {
-      const child = this.spawnTool(tool, args, stdio);
       const chunks: Record<number, Buffer[]> = {};
       child.stdio.forEach((stream, fd) => {
         if (!stream || fd === 0) return;
         chunks[fd] = [];
         (stream as Readable).on('data', (chunk: Buffer) => chunks[fd]?.push(chunk));
       });
-      child.on('error', (error) => reject(missingTool(tool, error)));
+      child.on('error', reject);
       child.on('close', (code) => {
         const outputs: Record<number, string> = {};
         for (const [fd, parts] of Object.entries(chunks))
@@ -126,12 +129,15 @@ export class DebianTools {
   }
 
   private stream(tool: DebianTool, args: string[], doing: string): Readable {
+    const executable = locateHostTool(tool, this.searchPath);
+    // destroy() reports the error on the next tick, once the caller listens.
+    if (!executable) return new PassThrough().destroy(missingTool(tool));
     const output = new PassThrough({ highWaterMark: 1 << 20 });
-    const child = this.spawnTool(tool, args, ['ignore', 'pipe', 'pipe']);
+    const child = this.spawnTool(executable, args, ['ignore', 'pipe', 'pipe']);
     const stderr: Buffer[] = [];
     child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
     child.stdout?.pipe(output, { end: false });
-    child.on('error', (error) => output.destroy(missingTool(tool, error)));
+    child.on('error', (error) => output.destroy(error));
     child.on('close', (code, signal) => {
       if (code === 0) {
         output.end();
@@ -170,11 +176,9 @@ async function refuseUnlessOneClearsignedMessage(path: string, label: string): P
   }
 }
 
-function missingTool(tool: DebianTool, error: Error & { code?: string }): Error {
-  if (error.code !== 'ENOENT') return error;
+function missingTool(tool: DebianTool): BoardfleetError {
   return new BoardfleetError(
     'tool-missing',
     `${tool} is not installed: install it with "sudo apt-get install ${DEBIAN_TOOL_PACKAGES[tool]}"`,
-    { cause: error },
   );
 }

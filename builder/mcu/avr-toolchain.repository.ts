@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { access } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { locateHostTool } from '../../lib/host-tools.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 
 /** Each AVR tool and the Debian package that provides it, for an error a person can act on. */
@@ -28,10 +28,7 @@ export class AvrToolchain {
 
   /** Fails naming the Debian packages to install when a tool or avr-libc is missing. */
   async ensureInstalled(tools: AvrTool[] = Object.keys(TOOL_PACKAGES) as AvrTool[]): Promise<void> {
-    const missing: AvrTool[] = [];
-    for (const tool of tools) {
-      if (!(await this.findTool(tool))) missing.push(tool);
-    }
+    const missing = tools.filter((tool) => !locateHostTool(tool, this.searchPath));
     const packages = new Set<string>(missing.map((tool) => TOOL_PACKAGES[tool]));
     if (!(await exists(AVR_LIBC_PROOF))) packages.add('avr-libc');
     if (packages.size > 0) {
@@ -45,7 +42,7 @@ export class AvrToolchain {
   }
 
   async run(tool: AvrTool, args: string[], cwd: string): Promise<ToolRun> {
-    const executable = await this.findTool(tool);
+    const executable = locateHostTool(tool, this.searchPath);
     if (!executable) await this.ensureInstalled([tool]);
     return new Promise((resolve, reject) => {
       execFile(
@@ -66,15 +63,6 @@ export class AvrToolchain {
         },
       );
     });
-  }
-
-  private async findTool(tool: AvrTool): Promise<string | undefined> {
-    for (const directory of this.searchPath.split(delimiter)) {
-      if (!directory) continue;
-      const candidate = join(directory, tool);
-      if (await exists(candidate)) return candidate;
-    }
-    return undefined;
   }
 }
 

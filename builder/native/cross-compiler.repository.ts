@@ -1,7 +1,6 @@
 import { execFile } from 'node:child_process';
-import { access, constants } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
-import { BoardfleetError } from '../../protocol/errors.ts';
+import { access } from 'node:fs/promises';
+import { locateHostTool, missingPackage, toolFailure } from '../../lib/host-tools.ts';
 
 /**
  * The compiler for each target (Debian's architecture names), and the Debian packages that bring it
@@ -41,20 +40,10 @@ export class CrossCompiler {
 
   /** The compiler's full path; a missing compiler is an error naming the Debian package. */
   async require(): Promise<string> {
-    for (const directory of this.searchPath.split(delimiter)) {
-      if (!directory) continue;
-      const candidate = join(directory, this.tool.program);
-      try {
-        await access(candidate, constants.X_OK);
-        return candidate;
-      } catch {
-        // not in this directory
-      }
-    }
-    throw new BoardfleetError(
-      'tool-missing',
-      `${this.tool.program} is not installed. Install it with: sudo apt-get install ${this.tool.package} ${this.tool.libcPackage}`,
-    );
+    const compiler = locateHostTool(this.tool.program, this.searchPath);
+    if (compiler) return compiler;
+    // Both packages: the compiler alone cannot link the static programs the builder makes.
+    throw missingPackage(this.tool.program, `${this.tool.package} ${this.tool.libcPackage}`);
   }
 
   /** Runs the compiler; a failure carries its stderr. Locale and paths are fixed for reproducible output. */
@@ -71,13 +60,7 @@ export class CrossCompiler {
         },
         (error, stdout, stderr) => {
           if (error) {
-            reject(
-              new BoardfleetError(
-                'tool-failed',
-                `${this.tool.program} ${args.join(' ')} failed:\n${stderr.trim() || error.message}`,
-                { cause: error },
-              ),
-            );
+            reject(toolFailure(this.tool.program, args, stderr, error));
             return;
           }
           resolve(stdout);
@@ -91,10 +74,11 @@ export class CrossCompiler {
     const path = (await this.run(['-print-file-name=libc.a'])).trim();
     try {
       await access(path);
-    } catch {
-      throw new BoardfleetError(
-        'tool-missing',
-        `${this.tool.program} has no static C library (libc.a). Install it with: sudo apt-get install ${this.tool.libcPackage}`,
+    } catch (error) {
+      throw missingPackage(
+        `the static C library (libc.a) of ${this.tool.program}`,
+        this.tool.libcPackage,
+        error,
       );
     }
     return path;

@@ -1,8 +1,9 @@
 import { isBoardfleetError } from '../../protocol/errors.ts';
 
 /**
- * Prints the error that stopped the agent as one line on stderr and returns the exit code: 1 for
- * a `BoardfleetError` (its message says what to fix), 2 with the stack for anything else.
+ * Prints the error that stopped the program (the agent, or a CLI command) as one line on stderr
+ * and returns the exit code: 1 for a `BoardfleetError` (its message says what to fix), 2 with the
+ * stack for anything else.
  */
 export function reportFatalError(error: unknown): number {
   if (isBoardfleetError(error)) {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { hostToolMissing, locateHostTool } from '../../lib/host-tools.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { QEMU_MACHINES, type VmArchitecture } from '../../protocol/unikernel-image.ts';
 
@@ -29,19 +29,9 @@ const PROBE_CMDLINE: Record<VmArchitecture, string> = {
  */
 export function qemuBinary(arch: VmArchitecture, searchPath = process.env.PATH ?? ''): string {
   const { binary, debianPackage } = QEMU_MACHINES[arch];
-  for (const directory of searchPath.split(delimiter).filter(Boolean)) {
-    const candidate = join(directory, binary);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not in this directory.
-    }
-  }
-  throw new BoardfleetError(
-    'qemu-missing',
-    `${binary} is not installed (not on the PATH): install the Debian package ${debianPackage} (apt-get install ${debianPackage})`,
-  );
+  const path = locateHostTool(binary, searchPath);
+  if (path) return path;
+  throw hostToolMissing(binary, debianPackage, searchPath, 'qemu-missing');
 }
 
 const probes = new Map<string, Promise<AcceleratorChoice>>();

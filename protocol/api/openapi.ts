@@ -4,8 +4,7 @@
  * with defaults are optional when sent) gets a second component, `<Name>Input`.
  */
 import { z } from 'zod';
-import type { Access, ApiOperation, Payload } from './operation.ts';
-import { pathParameters } from './operation.ts';
+import { type Access, type ApiOperation, type Payload, pathParameters, requiredRole } from './operation.ts';
 import { apiComponents, apiErrorSchema } from './shared.ts';
 
 type JsonSchema = Record<string, unknown>;
@@ -65,7 +64,7 @@ export function openApiDocument(operations: Record<string, ApiOperation>, info: 
 }
 
 function describeOperation(operationId: string, operation: ApiOperation, components: ComponentSchemas) {
-  const role = ['viewer', 'operator', 'admin'].includes(operation.access) ? operation.access : undefined;
+  const role = requiredRole(operation.access);
   return {
     operationId,
     summary: operation.summary,
@@ -139,7 +138,7 @@ function parameters(operation: ApiOperation): JsonSchema[] {
 
 /** A query or path object's properties as a client sends them (strings coerced, defaults optional). */
 function objectProperties(schema: z.ZodObject) {
-  const converted = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as {
+  const converted = z.toJSONSchema(schema, { io: 'input' }) as {
     properties?: Record<string, JsonSchema>;
     required?: string[];
   };
@@ -188,20 +187,10 @@ class ComponentSchemas {
 
   constructor() {
     const output = convertAll('output', (id) => id);
-    // A schema needs its own input component when its input form differs, or when it refers to one that does.
-    const plainInput = convertAll('input', (id) => id);
-    const differs = new Set(
-      Object.keys(output).filter((id) => JSON.stringify(plainInput[id]) !== JSON.stringify(output[id])),
+    const differs = inputFormsThatDiffer(
+      output,
+      convertAll('input', (id) => id),
     );
-    for (let grew = true; grew;) {
-      grew = false;
-      for (const [id, schema] of Object.entries(plainInput)) {
-        if (!differs.has(id) && [...refsIn(schema)].some((ref) => differs.has(ref))) {
-          differs.add(id);
-          grew = true;
-        }
-      }
-    }
     this.inputName = (id) => (differs.has(id) ? `${id}Input` : id);
     const input = convertAll('input', this.inputName);
     this.byName = {
@@ -233,11 +222,30 @@ class ComponentSchemas {
   }
 }
 
+/**
+ * The named schemas whose input form needs a component of its own: those whose input form differs
+ * (a default makes a field optional), and those that refer to one of them.
+ */
+function inputFormsThatDiffer(output: Record<string, JsonSchema>, input: Record<string, JsonSchema>) {
+  const differs = new Set(
+    Object.keys(output).filter((id) => JSON.stringify(input[id]) !== JSON.stringify(output[id])),
+  );
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [id, schema] of Object.entries(input)) {
+      if (!differs.has(id) && [...refsIn(schema)].some((ref) => differs.has(ref))) {
+        differs.add(id);
+        grew = true;
+      }
+    }
+  }
+  return differs;
+}
+
 /** Every named schema in one form, referring to the others by `name(id)`, without per-schema `$schema`/`$id`. */
 function convertAll(io: Io, name: (id: string) => string): Record<string, JsonSchema> {
   const { schemas } = z.toJSONSchema(apiComponents, {
     io,
-    unrepresentable: 'any',
     uri: (id) => componentRef(name(id)),
   }) as { schemas: Record<string, JsonSchema> };
   return Object.fromEntries(

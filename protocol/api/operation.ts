@@ -3,7 +3,7 @@
  * document describes, and what a client may call.
  */
 import type { z } from 'zod';
-import type { OperatorRole } from './session.ts';
+import { OPERATOR_ROLES, type OperatorRole } from './session.ts';
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
@@ -12,6 +12,10 @@ export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
  * the route checks itself (an agent's provisioning token, a device's Basic credentials).
  */
 export type Access = OperatorRole | 'public' | 'provisioning-token' | 'device' | 'operator-or-device';
+
+/** The role an operation needs from an operator token; null when the route checks another credential, or none. */
+export const requiredRole = (access: Access): OperatorRole | null =>
+  (OPERATOR_ROLES as readonly string[]).includes(access) ? (access as OperatorRole) : null;
 
 /** A request or response body: JSON with its schema, or bytes described in words. */
 export type Payload =
@@ -58,13 +62,6 @@ export type ResponseOf<Op extends ApiOperation> = Op['response'] extends { type:
   : Op['response'] extends { type: 'text' }
     ? string | void
     : void;
-
-/** What a client sends as the JSON body of the operation (defaults may be left out). */
-export type RequestOf<Op extends ApiOperation> = Op['body'] extends { type: 'json'; schema: infer S }
-  ? S extends z.ZodType
-    ? z.input<S>
-    : never
-  : never;
 
 /** `/api/v1/devices/{id}` → `/api/v1/devices/:id`, the form Express routes by. */
 export const expressPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');

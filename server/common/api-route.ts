@@ -3,9 +3,9 @@ import {
   type ApiOperation,
   expressPath,
   type HttpMethod,
+  requiredRole,
   type ResponseOf,
 } from '../../protocol/api/operation.ts';
-import { OPERATOR_ROLES, type OperatorRole } from '../../protocol/api/session.ts';
 import { Public, RequireRole } from '../auth/operator-auth.guard.ts';
 
 const REQUEST_METHODS: Record<HttpMethod, RequestMethod> = {
@@ -16,9 +16,6 @@ const REQUEST_METHODS: Record<HttpMethod, RequestMethod> = {
   delete: RequestMethod.DELETE,
 };
 
-const isRole = (access: string): access is OperatorRole =>
-  (OPERATOR_ROLES as readonly string[]).includes(access);
-
 type Handler<Op extends ApiOperation> = (...args: never[]) => ResponseOf<Op> | Promise<ResponseOf<Op>>;
 
 /**
@@ -28,10 +25,11 @@ type Handler<Op extends ApiOperation> = (...args: never[]) => ResponseOf<Op> | P
  * binary or event-stream answer itself.
  */
 export function ApiRoute<Op extends ApiOperation>(operation: Op) {
+  const role = requiredRole(operation.access);
   const decorate = applyDecorators(
     RequestMapping({ path: expressPath(operation.path), method: REQUEST_METHODS[operation.method] }),
     HttpCode(operation.status),
-    isRole(operation.access) ? RequireRole(operation.access) : Public(),
+    role ? RequireRole(role) : Public(),
   );
   return <H extends Handler<Op>>(
     target: object,

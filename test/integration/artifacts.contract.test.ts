@@ -1,13 +1,12 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256 } from '../../lib/hash.ts';
 import { verifyManifest } from '../../protocol/manifest-signature.ts';
 import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
 import { databaseBackends } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
-
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 describe.each(databaseBackends)('artifacts on $name', (backend) => {
   let server: TestServer;

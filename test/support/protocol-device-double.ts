@@ -1,6 +1,6 @@
 import type { MqttClient } from 'mqtt';
 import { decodePayload, encodePayload } from '../../protocol/codec.ts';
-import type { DesiredState } from '../../protocol/schemas.ts';
+import { DEPLOYMENT_EVENT_TYPE, DeploymentReport, type DesiredState } from '../../protocol/schemas.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
 import { connectDevice } from './mqtt-device.ts';
 
@@ -91,23 +91,24 @@ export class ProtocolDeviceDouble {
     this.desiredSeen.push(desired);
     const deployment = desired.deployment;
     if (!deployment || deployment.rollback || this.script === 'hang') return;
-    const report = (state: string, message?: string) =>
+    const report = (state: DeploymentReport, message?: string) =>
       this.client.publishAsync(
         deviceTopic(this.deviceId, 'events'),
         encodePayload('events', {
           id: `${this.deviceId}-${++this.eventCounter}`,
           at: Date.now(),
-          type: 'deployment',
+          type: DEPLOYMENT_EVENT_TYPE,
           deploymentId: deployment.id,
           ...(message ? { message } : {}),
           data: { state },
         }),
         { qos: 1 },
       );
-    await report('downloading');
-    await report('installing');
-    if (this.script === 'fail') await report('failed', 'health check failed: app exited with status 1');
-    else await report('installed');
+    await report(DeploymentReport.Downloading);
+    await report(DeploymentReport.Installing);
+    if (this.script === 'fail')
+      await report(DeploymentReport.Failed, 'health check failed: app exited with status 1');
+    else await report(DeploymentReport.CommittedOnDevice);
   }
 
   /** Drops the connection without DISCONNECT: the broker publishes the last-will (offline). */

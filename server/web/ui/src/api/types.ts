@@ -3,7 +3,7 @@
  * schema code reaches the browser bundle).
  */
 export type { Artifact } from '../../../../../protocol/api/artifacts.ts';
-export type { BuildJob, BuildOutput } from '../../../../../protocol/api/builds.ts';
+export type { BuildJob } from '../../../../../protocol/api/builds.ts';
 export type {
   Device,
   DeviceDeployment as Deployment,
@@ -16,16 +16,12 @@ export type { FleetSummary } from '../../../../../protocol/api/fleet.ts';
 export type { LiveEvents } from '../../../../../protocol/api/live.ts';
 export type { Release } from '../../../../../protocol/api/releases.ts';
 export type {
-  CreateRolloutInput,
   Rollout,
-  RolloutDevice,
   RolloutPreview,
-  RolloutState,
   RolloutStatus,
-  RolloutTarget,
   RolloutWave,
+  /** A wave as the create form sends it: settings left out take the server's defaults. */
   WaveConfigInput as WaveConfig,
-  WaveCounts,
 } from '../../../../../protocol/api/rollouts.ts';
-export type { Me, OperatorRole } from '../../../../../protocol/api/session.ts';
+export type { Me } from '../../../../../protocol/api/session.ts';
 export type { Health, Inventory } from '../../../../../protocol/schemas.ts';
