@@ -11,12 +11,14 @@ import { BoardfleetErrorFilter } from './common/errors.ts';
 import { ConsolesModule } from './consoles/consoles.module.ts';
 import { DeviceService } from './devices/device.service.ts';
 import { DevicesController } from './devices/devices.controller.ts';
-import { FleetController } from './fleet/fleet.controller.ts';
-import { FleetSummaryRepository } from './fleet/fleet-summary.repository.ts';
+import { FleetController } from './devices/fleet.controller.ts';
+import { FleetSummaryRepository } from './devices/fleet-summary.repository.ts';
 import { ProvisioningController } from './devices/provisioning.controller.ts';
 import { OpsController } from './metrics/ops.controller.ts';
 import { ReleasesController } from './releases/releases.controller.ts';
 import { RolloutService } from './rollouts/rollout.service.ts';
+import { DeploymentHistoryRepository } from './rollouts/deployment-history.repository.ts';
+import { DeviceDeploymentsController } from './rollouts/device-deployments.controller.ts';
 import { RolloutsController } from './rollouts/rollouts.controller.ts';
 import { WebModule } from './web/web.module.ts';
 
@@ -44,6 +46,7 @@ export class AppModule {
         ArtifactsController,
         ReleasesController,
         RolloutsController,
+        DeviceDeploymentsController,
         BuildsController,
         FleetController,
       ],
@@ -53,6 +56,7 @@ export class AppModule {
         ArtifactService,
         RolloutService,
         FleetSummaryRepository,
+        DeploymentHistoryRepository,
         { provide: APP_GUARD, useClass: OperatorAuthGuard },
         { provide: APP_FILTER, useClass: BoardfleetErrorFilter },
       ],

@@ -38,24 +38,6 @@ export interface DeviceFilter {
   offset: number;
 }
 
-export interface DeploymentHistoryEntry {
-  rolloutId: string;
-  rolloutName: string;
-  rolloutState: string;
-  release: string;
-  /** The version of the artifact the device was sent; null until it was notified. */
-  version: string | null;
-  deploymentId: string;
-  state: string;
-  /** How the deployment ended: committed, failed or rolled-back; null while it is under way. */
-  outcome: 'committed' | 'failed' | 'rolled-back' | null;
-  reason: string | null;
-  attempt: number;
-  createdAt: number;
-  notifiedAt: number | null;
-  stateChangedAt: number;
-}
-
 /** What a device's inventory says about it, as the devices table keeps it. */
 export interface InventoryReport {
   inventory: Inventory;
@@ -70,8 +52,6 @@ export interface HeartbeatSummary {
   receivedAt: number;
   healthProblem: string | null;
 }
-
-const OUTCOMES = new Set(['committed', 'failed', 'rolled-back']);
 
 /** `\`, `%` and `_` match themselves in a LIKE pattern built from user input. */
 function containsPattern(text: string): string {
@@ -218,36 +198,6 @@ export class DeviceRepository {
   }
 
   /** Every rollout that included the device, newest first. */
-  async deploymentHistory(deviceId: string): Promise<DeploymentHistoryEntry[]> {
-    const rows = await this.db
-      .selectFrom('rollout_devices')
-      .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
-      .innerJoin('releases', 'releases.id', 'rollouts.release_id')
-      .leftJoin('artifacts', 'artifacts.id', 'rollout_devices.artifact_id')
-      .select([
-        'rollouts.id as rolloutId',
-        'rollouts.name as rolloutName',
-        'rollouts.state as rolloutState',
-        'rollouts.created_at as createdAt',
-        'releases.name as release',
-        'artifacts.version as version',
-        'rollout_devices.deployment_id as deploymentId',
-        'rollout_devices.state as state',
-        'rollout_devices.reason as reason',
-        'rollout_devices.attempt as attempt',
-        'rollout_devices.notified_at as notifiedAt',
-        'rollout_devices.state_changed_at as stateChangedAt',
-      ])
-      .where('rollout_devices.device_id', '=', deviceId)
-      .orderBy('rollouts.created_at', 'desc')
-      .orderBy('rollouts.id', 'desc')
-      .execute();
-    return rows.map((row) => ({
-      ...row,
-      outcome: OUTCOMES.has(row.state) ? (row.state as DeploymentHistoryEntry['outcome']) : null,
-    }));
-  }
-
   async replaceTags(id: string, tags: string[]): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       await trx.deleteFrom('device_tags').where('device_id', '=', id).execute();

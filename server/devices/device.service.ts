@@ -48,11 +48,6 @@ export class DeviceService {
     return { devices, total };
   }
 
-  async deploymentHistory(id: string) {
-    await this.getOrThrow(id);
-    return this.devices.deploymentHistory(id);
-  }
-
   async getOrThrow(id: string): Promise<DeviceRecord> {
     const device = await this.devices.get(id);
     if (!device) throw notFound(`device ${id}`);

@@ -3,7 +3,6 @@ import {
   type CreatedDevice,
   createDeviceBody,
   type Device,
-  type DeviceDeployments,
   type DeviceDetails,
   type DeviceEventHistory,
   type DevicePage,
@@ -69,11 +68,6 @@ export class DevicesController {
   async command(@Param('id') id: string, @Body() body: unknown): Promise<SentCommand> {
     const { type, args } = parseBody(sendCommandBody, body);
     return this.devices.sendCommand(id, type, args);
-  }
-
-  @ApiRoute(operations.listDeviceDeployments)
-  async deployments(@Param('id') id: string): Promise<DeviceDeployments> {
-    return { deviceId: id, deployments: await this.devices.deploymentHistory(id) };
   }
 
   @ApiRoute(operations.getDeviceHealth)

@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePayload } from '../../protocol/codec.ts';
 import type { Health, Inventory } from '../../protocol/schemas.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
-import type { DeploymentHistoryEntry, DeviceRecord } from '../../server/devices/device.repository.ts';
-import type { FleetSummary } from '../../server/fleet/fleet-summary.repository.ts';
+import type { DeviceDeployment } from '../../protocol/api/devices.ts';
+import type { DeviceRecord } from '../../server/devices/device.repository.ts';
+import type { FleetSummary } from '../../server/devices/fleet-summary.repository.ts';
 import { uploadArtifact } from '../support/artifacts.ts';
 import { databaseBackends, sqliteBackend } from '../support/databases.ts';
 import { connectDevice } from '../support/mqtt-device.ts';
@@ -409,7 +410,7 @@ describe.each(databaseBackends)('dashboard API on $name', (backend) => {
     it("lists a device's deployments newest first, with version, outcome and reason", async () => {
       const failed = await rollOut('1.1.0', 'fail');
       expect(failed.devices[0]?.state).toBe('failed');
-      const { status, body } = await api<{ deployments: DeploymentHistoryEntry[] }>(
+      const { status, body } = await api<{ deployments: DeviceDeployment[] }>(
         'GET',
         `/api/v1/devices/${double.deviceId}/deployments`,
         undefined,
