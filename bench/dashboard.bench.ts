@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import type { Health } from '../protocol/schemas.ts';
 import { loadServerConfig } from '../server/config/config.ts';
 import { type DeviceFilter, DeviceRepository } from '../server/devices/device.repository.ts';
-import { FleetSummaryRepository } from '../server/fleet/fleet-summary.repository.ts';
+import { FleetSummaryRepository } from '../server/devices/fleet-summary.repository.ts';
 import { type HealthToStore, TelemetryRepository } from '../server/telemetry/telemetry.repository.ts';
 import { launchChromium } from '../test/support/chromium.ts';
 import { startBenchServer } from './bench-server.ts';
