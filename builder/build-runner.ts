@@ -1,11 +1,9 @@
+import type { BuildOutputRole } from '../protocol/api/builds.ts';
 import type { ArtifactKind } from '../protocol/manifest.ts';
 
-/** What a build output is for; the server stores each as an artifact with this role. */
-export type BuiltFileRole = 'disk-image' | 'update-payload' | 'unikernel' | 'sbom' | 'build-log';
-
-/** One file a build produced, to be stored as a signed artifact. */
+/** One file a build produced, to be stored as a signed artifact under its role. */
 export interface BuiltFile {
-  role: BuiltFileRole;
+  role: BuildOutputRole;
   path: string;
   name: string;
   version: string;

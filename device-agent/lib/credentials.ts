@@ -1,15 +1,14 @@
 import { join } from 'node:path';
+import type { FleetKey } from '../../protocol/api/artifacts.ts';
+import type { Provision, ProvisionedDevice } from '../../protocol/api/provisioning.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { readJson, writeJsonAtomically } from './atomic-file.ts';
 
-export interface AgentCredentials {
-  schemaVersion: 1;
-  deviceId: string;
-  secret: string;
-  mqttUrl: string;
-  /** The fleet key that signs artifacts; from provisioning, or fetched once from the server. */
-  fleetPublicKeyPem: string;
-}
+/**
+ * What provisioning answered, kept in a versioned file. Its fleet key (the one that signs
+ * artifacts) comes from provisioning, or is fetched once from the server.
+ */
+export type AgentCredentials = ProvisionedDevice & { schemaVersion: 1 };
 
 export const credentialsPath = (dataDir: string) => join(dataDir, 'credentials.json');
 
@@ -48,28 +47,24 @@ async function postJson<T>(url: string, token: string | null, body: unknown): Pr
 }
 
 /** Registers this device with a fleet provisioning token; the credentials come back once. */
-export async function provisionDevice(options: {
-  serverUrl: string;
-  provisioningToken: string;
-  name: string;
-  board?: string;
-  tags?: string[];
-}): Promise<AgentCredentials> {
-  const result = await postJson<{
-    deviceId: string;
-    secret: string;
-    mqttUrl: string;
-    fleetPublicKeyPem: string;
-  }>(new URL('/api/v1/provision', options.serverUrl).toString(), options.provisioningToken, {
+export async function provisionDevice(
+  options: Provision & { serverUrl: string; provisioningToken: string },
+): Promise<AgentCredentials> {
+  const registration: Provision = {
     name: options.name,
     ...(options.board ? { board: options.board } : {}),
     ...(options.tags?.length ? { tags: options.tags } : {}),
-  });
+  };
+  const result = await postJson<ProvisionedDevice>(
+    new URL('/api/v1/provision', options.serverUrl).toString(),
+    options.provisioningToken,
+    registration,
+  );
   return { schemaVersion: 1, ...result };
 }
 
 export async function fetchFleetKey(serverUrl: string): Promise<string> {
-  const { publicKeyPem } = await postJson<{ publicKeyPem: string }>(
+  const { publicKeyPem } = await postJson<FleetKey>(
     new URL('/api/v1/fleet-key', serverUrl).toString(),
     null,
     undefined,

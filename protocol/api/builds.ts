@@ -80,6 +80,7 @@ export type EndedBuildState = (typeof ENDED_BUILD_STATES)[number];
 
 export const hasBuildEnded = (state: BuildState): state is EndedBuildState =>
   (ENDED_BUILD_STATES as readonly string[]).includes(state);
+export type BuildOutputRole = (typeof BUILD_OUTPUT_ROLES)[number];
 export type BuildOutput = z.infer<typeof buildOutputSchema>;
 export type BuildJob = z.infer<typeof buildJobSchema>;
 export type BuildList = z.infer<typeof buildListSchema>;

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { commandSchema, deviceEventSchema, healthSchema, inventorySchema } from '../schemas.ts';
+import { DeploymentState, deploymentStateSchema, rolloutStateSchema } from './rollouts.ts';
 import { named, pageFields, pageLimit, pageOffset, timestamp } from './shared.ts';
 
 const tag = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'tags are 1-64 letters, digits, . _ : -');
@@ -102,13 +103,13 @@ export const deviceDeploymentSchema = named(
   z.object({
     rolloutId: z.string(),
     rolloutName: z.string(),
-    rolloutState: z.string(),
+    rolloutState: rolloutStateSchema,
     release: z.string(),
     version: z.string().nullable().describe('the version the device was sent; null until it was notified'),
     deploymentId: z.string(),
-    state: z.string(),
+    state: deploymentStateSchema,
     outcome: z
-      .enum(['committed', 'failed', 'rolled-back'])
+      .enum([DeploymentState.Committed, DeploymentState.Failed, DeploymentState.RolledBack])
       .nullable()
       .describe('how the deployment ended; null while it is under way'),
     reason: z.string().nullable(),

@@ -70,25 +70,41 @@ export const createRolloutBody = named(
   }),
 );
 
-export const ROLLOUT_STATES = ['running', 'paused', 'completed', 'aborted'] as const;
-export const WAVE_STATES = ['pending', 'running', 'awaiting-approval', 'succeeded', 'tripped'] as const;
-export const DEPLOYMENT_STATES = [
-  'queued',
-  'notified',
-  'downloading',
-  'installing',
-  'awaiting-reboot',
-  'soaking',
-  'committed',
-  'failed',
-  'rolled-back',
-] as const;
+/**
+ * The states of a rollout, a wave and a device's deployment, named for the rollout engine's
+ * transition tables (server/rollouts/rollout-state-machine.ts); the database holds only these.
+ */
+export const RolloutState = {
+  Running: 'running',
+  Paused: 'paused',
+  Completed: 'completed',
+  Aborted: 'aborted',
+} as const;
+export const WaveState = {
+  Pending: 'pending',
+  Running: 'running',
+  AwaitingApproval: 'awaiting-approval',
+  Succeeded: 'succeeded',
+  Tripped: 'tripped',
+} as const;
+export const DeploymentState = {
+  Queued: 'queued',
+  Notified: 'notified',
+  Downloading: 'downloading',
+  Installing: 'installing',
+  AwaitingReboot: 'awaiting-reboot',
+  Soaking: 'soaking',
+  /** Committed for the rollout: the device committed on its side and then passed the server's soak. */
+  Committed: 'committed',
+  Failed: 'failed',
+  RolledBack: 'rolled-back',
+} as const;
 /** What an operator can do to a rollout: `POST /api/v1/rollouts/{id}/{action}`. */
 export const ROLLOUT_ACTIONS = ['pause', 'resume', 'abort', 'approve'] as const;
 
-export const rolloutStateSchema = z.enum(ROLLOUT_STATES);
-export const waveStateSchema = z.enum(WAVE_STATES);
-export const deploymentStateSchema = z.enum(DEPLOYMENT_STATES);
+export const rolloutStateSchema = z.enum(RolloutState);
+export const waveStateSchema = z.enum(WaveState);
+export const deploymentStateSchema = z.enum(DeploymentState);
 export const rolloutActionSchema = z.enum(ROLLOUT_ACTIONS);
 
 export const rolloutSchema = named(

@@ -1,20 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { ArtifactManifest } from '../../protocol/manifest.ts';
+import type { Artifact } from '../../protocol/api/artifacts.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 
-export interface ArtifactRecord {
-  id: string;
-  name: string;
-  version: string;
-  kind: ArtifactManifest['kind'];
-  boards: string[];
-  sha256: string;
-  size: number;
-  createdAt: number;
-  manifest: string;
-  signature: string;
-}
+export type ArtifactRecord = Artifact;
 
 @Injectable()
 export class ArtifactRepository {

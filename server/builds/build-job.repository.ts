@@ -1,39 +1,9 @@
-import type { BuiltFileRole } from '../../builder/build-runner.ts';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Selectable } from 'kysely';
+import type { BuildJob, BuildOutput, BuildState, EndedBuildState } from '../../protocol/api/builds.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 import type { BuildJobTable } from '../db/schema.ts';
-
-export const BUILD_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
-export type BuildState = (typeof BUILD_STATES)[number];
-
-/**
- * What a finished build stored, by role: the disk image, the update payload (a Linux image's
- * deployable artifact), the unikernel bundle (a unikernel image's), the SBOM, the log.
- */
-export interface BuildOutput {
-  role: BuiltFileRole;
-  artifactId: string;
-  name: string;
-  version: string;
-  size: number;
-  sha256: string;
-}
-
-export interface BuildJob {
-  id: string;
-  recipe: string;
-  board: string;
-  state: BuildState;
-  step: string | null;
-  progress: number;
-  error: string | null;
-  outputs: BuildOutput[];
-  createdAt: number;
-  startedAt: number | null;
-  finishedAt: number | null;
-}
 
 const toJob = (row: Selectable<BuildJobTable>): BuildJob => ({
   id: row.id,
@@ -122,7 +92,7 @@ export class BuildJobRepository {
   /** Ends a job unless it has ended already (a cancel racing the last step). */
   async finish(
     id: string,
-    outcome: { state: 'succeeded' | 'failed' | 'cancelled'; error?: string; outputs?: BuildOutput[] },
+    outcome: { state: EndedBuildState; error?: string; outputs?: BuildOutput[] },
     at: number,
   ): Promise<boolean> {
     const result = await this.db

@@ -3,12 +3,13 @@ import { appendFile, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import type { BuildJob, BuildOutput } from '../../protocol/api/builds.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactService } from '../artifacts/artifact.service.ts';
 import type { Clock } from '../common/clock.ts';
 import { notFound } from '../common/errors.ts';
 import { generateId } from '../common/secrets.ts';
-import type { BuildJob, BuildJobRepository, BuildOutput } from './build-job.repository.ts';
+import type { BuildJobRepository } from './build-job.repository.ts';
 import { sha256File } from '../../lib/hash.ts';
 import type { BuildReporter, BuildRequest, BuildRunner, BuiltFile } from '../../builder/build-runner.ts';
 

@@ -1,14 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { ConsoleSummary } from '../../protocol/api/consoles.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 
-export interface ConsoleSummary {
-  artifact: string;
-  version: string;
-  size: number;
-  updatedAt: number;
-}
-
+/** A console as stored: the summary the API lists, plus the text it serves on its own. */
 export interface StoredConsole extends ConsoleSummary {
   text: string;
 }

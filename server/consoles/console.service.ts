@@ -1,10 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { artifactName, artifactVersion } from '../../protocol/api/artifacts.ts';
+import type { ConsoleSummary } from '../../protocol/api/consoles.ts';
 import { CONSOLE_MAX_BYTES } from '../../protocol/device-console.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { invalidRequest, notFound } from '../common/errors.ts';
 import { DeviceRepository } from '../devices/device.repository.ts';
-import { type ConsoleSummary, ConsoleRepository, type StoredConsole } from './console.repository.ts';
+import { ConsoleRepository, type StoredConsole } from './console.repository.ts';
 
 /** Consoles kept per device (the most recently updated); older versions' captures are dropped. */
 export const CONSOLES_KEPT_PER_DEVICE = 20;

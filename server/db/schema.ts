@@ -1,4 +1,5 @@
 import type { Generated } from 'kysely';
+import type { DeploymentState, RolloutState, WaveState } from '../../protocol/api/rollouts.ts';
 import type { ArtifactKind } from '../../protocol/manifest.ts';
 
 /** Timestamps are milliseconds since the Unix epoch in BIGINT columns on both dialects. */
@@ -118,7 +119,8 @@ export interface RolloutTable {
   release_id: string;
   target: string;
   options: string;
-  state: string;
+  /** Like the wave and device states: only the words of the engine's transition tables are written. */
+  state: RolloutState;
   reason: string | null;
   created_at: number;
   updated_at: number;
@@ -129,7 +131,7 @@ export interface RolloutWaveTable {
   wave_index: number;
   name: string;
   config: string;
-  state: string;
+  state: WaveState;
   started_at: number | null;
   finished_at: number | null;
 }
@@ -139,7 +141,7 @@ export interface RolloutDeviceTable {
   device_id: string;
   wave_index: number;
   deployment_id: string;
-  state: string;
+  state: DeploymentState;
   attempt: number;
   artifact_id: string | null;
   /** JSON of the device's desired deployment before this rollout moved it: what a rollback sends back. */

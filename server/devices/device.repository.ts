@@ -1,26 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type Expression, type ExpressionBuilder, type SqlBool, sql } from 'kysely';
+import type { Device } from '../../protocol/api/devices.ts';
 import type { Inventory } from '../../protocol/schemas.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 import type { DatabaseSchema } from '../db/schema.ts';
 
-export interface DeviceRecord {
-  id: string;
-  name: string;
-  board: string | null;
-  tags: string[];
-  createdAt: number;
-  revokedAt: number | null;
-  online: boolean;
-  presenceChangedAt: number | null;
-  lastSeenAt: number | null;
-  inventory: Inventory | null;
-  /** The version in the inventory's active slot. */
-  runningVersion: string | null;
-  /** Why the latest heartbeat or an attached board looks unhealthy (see health-problem.ts); null when fine. */
-  healthProblem: string | null;
-}
+export type DeviceRecord = Device;
 
 export interface DeviceFilter {
   tag?: string;

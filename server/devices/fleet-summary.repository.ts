@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { sql } from 'kysely';
+import type { FleetSummary } from '../../protocol/api/fleet.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 
@@ -8,16 +9,6 @@ export const FAILING_DEVICES_SHOWN = 20;
 /** The key for devices that report no board, or run no version. */
 export const UNKNOWN_BOARD = 'unknown';
 export const NO_VERSION = 'none';
-
-export interface FleetSummary {
-  total: number;
-  online: number;
-  offline: number;
-  byBoard: Record<string, number>;
-  byVersion: Record<string, number>;
-  failingHealth: number;
-  failingDevices: Array<{ id: string; name: string; reason: string }>;
-}
 
 /** The fleet at a glance, counted in SQL over active (not revoked) devices. */
 @Injectable()

@@ -1,14 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { Release } from '../../protocol/api/releases.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 
-export interface ReleaseRecord {
-  id: string;
-  name: string;
-  createdAt: number;
-  /** board id (or `*`) → artifact id */
-  artifacts: Record<string, string>;
-}
+export type ReleaseRecord = Release;
 
 @Injectable()
 export class ReleaseRepository {

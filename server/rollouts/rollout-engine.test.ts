@@ -1,12 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { DeploymentState, RolloutState } from '../../protocol/api/rollouts.ts';
 import {
   DEPLOYMENT_TRANSITIONS,
   DeploymentEvent,
-  DeploymentState,
   nextState,
   ROLLOUT_TRANSITIONS,
   RolloutEvent,
-  RolloutState,
 } from './rollout-state-machine.ts';
 import { countWave, evaluateWave, notifyBudget } from './wave-evaluator.ts';
 import { planWaves, waveForLateJoiner } from './wave-planner.ts';

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { RolloutState } from '../../protocol/api/rollouts.ts';
 import { type DeviceEvent, deploymentReportOf } from '../../protocol/schemas.ts';
 import type { Clock } from '../common/clock.ts';
 import { generateId } from '../common/secrets.ts';
@@ -19,7 +20,6 @@ import {
   soaksDue,
   wantsLateJoiners,
 } from './rollout-planner.ts';
-import { RolloutState } from './rollout-state-machine.ts';
 import type { NotifyStep, RolloutStep } from './rollout-steps.ts';
 import { matchTarget } from './rollout-target.ts';
 

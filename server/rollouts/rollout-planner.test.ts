@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import {
+  DeploymentState as D,
+  RolloutState,
+  type RolloutOptions,
+  type WaveConfig,
+  waveConfigSchema,
+  WaveState as W,
+} from '../../protocol/api/rollouts.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import type { ArtifactRecord } from '../artifacts/artifact.repository.ts';
-import { type RolloutOptions, type WaveConfig, waveConfigSchema } from './rollout.dto.ts';
 import type { RolloutDeviceRecord, RolloutRecord, WaveRecord } from './rollout.repository.ts';
 import {
   type DevicePresence,
@@ -16,7 +23,6 @@ import {
   soaksDue,
   wantsLateJoiners,
 } from './rollout-planner.ts';
-import { DeploymentState as D, RolloutState, WaveState as W } from './rollout-state-machine.ts';
 import type { RolloutStep } from './rollout-steps.ts';
 
 const NOW = 1_000_000_000;

@@ -5,19 +5,16 @@
  * and later decisions in one plan see the earlier ones (a device that timed out is retried, then
  * counted, then notified again), exactly as if each step had been written before the next.
  */
+import { DeploymentState, RolloutState, type WaveConfig, WaveState } from '../../protocol/api/rollouts.ts';
 import type { DeploymentEventData, DesiredState } from '../../protocol/schemas.ts';
 import { type Delivery, deploymentFromArtifact } from './desired-deployment.ts';
-import type { WaveConfig } from './rollout.dto.ts';
 import type { RolloutDeviceRecord, RolloutRecord, WaveRecord } from './rollout.repository.ts';
 import {
   ACTIVE_DEPLOYMENT_STATES,
   DEPLOYMENT_EVENT_BY_REPORT,
   DeploymentEvent,
-  DeploymentState,
   RolloutEvent,
-  RolloutState,
   WaveEvent,
-  WaveState,
 } from './rollout-state-machine.ts';
 import { type NotifyStep, Plan, type RolloutStep, type WriteStep } from './rollout-steps.ts';
 import { countWave, evaluateWave, notifyBudget } from './wave-evaluator.ts';

@@ -3,7 +3,6 @@ import { sql } from 'kysely';
 import type { RolloutProgress } from '../../protocol/api/rollouts.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
-import type { DeploymentState, RolloutState, WaveState } from './rollout-state-machine.ts';
 import { countWave } from './wave-evaluator.ts';
 
 /** A rollout's state and per-wave counts, counted in SQL: cheap enough to send several times a second. */
@@ -32,16 +31,16 @@ export class RolloutProgressRepository {
       .execute();
     return {
       rolloutId,
-      state: rollout.state as RolloutState,
+      state: rollout.state,
       reason: rollout.reason,
       waves: waves.map((wave) => ({
         index: wave.wave_index,
         name: wave.name,
-        state: wave.state as WaveState,
+        state: wave.state,
         counts: countWave(
           groups
             .filter((group) => group.wave_index === wave.wave_index)
-            .map((group) => ({ state: group.state as DeploymentState, count: Number(group.count) })),
+            .map((group) => ({ state: group.state, count: Number(group.count) })),
         ),
       })),
     };

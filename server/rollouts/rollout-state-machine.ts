@@ -1,17 +1,12 @@
+import { DeploymentState, RolloutState, WaveState } from '../../protocol/api/rollouts.ts';
 import { DeploymentReport } from '../../protocol/schemas.ts';
 
 /**
  * The rollout engine's three state machines, each one transition table that reads like a table
  * (states × events → next state). Anything not in a table is refused, so an out-of-order or
- * repeated report cannot move a rollout, wave or device deployment backwards.
+ * repeated report cannot move a rollout, wave or device deployment backwards. The states are the
+ * API's words (protocol/api/rollouts.ts); the events are the engine's own.
  */
-
-export enum RolloutState {
-  Running = 'running',
-  Paused = 'paused',
-  Completed = 'completed',
-  Aborted = 'aborted',
-}
 
 export enum RolloutEvent {
   Pause = 'pause',
@@ -37,14 +32,6 @@ export const ROLLOUT_TRANSITIONS: Record<RolloutState, Partial<Record<RolloutEve
   [RolloutState.Aborted]: {},
 };
 
-export enum WaveState {
-  Pending = 'pending',
-  Running = 'running',
-  AwaitingApproval = 'awaiting-approval',
-  Succeeded = 'succeeded',
-  Tripped = 'tripped',
-}
-
 export enum WaveEvent {
   Start = 'start',
   /** The wave is set to wait for an operator's approval before it starts. */
@@ -69,19 +56,6 @@ export const WAVE_TRANSITIONS: Record<WaveState, Partial<Record<WaveEvent, WaveS
   [WaveState.Succeeded]: {},
   [WaveState.Tripped]: { [WaveEvent.Resume]: WaveState.Running },
 };
-
-export enum DeploymentState {
-  Queued = 'queued',
-  Notified = 'notified',
-  Downloading = 'downloading',
-  Installing = 'installing',
-  AwaitingReboot = 'awaiting-reboot',
-  Soaking = 'soaking',
-  /** Committed for the rollout: the device committed on its side and then passed the server's soak. */
-  Committed = 'committed',
-  Failed = 'failed',
-  RolledBack = 'rolled-back',
-}
 
 export enum DeploymentEvent {
   Notify = 'notify',

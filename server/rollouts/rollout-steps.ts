@@ -2,19 +2,17 @@
  * The steps a rollout plan is made of (what the planner decides, what the executor writes) and
  * the one place that looks state changes up in the transition tables while planning.
  */
+import type { DeploymentState, RolloutState, WaveState } from '../../protocol/api/rollouts.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import type { RolloutDeviceRecord, RolloutRecord, WaveRecord } from './rollout.repository.ts';
 import {
   DEPLOYMENT_TRANSITIONS,
   type DeploymentEvent,
-  type DeploymentState,
   nextState,
   ROLLOUT_TRANSITIONS,
   type RolloutEvent,
-  type RolloutState,
   WAVE_TRANSITIONS,
   type WaveEvent,
-  type WaveState,
 } from './rollout-state-machine.ts';
 
 export type DeviceChanges = Partial<Omit<RolloutDeviceRecord, 'deviceId' | 'waveIndex' | 'state'>>;

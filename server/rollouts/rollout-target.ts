@@ -1,5 +1,5 @@
 import type { DeviceRecord, DeviceRepository } from '../devices/device.repository.ts';
-import type { RolloutTarget } from './rollout.dto.ts';
+import type { RolloutTarget } from '../../protocol/api/rollouts.ts';
 
 const PAGE = 1000;
 

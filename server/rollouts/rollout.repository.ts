@@ -1,47 +1,27 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Selectable } from 'kysely';
+import type {
+  Rollout,
+  RolloutDevice,
+  RolloutOptions,
+  RolloutState,
+  RolloutTarget,
+  RolloutWave,
+  WaveConfig,
+  WaveState,
+} from '../../protocol/api/rollouts.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 import type { RolloutDeviceTable, RolloutTable } from '../db/schema.ts';
-import type { RolloutOptions, RolloutTarget, WaveConfig } from './rollout.dto.ts';
-import type { DeploymentState, RolloutState, WaveState } from './rollout-state-machine.ts';
 
-export interface RolloutRecord {
-  id: string;
-  name: string;
-  releaseId: string;
-  target: RolloutTarget;
-  options: RolloutOptions;
-  state: RolloutState;
-  reason: string | null;
-  createdAt: number;
-  updatedAt: number;
-}
+export type RolloutRecord = Rollout;
 
-export interface WaveRecord {
-  index: number;
-  name: string;
-  config: WaveConfig;
-  state: WaveState;
-  startedAt: number | null;
-  finishedAt: number | null;
-}
+/** A wave as stored: its counts are not, they are counted from its devices when read. */
+export type WaveRecord = Omit<RolloutWave, 'counts'>;
 
-export interface RolloutDeviceRecord {
-  deviceId: string;
-  waveIndex: number;
-  deploymentId: string;
-  state: DeploymentState;
-  attempt: number;
-  artifactId: string | null;
-  previousDeployment: DesiredState['deployment'];
-  progress: number | null;
-  reason: string | null;
-  notifiedAt: number | null;
-  soakUntil: number | null;
-  stateChangedAt: number;
-}
+/** A device's deployment as stored, with what a rollback sends the device back to (never shown in the API). */
+export type RolloutDeviceRecord = RolloutDevice & { previousDeployment: DesiredState['deployment'] };
 
 /** Every rollout, wave and per-device deployment state, written before the engine acts on it. */
 @Injectable()
@@ -143,7 +123,7 @@ export class RolloutRepository {
       index: row.wave_index,
       name: row.name,
       config: JSON.parse(row.config) as WaveConfig,
-      state: row.state as WaveState,
+      state: row.state,
       startedAt: row.started_at,
       finishedAt: row.finished_at,
     }));
@@ -293,7 +273,7 @@ function toRollout(row: Selectable<RolloutTable>): RolloutRecord {
     releaseId: row.release_id,
     target: JSON.parse(row.target) as RolloutTarget,
     options: JSON.parse(row.options) as RolloutOptions,
-    state: row.state as RolloutState,
+    state: row.state,
     reason: row.reason,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -305,7 +285,7 @@ function toDevice(row: Selectable<RolloutDeviceTable>): RolloutDeviceRecord {
     deviceId: row.device_id,
     waveIndex: row.wave_index,
     deploymentId: row.deployment_id,
-    state: row.state as DeploymentState,
+    state: row.state,
     attempt: row.attempt,
     artifactId: row.artifact_id,
     previousDeployment: row.previous_deployment

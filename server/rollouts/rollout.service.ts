@@ -1,15 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { type CreateRollout, RolloutState, WaveState } from '../../protocol/api/rollouts.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { invalidRequest, notFound } from '../common/errors.ts';
 import { generateId } from '../common/secrets.ts';
 import { DeviceRepository } from '../devices/device.repository.ts';
 import { ReleaseService } from '../releases/release.service.ts';
-import type { CreateRollout } from './rollout.dto.ts';
 import { type RolloutRecord, RolloutRepository, type WaveRecord } from './rollout.repository.ts';
 import { RolloutEngine } from './rollout-engine.ts';
 import { newRolloutDevice } from './rollout-planner.ts';
-import { RolloutState, WaveState } from './rollout-state-machine.ts';
 import { matchTarget } from './rollout-target.ts';
 import { countWave } from './wave-evaluator.ts';
 import { planWaves } from './wave-planner.ts';

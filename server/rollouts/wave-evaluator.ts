@@ -1,4 +1,5 @@
-import { DeploymentState, FAILED_DEPLOYMENT_STATES } from './rollout-state-machine.ts';
+import { DeploymentState } from '../../protocol/api/rollouts.ts';
+import { FAILED_DEPLOYMENT_STATES } from './rollout-state-machine.ts';
 
 export interface WaveThresholds {
   /** % of the wave that must be committed before the next wave starts (hawkBit's success condition). */

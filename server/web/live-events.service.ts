@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import type { BuildJob } from '../../protocol/api/builds.ts';
+import type { LiveEvents, LiveEventType } from '../../protocol/api/live.ts';
 import type { DeviceEvent } from '../../protocol/schemas.ts';
-import type { BuildJob } from '../builds/build-job.repository.ts';
 import { BuildQueueService } from '../builds/build-queue.service.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { RolloutEngine } from '../rollouts/rollout-engine.ts';
@@ -11,13 +12,12 @@ import { RolloutProgressRepository } from '../rollouts/rollout-progress.reposito
 /** A rollout's progress goes out at most this often (4 a second), however fast its devices report. */
 export const ROLLOUT_EVENT_INTERVAL_MS = 250;
 
-export type LiveEventType = 'hello' | 'presence' | 'health' | 'device-event' | 'rollout' | 'build';
-
-export interface LiveEvent {
+/** One event of the stream; its `data` is what protocol/api/live.ts declares for its type. */
+export interface LiveEvent<Type extends LiveEventType = LiveEventType> {
   /** Increasing within a server process; it orders events, it does not resume a stream. */
   id: number;
-  type: LiveEventType;
-  data: unknown;
+  type: Type;
+  data: LiveEvents[Type];
 }
 
 type Subscriber = (event: LiveEvent) => void;
@@ -83,9 +83,9 @@ export class LiveEventsService implements OnModuleInit, OnModuleDestroy {
     return () => this.subscribers.delete(subscriber);
   }
 
-  private publish(type: LiveEventType, data: unknown): void {
+  private publish<Type extends LiveEventType>(type: Type, data: LiveEvents[Type]): void {
     if (this.subscribers.size === 0) return;
-    const event: LiveEvent = { id: this.nextId++, type, data };
+    const event: LiveEvent<Type> = { id: this.nextId++, type, data };
     for (const subscriber of this.subscribers) subscriber(event);
   }
 

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONSOLE_MAX_BYTES, consolePath } from '../../protocol/device-console.ts';
-import type { ConsoleSummary } from '../../server/consoles/console.repository.ts';
+import type { ConsoleSummary } from '../../protocol/api/consoles.ts';
 import { CONSOLES_KEPT_PER_DEVICE } from '../../server/consoles/console.service.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { databaseBackends } from '../support/databases.ts';

@@ -9,7 +9,7 @@ import type { Health, Inventory } from '../../protocol/schemas.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
 import type { DeviceDeployment } from '../../protocol/api/devices.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
-import type { FleetSummary } from '../../server/devices/fleet-summary.repository.ts';
+import type { FleetSummary } from '../../protocol/api/fleet.ts';
 import { uploadArtifact } from '../support/artifacts.ts';
 import { databaseBackends, sqliteBackend } from '../support/databases.ts';
 import { connectDevice } from '../support/mqtt-device.ts';

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../cli/api-client.ts';
 import { slotOfBootConfig } from '../../protocol/linux-ab-layout.ts';
-import type { BuildJob } from '../../server/builds/build-job.repository.ts';
+import type { BuildJob } from '../../protocol/api/builds.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { sqliteBackend } from '../support/databases.ts';
 import { QemuPiFirmware } from '../support/qemu-pi.ts';

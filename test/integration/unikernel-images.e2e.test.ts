@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../cli/api-client.ts';
 import { detectAccelerator, QemuVm } from '../../device-agent/vm/qemu-vm.ts';
 import { extractBundle } from '../../device-agent/vm/vm-bundle.ts';
-import type { BuildJob } from '../../server/builds/build-job.repository.ts';
+import type { BuildJob } from '../../protocol/api/builds.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { sqliteBackend } from '../support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../cli/api-client.ts';
-import type { BuildJob } from '../../server/builds/build-job.repository.ts';
+import type { BuildJob } from '../../protocol/api/builds.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { freePort, sqliteBackend } from '../support/databases.ts';
@@ -12,9 +12,7 @@ import { type RolloutStatus, waitForRolloutToSettle } from '../support/rollout-s
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
 const RECIPES = fileURLToPath(new URL('../../firmware-recipes', import.meta.url));
-const CRASH_RECIPE = fileURLToPath(
-  new URL('../../builder/fixtures/http-hello-crash.yaml', import.meta.url),
-);
+const CRASH_RECIPE = fileURLToPath(new URL('../../builder/fixtures/http-hello-crash.yaml', import.meta.url));
 const HOST_BOARD = 'generic-x64';
 
 /**
