@@ -6,6 +6,7 @@ import * as tar from 'tar';
 import { DebianArchive } from '../../builder/debian/debian-archive.repository.ts';
 import { moduleClosure } from '../../builder/debian/kernel-modules.ts';
 import { writeCpioNewc } from '../../builder/disk/cpio-newc.ts';
+import { QemuVm } from '../../device-agent/vm/qemu-vm.ts';
 import { BUNDLE_FILES, type LaunchSpec } from '../../protocol/unikernel-image.ts';
 
 /**
@@ -61,6 +62,8 @@ function fixturePackages(): Promise<{ kernelRoot: string; busybox: string }> {
   return packages;
 }
 
+const crashLine = (version: string) => `fixture-http ${version} is crashing on purpose`;
+
 function initScript(version: string, behaviour: 'serve' | 'crash' | 'never-ready', network: boolean): string {
   const head = [
     '#!/bin/sh',
@@ -69,7 +72,7 @@ function initScript(version: string, behaviour: 'serve' | 'crash' | 'never-ready
     'mount -t devtmpfs devtmpfs /dev',
   ];
   if (behaviour === 'crash') {
-    return [...head, `echo "fixture-http ${version} is crashing on purpose"`, 'exit 3', ''].join('\n');
+    return [...head, `echo "${crashLine(version)}"`, 'exit 3', ''].join('\n');
   }
   return [
     ...head,
@@ -175,6 +178,69 @@ export async function buildFixtureBundle(
   const tarFile = join(work, `${name}-${options.version}.tar`);
   await tar.c({ cwd: dir, file: tarFile, portable: true }, Object.values(BUNDLE_FILES));
   return { dir, tarFile, spec };
+}
+
+/** A TCG boot slower than this is a broken machine, not a loaded one. */
+const BOOT_TIMING_CEILING_MS = 600_000;
+
+/**
+ * Times one TCG boot of a fixture whose init exits at once (the kernel panics and reboots, which
+ * ends qemu): how fast this machine boots a VM right now, loaded or not. VM tests take their waits
+ * as multiples of it (see {@link tcgWaits}) instead of fixed seconds.
+ */
+export async function timeTcgBoot(): Promise<number> {
+  const version = '0.0.0';
+  const bundle = await buildFixtureBundle({ version, behaviour: 'crash' });
+  try {
+    const vm = new QemuVm({
+      bundleDir: bundle.dir,
+      accelerator: { accel: 'tcg', reason: 'timing a TCG boot' },
+    });
+    const started = performance.now();
+    await vm.start();
+    const watchdog = setTimeout(() => vm.kill(), BOOT_TIMING_CEILING_MS);
+    const exit = await vm.exited;
+    clearTimeout(watchdog);
+    const bootMs = performance.now() - started;
+    // Only a boot that reached init measures the machine; a qemu that failed early would make every wait tiny.
+    if (
+      !exit.description.startsWith('the guest rebooted') ||
+      !vm.console.tail().includes(crashLine(version))
+    ) {
+      throw new Error(
+        `timing a TCG boot failed: ${exit.description}; last console lines:\n${vm.console.tail(20).join('\n')}`,
+      );
+    }
+    return bootMs;
+  } finally {
+    rmSync(dirname(bundle.dir), { recursive: true, force: true });
+  }
+}
+
+/** How long VM tests wait, for a machine that boots the timing fixture in `bootMs`. */
+export interface TcgWaits {
+  /** For a fixture to get ready by HTTP and console line (it takes about 1.5 boots). */
+  readyMs: number;
+  /** For a guest to power off after ctrl-alt-del. */
+  stopMs: number;
+  /** For a whole test that starts one VM, waits for it to get ready and stops it. */
+  testMs: number;
+}
+
+/** Multiples of one boot (getting ready takes about 1.5): room for the machine to slow down after the timing. */
+const READY_BOOTS = 30;
+const STOP_BOOTS = 10;
+/** Never less than these, which hold on an idle machine. */
+const READY_FLOOR_MS = 120_000;
+const STOP_FLOOR_MS = 60_000;
+/** Starting qemu (its QMP socket may take up to 30 s), SIGTERM's grace, an HTTP request. */
+const TEST_OVERHEAD_MS = 60_000;
+
+/** The waits of VM tests on a machine that boots the timing fixture in `bootMs`. */
+export function tcgWaits(bootMs: number): TcgWaits {
+  const readyMs = Math.max(READY_FLOOR_MS, Math.ceil(READY_BOOTS * bootMs));
+  const stopMs = Math.max(STOP_FLOOR_MS, Math.ceil(STOP_BOOTS * bootMs));
+  return { readyMs, stopMs, testMs: readyMs + stopMs + TEST_OVERHEAD_MS };
 }
 
 async function kernelVersion(kernelRoot: string): Promise<string> {

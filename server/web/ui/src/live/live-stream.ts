@@ -126,6 +126,12 @@ export function useLiveEvent<K extends keyof LiveEvents>(
 
 export function useLiveStatus(): LiveStatus {
   const [status, setStatus] = useState(live.status);
-  useEffect(() => live.onStatus(setStatus), []);
+  useEffect(() => {
+    const unsubscribe = live.onStatus(setStatus);
+    // Effects run after the next frame, the stream starts at once: a fast `hello` may already have
+    // changed the status since this component's first render, and no listener heard it.
+    setStatus(live.status);
+    return unsubscribe;
+  }, []);
   return status;
 }
