@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { loadServerConfig } from '../../server/config/config.ts';
 
 export function register(program: Command): void {
   program
@@ -8,19 +7,8 @@ export function register(program: Command): void {
       'Run the Boardfleet server (REST API, embedded MQTT broker, database) — configured by environment variables',
     )
     .action(async () => {
-      const { startServer } = await import('../../server/boardfleet-server.ts');
-      const server = await startServer(loadServerConfig());
-      process.stdout.write(
-        `Boardfleet server: ${server.httpUrl} (API docs ${server.httpUrl}/api/docs), MQTT ${server.mqttUrl}\n` +
-          `Operator token: ${server.adminTokenPath}\n`,
-      );
-      let stopping = false;
-      const shutdown = () => {
-        if (stopping) return;
-        stopping = true;
-        void server.stop().then(() => process.exit(0));
-      };
-      process.once('SIGINT', shutdown);
-      process.once('SIGTERM', shutdown);
+      // The server program's own entry, loaded only for this command: the CLI knows nothing else of it.
+      const { startServerProcess } = await import('../../server/main.ts');
+      await startServerProcess();
     });
 }
