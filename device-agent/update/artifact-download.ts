@@ -59,14 +59,21 @@ export async function downloadArtifact(request: DownloadRequest): Promise<{ tran
       request.onProgress?.(received, request.expectedSize);
     }
     await file.sync();
+  } catch (error) {
+    // A connection that breaks mid-body is a short download like any other: what arrived is kept.
+    if (error instanceof BoardfleetError || request.signal?.aborted) throw error;
+    throw truncated(received, request.expectedSize, error);
   } finally {
     await file.close();
   }
-  if (received !== request.expectedSize) {
-    throw new BoardfleetError(
-      'download-truncated',
-      `download ended at ${received} of ${request.expectedSize} bytes; it resumes from there next time`,
-    );
-  }
+  if (received !== request.expectedSize) throw truncated(received, request.expectedSize);
   return { transferred };
+}
+
+function truncated(received: number, expectedSize: number, cause?: unknown): BoardfleetError {
+  return new BoardfleetError(
+    'download-truncated',
+    `download ended at ${received} of ${expectedSize} bytes; it resumes from there next time`,
+    { cause },
+  );
 }

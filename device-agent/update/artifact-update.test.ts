@@ -73,7 +73,7 @@ describe('artifact download and verification against a real server', () => {
           expectedSize: content.length,
           auth,
         }),
-      ).rejects.toThrow();
+      ).rejects.toMatchObject({ code: 'download-truncated' });
     } finally {
       dropper.close();
     }
