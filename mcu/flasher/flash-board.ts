@@ -60,6 +60,9 @@ export interface FlashResult {
   pages: number;
   durationMs: number;
   bytesPerSecond: number;
+  /** Bytes read back from the chip and found equal to what was written. */
+  bytesVerified: number;
+  /** Kept for scripts reading `--json`: a flash that returns was verified (a mismatch throws). */
   verified: true;
 }
 
@@ -108,11 +111,13 @@ export async function flashBoard(options: FlashOptions): Promise<FlashResult> {
       await protocol.writePage(page * pageSize, padded.subarray(page * pageSize, (page + 1) * pageSize));
       options.onProgress?.({ phase: 'write', done: (page + 1) * pageSize, total: padded.length });
     }
+    let bytesVerified = 0;
     for (let page = 0; page < pages; page++) {
       step.doing = `verifying page ${page + 1} of ${pages} (address 0x${hex(page * pageSize, 4)})`;
       throwIfAborted(options.signal, step.doing);
       const read = await protocol.readPage(page * pageSize, pageSize);
       assertPageMatches(read, padded, page, pages, pageSize, portPath);
+      bytesVerified += read.length;
       options.onProgress?.({ phase: 'verify', done: (page + 1) * pageSize, total: padded.length });
     }
     step.doing = 'leaving the bootloader';
@@ -129,6 +134,7 @@ export async function flashBoard(options: FlashOptions): Promise<FlashResult> {
       pages,
       durationMs,
       bytesPerSecond: padded.length / (durationMs / 1000),
+      bytesVerified,
       verified: true,
     };
   } catch (error) {

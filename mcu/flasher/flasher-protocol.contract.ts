@@ -68,7 +68,7 @@ export function describeFlasherProtocol(protocol: string, testCase: FlasherProto
         mcu: board.mcu,
         bytesWritten: pages * board.flash.pageSize,
         pages,
-        verified: true,
+        bytesVerified: pages * board.flash.pageSize,
       });
       expect(result.bytesPerSecond).toBeGreaterThan(0);
       expect(progress[0]).toEqual({ phase: 'sync', done: 0, total: 1 });
