@@ -11,6 +11,8 @@ declare module 'johnny-five' {
       timeout?: number;
     });
     readonly isReady: boolean;
+    /** The IO plugin given to the constructor (firmata-io emits `digital-read-N` per report). */
+    readonly io: EventEmitter;
   }
 
   /** Components attach to the most recently created Board unless given `board`. */

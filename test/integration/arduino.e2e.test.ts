@@ -92,9 +92,11 @@ describe.each(FLASHERS)(
 
     it('sees a press of a button on D2', async () => {
       await simulated.setDigitalInput('D2', 0);
+      const reported = new Promise<void>((resolve) => board.io.once('digital-read-2', () => resolve()));
       const button = new five.Button({ pin: 2, board });
       const pressed = new Promise<void>((resolve) => button.once('press', () => resolve()));
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The firmware reports D2 as soon as the Button turns its port's reporting on: from then on a press is seen.
+      await reported;
       await simulated.setDigitalInput('D2', 1);
       await pressed;
       expect(button.isDown).toBe(true);

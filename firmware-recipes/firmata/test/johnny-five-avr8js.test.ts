@@ -47,9 +47,11 @@ describe('johnny-five driving our Firmata firmware on an avr8js-simulated Uno', 
 
   it('sees a press on D2 through a Button', async () => {
     simulated.setInput('D', 2, false);
+    const reported = new Promise<void>((resolve) => board.io.once('digital-read-2', () => resolve()));
     const button = new five.Button({ pin: 2, board });
     const pressed = new Promise<void>((resolve) => button.once('press', () => resolve()));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The firmware reports D2 as soon as the Button turns its port's reporting on: from then on a press is seen.
+    await reported;
     simulated.setInput('D', 2, true);
     await pressed;
     expect(button.isDown).toBe(true);
