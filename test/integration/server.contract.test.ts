@@ -192,25 +192,31 @@ describe.each(databaseBackends)('server on $name', (backend) => {
     });
 
     it("refuses a device publishing to another device's topics or its own server-to-device topics", async () => {
-      const alpha = await connectDevice(server.mqttUrl, mqttOptions(0));
+      const alphaId = created[0]!.device.id;
       const betaId = created[1]!.device.id;
       const beta = await connectDevice(server.mqttUrl, mqttOptions(1));
+      // MQTT 3.1.1 has no negative PUBACK: the broker drops a refused publish and closes the client.
+      // Each attempt gets its own connection, so every one of them reaches the broker and is judged.
+      const refusedPublish = async (topic: string, payload: string) => {
+        const alpha = await connectDevice(server.mqttUrl, mqttOptions(0));
+        const closed = new Promise<void>((resolve) => alpha.once('close', () => resolve()));
+        alpha.publish(topic, payload, { qos: 1 });
+        await closed;
+        alpha.end(true);
+      };
       try {
         const betaReceived = recordMessages(beta);
         await beta.subscribeAsync([deviceTopic(betaId, 'desired'), deviceTopic(betaId, 'commands')], {
           qos: 1,
         });
         const spoofedCommand = JSON.stringify({ id: 'c1', issuedAt: Date.now(), type: 'ping' });
-        // MQTT 3.1.1 has no negative PUBACK: the broker drops a refused publish and closes the client,
-        // so these are never acknowledged; what matters is that nothing reaches beta.
-        const closed = new Promise<void>((resolve) => alpha.once('close', () => resolve()));
-        alpha.publish(deviceTopic(betaId, 'commands'), spoofedCommand, { qos: 1 });
-        alpha.publish(
+        await refusedPublish(deviceTopic(betaId, 'commands'), spoofedCommand);
+        await refusedPublish(
           deviceTopic(betaId, 'health'),
           JSON.stringify({ ...health(Date.now()), uptimeSeconds: SPOOF_MARKER }),
-          { qos: 1 },
         );
-        await closed;
+        await refusedPublish(deviceTopic(alphaId, 'commands'), spoofedCommand);
+        await refusedPublish(deviceTopic(alphaId, 'desired'), JSON.stringify({ version: 1 }));
         await sleep(ROUTING_GRACE_MS);
         expect(betaReceived).toEqual([]);
         await server.ingest.drain();
@@ -220,7 +226,6 @@ describe.each(databaseBackends)('server on $name', (backend) => {
         );
         expect(stored.body.samples.filter((sample) => sample.uptimeSeconds === SPOOF_MARKER)).toEqual([]);
       } finally {
-        alpha.end(true);
         await beta.endAsync();
       }
     });
