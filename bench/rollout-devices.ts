@@ -40,7 +40,7 @@ for (const device of plan.devices) {
     dataDir,
     heartbeatSeconds: 30,
     keepaliveSeconds: 60,
-    collectors: new SyntheticCollectors(device.id, 'bench-board', '0.1.0'),
+    collectors: new SyntheticCollectors(device.id, 'rpi-4b', '0.1.0'),
     logger,
     updates,
   });

@@ -60,13 +60,13 @@ async function measureRollout(count: number) {
       name: 'bench-app',
       version: '1.0.0',
       kind: 'app-bundle',
-      boards: 'bench-board',
+      boards: 'rpi-4b',
       sha256: sha256(bundle),
       size: String(bundle.length),
     });
     const artifact = await api<{ id: string }>('POST', `/api/v1/artifacts?${query}`, bundle);
-    await api('POST', '/api/v1/releases', { name: 'bench', artifacts: { 'bench-board': artifact.id } });
-    const list = await registerBenchDevices(server, count, 'bench-board');
+    await api('POST', '/api/v1/releases', { name: 'bench', artifacts: { 'rpi-4b': artifact.id } });
+    const list = await registerBenchDevices(server, count, 'rpi-4b');
     const { publicKeyPem } = await api<{ publicKeyPem: string }>('GET', '/api/v1/fleet-key');
     const setupStarted = Date.now();
     devices = fork(
@@ -99,7 +99,7 @@ async function measureRollout(count: number) {
     }));
     const rollout = await api<{ id: string }>('POST', '/api/v1/rollouts', {
       release: 'bench',
-      target: { boards: ['bench-board'] },
+      target: { boards: ['rpi-4b'] },
       waves,
     });
     let status: {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodePayload, encodePayload } from './codec.ts';
+import { decodePayload, encodePayload, MAX_JSON_DEPTH } from './codec.ts';
 import { deviceTopic, isValidDeviceId, MAX_PAYLOAD_BYTES, parseDeviceTopic } from './topics.ts';
 
 const health = {
@@ -36,6 +36,44 @@ describe('payload codec', () => {
     const decoded = decodePayload('presence', JSON.stringify({ state: 'dancing', reason: 'started', at: 1 }));
     expect(decoded.ok).toBe(false);
     if (!decoded.ok) expect(decoded.detail).toMatch(/^state:/);
+  });
+});
+
+describe('payload shape limits', () => {
+  const event = (data: unknown) => JSON.stringify({ id: 'e1', at: 1, type: 'note', data: { value: data } });
+  const nested = (levels: number): unknown => (levels === 0 ? 1 : [nested(levels - 1)]);
+
+  it('refuses an event nested deeper than the limit as too-deep, however deep', () => {
+    // The event object and its data take two levels.
+    expect(decodePayload('events', event(nested(MAX_JSON_DEPTH - 2))).ok).toBe(true);
+    for (const levels of [MAX_JSON_DEPTH - 1, 20_000]) {
+      const payload = `{"id":"e1","at":1,"type":"note","data":{"value":${'['.repeat(levels)}${']'.repeat(levels)}}}`;
+      const decoded = decodePayload('events', payload);
+      expect(decoded).toMatchObject({ ok: false, reason: 'too-deep' });
+    }
+  });
+
+  it('removes NUL characters from every string and key', () => {
+    const decoded = decodePayload(
+      'events',
+      JSON.stringify({
+        id: 'e\u00001',
+        at: 1,
+        type: 'note',
+        message: 'got \u0000 from the board',
+        data: { 'k\u0000ey': ['a\u0000b', { inner: '\u0000' }] },
+      }),
+    );
+    expect(decoded).toEqual({
+      ok: true,
+      value: {
+        id: 'e1',
+        at: 1,
+        type: 'note',
+        message: 'got  from the board',
+        data: { key: ['ab', { inner: '' }] },
+      },
+    });
   });
 });
 

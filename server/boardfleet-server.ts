@@ -1,10 +1,13 @@
 import 'reflect-metadata';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { RequestHandler } from 'express';
 import { type OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
+import { sql } from 'kysely';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import pino, { type Logger } from 'pino';
 import { openApiDocument } from '../protocol/api/openapi.ts';
@@ -15,6 +18,7 @@ import { ArtifactService } from './artifacts/artifact.service.ts';
 import { BlobStoreRepository } from './artifacts/blob-store.repository.ts';
 import { SigningKeyRepository } from './artifacts/signing-key.repository.ts';
 import { ensureAdminToken, ensureServerMqttSecret } from './auth/bootstrap-credentials.ts';
+import { CLOSED_ROUTES, type ClosableRoute, operatorOnly } from './auth/operator-auth.guard.ts';
 import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
 import { BuildJobRepository } from './builds/build-job.repository.ts';
 import { BuildQueueService } from './builds/build-queue.service.ts';
@@ -24,9 +28,12 @@ import { EmbeddedBroker } from './broker/embedded-broker.ts';
 import { MQTT_ENDPOINT, MqttEndpoint } from './broker/mqtt-endpoint.ts';
 import { ServerMqttClient } from './broker/server-mqtt-client.ts';
 import { CLOCK, type Clock, systemClock } from './common/clock.ts';
+import { HTTP_LOGGER } from './common/errors.ts';
 import { listenOrExplain } from './common/listen.ts';
+import { API_DOCS_ROUTE, isApiDocsPath, setSecurityHeaders } from './common/security-headers.ts';
 import type { ServerConfig } from './config/config.ts';
 import { DATABASE } from './db/database.provider.ts';
+import { DatabaseHealth } from './db/database-health.ts';
 import { type Database, migrateToLatest, openDatabase } from './db/database.ts';
 import { DeviceRepository } from './devices/device.repository.ts';
 import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
@@ -41,6 +48,7 @@ import { WEB_DIRECTORY } from './web/web.controller.ts';
 
 const RETENTION_SWEEP_MS = 60 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
+const DATA_DIRECTORY_MODE = 0o700;
 
 export interface RunningServer {
   httpUrl: string;
@@ -75,10 +83,20 @@ export async function startServer(
     stops.length = 0;
   };
   try {
-    mkdirSync(config.dataDir, { recursive: true });
-    const db = openDatabase(config.databaseUrl);
+    // Secrets, the signing key and the database live here: only the server's user may enter.
+    mkdirSync(config.dataDir, { recursive: true, mode: DATA_DIRECTORY_MODE });
+    chmodSync(config.dataDir, DATA_DIRECTORY_MODE);
+    const databaseHealth = new DatabaseHealth(
+      () => sql`select 1`.execute(db),
+      logger.child({ component: 'database' }),
+    );
+    const db = openDatabase(config.databaseUrl, {
+      onConnectionLost: (error) => databaseHealth.reportFailure(error),
+    });
     stops.push(() => db.destroy());
     await migrateToLatest(db);
+    databaseHealth.start();
+    stops.push(async () => databaseHealth.stop());
 
     const metrics = new ServerMetrics();
     const devices = new DeviceRepository(db);
@@ -109,10 +127,14 @@ export async function startServer(
     const mqttPort = await broker.start();
     stops.push(() => broker.stop());
 
-    const ingest = new TelemetryIngestService(telemetry, metrics, logger.child({ component: 'ingest' }), () =>
-      clock.now(),
+    const ingest = new TelemetryIngestService(
+      telemetry,
+      metrics,
+      databaseHealth,
+      logger.child({ component: 'ingest' }),
+      () => clock.now(),
     );
-    stops.push(() => ingest.drain());
+    stops.push(() => ingest.stop());
     const mqttClient = new ServerMqttClient({
       url: `mqtt://127.0.0.1:${mqttPort}`,
       secret: serverSecret,
@@ -168,11 +190,13 @@ export async function startServer(
     await builds.start();
     stops.push(() => builds.stop());
 
-    const app = await NestFactory.create(
+    const closedRoutes = new Set<ClosableRoute>(config.metricsPublic ? [] : ['metrics']);
+    const app = await NestFactory.create<NestExpressApplication>(
       AppModule.forRoot({
         logger,
         values: [
           { provide: DATABASE, useValue: db },
+          { provide: DatabaseHealth, useValue: databaseHealth },
           { provide: CLOCK, useValue: clock },
           { provide: ServerMetrics, useValue: metrics },
           { provide: DeviceRepository, useValue: devices },
@@ -192,13 +216,19 @@ export async function startServer(
           { provide: MQTT_ENDPOINT, useValue: new MqttEndpoint(config.mqttPublicUrl, mqttPort) },
           { provide: TelemetryIngestService, useValue: ingest },
           { provide: WEB_DIRECTORY, useValue: config.webDir },
+          { provide: CLOSED_ROUTES, useValue: closedRoutes },
+          { provide: HTTP_LOGGER, useValue: logger.child({ component: 'http' }) },
         ],
       }),
-      { bufferLogs: true, abortOnError: false },
+      // The JSON parser is added below with an explicit limit; form bodies are never parsed.
+      { bufferLogs: true, abortOnError: false, bodyParser: false },
     );
     app.useLogger(app.get(NestPinoLogger));
     app.enableShutdownHooks();
-    mountOpenApi(app);
+    app.disable('x-powered-by');
+    app.use(setSecurityHeaders);
+    app.useBodyParser('json', { limit: config.httpJsonLimitKib * 1024 });
+    mountOpenApi(app, config.apiDocsPublic ? null : operatorOnly(operatorTokens));
     await app.init();
     const httpServer = app.getHttpServer();
     stops.push(() => app.close());
@@ -229,14 +259,22 @@ export async function startServer(
   }
 }
 
-/** The OpenAPI document, generated from the operations table, and the Swagger UI that shows it. */
-function mountOpenApi(app: INestApplication): void {
+/**
+ * The OpenAPI document, generated from the operations table, and the Swagger UI that shows it;
+ * behind `gate` (an operator token check) when the configuration closed them.
+ */
+function mountOpenApi(app: INestApplication, gate: RequestHandler | null): void {
+  if (gate) {
+    const docsOnly: RequestHandler = (request, response, next) =>
+      isApiDocsPath(request.path) ? gate(request, response, next) : next();
+    app.use(docsOnly);
+  }
   const document = openApiDocument(operations, {
     title: 'Boardfleet',
     version: '1.0.0',
     description: 'Fleet manager for maker and embedded devices. Authenticate with an operator token.',
   });
-  SwaggerModule.setup('api/docs', app, document as unknown as OpenAPIObject, {
-    jsonDocumentUrl: 'api/docs/openapi.json',
+  SwaggerModule.setup(API_DOCS_ROUTE, app, document as unknown as OpenAPIObject, {
+    jsonDocumentUrl: `${API_DOCS_ROUTE}/openapi.json`,
   });
 }

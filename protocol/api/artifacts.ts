@@ -30,7 +30,8 @@ export const artifactUploadQuery = z.strictObject({
             .filter(Boolean),
         ),
       ].sort(),
-    ),
+    )
+    .refine((boards) => boards.length > 0, 'name at least one board id'),
   sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex digits'),
   size: z.coerce.number().int().min(0),
 });

@@ -1,6 +1,6 @@
 /** The fleet at a glance, and the server's own liveness. */
 import { z } from 'zod';
-import { named } from './shared.ts';
+import { named, timestamp } from './shared.ts';
 
 /** Counts over devices not revoked. */
 export const fleetSummarySchema = named(
@@ -22,7 +22,31 @@ export const fleetSummarySchema = named(
   }),
 );
 
-export const healthzSchema = named('Healthz', z.object({ status: z.literal('ok') }));
+/** Whether a part the server depends on works, and if not, why. */
+const dependencyHealthSchema = z.object({
+  state: z.enum(['up', 'down']),
+  reason: z.string().nullable().describe('why it is down; null while up'),
+});
+
+/** The server's own MQTT session, through which it hears devices and sends them commands. */
+const mqttSessionHealthSchema = z.object({
+  state: z
+    .enum(['connecting', 'connected', 'reconnecting', 'stopped'])
+    .describe('reconnecting: the connection to the broker is lost and being retried'),
+  since: timestamp.describe('when the session entered this state'),
+});
+
+export const healthzSchema = named(
+  'Healthz',
+  z.object({
+    status: z
+      .enum(['ok', 'degraded'])
+      .describe('degraded (answered with 503) while a part the server depends on is down'),
+    database: dependencyHealthSchema,
+    mqtt: mqttSessionHealthSchema,
+  }),
+);
 
 export type FleetSummary = z.infer<typeof fleetSummarySchema>;
 export type Healthz = z.infer<typeof healthzSchema>;
+export type MqttSessionHealth = z.infer<typeof mqttSessionHealthSchema>;

@@ -464,7 +464,8 @@ export const operations = {
   healthz: {
     method: 'get',
     path: '/healthz',
-    summary: 'Liveness: 200 while the server runs',
+    summary:
+      'Liveness: 200 while the server and its database work, 503 (degraded, with the reason) while the database is away',
     tag: 'operations',
     access: 'public',
     status: 200,

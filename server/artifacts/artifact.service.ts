@@ -7,12 +7,15 @@ import { CLOCK, type Clock } from '../common/clock.ts';
 import { invalidRequest, notFound } from '../common/errors.ts';
 import { generateId } from '../common/secrets.ts';
 import { parseBody } from '../common/zod-body.ts';
+import { assertKnownBoards, knownArtifactBoards } from './artifact-boards.ts';
 import { type ArtifactRecord, ArtifactRepository } from './artifact.repository.ts';
 import { BlobStoreRepository } from './blob-store.repository.ts';
 import { SigningKeyRepository } from './signing-key.repository.ts';
 
 @Injectable()
 export class ArtifactService {
+  private readonly knownBoards = knownArtifactBoards();
+
   constructor(
     @Inject(ArtifactRepository) private readonly artifacts: ArtifactRepository,
     @Inject(BlobStoreRepository) private readonly blobs: BlobStoreRepository,
@@ -21,7 +24,9 @@ export class ArtifactService {
   ) {}
 
   parseUpload(metadata: unknown): ArtifactUpload {
-    return parseBody(artifactUploadQuery, metadata);
+    const upload = parseBody(artifactUploadQuery, metadata);
+    assertKnownBoards(upload.boards, this.knownBoards);
+    return upload;
   }
 
   /**

@@ -12,7 +12,9 @@ import { bearerToken } from '../auth/operator-auth.guard.ts';
 import { OperatorTokenRepository } from '../auth/operator-token.repository.ts';
 import { DeviceAuthenticator } from '../broker/device-authenticator.ts';
 import { ApiRoute } from '../common/api-route.ts';
+import { notFound } from '../common/errors.ts';
 import { parseBody } from '../common/zod-body.ts';
+import { RolloutRepository } from '../rollouts/rollout.repository.ts';
 import { ArtifactService } from './artifact.service.ts';
 
 @Controller()
@@ -21,6 +23,7 @@ export class ArtifactsController {
     @Inject(ArtifactService) private readonly artifacts: ArtifactService,
     @Inject(OperatorTokenRepository) private readonly operatorTokens: OperatorTokenRepository,
     @Inject(DeviceAuthenticator) private readonly devices: DeviceAuthenticator,
+    @Inject(RolloutRepository) private readonly rollouts: RolloutRepository,
   ) {}
 
   @ApiRoute(operations.uploadArtifact)
@@ -58,10 +61,15 @@ export class ArtifactsController {
     return this.artifacts.getOrThrow(id);
   }
 
-  /** Devices download with their own credential (HTTP Basic: device id and secret); operators with a token. */
+  /**
+   * Operators (a token) download any artifact; a device (HTTP Basic: device id and secret) only one
+   * a deployment sent it, and is told 404 for any other, as for a missing one, so ids do not leak.
+   */
   @ApiRoute(operations.downloadArtifact)
   async content(@Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
-    await this.authorizeDownload(request);
+    const downloader = await this.authenticateDownloader(request);
+    if (downloader.deviceId !== null && !(await this.rollouts.sentArtifact(downloader.deviceId, id)))
+      throw notFound(`artifact ${id}`);
     const artifact = await this.artifacts.getOrThrow(id);
     response.setHeader('x-artifact-sha256', artifact.sha256);
     response.sendFile(this.artifacts.contentPath(artifact), {
@@ -76,18 +84,17 @@ export class ArtifactsController {
     return { algorithm: 'ed25519', publicKeyPem: this.artifacts.publicKeyPem };
   }
 
-  private async authorizeDownload(request: Request): Promise<void> {
+  /** Who downloads: an operator (`deviceId` null) or a device. */
+  private async authenticateDownloader(request: Request): Promise<{ deviceId: string | null }> {
     const token = bearerToken(request);
-    if (token && (await this.operatorTokens.findByToken(token))) return;
+    if (token && (await this.operatorTokens.findByToken(token))) return { deviceId: null };
     const basic = request.headers.authorization?.match(/^Basic\s+(\S+)$/i)?.[1];
     if (basic) {
       const decoded = Buffer.from(basic, 'base64').toString();
       const separator = decoded.indexOf(':');
-      if (
-        separator > 0 &&
-        (await this.devices.authenticate(decoded.slice(0, separator), decoded.slice(separator + 1)))
-      )
-        return;
+      const deviceId = decoded.slice(0, separator);
+      if (separator > 0 && (await this.devices.authenticate(deviceId, decoded.slice(separator + 1))))
+        return { deviceId };
     }
     throw new BoardfleetError(
       'unauthorized',

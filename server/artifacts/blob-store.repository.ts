@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BoardfleetError } from '../../protocol/errors.ts';
 
+/** Stored blobs: the server writes them, its group (a backup job, a web server) may read them. */
+const BLOB_FILE_MODE = 0o640;
+
 /**
  * Content-addressed files under `<data dir>/artifacts/sha256/ab/abcdef…`. A write streams to a
  * temporary file while hashing, and is renamed into place only when the sha256 and size match
@@ -18,6 +21,8 @@ export class BlobStoreRepository {
     this.root = join(dataDir, 'artifacts', 'sha256');
     this.incoming = join(dataDir, 'artifacts', 'incoming');
     mkdirSync(this.root, { recursive: true });
+    // Whatever is here belongs to an upload the last run did not finish (it was killed mid-way).
+    rmSync(this.incoming, { recursive: true, force: true });
     mkdirSync(this.incoming, { recursive: true });
   }
 
@@ -37,7 +42,7 @@ export class BlobStoreRepository {
     const temporary = join(this.incoming, `${Date.now()}-${randomBytes(6).toString('hex')}`);
     const hash = createHash('sha256');
     let size = 0;
-    const file = await open(temporary, 'wx');
+    const file = await open(temporary, 'wx', BLOB_FILE_MODE);
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         size += chunk.length;
@@ -50,6 +55,8 @@ export class BlobStoreRepository {
         hash.update(chunk);
         await file.write(chunk);
       }
+      // Exactly this mode, whatever the process umask is.
+      await file.chmod(BLOB_FILE_MODE);
       await file.sync();
       await file.close();
       if (size !== expected.size) {

@@ -1,17 +1,32 @@
-import { type CanActivate, type ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
+import {
+  type CanActivate,
+  type ExecutionContext,
+  Inject,
+  Injectable,
+  Optional,
+  SetMetadata,
+} from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { Request } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { OPERATOR_ROLES, type OperatorRole } from '../../protocol/api/session.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { type Operator, OperatorTokenRepository } from './operator-token.repository.ts';
 
 const ROLE_KEY = 'boardfleet:required-role';
 const PUBLIC_KEY = 'boardfleet:public';
+const CLOSABLE_KEY = 'boardfleet:closable';
 
 /** The least role a route needs; routes without it need `viewer` to read and `operator` to change. */
 export const RequireRole = (role: OperatorRole) => SetMetadata(ROLE_KEY, role);
 /** Routes that authenticate by other means (health checks, metrics, device provisioning). */
 export const Public = () => SetMetadata(PUBLIC_KEY, true);
+
+/** Public routes that the configuration may close to callers without an operator token. */
+export type ClosableRoute = 'metrics';
+/** Nest injection token: the set of {@link ClosableRoute}s the configuration closed. */
+export const CLOSED_ROUTES = Symbol('CLOSED_ROUTES');
+/** Marks a public route that needs an operator token when the configuration closes it. */
+export const Closable = (route: ClosableRoute) => SetMetadata(CLOSABLE_KEY, route);
 
 export type AuthenticatedRequest = Request & { operator?: Operator };
 
@@ -21,32 +36,55 @@ export function bearerToken(request: Request): string | null {
   return match?.[1] ?? null;
 }
 
+/**
+ * The operator behind the request's bearer token, if it has at least `required` (default: `viewer`
+ * to read, `operator` to change); otherwise throws the 401 or 403 to answer.
+ */
+export async function authenticateOperator(
+  tokens: OperatorTokenRepository,
+  request: Request,
+  required?: OperatorRole,
+): Promise<Operator> {
+  const token = bearerToken(request);
+  if (!token)
+    throw new BoardfleetError('unauthorized', 'an operator token is required (Authorization: Bearer …)');
+  const operator = await tokens.findByToken(token);
+  if (!operator) throw new BoardfleetError('unauthorized', 'the operator token is unknown or revoked');
+  const role = required ?? (request.method === 'GET' || request.method === 'HEAD' ? 'viewer' : 'operator');
+  if (OPERATOR_ROLES.indexOf(operator.role) < OPERATOR_ROLES.indexOf(role)) {
+    throw new BoardfleetError('forbidden', `this needs the ${role} role; the token has ${operator.role}`);
+  }
+  return operator;
+}
+
+/** The same check as the guard, for routes mounted outside Nest's router (the OpenAPI UI). */
+export function operatorOnly(tokens: OperatorTokenRepository): RequestHandler {
+  return (request, _response, next) => {
+    authenticateOperator(tokens, request).then((operator) => {
+      (request as AuthenticatedRequest).operator = operator;
+      next();
+    }, next);
+  };
+}
+
 @Injectable()
 export class OperatorAuthGuard implements CanActivate {
   constructor(
     @Inject(Reflector) private readonly reflector: Reflector,
     @Inject(OperatorTokenRepository) private readonly tokens: OperatorTokenRepository,
+    @Optional() @Inject(CLOSED_ROUTES) private readonly closed: ReadonlySet<ClosableRoute> = new Set(),
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const targets = [context.getHandler(), context.getClass()];
-    if (this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets)) return true;
+    const closable = this.reflector.getAllAndOverride<ClosableRoute | undefined>(CLOSABLE_KEY, targets);
+    const isPublic =
+      this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets) &&
+      !(closable && this.closed.has(closable));
+    if (isPublic) return true;
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
-    const token = bearerToken(request);
-    if (!token)
-      throw new BoardfleetError('unauthorized', 'an operator token is required (Authorization: Bearer …)');
-    const operator = await this.tokens.findByToken(token);
-    if (!operator) throw new BoardfleetError('unauthorized', 'the operator token is unknown or revoked');
-    const required =
-      this.reflector.getAllAndOverride<OperatorRole>(ROLE_KEY, targets) ??
-      (request.method === 'GET' || request.method === 'HEAD' ? 'viewer' : 'operator');
-    if (OPERATOR_ROLES.indexOf(operator.role) < OPERATOR_ROLES.indexOf(required)) {
-      throw new BoardfleetError(
-        'forbidden',
-        `this needs the ${required} role; the token has ${operator.role}`,
-      );
-    }
-    request.operator = operator;
+    const required = this.reflector.getAllAndOverride<OperatorRole | undefined>(ROLE_KEY, targets);
+    request.operator = await authenticateOperator(this.tokens, request, required);
     return true;
   }
 }

@@ -28,8 +28,12 @@ function authError(returnCode: number, message: string): AuthenticateError {
 export class EmbeddedBroker {
   private aedes!: Aedes;
   private server!: Server;
-  /** Client ids of authenticated server connections (their topics are not device topics). */
-  private readonly serverClients = new Set<string>();
+  /**
+   * Authenticated server connections (their topics are not device topics). Kept by connection, not
+   * by client id: a reconnect takes over the id, and closing the old connection must not make the
+   * new one a stranger.
+   */
+  private readonly serverClients = new WeakSet<Client>();
 
   constructor(
     private readonly options: {
@@ -53,7 +57,7 @@ export class EmbeddedBroker {
         const secret = password?.toString() ?? '';
         if (username === SERVER_MQTT_USERNAME) {
           const ok = safeEqual(secret, this.options.serverSecret);
-          if (ok) this.serverClients.add(client.id);
+          if (ok) this.serverClients.add(client);
           else refuse('connect', 'server credential refused', { clientId: client.id });
           done(ok ? null : authError(BAD_CREDENTIALS, 'bad credentials'), ok);
           return;
@@ -84,14 +88,14 @@ export class EmbeddedBroker {
           });
           return done(new Error('payload too large'));
         }
-        const allowed = this.serverClients.has(client.id)
+        const allowed = this.serverClients.has(client)
           ? mayServerUse(packet.topic)
           : mayDevicePublish(client.id, packet.topic);
         if (!allowed) refuse('publish', 'publish refused', { clientId: client.id, topic: packet.topic });
         done(allowed ? null : new Error('not authorised'));
       },
       authorizeSubscribe: (client, subscription, done) => {
-        const allowed = this.serverClients.has(client.id)
+        const allowed = this.serverClients.has(client)
           ? mayServerUse(subscription.topic)
           : mayDeviceSubscribe(client.id, subscription.topic);
         if (!allowed) {
@@ -103,10 +107,7 @@ export class EmbeddedBroker {
       },
     });
     this.aedes.on('client', (client) => this.updateConnected(client, +1));
-    this.aedes.on('clientDisconnect', (client) => {
-      this.serverClients.delete(client.id);
-      this.updateConnected(client, -1);
-    });
+    this.aedes.on('clientDisconnect', (client) => this.updateConnected(client, -1));
     this.server = createServer(this.aedes.handle);
     await listenOrExplain(this.server, this.options.port, this.options.host, 'BOARDFLEET_MQTT_PORT', 'MQTT');
     const address = this.server.address();
@@ -114,7 +115,7 @@ export class EmbeddedBroker {
   }
 
   private updateConnected(client: Client, delta: number) {
-    if (!this.serverClients.has(client.id)) this.options.metrics.connectedDevices.inc(delta);
+    if (!this.serverClients.has(client)) this.options.metrics.connectedDevices.inc(delta);
   }
 
   /** Aedes keeps connected clients by id; its type declarations do not list the map. */
@@ -135,8 +136,8 @@ export class EmbeddedBroker {
    */
   async disconnectDevices(): Promise<void> {
     this.server.close();
-    for (const [id, client] of Object.entries(this.clientsById())) {
-      if (!this.serverClients.has(id)) client?.close();
+    for (const client of Object.values(this.clientsById())) {
+      if (client && !this.serverClients.has(client)) client.close();
     }
     await new Promise((resolve) => setTimeout(resolve, IN_FLIGHT_GRACE_MS));
   }

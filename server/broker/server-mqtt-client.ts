@@ -1,19 +1,41 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
+import type { MqttSessionHealth } from '../../protocol/api/fleet.ts';
 import { encodePayload } from '../../protocol/codec.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
 import type { ChannelPayload } from '../../protocol/schemas.ts';
 import {
   allDevicesTopic,
   DEVICE_TO_SERVER_CHANNELS,
   deviceTopic,
+  MAX_PAYLOAD_BYTES,
   type ServerToDeviceChannel,
 } from '../../protocol/topics.ts';
 import type { ServerMetrics } from '../metrics/metrics.ts';
 import { SERVER_MQTT_USERNAME } from './embedded-broker.ts';
 
+/**
+ * Refuses a message the broker would refuse. The broker answers an oversized publish by dropping
+ * the connection, and MQTT.js resends unacknowledged QoS 1 messages on reconnect, so sending it
+ * would stall the session in a loop (no telemetry until restart): it must never reach the client.
+ */
+function assertDeliverable(deviceId: string, channel: ServerToDeviceChannel, encoded: string): void {
+  const bytes = Buffer.byteLength(encoded);
+  if (bytes > MAX_PAYLOAD_BYTES) {
+    throw new BoardfleetError(
+      'message-too-large',
+      `the ${channel} message for device ${deviceId} is ${bytes} bytes; MQTT messages may carry at most ` +
+        `${MAX_PAYLOAD_BYTES} bytes (64 KiB) — send less`,
+    );
+  }
+}
+
 /** The server's own MQTT session: the same code path whether the broker is embedded or external. */
 export class ServerMqttClient {
+  /** Kept across reconnects: the broker hands a returning client id the session it had. */
+  readonly clientId = `${SERVER_MQTT_USERNAME}-${process.pid}-${Date.now().toString(36)}`;
   private client: MqttClient | null = null;
+  private session: MqttSessionHealth = { state: 'connecting', since: Date.now() };
 
   constructor(
     private readonly options: {
@@ -28,7 +50,7 @@ export class ServerMqttClient {
   async start(): Promise<void> {
     const client = await mqtt.connectAsync(this.options.url, {
       protocolVersion: 4,
-      clientId: `${SERVER_MQTT_USERNAME}-${process.pid}-${Date.now().toString(36)}`,
+      clientId: this.clientId,
       username: SERVER_MQTT_USERNAME,
       password: this.options.secret,
       clean: true,
@@ -36,19 +58,32 @@ export class ServerMqttClient {
     });
     client.on('message', (topic, payload) => this.options.onDeviceMessage(topic, payload));
     client.on('error', (error) => this.options.logger.error({ err: error }, 'server MQTT client error'));
+    client.on('close', () => this.enter('reconnecting'));
+    client.on('connect', () => this.enter('connected'));
     const granted = await client.subscribeAsync(
       DEVICE_TO_SERVER_CHANNELS.map((channel) => allDevicesTopic(channel)),
       { qos: 1 },
     );
     const refused = granted.filter((grant) => grant.qos === 128);
     if (refused.length > 0) {
+      await client.endAsync(true);
       throw new Error(
         `broker refused the server's subscriptions: ${refused.map((grant) => grant.topic).join(', ')}`,
       );
     }
     this.client = client;
+    this.enter('connected');
   }
 
+  /** Whether the session is connected, or since when it has been trying to get back. */
+  health(): MqttSessionHealth {
+    return { ...this.session };
+  }
+
+  /**
+   * Publishes with QoS 1. Fails with `message-too-large` (nothing sent, nothing queued) when the
+   * encoded message is over the broker's limit.
+   */
   async publishToDevice<C extends ServerToDeviceChannel>(
     deviceId: string,
     channel: C,
@@ -56,7 +91,9 @@ export class ServerMqttClient {
     options: { retain: boolean },
   ): Promise<void> {
     if (!this.client) throw new Error('server MQTT client is not connected');
-    await this.client.publishAsync(deviceTopic(deviceId, channel), encodePayload(channel, payload), {
+    const encoded = encodePayload(channel, payload);
+    assertDeliverable(deviceId, channel, encoded);
+    await this.client.publishAsync(deviceTopic(deviceId, channel), encoded, {
       qos: 1,
       retain: options.retain,
     });
@@ -66,5 +103,11 @@ export class ServerMqttClient {
   async stop(): Promise<void> {
     await this.client?.endAsync();
     this.client = null;
+    this.enter('stopped');
+  }
+
+  /** Records a change of state; repeated events (a close per failed reconnect) keep the first time. */
+  private enter(state: MqttSessionHealth['state']): void {
+    if (this.session.state !== state) this.session = { state, since: Date.now() };
   }
 }

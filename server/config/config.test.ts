@@ -29,6 +29,35 @@ describe('server configuration', () => {
     );
   });
 
+  it('keeps metrics and API docs open and reads JSON bodies up to 1 MiB by default', () => {
+    expect(loadServerConfig({})).toMatchObject({
+      httpJsonLimitKib: 1024,
+      metricsPublic: true,
+      apiDocsPublic: true,
+    });
+    expect(
+      loadServerConfig({
+        BOARDFLEET_HTTP_JSON_LIMIT_KIB: '64',
+        BOARDFLEET_METRICS_PUBLIC: '0',
+        BOARDFLEET_API_DOCS_PUBLIC: '0',
+      }),
+    ).toMatchObject({ httpJsonLimitKib: 64, metricsPublic: false, apiDocsPublic: false });
+  });
+
+  it('refuses an HTTP limit or an access switch it cannot read', () => {
+    expect(() =>
+      loadServerConfig({
+        BOARDFLEET_HTTP_JSON_LIMIT_KIB: '1mb',
+        BOARDFLEET_METRICS_PUBLIC: 'no',
+        BOARDFLEET_API_DOCS_PUBLIC: 'false',
+      }),
+    ).toThrow(
+      '  BOARDFLEET_HTTP_JSON_LIMIT_KIB=1mb must be a whole number of KiB from 1 to 1048576\n' +
+        '  BOARDFLEET_METRICS_PUBLIC=no must be 1 (open) or 0 (operator token needed)\n' +
+        '  BOARDFLEET_API_DOCS_PUBLIC=false must be 1 (open) or 0 (operator token needed)',
+    );
+  });
+
   it.each([
     ['HTTP', 'BOARDFLEET_HTTP_PORT'],
     ['MQTT', 'BOARDFLEET_MQTT_PORT'],

@@ -27,6 +27,12 @@ export interface ServerConfig {
   buildConcurrency: number;
   /** The built dashboard served at `/`. */
   webDir: string;
+  /** Largest JSON request body read, in KiB; a larger one is refused with 413 before it is parsed. */
+  httpJsonLimitKib: number;
+  /** false: `/metrics` needs an operator token (viewer or above). */
+  metricsPublic: boolean;
+  /** false: the OpenAPI UI and documents under `/api/docs` need an operator token (viewer or above). */
+  apiDocsPublic: boolean;
 }
 
 /** Every variable the server reads, with its default and meaning; the README's table comes from here. */
@@ -65,6 +71,19 @@ export const SERVER_ENVIRONMENT = {
   BOARDFLEET_WEB_DIR: {
     default: '<install dir>/server/web/dist',
     meaning: 'the built dashboard (npm run build:web) served at /',
+  },
+  BOARDFLEET_HTTP_JSON_LIMIT_KIB: {
+    default: '1024',
+    meaning:
+      'largest JSON request body in KiB; larger ones get 413 (an explicit rollout list of ~25,000 devices fits)',
+  },
+  BOARDFLEET_METRICS_PUBLIC: {
+    default: '1',
+    meaning: '0: /metrics needs an operator token (viewer or above) as Authorization: Bearer',
+  },
+  BOARDFLEET_API_DOCS_PUBLIC: {
+    default: '1',
+    meaning: '0: the OpenAPI UI and documents under /api/docs need an operator token (viewer or above)',
   },
   LOG_LEVEL: { default: 'info', meaning: 'pino log level (trace, debug, info, warn, error, silent)' },
 } as const;
@@ -110,6 +129,22 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
   if (!Number.isInteger(buildConcurrency) || buildConcurrency < 1 || buildConcurrency > 16) {
     problems.push(`BOARDFLEET_BUILD_CONCURRENCY=${concurrencyRaw} must be a whole number from 1 to 16`);
   }
+  const jsonLimitRaw =
+    env.BOARDFLEET_HTTP_JSON_LIMIT_KIB ?? SERVER_ENVIRONMENT.BOARDFLEET_HTTP_JSON_LIMIT_KIB.default;
+  const httpJsonLimitKib = Number(jsonLimitRaw);
+  if (!Number.isInteger(httpJsonLimitKib) || httpJsonLimitKib < 1 || httpJsonLimitKib > 1024 * 1024) {
+    problems.push(
+      `BOARDFLEET_HTTP_JSON_LIMIT_KIB=${jsonLimitRaw} must be a whole number of KiB from 1 to 1048576`,
+    );
+  }
+  const flag = (name: 'BOARDFLEET_METRICS_PUBLIC' | 'BOARDFLEET_API_DOCS_PUBLIC'): boolean => {
+    const raw = env[name] ?? SERVER_ENVIRONMENT[name].default;
+    if (raw !== '0' && raw !== '1')
+      problems.push(`${name}=${raw} must be 1 (open) or 0 (operator token needed)`);
+    return raw !== '0';
+  };
+  const metricsPublic = flag('BOARDFLEET_METRICS_PUBLIC');
+  const apiDocsPublic = flag('BOARDFLEET_API_DOCS_PUBLIC');
   if (problems.length > 0) {
     throw new BoardfleetError('invalid-config', `invalid configuration:\n  ${problems.join('\n  ')}`);
   }
@@ -129,5 +164,8 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     buildCacheDir: resolve(env.BOARDFLEET_BUILD_CACHE ?? defaultCacheDir(env)),
     buildConcurrency,
     webDir: resolve(env.BOARDFLEET_WEB_DIR ?? fileURLToPath(new URL('../web/dist', import.meta.url))),
+    httpJsonLimitKib,
+    metricsPublic,
+    apiDocsPublic,
   };
 }

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, type Migration, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
@@ -28,11 +28,33 @@ export const MIGRATIONS: Record<string, Migration> = {
 
 const PG_INT8_OID = 20;
 
-/** Opens SQLite (`sqlite:PATH`) or PostgreSQL (`postgres://…`) behind one Kysely interface. */
-export function openDatabase(databaseUrl: string): Database {
+/** The database holds token and secret hashes: only the server's own user may read it. */
+const SQLITE_FILE_MODE = 0o600;
+
+/**
+ * SQLite gives its -wal and -shm files the mode of the database file, so creating that one
+ * private first covers them; files an older version created are narrowed too.
+ */
+function makeSqliteFilesPrivate(path: string): void {
+  closeSync(openSync(path, 'a', SQLITE_FILE_MODE));
+  for (const file of [path, `${path}-wal`, `${path}-shm`])
+    if (existsSync(file)) chmodSync(file, SQLITE_FILE_MODE);
+}
+
+/**
+ * Opens SQLite (`sqlite:PATH`) or PostgreSQL (`postgres://…`) behind one Kysely interface.
+ * `onConnectionLost` hears of PostgreSQL ending an idle connection (see DatabaseHealth).
+ */
+export function openDatabase(
+  databaseUrl: string,
+  options: { onConnectionLost?: (error: Error) => void } = {},
+): Database {
   if (databaseUrl.startsWith('sqlite:')) {
     const path = databaseUrl.slice('sqlite:'.length);
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true });
+      makeSqliteFilesPrivate(path);
+    }
     const sqlite = new SqliteDatabase(path);
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = NORMAL');
@@ -51,9 +73,11 @@ export function openDatabase(databaseUrl: string): Database {
           : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
-  // The database may end an idle connection (a restart, a failover, pg_terminate_backend, a dropped
-  // database). pg then discards that client and the next query opens a new one; without a listener
-  // the pool's 'error' event would end the whole process.
+  // The database may end any connection (a restart, a failover, pg_terminate_backend, a dropped
+  // database). pg then fails the query under way, or emits 'error' on the client, checked out or
+  // idle, and for an idle one on the pool too: unheard, either event would end the whole process.
+  // The pool discards such a client and the next query opens a new one.
+  pool.on('connect', (client) => client.on('error', (error) => options.onConnectionLost?.(error)));
   pool.on('error', () => undefined);
   return new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
 }

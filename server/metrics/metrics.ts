@@ -1,5 +1,11 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 
+/**
+ * Why device messages were dropped before they were stored: no room left while the database was
+ * away, a write that failed for good, or the server stopping while the database was away.
+ */
+export type TelemetryDropReason = 'buffer-full' | 'write-failed' | 'shutdown';
+
 /** One registry per server instance, so several servers in one test process do not collide. */
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -22,7 +28,13 @@ export class ServerMetrics {
   });
   readonly invalidPayloads = new Counter({
     name: 'boardfleet_invalid_payloads_total',
-    help: 'Payloads dropped because they were oversized, not JSON, or failed their schema',
+    help: 'Payloads dropped because they were oversized, not JSON, nested too deep, or failed their schema',
+    labelNames: ['channel', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly telemetryDropped = new Counter<'channel' | 'reason'>({
+    name: 'boardfleet_telemetry_dropped_total',
+    help: 'Valid device messages dropped before they were stored, by channel and reason (buffer-full, write-failed, shutdown)',
     labelNames: ['channel', 'reason'] as const,
     registers: [this.registry],
   });

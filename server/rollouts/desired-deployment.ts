@@ -12,6 +12,8 @@ const STRATEGY_BY_KIND: Record<DeployableArtifactKind, Deployment['strategy']> =
   unikernel: 'vm',
 };
 
+const CONTENT_URL = /^\/api\/v1\/artifacts\/([^/]+)\/content$/;
+
 /** The desired deployment that moves a device to an artifact; the URL is relative to the server. */
 export function deploymentFromArtifact(artifact: ArtifactRecord, deploymentId: string): Deployment {
   return {
@@ -26,6 +28,11 @@ export function deploymentFromArtifact(artifact: ArtifactRecord, deploymentId: s
     signature: artifact.signature,
     rollback: false,
   };
+}
+
+/** The artifact a deployment made by `deploymentFromArtifact` points at, or null for none. */
+export function artifactIdOf(deployment: DesiredState['deployment']): string | null {
+  return deployment?.url.match(CONTENT_URL)?.[1] ?? null;
 }
 
 /** The next version of a device's desired state: one above the last, so the agent takes it. */

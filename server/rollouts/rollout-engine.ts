@@ -46,6 +46,8 @@ export class RolloutEngine extends EventEmitter<{
   private readonly executor: RolloutExecutor;
   /** When each rollout's waves notified devices, for the notify rate. In memory: after a restart the budget starts full. */
   private readonly notifyTimes = new Map<string, Map<number, number[]>>();
+  /** Set by `start()`: presence before it is not known, as the server marks every device offline when it starts. */
+  private presenceKnownSince = 0;
 
   constructor(private readonly deps: RolloutEngineDependencies) {
     super();
@@ -54,6 +56,7 @@ export class RolloutEngine extends EventEmitter<{
 
   /** Republishes every stored desired state, then ticks. */
   async start(): Promise<void> {
+    this.presenceKnownSince = this.deps.clock.now();
     await this.executor.republishAll();
     this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref();
@@ -163,6 +166,7 @@ export class RolloutEngine extends EventEmitter<{
       ...(targetDeviceIds ? { targetDeviceIds } : {}),
       presence: await this.presence(soaksDue(devices, now)),
       notifiedAt: this.notifyTimes.get(rollout.id) ?? new Map(),
+      presenceKnownSince: this.presenceKnownSince,
     };
   }
 

@@ -20,6 +20,7 @@ import {
   planPause,
   planResume,
   planTick,
+  PRESENCE_GRACE_MS,
   soaksDue,
   wantsLateJoiners,
 } from './rollout-planner.ts';
@@ -126,6 +127,8 @@ interface TickRow {
   target?: string[];
   presence?: Record<string, DevicePresence>;
   notifiedAt?: number[];
+  /** When the server started watching presence; by default long enough ago for the grace to be over. */
+  presenceKnownSince?: number;
   steps: string[];
 }
 
@@ -139,6 +142,7 @@ function tick(row: Omit<TickRow, 'name' | 'steps'>): RolloutStep[] {
       ...(row.target ? { targetDeviceIds: row.target } : {}),
       presence: new Map(Object.entries(row.presence ?? {})),
       notifiedAt: new Map([[0, row.notifiedAt ?? []]]),
+      presenceKnownSince: row.presenceKnownSince ?? NOW - 3600 * SECOND,
     },
     { now: NOW, newDeploymentId: () => `dep-new-${++ids}` },
   );
@@ -362,6 +366,38 @@ describe('rollout planner: one tick', () => {
       waves: [wave(0, W.Running, { errorThresholdPercent: 100 })],
       devices: [soaked('a')],
       steps: ['a failed (offline at the end of the soak)'],
+    },
+    // After a server restart every device starts offline: presence counts only once the grace is over.
+    {
+      name: 'waits for a device offline at the end of its soak while the server started within the grace',
+      waves: [wave(0, W.Running, { errorThresholdPercent: 0 })],
+      devices: [soaked('a'), soaked('b')],
+      presence: { a: { online: false, lastSeenAt: NOW - 30 * SECOND } },
+      presenceKnownSince: NOW - 5 * SECOND,
+      steps: [],
+    },
+    {
+      name: 'commits a device that reconnected within the grace after a restart',
+      waves: [wave(0, W.Running)],
+      devices: [soaked('a')],
+      presence: { a: heartbeat },
+      presenceKnownSince: NOW - 5 * SECOND,
+      steps: ['a committed', 'wave 1 succeeded', 'log: wave 1 succeeded: 1 of 1 committed'],
+    },
+    {
+      name: 'fails a device still offline once the grace after a restart is over',
+      waves: [wave(0, W.Running, { errorThresholdPercent: 100 })],
+      devices: [soaked('a')],
+      presence: { a: { online: false, lastSeenAt: NOW - PRESENCE_GRACE_MS - 30 * SECOND } },
+      presenceKnownSince: NOW - PRESENCE_GRACE_MS,
+      steps: ['a failed (offline at the end of the soak)'],
+    },
+    {
+      name: 'still times out a device that gives no result within the grace',
+      waves: [wave(0, W.Running, { deviceTimeoutSeconds: 30, errorThresholdPercent: 100 })],
+      devices: [device('a', D.Downloading, { notifiedAt: NOW - 31 * SECOND })],
+      presenceKnownSince: NOW - 5 * SECOND,
+      steps: ['a failed (no result within 30 s)'],
     },
     {
       name: 'leaves a device alone until its soak is over',

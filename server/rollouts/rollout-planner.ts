@@ -23,6 +23,14 @@ import { waveForLateJoiner } from './wave-planner.ts';
 /** The notify rate (`notifyRatePerMinute`) counts the notifies within this window. */
 export const NOTIFY_RATE_WINDOW_MS = 60_000;
 
+/**
+ * How long after the server starts watching presence an offline device still gets the benefit of
+ * the doubt at the end of its soak. The server marks every device offline when it starts; a device
+ * notices the lost connection within 1.5× its keepalive (30 s by default) and then reconnects after
+ * its backoff (at most 60 s ± 50%), so 90 s covers both for agents with the default keepalive.
+ */
+export const PRESENCE_GRACE_MS = 90_000;
+
 /** What the heartbeat check at the end of a soak needs to know about a device. */
 export interface DevicePresence {
   online: boolean;
@@ -40,6 +48,8 @@ export interface RolloutSnapshot {
   presence: ReadonlyMap<string, DevicePresence>;
   /** When devices of each wave (by index) were notified; only the last minute counts. */
   notifiedAt: ReadonlyMap<number, readonly number[]>;
+  /** When the server started watching presence: within `PRESENCE_GRACE_MS` of it, offline may mean "not reconnected yet". */
+  presenceKnownSince: number;
 }
 
 export interface PlanClock {
@@ -75,9 +85,10 @@ export function planTick(snapshot: RolloutSnapshot, clock: PlanClock): RolloutSt
   if (wantsLateJoiners(rollout, waves) && snapshot.targetDeviceIds)
     addLateJoiners(plan, waves, devices, snapshot.targetDeviceIds, clock);
 
+  const presenceSettled = clock.now >= snapshot.presenceKnownSince + PRESENCE_GRACE_MS;
   for (const device of devices) {
     const config = waves[device.waveIndex]?.config;
-    if (config) checkDevice(plan, device, config, rollout.state, snapshot.presence, clock);
+    if (config) checkDevice(plan, device, config, rollout.state, snapshot.presence, presenceSettled, clock);
   }
   const notify =
     rollout.state === RolloutState.Running
@@ -209,14 +220,21 @@ function waveLabel(name: string): string {
   return /^wave\b/i.test(name) ? name : `wave ${name}`;
 }
 
-/** Why a device that finished its soak did not pass it, or null when it did. */
-function soakProblem(presence: DevicePresence | undefined, soakSeconds: number, now: number): string | null {
-  if (!presence?.online) return 'offline at the end of the soak';
+/** A finished soak passed, failed (and why), or cannot be judged yet (its device may still be reconnecting). */
+type SoakVerdict = 'passed' | 'not-yet' | { failed: string };
+
+function judgeSoak(
+  presence: DevicePresence | undefined,
+  soakSeconds: number,
+  presenceSettled: boolean,
+  now: number,
+): SoakVerdict {
+  if (!presence?.online) return presenceSettled ? { failed: 'offline at the end of the soak' } : 'not-yet';
   const quietFor = now - (presence.lastSeenAt ?? 0);
   // A heartbeat is due at least every soak period; a device that stayed silent is not healthy.
   if (soakSeconds > 0 && quietFor > Math.max(soakSeconds * 1000, 5_000))
-    return `no heartbeat for ${Math.round(quietFor / 1000)} s during the soak`;
-  return null;
+    return { failed: `no heartbeat for ${Math.round(quietFor / 1000)} s during the soak` };
+  return 'passed';
 }
 
 function soakOver(device: RolloutDeviceRecord, now: number): boolean {
@@ -230,6 +248,7 @@ function checkDevice(
   config: WaveConfig,
   rolloutState: RolloutState,
   presence: RolloutSnapshot['presence'],
+  presenceSettled: boolean,
   clock: PlanClock,
 ): void {
   const { now } = clock;
@@ -243,9 +262,9 @@ function checkDevice(
       reason: `no result within ${config.deviceTimeoutSeconds} s`,
     });
   } else if (soakOver(device, now)) {
-    const problem = soakProblem(presence.get(device.deviceId), config.soakSeconds, now);
-    if (problem) plan.device(device, DeploymentEvent.Fail, { reason: problem });
-    else plan.device(device, DeploymentEvent.SoakPassed, { progress: 100 });
+    const verdict = judgeSoak(presence.get(device.deviceId), config.soakSeconds, presenceSettled, now);
+    if (verdict === 'passed') plan.device(device, DeploymentEvent.SoakPassed, { progress: 100 });
+    else if (verdict !== 'not-yet') plan.device(device, DeploymentEvent.Fail, { reason: verdict.failed });
   }
   if (
     device.state === DeploymentState.Failed &&

@@ -1,19 +1,21 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Selectable } from 'kysely';
-import type {
-  Rollout,
-  RolloutDevice,
-  RolloutOptions,
-  RolloutState,
-  RolloutTarget,
-  RolloutWave,
-  WaveConfig,
-  WaveState,
+import {
+  DeploymentState,
+  type Rollout,
+  type RolloutDevice,
+  type RolloutOptions,
+  type RolloutState,
+  type RolloutTarget,
+  type RolloutWave,
+  type WaveConfig,
+  type WaveState,
 } from '../../protocol/api/rollouts.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 import type { RolloutDeviceTable, RolloutTable } from '../db/schema.ts';
+import { artifactIdOf } from './desired-deployment.ts';
 
 export type RolloutRecord = Rollout;
 
@@ -206,6 +208,34 @@ export class RolloutRepository {
       .where('device_id', '=', deviceId)
       .executeTakeFirst();
     return row ? (JSON.parse(row.payload) as DesiredState) : null;
+  }
+
+  /**
+   * Whether a deployment sent this device this artifact: its current desired state, or the one the
+   * current one replaced (a download still in flight, or resumed, when the newer one arrived). The
+   * replaced one is found from the device deployment that wrote the current one: a notify keeps the
+   * deployment it replaced, a rollback goes back to the deployment of the one it replaced.
+   */
+  async sentArtifact(deviceId: string, artifactId: string): Promise<boolean> {
+    const current = (await this.desired(deviceId))?.deployment ?? null;
+    if (!current) return false;
+    if (artifactIdOf(current) === artifactId) return true;
+    const rows = await this.db
+      .selectFrom('rollout_devices')
+      .select(['deployment_id', 'artifact_id', 'previous_deployment', 'state'])
+      .where('device_id', '=', deviceId)
+      .execute();
+    return rows.some((row) => {
+      const previous = row.previous_deployment
+        ? (JSON.parse(row.previous_deployment) as DesiredState['deployment'])
+        : null;
+      if (!current.rollback) return row.deployment_id === current.id && artifactIdOf(previous) === artifactId;
+      return (
+        row.state === DeploymentState.RolledBack &&
+        previous?.id === current.id &&
+        row.artifact_id === artifactId
+      );
+    });
   }
 
   async desiredFor(deviceIds: string[]): Promise<Map<string, DesiredState>> {

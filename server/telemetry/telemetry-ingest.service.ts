@@ -2,13 +2,26 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { decodePayload } from '../../protocol/codec.ts';
 import type { DeviceEvent } from '../../protocol/schemas.ts';
-import { type Channel, parseDeviceTopic } from '../../protocol/topics.ts';
-import type { ServerMetrics } from '../metrics/metrics.ts';
+import { type Channel, type DeviceToServerChannel, parseDeviceTopic } from '../../protocol/topics.ts';
+import { type DatabaseHealth, isConnectionLoss } from '../db/database-health.ts';
+import type { ServerMetrics, TelemetryDropReason } from '../metrics/metrics.ts';
 import type { HealthToStore, TelemetryRepository } from './telemetry.repository.ts';
 
 /** Heartbeats are written in batches: one transaction per tick instead of one per message. */
 const HEALTH_FLUSH_INTERVAL_MS = 100;
 const HEALTH_FLUSH_MAX_ROWS = 2_000;
+/**
+ * Heartbeats wait here while the database is away (about 20 MB at most); past this, newer ones
+ * are dropped and counted, so an outage cannot exhaust the server's memory.
+ */
+const HEALTH_BUFFER_MAX_ROWS = 50_000;
+/** Presence, inventory and event messages waiting to be stored in order, at most. */
+const ORDERED_BUFFER_MAX = 10_000;
+/**
+ * A write that keeps losing its connection although the database answers pings is dropped after
+ * this many tries, so it cannot hold up everything behind it.
+ */
+const MAX_WRITE_ATTEMPTS = 5;
 
 export interface IngestEvents {
   /** Emitted after a batch of health samples is committed (benchmarks measure latency with it). */
@@ -20,18 +33,25 @@ export interface IngestEvents {
 
 /**
  * Turns device messages into stored state. Each message is decoded against the protocol schema;
- * an invalid one is counted, logged with its reason and dropped.
+ * an invalid one is counted, logged with its reason and dropped. While the database is away,
+ * messages wait (bounded) and are written once it is back; what cannot wait is dropped and counted.
  */
 export class TelemetryIngestService extends EventEmitter<IngestEvents> {
-  private healthBuffer: HealthToStore[] = [];
+  /** Heartbeats not yet stored, oldest first; the batch being written stays here until it commits. */
+  private pendingHealth: HealthToStore[] = [];
   private flushTimer: NodeJS.Timeout | null = null;
-  private flushing: Promise<void> = Promise.resolve();
+  private healthWriter: Promise<void> | null = null;
   /** Presence, inventory and events are applied in arrival order, one at a time. */
   private ordered: Promise<void> = Promise.resolve();
+  private orderedWaiting = 0;
+  /** Aborted on stop: writes waiting for the database give up instead of holding up shutdown. */
+  private readonly closing = new AbortController();
+  private readonly fullBuffers = new Set<'health' | 'ordered'>();
 
   constructor(
     private readonly telemetry: TelemetryRepository,
     private readonly metrics: ServerMetrics,
+    private readonly database: DatabaseHealth,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
   ) {
@@ -54,8 +74,9 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
           this.reject(channel, decoded.reason, decoded.detail, topic);
           return;
         }
-        this.healthBuffer.push({ deviceId, health: decoded.value, receivedAt });
-        if (this.healthBuffer.length >= HEALTH_FLUSH_MAX_ROWS) void this.flushHealth();
+        if (this.bufferFull('health', this.pendingHealth.length >= HEALTH_BUFFER_MAX_ROWS)) return;
+        this.pendingHealth.push({ deviceId, health: decoded.value, receivedAt });
+        if (this.pendingHealth.length >= HEALTH_FLUSH_MAX_ROWS) void this.flushHealth();
         else this.flushTimer ??= setTimeout(() => void this.flushHealth(), HEALTH_FLUSH_INTERVAL_MS);
         return;
       }
@@ -65,7 +86,7 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
           this.reject(channel, decoded.reason, decoded.detail, topic);
           return;
         }
-        this.inOrder(async () => {
+        this.inOrder(channel, async () => {
           if (await this.telemetry.recordPresence(deviceId, decoded.value, receivedAt)) {
             this.logger.info(
               { deviceId, state: decoded.value.state, reason: decoded.value.reason },
@@ -82,7 +103,7 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
           this.reject(channel, decoded.reason, decoded.detail, topic);
           return;
         }
-        this.inOrder(() => this.telemetry.recordInventory(deviceId, decoded.value, receivedAt));
+        this.inOrder(channel, () => this.telemetry.recordInventory(deviceId, decoded.value, receivedAt));
         return;
       }
       case 'events': {
@@ -91,7 +112,7 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
           this.reject(channel, decoded.reason, decoded.detail, topic);
           return;
         }
-        this.inOrder(async () => {
+        this.inOrder(channel, async () => {
           await this.telemetry.insertEvent(deviceId, decoded.value, receivedAt);
           this.emit('device-event', deviceId, decoded.value);
         });
@@ -103,10 +124,69 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
     }
   }
 
-  private inOrder(work: () => Promise<void>): void {
-    this.ordered = this.ordered.then(work).catch((error: unknown) => {
-      this.logger.error({ err: error }, 'storing a device message failed');
+  private inOrder(channel: DeviceToServerChannel, work: () => Promise<void>): void {
+    if (this.bufferFull('ordered', this.orderedWaiting >= ORDERED_BUFFER_MAX, channel)) return;
+    this.orderedWaiting++;
+    this.ordered = this.ordered.then(async () => {
+      await this.store(channel, 1, work);
+      this.orderedWaiting--;
     });
+  }
+
+  /**
+   * Writes, waiting for the database while it is away and retrying a write that lost its
+   * connection; false when the write was given up (then counted as dropped).
+   */
+  private async store(
+    channel: DeviceToServerChannel,
+    rows: number,
+    write: () => Promise<void>,
+  ): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      if (!(await this.database.whenUp(this.closing.signal))) {
+        this.drop(channel, 'shutdown', rows);
+        return false;
+      }
+      try {
+        await write();
+        return true;
+      } catch (error) {
+        if (!isConnectionLoss(error) || attempt >= MAX_WRITE_ATTEMPTS) {
+          this.drop(channel, 'write-failed', rows, error);
+          return false;
+        }
+        // Let the watcher look before the next try: if the database is away, whenUp waits for it.
+        await this.database.check();
+      }
+    }
+  }
+
+  /** Counts a message the buffer has no room for, logging once each time the buffer fills up. */
+  private bufferFull(
+    buffer: 'health' | 'ordered',
+    full: boolean,
+    channel: DeviceToServerChannel = 'health',
+  ): boolean {
+    if (!full) {
+      this.fullBuffers.delete(buffer);
+      return false;
+    }
+    if (!this.fullBuffers.has(buffer)) {
+      this.fullBuffers.add(buffer);
+      this.logger.warn({ buffer }, 'telemetry buffer full while the database is away: dropping new messages');
+    }
+    this.metrics.telemetryDropped.inc({ channel, reason: 'buffer-full' });
+    return true;
+  }
+
+  private drop(
+    channel: DeviceToServerChannel,
+    reason: TelemetryDropReason,
+    rows: number,
+    error?: unknown,
+  ): void {
+    this.metrics.telemetryDropped.inc({ channel, reason }, rows);
+    this.logger.error({ err: error, channel, rows, reason }, 'storing device messages failed: dropped');
   }
 
   private reject(channel: Channel | 'unknown', reason: string, detail: string, topic: string): void {
@@ -114,26 +194,34 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
     this.logger.warn({ topic, reason, detail }, 'invalid payload dropped');
   }
 
+  /** Writes the buffered heartbeats, batch by batch, until none is left; one writer at a time. */
   flushHealth(): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
-    const batch = this.healthBuffer;
-    this.healthBuffer = [];
-    if (batch.length === 0) return this.flushing;
-    this.flushing = this.flushing
-      .then(() => this.telemetry.insertHealth(batch))
-      .then(
-        () => {
-          this.emit('health-stored', batch);
-        },
-        (error: unknown) => this.logger.error({ err: error, samples: batch.length }, 'storing health failed'),
-      );
-    return this.flushing;
+    this.healthWriter ??= this.writePendingHealth().finally(() => {
+      this.healthWriter = null;
+    });
+    return this.healthWriter;
   }
 
-  /** Waits until everything received so far is stored (shutdown, tests). */
+  private async writePendingHealth(): Promise<void> {
+    while (this.pendingHealth.length > 0) {
+      const batch = this.pendingHealth.slice(0, HEALTH_FLUSH_MAX_ROWS);
+      const stored = await this.store('health', batch.length, () => this.telemetry.insertHealth(batch));
+      this.pendingHealth.splice(0, batch.length);
+      if (stored) this.emit('health-stored', batch);
+    }
+  }
+
+  /** Waits until everything received so far is stored (tests; during an outage, until the database is back). */
   async drain(): Promise<void> {
     await this.flushHealth();
     await this.ordered;
+  }
+
+  /** Stores what it can: with the database away, what still waits is dropped and counted. */
+  async stop(): Promise<void> {
+    this.closing.abort();
+    await this.drain();
   }
 }

@@ -4,6 +4,7 @@ import type { DeviceEvent, Health, Inventory, Presence } from '../../protocol/sc
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 import { DeviceRepository } from '../devices/device.repository.ts';
+import { storedDeviceTime } from './device-clock.ts';
 import { attachedBoardProblem, healthProblem, runningVersion } from './health-problem.ts';
 
 export interface HealthToStore {
@@ -70,7 +71,7 @@ export class TelemetryRepository {
           .values(
             chunk.map(({ deviceId, health, receivedAt }) => ({
               device_id: deviceId,
-              at: health.at,
+              at: storedDeviceTime(health.at, receivedAt),
               received_at: receivedAt,
               uptime_seconds: health.uptimeSeconds,
               load1: health.load[0],
@@ -104,7 +105,7 @@ export class TelemetryRepository {
       .values({
         device_id: deviceId,
         event_id: event.id,
-        at: event.at,
+        at: storedDeviceTime(event.at, receivedAt),
         received_at: receivedAt,
         type: event.type,
         deployment_id: event.deploymentId ?? null,
@@ -173,8 +174,12 @@ export class TelemetryRepository {
     }));
   }
 
+  /** Retention counts from the server's receive time: a device's own `at` could keep a row for ever. */
   async deleteHealthBefore(cutoff: number): Promise<number> {
-    const result = await this.db.deleteFrom('health_samples').where('at', '<', cutoff).executeTakeFirst();
+    const result = await this.db
+      .deleteFrom('health_samples')
+      .where('received_at', '<', cutoff)
+      .executeTakeFirst();
     return Number(result.numDeletedRows);
   }
 }

@@ -269,11 +269,11 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
     const artifact = await uploadArtifact(server, randomBytes(64 * 1024), {
       name: 'sim-app',
       version: '1.0.0',
-      boards: ['sim-board'],
+      boards: ['rpi-4b'],
     });
     await server.api('POST', '/api/v1/releases', {
       name: 'sim-release',
-      artifacts: { 'sim-board': artifact.id },
+      artifacts: { 'rpi-4b': artifact.id },
     });
 
     const simulator = spawn(
@@ -286,7 +286,7 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
         '--prefix',
         'simdev',
         '--board',
-        'sim-board',
+        'rpi-4b',
         '--tag',
         'sim',
         '--heartbeat',

@@ -6,7 +6,7 @@ import { sha256 } from '../../lib/hash.ts';
 import { verifyManifest } from '../../protocol/manifest-signature.ts';
 import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
 import { databaseBackends } from '../support/databases.ts';
-import { startTestServer, type TestServer } from '../support/test-server.ts';
+import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
 describe.each(databaseBackends)('artifacts on $name', (backend) => {
   let server: TestServer;
@@ -34,6 +34,35 @@ describe.each(databaseBackends)('artifacts on $name', (backend) => {
     readdirSync(join(server.dataDir, 'artifacts', 'sha256'), { recursive: true, withFileTypes: true }).filter(
       (entry) => entry.isFile(),
     ).length;
+
+  /** A device registered for rpi-4b, with its credential for downloads (HTTP Basic). */
+  const registerDevice = async (name: string) => {
+    const { body: created } = await server.api<{ device: { id: string }; secret: string }>(
+      'POST',
+      '/api/v1/devices',
+      { name, board: 'rpi-4b' },
+    );
+    const basic = `Basic ${Buffer.from(`${created.device.id}:${created.secret}`).toString('base64')}`;
+    return { deviceId: created.device.id, basic };
+  };
+  /** Sends the device the artifact through a release and a rollout, as the fleet does. */
+  const deploy = async (deviceId: string, artifactId: string) => {
+    const release = `for-${deviceId}`;
+    await server.api('POST', '/api/v1/releases', { name: release, artifacts: { 'rpi-4b': artifactId } });
+    const { status, body } = await server.api<{ id: string }>('POST', '/api/v1/rollouts', {
+      release,
+      target: { deviceIds: [deviceId] },
+      waves: [{ percent: 100 }],
+    });
+    expect(status).toBe(201);
+    await eventually('the device notified', async () => {
+      const { body: rollout } = await server.api<{ devices: Array<{ state: string }> }>(
+        'GET',
+        `/api/v1/rollouts/${body.id}`,
+      );
+      return rollout.devices[0]?.state === 'notified';
+    });
+  };
 
   beforeAll(async () => {
     server = await startTestServer(backend);
@@ -121,12 +150,8 @@ describe.each(databaseBackends)('artifacts on $name', (backend) => {
       '/api/v1/artifacts?name=demo-app',
     );
     const artifact = list.artifacts[0]!;
-    const { body: created } = await server.api<{ device: { id: string }; secret: string }>(
-      'POST',
-      '/api/v1/devices',
-      { name: 'downloader' },
-    );
-    const basic = `Basic ${Buffer.from(`${created.device.id}:${created.secret}`).toString('base64')}`;
+    const { deviceId, basic } = await registerDevice('downloader');
+    await deploy(deviceId, artifact.id);
     const url = `${server.httpUrl}/api/v1/artifacts/${artifact.id}/content`;
 
     const resumed = await fetch(url, { headers: { authorization: basic, range: 'bytes=1000-' } });
@@ -136,9 +161,35 @@ describe.each(databaseBackends)('artifacts on $name', (backend) => {
     const whole = await fetch(url, { headers: { authorization: basic } });
     expect(sha256(Buffer.from(await whole.arrayBuffer()))).toBe(artifact.sha256);
 
-    const wrong = `Basic ${Buffer.from(`${created.device.id}:bfd_wrong`).toString('base64')}`;
+    const wrong = `Basic ${Buffer.from(`${deviceId}:bfd_wrong`).toString('base64')}`;
     expect((await fetch(url, { headers: { authorization: wrong } })).status).toBe(401);
     expect((await fetch(url)).status).toBe(401);
+  });
+
+  it('lets a device download only what a deployment sent it; anything else is 404, as if missing', async () => {
+    const { body: list } = await server.api<{ artifacts: ArtifactRecord[] }>(
+      'GET',
+      '/api/v1/artifacts?name=demo-app',
+    );
+    const artifact = list.artifacts[0]!;
+    const deployed = await registerDevice('deployed');
+    const other = await registerDevice('other');
+    await deploy(deployed.deviceId, artifact.id);
+    const url = `${server.httpUrl}/api/v1/artifacts/${artifact.id}/content`;
+    const answer = async (authorization: string, to = url) => {
+      const response = await fetch(to, { headers: { authorization } });
+      return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
+    };
+
+    expect(sha256((await answer(deployed.basic)).body)).toBe(artifact.sha256);
+    const refused = await answer(other.basic);
+    const missing = await answer(other.basic, `${server.httpUrl}/api/v1/artifacts/art-missing/content`);
+    expect(refused.status).toBe(404);
+    expect(missing.status).toBe(404);
+    expect(refused.body.toString()).toBe(missing.body.toString().replace('art-missing', artifact.id));
+    const operator = await answer(`Bearer ${server.adminToken}`);
+    expect(operator.status).toBe(200);
+    expect(sha256(operator.body)).toBe(artifact.sha256);
   });
 
   describe('releases', () => {

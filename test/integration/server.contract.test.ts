@@ -106,7 +106,7 @@ describe.each(databaseBackends)('server on $name', (backend) => {
         '',
       );
       expect(Object.keys(docs.body.paths)).toContain('/api/v1/devices/{id}/health');
-      expect((await server.api('GET', '/healthz', undefined, '')).body).toEqual({ status: 'ok' });
+      expect((await server.api('GET', '/healthz', undefined, '')).body).toMatchObject({ status: 'ok' });
       const metrics = await fetch(`${server.httpUrl}/metrics`).then((response) => response.text());
       expect(metrics).toContain('boardfleet_connected_devices');
     });

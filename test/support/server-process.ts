@@ -14,6 +14,7 @@ export interface ServerProcess {
   httpPort: number;
   mqttPort: number;
   dataDir: string;
+  databaseUrl: string;
   adminToken: string;
   process: ChildProcess;
   output(): string;
@@ -39,6 +40,7 @@ export async function startServerProcess(backend: DatabaseBackend): Promise<Serv
     httpPort,
     mqttPort,
     dataDir,
+    databaseUrl: database.url,
     adminToken: '',
     get process() {
       return child;

@@ -1,0 +1,112 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DeploymentState, RolloutState, waveConfigSchema, WaveState } from '../../protocol/api/rollouts.ts';
+import type { DesiredState } from '../../protocol/schemas.ts';
+import { databaseBackends } from '../../test/support/databases.ts';
+import type { ArtifactRecord } from '../artifacts/artifact.repository.ts';
+import { type Database, migrateToLatest, openDatabase } from '../db/database.ts';
+import { type Deployment, deploymentFromArtifact, nextDesired } from './desired-deployment.ts';
+import { RolloutRepository } from './rollout.repository.ts';
+import { newRolloutDevice } from './rollout-planner.ts';
+
+const artifact = (id: string) =>
+  ({
+    id,
+    kind: 'app-bundle',
+    name: 'app',
+    version: '1.0.0',
+    sha256: 'a'.repeat(64),
+    size: 1,
+  }) as ArtifactRecord;
+
+describe.each(databaseBackends)('which artifacts a deployment sent a device, on $name', (backend) => {
+  let db: Database;
+  let drop: () => Promise<void>;
+  let rollouts: RolloutRepository;
+
+  beforeEach(async () => {
+    const created = await backend.create();
+    drop = created.drop;
+    db = openDatabase(created.url);
+    await migrateToLatest(db);
+    await db.insertInto('releases').values({ id: 'rel-1', name: 'r', created_at: 0 }).execute();
+    rollouts = new RolloutRepository(db);
+  });
+  afterEach(async () => {
+    await db?.destroy();
+    await drop?.();
+  });
+
+  /** A rollout whose one device went from `previous` to `artifactId` (and, when told, back again). */
+  async function deployed(options: {
+    rolloutId: string;
+    artifactId: string;
+    previous: Deployment | null;
+    rolledBack?: boolean;
+  }): Promise<Deployment> {
+    const deploymentId = `dep-${options.rolloutId}`;
+    await rollouts.insertRollout(
+      {
+        id: options.rolloutId,
+        name: options.rolloutId,
+        releaseId: 'rel-1',
+        target: { deviceIds: ['dev-a'] },
+        options: { onTrip: 'pause', rollbackOnAbort: false, dynamic: false },
+        state: RolloutState.Running,
+        reason: null,
+        createdAt: 0,
+        updatedAt: 0,
+      },
+      [
+        {
+          index: 0,
+          name: 'all',
+          config: waveConfigSchema.parse({}),
+          state: WaveState.Running,
+          startedAt: 0,
+          finishedAt: null,
+        },
+      ],
+      [
+        {
+          ...newRolloutDevice('dev-a', 0, 0, deploymentId),
+          state: options.rolledBack ? DeploymentState.RolledBack : DeploymentState.Committed,
+          artifactId: options.artifactId,
+          previousDeployment: options.previous,
+        },
+      ],
+    );
+    const deployment = deploymentFromArtifact(artifact(options.artifactId), deploymentId);
+    const sent: DesiredState['deployment'] = options.rolledBack
+      ? options.previous && { ...options.previous, rollback: true }
+      : deployment;
+    await rollouts.saveDesired('dev-a', nextDesired(await rollouts.desired('dev-a'), sent, 0), 0);
+    return deployment;
+  }
+
+  const sent = async (deviceId: string, ...artifactIds: string[]) =>
+    Promise.all(artifactIds.map((id) => rollouts.sentArtifact(deviceId, id)));
+
+  it('sends nothing to a device without a desired state', async () => {
+    expect(await sent('dev-a', 'art-1')).toEqual([false]);
+  });
+
+  it('a device gets its current deployment and the one it replaced, nothing older or unrelated', async () => {
+    const first = await deployed({ rolloutId: 'ro-1', artifactId: 'art-1', previous: null });
+    const second = await deployed({ rolloutId: 'ro-2', artifactId: 'art-2', previous: first });
+    await deployed({ rolloutId: 'ro-3', artifactId: 'art-3', previous: second });
+    expect(await sent('dev-a', 'art-3', 'art-2', 'art-1', 'art-other')).toEqual([true, true, false, false]);
+    expect(await sent('dev-b', 'art-3')).toEqual([false]);
+  });
+
+  it('after a rollback, a device gets the deployment it went back to and the one it left', async () => {
+    const first = await deployed({ rolloutId: 'ro-1', artifactId: 'art-1', previous: null });
+    const second = await deployed({ rolloutId: 'ro-2', artifactId: 'art-2', previous: first });
+    await deployed({ rolloutId: 'ro-3', artifactId: 'art-3', previous: second, rolledBack: true });
+    expect(await sent('dev-a', 'art-2', 'art-3', 'art-1')).toEqual([true, true, false]);
+  });
+
+  it('a device rolled back to nothing gets nothing', async () => {
+    await deployed({ rolloutId: 'ro-1', artifactId: 'art-1', previous: null, rolledBack: true });
+    expect(await sent('dev-a', 'art-1')).toEqual([false]);
+  });
+});
