@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
 import { deploymentFromArtifact } from '../../server/rollouts/desired-deployment.ts';
-import { uploadArtifact } from '../../test/support/artifacts.ts';
+import { sendToDevice, uploadArtifact } from '../../test/support/artifacts.ts';
 import { sqliteBackend } from '../../test/support/databases.ts';
 import { startTestServer, type TestServer } from '../../test/support/test-server.ts';
 import { downloadArtifact } from './artifact-download.ts';
@@ -30,6 +30,8 @@ describe('artifact download and verification against a real server', () => {
       name: 'updater',
     });
     auth = { deviceId: body.device.id, secret: body.secret };
+    // A device may download only what it was sent.
+    await sendToDevice(server, auth.deviceId, deploymentFromArtifact(artifact, 'dep-1'));
     fleetKey = (await server.api<{ publicKeyPem: string }>('GET', '/api/v1/fleet-key', undefined, '')).body
       .publicKeyPem;
   });

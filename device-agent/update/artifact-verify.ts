@@ -9,20 +9,13 @@ import { sha256File } from '../../lib/hash.ts';
 type Deployment = NonNullable<DesiredState['deployment']>;
 
 /**
- * Checks a deployment before anything is installed: the manifest is signed by the fleet key,
- * and says the same as the desired state; the downloaded bytes match its sha256 and size; and
- * the version is not older than what runs unless the server asked for a rollback.
+ * The deployment's manifest is signed by the fleet key and says what the deployment says. Checked
+ * before a byte is downloaded (a forged desired state costs no traffic) and again before install.
  */
-export async function verifyDeployment(options: {
-  deployment: Deployment;
-  fleetPublicKeyPem: string;
-  downloadedPath: string;
-  runningVersion: string | null;
-}): Promise<ArtifactManifest> {
-  const { deployment } = options;
+export function verifySignedManifest(deployment: Deployment, fleetPublicKeyPem: string): ArtifactManifest {
   let manifest: ArtifactManifest | null;
   try {
-    manifest = verifyManifest(deployment.manifest, deployment.signature, options.fleetPublicKeyPem);
+    manifest = verifyManifest(deployment.manifest, deployment.signature, fleetPublicKeyPem);
   } catch (error) {
     throw new BoardfleetError(
       'bad-signature',
@@ -35,8 +28,9 @@ export async function verifyDeployment(options: {
       `the manifest signature of ${deployment.artifact} ${deployment.version} does not match the fleet key`,
     );
   }
+  const signed = manifest;
   const mismatched: string[] = (['sha256', 'size', 'version'] as const).filter(
-    (key) => manifest[key] !== deployment[key],
+    (key) => signed[key] !== deployment[key],
   );
   if (manifest.name !== deployment.artifact) mismatched.push('name');
   if (mismatched.length > 0) {
@@ -45,6 +39,22 @@ export async function verifyDeployment(options: {
       `the signed manifest disagrees with the deployment on ${mismatched.join(', ')}`,
     );
   }
+  return manifest;
+}
+
+/**
+ * Checks a deployment before anything is installed: the signed manifest (above); the downloaded
+ * bytes match its sha256 and size; and the version is not older than what runs unless the server
+ * asked for a rollback.
+ */
+export async function verifyDeployment(options: {
+  deployment: Deployment;
+  fleetPublicKeyPem: string;
+  downloadedPath: string;
+  runningVersion: string | null;
+}): Promise<ArtifactManifest> {
+  const { deployment } = options;
+  const manifest = verifySignedManifest(deployment, options.fleetPublicKeyPem);
   const size = statSync(options.downloadedPath).size;
   if (size !== manifest.size) {
     throw new BoardfleetError(

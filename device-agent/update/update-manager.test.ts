@@ -14,7 +14,7 @@ import * as tar from 'tar';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import { deploymentFromArtifact } from '../../server/rollouts/desired-deployment.ts';
-import { uploadArtifact } from '../../test/support/artifacts.ts';
+import { sendToDevice, uploadArtifact } from '../../test/support/artifacts.ts';
 import { freePort, sqliteBackend } from '../../test/support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../../test/support/test-server.ts';
 import { activationGate } from './activation-gate.ts';
@@ -36,6 +36,7 @@ class SimulatedCrash extends Error {}
 describe('update manager with app bundles (real server, real processes)', () => {
   let server: TestServer;
   let auth: { deviceId: string; secret: string };
+  const sent = (deployment: Deployment) => sendToDevice(server, auth.deviceId, deployment);
   let fleetKey: string;
   let port: number;
   const work = mkdtempSync(join(tmpdir(), 'boardfleet-updates-'));
@@ -126,7 +127,7 @@ describe('update manager with app bundles (real server, real processes)', () => 
     const reports: UpdateReport[] = [];
     const dataDir = mkdtempSync(join(work, 'good-'));
     const updates = manager(dataDir, reports);
-    await updates.apply(bundles.v1);
+    await updates.apply(await sent(bundles.v1));
     expect(updates.current).toMatchObject({ state: UpdateState.Committed, running: { version: '1.0.0' } });
     expect(await answer()).toBe('1.0.0');
     expect([...new Set(reports.map((report) => report.state))]).toEqual([
@@ -136,7 +137,7 @@ describe('update manager with app bundles (real server, real processes)', () => 
     ]);
     // The same deployment again changes nothing and re-reports its outcome.
     reports.length = 0;
-    await updates.apply(bundles.v1);
+    await updates.apply(await sent(bundles.v1));
     expect(reports).toEqual([{ deploymentId: 'dep-1.0.0', state: 'installed' }]);
   });
 
@@ -149,7 +150,7 @@ describe('update manager with app bundles (real server, real processes)', () => 
       activationGate: activationGate({ lockFile }),
       activationRecheckMs: 50,
     });
-    const applied = updates.apply(bundles.v1);
+    const applied = updates.apply(await sent(bundles.v1));
     await eventually('activation deferred', async () =>
       reports.some((report) => report.reason?.startsWith('deferred: the update lock')),
     );
@@ -165,8 +166,8 @@ describe('update manager with app bundles (real server, real processes)', () => 
   it('rolls a failing bundle back to the version that ran before', async () => {
     const reports: UpdateReport[] = [];
     const updates = manager(mkdtempSync(join(work, 'bad-')), reports);
-    await updates.apply(bundles.v1);
-    await updates.apply(bundles.broken);
+    await updates.apply(await sent(bundles.v1));
+    await updates.apply(await sent(bundles.broken));
     expect(updates.current).toMatchObject({ state: UpdateState.RolledBack, running: { version: '1.0.0' } });
     expect(updates.current.reason).toMatch(/^health check failed after 20 s: app exited \(status 1\)$/);
     await eventually('old version answering again', async () => (await answer()) === '1.0.0');
@@ -187,9 +188,9 @@ describe('update manager with app bundles (real server, real processes)', () => 
       const dataDir = mkdtempSync(join(work, `crash-${crashAt}-`));
       const crash = { at: crashAt, armed: false };
       const first = manager(dataDir, [], crash);
-      await first.apply(bundles.v1);
+      await first.apply(await sent(bundles.v1));
       crash.armed = true;
-      await first.apply(bundles[name]);
+      await first.apply(await sent(bundles[name]));
       // The process "dies" here: its app children go with it (as under systemd), nothing else is cleaned up.
       await first.stop();
       expect(first.current.state).toBe(crashAt);
@@ -239,6 +240,7 @@ describe.each(TRIAL_METHODS)(
   ({ trial, tryReboot, armedFile, failedTrialBoots, failedTrialReason, initramfsSays }) => {
     let server: TestServer;
     let auth: { deviceId: string; secret: string };
+    const sent = (deployment: Deployment) => sendToDevice(server, auth.deviceId, deployment);
     let fleetKey: string;
     const work = mkdtempSync(join(tmpdir(), 'boardfleet-linux-ab-updates-'));
     let images: Record<'v2' | 'v3' | 'v4' | 'neverComesUp' | 'neverConnects' | 'corrupt', Deployment>;
@@ -332,7 +334,7 @@ describe.each(TRIAL_METHODS)(
 
       /** Applies a deployment, then performs every reboot and restart it leads to until it settles. */
       async deploy(deployment: Deployment): Promise<void> {
-        await this.manager.apply(deployment);
+        await this.manager.apply(await sent(deployment));
         await this.settle();
       }
 
@@ -372,7 +374,7 @@ describe.each(TRIAL_METHODS)(
 
     it('installs into slot b, reboots to try it, health-checks, commits slot b in config.txt, and reports each step', async () => {
       const agent = new PiAgent();
-      await agent.manager.apply(images.v2);
+      await agent.manager.apply(await sent(images.v2));
       // The manager stops at awaiting-reboot, having asked for the reboot that tries slot b.
       expect(agent.manager.current.state).toBe(UpdateState.AwaitingReboot);
       expect(agent.pi.rebootRequests).toEqual([tryReboot]);
@@ -447,7 +449,7 @@ describe.each(TRIAL_METHODS)(
 
     it('asks again for the reboot that did not happen when only the agent restarted', async () => {
       const agent = new PiAgent();
-      await agent.manager.apply(images.v2);
+      await agent.manager.apply(await sent(images.v2));
       expect(agent.pi.rebootRequests).toEqual([tryReboot]);
       // The helper returned without rebooting and the agent was restarted: same boot, same slot.
       agent.pi.rebootRequests.length = 0;
@@ -463,8 +465,8 @@ describe.each(TRIAL_METHODS)(
 
     it('keeps a deployment that arrives while the device waits for its reboot, and applies it after the reboot', async () => {
       const agent = new PiAgent();
-      await agent.manager.apply(images.v2);
-      await agent.manager.apply(images.v3);
+      await agent.manager.apply(await sent(images.v2));
+      await agent.manager.apply(await sent(images.v3));
       expect(agent.manager.current).toMatchObject({
         state: UpdateState.AwaitingReboot,
         deployment: { id: 'dep-2.0.0' },

@@ -7,7 +7,7 @@ import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import type { ActivationGate } from './activation-gate.ts';
 import type { DeploymentReport, DesiredState } from '../../protocol/schemas.ts';
 import { downloadArtifact } from './artifact-download.ts';
-import { verifyDeployment } from './artifact-verify.ts';
+import { verifyDeployment, verifySignedManifest } from './artifact-verify.ts';
 import {
   MAX_STATE_ENTRIES,
   REPORTED_AS,
@@ -259,6 +259,7 @@ export class UpdateManager {
         );
       switch (state) {
         case UpdateState.Downloading: {
+          verifySignedManifest(deployment, this.options.fleetPublicKeyPem);
           let lastDecile = -1;
           await retryTransient(signal, () =>
             downloadArtifact({

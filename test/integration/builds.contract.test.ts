@@ -205,7 +205,7 @@ describe.each(databaseBackends)('image builds API on $name', (backend) => {
       viewer.body.token,
     );
     expect(cancel.status).toBe(403);
-    await eventually('the build to fail', async () => (await job(queued.body.id)).state === 'failed');
+    await eventually('the build to fail', async () => (await job(queued.body.id)).state === 'failed', 45_000);
   });
 
   it('stores a failed build with its error; the log reads from any byte offset', async () => {
@@ -214,10 +214,14 @@ describe.each(databaseBackends)('image builds API on $name', (backend) => {
       status: 202,
       body: { recipe: 'missing-mirror', board: 'rpi-4b', state: 'queued', outputs: [] },
     });
-    const failed = await eventually('the build to fail', async () => {
-      const current = await job(created.body.id);
-      return current.state === 'failed' ? current : undefined;
-    });
+    const failed = await eventually(
+      'the build to fail',
+      async () => {
+        const current = await job(created.body.id);
+        return current.state === 'failed' ? current : undefined;
+      },
+      45_000,
+    );
     expect(failed.error).toContain(`${mirror.url}/missing/dists/bookworm/InRelease answered HTTP 404`);
     expect(failed.finishedAt).toBeGreaterThanOrEqual(failed.startedAt!);
 
@@ -246,7 +250,11 @@ describe.each(databaseBackends)('image builds API on $name', (backend) => {
 
   it('streams an ended build as server-sent events and resumes from every Last-Event-ID exactly', async () => {
     const created = await post({ recipe: 'missing-mirror', board: 'rpi-4b' });
-    await eventually('the build to fail', async () => (await job(created.body.id)).state === 'failed');
+    await eventually(
+      'the build to fail',
+      async () => (await job(created.body.id)).state === 'failed',
+      45_000,
+    );
     const log = readFileSync(join(server.dataDir, 'builds', `${created.body.id}.log`), 'utf8');
     const expected = linesWithOffsets(log);
 
