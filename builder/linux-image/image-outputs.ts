@@ -7,7 +7,7 @@ import { makeFatPartition } from '../disk/fat-partition.ts';
 import { describeUpdatePayload, writeUpdatePayload } from '../disk/update-payload.ts';
 import { debianComponent } from '../debian/build-archive.ts';
 import { packageVersion } from '../steps/input-hash.ts';
-import { bundleComponents, nodeRuntimeComponent, writeSbom } from '../steps/sbom.ts';
+import { bundleComponents, imageSbomHeader, nodeRuntimeComponent, writeSbom } from '../steps/sbom.ts';
 import type { AgentRuntime, ImageBuild, ImagePackages } from './image-inputs.ts';
 import { unpacked } from './image-trees.ts';
 import { assembleBootFiles, assembleSlotFiles, type SlotBootFiles } from './rootfs/assemble-boot-files.ts';
@@ -122,15 +122,10 @@ export async function writeImageSbom(
   inputsHash: string,
   out: string,
 ): Promise<void> {
-  const { archive, board, recipe } = build;
+  const { archive, board } = build;
   build.reporter.progress('writing the SBOM', 96);
   await writeSbom(out, {
-    imageName: recipe.name,
-    imageVersion: recipe.version,
-    board: board.id,
-    buildId: inputsHash,
-    epochSeconds: build.epoch,
-    toolVersion: packageVersion(),
+    ...imageSbomHeader(build, inputsHash),
     components: [
       ...packages.all.map((pkg) => debianComponent(pkg, archive.mirror, board.architecture)),
       ...(runtime.node ? [nodeRuntimeComponent(runtime.node)] : []),

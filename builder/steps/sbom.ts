@@ -1,4 +1,5 @@
 import { writeFile } from 'node:fs/promises';
+import { packageVersion } from './input-hash.ts';
 
 /** One component that went into an image, as the SBOM lists it. */
 export interface SbomComponent {
@@ -122,6 +123,21 @@ export function spdxDocument(input: SbomInput): Record<string, unknown> {
         relatedSpdxElement: spdxId('Package', component.purl.replace(/^pkg:/, '')),
       })),
     ],
+  };
+}
+
+/** What every image's SBOM says of the build itself: the recipe, the board, the inputs, the time, our version. */
+export function imageSbomHeader(
+  build: { recipe: { name: string; version: string }; board: { id: string }; epoch: number },
+  inputsHash: string,
+): Omit<SbomInput, 'components'> {
+  return {
+    imageName: build.recipe.name,
+    imageVersion: build.recipe.version,
+    board: build.board.id,
+    buildId: inputsHash,
+    epochSeconds: build.epoch,
+    toolVersion: packageVersion(),
   };
 }
 

@@ -20,8 +20,8 @@ import { ImageTools } from '../disk/image-tools.repository.ts';
 import { CrossCompiler } from '../native/cross-compiler.repository.ts';
 import type { UnikernelRecipe } from '../recipe/unikernel-recipe.ts';
 import { loadRecipeOfKind } from '../recipe/recipe.ts';
-import { builderSourcesHash, hashOf, packageVersion } from '../steps/input-hash.ts';
-import { writeSbom } from '../steps/sbom.ts';
+import { builderSourcesHash, hashOf } from '../steps/input-hash.ts';
+import { imageSbomHeader, writeSbom } from '../steps/sbom.ts';
 import { stagedOutput } from '../steps/staged-output.ts';
 import { assembleUnikernelInitramfs } from './assemble-unikernel-initramfs.ts';
 import {
@@ -279,15 +279,10 @@ async function writeUnikernelSbom(
   inputsHash: string,
   out: string,
 ): Promise<void> {
-  const { archive, board, recipe } = build;
+  const { archive, board } = build;
   build.reporter.progress('writing the SBOM', 95);
   await writeSbom(out, {
-    imageName: recipe.name,
-    imageVersion: recipe.version,
-    board: board.id,
-    buildId: inputsHash,
-    epochSeconds: build.epoch,
-    toolVersion: packageVersion(),
+    ...imageSbomHeader(build, inputsHash),
     components: [
       ...packages.all.map((pkg) => debianComponent(pkg, archive.mirror, board.architecture)),
       ...application.sbom,

@@ -12,6 +12,7 @@ import type { ArtifactRecord } from '../artifacts/artifact.repository.ts';
 import type { RolloutDeviceRecord, RolloutRecord, WaveRecord } from './rollout.repository.ts';
 import {
   type DevicePresence,
+  newRolloutDevice,
   planAbort,
   planApprove,
   planDelivery,
@@ -76,21 +77,7 @@ function device(
   state: D,
   overrides: Partial<RolloutDeviceRecord> = {},
 ): RolloutDeviceRecord {
-  return {
-    deviceId,
-    waveIndex: 0,
-    deploymentId: `dep-${deviceId}`,
-    state,
-    attempt: 1,
-    artifactId: null,
-    previousDeployment: null,
-    progress: null,
-    reason: null,
-    notifiedAt: null,
-    soakUntil: null,
-    stateChangedAt: 0,
-    ...overrides,
-  };
+  return { ...newRolloutDevice(deviceId, 0, 0, `dep-${deviceId}`), state, ...overrides };
 }
 
 const soaked = (deviceId: string, overrides: Partial<RolloutDeviceRecord> = {}) =>
