@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { type RunningServer, startServer } from '../server/boardfleet-server.ts';
-import { hashSecret } from '../server/common/secrets.ts';
+import { ServerKeyRepository } from '../server/auth/server-key.repository.ts';
+import { hashDeviceSecret } from '../server/common/secrets.ts';
 import { loadServerConfig } from '../server/config/config.ts';
 
 /** A Boardfleet server on free loopback ports with SQLite in a temporary data dir. */
@@ -29,12 +30,13 @@ export async function startBenchServer(): Promise<RunningServer & { dispose(): P
 }
 
 /**
- * Registers N devices straight in the database. They share one secret so set-up does not spend
- * N scrypt hashes; each connection still pays its own scrypt check, as in production.
+ * Registers N devices straight in the database, their secret hashed under the server's own key
+ * as the server stores it; each connection pays its own check, as in production.
  */
 export async function registerBenchDevices(server: RunningServer, count: number, board: string) {
   const secret = 'bfd_benchmark-secret';
-  const secretHash = await hashSecret(secret);
+  const key = await new ServerKeyRepository(server.db).loadOrCreate('device-secrets', Date.now());
+  const secretHash = hashDeviceSecret(key, secret);
   const devices = Array.from({ length: count }, (_, i) => ({
     id: `bench-${String(i).padStart(6, '0')}`,
     secret,

@@ -2,11 +2,12 @@
 // registered devices (40 % online with heartbeats), then (a) the device list API's p95 for page 1
 // with and without filters and search, and the fleet summary's; (b) the floor in the same run: the
 // same queries through the repositories in-process, no HTTP; (c) time to first render of the
-// fleet page in Chromium (signed in by the token in localStorage, until the first device row and
+// fleet page in Chromium (signed in beforehand with the session cookie, until the first device row and
 // the summary are shown), against the floor of the two API calls that page waits for.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CSRF_HEADER } from '../protocol/api/session.ts';
 import type { Health } from '../protocol/schemas.ts';
 import { loadServerConfig } from '../server/config/config.ts';
 import { type DeviceFilter, DeviceRepository } from '../server/devices/device.repository.ts';
@@ -16,8 +17,6 @@ import { launchChromium } from '../test/support/chromium.ts';
 import { startBenchServer } from './bench-server.ts';
 import { percentile } from './stats.ts';
 
-/** Where the dashboard keeps the token (server/web/ui/src/api/session.ts). */
-const TOKEN_KEY = 'boardfleet.token';
 const PAGE = 50;
 const PLACES = ['kitchen', 'garage', 'shed', 'attic', 'porch', 'lab', 'office', 'greenhouse'];
 const BOARDS = ['rpi-4b', 'rpi-4b', 'rpi-4b', 'rpi-3b', 'rpi-zero-2w'];
@@ -124,7 +123,7 @@ export async function run(args: string[]): Promise<void> {
     process.stdout.write(
       `\nAPI: GET /api/v1/devices?limit=${PAGE}&… over HTTP with the admin token (list + total).\n` +
         `floor: the same list and count through DeviceRepository (and FleetSummaryRepository) in-process, no HTTP.\n` +
-        `first render: fresh browser context, token in localStorage, navigate to / until the first\n` +
+        `first render: fresh browser context, signed in (session cookie), navigate to / until the first\n` +
         `[data-testid="device-row"] and [data-testid="fleet-summary"] are visible; ${renders} runs, the first is cold.\n`,
     );
   } finally {
@@ -195,9 +194,12 @@ async function measureFirstRender(httpUrl: string, token: string, runs: number):
     const times: number[] = [];
     for (let run = 0; run < runs; run++) {
       const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-      await context.addInitScript(
-        `localStorage.setItem(${JSON.stringify(TOKEN_KEY)}, ${JSON.stringify(token)})`,
-      );
+      // The context's request client shares its cookies: the page starts signed in, as after a reload.
+      const signedIn = await context.request.post(`${httpUrl}/api/v1/session`, {
+        data: { token },
+        headers: { [CSRF_HEADER]: '1' },
+      });
+      if (!signedIn.ok()) throw new Error(`sign-in failed: ${signedIn.status()} ${await signedIn.text()}`);
       const page = await context.newPage();
       const started = performance.now();
       await page.goto(`${httpUrl}/`);

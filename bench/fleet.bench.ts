@@ -40,6 +40,13 @@ export async function run(args: string[]): Promise<void> {
     ],
     ['received / published', (r) => `${r.stored}/${r.published}`, () => ''],
     [
+      'stored / offered',
+      (r) => `${r.stored}/${r.offered} (${((100 * r.stored) / (r.offered || 1)).toFixed(0)} %)`,
+      () => '',
+    ],
+    ['shed (counted)', (r) => String(r.shed), () => ''],
+    ['alive at the end', (r) => (r.alive ? 'yes' : 'NO'), () => ''],
+    [
       'latency p50 (ms)',
       (r) => percentile(r.latencies, 50).toFixed(1),
       (a, b) => ratio(percentile(a.latencies, 50), percentile(b.latencies, 50)),
@@ -65,7 +72,10 @@ export async function run(args: string[]): Promise<void> {
     process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')}\n`);
   process.stdout.write(
     '\nlatency: device publish → row committed (server) | → delivered to one subscriber (baseline).\n' +
-      'connect includes the scrypt check of each device secret (server) | no authentication (baseline).\n',
+      'connect includes the check of each device secret (server) | no authentication (baseline).\n' +
+      'offered: devices × duration / interval; the server pauses device sockets when its backlog is full,\n' +
+      'so part of the offered load stays unsent in the clients; shed: boardfleet_mqtt_shed_total +\n' +
+      'boardfleet_telemetry_dropped_total.\n',
   );
 }
 

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadAgentConfig } from './agent-config.ts';
+import { agentSecretsFromEnvironment, loadAgentConfig, readSecretFiles } from './agent-config.ts';
 
 describe('agent configuration', () => {
   it('defaults the linux-ab paths to where a Boardfleet image puts them', () => {
@@ -65,5 +65,52 @@ describe('agent configuration: vm', () => {
     ).toThrow(
       /vm\.publish\.0\.hostPort: .*\n {2}vm\.accelerator: .*\n {2}vm\.env\.a\.b: .*upper-case letters, digits and _/,
     );
+  });
+});
+
+describe('agent configuration: secrets', () => {
+  const file = (content: string) => {
+    const path = join(mkdtempSync(join(tmpdir(), 'boardfleet-agent-secret-')), 'secret');
+    writeFileSync(path, content, { mode: 0o600 });
+    return path;
+  };
+
+  it('reads the secret and the provisioning token from files, without the trailing newline', () => {
+    const config = loadAgentConfig({
+      server: 'http://fleet.local:8080',
+      deviceId: 'dev-1',
+      secretFile: file('bfd_secret\n'),
+      provisioningTokenFile: file('  bfp_token\n'),
+    });
+    expect(config).toMatchObject({ secret: 'bfd_secret', provisioningToken: 'bfp_token' });
+    expect(config).not.toHaveProperty('secretFile');
+  });
+
+  it('lets a file given as a flag win over a secret in the config file', () => {
+    const configFile = file(JSON.stringify({ server: 'http://fleet.local:8080', secret: 'bfd_old' }));
+    expect(loadAgentConfig({ secretFile: file('bfd_new') }, configFile).secret).toBe('bfd_new');
+  });
+
+  it('refuses a secret given twice at one level, an empty file and a missing one, never quoting a secret', () => {
+    expect(() =>
+      readSecretFiles({ secret: 'bfd_inline', secretFile: file('bfd_file') }, 'the environment'),
+    ).toThrow('both secret and secretFile given in the environment: give one');
+    expect(() => readSecretFiles({ provisioningTokenFile: file('\n') }, 'the flags')).toThrow(/is empty$/);
+    expect(() => readSecretFiles({ secretFile: '/nonexistent/secret' }, 'the flags')).toThrow(
+      'cannot read secretFile /nonexistent/secret: ENOENT',
+    );
+  });
+
+  it('takes the secrets from BOARDFLEET_SECRET[_FILE] and BOARDFLEET_PROVISIONING_TOKEN[_FILE]', () => {
+    const path = file('bfd_from_file');
+    expect(
+      readSecretFiles(
+        agentSecretsFromEnvironment({
+          BOARDFLEET_SECRET_FILE: path,
+          BOARDFLEET_PROVISIONING_TOKEN: 'bfp_env',
+        }),
+        'the environment',
+      ),
+    ).toMatchObject({ secret: 'bfd_from_file', provisioningToken: 'bfp_env' });
   });
 });

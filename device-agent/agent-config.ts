@@ -81,17 +81,24 @@ export const agentConfigSchema = z.strictObject({
 
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 
-/** Merges a JSON config file with flags (flags win) and checks it once, listing every bad key. */
+/**
+ * Merges a JSON config file with flags (flags win) and checks it once, listing every bad key.
+ * Secrets given as files (`secretFile`, `provisioningTokenFile`) are read first, so a file given
+ * as a flag wins over a secret written in the config file.
+ */
 export function loadAgentConfig(flags: Record<string, unknown>, configFile?: string): AgentConfig {
   const fromFile = configFile
     ? (JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>)
     : {};
   const merged = {
-    ...fromFile,
-    ...Object.fromEntries(
-      Object.entries(flags).filter(
-        ([, value]) => value !== undefined && !(Array.isArray(value) && value.length === 0),
+    ...readSecretFiles(fromFile, configFile ?? ''),
+    ...readSecretFiles(
+      Object.fromEntries(
+        Object.entries(flags).filter(
+          ([, value]) => value !== undefined && !(Array.isArray(value) && value.length === 0),
+        ),
       ),
+      'the flags and environment',
     ),
   };
   const parsed = agentConfigSchema.safeParse(merged);
@@ -104,6 +111,55 @@ export function loadAgentConfig(flags: Record<string, unknown>, configFile?: str
   return parsed.data;
 }
 
+/** Each secret option and the option naming a file that holds it. */
+const SECRET_FILE_OPTIONS = { secret: 'secretFile', provisioningToken: 'provisioningTokenFile' } as const;
+
+/**
+ * Replaces `secretFile` and `provisioningTokenFile` with the secrets they hold (surrounding
+ * whitespace removed). Secrets travel in files or the environment because a command line shows
+ * in `ps` to every user of the machine. Errors name the file, never its content.
+ */
+export function readSecretFiles(options: Record<string, unknown>, origin: string): Record<string, unknown> {
+  const result = { ...options };
+  for (const [option, fileOption] of Object.entries(SECRET_FILE_OPTIONS)) {
+    const path = result[fileOption];
+    if (path === undefined) continue;
+    delete result[fileOption];
+    if (typeof path !== 'string' || path === '')
+      throw new BoardfleetError('invalid-config', `${fileOption} in ${origin}: a file path`);
+    if (result[option] !== undefined)
+      throw new BoardfleetError(
+        'invalid-config',
+        `both ${option} and ${fileOption} given in ${origin}: give one`,
+      );
+    let secret: string;
+    try {
+      secret = readFileSync(path, 'utf8').trim();
+    } catch (error) {
+      throw new BoardfleetError(
+        'invalid-config',
+        `cannot read ${fileOption} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      );
+    }
+    if (!secret) throw new BoardfleetError('invalid-config', `${fileOption} ${path} is empty`);
+    result[option] = secret;
+  }
+  return result;
+}
+
+/**
+ * The agent's secrets from the environment (`boardfleet agent` reads these and no other
+ * variables): inline, or as the path of a file holding them.
+ */
+export function agentSecretsFromEnvironment(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  return {
+    secret: env.BOARDFLEET_SECRET,
+    secretFile: env.BOARDFLEET_SECRET_FILE,
+    provisioningToken: env.BOARDFLEET_PROVISIONING_TOKEN,
+    provisioningTokenFile: env.BOARDFLEET_PROVISIONING_TOKEN_FILE,
+  };
+}
+
 /**
  * Agent options from the environment, for images configured at launch (a unikernel's kernel
  * command line). Unset variables leave the option to the config file.
@@ -112,8 +168,7 @@ export function agentFlagsFromEnvironment(env: NodeJS.ProcessEnv): Record<string
   return {
     server: env.BOARDFLEET_SERVER,
     deviceId: env.BOARDFLEET_DEVICE_ID,
-    secret: env.BOARDFLEET_SECRET,
-    provisioningToken: env.BOARDFLEET_PROVISIONING_TOKEN,
+    ...agentSecretsFromEnvironment(env),
     name: env.BOARDFLEET_NAME,
     board: env.BOARDFLEET_BOARD ?? env.BOARDFLEET_IMAGE_BOARD,
     mqtt: env.BOARDFLEET_MQTT?.split(',').filter(Boolean),

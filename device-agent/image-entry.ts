@@ -14,14 +14,16 @@ const USAGE = `Usage: node agent.mjs [--config FILE] [--data-dir DIR]
 Runs the Boardfleet device agent.
 
 Options:
-  --config FILE    JSON file with the agent's options: server, provisioningToken, name, board,
-                   tags, mqtt, heartbeat, keepalive… (the keys of \`boardfleet agent\`)
+  --config FILE    JSON file with the agent's options: server, provisioningToken (or
+                   provisioningTokenFile), name, board, tags, mqtt, heartbeat, keepalive… (the
+                   keys of \`boardfleet agent\`)
   --data-dir DIR   where credentials and state live (wins over the file's dataDir;
                    default ./agent-data)
   -h, --help       show this help
 
 Environment (wins over the file; how a unikernel image is configured at launch):
-  BOARDFLEET_SERVER, BOARDFLEET_DEVICE_ID, BOARDFLEET_SECRET, BOARDFLEET_PROVISIONING_TOKEN,
+  BOARDFLEET_SERVER, BOARDFLEET_DEVICE_ID, BOARDFLEET_SECRET, BOARDFLEET_PROVISIONING_TOKEN
+  (or BOARDFLEET_SECRET_FILE, BOARDFLEET_PROVISIONING_TOKEN_FILE: a file holding it),
   BOARDFLEET_NAME, BOARDFLEET_BOARD (default: BOARDFLEET_IMAGE_BOARD, set by the image),
   BOARDFLEET_MQTT (comma-separated broker URLs)
 `;

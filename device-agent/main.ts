@@ -73,7 +73,8 @@ async function obtainCredentials(config: AgentConfig): Promise<AgentCredentials>
   } else {
     throw new BoardfleetError(
       'no-credentials',
-      `no credentials in ${dataDir}: pass --device-id and --secret, or --provisioning-token`,
+      `no credentials in ${dataDir}: give --device-id with --secret-file (or BOARDFLEET_SECRET), ` +
+        'or --provisioning-token-file (or BOARDFLEET_PROVISIONING_TOKEN)',
     );
   }
   saveCredentials(dataDir, credentials);

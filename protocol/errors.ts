@@ -5,9 +5,9 @@
  *
  * The status says whose move it is: 4xx when the caller handed in something wrong (400), is not
  * who it claims (401/403), named what does not exist (404) or asked for what the current state
- * refuses (409), or sent more than a limit takes (413); 502/503/504 when something we depend on (a
- * mirror, a registry, a board, a host tool) answered wrongly, is missing or did not answer; 500 only
- * for our own failures.
+ * refuses (409), sent more than a limit takes (413) or tried too often (429); 502/503/504 when
+ * something we depend on (a mirror, a registry, a board, a host tool) answered wrongly, is missing
+ * or did not answer; 500 only for our own failures.
  */
 export const ERROR_STATUS = {
   // The request, arguments, configuration or a file handed in cannot be used.
@@ -123,6 +123,9 @@ export const ERROR_STATUS = {
   // Too large to take: the answer names the limit.
   'body-too-large': 413,
   'message-too-large': 413,
+
+  // Too many attempts: the answer says when to try again (Retry-After).
+  'too-many-attempts': 429,
 
   // Something we depend on answered wrongly: a mirror, a registry, the server, a board.
   'api-error': 502,

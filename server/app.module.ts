@@ -6,6 +6,7 @@ import { ArtifactService } from './artifacts/artifact.service.ts';
 import { ArtifactsController } from './artifacts/artifacts.controller.ts';
 import { OperatorAuthGuard } from './auth/operator-auth.guard.ts';
 import { OperatorTokensController } from './auth/operator-tokens.controller.ts';
+import { SignInController } from './auth/sign-in.controller.ts';
 import { BuildsController } from './builds/builds.controller.ts';
 import { BoardfleetErrorFilter } from './common/errors.ts';
 import { ConsolesModule } from './consoles/consoles.module.ts';
@@ -43,6 +44,7 @@ export class AppModule {
         ProvisioningController,
         OpsController,
         OperatorTokensController,
+        SignInController,
         ArtifactsController,
         ReleasesController,
         RolloutsController,

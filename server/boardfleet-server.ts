@@ -19,10 +19,14 @@ import { BlobStoreRepository } from './artifacts/blob-store.repository.ts';
 import { SigningKeyRepository } from './artifacts/signing-key.repository.ts';
 import { ensureAdminToken, ensureServerMqttSecret } from './auth/bootstrap-credentials.ts';
 import { CLOSED_ROUTES, type ClosableRoute, operatorOnly } from './auth/operator-auth.guard.ts';
+import { OperatorAuthenticator } from './auth/operator-authenticator.ts';
+import { OperatorSessionRepository } from './auth/operator-session.repository.ts';
 import { OperatorTokenRepository } from './auth/operator-token.repository.ts';
+import { ServerKeyRepository } from './auth/server-key.repository.ts';
 import { BuildJobRepository } from './builds/build-job.repository.ts';
 import { BuildQueueService } from './builds/build-queue.service.ts';
 import { recipeBuildRunner, validateBuildRequest } from '../builder/builder.ts';
+import { AuthRateLimiter, DEVICE_AUTH_LIMITS } from './broker/auth-rate-limiter.ts';
 import { DeviceAuthenticator } from './broker/device-authenticator.ts';
 import { EmbeddedBroker } from './broker/embedded-broker.ts';
 import { MQTT_ENDPOINT, MqttEndpoint } from './broker/mqtt-endpoint.ts';
@@ -102,6 +106,7 @@ export async function startServer(
     const devices = new DeviceRepository(db);
     const telemetry = new TelemetryRepository(db, devices);
     const operatorTokens = new OperatorTokenRepository(db);
+    const operatorAuth = new OperatorAuthenticator(operatorTokens, new OperatorSessionRepository(db), clock);
     const provisioningTokens = new ProvisioningTokenRepository(db);
     const admin = await ensureAdminToken(config.dataDir, operatorTokens, clock.now());
     if (admin.created)
@@ -114,13 +119,19 @@ export async function startServer(
     if (markedOffline > 0)
       logger.info({ devices: markedOffline }, 'devices marked offline until they reconnect');
 
-    const authenticator = new DeviceAuthenticator(devices);
+    const authenticator = new DeviceAuthenticator(
+      devices,
+      await new ServerKeyRepository(db).loadOrCreate('device-secrets', clock.now()),
+      new AuthRateLimiter(DEVICE_AUTH_LIMITS, () => clock.now()),
+      metrics,
+    );
     const serverSecret = ensureServerMqttSecret(config.dataDir);
     const broker = new EmbeddedBroker({
       host: config.mqttHost,
       port: config.mqttPort,
       serverSecret,
       authenticator,
+      limits: config.mqttLimits,
       metrics,
       logger: logger.child({ component: 'broker' }),
     });
@@ -155,6 +166,7 @@ export async function startServer(
       mqtt: mqttClient,
       clock,
       logger: logger.child({ component: 'rollouts' }),
+      database: databaseHealth,
     });
     ingest.on('device-event', (deviceId, event) => engine.onDeviceEvent(deviceId, event));
     ingest.on('presence-changed', (deviceId, online) => engine.onPresence(deviceId, online));
@@ -202,6 +214,7 @@ export async function startServer(
           { provide: DeviceRepository, useValue: devices },
           { provide: TelemetryRepository, useValue: telemetry },
           { provide: OperatorTokenRepository, useValue: operatorTokens },
+          { provide: OperatorAuthenticator, useValue: operatorAuth },
           { provide: ProvisioningTokenRepository, useValue: provisioningTokens },
           { provide: DeviceAuthenticator, useValue: authenticator },
           { provide: EmbeddedBroker, useValue: broker },
@@ -228,7 +241,7 @@ export async function startServer(
     app.disable('x-powered-by');
     app.use(setSecurityHeaders);
     app.useBodyParser('json', { limit: config.httpJsonLimitKib * 1024 });
-    mountOpenApi(app, config.apiDocsPublic ? null : operatorOnly(operatorTokens));
+    mountOpenApi(app, config.apiDocsPublic ? null : operatorOnly(operatorAuth));
     await app.init();
     const httpServer = app.getHttpServer();
     stops.push(() => app.close());

@@ -1,4 +1,5 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import { BoardfleetError } from '../../protocol/errors.ts';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -14,9 +15,15 @@ export function register(program: Command): void {
       collect,
       [],
     )
-    .option('--device-id <id>', 'this device (with --secret)')
-    .option('--secret <secret>', "this device's secret")
-    .option('--provisioning-token <token>', 'register with this fleet token on the first start')
+    .option('--device-id <id>', 'this device (with --secret-file or BOARDFLEET_SECRET)')
+    .option('--secret-file <path>', "file holding this device's secret (or BOARDFLEET_SECRET[_FILE])")
+    .option(
+      '--provisioning-token-file <path>',
+      'file holding a fleet token to register with on the first start (or BOARDFLEET_PROVISIONING_TOKEN[_FILE])',
+    )
+    // Refused, with what to use instead: a command line shows in `ps` to every user.
+    .addOption(new Option('--secret <secret>').hideHelp())
+    .addOption(new Option('--provisioning-token <token>').hideHelp())
     .option('--name <name>', 'device name when provisioning (default: the hostname)')
     .option('--board <board>', 'board type (default: from the device tree)')
     .option('--tag <tag>', 'tag when provisioning (repeatable)', collect, [])
@@ -29,14 +36,21 @@ export function register(program: Command): void {
     .option('--heartbeat <seconds>', 'health report interval', '30')
     .option('--keepalive <seconds>', 'MQTT keepalive; offline after 1.5x without a word', '30')
     .action(async (options) => {
+      refuseSecretsOnCommandLine(options);
       const { startAgentProcess } = await import('../../device-agent/main.ts');
+      const { agentSecretsFromEnvironment, readSecretFiles } =
+        await import('../../device-agent/agent-config.ts');
       await startAgentProcess(
         {
+          // Read here, layer by layer, so a file flag wins over a secret in the environment.
+          ...readSecretFiles(agentSecretsFromEnvironment(process.env), 'the environment'),
+          ...readSecretFiles(
+            { secretFile: options.secretFile, provisioningTokenFile: options.provisioningTokenFile },
+            'the flags',
+          ),
           server: options.server,
           mqtt: options.mqtt,
           deviceId: options.deviceId,
-          secret: options.secret,
-          provisioningToken: options.provisioningToken,
           name: options.name,
           board: options.board,
           tags: options.tag,
@@ -50,4 +64,17 @@ export function register(program: Command): void {
         options.config,
       );
     });
+}
+
+function refuseSecretsOnCommandLine(options: { secret?: string; provisioningToken?: string }): void {
+  const refused = [
+    options.secret !== undefined && '--secret: use --secret-file PATH or BOARDFLEET_SECRET',
+    options.provisioningToken !== undefined &&
+      '--provisioning-token: use --provisioning-token-file PATH or BOARDFLEET_PROVISIONING_TOKEN',
+  ].filter(Boolean);
+  if (refused.length > 0)
+    throw new BoardfleetError(
+      'invalid-config',
+      `secrets are not taken on the command line, where ps shows them to every user; ${refused.join('; ')}`,
+    );
 }

@@ -31,8 +31,9 @@ export function register(program: Command): void {
       process.stdout.write(
         `Created device ${created.device.id} (${name})\n` +
           `  secret: ${created.secret}\n` +
-          '  The secret is shown only this once. Start its agent with:\n' +
-          `  boardfleet agent --server ${api.baseUrl} --device-id ${created.device.id} --secret ${created.secret}\n`,
+          '  The secret is shown only this once. Keep it in a file only the agent can read\n' +
+          '  (SECRET_FILE) and start its agent with:\n' +
+          `  boardfleet agent --server ${api.baseUrl} --device-id ${created.device.id} --secret-file SECRET_FILE\n`,
       );
     });
 

@@ -19,8 +19,8 @@ export function register(program: Command): void {
     .option('--heartbeat <seconds>', 'health report interval', '10')
     .option('--data-dir <dir>', 'their credentials and state (reused on the next run)', './sim-data')
     .option(
-      '--provisioning-token <token>',
-      'register with this token (default: one is created with the operator token)',
+      '--provisioning-token-file <path>',
+      'register with the token in this file, or BOARDFLEET_PROVISIONING_TOKEN (default: one is created with the operator token)',
     )
     .action(
       async (options: {
@@ -30,7 +30,7 @@ export function register(program: Command): void {
         tag: string;
         heartbeat: string;
         dataDir: string;
-        provisioningToken?: string;
+        provisioningTokenFile?: string;
       }) => {
         const { DeviceAgent } = await import('../../device-agent/runtime/device-agent.ts');
         const { SimulatedUpdates, SyntheticCollectors } =
@@ -44,7 +44,17 @@ export function register(program: Command): void {
             version: string;
           }
         ).version;
-        let token = options.provisioningToken;
+        const { readSecretFiles } = await import('../../device-agent/agent-config.ts');
+        // Never a flag of its own: a command line shows in `ps` to every user.
+        let token = readSecretFiles(
+          {
+            provisioningToken: options.provisioningTokenFile
+              ? undefined
+              : process.env.BOARDFLEET_PROVISIONING_TOKEN,
+            provisioningTokenFile: options.provisioningTokenFile,
+          },
+          'the flags',
+        ).provisioningToken as string | undefined;
         const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
         const agents: InstanceType<typeof DeviceAgent>[] = [];
         const progress = progressBar('starting devices', count, 'items');

@@ -54,6 +54,10 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
   private heartbeat: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private backoffMs = 1_000;
+  /** Connection attempts that failed since the last success, and why the last one did. */
+  private failedAttempts = 0;
+  private lastError: Error | null = null;
+  private sessionUp = false;
   private stopping = false;
   private flushing: Promise<void> = Promise.resolve();
   private lastInventory = '';
@@ -107,13 +111,20 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     });
     this.client.on('connect', () => void this.onConnect());
     this.client.on('close', () => this.onClose());
-    this.client.on('error', (error) => this.options.logger.warn({ err: error }, 'MQTT error'));
+    // Logged once per attempt when the connection closes, with the retry delay: a wrong secret
+    // gives one line a person can act on per attempt, not a stack trace each time.
+    this.client.on('error', (error) => {
+      this.lastError = error;
+    });
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
   }
 
   private async onConnect(): Promise<void> {
     const client = this.client as MqttClient;
     this.backoffMs = 1_000;
+    this.failedAttempts = 0;
+    this.lastError = null;
+    this.sessionUp = true;
     this.options.logger.info({ deviceId: this.options.deviceId }, 'connected');
     const { deviceId } = this.options;
     try {
@@ -154,10 +165,23 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     if (this.stopping || this.reconnectTimer) return;
     const delay = this.backoffMs * (0.5 + Math.random());
     this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+    this.logConnectionFailure(delay);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (!this.stopping) this.client?.reconnect();
     }, delay);
+  }
+
+  private logConnectionFailure(delayMs: number): void {
+    const lost = this.sessionUp;
+    this.sessionUp = false;
+    this.failedAttempts = lost ? 0 : this.failedAttempts + 1;
+    const reason = this.lastError?.message ?? 'the connection closed';
+    this.lastError = null;
+    this.options.logger.warn(
+      { failedAttempts: this.failedAttempts, reason, retryInMs: Math.round(delayMs) },
+      `MQTT ${lost ? 'connection lost' : `connection attempt ${this.failedAttempts} failed`}: ${reason}; retrying in ${(delayMs / 1000).toFixed(1)} s`,
+    );
   }
 
   private onMessage(topic: string, payload: Buffer): void {

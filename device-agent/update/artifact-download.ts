@@ -35,8 +35,9 @@ export async function downloadArtifact(request: DownloadRequest): Promise<{ tran
     ...(request.signal ? { signal: request.signal } : {}),
   });
   if (!(response.status === 200 || response.status === 206) || !response.body) {
+    // A server error (its database away, a proxy before a restarting server) may pass; a refusal will not.
     throw new BoardfleetError(
-      'download-failed',
+      response.status >= 500 ? 'unavailable' : 'download-failed',
       `downloading ${request.url} failed: HTTP ${response.status}`,
     );
   }

@@ -92,6 +92,27 @@ describe('artifact download and verification against a real server', () => {
     expect(readFileSync(destination).equals(content)).toBe(true);
   });
 
+  it.each([
+    { status: 503, code: 'unavailable' },
+    { status: 500, code: 'unavailable' },
+    { status: 404, code: 'download-failed' },
+  ])('tells a server error that may pass ($status) from a refusal', async ({ status, code }) => {
+    const answering = createServer((_request, response) => response.writeHead(status).end());
+    await new Promise<void>((resolve) => answering.listen(0, '127.0.0.1', resolve));
+    try {
+      await expect(
+        downloadArtifact({
+          url: `http://127.0.0.1:${(answering.address() as { port: number }).port}/`,
+          destination: join(work, `answer-${status}.bin`),
+          expectedSize: content.length,
+          auth,
+        }),
+      ).rejects.toMatchObject({ code, message: expect.stringContaining(`HTTP ${status}`) });
+    } finally {
+      answering.close();
+    }
+  });
+
   it('refuses more bytes than expected', async () => {
     await expect(
       downloadArtifact({ url: url(), destination: join(work, 'oversize.bin'), expectedSize: 1000, auth }),

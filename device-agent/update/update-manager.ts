@@ -54,8 +54,8 @@ const FIRST_RETRY_MS = 1_000;
 
 /**
  * Runs a download again when the connection failed or dropped (a server restarting, a flaky
- * link), waiting 1 s, 2 s, 4 s… between tries; each try resumes from the partial file. Refusals
- * (HTTP errors, oversize) fail at once.
+ * link) or the server answered with an error of its own (5xx), waiting 1 s, 2 s, 4 s… between
+ * tries; each try resumes from the partial file. Refusals (4xx, oversize) fail at once.
  */
 async function retryTransient(signal: AbortSignal, download: () => Promise<unknown>): Promise<void> {
   for (let attempt = 1; ; attempt++) {
@@ -63,7 +63,8 @@ async function retryTransient(signal: AbortSignal, download: () => Promise<unkno
       await download();
       return;
     } catch (error) {
-      const transient = !isBoardfleetError(error) || error.code === 'download-truncated';
+      const transient =
+        !isBoardfleetError(error) || error.code === 'download-truncated' || error.code === 'unavailable';
       if (!transient || attempt >= DOWNLOAD_ATTEMPTS || signal.aborted) throw error;
       await delay(FIRST_RETRY_MS * 2 ** (attempt - 1), undefined, { signal });
     }

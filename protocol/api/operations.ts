@@ -53,7 +53,14 @@ import {
   rolloutSchema,
   rolloutStatusSchema,
 } from './rollouts.ts';
-import { createdOperatorTokenSchema, createOperatorTokenBody, meSchema } from './session.ts';
+import {
+  createdOperatorTokenSchema,
+  createOperatorTokenBody,
+  meSchema,
+  signInBody,
+  tokenListSchema,
+  tokenSchema,
+} from './session.ts';
 import { emptyBody } from './shared.ts';
 
 const noBody = json(emptyBody);
@@ -222,14 +229,56 @@ export const operations = {
     body: json(createOperatorTokenBody),
     response: json(createdOperatorTokenSchema),
   },
+  listTokens: {
+    method: 'get',
+    path: '/api/v1/tokens',
+    summary:
+      'Every operator and provisioning token: kind, name, role, state, created, expires, uses of max uses, what it fixes; never the secret',
+    tag: 'operations',
+    access: 'admin',
+    status: 200,
+    response: json(tokenListSchema),
+  },
+  revokeToken: {
+    method: 'delete',
+    path: '/api/v1/tokens/{id}',
+    summary:
+      'Revoke an operator or provisioning token: it and its dashboard sessions stop at once (409 for the last active admin token)',
+    tag: 'operations',
+    access: 'admin',
+    status: 200,
+    response: json(tokenSchema),
+  },
   getSession: {
     method: 'get',
     path: '/api/v1/me',
-    summary: "Whose token this is: its name and role (the dashboard's sign-in checks a token with it)",
+    summary: 'Whose token or dashboard session this is: its name and role',
     tag: 'session',
     access: 'viewer',
     status: 200,
     response: json(meSchema),
+  },
+  signIn: {
+    method: 'post',
+    path: '/api/v1/session',
+    summary:
+      "The dashboard's sign-in: checks an operator token and sets an HttpOnly, SameSite=Strict session cookie (needs the x-boardfleet-csrf header)",
+    tag: 'session',
+    access: 'public',
+    status: 200,
+    headers: { 'x-boardfleet-csrf': 'any value: proves the request comes from a page of this server' },
+    body: json(signInBody),
+    response: json(meSchema),
+    responseHeaders: { 'Set-Cookie': 'boardfleet_session: the session, HttpOnly; SameSite=Strict; Path=/' },
+  },
+  signOut: {
+    method: 'delete',
+    path: '/api/v1/session',
+    summary: "The dashboard's sign-out: ends the session and clears its cookie",
+    tag: 'session',
+    access: 'public',
+    status: 200,
+    response: json(emptyBody),
   },
 
   // Artifacts and releases

@@ -2,16 +2,26 @@
 import { z } from 'zod';
 import { createDeviceBody } from './devices.ts';
 import { named, timestamp } from './shared.ts';
+import { expiresInField } from './token-expiry.ts';
 
+/**
+ * A provisioning token may fix the board and tags of every device it registers: the agent holding
+ * it may repeat them but not choose others (see `provision`).
+ */
 export const createProvisioningTokenBody = named(
   'CreateProvisioningToken',
   z.strictObject({
     name: z.string().min(1).max(128).default('fleet'),
-    expiresInHours: z
+    expiresIn: expiresInField,
+    maxUses: z
       .number()
-      .positive()
-      .max(24 * 365)
-      .optional(),
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .optional()
+      .describe('how many devices it may register; default: no limit'),
+    board: createDeviceBody.shape.board.describe('the board every device it registers gets'),
+    tags: createDeviceBody.shape.tags.describe('the tags every device it registers gets, and no others'),
   }),
 );
 
@@ -22,10 +32,16 @@ export const createdProvisioningTokenSchema = named(
     id: z.string(),
     token: z.string(),
     expiresAt: timestamp.nullable(),
+    maxUses: z.number().int().nullable(),
+    board: z.string().nullable(),
+    tags: z.array(z.string()).nullable(),
   }),
 );
 
-/** An agent registers with the same fields an operator creates a device with. */
+/**
+ * An agent registers with the same fields an operator creates a device with. Where its token fixes
+ * the board or the tags, the request may leave them out or repeat them; anything else is refused.
+ */
 export const provisionBody = createDeviceBody;
 
 /** What an agent needs to connect: its credentials, where the broker is, and the key manifests are signed with. */

@@ -47,9 +47,9 @@ export const rolloutTargetSchema = named(
   'RolloutTarget',
   z
     .strictObject({
-      deviceIds: z.array(deviceId).max(100_000).optional(),
-      tags: z.array(z.string().min(1).max(64)).max(32).optional(),
-      boards: z.array(z.string().min(1).max(64)).max(64).optional(),
+      deviceIds: z.array(deviceId).min(1).max(100_000).optional(),
+      tags: z.array(z.string().min(1).max(64)).min(1).max(32).optional(),
+      boards: z.array(z.string().min(1).max(64)).min(1).max(64).optional(),
     })
     .refine((target) => target.deviceIds || target.tags || target.boards, 'name devices, tags or boards'),
 );

@@ -8,8 +8,8 @@ import {
 } from '../../protocol/api/artifacts.ts';
 import { operations } from '../../protocol/api/operations.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { bearerToken } from '../auth/operator-auth.guard.ts';
-import { OperatorTokenRepository } from '../auth/operator-token.repository.ts';
+import { authenticateDeviceRequest } from '../auth/device-basic-auth.ts';
+import { OperatorAuthenticator } from '../auth/operator-authenticator.ts';
 import { DeviceAuthenticator } from '../broker/device-authenticator.ts';
 import { ApiRoute } from '../common/api-route.ts';
 import { notFound } from '../common/errors.ts';
@@ -21,7 +21,7 @@ import { ArtifactService } from './artifact.service.ts';
 export class ArtifactsController {
   constructor(
     @Inject(ArtifactService) private readonly artifacts: ArtifactService,
-    @Inject(OperatorTokenRepository) private readonly operatorTokens: OperatorTokenRepository,
+    @Inject(OperatorAuthenticator) private readonly operatorAuth: OperatorAuthenticator,
     @Inject(DeviceAuthenticator) private readonly devices: DeviceAuthenticator,
     @Inject(RolloutRepository) private readonly rollouts: RolloutRepository,
   ) {}
@@ -67,7 +67,7 @@ export class ArtifactsController {
    */
   @ApiRoute(operations.downloadArtifact)
   async content(@Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
-    const downloader = await this.authenticateDownloader(request);
+    const downloader = await this.authenticateDownloader(request, response);
     if (downloader.deviceId !== null && !(await this.rollouts.sentArtifact(downloader.deviceId, id)))
       throw notFound(`artifact ${id}`);
     const artifact = await this.artifacts.getOrThrow(id);
@@ -85,17 +85,14 @@ export class ArtifactsController {
   }
 
   /** Who downloads: an operator (`deviceId` null) or a device. */
-  private async authenticateDownloader(request: Request): Promise<{ deviceId: string | null }> {
-    const token = bearerToken(request);
-    if (token && (await this.operatorTokens.findByToken(token))) return { deviceId: null };
-    const basic = request.headers.authorization?.match(/^Basic\s+(\S+)$/i)?.[1];
-    if (basic) {
-      const decoded = Buffer.from(basic, 'base64').toString();
-      const separator = decoded.indexOf(':');
-      const deviceId = decoded.slice(0, separator);
-      if (separator > 0 && (await this.devices.authenticate(deviceId, decoded.slice(separator + 1))))
-        return { deviceId };
-    }
+  private async authenticateDownloader(
+    request: Request,
+    response: Response,
+  ): Promise<{ deviceId: string | null }> {
+    // An operator's bearer token or dashboard session; otherwise a device's credentials.
+    if (await this.operatorAuth.identify(request).catch(() => null)) return { deviceId: null };
+    const deviceId = await authenticateDeviceRequest(this.devices, request, response);
+    if (deviceId !== null) return { deviceId };
     throw new BoardfleetError(
       'unauthorized',
       'downloading an artifact needs an operator token or device credentials',

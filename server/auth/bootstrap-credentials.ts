@@ -8,12 +8,13 @@ const SERVER_MQTT_SECRET_FILE = 'server-mqtt.secret';
 
 /**
  * On the first start (no operator token yet) an admin token is created and written to the data
- * dir, readable by its owner only; the CLI picks it up from there.
+ * dir, readable by its owner only; the CLI picks it up from there. A start that finds every token
+ * revoked or expired does the same: the data dir's owner can always get back in.
  */
 export async function ensureAdminToken(dataDir: string, tokens: OperatorTokenRepository, now: number) {
   const path = join(dataDir, ADMIN_TOKEN_FILE);
-  if ((await tokens.countActive()) === 0) {
-    const { token } = await tokens.create('admin (first start)', 'admin', now);
+  if ((await tokens.countActive(now)) === 0) {
+    const { token } = await tokens.create('admin (first start)', 'admin', null, now);
     writeFileSync(path, `${token}\n`, { mode: 0o600 });
     return { token, path, created: true };
   }

@@ -8,9 +8,9 @@ import {
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request, RequestHandler } from 'express';
-import { OPERATOR_ROLES, type OperatorRole } from '../../protocol/api/session.ts';
-import { BoardfleetError } from '../../protocol/errors.ts';
-import { type Operator, OperatorTokenRepository } from './operator-token.repository.ts';
+import type { OperatorRole } from '../../protocol/api/session.ts';
+import { OperatorAuthenticator } from './operator-authenticator.ts';
+import type { Operator } from './operator-token.repository.ts';
 
 const ROLE_KEY = 'boardfleet:required-role';
 const PUBLIC_KEY = 'boardfleet:public';
@@ -30,37 +30,10 @@ export const Closable = (route: ClosableRoute) => SetMetadata(CLOSABLE_KEY, rout
 
 export type AuthenticatedRequest = Request & { operator?: Operator };
 
-export function bearerToken(request: Request): string | null {
-  const header = request.headers.authorization;
-  const match = header?.match(/^Bearer\s+(\S+)$/i);
-  return match?.[1] ?? null;
-}
-
-/**
- * The operator behind the request's bearer token, if it has at least `required` (default: `viewer`
- * to read, `operator` to change); otherwise throws the 401 or 403 to answer.
- */
-export async function authenticateOperator(
-  tokens: OperatorTokenRepository,
-  request: Request,
-  required?: OperatorRole,
-): Promise<Operator> {
-  const token = bearerToken(request);
-  if (!token)
-    throw new BoardfleetError('unauthorized', 'an operator token is required (Authorization: Bearer …)');
-  const operator = await tokens.findByToken(token);
-  if (!operator) throw new BoardfleetError('unauthorized', 'the operator token is unknown or revoked');
-  const role = required ?? (request.method === 'GET' || request.method === 'HEAD' ? 'viewer' : 'operator');
-  if (OPERATOR_ROLES.indexOf(operator.role) < OPERATOR_ROLES.indexOf(role)) {
-    throw new BoardfleetError('forbidden', `this needs the ${role} role; the token has ${operator.role}`);
-  }
-  return operator;
-}
-
 /** The same check as the guard, for routes mounted outside Nest's router (the OpenAPI UI). */
-export function operatorOnly(tokens: OperatorTokenRepository): RequestHandler {
+export function operatorOnly(auth: OperatorAuthenticator): RequestHandler {
   return (request, _response, next) => {
-    authenticateOperator(tokens, request).then((operator) => {
+    auth.authenticate(request).then((operator) => {
       (request as AuthenticatedRequest).operator = operator;
       next();
     }, next);
@@ -71,7 +44,7 @@ export function operatorOnly(tokens: OperatorTokenRepository): RequestHandler {
 export class OperatorAuthGuard implements CanActivate {
   constructor(
     @Inject(Reflector) private readonly reflector: Reflector,
-    @Inject(OperatorTokenRepository) private readonly tokens: OperatorTokenRepository,
+    @Inject(OperatorAuthenticator) private readonly auth: OperatorAuthenticator,
     @Optional() @Inject(CLOSED_ROUTES) private readonly closed: ReadonlySet<ClosableRoute> = new Set(),
   ) {}
 
@@ -84,7 +57,7 @@ export class OperatorAuthGuard implements CanActivate {
     if (isPublic) return true;
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
     const required = this.reflector.getAllAndOverride<OperatorRole | undefined>(ROLE_KEY, targets);
-    request.operator = await authenticateOperator(this.tokens, request, required);
+    request.operator = await this.auth.authenticate(request, required);
     return true;
   }
 }

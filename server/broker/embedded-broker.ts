@@ -1,11 +1,14 @@
 import { timingSafeEqual } from 'node:crypto';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { MAX_PAYLOAD_BYTES } from '../../protocol/topics.ts';
 import { listenOrExplain } from '../common/listen.ts';
+import { type BrokerLimits, DEFAULT_BROKER_LIMITS } from '../config/config.ts';
 import type { ServerMetrics } from '../metrics/metrics.ts';
 import type { DeviceAuthenticator } from './device-authenticator.ts';
+import { PacketSizeGuard } from './packet-size-guard.ts';
+import { PublishGate } from './publish-gate.ts';
 import {
   isAcceptableClientIdentity,
   mayDevicePublish,
@@ -19,6 +22,8 @@ const BAD_CREDENTIALS = 4;
 /** Time for the broker to hand already-acknowledged messages to the server's session. */
 const IN_FLIGHT_GRACE_MS = 200;
 const IDENTIFIER_REJECTED = 2;
+/** The error Aedes raises when a connection sends no CONNECT within `connectTimeout`. */
+const CONNECT_TIMEOUT_MESSAGE = 'connect did not arrive in time';
 
 function authError(returnCode: number, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -34,6 +39,9 @@ export class EmbeddedBroker {
    * new one a stranger.
    */
   private readonly serverClients = new WeakSet<Client>();
+  /** Connected server sessions: device messages published while there is none reach nobody. */
+  private serverSessions = 0;
+  private gate!: PublishGate;
 
   constructor(
     private readonly options: {
@@ -41,18 +49,30 @@ export class EmbeddedBroker {
       port: number;
       serverSecret: string;
       authenticator: DeviceAuthenticator;
+      /** Default: the documented defaults of the BOARDFLEET_MQTT_* variables. */
+      limits?: BrokerLimits;
       metrics: ServerMetrics;
       logger: Logger;
     },
   ) {}
 
+  private get limits(): BrokerLimits {
+    return this.options.limits ?? DEFAULT_BROKER_LIMITS;
+  }
+
   async start(): Promise<number> {
     const { authenticator, metrics, logger } = this.options;
+    const limits = this.limits;
     const refuse = (kind: string, message: string, fields: object) => {
       metrics.refusedClients.inc({ kind });
       logger.warn(fields, message);
     };
     this.aedes = await Aedes.createBroker({
+      connectTimeout: limits.connectTimeoutMs,
+      // Unbounded routing, bounded by the gate below instead: Aedes' own queue (concurrency 100)
+      // grew without limit behind a slow server session and, once that session dropped, drained
+      // its unmatched messages by synchronous recursion until the stack overflowed (issue 13).
+      concurrency: 0,
       authenticate: (client, username, password, done) => {
         const secret = password?.toString() ?? '';
         if (username === SERVER_MQTT_USERNAME) {
@@ -67,7 +87,7 @@ export class EmbeddedBroker {
           done(authError(IDENTIFIER_REJECTED, 'client id must equal a valid device id'), false);
           return;
         }
-        authenticator.authenticate(client.id, secret).then(
+        authenticator.authenticate(client.id, secret, remoteAddressOf(client)).then(
           (ok) => {
             if (!ok) refuse('connect', 'device credentials refused', { deviceId: client.id });
             done(ok ? null : authError(BAD_CREDENTIALS, 'bad credentials'), ok);
@@ -88,11 +108,26 @@ export class EmbeddedBroker {
           });
           return done(new Error('payload too large'));
         }
-        const allowed = this.serverClients.has(client)
-          ? mayServerUse(packet.topic)
-          : mayDevicePublish(client.id, packet.topic);
-        if (!allowed) refuse('publish', 'publish refused', { clientId: client.id, topic: packet.topic });
-        done(allowed ? null : new Error('not authorised'));
+        if (this.serverClients.has(client)) {
+          const allowed = mayServerUse(packet.topic);
+          if (!allowed) refuse('publish', 'publish refused', { clientId: client.id, topic: packet.topic });
+          return done(allowed ? null : new Error('not authorised'));
+        }
+        if (!mayDevicePublish(client.id, packet.topic)) {
+          refuse('publish', 'publish refused', { clientId: client.id, topic: packet.topic });
+          return done(new Error('not authorised'));
+        }
+        if (this.serverSessions === 0) metrics.mqttShed.inc({ reason: 'no-server-session' });
+        this.gate.admit(() => done(null));
+      },
+      authorizeForward: (client, packet) => {
+        // The gate holds device publishes at the limit; what still comes (wills, a burst already
+        // read) is dropped past twice the limit rather than queued for the server session.
+        if (this.serverClients.has(client) && this.backlog() >= 2 * limits.maxPendingMessages) {
+          metrics.mqttShed.inc({ reason: 'backlog' });
+          return null;
+        }
+        return packet;
       },
       authorizeSubscribe: (client, subscription, done) => {
         const allowed = this.serverClients.has(client)
@@ -106,16 +141,73 @@ export class EmbeddedBroker {
         done(null, subscription);
       },
     });
+    this.gate = new PublishGate(limits.maxPendingMessages, () => this.backlog(), {
+      closed: () => {
+        metrics.mqttBackpressure.inc();
+        logger.warn(
+          { maxPendingMessages: limits.maxPendingMessages },
+          'broker backlog full: device sockets paused until it halves',
+        );
+      },
+      held: (count) => metrics.mqttHeldPublishes.set(count),
+    });
     this.aedes.on('client', (client) => this.updateConnected(client, +1));
     this.aedes.on('clientDisconnect', (client) => this.updateConnected(client, -1));
-    this.server = createServer(this.aedes.handle);
+    this.aedes.on('connectionError', (client, error) => {
+      if (error.message === CONNECT_TIMEOUT_MESSAGE) {
+        refuse('connect-timeout', 'no CONNECT in time: connection closed', {
+          remoteAddress: remoteAddressOf(client),
+        });
+      }
+    });
+    this.server = createServer((socket) => this.accept(socket));
+    // Node closes connections beyond the cap before they are handed to Aedes, and tells with 'drop'.
+    this.server.maxConnections = limits.maxConnections;
+    this.server.on('drop', (peer) =>
+      refuse('connection-limit', 'MQTT connection limit reached: connection closed', {
+        remoteAddress: peer?.remoteAddress,
+        maxConnections: limits.maxConnections,
+      }),
+    );
     await listenOrExplain(this.server, this.options.port, this.options.host, 'BOARDFLEET_MQTT_PORT', 'MQTT');
     const address = this.server.address();
     return typeof address === 'object' && address ? address.port : this.options.port;
   }
 
+  /**
+   * Hands a socket to Aedes, watching the packet sizes it announces. The watch sees each chunk as
+   * Aedes reads it (read() emits 'data' while Aedes drives the stream with 'readable'), so a
+   * packet announced over the limit closes the connection before its body is buffered.
+   */
+  private accept(socket: Socket): void {
+    const { metrics, logger } = this.options;
+    const limits = this.limits;
+    this.aedes.handle(socket);
+    const guard = new PacketSizeGuard(limits.maxPacketBytes);
+    socket.on('data', (chunk: Buffer) => {
+      const announced = guard.feed(chunk);
+      if (announced === null || socket.destroyed) return;
+      metrics.invalidPayloads.inc({ channel: 'any', reason: 'oversized' });
+      metrics.refusedClients.inc({ kind: 'packet-size' });
+      logger.warn(
+        { remoteAddress: socket.remoteAddress, announcedBytes: announced, maxBytes: limits.maxPacketBytes },
+        'MQTT packet over the size limit: connection closed',
+      );
+      socket.destroy();
+    });
+  }
+
   private updateConnected(client: Client, delta: number) {
-    if (!this.serverClients.has(client)) this.options.metrics.connectedDevices.inc(delta);
+    if (this.serverClients.has(client)) this.serverSessions += delta;
+    else this.options.metrics.connectedDevices.inc(delta);
+  }
+
+  /**
+   * Messages routed but not yet taken by their subscribers' sockets (Aedes' router counts a
+   * message until every subscriber's socket has accepted it under its high-water mark).
+   */
+  private backlog(): number {
+    return (this.aedes as unknown as { mq: { current: number } }).mq.current;
   }
 
   /** Aedes keeps connected clients by id; its type declarations do not list the map. */
@@ -143,9 +235,15 @@ export class EmbeddedBroker {
   }
 
   async stop(): Promise<void> {
+    this.gate.open();
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     if (this.server.listening) await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/** Aedes types a connection as any duplex stream; ours are TCP sockets. */
+function remoteAddressOf(client: Client): string {
+  return (client.conn as Partial<Socket>).remoteAddress ?? 'unknown';
 }
 
 function safeEqual(a: string, b: string): boolean {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,10 +6,11 @@ import mqtt, { type MqttClient } from 'mqtt';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { allDevicesTopic, deviceTopic } from '../../protocol/topics.ts';
-import { generateSecret, hashSecret } from '../common/secrets.ts';
+import { generateSecret } from '../common/secrets.ts';
 import { type Database, migrateToLatest, openDatabase } from '../db/database.ts';
 import { DeviceRepository } from '../devices/device.repository.ts';
 import { ServerMetrics } from '../metrics/metrics.ts';
+import { AuthRateLimiter } from './auth-rate-limiter.ts';
 import { DeviceAuthenticator } from './device-authenticator.ts';
 import { EmbeddedBroker, SERVER_MQTT_USERNAME } from './embedded-broker.ts';
 import { ServerMqttClient } from './server-mqtt-client.ts';
@@ -45,22 +47,23 @@ describe("the server's MQTT session on the embedded broker", () => {
     db = openDatabase(`sqlite:${join(dataDir, 'test.sqlite')}`);
     await migrateToLatest(db);
     const devices = new DeviceRepository(db);
+    metrics = new ServerMetrics();
+    const authenticator = new DeviceAuthenticator(devices, randomBytes(32), new AuthRateLimiter(), metrics);
     const secret = generateSecret('bfd');
     await devices.create({
       id: DEVICE_ID,
       name: 'sensor',
       board: null,
       tags: [],
-      secretHash: await hashSecret(secret),
+      secretHash: authenticator.hashSecret(secret),
       now: Date.now(),
     });
-    metrics = new ServerMetrics();
     const logger = pino({ level: 'silent' });
     broker = new EmbeddedBroker({
       host: '127.0.0.1',
       port: 0,
       serverSecret: SERVER_SECRET,
-      authenticator: new DeviceAuthenticator(devices),
+      authenticator,
       metrics,
       logger,
     });

@@ -102,6 +102,18 @@ describe('the HTTP error filter', () => {
     expect((lines[0]?.err as { stack: string }).stack).toContain('TypeError: undefined is not a function');
   });
 
+  it('answers a query that lost its database connection with 503, which a caller may try again', () => {
+    const terminated = Object.assign(new Error('terminating connection due to administrator command'), {
+      code: '57P01',
+    });
+    const { sent, lines } = filterWithLog(terminated);
+    expect(sent).toMatchObject({
+      status: 503,
+      body: { code: 'unavailable', message: 'the database is unavailable: try again shortly' },
+    });
+    expect(lines).toHaveLength(1);
+  });
+
   it('answers a body over the limit with 413 naming the limit, and logs one warning', () => {
     const { sent, lines } = filterWithLog(tooLarge());
     expect(sent).toMatchObject({ status: 413, body: { statusCode: 413, code: 'body-too-large' } });

@@ -9,6 +9,7 @@ import {
 import type { Request, Response } from 'express';
 import pino, { type Logger } from 'pino';
 import { BoardfleetError, ERROR_STATUS } from '../../protocol/errors.ts';
+import { isConnectionLoss } from '../db/database-health.ts';
 
 /** Nest injection token for the pino logger that failed and refused requests are written to. */
 export const HTTP_LOGGER = Symbol('HTTP_LOGGER');
@@ -34,11 +35,21 @@ interface BodyReadError {
 /**
  * Decides the answer to an error; never throws. A BoardfleetError gets the status its code has in
  * ERROR_STATUS; a body the HTTP layer could not read (too large, not JSON) is the caller's 4xx and
- * is logged once, since it is a sign of a misbehaving client; anything else is our own 500.
+ * is logged once, since it is a sign of a misbehaving client; a lost database connection is a 503
+ * the caller may try again; anything else is our own 500.
  */
 export function answerFor(error: unknown): ErrorAnswer {
   if (error instanceof BoardfleetError) return fromBoardfleetError(error, null);
   if (isBodyReadError(error)) return fromBoardfleetError(bodyReadError(error), 'warn');
+  // A query that lost its database connection (an outage, a failover) may work when tried again.
+  if (isConnectionLoss(error))
+    return {
+      ...fromBoardfleetError(
+        new BoardfleetError('unavailable', 'the database is unavailable: try again shortly'),
+        null,
+      ),
+      log: 'error',
+    };
   if (error instanceof HttpException) {
     const status = error.getStatus();
     // Nest turns body-parser's syntax errors (malformed JSON) and bad URL encoding into a 400.

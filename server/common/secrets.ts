@@ -1,4 +1,4 @@
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import { sha256 } from '../../lib/hash.ts';
 
@@ -9,8 +9,7 @@ const scryptAsync = promisify(scrypt) as (
   options: { N: number; r: number; p: number; maxmem: number },
 ) => Promise<Buffer>;
 
-/** scrypt cost: ~30 ms per check on these machines; devices authenticate once per connection. */
-const SCRYPT = { N: 2 ** 14, r: 8, p: 1, keyLength: 32 };
+const HMAC_SCHEME = 'hmac-sha256';
 
 /** A random secret with a prefix that says what it is (`bfd_` device, `bft_` operator, `bfp_` provisioning). */
 export function generateSecret(prefix: 'bfd' | 'bft' | 'bfp'): string {
@@ -21,17 +20,30 @@ export function generateId(prefix: string): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
 
-/** Slow hash for device secrets: a stolen database does not give out working credentials. */
-export async function hashSecret(secret: string): Promise<string> {
-  const salt = randomBytes(16);
-  const key = await scryptAsync(secret, salt, SCRYPT.keyLength, { ...SCRYPT, maxmem: 64 * 1024 * 1024 });
-  return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString('base64url')}$${key.toString('base64url')}`;
+/**
+ * The stored form of a device secret: HMAC-SHA-256 under the server's key. Device secrets are
+ * 256-bit random values, so a slow hash would buy nothing against guessing and cost every
+ * connection (and every wrong password an attacker sends) a slice of the shared thread pool;
+ * the key keeps a stolen database from giving out working credentials without it.
+ */
+export function hashDeviceSecret(key: Buffer, secret: string): string {
+  return `${HMAC_SCHEME}$${createHmac('sha256', key).update(secret).digest('base64url')}`;
 }
 
-export async function verifySecret(secret: string, stored: string): Promise<boolean> {
-  const [scheme, n, r, p, salt, key] = stored.split('$');
-  if (scheme !== 'scrypt' || !n || !r || !p || !salt || !key) return false;
-  const expected = Buffer.from(key, 'base64url');
+/** Whether the stored hash is an older form that a successful check should replace. */
+export function isLegacySecretHash(stored: string): boolean {
+  return !stored.startsWith(`${HMAC_SCHEME}$`);
+}
+
+/**
+ * Checks a device secret against its stored hash: the HMAC form, or the scrypt form of earlier
+ * versions (about 30 ms; kept until each device's next successful check replaces it).
+ */
+export async function verifyDeviceSecret(key: Buffer, secret: string, stored: string): Promise<boolean> {
+  if (!isLegacySecretHash(stored)) return safeEqual(hashDeviceSecret(key, secret), stored);
+  const [scheme, n, r, p, salt, hash] = stored.split('$');
+  if (scheme !== 'scrypt' || !n || !r || !p || !salt || !hash) return false;
+  const expected = Buffer.from(hash, 'base64url');
   const actual = await scryptAsync(secret, Buffer.from(salt, 'base64url'), expected.length, {
     N: Number(n),
     r: Number(r),
@@ -39,6 +51,13 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
     maxmem: 64 * 1024 * 1024,
   });
   return timingSafeEqual(actual, expected);
+}
+
+/** Constant-time comparison of two strings (false, without comparing, when their lengths differ). */
+export function safeEqual(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 /**

@@ -58,6 +58,37 @@ describe('server configuration', () => {
     );
   });
 
+  it('limits MQTT packets, CONNECT time, connections and the broker backlog, each configurable', () => {
+    expect(loadServerConfig({}).mqttLimits).toEqual({
+      maxPacketBytes: 128 * 1024,
+      connectTimeoutMs: 10_000,
+      maxConnections: 10_000,
+      maxPendingMessages: 5_000,
+    });
+    expect(
+      loadServerConfig({
+        BOARDFLEET_MQTT_MAX_PACKET_KIB: '80',
+        BOARDFLEET_MQTT_CONNECT_TIMEOUT_MS: '2000',
+        BOARDFLEET_MQTT_MAX_CONNECTIONS: '50000',
+        BOARDFLEET_MQTT_MAX_PENDING_MESSAGES: '1000',
+      }).mqttLimits,
+    ).toEqual({
+      maxPacketBytes: 80 * 1024,
+      connectTimeoutMs: 2000,
+      maxConnections: 50_000,
+      maxPendingMessages: 1000,
+    });
+  });
+
+  it('refuses a packet limit that leaves no room for a 64 KiB message', () => {
+    expect(() =>
+      loadServerConfig({ BOARDFLEET_MQTT_MAX_PACKET_KIB: '64', BOARDFLEET_MQTT_MAX_CONNECTIONS: 'many' }),
+    ).toThrow(
+      '  BOARDFLEET_MQTT_MAX_PACKET_KIB=64 must be a whole number from 65 to 262144\n' +
+        '  BOARDFLEET_MQTT_MAX_CONNECTIONS=many must be a whole number from 1 to 1000000',
+    );
+  });
+
   it.each([
     ['HTTP', 'BOARDFLEET_HTTP_PORT'],
     ['MQTT', 'BOARDFLEET_MQTT_PORT'],

@@ -33,6 +33,19 @@ export interface ServerConfig {
   metricsPublic: boolean;
   /** false: the OpenAPI UI and documents under `/api/docs` need an operator token (viewer or above). */
   apiDocsPublic: boolean;
+  /** What the embedded broker accepts from a connection before and after it authenticates. */
+  mqttLimits: BrokerLimits;
+}
+
+export interface BrokerLimits {
+  /** Largest MQTT packet (remaining length) read; a connection announcing a larger one is closed. */
+  maxPacketBytes: number;
+  /** A connection that has not sent its CONNECT within this time is closed. */
+  connectTimeoutMs: number;
+  /** Open MQTT connections, authenticated or not; new ones beyond it are closed at once. */
+  maxConnections: number;
+  /** Device messages routed but not yet taken by the server's session; at this many, device sockets pause. */
+  maxPendingMessages: number;
 }
 
 /** Every variable the server reads, with its default and meaning; the README's table comes from here. */
@@ -85,10 +98,52 @@ export const SERVER_ENVIRONMENT = {
     default: '1',
     meaning: '0: the OpenAPI UI and documents under /api/docs need an operator token (viewer or above)',
   },
+  BOARDFLEET_MQTT_MAX_PACKET_KIB: {
+    default: '128',
+    meaning:
+      'largest MQTT packet in KiB, checked from its header before it is read or authenticated; the connection is closed (payloads over 64 KiB are refused anyway)',
+  },
+  BOARDFLEET_MQTT_CONNECT_TIMEOUT_MS: {
+    default: '10000',
+    meaning: 'a connection that has not sent its MQTT CONNECT within this time is closed',
+  },
+  BOARDFLEET_MQTT_MAX_CONNECTIONS: {
+    default: '10000',
+    meaning:
+      'open MQTT connections (authenticated or not); beyond it new ones are closed at once and counted (keep below the open-files limit)',
+  },
+  BOARDFLEET_MQTT_MAX_PENDING_MESSAGES: {
+    default: '5000',
+    meaning:
+      "device messages routed by the broker but not yet taken by the server's MQTT session; at this many, device sockets are not read until the backlog halves, and what still comes past twice the limit is dropped and counted",
+  },
   LOG_LEVEL: { default: 'info', meaning: 'pino log level (trace, debug, info, warn, error, silent)' },
 } as const;
 
 type Environment = Record<string, string | undefined>;
+
+/** The broker limits, each problem added to `problems`. */
+function readBrokerLimits(env: Environment, problems: string[]): BrokerLimits {
+  const wholeNumber = (name: keyof typeof SERVER_ENVIRONMENT, min: number, max: number): number => {
+    const raw = env[name] ?? SERVER_ENVIRONMENT[name].default;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name}=${raw} must be a whole number from ${min} to ${max}`);
+      return min;
+    }
+    return value;
+  };
+  return {
+    // A message is at most 64 KiB of payload: the packet needs room for its topic and headers.
+    maxPacketBytes: wholeNumber('BOARDFLEET_MQTT_MAX_PACKET_KIB', 65, 256 * 1024) * 1024,
+    connectTimeoutMs: wholeNumber('BOARDFLEET_MQTT_CONNECT_TIMEOUT_MS', 100, 600_000),
+    maxConnections: wholeNumber('BOARDFLEET_MQTT_MAX_CONNECTIONS', 1, 1_000_000),
+    maxPendingMessages: wholeNumber('BOARDFLEET_MQTT_MAX_PENDING_MESSAGES', 100, 10_000_000),
+  };
+}
+
+/** The broker limits when no variable sets them. */
+export const DEFAULT_BROKER_LIMITS: BrokerLimits = readBrokerLimits({}, []);
 
 /** Reads the configuration once, failing with every bad variable listed. */
 export function loadServerConfig(env: Environment = process.env): ServerConfig {
@@ -143,6 +198,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
       problems.push(`${name}=${raw} must be 1 (open) or 0 (operator token needed)`);
     return raw !== '0';
   };
+  const mqttLimits = readBrokerLimits(env, problems);
   const metricsPublic = flag('BOARDFLEET_METRICS_PUBLIC');
   const apiDocsPublic = flag('BOARDFLEET_API_DOCS_PUBLIC');
   if (problems.length > 0) {
@@ -167,5 +223,6 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     httpJsonLimitKib,
     metricsPublic,
     apiDocsPublic,
+    mqttLimits,
   };
 }

@@ -3,6 +3,7 @@ import type { Request, Response } from 'express';
 import type { ConsoleList, ConsoleSummary } from '../../protocol/api/consoles.ts';
 import { operations } from '../../protocol/api/operations.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
+import { authenticateDeviceRequest } from '../auth/device-basic-auth.ts';
 import { DeviceAuthenticator } from '../broker/device-authenticator.ts';
 import { ApiRoute } from '../common/api-route.ts';
 import { invalidRequest } from '../common/errors.ts';
@@ -25,7 +26,7 @@ export class ConsolesController {
     @Res({ passthrough: true }) response: Response,
   ): Promise<ConsoleSummary> {
     try {
-      await this.authorizeDevice(id, request);
+      await this.authorizeDevice(id, request, response);
       this.consoles.parseKey(artifact, version);
       if (!request.is('text/plain')) {
         throw invalidRequest(
@@ -57,12 +58,9 @@ export class ConsolesController {
     response.type('text/plain; charset=utf-8').send(stored.text);
   }
 
-  private async authorizeDevice(id: string, request: Request): Promise<void> {
-    const basic = request.headers.authorization?.match(/^Basic\s+(\S+)$/i)?.[1];
-    const decoded = basic ? Buffer.from(basic, 'base64').toString() : '';
-    const separator = decoded.indexOf(':');
-    const deviceId = decoded.slice(0, separator);
-    if (separator <= 0 || !(await this.authenticator.authenticate(deviceId, decoded.slice(separator + 1)))) {
+  private async authorizeDevice(id: string, request: Request, response: Response): Promise<void> {
+    const deviceId = await authenticateDeviceRequest(this.authenticator, request, response);
+    if (deviceId === null) {
       throw new BoardfleetError(
         'unauthorized',
         'uploading a console needs the device credentials (HTTP Basic)',

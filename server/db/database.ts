@@ -11,6 +11,8 @@ import * as rollouts from './migrations/20261124T0400-rollouts.ts';
 import * as builds from './migrations/20261129T0500-builds.ts';
 import * as dashboard from './migrations/20261129T0600-dashboard.ts';
 import * as consoles from './migrations/20261129T0700-consoles.ts';
+import * as serverKeys from './migrations/20261204T0800-server-keys.ts';
+import * as tokens from './migrations/20261204T0900-tokens.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -24,6 +26,8 @@ export const MIGRATIONS: Record<string, Migration> = {
   '20261129T0500-builds': builds,
   '20261129T0600-dashboard': dashboard,
   '20261129T0700-consoles': consoles,
+  '20261204T0800-server-keys': serverKeys,
+  '20261204T0900-tokens': tokens,
 };
 
 const PG_INT8_OID = 20;

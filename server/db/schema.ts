@@ -36,7 +36,16 @@ export interface OperatorTokenTable {
   role: 'admin' | 'operator' | 'viewer';
   token_hash: string;
   created_at: number;
+  expires_at: number | null;
   revoked_at: number | null;
+}
+
+/** A dashboard session: the cookie holds a secret whose sha256 is `id_hash`. */
+export interface OperatorSessionTable {
+  id_hash: string;
+  token_id: string;
+  created_at: number;
+  expires_at: number;
 }
 
 export interface ProvisioningTokenTable {
@@ -47,6 +56,10 @@ export interface ProvisioningTokenTable {
   expires_at: number | null;
   revoked_at: number | null;
   uses: number;
+  max_uses: number | null;
+  board: string | null;
+  /** JSON array of the tags every device it registers gets; null when it fixes none. */
+  tags: string | null;
 }
 
 export interface HealthSampleTable {
@@ -193,7 +206,15 @@ export interface DeviceConsoleTable {
   updated_at: number;
 }
 
+/** Keys the server makes for itself, shared by every replica on the database (base64url). */
+export interface ServerKeyTable {
+  name: string;
+  key: string;
+  created_at: number;
+}
+
 export interface DatabaseSchema {
+  server_keys: ServerKeyTable;
   device_consoles: DeviceConsoleTable;
   build_jobs: BuildJobTable;
   rollouts: RolloutTable;
@@ -207,6 +228,7 @@ export interface DatabaseSchema {
   devices: DeviceTable;
   device_tags: DeviceTagTable;
   operator_tokens: OperatorTokenTable;
+  operator_sessions: OperatorSessionTable;
   provisioning_tokens: ProvisioningTokenTable;
   health_samples: HealthSampleTable;
   presence_history: PresenceHistoryTable;

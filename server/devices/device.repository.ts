@@ -123,6 +123,19 @@ export class DeviceRepository {
     return row?.secret_hash ?? null;
   }
 
+  /**
+   * Replaces a device's secret hash by another form of the same secret (an older scheme upgraded
+   * after a successful check). Only if it is still `previous`: a revocation in between stays.
+   */
+  async replaceSecretHash(id: string, previous: string, next: string): Promise<void> {
+    await this.db
+      .updateTable('devices')
+      .set({ secret_hash: next })
+      .where('id', '=', id)
+      .where('secret_hash', '=', previous)
+      .execute();
+  }
+
   async isActive(id: string): Promise<boolean> {
     return (await this.findSecretHash(id)) !== null;
   }

@@ -6,7 +6,7 @@ import { EmbeddedBroker } from '../broker/embedded-broker.ts';
 import { ServerMqttClient } from '../broker/server-mqtt-client.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { notFound } from '../common/errors.ts';
-import { generateId, generateSecret, hashSecret } from '../common/secrets.ts';
+import { generateId, generateSecret } from '../common/secrets.ts';
 import { TelemetryRepository } from '../telemetry/telemetry.repository.ts';
 import { type DeviceFilter, type DeviceRecord, DeviceRepository } from './device.repository.ts';
 
@@ -27,7 +27,7 @@ export class DeviceService {
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
-  /** Creates a device; the secret is returned this once and only its slow hash is kept. */
+  /** Creates a device; the secret is returned this once and only its keyed hash is kept. */
   async create(input: NewDevice): Promise<{ device: DeviceRecord; secret: string }> {
     const id = generateId('dev');
     const secret = generateSecret('bfd');
@@ -36,7 +36,7 @@ export class DeviceService {
       name: input.name,
       board: input.board ?? null,
       tags: [...new Set(input.tags ?? [])],
-      secretHash: await hashSecret(secret),
+      secretHash: this.authenticator.hashSecret(secret),
       now: this.clock.now(),
     });
     return { device: await this.getOrThrow(id), secret };
@@ -70,7 +70,6 @@ export class DeviceService {
     const device = await this.getOrThrow(id);
     if (device.revokedAt === null) {
       await this.devices.revoke(id, this.clock.now());
-      this.authenticator.forget(id);
       this.broker.disconnect(id);
     }
     return this.getOrThrow(id);

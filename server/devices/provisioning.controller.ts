@@ -4,20 +4,20 @@ import { operations } from '../../protocol/api/operations.ts';
 import {
   type CreatedProvisioningToken,
   createProvisioningTokenBody,
+  type Provision,
   provisionBody,
   type ProvisionedDevice,
 } from '../../protocol/api/provisioning.ts';
+import { parseDuration } from '../../protocol/api/token-expiry.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { SigningKeyRepository } from '../artifacts/signing-key.repository.ts';
-import { bearerToken } from '../auth/operator-auth.guard.ts';
+import { bearerToken } from '../auth/operator-authenticator.ts';
 import { MQTT_ENDPOINT, type MqttEndpoint } from '../broker/mqtt-endpoint.ts';
 import { ApiRoute } from '../common/api-route.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { parseBody } from '../common/zod-body.ts';
 import { DeviceService } from './device.service.ts';
-import { ProvisioningTokenRepository } from './provisioning-token.repository.ts';
-
-const HOUR_MS = 60 * 60 * 1000;
+import { type ProvisioningGrant, ProvisioningTokenRepository } from './provisioning-token.repository.ts';
 
 @Controller()
 export class ProvisioningController {
@@ -31,9 +31,18 @@ export class ProvisioningController {
 
   @ApiRoute(operations.createProvisioningToken)
   async createToken(@Body() body: unknown): Promise<CreatedProvisioningToken> {
-    const { name, expiresInHours } = parseBody(createProvisioningTokenBody, body);
+    const { name, expiresIn, maxUses, board, tags } = parseBody(createProvisioningTokenBody, body);
     const now = this.clock.now();
-    return this.tokens.create(name, expiresInHours ? now + expiresInHours * HOUR_MS : null, now);
+    return this.tokens.create(
+      {
+        name,
+        expiresAt: expiresIn ? now + (parseDuration(expiresIn) as number) : null,
+        maxUses: maxUses ?? null,
+        board: board ?? null,
+        tags: tags ?? null,
+      },
+      now,
+    );
   }
 
   /** Public to the operator guard: the agent's provisioning token is checked here. */
@@ -44,18 +53,55 @@ export class ProvisioningController {
     @Body() body: unknown,
   ): Promise<ProvisionedDevice> {
     const token = bearerToken(request);
-    if (!token || !(await this.tokens.use(token, this.clock.now()))) {
-      throw new BoardfleetError(
-        'unauthorized',
-        'the provisioning token is missing, unknown, revoked or expired',
-      );
+    const refused = new BoardfleetError(
+      'unauthorized',
+      'the provisioning token is missing, unknown, revoked, expired or used up',
+    );
+    if (!token) throw refused;
+    const grant = await this.tokens.find(token, this.clock.now());
+    if (!grant) throw refused;
+    const device = withGrant(parseBody(provisionBody, body), grant);
+    // Counted atomically only now: a refused request costs the token no use.
+    if (!(await this.tokens.use(token, this.clock.now()))) throw refused;
+    let created: Awaited<ReturnType<DeviceService['create']>>;
+    try {
+      created = await this.devices.create(device);
+    } catch (error) {
+      await this.tokens.release(token);
+      throw error;
     }
-    const { device, secret } = await this.devices.create(parseBody(provisionBody, body));
     return {
-      deviceId: device.id,
-      secret,
+      deviceId: created.device.id,
+      secret: created.secret,
       mqttUrl: this.mqttEndpoint.urlFor(host),
       fleetPublicKeyPem: this.signingKey.publicKeyPem,
     };
   }
+}
+
+/**
+ * The device to register: what the token fixes wins. The agent may repeat a fixed board or leave
+ * it out, and name only tags the token fixes; a request asking for anything else is refused
+ * rather than silently changed, so a misconfigured agent is noticed.
+ */
+export function withGrant(request: Provision, grant: ProvisioningGrant): Provision {
+  if (grant.board !== null && request.board !== undefined && request.board !== grant.board) {
+    throw new BoardfleetError(
+      'forbidden',
+      `provisioning token ${grant.id} registers devices as board ${grant.board}, not ${request.board}`,
+    );
+  }
+  const fixedTags = grant.tags;
+  const extra = fixedTags === null ? [] : (request.tags ?? []).filter((tag) => !fixedTags.includes(tag));
+  if (extra.length > 0) {
+    throw new BoardfleetError(
+      'forbidden',
+      `provisioning token ${grant.id} fixes the tags (${fixedTags?.join(', ') || 'none'}); it does not allow ${extra.join(', ')}`,
+    );
+  }
+  return {
+    name: request.name,
+    board: grant.board ?? request.board,
+    tags: fixedTags ?? request.tags,
+  };
 }

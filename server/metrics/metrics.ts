@@ -40,8 +40,30 @@ export class ServerMetrics {
   });
   readonly refusedClients = new Counter({
     name: 'boardfleet_mqtt_refused_total',
-    help: 'Connections, publishes and subscriptions the broker refused, by kind',
+    help: 'Connections, publishes and subscriptions the broker refused, by kind (connect, publish, subscribe, packet-size, connect-timeout, connection-limit)',
     labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly mqttShed = new Counter<'reason'>({
+    name: 'boardfleet_mqtt_shed_total',
+    help: 'Device messages the broker dropped under overload, by reason (backlog: over twice BOARDFLEET_MQTT_MAX_PENDING_MESSAGES; no-server-session: the server session was away)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly mqttHeldPublishes = new Gauge({
+    name: 'boardfleet_mqtt_held_publishes',
+    help: 'Device publishes waiting for the broker backlog to shrink (their sockets are not read meanwhile)',
+    registers: [this.registry],
+  });
+  readonly mqttBackpressure = new Counter({
+    name: 'boardfleet_mqtt_backpressure_total',
+    help: 'Times the broker stopped reading device sockets because BOARDFLEET_MQTT_MAX_PENDING_MESSAGES were pending',
+    registers: [this.registry],
+  });
+  readonly deviceAuthRefused = new Counter<'reason'>({
+    name: 'boardfleet_device_auth_refused_total',
+    help: 'Device authentications refused (MQTT and HTTP), by reason: bad-credentials, or rate-limited (refused unchecked while the id or address waits)',
+    labelNames: ['reason'] as const,
     registers: [this.registry],
   });
 

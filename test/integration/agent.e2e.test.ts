@@ -12,7 +12,7 @@ import { DeviceAgent } from '../../device-agent/runtime/device-agent.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { uploadArtifact } from '../support/artifacts.ts';
-import { CLI, startAgentProcess, stopProcess } from '../support/agent-process.ts';
+import { CLI, secretFile, startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { databaseBackends } from '../support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
@@ -40,8 +40,8 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
     const agent = startAgentProcess([
       '--server',
       server.httpUrl,
-      '--provisioning-token',
-      provisioningToken,
+      '--provisioning-token-file',
+      secretFile(provisioningToken),
       '--name',
       'killed',
       '--data-dir',
@@ -88,7 +88,7 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
       '--heartbeat',
       '1',
     ];
-    const first = startAgentProcess([...args, '--provisioning-token', provisioningToken]);
+    const first = startAgentProcess([...args, '--provisioning-token-file', secretFile(provisioningToken)]);
     const registered = await eventually(
       'online',
       async () => (await device('restarted'))?.online && (await device('restarted')),

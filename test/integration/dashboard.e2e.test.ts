@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { AgentUnderTest } from '../support/agent-fleet.ts';
+import { secretFile } from '../support/agent-process.ts';
 import { releaseAppBundle } from '../support/app-bundles.ts';
 import { launchChromium } from '../support/chromium.ts';
 import { sqliteBackend } from '../support/databases.ts';
@@ -84,6 +85,19 @@ describe('the dashboard in Chromium, against a real server and agent processes',
     await page.keyboard.type(server.adminToken);
     await page.keyboard.press('Enter');
     await poll(() => page.getByTestId('operator').textContent()).toContain('admin');
+    // The session is an HttpOnly, SameSite=Strict cookie holding a session id; nothing of the
+    // token is left where a script could read it.
+    expect(await page.evaluate<number>('localStorage.length + sessionStorage.length')).toBe(0);
+    expect(await page.evaluate<string>('document.cookie')).toBe('');
+    const cdp = await adminContext.newCDPSession(page);
+    const { cookies } = (await cdp.send('Network.getAllCookies')) as {
+      cookies: Array<{ name: string; value: string; httpOnly: boolean; sameSite?: string; path: string }>;
+    };
+    await cdp.detach();
+    expect(cookies.map(({ name, httpOnly, sameSite, path }) => ({ name, httpOnly, sameSite, path }))).toEqual(
+      [{ name: 'boardfleet_session', httpOnly: true, sameSite: 'Strict', path: '/' }],
+    );
+    expect(cookies[0]?.value).not.toContain(server.adminToken);
     await page.keyboard.press('Tab');
     expect(await page.evaluate<string | null>('document.activeElement.textContent')).toBe('Skip to content');
     await page.getByTestId('fleet-summary').waitFor();
@@ -94,8 +108,8 @@ describe('the dashboard in Chromium, against a real server and agent processes',
       const agent = new AgentUnderTest(`${TAG}-${index}`, [
         '--server',
         server.httpUrl,
-        '--provisioning-token',
-        provisioningToken,
+        '--provisioning-token-file',
+        secretFile(provisioningToken),
         '--board',
         BOARD,
         '--tag',
@@ -308,9 +322,24 @@ describe('the dashboard in Chromium, against a real server and agent processes',
     );
     expect(forced.status).toBe(403);
     expect(forced.body.message).toContain('operator role');
+    // The same through the viewer's session cookie (with the header the page sends): refused too.
+    const forcedBySession = await viewer.evaluate(async (id) => {
+      const response = await fetch(`/api/v1/rollouts/${id}/pause`, {
+        method: 'POST',
+        headers: { 'x-boardfleet-csrf': '1' },
+      });
+      return response.status;
+    }, pending);
+    expect(forcedBySession).toBe(403);
     expect((await server.api<RolloutStatus>('GET', `/api/v1/rollouts/${pending}`)).body.state).toBe(
       'running',
     );
+
+    // Signing out ends the session on the server: the cookie no longer opens the API.
+    await viewer.getByRole('button', { name: 'Sign out' }).click();
+    await viewer.getByLabel('Operator token').waitFor();
+    expect(await viewerContext.cookies()).toEqual([]);
+    expect(await viewer.evaluate(async () => (await fetch('/api/v1/me')).status)).toBe(401);
     await viewerContext.close();
   });
 

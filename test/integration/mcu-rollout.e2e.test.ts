@@ -6,7 +6,7 @@ import { type SimulatedBoard, startSimulatedBoard } from '../../mcu/simulator/si
 import { buildFirmware } from '../../builder/mcu/build-firmware.ts';
 import { probeBoard } from '../../mcu/probe/probe-board.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
-import { startAgentProcess, stopProcess } from '../support/agent-process.ts';
+import { secretFile, startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { uploadArtifact } from '../support/artifacts.ts';
 import { sqliteBackend } from '../support/databases.ts';
 import { type RolloutStatus, waitForRolloutToSettle } from '../support/rollout-status.ts';
@@ -33,8 +33,8 @@ describe('firmware rollouts to an Arduino attached to a device', () => {
     agent = startAgentProcess([
       '--server',
       server.httpUrl,
-      '--provisioning-token',
-      token.token,
+      '--provisioning-token-file',
+      secretFile(token.token),
       '--name',
       'bench-gateway',
       '--tag',

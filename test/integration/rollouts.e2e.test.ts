@@ -10,6 +10,7 @@ import type { ArtifactRecord } from '../../server/artifacts/artifact.repository.
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { deploymentFromArtifact } from '../../server/rollouts/desired-deployment.ts';
 import { AgentUnderTest } from '../support/agent-fleet.ts';
+import { secretFile } from '../support/agent-process.ts';
 import { releaseAppBundle } from '../support/app-bundles.ts';
 import { CountingProxy } from '../support/counting-proxy.ts';
 import type { RolloutStatus } from '../support/rollout-status.ts';
@@ -93,8 +94,8 @@ async function startFleet(
       new AgentUnderTest(`${tag}-${String(index).padStart(2, '0')}`, [
         '--server',
         options.serverUrl ?? server.httpUrl,
-        '--provisioning-token',
-        options.provisioningToken,
+        '--provisioning-token-file',
+        secretFile(options.provisioningToken),
         '--board',
         BOARD,
         '--tag',
@@ -295,8 +296,8 @@ describe('staged rollouts with real agent processes', () => {
     const agent = new AgentUnderTest(name, [
       '--server',
       serverUrl,
-      '--provisioning-token',
-      provisioningToken,
+      '--provisioning-token-file',
+      secretFile(provisioningToken),
       '--board',
       BOARD,
       '--tag',

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../cli/api-client.ts';
 import type { BuildJob } from '../../protocol/api/builds.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
-import { startAgentProcess, stopProcess } from '../support/agent-process.ts';
+import { secretFile, startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { freePort, sqliteBackend } from '../support/databases.ts';
 import { type RolloutStatus, waitForRolloutToSettle } from '../support/rollout-status.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
@@ -97,7 +97,8 @@ describe('unikernel rollouts to a host agent', () => {
       }),
     );
     agent = startAgentProcess([
-      ...['--config', configFile, '--server', server.httpUrl, '--provisioning-token', token.token],
+      ...['--config', configFile, '--server', server.httpUrl],
+      ...['--provisioning-token-file', secretFile(token.token)],
       ...['--name', 'vm-host', '--tag', 'vm-host', '--board', HOST_BOARD, '--heartbeat', '2'],
       ...['--data-dir', join(scratch, 'agent')],
     ]);

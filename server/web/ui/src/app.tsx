@@ -12,13 +12,12 @@ import { SignInPage } from './pages/sign-in-page.tsx';
 
 export function App() {
   const operator = useOperator();
-  const [checking, setChecking] = useState(() => session.token() !== null && operator === null);
+  const [checking, setChecking] = useState(() => operator === null);
 
-  // A token kept from an earlier visit: ask the server whose it is before showing anything.
+  // A session cookie from an earlier visit (scripts cannot see it): ask the server whose it is.
   useEffect(() => {
-    const token = session.token();
-    if (!token || operator) return;
-    api<Operator>('GET', '/api/v1/me')
+    if (operator) return;
+    api<Operator>('GET', '/api/v1/me', { keepSession: true })
       .then((who) => session.confirm(who))
       .catch((error: unknown) => {
         if (!(error instanceof ApiError) || error.status === 401) session.signOut();
@@ -31,9 +30,16 @@ export function App() {
     else live.stop();
   }, [operator]);
 
-  if (checking) return <p class="loading">Checking your token…</p>;
+  if (checking) return <p class="loading">Checking your session…</p>;
   if (!operator) return <SignInPage />;
   return <Shell operator={operator} />;
+}
+
+/** Ends the session on the server (which clears the cookie), then shows the sign-in page. */
+function signOut(): void {
+  api('DELETE', '/api/v1/session', { keepSession: true })
+    .catch(() => undefined)
+    .finally(() => session.signOut());
 }
 
 const NAV = [
@@ -71,7 +77,7 @@ function Shell({ operator }: { operator: Operator }) {
         <span class="who" data-testid="operator">
           {operator.name} <span class="role">{operator.role}</span>
         </span>
-        <button type="button" class="secondary" onClick={() => session.signOut()}>
+        <button type="button" class="secondary" onClick={signOut}>
           Sign out
         </button>
       </header>

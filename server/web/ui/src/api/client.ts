@@ -11,9 +11,11 @@ export class ApiError extends Error {
   }
 }
 
-function authHeaders(token = session.token()): Record<string, string> {
-  return token ? { authorization: `Bearer ${token}` } : {};
-}
+/**
+ * Sent with every request: the session cookie alone does not let a write through, this header
+ * must come too, and a page of another site cannot send it.
+ */
+const CSRF_HEADERS = { 'x-boardfleet-csrf': '1' };
 
 async function errorFrom(response: Response): Promise<ApiError> {
   const text = await response.text();
@@ -25,16 +27,19 @@ async function errorFrom(response: Response): Promise<ApiError> {
   }
 }
 
-/** Calls the REST API with the signed-in token; a 401 signs out (the token was revoked or is wrong). */
+/**
+ * Calls the REST API in the session the cookie carries; a 401 signs out (the session ended, or its
+ * token was revoked), unless `keepSession` says the call is the sign-in itself.
+ */
 export async function api<T>(
   method: string,
   path: string,
-  options: { body?: unknown; token?: string; signal?: AbortSignal } = {},
+  options: { body?: unknown; keepSession?: boolean; signal?: AbortSignal } = {},
 ): Promise<T> {
   const response = await fetch(path, {
     method,
     headers: {
-      ...authHeaders(options.token),
+      ...CSRF_HEADERS,
       ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
     },
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
@@ -42,7 +47,7 @@ export async function api<T>(
   });
   if (!response.ok) {
     const error = await errorFrom(response);
-    if (response.status === 401 && options.token === undefined) session.signOut();
+    if (response.status === 401 && !options.keepSession) session.signOut();
     throw error;
   }
   const text = await response.text();
@@ -60,12 +65,12 @@ export function query(params: Record<string, string | number | boolean | undefin
 }
 
 /**
- * Downloads an artifact: the content route needs the token in a header, which a plain link
- * cannot send, so the bytes come through fetch and are handed to the browser as a blob.
+ * Downloads an artifact: the bytes come through fetch (an error can then be shown on the page
+ * rather than as a downloaded error file) and are handed to the browser as a blob.
  */
 export async function downloadArtifact(artifactId: string, fileName: string): Promise<void> {
   const response = await fetch(`/api/v1/artifacts/${encodeURIComponent(artifactId)}/content`, {
-    headers: authHeaders(),
+    headers: CSRF_HEADERS,
   });
   if (!response.ok) throw await errorFrom(response);
   const url = URL.createObjectURL(await response.blob());
@@ -82,13 +87,13 @@ export async function downloadArtifact(artifactId: string, fileName: string): Pr
   }
 }
 
-/** Opens a server-sent event stream with the token in a header (EventSource cannot send one). */
+/** Opens a server-sent event stream through fetch, which (unlike EventSource) can be aborted and read as a stream. */
 export function openEventStream(
   path: string,
   signal: AbortSignal,
   headers: Record<string, string> = {},
 ): Promise<Response> {
-  return fetch(path, { headers: { ...authHeaders(), accept: 'text/event-stream', ...headers }, signal }).then(
+  return fetch(path, { headers: { ...CSRF_HEADERS, accept: 'text/event-stream', ...headers }, signal }).then(
     async (response) => {
       if (!response.ok) {
         if (response.status === 401) session.signOut();

@@ -1,34 +1,28 @@
 import { useEffect, useState } from 'preact/hooks';
 import type { Me } from './types.ts';
 
-/** Who is signed in: the name and role `GET /api/v1/me` answers for the token. */
+/** Who is signed in: the name and role `GET /api/v1/me` answers for the session. */
 export type Operator = Me;
-
-const TOKEN_KEY = 'boardfleet.token';
 
 type Listener = () => void;
 const listeners = new Set<Listener>();
 let operator: Operator | null = null;
 
+/**
+ * Who the page shows as signed in. The session itself is an HttpOnly cookie the server set at
+ * sign-in: the page never holds the token, and keeps nothing in the browser's storage.
+ */
 export const session = {
-  token(): string | null {
-    return localStorage.getItem(TOKEN_KEY);
-  },
   operator(): Operator | null {
     return operator;
   },
-  signIn(token: string, who: Operator): void {
-    localStorage.setItem(TOKEN_KEY, token);
-    operator = who;
-    notify();
-  },
-  /** Keeps the token; used once the server has confirmed who it belongs to after a reload. */
+  /** The server has confirmed who the session belongs to (at sign-in, or after a reload). */
   confirm(who: Operator): void {
     operator = who;
     notify();
   },
+  /** Forgets who was signed in; the server ended the session, or the page asked it to. */
   signOut(): void {
-    localStorage.removeItem(TOKEN_KEY);
     operator = null;
     notify();
   },

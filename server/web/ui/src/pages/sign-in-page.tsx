@@ -13,9 +13,13 @@ export function SignInPage() {
     setBusy(true);
     setError(null);
     try {
-      const trimmed = token.trim();
-      const who = await api<Operator>('GET', '/api/v1/me', { token: trimmed });
-      session.signIn(trimmed, who);
+      // The token goes to the server once; what comes back is an HttpOnly session cookie.
+      const who = await api<Operator>('POST', '/api/v1/session', {
+        body: { token: token.trim() },
+        keepSession: true,
+      });
+      setToken('');
+      session.confirm(who);
     } catch (failure) {
       setError(failure instanceof Error ? failure.message : String(failure));
     } finally {
