@@ -86,7 +86,7 @@ describe('the HTTP error filter', () => {
 
   it('gives every code an error status', () => {
     for (const status of Object.values(ERROR_STATUS))
-      expect([400, 401, 403, 404, 409, 413, 500, 502, 503, 504]).toContain(status);
+      expect([400, 401, 403, 404, 409, 413, 429, 500, 502, 503, 504]).toContain(status);
   });
 
   it('answers an unexpected error with 500, logs it once with its stack, and does not rethrow', () => {

@@ -1,7 +1,8 @@
 import type { DesiredState } from '../../protocol/schemas.ts';
 import type { ArtifactRecord } from '../artifacts/artifact.repository.ts';
 import type { ServerMqttClient } from '../broker/server-mqtt-client.ts';
-import type { DeviceRepository } from '../devices/device.repository.ts';
+import type { DeviceRecord, DeviceRepository } from '../devices/device.repository.ts';
+import type { ReleaseRecord } from '../releases/release.repository.ts';
 import type { ReleaseService } from '../releases/release.service.ts';
 import { chooseDelivery, deploymentBoards, nextDesired } from './desired-deployment.ts';
 import type { RolloutRepository } from './rollout.repository.ts';
@@ -17,22 +18,46 @@ export interface RolloutExecutorDependencies {
   mqtt: ServerMqttClient;
 }
 
+/** What notifying a batch needs from outside the rollout tables, read before its transaction. */
+interface NotifyInputs {
+  release: ReleaseRecord;
+  records: Map<string, DeviceRecord>;
+  artifactByBoard: Map<string, ArtifactRecord | null>;
+}
+
 /**
- * Applies the planner's steps through the repository and the broker. Every state is written
- * before the desired state that acts on it is published, so a crash in between leaves the
+ * Applies the planner's steps through the repository and the broker. A plan is written in one
+ * transaction, so a connection lost half way leaves none of it (the engine plans again from what
+ * is stored), and only then are the desired states published: a crash in between leaves the
  * database ahead of the devices, never behind.
  */
 export class RolloutExecutor {
   constructor(private readonly deps: RolloutExecutorDependencies) {}
 
   async apply(rolloutId: string, steps: readonly RolloutStep[]): Promise<void> {
-    const sentTo = steps.flatMap((step) => (step.kind === 'send-desired' ? [step.deviceId] : []));
+    const notifies = steps.filter((step): step is NotifyStep => step.kind === 'notify');
+    const sentTo = steps.flatMap((step) =>
+      step.kind === 'send-desired'
+        ? [step.deviceId]
+        : step.kind === 'notify'
+          ? step.devices.map((device) => device.deviceId)
+          : [],
+    );
+    // Read before the transaction: SQLite has one connection, which the transaction holds.
     const desired = sentTo.length > 0 ? await this.deps.rollouts.desiredFor(sentTo) : new Map();
-    const publications: Publication[] = [];
-    for (const step of steps) {
-      if (step.kind === 'notify') await this.notify(rolloutId, step);
-      else publications.push(...(await writeStep(this.deps.rollouts, rolloutId, step, desired)));
-    }
+    const inputs = new Map<NotifyStep, NotifyInputs>();
+    for (const step of notifies) inputs.set(step, await this.notifyInputs(step));
+    const publications = await this.deps.rollouts.transaction(async (rollouts) => {
+      const written: Publication[] = [];
+      for (const step of steps) {
+        if (step.kind === 'notify')
+          written.push(
+            ...(await notify(rollouts, rolloutId, step, inputs.get(step) as NotifyInputs, desired)),
+          );
+        else written.push(...(await writeStep(rollouts, rolloutId, step, desired)));
+      }
+      return written;
+    });
     await this.publish(publications);
   }
 
@@ -41,11 +66,8 @@ export class RolloutExecutor {
     await this.publish(await this.deps.rollouts.allDesired());
   }
 
-  /**
-   * Notifies a batch: everything it needs is read in a few queries, every state change is
-   * written in one transaction, and only then are the desired states published.
-   */
-  private async notify(rolloutId: string, step: NotifyStep): Promise<void> {
+  /** Everything a notify batch needs, in a few queries. */
+  private async notifyInputs(step: NotifyStep): Promise<NotifyInputs> {
     const release = await this.deps.releases.getOrThrow(step.releaseId);
     const ids = step.devices.map((device) => device.deviceId);
     const records = new Map(
@@ -53,8 +75,6 @@ export class RolloutExecutor {
         (record) => [record.id, record],
       ),
     );
-    const desired = await this.deps.rollouts.desiredFor(ids);
-    // Read before the transaction: SQLite has one connection, which the transaction holds.
     const artifactByBoard = new Map<string, ArtifactRecord | null>();
     for (const record of records.values()) {
       for (const board of deploymentBoards(record)) {
@@ -62,17 +82,7 @@ export class RolloutExecutor {
           artifactByBoard.set(board, await this.deps.releases.artifactFor(release, board));
       }
     }
-    const publications = await this.deps.rollouts.transaction(async (rollouts) => {
-      const written: Publication[] = [];
-      for (const device of step.devices) {
-        const delivery = chooseDelivery(records.get(device.deviceId), artifactByBoard, release.name);
-        const previous = desired.get(device.deviceId)?.deployment ?? null;
-        for (const deliveryStep of planDelivery(device, delivery, previous, step.at))
-          written.push(...(await writeStep(rollouts, rolloutId, deliveryStep, desired)));
-      }
-      return written;
-    });
-    await this.publish(publications);
+    return { release, records, artifactByBoard };
   }
 
   private async publish(publications: readonly Publication[]): Promise<void> {
@@ -84,8 +94,26 @@ export class RolloutExecutor {
   }
 }
 
+/** Notifies a batch: each device is sent the artifact for its board, or fails when there is none. */
+async function notify(
+  rollouts: RolloutRepository,
+  rolloutId: string,
+  step: NotifyStep,
+  { release, records, artifactByBoard }: NotifyInputs,
+  desired: Map<string, DesiredState>,
+): Promise<Publication[]> {
+  const written: Publication[] = [];
+  for (const device of step.devices) {
+    const delivery = chooseDelivery(records.get(device.deviceId), artifactByBoard, release.name);
+    const previous = desired.get(device.deviceId)?.deployment ?? null;
+    for (const deliveryStep of planDelivery(device, delivery, previous, step.at))
+      written.push(...(await writeStep(rollouts, rolloutId, deliveryStep, desired)));
+  }
+  return written;
+}
+
 /**
- * Writes one step (in a transaction or not); returns the desired state to publish once written.
+ * Writes one step (in the plan's transaction); returns the desired state to publish once written.
  * `desired` holds each device's last desired state and is kept current, so versions only go up.
  */
 async function writeStep(

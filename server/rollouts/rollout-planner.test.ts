@@ -379,6 +379,23 @@ describe('rollout planner: one tick', () => {
       presenceKnownSince: NOW - PRESENCE_GRACE_MS,
       steps: ['a failed (offline at the end of the soak)'],
     },
+    // After a database outage the heartbeats that waited for it are stored late: silence is not failure yet.
+    {
+      name: 'waits for a silent device at the end of its soak while the database came back within the grace',
+      waves: [wave(0, W.Running, { soakSeconds: 5, errorThresholdPercent: 0 })],
+      devices: [soaked('a')],
+      presence: { a: { online: true, lastSeenAt: NOW - 12 * SECOND } },
+      presenceKnownSince: NOW - SECOND,
+      steps: [],
+    },
+    {
+      name: 'fails a silent device once the grace after the database came back is over',
+      waves: [wave(0, W.Running, { soakSeconds: 5, errorThresholdPercent: 100 })],
+      devices: [soaked('a')],
+      presence: { a: { online: true, lastSeenAt: NOW - PRESENCE_GRACE_MS - 12 * SECOND } },
+      presenceKnownSince: NOW - PRESENCE_GRACE_MS,
+      steps: [`a failed (no heartbeat for ${PRESENCE_GRACE_MS / 1000 + 12} s during the soak)`],
+    },
     {
       name: 'still times out a device that gives no result within the grace',
       waves: [wave(0, W.Running, { deviceTimeoutSeconds: 30, errorThresholdPercent: 100 })],

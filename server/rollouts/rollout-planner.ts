@@ -24,8 +24,9 @@ import { waveForLateJoiner } from './wave-planner.ts';
 export const NOTIFY_RATE_WINDOW_MS = 60_000;
 
 /**
- * How long after the server starts watching presence an offline device still gets the benefit of
- * the doubt at the end of its soak. The server marks every device offline when it starts; a device
+ * How long after the server starts watching presence (at start, and when its database is back
+ * after an outage) an offline or silent device still gets the benefit of the doubt at the end of
+ * its soak. The server marks every device offline when it starts; a device
  * notices the lost connection within 1.5× its keepalive (30 s by default) and then reconnects after
  * its backoff (at most 60 s ± 50%), so 90 s covers both for agents with the default keepalive.
  */
@@ -231,9 +232,12 @@ function judgeSoak(
 ): SoakVerdict {
   if (!presence?.online) return presenceSettled ? { failed: 'offline at the end of the soak' } : 'not-yet';
   const quietFor = now - (presence.lastSeenAt ?? 0);
-  // A heartbeat is due at least every soak period; a device that stayed silent is not healthy.
+  // A heartbeat is due at least every soak period; a device that stayed silent is not healthy,
+  // unless the server could not store its heartbeats (it was down, or its database was).
   if (soakSeconds > 0 && quietFor > Math.max(soakSeconds * 1000, 5_000))
-    return { failed: `no heartbeat for ${Math.round(quietFor / 1000)} s during the soak` };
+    return presenceSettled
+      ? { failed: `no heartbeat for ${Math.round(quietFor / 1000)} s during the soak` }
+      : 'not-yet';
   return 'passed';
 }
 

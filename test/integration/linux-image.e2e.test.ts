@@ -32,6 +32,10 @@ describe('Linux images: build, boot under qemu, A/B rollouts', () => {
   let vm: QemuPiFirmware;
   let deviceId: string;
   const builds = new Map<string, BuildJob>();
+  /** How long the first boot took to bring the root slot up: this machine's TCG pace, loaded or not. */
+  let firstBootMs = 0;
+  /** A wait of `count` boots at the measured pace, never less than `floorMs` (which holds on an idle machine). */
+  const boots = (count: number, floorMs: number) => Math.max(floorMs, Math.ceil(count * firstBootMs));
 
   /** pi-minimal at another version (and optionally changed) in the server's recipes folder. */
   function writeRecipe(name: string, version: string, change: (text: string) => string = (text) => text) {
@@ -157,7 +161,10 @@ describe('Linux images: build, boot under qemu, A/B rollouts', () => {
         heartbeat: 5,
       }),
     );
+    const bootedAt = Date.now();
     expect(await vm.boot()).toBe('a');
+    await vm.waitForConsole(/boardfleet: slot a up/, 600_000);
+    firstBootMs = Date.now() - bootedAt;
     const online = await eventually(
       'the VM agent online',
       async () => {
@@ -206,9 +213,20 @@ describe('Linux images: build, boot under qemu, A/B rollouts', () => {
     expect(await vm.waitForExit(600_000)).toEqual({ tryboot: true });
     const consoleFrom = vm.consoleText.length;
     expect(await vm.boot()).toBe('a');
-    await vm.waitForConsole(/boardfleet: slot a up/, 120_000, consoleFrom);
-    // No agent on slot a: a hung device, which a watchdog or a person power-cycles.
-    await new Promise((resolve) => setTimeout(resolve, 15_000));
+    await vm.waitForConsole(/boardfleet: slot a up/, boots(10, 120_000), consoleFrom);
+    // No agent on slot a: its init says so, and the device stays offline with its update
+    // unfinished. A hung device, which a watchdog or a person power-cycles.
+    await vm.waitForConsole(/boardfleet: this image has no agent/, boots(2, 30_000), consoleFrom);
+    const hung = await eventually(
+      'the server to see the device offline with its update unfinished',
+      async () => {
+        const { body: device } = await server.api<DeviceRecord>('GET', `/api/v1/devices/${deviceId}`);
+        const status = await rollout(id);
+        return !device.online && status.state === 'running' ? status : undefined;
+      },
+      boots(5, 60_000),
+    );
+    expect(hung.devices[0]?.state).not.toMatch(/^(committed|failed|rolled-back)$/);
     await vm.powerOff();
     expect(await vm.boot()).toBe('b');
     const done = await eventually(

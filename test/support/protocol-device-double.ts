@@ -8,8 +8,9 @@ export type DeploymentScript = 'succeed' | 'fail' | 'hang';
 
 /**
  * A protocol-level double of a device agent, named as such: it speaks the wire contract (presence,
- * inventory, heartbeats, desired state, deployment events) but installs nothing. The server's
- * rollout engine is tested against it; the real agent's update state machine has its own tests.
+ * inventory, heartbeats, desired state, deployment events) but installs nothing, and the reasons
+ * it reports are the test's own words. For tests of what the server shows; the rollout engine's
+ * contract suite runs against the real agent (in-process-agents.ts) instead.
  */
 export class ProtocolDeviceDouble {
   readonly desiredSeen: DesiredState[] = [];
