@@ -179,7 +179,10 @@ describe('PostgreSQL faults during a rollout', () => {
     });
     expect(degraded).toMatchObject({ status: 'degraded', database: { state: 'down' } });
     // An operator is told at once that the database is away, not kept waiting until it is back.
-    const pause = await server.api<{ error: { code: string } }>('POST', `/api/v1/rollouts/${created.id}/pause`);
+    const pause = await server.api<{ error: { code: string } }>(
+      'POST',
+      `/api/v1/rollouts/${created.id}/pause`,
+    );
     expect(pause.status).toBe(503);
     expect(Date.now() - stoppedAt).toBeLessThan(OUTAGE_MS);
     while (Date.now() - stoppedAt < OUTAGE_MS) {
