@@ -8,7 +8,7 @@ import {
   postgresBackendAt,
   startPostgresCluster,
 } from '../support/databases.ts';
-import { InProcessAgent } from '../support/in-process-agents.ts';
+import { type InProcessAgent, startInProcessFleet } from '../support/in-process-agents.ts';
 import type { RolloutStatus } from '../support/rollout-status.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
@@ -30,37 +30,8 @@ async function healthz(server: TestServer): Promise<{ status: number; body: Heal
   return server.api<Healthz>('GET', '/healthz', undefined, '');
 }
 
-/** Real agents (in this process), each registered through the API and online with its inventory. */
-async function startFleet(server: TestServer, tag: string, count: number): Promise<InProcessAgent[]> {
-  const agents: InProcessAgent[] = [];
-  for (let index = 0; index < count; index++) {
-    const { body } = await server.api<{ device: { id: string }; secret: string }>('POST', '/api/v1/devices', {
-      name: `${tag}-${index}`,
-      tags: [tag],
-    });
-    const agent = new InProcessAgent(body.device.id, body.secret, {
-      serverUrl: server.httpUrl,
-      mqttUrl: server.mqttUrl,
-      board: BOARD,
-    });
-    agents.push(agent);
-    await agent.start();
-  }
-  await eventually(
-    `${count} agents online with their inventory`,
-    async () => {
-      const { body } = await server.api<{
-        devices: Array<{ online: boolean; inventory: { board: string } }>;
-      }>('GET', `/api/v1/devices?tag=${tag}&limit=100`);
-      return (
-        body.devices.length === count && body.devices.every((d) => d.online && d.inventory?.board === BOARD)
-      );
-    },
-    30_000,
-  );
-  await server.ingest.drain();
-  return agents;
-}
+const startFleet = (server: TestServer, tag: string, count: number) =>
+  startInProcessFleet(server, { tag, count, board: BOARD });
 
 const rolloutStatus = async (server: TestServer, id: string) =>
   (await server.api<RolloutStatus>('GET', `/api/v1/rollouts/${id}`)).body;

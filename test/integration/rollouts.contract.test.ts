@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { releaseAppBundle } from '../support/app-bundles.ts';
 import { databaseBackends } from '../support/databases.ts';
-import { InProcessAgent } from '../support/in-process-agents.ts';
+import { type InProcessAgent, startInProcessFleet } from '../support/in-process-agents.ts';
 import { connectDevice } from '../support/mqtt-device.ts';
 import type { RolloutStatus } from '../support/rollout-status.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
@@ -42,40 +42,13 @@ describe.each(databaseBackends)('rollouts on $name', (backend) => {
 
   /** Real agents, registered through the API, online with their inventory; sorted by device id. */
   async function fleet(tag: string, count: number, options: { held?: boolean } = {}) {
-    const created: InProcessAgent[] = [];
-    for (let index = 0; index < count; index++) {
-      const { body } = await server.api<{ device: { id: string }; secret: string }>(
-        'POST',
-        '/api/v1/devices',
-        {
-          name: `${tag}-${index}`,
-          tags: [tag],
-        },
-      );
-      const agent = new InProcessAgent(body.device.id, body.secret, {
-        serverUrl: server.httpUrl,
-        mqttUrl: server.mqttUrl,
-        board: BOARD,
-      });
-      agents.push(agent);
-      created.push(agent);
-      if (options.held) agent.holdUpdates();
-      await agent.start();
-    }
-    await eventually(
-      `${count} ${tag} agents online with their inventory`,
-      async () => {
-        const { body } = await server.api<{
-          devices: Array<{ online: boolean; inventory: { board: string } }>;
-        }>('GET', `/api/v1/devices?tag=${tag}&limit=100`);
-        return (
-          body.devices.length === count && body.devices.every((d) => d.online && d.inventory?.board === BOARD)
-        );
-      },
-      30_000,
-    );
-    // Inventory (the board) must be stored before the engine picks each device's artifact.
-    await server.ingest.drain();
+    const created = await startInProcessFleet(server, {
+      tag,
+      count,
+      board: BOARD,
+      beforeStart: (agent) => options.held && agent.holdUpdates(),
+    });
+    agents.push(...created);
     return created.sort((a, b) => a.deviceId.localeCompare(b.deviceId));
   }
 

@@ -9,6 +9,7 @@ import { loadAgentConfig } from '../../device-agent/agent-config.ts';
 import { runAgent } from '../../device-agent/main.ts';
 import type { DeviceAgent } from '../../device-agent/runtime/device-agent.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
+import { eventually, type TestServer } from './test-server.ts';
 
 /**
  * The real device agent, started in the test's process through its composition root (`runAgent`):
@@ -120,4 +121,50 @@ class MqttRelay {
     for (const socket of this.sockets) socket.destroy();
     await closed;
   }
+}
+
+/**
+ * Real agents (in this process) for `count` new devices tagged `tag`, each registered through the
+ * API; resolves once all are online with their inventory stored, as a rollout picks each device's
+ * artifact by the board in it. `beforeStart` prepares an agent (e.g. holds its updates).
+ */
+export async function startInProcessFleet(
+  server: TestServer,
+  options: { tag: string; count: number; board: string; beforeStart?: (agent: InProcessAgent) => void },
+): Promise<InProcessAgent[]> {
+  const { tag, count, board } = options;
+  const agents: InProcessAgent[] = [];
+  for (let index = 0; index < count; index++) {
+    const { body } = await server.api<{ device: { id: string }; secret: string }>('POST', '/api/v1/devices', {
+      name: `${tag}-${index}`,
+      tags: [tag],
+    });
+    const agent = new InProcessAgent(body.device.id, body.secret, {
+      serverUrl: server.httpUrl,
+      mqttUrl: server.mqttUrl,
+      board,
+    });
+    agents.push(agent);
+    options.beforeStart?.(agent);
+  }
+  try {
+    for (const agent of agents) await agent.start();
+  } catch (error) {
+    await Promise.all(agents.map((agent) => agent.dispose()));
+    throw error;
+  }
+  await eventually(
+    `${count} ${tag} agents online with their inventory`,
+    async () => {
+      const { body } = await server.api<{
+        devices: Array<{ online: boolean; inventory: { board: string } }>;
+      }>('GET', `/api/v1/devices?tag=${tag}&limit=100`);
+      return (
+        body.devices.length === count && body.devices.every((d) => d.online && d.inventory?.board === board)
+      );
+    },
+    30_000,
+  );
+  await server.ingest.drain();
+  return agents;
 }
