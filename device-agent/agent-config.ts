@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { BoardfleetError } from '../protocol/errors.ts';
 import { MOUNTS } from '../protocol/linux-ab-layout.ts';
 import { LAUNCH_ENV_NAME, LAUNCH_ENV_VALUE } from '../protocol/unikernel-image.ts';
+import { LOG_LEVELS } from '../lib/log-output.ts';
 
 export const agentConfigSchema = z.strictObject({
   server: z.string().url(),
@@ -11,6 +12,8 @@ export const agentConfigSchema = z.strictObject({
   deviceId: z.string().optional(),
   secret: z.string().optional(),
   provisioningToken: z.string().optional(),
+  /** Replace credentials already in the data dir with the ones given or provisioned now. */
+  force: z.boolean().default(false),
   name: z.string().min(1).max(128).default(hostname()),
   board: z.string().min(1).max(64).optional(),
   tags: z.array(z.string()).default([]),
@@ -77,6 +80,10 @@ export const agentConfigSchema = z.strictObject({
     .optional(),
   heartbeat: z.coerce.number().min(1).max(3600).default(30),
   keepalive: z.coerce.number().min(1).max(3600).default(30),
+  /** From LOG_LEVEL. */
+  logLevel: z
+    .enum(LOG_LEVELS, { error: `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` })
+    .default('info'),
 });
 
 export type AgentConfig = z.infer<typeof agentConfigSchema>;

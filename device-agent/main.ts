@@ -2,10 +2,12 @@
  * The agent's composition root: from its configuration to a running agent. `boardfleet agent`
  * (cli/commands/agent.command.ts) and the agent inside images (image-entry.ts) both start here.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import packageJson from '../package.json' with { type: 'json' };
+import { createLogger } from '../lib/log-output.ts';
 import { BoardfleetError } from '../protocol/errors.ts';
 import { type AgentConfig, loadAgentConfig } from './agent-config.ts';
 import {
@@ -36,22 +38,31 @@ export async function startAgentProcess(
   flags: Record<string, unknown>,
   configFile?: string,
 ): Promise<DeviceAgent> {
-  const config = loadAgentConfig(flags, configFile);
-  const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  const config = loadAgentConfig({ logLevel: process.env.LOG_LEVEL, ...flags }, configFile);
+  const logger = createLogger(config.logLevel);
   const agent = await runAgent(config, logger);
   const shutdown = () => {
-    void agent.stop().then(() => process.exit(0));
+    void agent.stop().then(() => {
+      logger.info('agent stopped');
+      process.exit(0);
+    });
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
   return agent;
 }
 
-/** Credentials kept in the data dir, else the ones given, else provisioning with a fleet token. */
+/**
+ * Credentials kept in the data dir, else the ones given, else provisioning with a fleet token.
+ * With `force`, the kept ones are replaced by the given or newly provisioned ones.
+ */
 async function obtainCredentials(config: AgentConfig): Promise<AgentCredentials> {
   const dataDir = resolve(config.dataDir);
-  const stored = loadCredentials(dataDir);
-  if (stored) return stored;
+  const stored = config.force ? null : loadCredentials(dataDir);
+  if (stored) {
+    refuseIgnoredCredentials(stored, config, dataDir);
+    return stored;
+  }
   let credentials: AgentCredentials;
   if (config.deviceId && config.secret) {
     const serverHost = new URL(config.server).hostname;
@@ -61,6 +72,7 @@ async function obtainCredentials(config: AgentConfig): Promise<AgentCredentials>
       secret: config.secret,
       mqttUrl: config.mqtt[0] ?? `mqtt://${serverHost}:1883`,
       fleetPublicKeyPem: await fetchFleetKey(config.server),
+      provisioningTokenSha256: null,
     };
   } else if (config.provisioningToken) {
     credentials = await provisionDevice({
@@ -70,6 +82,7 @@ async function obtainCredentials(config: AgentConfig): Promise<AgentCredentials>
       ...(config.board ? { board: config.board } : {}),
       tags: config.tags,
     });
+    credentials.provisioningTokenSha256 = tokenFingerprint(config.provisioningToken);
   } else {
     throw new BoardfleetError(
       'no-credentials',
@@ -80,6 +93,30 @@ async function obtainCredentials(config: AgentConfig): Promise<AgentCredentials>
   saveCredentials(dataDir, credentials);
   return credentials;
 }
+
+/**
+ * Stops rather than silently run as the stored device when the flags ask for another one: a
+ * provisioning token other than the one the stored credentials came from, or another device id.
+ * The same token again is fine (an image passes it on every boot); credentials saved before
+ * the token was recorded (`undefined`) cannot tell, and are kept.
+ */
+function refuseIgnoredCredentials(stored: AgentCredentials, config: AgentConfig, dataDir: string): void {
+  const recorded = stored.provisioningTokenSha256;
+  const otherToken =
+    config.provisioningToken !== undefined &&
+    recorded !== undefined &&
+    recorded !== tokenFingerprint(config.provisioningToken);
+  const otherDevice = config.deviceId !== undefined && config.deviceId !== stored.deviceId;
+  if (!otherToken && !otherDevice) return;
+  throw new BoardfleetError(
+    'invalid-config',
+    `${dataDir} already holds the credentials of device ${stored.deviceId}, so the ` +
+      `${otherToken ? 'provisioning token and name' : `device id ${config.deviceId}`} would be ignored: ` +
+      'give another --data-dir, or --force to replace them',
+  );
+}
+
+const tokenFingerprint = (token: string) => createHash('sha256').update(token).digest('hex');
 
 /**
  * Builds the agent from its configuration and starts it: credentials (stored, given, or

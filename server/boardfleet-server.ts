@@ -9,7 +9,8 @@ import type { RequestHandler } from 'express';
 import { type OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import { sql } from 'kysely';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../lib/log-output.ts';
 import { openApiDocument } from '../protocol/api/openapi.ts';
 import { operations } from '../protocol/api/operations.ts';
 import { AppModule } from './app.module.ts';
@@ -77,7 +78,7 @@ export async function startServer(
   config: ServerConfig,
   options: { logger?: Logger; clock?: Clock } = {},
 ): Promise<RunningServer> {
-  const logger = options.logger ?? pino({ level: config.logLevel });
+  const logger = options.logger ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
   const stops: Array<() => Promise<void>> = [];
   const stopAll = async () => {

@@ -33,6 +33,10 @@ export function register(program: Command): void {
     )
     .option('--attached-port <path>', 'serial port of the attached board, or "auto"', 'auto')
     .option('--data-dir <dir>', 'where credentials and state live', './agent-data')
+    .option(
+      '--force',
+      'replace credentials already in the data dir (provision a new device with the token, or use the given id)',
+    )
     .option('--heartbeat <seconds>', 'health report interval', '30')
     .option('--keepalive <seconds>', 'MQTT keepalive; offline after 1.5x without a word', '30')
     .action(async (options) => {
@@ -58,6 +62,7 @@ export function register(program: Command): void {
             ? { board: options.attachedBoard, port: options.attachedPort }
             : undefined,
           dataDir: options.dataDir,
+          force: options.force,
           heartbeat: options.heartbeat,
           keepalive: options.keepalive,
         },

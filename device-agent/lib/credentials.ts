@@ -8,7 +8,14 @@ import { readJson, writeJsonAtomically } from './atomic-file.ts';
  * What provisioning answered, kept in a versioned file. Its fleet key (the one that signs
  * artifacts) comes from provisioning, or is fetched once from the server.
  */
-export type AgentCredentials = ProvisionedDevice & { schemaVersion: 1 };
+export type AgentCredentials = ProvisionedDevice & {
+  schemaVersion: 1;
+  /**
+   * sha256 of the provisioning token these came from; null when the device id and secret were
+   * given; absent in files written before it was recorded.
+   */
+  provisioningTokenSha256?: string | null;
+};
 
 export const credentialsPath = (dataDir: string) => join(dataDir, 'credentials.json');
 

@@ -169,7 +169,19 @@ export class EmbeddedBroker {
         maxConnections: limits.maxConnections,
       }),
     );
-    await listenOrExplain(this.server, this.options.port, this.options.host, 'BOARDFLEET_MQTT_PORT', 'MQTT');
+    try {
+      await listenOrExplain(
+        this.server,
+        this.options.port,
+        this.options.host,
+        'BOARDFLEET_MQTT_PORT',
+        'MQTT',
+      );
+    } catch (error) {
+      // Aedes' heartbeat and will timers would keep a process that cannot serve alive.
+      await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+      throw error;
+    }
     const address = this.server.address();
     return typeof address === 'object' && address ? address.port : this.options.port;
   }

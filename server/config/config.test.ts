@@ -89,6 +89,16 @@ describe('server configuration', () => {
     );
   });
 
+  it('refuses a LOG_LEVEL pino does not know, listed with the other bad variables', () => {
+    expect(loadServerConfig({ LOG_LEVEL: 'debug' }).logLevel).toBe('debug');
+    expect(loadServerConfig({}).logLevel).toBe('info');
+    expect(() => loadServerConfig({ LOG_LEVEL: 'loud', BOARDFLEET_HTTP_PORT: 'http' })).toThrow(
+      'invalid configuration:\n' +
+        '  BOARDFLEET_HTTP_PORT=http is not a port number (0-65535)\n' +
+        '  LOG_LEVEL=loud must be one of fatal, error, warn, info, debug, trace, silent',
+    );
+  });
+
   it.each([
     ['HTTP', 'BOARDFLEET_HTTP_PORT'],
     ['MQTT', 'BOARDFLEET_MQTT_PORT'],

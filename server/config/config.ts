@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { RECIPES_DIRECTORY } from '../../builder/recipe/recipe.ts';
 import { defaultCacheDir } from '../../builder/steps/cached-step.ts';
+import { LOG_LEVELS, type LogLevel, isLogLevel } from '../../lib/log-output.ts';
 
 export interface ServerConfig {
   httpPort: number;
@@ -18,7 +19,7 @@ export interface ServerConfig {
   healthRetentionDays: number;
   /** Operator-provided ed25519 key (PKCS#8 PEM); null: generated in the data dir on the first start. */
   signingKeyPath: string | null;
-  logLevel: string;
+  logLevel: LogLevel;
   /** Image recipes (`<name>.yaml`) the build API may build. */
   recipesDir: string;
   /** Downloads and finished build steps, keyed by content: shared by every data dir on the machine. */
@@ -117,7 +118,11 @@ export const SERVER_ENVIRONMENT = {
     meaning:
       "device messages routed by the broker but not yet taken by the server's MQTT session; at this many, device sockets are not read until the backlog halves, and what still comes past twice the limit is dropped and counted",
   },
-  LOG_LEVEL: { default: 'info', meaning: 'pino log level (trace, debug, info, warn, error, silent)' },
+  LOG_LEVEL: {
+    default: 'info',
+    meaning:
+      'pino log level (trace, debug, info, warn, error, fatal, silent); readable lines on a terminal, JSON otherwise',
+  },
 } as const;
 
 type Environment = Record<string, string | undefined>;
@@ -198,6 +203,10 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
       problems.push(`${name}=${raw} must be 1 (open) or 0 (operator token needed)`);
     return raw !== '0';
   };
+  const logLevelRaw = env.LOG_LEVEL ?? SERVER_ENVIRONMENT.LOG_LEVEL.default;
+  let logLevel: LogLevel = 'info';
+  if (isLogLevel(logLevelRaw)) logLevel = logLevelRaw;
+  else problems.push(`LOG_LEVEL=${logLevelRaw} must be one of ${LOG_LEVELS.join(', ')}`);
   const mqttLimits = readBrokerLimits(env, problems);
   const metricsPublic = flag('BOARDFLEET_METRICS_PUBLIC');
   const apiDocsPublic = flag('BOARDFLEET_API_DOCS_PUBLIC');
@@ -215,7 +224,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     mqttUrl,
     healthRetentionDays,
     signingKeyPath: env.BOARDFLEET_SIGNING_KEY ? resolve(env.BOARDFLEET_SIGNING_KEY) : null,
-    logLevel: env.LOG_LEVEL ?? SERVER_ENVIRONMENT.LOG_LEVEL.default,
+    logLevel,
     recipesDir: resolve(env.BOARDFLEET_RECIPES_DIR ?? RECIPES_DIRECTORY),
     buildCacheDir: resolve(env.BOARDFLEET_BUILD_CACHE ?? defaultCacheDir(env)),
     buildConcurrency,
