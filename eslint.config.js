@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import { createNodeResolver, importX } from 'eslint-plugin-import-x';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', 'build/', 'server/web/dist/', '**/*.d.ts'] },
+  { ignores: ['node_modules/', 'data/', 'build/', 'dist/', 'server/web/dist/', '**/*.d.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

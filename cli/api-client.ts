@@ -3,6 +3,14 @@ import { join, resolve } from 'node:path';
 import { ADMIN_TOKEN_FILE } from '../protocol/api/session.ts';
 import { BoardfleetError } from '../protocol/errors.ts';
 
+/**
+ * One line for a refused request: the method, the path without its query (an upload's query holds
+ * every field and a sha256, which bury the reason) and the server's message.
+ */
+export function apiErrorMessage(method: string, path: string, status: number, message: string): string {
+  return `${method} ${path.split('?')[0]} failed (${status}): ${message}`;
+}
+
 /** REST client for the CLI: BOARDFLEET_URL, and BOARDFLEET_TOKEN or the admin token in the data dir. */
 export class ApiClient {
   constructor(
@@ -56,7 +64,7 @@ export class ApiClient {
     const parsed = text ? (JSON.parse(text) as unknown) : undefined;
     if (!response.ok) {
       const message = (parsed as { message?: string } | undefined)?.message ?? response.statusText;
-      throw new BoardfleetError('api-error', `${method} ${path} failed (${response.status}): ${message}`);
+      throw new BoardfleetError('api-error', apiErrorMessage(method, path, response.status, message));
     }
     return parsed as T;
   }
@@ -85,7 +93,7 @@ export class ApiClient {
       if (!response.ok || !response.body) {
         throw new BoardfleetError(
           'api-error',
-          `GET ${path} failed (${response.status}): ${await response.text()}`,
+          apiErrorMessage('GET', path, response.status, await response.text()),
         );
       }
       let buffer = '';

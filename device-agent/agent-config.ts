@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { BoardfleetError } from '../protocol/errors.ts';
 import { MOUNTS } from '../protocol/linux-ab-layout.ts';
 import { LAUNCH_ENV_NAME, LAUNCH_ENV_VALUE } from '../protocol/unikernel-image.ts';
-import { LOG_LEVELS } from '../lib/log-output.ts';
+import { LOG_FORMATS, LOG_LEVELS } from '../lib/log-output.ts';
 
 export const agentConfigSchema = z.strictObject({
   server: z.string().url(),
@@ -80,10 +80,17 @@ export const agentConfigSchema = z.strictObject({
     .optional(),
   heartbeat: z.coerce.number().min(1).max(3600).default(30),
   keepalive: z.coerce.number().min(1).max(3600).default(30),
+  /**
+   * Seconds to wait, once connected, for the server's retained hello before the broker is called
+   * not Boardfleet's. It comes right after the subscription; a slow link may want more.
+   */
+  helloTimeout: z.coerce.number().min(1).max(600).default(10),
   /** From LOG_LEVEL. */
   logLevel: z
     .enum(LOG_LEVELS, { error: `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` })
     .default('info'),
+  /** From LOG_FORMAT; unset, pretty on a terminal and JSON otherwise. */
+  logFormat: z.enum(LOG_FORMATS, { error: `LOG_FORMAT must be one of ${LOG_FORMATS.join(', ')}` }).optional(),
 });
 
 export type AgentConfig = z.infer<typeof agentConfigSchema>;

@@ -13,6 +13,7 @@ import { type AgentConfig, loadAgentConfig } from './agent-config.ts';
 import {
   type AgentCredentials,
   fetchFleetKey,
+  fetchMqttUrl,
   loadCredentials,
   provisionDevice,
   saveCredentials,
@@ -38,8 +39,11 @@ export async function startAgentProcess(
   flags: Record<string, unknown>,
   configFile?: string,
 ): Promise<DeviceAgent> {
-  const config = loadAgentConfig({ logLevel: process.env.LOG_LEVEL, ...flags }, configFile);
-  const logger = createLogger(config.logLevel);
+  const config = loadAgentConfig(
+    { logLevel: process.env.LOG_LEVEL, logFormat: process.env.LOG_FORMAT || undefined, ...flags },
+    configFile,
+  );
+  const logger = createLogger(config.logLevel, config.logFormat);
   const agent = await runAgent(config, logger);
   const shutdown = () => {
     void agent.stop().then(() => {
@@ -54,23 +58,23 @@ export async function startAgentProcess(
 
 /**
  * Credentials kept in the data dir, else the ones given, else provisioning with a fleet token.
- * With `force`, the kept ones are replaced by the given or newly provisioned ones.
+ * With `force`, the kept ones are replaced by the given or newly provisioned ones. Their MQTT URL
+ * is the server's (or the first `--mqtt`); kept ones learn it again, see `withCurrentMqttUrl`.
  */
-async function obtainCredentials(config: AgentConfig): Promise<AgentCredentials> {
+async function obtainCredentials(config: AgentConfig, logger: Logger): Promise<AgentCredentials> {
   const dataDir = resolve(config.dataDir);
   const stored = config.force ? null : loadCredentials(dataDir);
   if (stored) {
     refuseIgnoredCredentials(stored, config, dataDir);
-    return stored;
+    return config.mqtt.length > 0 ? stored : withCurrentMqttUrl(stored, config.server, dataDir, logger);
   }
   let credentials: AgentCredentials;
   if (config.deviceId && config.secret) {
-    const serverHost = new URL(config.server).hostname;
     credentials = {
       schemaVersion: 1,
       deviceId: config.deviceId,
       secret: config.secret,
-      mqttUrl: config.mqtt[0] ?? `mqtt://${serverHost}:1883`,
+      mqttUrl: config.mqtt[0] ?? (await fetchMqttUrl(config.server)),
       fleetPublicKeyPem: await fetchFleetKey(config.server),
       provisioningTokenSha256: null,
     };
@@ -119,6 +123,38 @@ function refuseIgnoredCredentials(stored: AgentCredentials, config: AgentConfig,
 const tokenFingerprint = (token: string) => createHash('sha256').update(token).digest('hex');
 
 /**
+ * The kept credentials with the MQTT URL the server names now, saved when it changed: the broker
+ * may have moved (another BOARDFLEET_MQTT_PORT), and agents before this one saved a guess
+ * (`mqtt://<server host>:1883`) that can lead to somebody else's broker. A server that cannot be
+ * asked leaves the URL it named last; if that is not its broker, the agent says so on connecting.
+ */
+async function withCurrentMqttUrl(
+  stored: AgentCredentials,
+  server: string,
+  dataDir: string,
+  logger: Logger,
+): Promise<AgentCredentials> {
+  let mqttUrl: string;
+  try {
+    mqttUrl = await fetchMqttUrl(server);
+  } catch (error) {
+    logger.warn(
+      { mqttUrl: stored.mqttUrl },
+      `cannot ask ${server} where its broker is (${(error as Error).message}); trying ${stored.mqttUrl}, where it was last`,
+    );
+    return stored;
+  }
+  if (mqttUrl === stored.mqttUrl) return stored;
+  logger.info(
+    { mqttUrl, was: stored.mqttUrl },
+    `the server's broker is at ${mqttUrl} (was ${stored.mqttUrl})`,
+  );
+  const updated = { ...stored, mqttUrl };
+  saveCredentials(dataDir, updated);
+  return updated;
+}
+
+/**
  * Builds the agent from its configuration and starts it: credentials (stored, given, or
  * provisioned), the update strategies this device has, the update manager, the collectors and the
  * MQTT session.
@@ -126,7 +162,7 @@ const tokenFingerprint = (token: string) => createHash('sha256').update(token).d
 export async function runAgent(config: AgentConfig, logger: Logger): Promise<DeviceAgent> {
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const credentials = await obtainCredentials(config);
+  const credentials = await obtainCredentials(config, logger);
   const version = packageJson.version;
   let agent: DeviceAgent | null = null;
   const attachedBoard = config.attachedBoard
@@ -170,6 +206,7 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
     dataDir,
     heartbeatSeconds: config.heartbeat,
     keepaliveSeconds: config.keepalive,
+    helloTimeoutSeconds: config.helloTimeout,
     collectors: new SystemCollectors(dataDir, version, config.board ?? null),
     logger,
     updates,

@@ -1,7 +1,10 @@
 import { type ChannelPayload, channelSchemas } from './schemas.ts';
-import { type Channel, MAX_PAYLOAD_BYTES } from './topics.ts';
+import { MAX_PAYLOAD_BYTES } from './topics.ts';
 
-export type DecodeResult<C extends Channel> =
+/** A device channel, or the server's hello. */
+export type PayloadKind = keyof ChannelPayload;
+
+export type DecodeResult<C extends PayloadKind> =
   | { ok: true; value: ChannelPayload[C] }
   | { ok: false; reason: 'oversized' | 'not-json' | 'too-deep' | 'schema'; detail: string };
 
@@ -16,7 +19,7 @@ export const MAX_JSON_DEPTH = 16;
  * Decodes and validates one payload. Never throws: both ends log the reason and drop the
  * message, so one bad publisher cannot take a process down.
  */
-export function decodePayload<C extends Channel>(channel: C, payload: Buffer | string): DecodeResult<C> {
+export function decodePayload<C extends PayloadKind>(channel: C, payload: Buffer | string): DecodeResult<C> {
   const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
   if (size > MAX_PAYLOAD_BYTES) {
     return {
@@ -70,7 +73,7 @@ function withoutNul(value: unknown): unknown {
 }
 
 /** Encodes a payload after checking it against its schema, so a bug surfaces at the sender. */
-export function encodePayload<C extends Channel>(channel: C, value: ChannelPayload[C]): string {
+export function encodePayload<C extends PayloadKind>(channel: C, value: ChannelPayload[C]): string {
   channelSchemas[channel].parse(value);
   return JSON.stringify(value);
 }

@@ -136,12 +136,22 @@ export const commandSchema = z.strictObject({
   args: z.record(z.string(), z.unknown()).optional(),
 });
 
+/**
+ * What the server's retained hello carries. Loose, unlike the other payloads: an agent must
+ * recognise the hello of a newer server that added fields.
+ */
+export const serverHelloSchema = z.looseObject({
+  protocolVersion: z.number().int().positive(),
+  at: timestamp,
+});
+
 export type Presence = z.infer<typeof presenceSchema>;
 export type Inventory = z.infer<typeof inventorySchema>;
 export type Health = z.infer<typeof healthSchema>;
 export type DeviceEvent = z.infer<typeof deviceEventSchema>;
 export type DesiredState = z.infer<typeof desiredStateSchema>;
 export type Command = z.infer<typeof commandSchema>;
+export type ServerHello = z.infer<typeof serverHelloSchema>;
 
 export const channelSchemas = {
   presence: presenceSchema,
@@ -150,6 +160,7 @@ export const channelSchemas = {
   events: deviceEventSchema,
   desired: desiredStateSchema,
   commands: commandSchema,
+  hello: serverHelloSchema,
 } as const;
 
 export type ChannelPayload = {

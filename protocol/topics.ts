@@ -11,6 +11,13 @@ export type DeviceToServerChannel = (typeof DEVICE_TO_SERVER_CHANNELS)[number];
 export type ServerToDeviceChannel = (typeof SERVER_TO_DEVICE_CHANNELS)[number];
 export type Channel = DeviceToServerChannel | ServerToDeviceChannel;
 
+/**
+ * The server's hello, retained on its broker for every device (server → device). A broker that
+ * has it is Boardfleet's: the agent waits for it after connecting before it announces itself, and
+ * calls a broker without it foreign. Beside the devices' root, so no device id can reach it.
+ */
+export const SERVER_HELLO_TOPIC = `boardfleet/v${PROTOCOL_VERSION}/server/hello`;
+
 /** Largest payload either side accepts; an agent's messages are a few hundred bytes. */
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 

@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .option('--server <url>', 'Boardfleet server, e.g. http://fleet.local:8080')
     .option(
       '--mqtt <url>',
-      'MQTT broker (repeatable, tried in turn); default from provisioning or the server host',
+      'MQTT broker (repeatable, tried in turn); default: the broker the server names, asked on every start',
       collect,
       [],
     )

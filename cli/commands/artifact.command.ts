@@ -3,8 +3,14 @@ import { basename } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { sha256File } from '../../lib/hash.ts';
-import type { Artifact, ArtifactList } from '../../protocol/api/artifacts.ts';
-import type { Release } from '../../protocol/api/releases.ts';
+import {
+  type Artifact,
+  type ArtifactList,
+  artifactName,
+  artifactVersion,
+} from '../../protocol/api/artifacts.ts';
+import { ARTIFACT_KINDS } from '../../protocol/manifest.ts';
+import { knownArtifactBoards } from '../../server/artifacts/artifact-boards.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { ApiClient } from '../api-client.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
@@ -19,8 +25,62 @@ async function sha256Of(path: string, size: number): Promise<string> {
   return sha256;
 }
 
+/**
+ * Checks what the server would check of an upload, before hashing and uploading a large file:
+ * the kind, the version, the name and the boards against the board catalogue. Every problem in
+ * one error.
+ */
+export function assertUploadable(upload: {
+  kind: string;
+  version: string;
+  name: string;
+  board: string[];
+}): void {
+  const problems: string[] = [];
+  if (!(ARTIFACT_KINDS as readonly string[]).includes(upload.kind))
+    problems.push(`--kind ${upload.kind}: use one of ${ARTIFACT_KINDS.join(', ')}`);
+  if (!artifactVersion.safeParse(upload.version).success)
+    problems.push(`--version ${upload.version}: must be a semantic version such as 1.2.0`);
+  if (!artifactName.safeParse(upload.name).success)
+    problems.push(`name ${upload.name}: names are lower-case letters, digits, . _ - (set one with --name)`);
+  const known = knownArtifactBoards();
+  const unknown = upload.board.filter((board) => !known.has(board));
+  if (upload.board.length === 0) problems.push('name at least one --board the artifact runs on');
+  else if (unknown.length > 0)
+    problems.push(
+      `--board ${unknown.join(', ')}: not in the board catalogue (known: ${[...known].sort().join(', ')}; see "boardfleet boards")`,
+    );
+  if (problems.length > 0) throw new BoardfleetError('invalid-arguments', problems.join('; '));
+}
+
+/** A version is published once: the same name and version with other content is refused before uploading. */
+async function assertVersionFree(api: ApiClient, name: string, version: string, sha256: string) {
+  const { artifacts } = await api.request<ArtifactList>(
+    'GET',
+    `/api/v1/artifacts?${new URLSearchParams({ name, limit: '1000' })}`,
+  );
+  const existing = artifacts.find((artifact) => artifact.version === version);
+  if (existing && existing.sha256 !== sha256) {
+    throw new BoardfleetError(
+      'conflict',
+      `${name} ${version} already exists (${existing.id}) with different content: publish a new version`,
+    );
+  }
+}
+
 export function register(program: Command): void {
-  const artifact = program.command('artifact').description('Upload and list signed artifacts');
+  const artifact = program
+    .command('artifact')
+    .description('Upload and list signed artifacts')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  boardfleet artifact push app.tgz --kind app-bundle --version 1.2.0 --board rpi-4b
+  boardfleet artifact push blink.hex --kind mcu-firmware --version 0.3.1 --board uno --board nano
+  boardfleet artifact list --name app --json
+Then group artifacts into a release: boardfleet release create --help`,
+    );
 
   artifact
     .command('push <file>')
@@ -35,21 +95,21 @@ export function register(program: Command): void {
         file: string,
         options: { kind: string; version: string; board: string[]; name?: string; json?: boolean },
       ) => {
-        if (options.board.length === 0)
-          throw new BoardfleetError('invalid-arguments', 'name at least one --board the artifact runs on');
+        const name =
+          options.name ??
+          basename(file)
+            .replace(/\.[^.]+$/, '')
+            .toLowerCase();
+        assertUploadable({ ...options, name });
         let size: number;
         try {
           size = statSync(file).size;
         } catch {
           throw new BoardfleetError('invalid-arguments', `cannot read ${file}`);
         }
-        const name =
-          options.name ??
-          basename(file)
-            .replace(/\.[^.]+$/, '')
-            .toLowerCase();
-        const sha256 = await sha256Of(file, size);
         const api = ApiClient.fromEnvironment();
+        const sha256 = await sha256Of(file, size);
+        await assertVersionFree(api, name, options.version, sha256);
         const query = new URLSearchParams({
           name,
           version: options.version,
@@ -103,30 +163,5 @@ export function register(program: Command): void {
         })),
         ['id', 'name', 'version', 'kind', 'boards', 'size', 'sha256'],
       );
-    });
-
-  const release = program.command('release').description('Group artifacts into releases');
-  release
-    .command('create <name>')
-    .description(
-      'Create a release from artifacts, one per board: --artifact rpi-4b=art-… (or *=art-… for every board it lists)',
-    )
-    .option('--artifact <board=id>', 'board and artifact id (repeatable)', collect, [])
-    .option('--json', 'machine-readable output')
-    .action(async (name: string, options: { artifact: string[]; json?: boolean }) => {
-      const artifacts = Object.fromEntries(
-        options.artifact.map((pair) => {
-          const [board, id] = pair.split('=');
-          if (!board || !id)
-            throw new BoardfleetError('invalid-arguments', `--artifact ${pair}: expected BOARD=ARTIFACT_ID`);
-          return [board, id];
-        }),
-      );
-      const created = await ApiClient.fromEnvironment().request<Release>('POST', '/api/v1/releases', {
-        name,
-        artifacts,
-      });
-      if (options.json) return printJson(created);
-      process.stdout.write(`Created release ${created.name} (${created.id})\n`);
     });
 }

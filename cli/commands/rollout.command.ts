@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type {
   CreateRolloutInput,
@@ -9,10 +10,11 @@ import type {
 } from '../../protocol/api/rollouts.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { ApiClient } from '../api-client.ts';
-import { printJson, printTable } from '../output.ts';
+import { painter, printJson, printTable } from '../output.ts';
+import { renderRolloutStatus, statusSignature } from '../rollout-view.ts';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
-const FINISHED = ['completed', 'aborted'];
+const WATCH_INTERVAL_MS = 1000;
 
 /** `--waves 1,10,50,100` (cumulative percentages) and/or `--canary ID` as the first wave. */
 function waveList(options: {
@@ -45,28 +47,6 @@ function waveList(options: {
       requiresApproval: options.approve && (index > 0 || options.canary.length > 0),
     })),
   ];
-}
-
-function bar(done: number, failed: number, size: number, width = 30): string {
-  if (size === 0) return `[${' '.repeat(width)}]`;
-  const ok = Math.round((done / size) * width);
-  const bad = Math.min(width - ok, Math.round((failed / size) * width));
-  return `[${'#'.repeat(ok)}${'x'.repeat(bad)}${'.'.repeat(width - ok - bad)}]`;
-}
-
-function render(status: RolloutStatus): string {
-  const lines = [
-    `${status.name} (${status.id}): ${status.state}${status.reason ? ` — ${status.reason}` : ''}`,
-  ];
-  for (const wave of status.waves) {
-    const c = wave.counts;
-    lines.push(
-      `  ${wave.name.padEnd(10)} ${wave.state.padEnd(17)} ${bar(c.committed, c.failed, c.size)} ${c.committed}/${c.size} committed, ${c.inProgress} in progress, ${c.failed} failed`,
-    );
-  }
-  for (const device of status.devices.filter((d) => d.reason))
-    lines.push(`  ${device.deviceId}: ${device.state} — ${device.reason}`);
-  return lines.join('\n');
 }
 
 export function register(program: Command): void {
@@ -108,8 +88,10 @@ export function register(program: Command): void {
         dynamic: !options.static,
       };
       const api = ApiClient.fromEnvironment();
+      // The preview also says what to know before starting (nothing matches, all offline).
+      const preview = await api.request<RolloutPreview>('POST', '/api/v1/rollouts/preview', body);
+      for (const warning of preview.warnings) process.stderr.write(`warning: ${warning}\n`);
       if (options.dryRun) {
-        const preview = await api.request<RolloutPreview>('POST', '/api/v1/rollouts/preview', body);
         if (options.json) return printJson(preview);
         process.stdout.write(`${preview.targetDevices} device(s) match\n`);
         for (const wave of preview.waves)
@@ -139,19 +121,20 @@ export function register(program: Command): void {
   rollout
     .command('status <id>')
     .description('Waves and devices of a rollout; --watch follows it live until it finishes')
-    .option('--watch', 'refresh every second until the rollout completes or is aborted')
+    .option(
+      '--watch',
+      'redraw every second with elapsed time, soak countdown and per-wave ETA until the rollout ends (Ctrl-C stops watching, not the rollout)',
+    )
     .option('--json', 'machine-readable output')
     .action(async (id: string, options: { watch?: boolean; json?: boolean }) => {
       const api = ApiClient.fromEnvironment();
-      for (;;) {
-        const status = await api.request<RolloutStatus>('GET', `/api/v1/rollouts/${encodeURIComponent(id)}`);
-        if (options.json) return printJson(status);
-        const text = render(status);
-        if (options.watch && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
-        process.stdout.write(`${text}\n`);
-        if (!options.watch || FINISHED.includes(status.state)) return;
-        await new Promise((resolve) => setTimeout(resolve, 1000));
+      const read = () => api.request<RolloutStatus>('GET', `/api/v1/rollouts/${encodeURIComponent(id)}`);
+      if (options.json) return printJson(await read());
+      if (!options.watch) {
+        process.stdout.write(`${renderRolloutStatus(await read(), Date.now(), painter())}\n`);
+        return;
       }
+      process.exitCode = await watch(id, read);
     });
 
   for (const action of ['pause', 'resume', 'abort', 'approve'] as const) {
@@ -167,7 +150,44 @@ export function register(program: Command): void {
           'POST',
           `/api/v1/rollouts/${encodeURIComponent(id)}/${action}`,
         );
-        process.stdout.write(`${render(status)}\n`);
+        process.stdout.write(`${renderRolloutStatus(status, Date.now(), painter())}\n`);
       });
+  }
+}
+
+/**
+ * Follows a rollout until it ends: a terminal gets the whole view redrawn every second (the
+ * clocks tick), a pipe a new view whenever a state or count changed. Ctrl-C ends the watch and
+ * leaves the rollout running. Exits 0 when the rollout completed, 1 when it was aborted.
+ */
+async function watch(id: string, read: () => Promise<RolloutStatus>): Promise<number> {
+  const terminal = Boolean(process.stdout.isTTY);
+  const paint = painter();
+  const stopped = new AbortController();
+  const onInterrupt = () => stopped.abort();
+  process.once('SIGINT', onInterrupt);
+  try {
+    let drawn = '';
+    for (;;) {
+      const status = await read();
+      const ended = status.state === 'completed' || status.state === 'aborted';
+      const signature = statusSignature(status);
+      if (terminal || signature !== drawn || ended) {
+        if (terminal) process.stdout.write('\x1b[2J\x1b[H');
+        process.stdout.write(`${renderRolloutStatus(status, Date.now(), paint)}\n`);
+        drawn = signature;
+      }
+      if (ended) return status.state === 'completed' ? 0 : 1;
+      try {
+        await delay(WATCH_INTERVAL_MS, undefined, { signal: stopped.signal });
+      } catch {
+        process.stdout.write(
+          `Stopped watching; rollout ${id} goes on (boardfleet rollout status ${id} --watch to watch again).\n`,
+        );
+        return 0;
+      }
+    }
+  } finally {
+    process.off('SIGINT', onInterrupt);
   }
 }

@@ -84,10 +84,10 @@ export function register(program: Command): void {
             serverUrl: api.baseUrl,
             auth: { deviceId: credentials.deviceId, secret: credentials.secret },
             fleetPublicKeyPem: credentials.fleetPublicKeyPem,
-            report: ({ deploymentId, state, reason }) =>
+            report: ({ deploymentId, state, progress, reason }) =>
               agent?.recordEvent(
                 'deployment',
-                { state },
+                { state, ...(progress !== undefined ? { progress } : {}) },
                 { deploymentId, ...(reason ? { message: reason } : {}) },
               ),
           });

@@ -4,7 +4,7 @@ import type { CreatedOperatorToken, TokenInfo, TokenList } from '../../protocol/
 import { parseDuration } from '../../protocol/api/token-expiry.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { ApiClient } from '../api-client.ts';
-import { printJson, printTable } from '../output.ts';
+import { formatTime, printJson, printTable } from '../output.ts';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -29,9 +29,6 @@ function positiveInteger(name: string, value: string | undefined): number | unde
   return number;
 }
 
-const formatTime = (at: number | null) =>
-  at === null ? '-' : new Date(at).toISOString().slice(0, 16).replace('T', ' ');
-
 function tokenRow(token: TokenInfo): Record<string, string> {
   const fixed = [
     token.board ? `board ${token.board}` : '',
@@ -55,7 +52,16 @@ function tokenRow(token: TokenInfo): Record<string, string> {
 export function register(program: Command): void {
   const tokens = program
     .command('tokens')
-    .description('Create, list and revoke provisioning and operator tokens (admin only)');
+    .description('Create, list and revoke provisioning and operator tokens (admin only)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  boardfleet tokens create-provisioning --expires 30d --max-uses 20 --board rpi-4b --tag lab
+  boardfleet tokens create-operator ci --role viewer --expires 12h
+  boardfleet tokens list
+  boardfleet tokens revoke tok-…`,
+    );
 
   tokens
     .command('create-provisioning')

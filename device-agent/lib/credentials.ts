@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { FleetKey } from '../../protocol/api/artifacts.ts';
-import type { Provision, ProvisionedDevice } from '../../protocol/api/provisioning.ts';
+import type { MqttEndpointAnswer, Provision, ProvisionedDevice } from '../../protocol/api/provisioning.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { readJson, writeJsonAtomically } from './atomic-file.ts';
 
@@ -27,10 +27,14 @@ export function saveCredentials(dataDir: string, credentials: AgentCredentials):
   writeJsonAtomically(credentialsPath(dataDir), credentials, 0o600);
 }
 
+/** A server that accepts the connection and never answers must not hold the agent's start for good. */
+const SERVER_ANSWER_TIMEOUT_MS = 30_000;
+
 async function postJson<T>(url: string, token: string | null, body: unknown): Promise<T> {
   let response: Response;
   try {
     response = await fetch(url, {
+      signal: AbortSignal.timeout(SERVER_ANSWER_TIMEOUT_MS),
       method: body === undefined ? 'GET' : 'POST',
       headers: {
         ...(token ? { authorization: `Bearer ${token}` } : {}),
@@ -77,4 +81,14 @@ export async function fetchFleetKey(serverUrl: string): Promise<string> {
     undefined,
   );
   return publicKeyPem;
+}
+
+/** The broker's URL as the server names it for the host the agent reached it by. */
+export async function fetchMqttUrl(serverUrl: string): Promise<string> {
+  const { mqttUrl } = await postJson<MqttEndpointAnswer>(
+    new URL('/api/v1/mqtt-endpoint', serverUrl).toString(),
+    null,
+    undefined,
+  );
+  return mqttUrl;
 }

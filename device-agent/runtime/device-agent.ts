@@ -5,9 +5,15 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { decodePayload, encodePayload } from '../../protocol/codec.ts';
 import type { Command, DesiredState, DeviceEvent, Inventory } from '../../protocol/schemas.ts';
-import { deviceTopic } from '../../protocol/topics.ts';
+import { deviceTopic, SERVER_HELLO_TOPIC } from '../../protocol/topics.ts';
 import type { RunningVersion } from '../update/update-state-machine.ts';
 import { readJson, writeJsonAtomically } from '../lib/atomic-file.ts';
+import {
+  BrokerIdentityError,
+  explainConnectError,
+  noServerHello,
+  refusedSubscriptions,
+} from './broker-identity.ts';
 import type { Collectors } from './collectors.ts';
 import { Outbox } from './outbox.ts';
 
@@ -19,6 +25,8 @@ export interface DeviceAgentOptions {
   dataDir: string;
   heartbeatSeconds: number;
   keepaliveSeconds: number;
+  /** How long after connecting the server's hello may take before the broker is called foreign; default 10. */
+  helloTimeoutSeconds?: number;
   collectors: Collectors;
   logger: Logger;
   /** Applies deployments from the desired state; null for an agent that only reports. */
@@ -47,16 +55,19 @@ const MAX_BACKOFF_MS = 60_000;
 /**
  * The agent's MQTT side: presence with a last-will, inventory when it changes, heartbeats,
  * events through an on-disk outbox, idempotent commands, and the desired state handed to the
- * update manager. Emits 'online' and 'offline'.
+ * update manager. Emits 'online' and 'offline'. A session counts (and the device announces
+ * itself) only once the server's hello has arrived: until then the broker may be anybody's.
  */
 export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired: [DesiredState] }> {
   private client: MqttClient | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  private helloTimer: NodeJS.Timeout | null = null;
   private backoffMs = 1_000;
   /** Connection attempts that failed since the last success, and why the last one did. */
   private failedAttempts = 0;
   private lastError: Error | null = null;
+  /** The server's hello arrived on this connection: the broker is Boardfleet's. */
   private sessionUp = false;
   private stopping = false;
   private flushing: Promise<void> = Promise.resolve();
@@ -76,8 +87,9 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     this.outbox = new Outbox(options.dataDir);
   }
 
+  /** Connected to Boardfleet's broker (its hello seen), not merely to a broker. */
   get connected(): boolean {
-    return this.client?.connected ?? false;
+    return this.sessionUp && (this.client?.connected ?? false);
   }
 
   start(): void {
@@ -114,18 +126,73 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     // Logged once per attempt when the connection closes, with the retry delay: a wrong secret
     // gives one line a person can act on per attempt, not a stack trace each time.
     this.client.on('error', (error) => {
-      this.lastError = error;
+      this.lastError = explainConnectError(this.brokerUrl(), error);
     });
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
   }
 
+  /** The broker of the current attempt, as a URL (the client cycles through `mqttUrls`). */
+  private brokerUrl(): string {
+    const { protocol, host, port } = this.client?.options ?? {};
+    return `${protocol ?? 'mqtt'}://${host?.includes(':') ? `[${host}]` : host}:${port}`;
+  }
+
+  /** Subscribes, and gives the server's hello its time: announcing waits for it (`onServerHello`). */
   private async onConnect(): Promise<void> {
+    const client = this.client as MqttClient;
+    const { deviceId } = this.options;
+    this.options.logger.debug({ mqttUrl: this.brokerUrl() }, 'waiting for the server hello');
+    const seconds = this.options.helloTimeoutSeconds ?? 10;
+    this.helloTimer = setTimeout(
+      () => this.refuseBroker(noServerHello(this.brokerUrl(), seconds)),
+      seconds * 1000,
+    );
+    const topics = [SERVER_HELLO_TOPIC, deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'commands')];
+    try {
+      await client.subscribeAsync(topics, { qos: 1 });
+    } catch (error) {
+      // MQTT.js rejects a SUBACK with a failure code (0x80) and keeps the packet; any other
+      // error means the connection closed meanwhile, and its close handler retries.
+      const granted = (error as { packet?: { granted?: unknown[] } }).packet?.granted ?? [];
+      const refused = topics.filter((_topic, index) => granted[index] === 128);
+      if (refused.length > 0) this.refuseBroker(refusedSubscriptions(this.brokerUrl(), refused));
+      else this.options.logger.debug({ err: error }, 'subscribing failed');
+    }
+  }
+
+  /** Ends a connection to a broker that is not Boardfleet's; the close handler logs why and retries. */
+  private refuseBroker(error: BrokerIdentityError): void {
+    this.clearHelloTimer();
+    if (this.sessionUp) return;
+    this.lastError = error;
+    this.client?.end(true);
+  }
+
+  private clearHelloTimer(): void {
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+  }
+
+  private onServerHello(payload: Buffer): void {
+    if (this.sessionUp) return;
+    const decoded = decodePayload('hello', payload);
+    if (!decoded.ok)
+      return void this.options.logger.warn(
+        { reason: decoded.reason, detail: decoded.detail },
+        'invalid server hello dropped',
+      );
+    this.clearHelloTimer();
+    void this.announce();
+  }
+
+  /** The broker is Boardfleet's: presence, inventory, health, heartbeats, and the outbox. */
+  private async announce(): Promise<void> {
     const client = this.client as MqttClient;
     this.backoffMs = 1_000;
     this.failedAttempts = 0;
     this.lastError = null;
     this.sessionUp = true;
-    this.options.logger.info({ deviceId: this.options.deviceId }, 'connected');
+    this.options.logger.info({ deviceId: this.options.deviceId, mqttUrl: this.brokerUrl() }, 'connected');
     const { deviceId } = this.options;
     try {
       await client.publishAsync(
@@ -141,9 +208,6 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
       this.lastInventory = '';
       await this.publishInventory();
       this.publishHealth();
-      await client.subscribeAsync([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'commands')], {
-        qos: 1,
-      });
     } catch (error) {
       this.options.logger.warn({ err: error }, 'announcing the device failed');
     }
@@ -156,6 +220,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
   }
 
   private onClose(): void {
+    this.clearHelloTimer();
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     // A publish in flight when the connection dropped may never settle, and would hold every later
@@ -177,15 +242,18 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     this.sessionUp = false;
     this.failedAttempts = lost ? 0 : this.failedAttempts + 1;
     const reason = this.lastError?.message ?? 'the connection closed';
+    const level = this.lastError instanceof BrokerIdentityError ? 'error' : 'warn';
     this.lastError = null;
-    this.options.logger.warn(
+    this.options.logger[level](
       { failedAttempts: this.failedAttempts, reason, retryInMs: Math.round(delayMs) },
       `MQTT ${lost ? 'connection lost' : `connection attempt ${this.failedAttempts} failed`}: ${reason}; retrying in ${(delayMs / 1000).toFixed(1)} s`,
     );
   }
 
   private onMessage(topic: string, payload: Buffer): void {
-    if (topic === deviceTopic(this.options.deviceId, 'commands')) {
+    if (topic === SERVER_HELLO_TOPIC) {
+      this.onServerHello(payload);
+    } else if (topic === deviceTopic(this.options.deviceId, 'commands')) {
       const decoded = decodePayload('commands', payload);
       if (!decoded.ok)
         return void this.options.logger.warn(
@@ -249,7 +317,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     this.flushing = this.flushing.then(async () => {
       for (const event of [...this.outbox.pending()]) {
         const client = this.client;
-        if (!client?.connected) return;
+        if (!client || !this.connected) return;
         try {
           await client.publishAsync(
             deviceTopic(this.options.deviceId, 'events'),
@@ -266,7 +334,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
   }
 
   private publishHealth(): void {
-    if (!this.client?.connected) return;
+    if (!this.client || !this.connected) return;
     this.client.publish(
       deviceTopic(this.options.deviceId, 'health'),
       encodePayload('health', this.options.collectors.health()),
@@ -276,7 +344,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
 
   /** Publishes the inventory when it differs from the last one sent (retained, so the server always has it). */
   private async publishInventory(): Promise<void> {
-    if (!this.client?.connected) return;
+    if (!this.client || !this.connected) return;
     const running = this.options.updates?.current.running ?? null;
     const base = this.options.collectors.inventory();
     const inventory: Omit<Inventory, 'at'> = {
@@ -306,11 +374,12 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
   /** Says goodbye (retained offline, reason shutdown) and disconnects cleanly, so no last-will fires. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.clearHelloTimer();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.heartbeat) clearInterval(this.heartbeat);
     const client = this.client;
     if (!client) return;
-    if (client.connected) {
+    if (this.connected) {
       await this.flushing;
       await client
         .publishAsync(

@@ -1,4 +1,6 @@
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeJsonAtomically } from '../lib/atomic-file.ts';
 import { DeploymentReport, type DesiredState, type Health } from '../../protocol/schemas.ts';
 import { downloadArtifact } from '../update/artifact-download.ts';
 import { verifyDeployment } from '../update/artifact-verify.ts';
@@ -45,52 +47,119 @@ export class SyntheticCollectors implements Collectors {
   }
 }
 
+/** What a simulated device remembers across restarts, as the real agent's update record does. */
+interface SimulatedUpdateRecord {
+  /** The last deployment taken up, and how it ended: a repeated one is answered with that. */
+  deploymentId: string | null;
+  outcome: { state: DeploymentReport; reason?: string } | null;
+  running: RunningVersion | null;
+}
+
 /**
  * Takes deployments the way a device would on the wire (it really downloads the artifact with
  * its credential and checks the fleet signature, sha256 and size) but installs nothing: for
- * demos, dashboards and load tests.
+ * demos, dashboards and load tests. It reports what the real agent reports: a rollback is a
+ * deployment like any other (the earlier one again, which may be older), taken after the one
+ * before it, the version it runs is kept across restarts, and a deployment it already finished is
+ * answered with its outcome.
  */
 export class SimulatedUpdates implements DeploymentApplier {
-  current: { running: RunningVersion | null } = { running: null };
-  private readonly handled = new Set<string>();
+  private readonly recordPath: string;
+  private record: SimulatedUpdateRecord;
+  /** One deployment at a time, in the order they arrived (a rollback waits for the update it undoes). */
+  private work: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly options: {
+      /** Downloads go here, and the record of what the device runs. */
       dataDir: string;
       serverUrl: string;
       auth: { deviceId: string; secret: string };
       fleetPublicKeyPem: string;
-      report: (report: { deploymentId: string; state: DeploymentReport; reason?: string }) => void;
+      report: (report: {
+        deploymentId: string;
+        state: DeploymentReport;
+        progress?: number;
+        reason?: string;
+      }) => void;
     },
-  ) {}
+  ) {
+    this.recordPath = join(options.dataDir, 'simulated-update.json');
+    this.record = existsSync(this.recordPath)
+      ? (JSON.parse(readFileSync(this.recordPath, 'utf8')) as SimulatedUpdateRecord)
+      : { deploymentId: null, outcome: null, running: null };
+  }
 
-  async apply(deployment: DesiredState['deployment']): Promise<void> {
-    if (!deployment || this.handled.has(deployment.id)) return;
-    this.handled.add(deployment.id);
-    const report = (state: DeploymentReport, reason?: string) =>
-      this.options.report({ deploymentId: deployment.id, state, ...(reason ? { reason } : {}) });
+  get current(): { running: RunningVersion | null } {
+    return { running: this.record.running };
+  }
+
+  apply(deployment: DesiredState['deployment']): Promise<void> {
+    const taken = this.work.then(() => this.take(deployment));
+    this.work = taken.catch(() => undefined);
+    return taken;
+  }
+
+  private async take(deployment: DesiredState['deployment']): Promise<void> {
+    if (!deployment) return;
+    const report = (state: DeploymentReport, extra: { progress?: number; reason?: string } = {}) =>
+      this.options.report({ deploymentId: deployment.id, state, ...extra });
+    const reportOutcome = () => {
+      const outcome = this.record.outcome;
+      if (outcome) report(outcome.state, outcome.reason ? { reason: outcome.reason } : {});
+    };
+    if (deployment.id === this.record.deploymentId) {
+      reportOutcome();
+      return;
+    }
+    const running = this.record.running;
+    this.save({ deploymentId: deployment.id, outcome: null, running });
     const path = join(this.options.dataDir, `${deployment.sha256}.artifact`);
     try {
-      report(DeploymentReport.Downloading);
+      report(DeploymentReport.Downloading, { progress: 0 });
+      let lastDecile = 0;
       await downloadArtifact({
         url: new URL(deployment.url, this.options.serverUrl).toString(),
         destination: path,
         expectedSize: deployment.size,
         auth: this.options.auth,
+        onProgress: (received, total) => {
+          const decile = Math.floor((received / total) * 10);
+          if (decile > lastDecile)
+            report(DeploymentReport.Downloading, { progress: (lastDecile = decile) * 10 });
+        },
       });
       report(DeploymentReport.Installing);
       await verifyDeployment({
         deployment,
         fleetPublicKeyPem: this.options.fleetPublicKeyPem,
         downloadedPath: path,
-        runningVersion: this.current.running?.version ?? null,
+        runningVersion: running?.artifact === deployment.artifact ? running.version : null,
       });
-      this.current.running = { artifact: deployment.artifact, version: deployment.version };
-      report(DeploymentReport.CommittedOnDevice);
+      this.finish(
+        { artifact: deployment.artifact, version: deployment.version },
+        { state: DeploymentReport.CommittedOnDevice },
+      );
     } catch (error) {
-      report(DeploymentReport.Failed, (error as Error).message);
+      // Nothing was installed: the device runs what it ran before.
+      this.finish(running, { state: DeploymentReport.Failed, reason: (error as Error).message });
+    } finally {
+      rmSync(path, { force: true });
     }
+    reportOutcome();
   }
 
   async stop(): Promise<void> {}
+
+  private finish(
+    running: RunningVersion | null,
+    outcome: NonNullable<SimulatedUpdateRecord['outcome']>,
+  ): void {
+    this.save({ ...this.record, running, outcome });
+  }
+
+  private save(record: SimulatedUpdateRecord): void {
+    this.record = record;
+    writeJsonAtomically(this.recordPath, record);
+  }
 }

@@ -1,6 +1,6 @@
 /**
- * Devices in the REST API: registration, listing and filtering, details, tags, revocation,
- * one-off commands, and the history of what each device reported.
+ * Devices in the REST API: registration, listing and filtering, details, name and tags,
+ * revocation and deletion, one-off commands, and the history of what each device reported.
  */
 import { z } from 'zod';
 import { commandSchema, deviceEventSchema, healthSchema, inventorySchema } from '../schemas.ts';
@@ -8,17 +8,33 @@ import { DeploymentState, deploymentStateSchema, rolloutStateSchema } from './ro
 import { named, pageFields, pageLimit, pageOffset, timestamp } from './shared.ts';
 
 const tag = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'tags are 1-64 letters, digits, . _ : -');
+const deviceName = z.string().min(1).max(128);
+const allowDuplicate = z
+  .boolean()
+  .optional()
+  .describe(
+    'accept a name another (not revoked) device already has; without it such a name is refused with 409',
+  );
 
-export const createDeviceBody = named(
-  'CreateDevice',
-  z.strictObject({
-    name: z.string().min(1).max(128),
-    board: z.string().min(1).max(64).optional(),
-    tags: z.array(tag).max(32).optional(),
-  }),
+/** The fields a device is registered with, by an operator or by an agent provisioning itself. */
+export const newDeviceFields = {
+  name: deviceName,
+  board: z.string().min(1).max(64).optional(),
+  tags: z.array(tag).max(32).optional(),
+};
+
+export const createDeviceBody = named('CreateDevice', z.strictObject({ ...newDeviceFields, allowDuplicate }));
+
+export const updateDeviceBody = named(
+  'UpdateDevice',
+  z
+    .strictObject({
+      name: deviceName.optional().describe('a new name (rename)'),
+      tags: z.array(tag).max(32).optional().describe('replaces every tag'),
+      allowDuplicate,
+    })
+    .refine((body) => body.name !== undefined || body.tags !== undefined, 'give a name, tags or both'),
 );
-
-export const updateDeviceBody = named('UpdateDevice', z.strictObject({ tags: z.array(tag).max(32) }));
 
 export const listDevicesQuery = z.strictObject({
   tag: tag.optional(),
@@ -66,6 +82,12 @@ export const deviceSchema = named(
     lastSeenAt: timestamp.nullable(),
     inventory: inventorySchema.nullable(),
     runningVersion: z.string().nullable().describe("the version in the inventory's active slot"),
+    desiredVersion: z
+      .string()
+      .nullable()
+      .describe(
+        'the version the server wants the device to run (after a rollback, the one it was sent back to); null when no rollout has sent it one',
+      ),
     healthProblem: z
       .string()
       .nullable()

@@ -41,6 +41,7 @@ import { type ApiOperation, binary, events, json, text } from './operation.ts';
 import {
   createdProvisioningTokenSchema,
   createProvisioningTokenBody,
+  mqttEndpointSchema,
   provisionBody,
   provisionedDeviceSchema,
 } from './provisioning.ts';
@@ -70,7 +71,8 @@ export const operations = {
   createDevice: {
     method: 'post',
     path: '/api/v1/devices',
-    summary: 'Create a device; the response carries its secret, shown only this once',
+    summary:
+      'Create a device; the response carries its secret, shown only this once. A name another (not revoked) device has is refused with 409 unless `allowDuplicate`',
     tag: 'devices',
     access: 'operator',
     status: 201,
@@ -101,7 +103,8 @@ export const operations = {
   updateDevice: {
     method: 'patch',
     path: '/api/v1/devices/{id}',
-    summary: "Replace a device's tags",
+    summary:
+      'Rename a device and/or replace its tags; a name another (not revoked) device has is refused with 409 unless `allowDuplicate`',
     tag: 'devices',
     access: 'operator',
     status: 200,
@@ -116,6 +119,16 @@ export const operations = {
     access: 'operator',
     status: 200,
     body: noBody,
+    response: json(deviceSchema),
+  },
+  deleteDevice: {
+    method: 'delete',
+    path: '/api/v1/devices/{id}',
+    summary:
+      'Delete a revoked device with its history (health, presence, events, consoles) and its MQTT session; a device not revoked is refused with 409',
+    tag: 'devices',
+    access: 'operator',
+    status: 200,
     response: json(deviceSchema),
   },
   sendCommand: {
@@ -218,6 +231,16 @@ export const operations = {
     status: 201,
     body: json(provisionBody),
     response: json(provisionedDeviceSchema),
+  },
+  getMqttEndpoint: {
+    method: 'get',
+    path: '/api/v1/mqtt-endpoint',
+    summary:
+      "Where agents reach the fleet's MQTT broker (BOARDFLEET_MQTT_PUBLIC_URL, or the host the request used plus the MQTT port)",
+    tag: 'provisioning',
+    access: 'public',
+    status: 200,
+    response: json(mqttEndpointSchema),
   },
   createOperatorToken: {
     method: 'post',

@@ -1,6 +1,6 @@
 /** Fleet provisioning: tokens that let agents register themselves, and the registration itself. */
 import { z } from 'zod';
-import { createDeviceBody } from './devices.ts';
+import { newDeviceFields } from './devices.ts';
 import { named, timestamp } from './shared.ts';
 import { expiresInField } from './token-expiry.ts';
 
@@ -20,8 +20,8 @@ export const createProvisioningTokenBody = named(
       .max(1_000_000)
       .optional()
       .describe('how many devices it may register; default: no limit'),
-    board: createDeviceBody.shape.board.describe('the board every device it registers gets'),
-    tags: createDeviceBody.shape.tags.describe('the tags every device it registers gets, and no others'),
+    board: newDeviceFields.board.describe('the board every device it registers gets'),
+    tags: newDeviceFields.tags.describe('the tags every device it registers gets, and no others'),
   }),
 );
 
@@ -41,8 +41,10 @@ export const createdProvisioningTokenSchema = named(
 /**
  * An agent registers with the same fields an operator creates a device with. Where its token fixes
  * the board or the tags, the request may leave them out or repeat them; anything else is refused.
+ * A name another device already has gets a suffix (`-2`, `-3`…) rather than a refusal: devices
+ * booting the same image all ask for the image's hostname.
  */
-export const provisionBody = createDeviceBody;
+export const provisionBody = named('Provision', z.strictObject(newDeviceFields));
 
 /** What an agent needs to connect: its credentials, where the broker is, and the key manifests are signed with. */
 export const provisionedDeviceSchema = named(
@@ -55,7 +57,19 @@ export const provisionedDeviceSchema = named(
   }),
 );
 
+/**
+ * Where agents reach the broker, as provisioning answers it. An agent given its id and secret
+ * asks on every start (unless `--mqtt` names the broker), so it follows a broker that moved.
+ */
+export const mqttEndpointSchema = named(
+  'MqttEndpoint',
+  z.object({
+    mqttUrl: z.string().describe('mqtt:// or mqtts:// URL of the broker, for the host the agent used'),
+  }),
+);
+
 export type CreateProvisioningToken = z.input<typeof createProvisioningTokenBody>;
 export type CreatedProvisioningToken = z.infer<typeof createdProvisioningTokenSchema>;
 export type Provision = z.infer<typeof provisionBody>;
 export type ProvisionedDevice = z.infer<typeof provisionedDeviceSchema>;
+export type MqttEndpointAnswer = z.infer<typeof mqttEndpointSchema>;

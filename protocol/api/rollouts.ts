@@ -86,6 +86,8 @@ export const WaveState = {
   AwaitingApproval: 'awaiting-approval',
   Succeeded: 'succeeded',
   Tripped: 'tripped',
+  /** The rollout was aborted before this wave finished: it never will. */
+  Aborted: 'aborted',
 } as const;
 export const DeploymentState = {
   Queued: 'queued',
@@ -122,11 +124,6 @@ export const rolloutSchema = named(
   }),
 );
 
-export const rolloutListSchema = named(
-  'RolloutList',
-  z.object({ rollouts: z.array(rolloutSchema).describe('newest first') }),
-);
-
 export const waveCountsSchema = named(
   'WaveCounts',
   z.object({
@@ -140,6 +137,17 @@ export const waveCountsSchema = named(
       .int()
       .describe('the failed devices that were rolled back (counted in failed as well)'),
   }),
+);
+
+/** A rollout in the list, with its devices counted over every wave: the list's progress column. */
+export const rolloutSummarySchema = named(
+  'RolloutSummary',
+  rolloutSchema.extend({ counts: waveCountsSchema.describe('every wave together') }),
+);
+
+export const rolloutListSchema = named(
+  'RolloutList',
+  z.object({ rollouts: z.array(rolloutSummarySchema).describe('newest first') }),
 );
 
 export const rolloutWaveSchema = named(
@@ -172,12 +180,20 @@ export const rolloutDeviceSchema = named(
   }),
 );
 
+/** A device in the live view: its deployment, with the device's name so people need not read ids. */
+export const rolloutStatusDeviceSchema = named(
+  'RolloutStatusDevice',
+  rolloutDeviceSchema.extend({
+    deviceName: z.string().nullable().describe('null once the device has been deleted'),
+  }),
+);
+
 /** The live view: the rollout, each wave with its counts, each device with state, progress and reason. */
 export const rolloutStatusSchema = named(
   'RolloutStatus',
   rolloutSchema.extend({
     waves: z.array(rolloutWaveSchema),
-    devices: z.array(rolloutDeviceSchema),
+    devices: z.array(rolloutStatusDeviceSchema),
     log: z.array(z.object({ at: timestamp, message: z.string() })),
   }),
 );
@@ -189,6 +205,9 @@ export const rolloutPreviewSchema = named(
     release: z.string(),
     targetDevices: z.number().int(),
     waves: z.array(z.object({ name: z.string(), devices: z.array(z.string()) })),
+    warnings: z
+      .array(z.string())
+      .describe('what an operator should know before starting: no device matches, or none is online'),
   }),
 );
 
@@ -216,10 +235,12 @@ export type WaveState = z.infer<typeof waveStateSchema>;
 export type DeploymentState = z.infer<typeof deploymentStateSchema>;
 export type RolloutAction = z.infer<typeof rolloutActionSchema>;
 export type Rollout = z.infer<typeof rolloutSchema>;
+export type RolloutSummary = z.infer<typeof rolloutSummarySchema>;
 export type RolloutList = z.infer<typeof rolloutListSchema>;
 export type WaveCounts = z.infer<typeof waveCountsSchema>;
 export type RolloutWave = z.infer<typeof rolloutWaveSchema>;
 export type RolloutDevice = z.infer<typeof rolloutDeviceSchema>;
+export type RolloutStatusDevice = z.infer<typeof rolloutStatusDeviceSchema>;
 export type RolloutStatus = z.infer<typeof rolloutStatusSchema>;
 export type RolloutPreview = z.infer<typeof rolloutPreviewSchema>;
 export type RolloutProgress = z.infer<typeof rolloutProgressSchema>;

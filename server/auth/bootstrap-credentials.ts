@@ -14,7 +14,7 @@ const SERVER_MQTT_SECRET_FILE = 'server-mqtt.secret';
 export async function ensureAdminToken(dataDir: string, tokens: OperatorTokenRepository, now: number) {
   const path = join(dataDir, ADMIN_TOKEN_FILE);
   if ((await tokens.countActive(now)) === 0) {
-    const { token } = await tokens.create('admin (first start)', 'admin', null, now);
+    const { token } = await tokens.create('admin', 'admin', null, now);
     writeFileSync(path, `${token}\n`, { mode: 0o600 });
     return { token, path, created: true };
   }

@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
-import { MAX_PAYLOAD_BYTES } from '../../protocol/topics.ts';
+import { MAX_PAYLOAD_BYTES, TOPIC_ROOT } from '../../protocol/topics.ts';
 import { listenOrExplain } from '../common/listen.ts';
 import { type BrokerLimits, DEFAULT_BROKER_LIMITS } from '../config/config.ts';
 import type { ServerMetrics } from '../metrics/metrics.ts';
@@ -24,6 +24,14 @@ const IN_FLIGHT_GRACE_MS = 200;
 const IDENTIFIER_REJECTED = 2;
 /** The error Aedes raises when a connection sends no CONNECT within `connectTimeout`. */
 const CONNECT_TIMEOUT_MESSAGE = 'connect did not arrive in time';
+
+/** The part of Aedes' session store a deleted device's session is removed from. */
+interface SessionStore {
+  cleanSubscriptions(client: { id: string }): Promise<void>;
+  delWill(client: { id: string }): Promise<unknown>;
+  createRetainedStream(pattern: string): AsyncIterable<unknown>;
+  storeRetained(packet: object): Promise<void>;
+}
 
 function authError(returnCode: number, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -231,6 +239,32 @@ export class EmbeddedBroker {
   disconnect(deviceId: string): void {
     const client = this.clientsById()[deviceId];
     client?.close();
+  }
+
+  /**
+   * Ends everything the broker keeps for a deleted device: its connection, its persistent session
+   * (it connects with clean: false, so its subscriptions would keep collecting messages) and its
+   * will, and the retained messages on its topics (presence, inventory, desired state).
+   */
+  async forgetDevice(deviceId: string): Promise<void> {
+    const client = this.clientsById()[deviceId];
+    if (client) await new Promise<void>((resolve) => client.close(() => resolve()));
+    // Aedes 1.x drives its persistence with promises; its type declarations still list callbacks.
+    const persistence = (this.aedes as unknown as { persistence: SessionStore }).persistence;
+    await persistence.cleanSubscriptions({ id: deviceId });
+    await persistence.delWill({ id: deviceId });
+    const topics: string[] = [];
+    for await (const packet of persistence.createRetainedStream(`${TOPIC_ROOT}/${deviceId}/#`))
+      topics.push((packet as { topic: string }).topic);
+    // An empty retained payload deletes the retained message (MQTT 3.1.1, 3.3.1.3).
+    for (const topic of topics)
+      await persistence.storeRetained({
+        cmd: 'publish',
+        topic,
+        payload: Buffer.alloc(0),
+        qos: 0,
+        retain: true,
+      });
   }
 
   /**

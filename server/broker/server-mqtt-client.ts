@@ -9,6 +9,8 @@ import {
   DEVICE_TO_SERVER_CHANNELS,
   deviceTopic,
   MAX_PAYLOAD_BYTES,
+  PROTOCOL_VERSION,
+  SERVER_HELLO_TOPIC,
   type ServerToDeviceChannel,
 } from '../../protocol/topics.ts';
 import type { ServerMetrics } from '../metrics/metrics.ts';
@@ -71,6 +73,12 @@ export class ServerMqttClient {
         `broker refused the server's subscriptions: ${refused.map((grant) => grant.topic).join(', ')}`,
       );
     }
+    // Retained: every agent that subscribes gets it, and knows it reached Boardfleet's broker.
+    await client.publishAsync(
+      SERVER_HELLO_TOPIC,
+      encodePayload('hello', { protocolVersion: PROTOCOL_VERSION, at: Date.now() }),
+      { qos: 1, retain: true },
+    );
     this.client = client;
     this.enter('connected');
   }

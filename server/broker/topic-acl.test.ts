@@ -11,6 +11,7 @@ describe('topic ACL', () => {
   it.each([
     own('desired'),
     own('commands'),
+    'boardfleet/v1/server/hello',
     'boardfleet/v1/devices/dev-b/health',
     'boardfleet/v1/devices/dev-a/health/x',
     '$SYS/broker/clients',
@@ -23,11 +24,16 @@ describe('topic ACL', () => {
     expect(mayDeviceSubscribe('dev-a', own(channel))).toBe(true);
   });
 
+  it("lets every device read the server's hello", () => {
+    expect(mayDeviceSubscribe('dev-a', 'boardfleet/v1/server/hello')).toBe(true);
+  });
+
   it.each([
     '#',
     '+/#',
     '$SYS/#',
     'boardfleet/#',
+    'boardfleet/v1/server/#',
     'boardfleet/v1/devices/+/desired',
     'boardfleet/v1/devices/dev-a/#',
     'boardfleet/v1/devices/dev-a/+',

@@ -3,7 +3,14 @@ import { fileURLToPath } from 'node:url';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { RECIPES_DIRECTORY } from '../../builder/recipe/recipe.ts';
 import { defaultCacheDir } from '../../builder/steps/cached-step.ts';
-import { LOG_LEVELS, type LogLevel, isLogLevel } from '../../lib/log-output.ts';
+import {
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+  isLogFormat,
+  isLogLevel,
+} from '../../lib/log-output.ts';
 
 export interface ServerConfig {
   httpPort: number;
@@ -20,6 +27,8 @@ export interface ServerConfig {
   /** Operator-provided ed25519 key (PKCS#8 PEM); null: generated in the data dir on the first start. */
   signingKeyPath: string | null;
   logLevel: LogLevel;
+  /** From LOG_FORMAT; undefined lets stdout decide. */
+  logFormat?: LogFormat;
   /** Image recipes (`<name>.yaml`) the build API may build. */
   recipesDir: string;
   /** Downloads and finished build steps, keyed by content: shared by every data dir on the machine. */
@@ -120,8 +129,11 @@ export const SERVER_ENVIRONMENT = {
   },
   LOG_LEVEL: {
     default: 'info',
-    meaning:
-      'pino log level (trace, debug, info, warn, error, fatal, silent); readable lines on a terminal, JSON otherwise',
+    meaning: 'pino log level (trace, debug, info, warn, error, fatal, silent)',
+  },
+  LOG_FORMAT: {
+    default: '',
+    meaning: 'pretty (readable lines) or json; unset, pretty on a terminal and JSON otherwise',
   },
 } as const;
 
@@ -207,6 +219,11 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
   let logLevel: LogLevel = 'info';
   if (isLogLevel(logLevelRaw)) logLevel = logLevelRaw;
   else problems.push(`LOG_LEVEL=${logLevelRaw} must be one of ${LOG_LEVELS.join(', ')}`);
+  const logFormatRaw = env.LOG_FORMAT ?? '';
+  let logFormat: LogFormat | undefined;
+  if (isLogFormat(logFormatRaw)) logFormat = logFormatRaw;
+  else if (logFormatRaw !== '')
+    problems.push(`LOG_FORMAT=${logFormatRaw} must be one of ${LOG_FORMATS.join(', ')}`);
   const mqttLimits = readBrokerLimits(env, problems);
   const metricsPublic = flag('BOARDFLEET_METRICS_PUBLIC');
   const apiDocsPublic = flag('BOARDFLEET_API_DOCS_PUBLIC');
@@ -225,6 +242,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     healthRetentionDays,
     signingKeyPath: env.BOARDFLEET_SIGNING_KEY ? resolve(env.BOARDFLEET_SIGNING_KEY) : null,
     logLevel,
+    logFormat,
     recipesDir: resolve(env.BOARDFLEET_RECIPES_DIR ?? RECIPES_DIRECTORY),
     buildCacheDir: resolve(env.BOARDFLEET_BUILD_CACHE ?? defaultCacheDir(env)),
     buildConcurrency,

@@ -170,6 +170,8 @@ export interface DeviceDesiredTable {
   device_id: string;
   version: number;
   payload: string;
+  /** The version of the artifact the payload's deployment names (after a rollback, the one gone back to). */
+  deployment_version: string | null;
   updated_at: number;
 }
 

@@ -39,10 +39,12 @@ export interface HeartbeatSummary {
   healthProblem: string | null;
 }
 
-/** `\`, `%` and `_` match themselves in a LIKE pattern built from user input. */
-function containsPattern(text: string): string {
-  return `%${text.toLowerCase().replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
+/** `\`, `%` and `_` match themselves in a LIKE pattern built from user input (lower-cased). */
+function likeLiteral(text: string): string {
+  return text.toLowerCase().replace(/[\\%_]/g, (character) => `\\${character}`);
 }
+
+const containsPattern = (text: string) => `%${likeLiteral(text)}%`;
 
 /** The WHERE conditions of a device filter, shared by the page query and its count. */
 function filterConditions(
@@ -146,9 +148,13 @@ export class DeviceRepository {
   }
 
   async list(filter: DeviceFilter & { ids?: string[] }): Promise<DeviceRecord[]> {
+    // The desired state is the rollouts module's; its version is read here so every device view
+    // (list, details, dashboard) shows the same one.
     let query = this.db
       .selectFrom('devices')
+      .leftJoin('device_desired', 'device_desired.device_id', 'devices.id')
       .selectAll('devices')
+      .select('device_desired.deployment_version as desired_version')
       .where((eb) => eb.and(filterConditions(eb, filter)));
     if (filter.sort === 'name') query = query.orderBy(sql`lower(devices.name)`);
     else if (filter.sort === 'lastSeen')
@@ -182,6 +188,7 @@ export class DeviceRepository {
       lastSeenAt: row.last_seen_at,
       inventory: row.inventory ? (JSON.parse(row.inventory) as Inventory) : null,
       runningVersion: row.running_version,
+      desiredVersion: row.desired_version,
       healthProblem: row.health_problem ?? row.attached_board_problem,
     }));
   }
@@ -196,7 +203,6 @@ export class DeviceRepository {
     return Number(row.count);
   }
 
-  /** Every rollout that included the device, newest first. */
   async replaceTags(id: string, tags: string[]): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       await trx.deleteFrom('device_tags').where('device_id', '=', id).execute();
@@ -206,6 +212,42 @@ export class DeviceRepository {
           .values(tags.map((tag) => ({ device_id: id, tag })))
           .execute();
       }
+    });
+  }
+
+  async rename(id: string, name: string): Promise<void> {
+    await this.db.updateTable('devices').set({ name }).where('id', '=', id).execute();
+  }
+
+  /**
+   * The names of registered (not revoked) devices that are `name` or `name-N`, lower-cased: what
+   * a new device's name must not repeat, and which suffixes are taken.
+   */
+  async namesLike(name: string): Promise<Set<string>> {
+    const rows = await this.db
+      .selectFrom('devices')
+      .select('name')
+      .where('revoked_at', 'is', null)
+      .where((eb) =>
+        eb.or([
+          eb(sql<string>`lower(name)`, '=', name.toLowerCase()),
+          sql<SqlBool>`lower(name) like ${`${likeLiteral(name)}-%`} escape '\\'`,
+        ]),
+      )
+      .execute();
+    return new Set(rows.map((row) => row.name.toLowerCase()));
+  }
+
+  /**
+   * Deletes a device and what it reported (tags, health, presence, events, consoles, desired
+   * state). Rollouts keep their rows: their history names the device id.
+   */
+  async delete(id: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      for (const table of ['health_samples', 'presence_history', 'device_events', 'device_desired'] as const)
+        await trx.deleteFrom(table).where('device_id', '=', id).execute();
+      // device_tags and device_consoles go with the device (ON DELETE CASCADE).
+      await trx.deleteFrom('devices').where('id', '=', id).execute();
     });
   }
 

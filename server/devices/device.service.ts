@@ -14,6 +14,16 @@ export interface NewDevice {
   name: string;
   board?: string | undefined;
   tags?: string[] | undefined;
+  /** What to do when another registered device has the name: refuse (default), keep it, or add `-N`. */
+  onDuplicateName?: 'refuse' | 'allow' | 'suffix';
+}
+
+/** The lowest `name-N` (N ≥ 2) not among the taken names (lower-cased). */
+export function freeSuffixedName(name: string, taken: ReadonlySet<string>): string {
+  for (let n = 2; ; n++) {
+    const candidate = `${name}-${n}`;
+    if (!taken.has(candidate.toLowerCase())) return candidate;
+  }
 }
 
 @Injectable()
@@ -29,11 +39,12 @@ export class DeviceService {
 
   /** Creates a device; the secret is returned this once and only its keyed hash is kept. */
   async create(input: NewDevice): Promise<{ device: DeviceRecord; secret: string }> {
+    const name = await this.nameFor(input.name, input.onDuplicateName ?? 'refuse');
     const id = generateId('dev');
     const secret = generateSecret('bfd');
     await this.devices.create({
       id,
-      name: input.name,
+      name,
       board: input.board ?? null,
       tags: [...new Set(input.tags ?? [])],
       secretHash: this.authenticator.hashSecret(secret),
@@ -59,9 +70,19 @@ export class DeviceService {
     return { ...device, latestHealth: await this.telemetry.latestHealth(id) };
   }
 
-  async setTags(id: string, tags: string[]): Promise<DeviceRecord> {
-    await this.getOrThrow(id);
-    await this.devices.replaceTags(id, [...new Set(tags)]);
+  /** Renames a device and/or replaces its tags. */
+  async update(
+    id: string,
+    change: { name?: string | undefined; tags?: string[] | undefined; allowDuplicate?: boolean | undefined },
+  ): Promise<DeviceRecord> {
+    const device = await this.getOrThrow(id);
+    if (change.name !== undefined && change.name !== device.name) {
+      // Renaming in case only ("kitchen-pi" → "Kitchen-Pi") does not collide with itself.
+      const sameName = change.name.toLowerCase() === device.name.toLowerCase();
+      if (!sameName) await this.nameFor(change.name, change.allowDuplicate ? 'allow' : 'refuse');
+      await this.devices.rename(id, change.name);
+    }
+    if (change.tags !== undefined) await this.devices.replaceTags(id, [...new Set(change.tags)]);
     return this.getOrThrow(id);
   }
 
@@ -75,6 +96,24 @@ export class DeviceService {
     return this.getOrThrow(id);
   }
 
+  /**
+   * Deletes a revoked device with its history and its MQTT session. A device not revoked is
+   * refused: revoking first makes deletion a second, deliberate step, and by then the broker has
+   * closed the connection and published its last will, so nothing is left to arrive after.
+   */
+  async delete(id: string): Promise<DeviceRecord> {
+    const device = await this.getOrThrow(id);
+    if (device.revokedAt === null) {
+      throw new BoardfleetError(
+        'conflict',
+        `device ${id} (${device.name}) is not revoked: revoke it first (boardfleet devices revoke ${id}), then delete it`,
+      );
+    }
+    await this.devices.delete(id);
+    await this.broker.forgetDevice(id);
+    return device;
+  }
+
   async sendCommand(id: string, type: Command['type'], args?: Record<string, unknown>): Promise<Command> {
     const device = await this.getOrThrow(id);
     if (device.revokedAt !== null) throw new BoardfleetError('conflict', `device ${id} is revoked`);
@@ -86,5 +125,22 @@ export class DeviceService {
     };
     await this.mqtt.publishToDevice(id, 'commands', command, { retain: false });
     return command;
+  }
+
+  /**
+   * The name a new or renamed device gets. Two registered devices with one name (case aside) make
+   * every list ambiguous, so a taken name is refused unless allowed; provisioning adds a suffix
+   * instead. The check and the insert are not one transaction: two simultaneous registrations of
+   * one name may both succeed, which duplicates allow anyway.
+   */
+  private async nameFor(name: string, onDuplicate: 'refuse' | 'allow' | 'suffix'): Promise<string> {
+    if (onDuplicate === 'allow') return name;
+    const taken = await this.devices.namesLike(name);
+    if (!taken.has(name.toLowerCase())) return name;
+    if (onDuplicate === 'suffix') return freeSuffixedName(name, taken);
+    throw new BoardfleetError(
+      'conflict',
+      `a device named ${name} already exists: choose another name, or allow a duplicate (--allow-duplicate, API field allowDuplicate)`,
+    );
   }
 }

@@ -38,7 +38,8 @@ export class DevicesController {
 
   @ApiRoute(operations.createDevice)
   async create(@Body() body: unknown): Promise<CreatedDevice> {
-    return this.devices.create(parseBody(createDeviceBody, body));
+    const { allowDuplicate, ...device } = parseBody(createDeviceBody, body);
+    return this.devices.create({ ...device, onDuplicateName: allowDuplicate ? 'allow' : 'refuse' });
   }
 
   @ApiRoute(operations.listDevices)
@@ -55,7 +56,12 @@ export class DevicesController {
 
   @ApiRoute(operations.updateDevice)
   async update(@Param('id') id: string, @Body() body: unknown): Promise<Device> {
-    return this.devices.setTags(id, parseBody(updateDeviceBody, body).tags);
+    return this.devices.update(id, parseBody(updateDeviceBody, body));
+  }
+
+  @ApiRoute(operations.deleteDevice)
+  async delete(@Param('id') id: string): Promise<Device> {
+    return this.devices.delete(id);
   }
 
   @ApiRoute(operations.revokeDevice)

@@ -4,6 +4,7 @@ import { operations } from '../../protocol/api/operations.ts';
 import {
   type CreatedProvisioningToken,
   createProvisioningTokenBody,
+  type MqttEndpointAnswer,
   type Provision,
   provisionBody,
   type ProvisionedDevice,
@@ -45,6 +46,12 @@ export class ProvisioningController {
     );
   }
 
+  /** Public: the broker's URL is no secret (the server prints it), and the agent asks before it has a session. */
+  @ApiRoute(operations.getMqttEndpoint)
+  mqttEndpointFor(@Headers('host') host: string | undefined): MqttEndpointAnswer {
+    return { mqttUrl: this.mqttEndpoint.urlFor(host) };
+  }
+
   /** Public to the operator guard: the agent's provisioning token is checked here. */
   @ApiRoute(operations.provision)
   async provision(
@@ -65,7 +72,8 @@ export class ProvisioningController {
     if (!(await this.tokens.use(token, this.clock.now()))) throw refused;
     let created: Awaited<ReturnType<DeviceService['create']>>;
     try {
-      created = await this.devices.create(device);
+      // Devices booting one image ask for one name (its hostname): they get `name-2`, `name-3`…
+      created = await this.devices.create({ ...device, onDuplicateName: 'suffix' });
     } catch (error) {
       await this.tokens.release(token);
       throw error;

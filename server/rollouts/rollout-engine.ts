@@ -182,7 +182,13 @@ export class RolloutEngine extends EventEmitter<{
 
   abort(rolloutId: string, by: string): Promise<boolean> {
     return this.act(rolloutId, async (rollout, now) =>
-      planAbort(rollout, await this.deps.rollouts.devices(rolloutId), `aborted by ${by}`, now),
+      planAbort(
+        rollout,
+        await this.deps.rollouts.waves(rolloutId),
+        await this.deps.rollouts.devices(rolloutId),
+        `aborted by ${by}`,
+        now,
+      ),
     );
   }
 

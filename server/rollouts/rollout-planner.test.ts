@@ -241,6 +241,7 @@ describe('rollout planner: one tick', () => {
         'log: wave 1 tripped: 1 of 3 failed (threshold 0%)',
         'rollout aborted',
         'log: rollout aborted: wave 1 tripped: 1 of 3 failed (threshold 0%)',
+        'wave 2 aborted',
         'b rolled-back (rolled back: wave 1 tripped: 1 of 3 failed (threshold 0%))',
         'send b dep-old rollback',
       ],
@@ -251,7 +252,7 @@ describe('rollout planner: one tick', () => {
       waves: [wave(0, W.Running, { errorThresholdPercent: 0 })],
       devices: [
         device('a', D.Failed, { reason: 'health check failed', previousDeployment }),
-        device('c', D.Committed),
+        device('c', D.Committed, { previousDeployment }),
       ],
       steps: [
         'wave 1 tripped',
@@ -261,7 +262,7 @@ describe('rollout planner: one tick', () => {
         'a rolled-back (health check failed)',
         'send a dep-old rollback',
         'c rolled-back (rolled back: wave 1 tripped: 1 of 2 failed (threshold 0%))',
-        'send c nothing',
+        'send c dep-old rollback',
       ],
     },
     // Retries.
@@ -564,9 +565,10 @@ describe('rollout planner: operator actions', () => {
       expected: [],
     },
     {
-      name: 'aborts: devices at work go back, queued and committed devices stay',
+      name: 'aborts: devices at work go back, queued and committed devices stay, unfinished waves abort',
       steps: planAbort(
         rollout(),
+        [wave(0, W.Succeeded), wave(1, W.Running), wave(2, W.AwaitingApproval), wave(3, W.Pending)],
         [
           device('a', D.Committed, { previousDeployment }),
           device('b', D.Soaking, { previousDeployment }),
@@ -578,17 +580,32 @@ describe('rollout planner: operator actions', () => {
       expected: [
         'rollout aborted',
         'log: rollout aborted: aborted by ann',
+        'wave 2 aborted',
+        'wave 3 aborted',
+        'wave 4 aborted',
         'b rolled-back (rolled back: aborted by ann)',
         'send b dep-old rollback',
       ],
     },
     {
+      name: 'keeps a tripped wave tripped when the rollout is aborted: it says why the rollout stopped',
+      steps: planAbort(
+        rollout({ state: RolloutState.Paused }),
+        [wave(0, W.Tripped), wave(1, W.Pending)],
+        [],
+        'aborted by ann',
+        NOW,
+      ),
+      expected: ['rollout aborted', 'log: rollout aborted: aborted by ann', 'wave 2 aborted'],
+    },
+    {
       name: 'aborts with rollbackOnAbort: committed and failed devices go back too',
       steps: planAbort(
         rollout({ options: { rollbackOnAbort: true } }),
+        [wave(0, W.Running)],
         [
           device('a', D.Committed, { previousDeployment }),
-          device('b', D.Failed, { reason: 'timed out' }),
+          device('b', D.Failed, { reason: 'timed out', previousDeployment }),
           device('c', D.RolledBack),
           device('d', D.Queued),
         ],
@@ -598,16 +615,39 @@ describe('rollout planner: operator actions', () => {
       expected: [
         'rollout aborted',
         'log: rollout aborted: aborted by ann',
+        'wave 1 aborted',
         'a rolled-back (rolled back: aborted by ann)',
         'send a dep-old rollback',
         'b rolled-back (timed out)',
-        'send b nothing',
+        'send b dep-old rollback',
+      ],
+    },
+    {
+      name: 'aborts with rollbackOnAbort: a device that ran no earlier deployment is not called rolled back',
+      steps: planAbort(
+        rollout({ options: { rollbackOnAbort: true } }),
+        [wave(0, W.Running)],
+        [
+          device('a', D.Committed),
+          device('b', D.Failed, { reason: 'timed out' }),
+          device('c', D.Downloading),
+        ],
+        'aborted by ann',
+        NOW,
+      ),
+      expected: [
+        'rollout aborted',
+        'log: rollout aborted: aborted by ann',
+        'wave 1 aborted',
+        'c failed (rollout aborted during the update (aborted by ann); no earlier deployment to go back to)',
+        'log: 1 device(s) keep this release: they ran no earlier deployment to go back to',
       ],
     },
     {
       name: 'refuses to abort a completed rollout',
       steps: planAbort(
         rollout({ state: RolloutState.Completed, options: { rollbackOnAbort: true } }),
+        [wave(0, W.Succeeded)],
         [device('a', D.Committed)],
         'aborted by ann',
         NOW,

@@ -179,6 +179,7 @@ export function planApprove(waves: readonly WaveRecord[], by: string, now: numbe
 
 export function planAbort(
   rollout: RolloutRecord,
+  waves: readonly WaveRecord[],
   devices: readonly RolloutDeviceRecord[],
   reason: string,
   now: number,
@@ -187,6 +188,7 @@ export function planAbort(
   abort(
     plan,
     { ...rollout },
+    waves.map((wave) => ({ ...wave })),
     devices.map((device) => ({ ...device })),
     reason,
   );
@@ -337,7 +339,7 @@ function advanceCurrentWave(
     plan.wave(current, WaveEvent.ErrorThresholdCrossed, { finishedAt: now });
     const reason = `${waveLabel(current.name)} tripped: ${counts.failed} of ${counts.size} failed (threshold ${current.config.errorThresholdPercent}%)`;
     plan.log(reason);
-    if (rollout.options.onTrip === 'abort') abort(plan, rollout, devices, reason);
+    if (rollout.options.onTrip === 'abort') abort(plan, rollout, waves, devices, reason);
     else plan.rollout(rollout, RolloutEvent.WaveTripped, reason, `rollout paused: ${reason}`);
     return null;
   }
@@ -369,22 +371,38 @@ function advanceCurrentWave(
 }
 
 /**
- * Aborting stops the rollout: queued devices never start, devices mid-update are sent back to
- * what they ran before, and with `rollbackOnAbort` so is every device the rollout already moved.
+ * Aborting stops the rollout: its unfinished waves read "aborted", queued devices never start,
+ * devices mid-update are sent back to what they ran before, and with `rollbackOnAbort` so is
+ * every device the rollout already moved. Only a device that is sent an earlier deployment reads
+ * "rolled-back": one that ran none before this rollout cannot be, so a committed one stays
+ * committed, a failed one failed, and one mid-update fails (its agent finishes the update).
  */
 function abort(
   plan: Plan,
   rollout: RolloutRecord,
+  waves: readonly WaveRecord[],
   devices: readonly RolloutDeviceRecord[],
   reason: string,
 ): void {
   if (!plan.rollout(rollout, RolloutEvent.Abort, reason, `rollout aborted: ${reason}`)) return;
+  for (const wave of waves) plan.wave(wave, WaveEvent.Abort, { finishedAt: plan.now });
+  let stayed = 0;
   for (const device of devices) {
     const midUpdate = ACTIVE_DEPLOYMENT_STATES.includes(device.state);
     const moved = device.state === DeploymentState.Committed || device.state === DeploymentState.Failed;
     if (!midUpdate && !(moved && rollout.options.rollbackOnAbort)) continue;
     const previous = device.previousDeployment;
-    if (plan.device(device, DeploymentEvent.Abort, { reason: device.reason ?? `rolled back: ${reason}` }))
-      plan.sendDesired(device.deviceId, previous ? { ...previous, rollback: true } : null);
+    if (previous) {
+      if (plan.device(device, DeploymentEvent.Abort, { reason: device.reason ?? `rolled back: ${reason}` }))
+        plan.sendDesired(device.deviceId, { ...previous, rollback: true });
+    } else if (midUpdate) {
+      plan.device(device, DeploymentEvent.Fail, {
+        reason: `rollout aborted during the update (${reason}); no earlier deployment to go back to`,
+      });
+    } else if (device.state === DeploymentState.Committed) {
+      stayed++;
+    }
   }
+  if (stayed > 0)
+    plan.log(`${stayed} device(s) keep this release: they ran no earlier deployment to go back to`);
 }

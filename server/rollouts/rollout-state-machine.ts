@@ -41,20 +41,28 @@ export enum WaveEvent {
   Approve = 'approve',
   /** An operator resumes a tripped wave (after fixing the cause); its failed devices stay failed. */
   Resume = 'resume',
+  /** The rollout was aborted: a wave that had not finished never will (a tripped one keeps saying why). */
+  Abort = 'abort',
 }
 
 export const WAVE_TRANSITIONS: Record<WaveState, Partial<Record<WaveEvent, WaveState>>> = {
   [WaveState.Pending]: {
     [WaveEvent.Start]: WaveState.Running,
     [WaveEvent.AwaitApproval]: WaveState.AwaitingApproval,
+    [WaveEvent.Abort]: WaveState.Aborted,
   },
   [WaveState.Running]: {
     [WaveEvent.SuccessThresholdReached]: WaveState.Succeeded,
     [WaveEvent.ErrorThresholdCrossed]: WaveState.Tripped,
+    [WaveEvent.Abort]: WaveState.Aborted,
   },
-  [WaveState.AwaitingApproval]: { [WaveEvent.Approve]: WaveState.Running },
+  [WaveState.AwaitingApproval]: {
+    [WaveEvent.Approve]: WaveState.Running,
+    [WaveEvent.Abort]: WaveState.Aborted,
+  },
   [WaveState.Succeeded]: {},
   [WaveState.Tripped]: { [WaveEvent.Resume]: WaveState.Running },
+  [WaveState.Aborted]: {},
 };
 
 export enum DeploymentEvent {

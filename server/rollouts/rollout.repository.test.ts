@@ -5,7 +5,8 @@ import { databaseBackends } from '../../test/support/databases.ts';
 import type { ArtifactRecord } from '../artifacts/artifact.repository.ts';
 import { type Database, migrateToLatest, openDatabase } from '../db/database.ts';
 import { type Deployment, deploymentFromArtifact, nextDesired } from './desired-deployment.ts';
-import { RolloutRepository } from './rollout.repository.ts';
+import { DeviceRepository } from '../devices/device.repository.ts';
+import { type RolloutDeviceRecord, RolloutRepository } from './rollout.repository.ts';
 import { newRolloutDevice } from './rollout-planner.ts';
 
 const artifact = (id: string) =>
@@ -18,7 +19,35 @@ const artifact = (id: string) =>
     size: 1,
   }) as ArtifactRecord;
 
-describe.each(databaseBackends)('which artifacts a deployment sent a device, on $name', (backend) => {
+/** A running one-wave rollout of release rel-1 with these devices. */
+async function insertRunningRollout(rollouts: RolloutRepository, id: string, devices: RolloutDeviceRecord[]) {
+  await rollouts.insertRollout(
+    {
+      id,
+      name: id,
+      releaseId: 'rel-1',
+      target: { deviceIds: devices.map((device) => device.deviceId) },
+      options: { onTrip: 'pause', rollbackOnAbort: false, dynamic: false },
+      state: RolloutState.Running,
+      reason: null,
+      createdAt: 0,
+      updatedAt: 0,
+    },
+    [
+      {
+        index: 0,
+        name: 'all',
+        config: waveConfigSchema.parse({}),
+        state: WaveState.Running,
+        startedAt: 0,
+        finishedAt: null,
+      },
+    ],
+    devices,
+  );
+}
+
+describe.each(databaseBackends)('the rollout repository, on $name', (backend) => {
   let db: Database;
   let drop: () => Promise<void>;
   let rollouts: RolloutRepository;
@@ -36,77 +65,106 @@ describe.each(databaseBackends)('which artifacts a deployment sent a device, on 
     await drop?.();
   });
 
-  /** A rollout whose one device went from `previous` to `artifactId` (and, when told, back again). */
-  async function deployed(options: {
-    rolloutId: string;
-    artifactId: string;
-    previous: Deployment | null;
-    rolledBack?: boolean;
-  }): Promise<Deployment> {
-    const deploymentId = `dep-${options.rolloutId}`;
-    await rollouts.insertRollout(
-      {
-        id: options.rolloutId,
-        name: options.rolloutId,
-        releaseId: 'rel-1',
-        target: { deviceIds: ['dev-a'] },
-        options: { onTrip: 'pause', rollbackOnAbort: false, dynamic: false },
-        state: RolloutState.Running,
-        reason: null,
-        createdAt: 0,
-        updatedAt: 0,
-      },
-      [
-        {
-          index: 0,
-          name: 'all',
-          config: waveConfigSchema.parse({}),
-          state: WaveState.Running,
-          startedAt: 0,
-          finishedAt: null,
-        },
-      ],
-      [
+  describe('which artifacts a deployment sent a device', () => {
+    /** A rollout whose one device went from `previous` to `artifactId` (and, when told, back again). */
+    async function deployed(options: {
+      rolloutId: string;
+      artifactId: string;
+      previous: Deployment | null;
+      rolledBack?: boolean;
+    }): Promise<Deployment> {
+      const deploymentId = `dep-${options.rolloutId}`;
+      await insertRunningRollout(rollouts, options.rolloutId, [
         {
           ...newRolloutDevice('dev-a', 0, 0, deploymentId),
           state: options.rolledBack ? DeploymentState.RolledBack : DeploymentState.Committed,
           artifactId: options.artifactId,
           previousDeployment: options.previous,
         },
-      ],
-    );
-    const deployment = deploymentFromArtifact(artifact(options.artifactId), deploymentId);
-    const sent: DesiredState['deployment'] = options.rolledBack
-      ? options.previous && { ...options.previous, rollback: true }
-      : deployment;
-    await rollouts.saveDesired('dev-a', nextDesired(await rollouts.desired('dev-a'), sent, 0), 0);
-    return deployment;
-  }
+      ]);
+      const deployment = deploymentFromArtifact(artifact(options.artifactId), deploymentId);
+      const sent: DesiredState['deployment'] = options.rolledBack
+        ? options.previous && { ...options.previous, rollback: true }
+        : deployment;
+      await rollouts.saveDesired('dev-a', nextDesired(await rollouts.desired('dev-a'), sent, 0), 0);
+      return deployment;
+    }
 
-  const sent = async (deviceId: string, ...artifactIds: string[]) =>
-    Promise.all(artifactIds.map((id) => rollouts.sentArtifact(deviceId, id)));
+    const sent = async (deviceId: string, ...artifactIds: string[]) =>
+      Promise.all(artifactIds.map((id) => rollouts.sentArtifact(deviceId, id)));
 
-  it('sends nothing to a device without a desired state', async () => {
-    expect(await sent('dev-a', 'art-1')).toEqual([false]);
+    it('sends nothing to a device without a desired state', async () => {
+      expect(await sent('dev-a', 'art-1')).toEqual([false]);
+    });
+
+    it('a device gets its current deployment and the one it replaced, nothing older or unrelated', async () => {
+      const first = await deployed({ rolloutId: 'ro-1', artifactId: 'art-1', previous: null });
+      const second = await deployed({ rolloutId: 'ro-2', artifactId: 'art-2', previous: first });
+      await deployed({ rolloutId: 'ro-3', artifactId: 'art-3', previous: second });
+      expect(await sent('dev-a', 'art-3', 'art-2', 'art-1', 'art-other')).toEqual([true, true, false, false]);
+      expect(await sent('dev-b', 'art-3')).toEqual([false]);
+    });
+
+    it('after a rollback, a device gets the deployment it went back to and the one it left', async () => {
+      const first = await deployed({ rolloutId: 'ro-1', artifactId: 'art-1', previous: null });
+      const second = await deployed({ rolloutId: 'ro-2', artifactId: 'art-2', previous: first });
+      await deployed({ rolloutId: 'ro-3', artifactId: 'art-3', previous: second, rolledBack: true });
+      expect(await sent('dev-a', 'art-2', 'art-3', 'art-1')).toEqual([true, true, false]);
+    });
+
+    it('a device rolled back to nothing gets nothing', async () => {
+      await deployed({ rolloutId: 'ro-1', artifactId: 'art-1', previous: null, rolledBack: true });
+      expect(await sent('dev-a', 'art-1')).toEqual([false]);
+    });
   });
 
-  it('a device gets its current deployment and the one it replaced, nothing older or unrelated', async () => {
-    const first = await deployed({ rolloutId: 'ro-1', artifactId: 'art-1', previous: null });
-    const second = await deployed({ rolloutId: 'ro-2', artifactId: 'art-2', previous: first });
-    await deployed({ rolloutId: 'ro-3', artifactId: 'art-3', previous: second });
-    expect(await sent('dev-a', 'art-3', 'art-2', 'art-1', 'art-other')).toEqual([true, true, false, false]);
-    expect(await sent('dev-b', 'art-3')).toEqual([false]);
-  });
+  describe('what the dashboard reads', () => {
+    /** A one-wave rollout whose devices are in the given states. */
+    const rolloutWith = (id: string, states: Record<string, DeploymentState>) =>
+      insertRunningRollout(
+        rollouts,
+        id,
+        Object.entries(states).map(([deviceId, state]) => ({
+          ...newRolloutDevice(deviceId, 0, 0, `dep-${id}-${deviceId}`),
+          state,
+        })),
+      );
 
-  it('after a rollback, a device gets the deployment it went back to and the one it left', async () => {
-    const first = await deployed({ rolloutId: 'ro-1', artifactId: 'art-1', previous: null });
-    const second = await deployed({ rolloutId: 'ro-2', artifactId: 'art-2', previous: first });
-    await deployed({ rolloutId: 'ro-3', artifactId: 'art-3', previous: second, rolledBack: true });
-    expect(await sent('dev-a', 'art-2', 'art-3', 'art-1')).toEqual([true, true, false]);
-  });
+    it('counts every rollout’s devices by state in one query', async () => {
+      await rolloutWith('ro-a', {
+        'dev-1': DeploymentState.Committed,
+        'dev-2': DeploymentState.Committed,
+        'dev-3': DeploymentState.Failed,
+      });
+      await rolloutWith('ro-b', { 'dev-1': DeploymentState.Queued });
+      const counts = await rollouts.stateCountsByRollout();
+      expect(
+        Object.fromEntries(
+          [...counts].map(([id, entries]) => [
+            id,
+            [...entries].sort((a, b) => a.state.localeCompare(b.state)),
+          ]),
+        ),
+      ).toEqual({
+        'ro-a': [
+          { state: 'committed', count: 2 },
+          { state: 'failed', count: 1 },
+        ],
+        'ro-b': [{ state: 'queued', count: 1 }],
+      });
+    });
 
-  it('a device rolled back to nothing gets nothing', async () => {
-    await deployed({ rolloutId: 'ro-1', artifactId: 'art-1', previous: null, rolledBack: true });
-    expect(await sent('dev-a', 'art-1')).toEqual([false]);
+    it('names a rollout’s devices, and leaves out one that no longer exists', async () => {
+      await new DeviceRepository(db).create({
+        id: 'dev-1',
+        name: 'kitchen-pi',
+        board: null,
+        tags: [],
+        secretHash: 'x',
+        now: 0,
+      });
+      await rolloutWith('ro-a', { 'dev-1': DeploymentState.Queued, 'dev-gone': DeploymentState.Queued });
+      expect(Object.fromEntries(await rollouts.deviceNames('ro-a'))).toEqual({ 'dev-1': 'kitchen-pi' });
+    });
   });
 });

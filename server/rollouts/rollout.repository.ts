@@ -160,6 +160,33 @@ export class RolloutRepository {
     return rows.map(toDevice);
   }
 
+  /** Every rollout's devices by deployment state, in one grouped query: the rollout list's progress. */
+  async stateCountsByRollout(): Promise<Map<string, Array<{ state: DeploymentState; count: number }>>> {
+    const rows = await this.db
+      .selectFrom('rollout_devices')
+      .select(['rollout_id', 'state', (eb) => eb.fn.countAll<number>().as('count')])
+      .groupBy(['rollout_id', 'state'])
+      .execute();
+    const byRollout = new Map<string, Array<{ state: DeploymentState; count: number }>>();
+    for (const row of rows) {
+      const entries = byRollout.get(row.rollout_id) ?? [];
+      entries.push({ state: row.state, count: Number(row.count) });
+      byRollout.set(row.rollout_id, entries);
+    }
+    return byRollout;
+  }
+
+  /** The names of a rollout's devices (a deleted device has none), joined here rather than per device. */
+  async deviceNames(rolloutId: string): Promise<Map<string, string>> {
+    const rows = await this.db
+      .selectFrom('rollout_devices')
+      .innerJoin('devices', 'devices.id', 'rollout_devices.device_id')
+      .select(['rollout_devices.device_id', 'devices.name'])
+      .where('rollout_devices.rollout_id', '=', rolloutId)
+      .execute();
+    return new Map(rows.map((row) => [row.device_id, row.name]));
+  }
+
   async findByDeploymentId(
     deploymentId: string,
   ): Promise<{ rolloutId: string; device: RolloutDeviceRecord } | null> {
@@ -261,16 +288,14 @@ export class RolloutRepository {
       device_id: deviceId,
       version: desired.version,
       payload: JSON.stringify(desired),
+      deployment_version: desired.deployment?.version ?? null,
       updated_at: now,
     };
+    const { device_id: _key, ...changes } = values;
     await this.db
       .insertInto('device_desired')
       .values(values)
-      .onConflict((conflict) =>
-        conflict
-          .column('device_id')
-          .doUpdateSet({ version: values.version, payload: values.payload, updated_at: now }),
-      )
+      .onConflict((conflict) => conflict.column('device_id').doUpdateSet(changes))
       .execute();
   }
 

@@ -10,6 +10,7 @@ import { type RolloutRecord, RolloutRepository, type WaveRecord } from './rollou
 import { RolloutEngine } from './rollout-engine.ts';
 import { newRolloutDevice } from './rollout-planner.ts';
 import { matchTarget } from './rollout-target.ts';
+import { targetWarnings } from './target-warnings.ts';
 import { countWave } from './wave-evaluator.ts';
 import { planWaves } from './wave-planner.ts';
 
@@ -38,6 +39,7 @@ export class RolloutService {
         name: waveName(input.waves[index]?.name, index),
         devices: members,
       })),
+      warnings: targetWarnings(targets, input.dynamic),
     };
   }
 
@@ -95,6 +97,7 @@ export class RolloutService {
     const rollout = await this.getOrThrow(id);
     const waves = await this.rollouts.waves(id);
     const devices = await this.rollouts.devices(id);
+    const names = await this.rollouts.deviceNames(id);
     return {
       ...rollout,
       waves: waves.map((wave) => ({
@@ -103,13 +106,21 @@ export class RolloutService {
           devices.filter((device) => device.waveIndex === wave.index).map((device) => device.state),
         ),
       })),
-      devices: devices.map(({ previousDeployment: _previous, ...device }) => device),
+      devices: devices.map(({ previousDeployment: _previous, ...device }) => ({
+        ...device,
+        deviceName: names.get(device.deviceId) ?? null,
+      })),
       log: await this.rollouts.logEntries(id),
     };
   }
 
-  list() {
-    return this.rollouts.listRollouts();
+  /** Every rollout, newest first, with its devices counted over all waves. */
+  async list() {
+    const [rollouts, counts] = await Promise.all([
+      this.rollouts.listRollouts(),
+      this.rollouts.stateCountsByRollout(),
+    ]);
+    return rollouts.map((rollout) => ({ ...rollout, counts: countWave(counts.get(rollout.id) ?? []) }));
   }
 
   async act(id: string, action: 'pause' | 'resume' | 'abort' | 'approve', by: string) {

@@ -39,7 +39,7 @@ describe.each(databaseBackends)('the dashboard session cookie on $name', (backen
 
   it('sets an HttpOnly, SameSite=Strict session cookie that holds a session id, not the token', async () => {
     const session = await signIn(server.adminToken);
-    expect(session.body).toEqual({ name: 'admin (first start)', role: 'admin' });
+    expect(session.body).toEqual({ name: 'admin', role: 'admin' });
     const attributes = session.header.split(';').map((part) => part.trim().toLowerCase());
     expect(attributes).toContain('httponly');
     expect(attributes).toContain('samesite=strict');
@@ -52,7 +52,7 @@ describe.each(databaseBackends)('the dashboard session cookie on $name', (backen
 
     const me = await request('GET', '/api/v1/me', session.cookie);
     expect(me.status).toBe(200);
-    expect(await me.json()).toEqual({ name: 'admin (first start)', role: 'admin' });
+    expect(await me.json()).toEqual({ name: 'admin', role: 'admin' });
   });
 
   it('marks the cookie Secure when the browser came over https through a proxy', async () => {

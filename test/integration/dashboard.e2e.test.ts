@@ -11,6 +11,7 @@ import { AgentUnderTest } from '../support/agent-fleet.ts';
 import { secretFile } from '../support/agent-process.ts';
 import { releaseAppBundle } from '../support/app-bundles.ts';
 import { launchChromium } from '../support/chromium.ts';
+import { layoutProblems } from '../support/page-layout.ts';
 import { sqliteBackend } from '../support/databases.ts';
 import type { RolloutStatus } from '../support/rollout-status.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
@@ -35,6 +36,8 @@ describe('the dashboard in Chromium, against a real server and agent processes',
   let releaseV1: string;
   let releaseV2: string;
   let releaseUnhealthy: string;
+  let completedRollout: string;
+  let abortedRollout: string;
   const agents: AgentUnderTest[] = [];
   const scratch = mkdtempSync(join(tmpdir(), 'boardfleet-dashboard-e2e-'));
 
@@ -61,11 +64,6 @@ describe('the dashboard in Chromium, against a real server and agent processes',
     provisioningToken = (
       await server.api<{ token: string }>('POST', '/api/v1/provisioning-tokens', { name: 'dashboard-e2e' })
     ).body.token;
-    releaseV1 = (await releaseAppBundle(server, BOARD, { name: 'app', version: '1.0.0' })).release;
-    releaseV2 = (await releaseAppBundle(server, BOARD, { name: 'app', version: '2.0.0' })).release;
-    releaseUnhealthy = (
-      await releaseAppBundle(server, BOARD, { name: 'app', version: '3.0.0', unhealthy: true })
-    ).release;
     browser = await launchChromium();
     adminContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     page = await adminContext.newPage();
@@ -84,7 +82,8 @@ describe('the dashboard in Chromium, against a real server and agent processes',
     await page.getByLabel('Operator token').focus();
     await page.keyboard.type(server.adminToken);
     await page.keyboard.press('Enter');
-    await poll(() => page.getByTestId('operator').textContent()).toContain('admin');
+    // The token the first start made is named for what it is.
+    await poll(() => page.getByTestId('operator').textContent()).toBe('admin admin');
     // The session is an HttpOnly, SameSite=Strict cookie holding a session id; nothing of the
     // token is left where a script could read it.
     expect(await page.evaluate<number>('localStorage.length + sessionStorage.length')).toBe(0);
@@ -103,6 +102,20 @@ describe('the dashboard in Chromium, against a real server and agent processes',
     await page.getByTestId('fleet-summary').waitFor();
     expect(await page.getByTestId('device-row').count()).toBe(0);
     expect(await page.getByTestId('count-total').textContent()).toBe('0');
+
+    // Before any release, the rollouts page says how to make one instead of offering an empty form.
+    await page.getByRole('link', { name: 'Rollouts' }).click();
+    await page.getByTestId('no-release-help').waitFor();
+    expect(await page.getByTestId('no-release-help').textContent()).toContain('boardfleet release create');
+    expect(await page.getByRole('form', { name: 'New rollout' }).count()).toBe(0);
+    await screenshot(page, 'rollouts-empty');
+    releaseV1 = (await releaseAppBundle(server, BOARD, { name: 'app', version: '1.0.0' })).release;
+    releaseV2 = (await releaseAppBundle(server, BOARD, { name: 'app', version: '2.0.0' })).release;
+    releaseUnhealthy = (
+      await releaseAppBundle(server, BOARD, { name: 'app', version: '3.0.0', unhealthy: true })
+    ).release;
+    await page.getByRole('link', { name: 'Fleet' }).click();
+    await page.getByTestId('fleet-summary').waitFor();
 
     for (let index = 0; index < FLEET_SIZE; index++) {
       const agent = new AgentUnderTest(`${TAG}-${index}`, [
@@ -213,6 +226,14 @@ describe('the dashboard in Chromium, against a real server and agent processes',
       expect.arrayContaining([expect.stringMatching(/^paused by /), expect.stringMatching(/^resumed by /)]),
     );
     await screenshot(page, 'rollout-completed');
+    // The page says what the rollout was asked to do, and names its devices.
+    expect(await page.getByTestId('rollout-target').textContent()).toBe(`devices tagged ${TAG}`);
+    expect(await page.getByTestId('rollout-settings').textContent()).toContain(`${releaseV1} (for ${BOARD})`);
+    await page.getByText('All devices (4)').click();
+    expect((await page.locator('.all-devices tbody a').allTextContents()).sort()).toEqual(
+      Array.from({ length: FLEET_SIZE }, (_, index) => `${TAG}-${index}`),
+    );
+    completedRollout = rolloutId;
 
     // The device page now shows the version it runs and the deployment in its history.
     const devices = (await server.api<{ devices: DeviceRecord[] }>('GET', `/api/v1/devices?tag=${TAG}`)).body
@@ -341,6 +362,13 @@ describe('the dashboard in Chromium, against a real server and agent processes',
     expect(await viewerContext.cookies()).toEqual([]);
     expect(await viewer.evaluate(async () => (await fetch('/api/v1/me')).status)).toBe(401);
     await viewerContext.close();
+
+    // Aborted from the admin's page, the wave that waited for approval reads "aborted".
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Abort' }).click();
+    await poll(() => page.getByTestId('rollout-state').textContent()).toBe('aborted');
+    await poll(() => page.getByTestId('wave-progress').getAttribute('data-wave-state')).toBe('aborted');
+    abortedRollout = pending;
   });
 
   it('is correct again after a reconnect, with the events it missed while disconnected', async () => {
@@ -396,4 +424,63 @@ describe('the dashboard in Chromium, against a real server and agent processes',
       'dash-3': 'offline',
     });
   }, 360_000);
+
+  it('lays out every page at 1280 px and 390 px with no sideways scrolling or wrapped button, dates in the browser locale', async () => {
+    const devices = (await server.api<{ devices: DeviceRecord[] }>('GET', `/api/v1/devices?tag=${TAG}`)).body
+      .devices;
+    const offline = devices.find((device) => !device.online) as DeviceRecord;
+    // Each page with what shows it has loaded.
+    const pages: Array<[name: string, path: string, ready: string]> = [
+      ['fleet', '/', '[data-testid="device-row"]'],
+      ['device', `/devices/${offline.id}`, '[data-testid="health-chart"] canvas'],
+      ['rollouts', '/rollouts', '[data-testid="rollout-row"]'],
+      ['rollout', `/rollouts/${completedRollout}`, '[data-testid="wave-progress"]'],
+      ['rollout-aborted', `/rollouts/${abortedRollout}`, '[data-testid="wave-progress"]'],
+      ['builds', '/builds', '[data-testid="artifact-row"]'],
+    ];
+    const dates = {
+      'en-US': /^\d{1,2}\/\d{1,2}\/\d{2}, \d{1,2}:\d{2}:\d{2}\s[AP]M$/,
+      'de-DE': /^\d{2}\.\d{2}\.\d{2}, \d{2}:\d{2}:\d{2}$/,
+    };
+    for (const [width, locale] of [
+      [1280, 'en-US'],
+      [390, 'de-DE'],
+    ] as const) {
+      const context = await browser.newContext({ viewport: { width, height: 844 }, locale });
+      const view = await context.newPage();
+      const check = async (name: string) => {
+        await screenshot(view, `${name}-${width}px`);
+        expect(await layoutProblems(view), `${name} at ${width} px`).toEqual([]);
+      };
+      await view.goto(server.httpUrl);
+      await view.getByLabel('Operator token').waitFor();
+      await check('sign-in');
+      await signIn(view, server.adminToken);
+      await view.getByTestId('fleet-summary').waitFor();
+      for (const [name, path, ready] of pages) {
+        await view.goto(`${server.httpUrl}${path}`);
+        await view.locator(ready).first().waitFor({ timeout: SLOW });
+        await check(name);
+        if (name === 'rollout')
+          expect(await view.locator('.log time').first().textContent()).toMatch(dates[locale]);
+      }
+      await context.close();
+    }
+
+    // The offline device's last heartbeat says nothing about its health now.
+    await page.goto(`${server.httpUrl}/devices/${offline.id}`);
+    await poll(() => page.getByTestId('health-problem').textContent()).toBe('unknown');
+    await page.goto(`${server.httpUrl}/rollouts`);
+    const completedRow = page.locator(`[data-rollout-id="${completedRollout}"]`);
+    expect(await completedRow.getByTestId('rollout-progress').textContent()).toBe(
+      `${FLEET_SIZE}/${FLEET_SIZE} committed`,
+    );
+    // A favicon, served by the server itself.
+    const icon = await page.locator('link[rel="icon"]').getAttribute('href');
+    const served = await fetch(new URL(icon ?? '/missing-icon', server.httpUrl));
+    expect([served.status, served.headers.get('content-type')]).toEqual([
+      200,
+      expect.stringContaining('svg'),
+    ]);
+  }, 240_000);
 });

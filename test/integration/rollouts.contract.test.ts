@@ -179,7 +179,7 @@ describe.each(databaseBackends)('rollouts on $name', (backend) => {
     expect(paused.devices[0]).toMatchObject({ state: 'failed', reason: 'went offline during the soak' });
   });
 
-  it('waits for approval before a gated wave, and sends the previous version back on abort', async () => {
+  it('waits for approval before a gated wave; on abort, devices that ran nothing before are not called rolled back', async () => {
     const devices = await fleet('gated', 2, { held: true });
     const { release: name } = await release();
     const id = await createRollout({
@@ -204,15 +204,16 @@ describe.each(databaseBackends)('rollouts on $name', (backend) => {
     await until(id, 'second wave running', (s) => s.devices[1]?.state !== 'queued');
     const aborted = await server.api<RolloutStatus>('POST', `/api/v1/rollouts/${id}/abort`);
     expect(aborted.body.state).toBe('aborted');
-    await eventually(
-      'rollback desired state taken up',
-      () => devices[0]!.desiredSeen.at(-1)?.deployment === null,
-    );
-    expect(devices[0]!.desiredSeen.map((desired) => desired.version)).toEqual([1, 2]);
-    expect(aborted.body.devices.every((device) => device.state === 'rolled-back')).toBe(true);
+    // Neither device ran an earlier deployment, so there is nothing to send back: the committed
+    // one keeps the release, the one mid-update fails (its agent finishes what it was doing).
+    expect(aborted.body.devices.map((device) => device.state)).toEqual(['committed', 'failed']);
+    expect(aborted.body.devices[1]?.reason).toMatch(/no earlier deployment to go back to/);
+    expect(aborted.body.waves.map((wave) => wave.state)).toEqual(['succeeded', 'aborted']);
+    expect(devices[0]!.desiredSeen.map((desired) => desired.version)).toEqual([1]);
     expect(aborted.body.log.map((entry) => entry.message)).toContain(
-      'rollout aborted: aborted by admin (first start)',
+      '1 device(s) keep this release: they ran no earlier deployment to go back to',
     );
+    expect(aborted.body.log.map((entry) => entry.message)).toContain('rollout aborted: aborted by admin');
   });
 
   it('refuses an action that does not fit the state, and a viewer', async () => {

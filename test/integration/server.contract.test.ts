@@ -4,7 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceTopic } from '../../protocol/topics.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { databaseBackends } from '../support/databases.ts';
-import { connectDevice, connectionRefusal, recordMessages, sleep } from '../support/mqtt-device.ts';
+import {
+  announceDevice,
+  connectDevice,
+  connectionRefusal,
+  recordMessages,
+  sleep,
+} from '../support/mqtt-device.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
 const health = (at: number) => ({
@@ -255,26 +261,7 @@ describe.each(databaseBackends)('server on $name', (backend) => {
           retain: true,
         },
       });
-      await client.publishAsync(
-        deviceTopic(alpha, 'presence'),
-        JSON.stringify({ state: 'online', reason: 'started', at: Date.now() }),
-        { qos: 1, retain: true },
-      );
-      const inventory = {
-        board: 'rpi-4b',
-        os: 'Debian GNU/Linux 12 (bookworm)',
-        kernel: '6.1.0',
-        architecture: 'arm64',
-        agentVersion: '0.1.0',
-        hostname: 'alpha',
-        slots: [],
-        attachedBoards: [],
-        at: Date.now(),
-      };
-      await client.publishAsync(deviceTopic(alpha, 'inventory'), JSON.stringify(inventory), {
-        qos: 1,
-        retain: true,
-      });
+      const inventory = await announceDevice(client, alpha, { hostname: 'alpha' });
       const sentAt = Date.now();
       await client.publishAsync(deviceTopic(alpha, 'health'), JSON.stringify(health(sentAt)), { qos: 1 });
 

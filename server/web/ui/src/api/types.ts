@@ -19,6 +19,8 @@ export type {
   Rollout,
   RolloutPreview,
   RolloutStatus,
+  RolloutStatusDevice,
+  RolloutSummary,
   RolloutWave,
   /** A wave as the create form sends it: settings left out take the server's defaults. */
   WaveConfigInput as WaveConfig,

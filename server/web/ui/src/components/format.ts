@@ -23,3 +23,11 @@ export function formatAgo(ms: number | null | undefined, now = Date.now()): stri
   if (seconds < 86_400) return `${Math.round(seconds / 3600)} h ago`;
   return `${Math.round(seconds / 86_400)} d ago`;
 }
+
+/** A setting in seconds as people say it: `45 s`, `30 min`, `2 h`, `1.5 d`. */
+export function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${+(seconds / 60).toFixed(1)} min`;
+  if (seconds < 86_400) return `${+(seconds / 3600).toFixed(1)} h`;
+  return `${+(seconds / 86_400).toFixed(1)} d`;
+}

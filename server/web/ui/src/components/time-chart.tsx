@@ -51,7 +51,10 @@ export function TimeChart(props: {
         },
         y: props.yRange ? { range: props.yRange } : {},
       },
-      axes: [{}, { values: (_chart, ticks) => ticks.map((tick) => `${+tick.toFixed(2)}${unit}`), size: 60 }],
+      axes: [
+        { values: localTimeTicks, space: 70 },
+        { values: (_chart, ticks) => ticks.map((tick) => `${+tick.toFixed(2)}${unit}`), size: 60 },
+      ],
       series: [
         {},
         ...props.series.map((series) => ({
@@ -89,4 +92,25 @@ export function TimeChart(props: {
       <div ref={container} role="img" aria-label={`${props.title}: ${props.x.length} points`} />
     </figure>
   );
+}
+
+const DAY_SECONDS = 86_400;
+
+/**
+ * Time axis labels in the browser's locale and time zone (uPlot's own are US-style): dates once ticks
+ * are a day apart, date and time when the range spans days, else the time.
+ */
+function localTimeTicks(_chart: uPlot, ticks: number[], _axis: number, _space: number, increment: number) {
+  const spansDays = (ticks.at(-1) ?? 0) - (ticks[0] ?? 0) >= DAY_SECONDS;
+  const format = new Intl.DateTimeFormat(
+    undefined,
+    increment >= DAY_SECONDS
+      ? { dateStyle: 'short' }
+      : spansDays
+        ? { month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric' }
+        : increment < 60
+          ? { timeStyle: 'medium' }
+          : { timeStyle: 'short' },
+  );
+  return ticks.map((tick) => format.format(tick * 1000));
 }

@@ -68,7 +68,7 @@ export function BuildsPage() {
                       <span class={`state build-${job.state}`}>{job.state}</span>
                       {job.state === 'running' && ` ${Math.round(job.progress * 100)}%`}
                     </td>
-                    <td>{job.error ?? job.step ?? ''}</td>
+                    <td class="text">{job.error ?? job.step ?? ''}</td>
                     <td>{formatTime(job.createdAt)}</td>
                   </tr>
                 ))}

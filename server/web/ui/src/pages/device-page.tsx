@@ -8,7 +8,7 @@ import { Link } from '../components/router.tsx';
 import { TimeChart } from '../components/time-chart.tsx';
 import { useSnapshot } from '../components/use-snapshot.ts';
 import { live, useLiveEvent } from '../live/live-stream.ts';
-import { OnlineBadge } from './fleet-page.tsx';
+import { HealthText, OnlineBadge } from './fleet-page.tsx';
 
 const RANGES = [
   { label: 'last 15 minutes', ms: 15 * 60_000 },
@@ -38,7 +38,7 @@ export function DevicePage({ id }: { id: string }) {
   const details = device.data;
   if (!details) return <p class="loading">Loading…</p>;
   const inventory = details.inventory;
-  const desired = deployments.data?.deployments[0];
+  const latest = deployments.data?.deployments[0];
   return (
     <section>
       <p class="crumbs">
@@ -55,10 +55,15 @@ export function DevicePage({ id }: { id: string }) {
         <Fact term="Running version" value={details.runningVersion ?? '—'} testId="current-version" />
         <Fact
           term="Desired version"
-          value={desired ? `${desired.version ?? desired.release} (${desired.state})` : 'none set'}
+          value={desiredVersion(details.desiredVersion, latest)}
           testId="desired-version"
         />
-        <Fact term="Health" value={details.healthProblem ?? 'ok'} testId="health-problem" />
+        <div>
+          <dt>Health</dt>
+          <dd data-testid="health-problem">
+            <HealthText device={details} />
+          </dd>
+        </div>
         {details.revokedAt !== null && <Fact term="Revoked" value={formatTime(details.revokedAt)} />}
       </dl>
 
@@ -177,7 +182,7 @@ export function DevicePage({ id }: { id: string }) {
                     <td>{deployment.release}</td>
                     <td>{deployment.version ?? '—'}</td>
                     <td>{deployment.outcome ?? deployment.state}</td>
-                    <td>{deployment.reason ?? ''}</td>
+                    <td class="text">{deployment.reason ?? ''}</td>
                     <td>{formatTime(deployment.stateChangedAt)}</td>
                   </tr>
                 ))}
@@ -187,6 +192,15 @@ export function DevicePage({ id }: { id: string }) {
         ))}
     </section>
   );
+}
+
+/** What the server wants the device to run; after a rollback, the version it went back to and from what. */
+function desiredVersion(version: string | null, latest: Deployment | undefined): string {
+  if (version === null) return 'none set';
+  const rolledBackFrom = latest?.state === 'rolled-back' ? latest.version : null;
+  return rolledBackFrom && rolledBackFrom !== version
+    ? `${version} (rolled back from ${rolledBackFrom})`
+    : version;
 }
 
 function Fact({ term, value, testId }: { term: string; value: string; testId?: string }) {

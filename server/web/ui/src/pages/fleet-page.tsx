@@ -236,7 +236,9 @@ function DeviceRow({ device }: { device: Device }) {
       </td>
       <td>{device.inventory?.board ?? device.board ?? '—'}</td>
       <td>{device.runningVersion ?? '—'}</td>
-      <td>{device.healthProblem ? <span class="problem">{device.healthProblem}</span> : 'ok'}</td>
+      <td data-testid="health">
+        <HealthText device={device} />
+      </td>
       <td class="wide-only">{device.tags.join(', ')}</td>
       <td class="wide-only">{formatAgo(device.lastSeenAt)}</td>
     </tr>
@@ -249,6 +251,19 @@ export function OnlineBadge({ online }: { online: boolean }) {
       {online ? 'online' : 'offline'}
     </span>
   );
+}
+
+/** The latest heartbeat's verdict, and none for an offline device: its last heartbeat says nothing about now. */
+export function HealthText({ device }: { device: Pick<Device, 'online' | 'healthProblem'> }) {
+  if (!device.online) {
+    return (
+      <span class="muted" title="offline: its last heartbeat says nothing about now">
+        unknown
+      </span>
+    );
+  }
+  if (device.healthProblem) return <span class="problem">{device.healthProblem}</span>;
+  return <>ok</>;
 }
 
 function Pager({ page, onPage }: { page: DevicePage; onPage: (index: number) => void }) {

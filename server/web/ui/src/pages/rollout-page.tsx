@@ -1,12 +1,14 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api/client.ts';
 import { useOperator } from '../api/session.ts';
-import type { RolloutStatus, RolloutWave } from '../api/types.ts';
+import type { RolloutStatus, RolloutStatusDevice, RolloutWave } from '../api/types.ts';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { formatTime } from '../components/format.ts';
+import { ProgressBar, progressSegments } from '../components/progress-bar.tsx';
 import { Link } from '../components/router.tsx';
 import { useSnapshot } from '../components/use-snapshot.ts';
 import { useLiveEvent } from '../live/live-stream.ts';
+import { RolloutSettings, waveSettingsText } from './rollout-settings.tsx';
 
 type Action = 'pause' | 'resume' | 'abort' | 'approve';
 
@@ -89,6 +91,9 @@ export function RolloutPage({ id }: { id: string }) {
       {!canOperate && <p class="hint">You are signed in as a viewer: steering needs the operator role.</p>}
       <ErrorMessage error={actionError} />
 
+      <h2>Target and settings</h2>
+      <RolloutSettings rollout={rollout} />
+
       <h2>Waves</h2>
       <ol class="waves">
         {rollout.waves.map((wave) => (
@@ -114,11 +119,11 @@ export function RolloutPage({ id }: { id: string }) {
               {failed.map((device) => (
                 <tr key={device.deviceId}>
                   <td>
-                    <Link href={`/devices/${encodeURIComponent(device.deviceId)}`}>{device.deviceId}</Link>
+                    <DeviceCell device={device} />
                   </td>
                   <td>{rollout.waves[device.waveIndex]?.name ?? device.waveIndex + 1}</td>
                   <td>{device.state}</td>
-                  <td>{device.reason ?? ''}</td>
+                  <td class="text">{device.reason ?? ''}</td>
                 </tr>
               ))}
             </tbody>
@@ -142,7 +147,7 @@ export function RolloutPage({ id }: { id: string }) {
               {rollout.devices.slice(0, DEVICES_SHOWN).map((device) => (
                 <tr key={device.deviceId}>
                   <td>
-                    <Link href={`/devices/${encodeURIComponent(device.deviceId)}`}>{device.deviceId}</Link>
+                    <DeviceCell device={device} />
                   </td>
                   <td>{rollout.waves[device.waveIndex]?.name ?? device.waveIndex + 1}</td>
                   <td>{device.state}</td>
@@ -163,7 +168,7 @@ export function RolloutPage({ id }: { id: string }) {
       <ol class="log">
         {rollout.log.map((entry, index) => (
           <li key={index}>
-            <time>{formatTime(entry.at)}</time> {entry.message}
+            <time dateTime={new Date(entry.at).toISOString()}>{formatTime(entry.at)}</time> {entry.message}
           </li>
         ))}
       </ol>
@@ -171,16 +176,21 @@ export function RolloutPage({ id }: { id: string }) {
   );
 }
 
+/** A device by its name, with its id beneath (a deleted device has only its id). */
+function DeviceCell({ device }: { device: RolloutStatusDevice }) {
+  return (
+    <>
+      <Link href={`/devices/${encodeURIComponent(device.deviceId)}`}>
+        {device.deviceName ?? device.deviceId}
+      </Link>
+      {device.deviceName !== null && <div class="id">{device.deviceId}</div>}
+    </>
+  );
+}
+
 function WaveProgress({ wave }: { wave: RolloutWave }) {
-  const { size, committed, inProgress, failed, rolledBack, queued } = wave.counts;
-  const segments = [
-    { key: 'committed', label: 'committed', value: committed },
-    { key: 'in-progress', label: 'in progress', value: inProgress },
-    { key: 'failed', label: 'failed', value: failed - rolledBack },
-    { key: 'rolled-back', label: 'rolled back', value: rolledBack },
-    { key: 'queued', label: 'queued', value: queued },
-  ];
-  const share = (value: number) => (size > 0 ? (value / size) * 100 : 0);
+  const { size, committed } = wave.counts;
+  const segments = progressSegments(wave.counts);
   return (
     <li
       class="wave"
@@ -196,25 +206,8 @@ function WaveProgress({ wave }: { wave: RolloutWave }) {
           {committed}/{size} committed
         </span>
       </div>
-      <div
-        class="bar"
-        role="progressbar"
-        aria-label={`${wave.name}: ${committed} of ${size} committed`}
-        aria-valuemin={0}
-        aria-valuemax={size}
-        aria-valuenow={committed}
-      >
-        {segments.map((segment) =>
-          segment.value > 0 ? (
-            <span
-              key={segment.key}
-              class={`segment ${segment.key}`}
-              style={{ width: `${share(segment.value)}%` }}
-              title={`${segment.value} ${segment.label}`}
-            />
-          ) : null,
-        )}
-      </div>
+      <p class="wave-settings hint">{waveSettingsText(wave.config)}</p>
+      <ProgressBar counts={wave.counts} label={wave.name} />
       <ul class="legend">
         {segments.map((segment) => (
           <li key={segment.key}>

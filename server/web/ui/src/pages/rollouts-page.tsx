@@ -1,62 +1,118 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api/client.ts';
 import { session } from '../api/session.ts';
-import type { Release, Rollout, RolloutPreview, WaveConfig } from '../api/types.ts';
+import type { Release, Rollout, RolloutPreview, RolloutSummary, WaveConfig } from '../api/types.ts';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { formatTime } from '../components/format.ts';
+import { ProgressBar, progressSegments } from '../components/progress-bar.tsx';
 import { Link, navigate } from '../components/router.tsx';
 import { useSnapshot } from '../components/use-snapshot.ts';
 import { useLiveEvent } from '../live/live-stream.ts';
 
 export function RolloutsPage() {
   const rollouts = useSnapshot(
-    (signal) => api<{ rollouts: Rollout[] }>('GET', '/api/v1/rollouts', { signal }),
+    (signal) => api<{ rollouts: RolloutSummary[] }>('GET', '/api/v1/rollouts', { signal }),
+    [],
+  );
+  const releases = useSnapshot(
+    (signal) => api<{ releases: Release[] }>('GET', '/api/v1/releases?limit=200', { signal }),
     [],
   );
   useLiveEvent('rollout', () => rollouts.reloadSoon(), [rollouts.reloadSoon]);
+  const noRelease = releases.data?.releases.length === 0;
   return (
     <section>
       <h1>Rollouts</h1>
       <ErrorMessage error={rollouts.error} />
       {rollouts.data &&
         (rollouts.data.rollouts.length === 0 ? (
-          <p class="muted">No rollout yet.</p>
+          <p class="muted" data-testid="no-rollouts">
+            No rollout yet.
+          </p>
         ) : (
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Rollout</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Reason</th>
-                  <th scope="col">Created</th>
-                </tr>
-              </thead>
-              <tbody>
-                {rollouts.data.rollouts.map((rollout) => (
-                  <tr key={rollout.id} data-testid="rollout-row">
-                    <td>
-                      <Link href={`/rollouts/${encodeURIComponent(rollout.id)}`}>{rollout.name}</Link>
-                      <div class="id">{rollout.id}</div>
-                    </td>
-                    <td>
-                      <span class={`state state-${rollout.state}`}>{rollout.state}</span>
-                    </td>
-                    <td>{rollout.reason ?? ''}</td>
-                    <td>{formatTime(rollout.createdAt)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <RolloutTable rollouts={rollouts.data.rollouts} />
         ))}
       <h2>New rollout</h2>
-      {session.canOperate() ? (
-        <CreateRolloutForm />
-      ) : (
+      <ErrorMessage error={releases.error} />
+      {noRelease ? (
+        <HowToMakeARelease />
+      ) : !session.canOperate() ? (
         <p class="muted">Starting a rollout needs the operator role.</p>
+      ) : (
+        releases.data && <CreateRolloutForm releases={releases.data.releases} />
       )}
     </section>
+  );
+}
+
+function RolloutTable({ rollouts }: { rollouts: RolloutSummary[] }) {
+  return (
+    <div class="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">Rollout</th>
+            <th scope="col">State</th>
+            <th scope="col">Progress</th>
+            <th scope="col" class="wide-only">
+              Created
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {rollouts.map((rollout) => (
+            <tr key={rollout.id} data-testid="rollout-row" data-rollout-id={rollout.id}>
+              <td>
+                <Link href={`/rollouts/${encodeURIComponent(rollout.id)}`}>{rollout.name}</Link>
+                <div class="id">{rollout.id}</div>
+              </td>
+              <td>
+                <span class={`state state-${rollout.state}`}>{rollout.state}</span>
+                {rollout.reason && <div class="hint">{rollout.reason}</div>}
+              </td>
+              <td class="text" data-testid="rollout-progress">
+                <ProgressBar counts={rollout.counts} label={rollout.name} />
+                <div class="hint">{progressText(rollout.counts)}</div>
+              </td>
+              <td class="wide-only">{formatTime(rollout.createdAt)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/** `3/20 committed, 1 failed`: the bar's numbers in words, naming only outcomes that happened. */
+function progressText(counts: RolloutSummary['counts']): string {
+  const others = progressSegments(counts)
+    .filter((segment) => segment.key !== 'committed' && segment.value > 0)
+    .map((segment) => `${segment.value} ${segment.label}`);
+  return [`${counts.committed}/${counts.size} committed`, ...others].join(', ');
+}
+
+/** Shown instead of the form while the server holds no release: a rollout needs one. */
+function HowToMakeARelease() {
+  return (
+    <div class="empty-help" data-testid="no-release-help">
+      <p>
+        A rollout sends a <strong>release</strong> to devices, and there is no release yet. A release names
+        one signed artifact per board; make one with the CLI:
+      </p>
+      <pre>
+        <code>
+          {[
+            'npx boardfleet artifact push app.tar --kind app-bundle --version 1.0.0 --board rpi-4b',
+            '# → Stored app 1.0.0 as art-3f9c…',
+            'npx boardfleet release create app-1.0.0 --artifact rpi-4b=art-3f9c…',
+          ].join('\n')}
+        </code>
+      </pre>
+      <p class="hint">
+        Or build an image or firmware on the <Link href="/builds">Builds &amp; artifacts</Link> page, then
+        make a release from its artifact. Reload this page once the release exists.
+      </p>
+    </div>
   );
 }
 
@@ -86,11 +142,7 @@ const list = (text: string) =>
     .map((item) => item.trim())
     .filter(Boolean);
 
-function CreateRolloutForm() {
-  const releases = useSnapshot(
-    (signal) => api<{ releases: Release[] }>('GET', '/api/v1/releases?limit=200', { signal }),
-    [],
-  );
+function CreateRolloutForm({ releases }: { releases: Release[] }) {
   const [release, setRelease] = useState('');
   const [name, setName] = useState('');
   const [tags, setTags] = useState('');
@@ -102,7 +154,7 @@ function CreateRolloutForm() {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
-  const chosenRelease = release || releases.data?.releases[0]?.name || '';
+  const chosenRelease = release || releases[0]?.name || '';
   const body = () => {
     const target = {
       ...(list(tags).length ? { tags: list(tags) } : {}),
@@ -164,12 +216,11 @@ function CreateRolloutForm() {
 
   return (
     <form class="rollout-form" onSubmit={start} aria-label="New rollout">
-      <ErrorMessage error={releases.error} />
       <div class="grid">
         <label>
           Release
           <select value={chosenRelease} onChange={field(setRelease)} required>
-            {releases.data?.releases.map((item) => (
+            {releases.map((item) => (
               <option key={item.id} value={item.name}>
                 {item.name}
               </option>
@@ -274,8 +325,9 @@ function CreateRolloutForm() {
                   setPreview(null);
                   setWaves(waves.filter((_, at) => at !== index));
                 }}
+                aria-label={`Remove wave ${index + 1}`}
               >
-                Remove wave {index + 1}
+                Remove
               </button>
             )}
           </div>

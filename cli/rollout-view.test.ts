@@ -1,0 +1,165 @@
+import { describe, expect, it } from 'vitest';
+import { type RolloutStatus, waveConfigSchema } from '../protocol/api/rollouts.ts';
+import type { Paint } from './output.ts';
+import { renderRolloutStatus, statusSignature, waveEtas } from './rollout-view.ts';
+
+const NOW = 1_000_000_000;
+const SECOND = 1000;
+const plain: Paint = (text) => text;
+
+type Device = RolloutStatus['devices'][number];
+type Wave = RolloutStatus['waves'][number];
+
+function device(
+  deviceId: string,
+  waveIndex: number,
+  state: Device['state'],
+  extra: Partial<Device> = {},
+): Device {
+  return {
+    deviceId,
+    deviceName: `name-${deviceId}`,
+    waveIndex,
+    deploymentId: `dep-${deviceId}`,
+    state,
+    attempt: 1,
+    artifactId: 'art',
+    progress: null,
+    reason: null,
+    notifiedAt: null,
+    soakUntil: null,
+    stateChangedAt: NOW,
+    ...extra,
+  };
+}
+
+function wave(index: number, state: Wave['state'], devices: Device[], extra: Partial<Wave> = {}): Wave {
+  const members = devices.filter((d) => d.waveIndex === index);
+  const count = (states: string[]) => members.filter((d) => states.includes(d.state)).length;
+  return {
+    index,
+    name: `${(index + 1) * 50}%`,
+    config: waveConfigSchema.parse({ soakSeconds: 30, maxParallel: 2 }),
+    state,
+    startedAt: null,
+    finishedAt: null,
+    counts: {
+      size: members.length,
+      committed: count(['committed']),
+      failed: count(['failed', 'rolled-back']),
+      rolledBack: count(['rolled-back']),
+      queued: count(['queued']),
+      inProgress: count(['notified', 'downloading', 'installing', 'awaiting-reboot', 'soaking']),
+    },
+    ...extra,
+  };
+}
+
+function status(state: RolloutStatus['state'], waves: Wave[], devices: Device[]): RolloutStatus {
+  return {
+    id: 'ro-1',
+    name: 'app-1.2.0 rollout',
+    releaseId: 'rel',
+    target: { tags: ['lab'] },
+    options: { onTrip: 'pause', rollbackOnAbort: true, dynamic: false },
+    state,
+    reason: state === 'aborted' ? 'aborted by admin' : null,
+    createdAt: NOW - 125 * SECOND,
+    updatedAt: NOW - 5 * SECOND,
+    waves,
+    devices,
+    log: [],
+  };
+}
+
+describe('rollout status view', () => {
+  it('draws rolled-back devices as rolled back, not failed, and the unfinished wave as aborted', () => {
+    const devices = [
+      device('a', 0, 'rolled-back', { reason: 'rolled back: aborted by admin' }),
+      device('b', 0, 'rolled-back', { reason: 'rolled back: aborted by admin' }),
+      device('c', 1, 'rolled-back', { reason: 'rolled back: aborted by admin' }),
+      device('d', 1, 'failed', { reason: 'health check failed' }),
+      device('e', 1, 'queued'),
+      device('f', 1, 'queued'),
+    ];
+    const text = renderRolloutStatus(
+      status(
+        'aborted',
+        [
+          wave(0, 'succeeded', devices, { startedAt: NOW - 120 * SECOND, finishedAt: NOW - 60 * SECOND }),
+          wave(1, 'aborted', devices, { startedAt: NOW - 60 * SECOND, finishedAt: NOW - 5 * SECOND }),
+        ],
+        devices,
+      ),
+      NOW,
+      plain,
+    );
+    expect(text.split('\n')).toEqual([
+      'app-1.2.0 rollout (ro-1): aborted — aborted by admin (took 2m 0s)',
+      '  50%        succeeded         [<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<] 0/2 committed, 0 in progress, 2 rolled back',
+      '             took 1m 0s',
+      '  100%       aborted           [xxxxxxxx<<<<<<<<..............] 0/4 committed, 0 in progress, 1 failed, 1 rolled back, 2 queued',
+      '             took 55s',
+      '  # committed  ~ in progress  x failed  < rolled back  . queued',
+      '  < rolled back  name-a (a) — rolled back: aborted by admin',
+      '  < rolled back  name-b (b) — rolled back: aborted by admin',
+      '  < rolled back  name-c (c) — rolled back: aborted by admin',
+      '  x failed  name-d (d) — health check failed',
+    ]);
+  });
+
+  it('shows elapsed time, the soak countdown and an ETA for the running wave and the next', () => {
+    const devices = [
+      device('a', 0, 'committed', { notifiedAt: NOW - 50 * SECOND, stateChangedAt: NOW - 10 * SECOND }),
+      device('b', 0, 'soaking', { notifiedAt: NOW - 30 * SECOND, soakUntil: NOW + 12 * SECOND }),
+      device('c', 1, 'queued'),
+      device('d', 1, 'queued'),
+    ];
+    const running = status(
+      'running',
+      [wave(0, 'running', devices, { startedAt: NOW - 50 * SECOND }), wave(1, 'pending', devices)],
+      devices,
+    );
+    // Wave 1: one of two done in 50 s, so 50 s more (beyond the 12 s soak left). Wave 2: its two
+    // devices in one batch, each 10 s of work (40 s less the 30 s soak) plus the soak: 40 s later.
+    expect(waveEtas(running, NOW)).toEqual(
+      new Map([
+        [0, 50 * SECOND],
+        [1, 90 * SECOND],
+      ]),
+    );
+    const text = renderRolloutStatus(running, NOW, plain);
+    expect(text).toContain('app-1.2.0 rollout (ro-1): running (elapsed 2m 5s)');
+    expect(text).toContain('elapsed 50s, soak 12s left (1 soaking), ETA 50s');
+    expect(text).toContain('ETA 1m 30s');
+  });
+
+  it('says a wave that awaits approval waits for it, and knows no ETA before anything was measured', () => {
+    const devices = [
+      device('a', 0, 'downloading', { notifiedAt: NOW - 5 * SECOND }),
+      device('b', 1, 'queued'),
+    ];
+    const text = renderRolloutStatus(
+      status(
+        'running',
+        [wave(0, 'running', devices, { startedAt: NOW - 5 * SECOND }), wave(1, 'awaiting-approval', devices)],
+        devices,
+      ),
+      NOW,
+      plain,
+    );
+    expect(text).toContain('elapsed 5s, ETA unknown');
+    expect(text).toContain('waits for: boardfleet rollout approve ro-1');
+  });
+
+  it('changes its signature with states and counts, not with the clock', () => {
+    const devices = [device('a', 0, 'soaking')];
+    const before = status('running', [wave(0, 'running', devices)], devices);
+    const later = { ...before, updatedAt: before.updatedAt + 1 };
+    const committed = [device('a', 0, 'committed')];
+    expect(statusSignature(later)).toBe(statusSignature(before));
+    expect(statusSignature(status('running', [wave(0, 'running', committed)], committed))).not.toBe(
+      statusSignature(before),
+    );
+  });
+});
