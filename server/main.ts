@@ -1,3 +1,4 @@
+import { isAbsolute, relative } from 'node:path';
 import { startServer } from './boardfleet-server.ts';
 import { loadServerConfig } from './config/config.ts';
 
@@ -9,7 +10,7 @@ export async function startServerProcess(): Promise<void> {
   const server = await startServer(loadServerConfig());
   process.stdout.write(
     `Boardfleet server: ${server.httpUrl} (API docs ${server.httpUrl}/api/docs), MQTT ${server.mqttUrl}\n` +
-      `Operator token: ${server.adminTokenPath}\n`,
+      `Operator token: ${shortPath(server.adminTokenPath)}\n`,
   );
   let stopping = false;
   const shutdown = () => {
@@ -19,4 +20,10 @@ export async function startServerProcess(): Promise<void> {
   };
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
+}
+
+/** `./data/admin.token` for a file below the working directory, as the README shows; else the full path. */
+function shortPath(path: string): string {
+  const below = relative(process.cwd(), path);
+  return below.startsWith('..') || isAbsolute(below) ? path : `./${below}`;
 }

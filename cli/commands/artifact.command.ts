@@ -88,18 +88,14 @@ Then group artifacts into a release: boardfleet release create --help`,
     .requiredOption('--kind <kind>', 'app-bundle, mcu-firmware, linux-image or unikernel')
     .requiredOption('--version <semver>', 'its version, e.g. 1.2.0')
     .option('--board <board>', 'a board it runs on (repeatable)', collect, [])
-    .option('--name <name>', 'artifact name (default: the file name without extension)')
+    .option('--name <name>', 'artifact name (default: the file name without extension and version)')
     .option('--json', 'machine-readable output')
     .action(
       async (
         file: string,
         options: { kind: string; version: string; board: string[]; name?: string; json?: boolean },
       ) => {
-        const name =
-          options.name ??
-          basename(file)
-            .replace(/\.[^.]+$/, '')
-            .toLowerCase();
+        const name = options.name ?? defaultArtifactName(file, options.version);
         assertUploadable({ ...options, name });
         let size: number;
         try {
@@ -164,4 +160,16 @@ Then group artifacts into a release: boardfleet release create --help`,
         ['id', 'name', 'version', 'kind', 'boards', 'size', 'sha256'],
       );
     });
+}
+
+/**
+ * The name a file gives its artifact: `hello-1.0.0.tar.gz` pushed as version 1.0.0 is `hello`,
+ * as package files are named; a two-part extension such as `.tar.gz` or `.img.zst` goes as a whole.
+ */
+export function defaultArtifactName(file: string, version: string): string {
+  const stem = basename(file)
+    .replace(/(\.tar|\.img)?\.[^.]+$/, '')
+    .toLowerCase();
+  const withoutVersion = stem.replace(new RegExp(`[-_]v?${version.replace(/[.+]/g, '\\$&')}$`), '');
+  return withoutVersion || stem;
 }

@@ -15,6 +15,16 @@ export function register(program: Command): void {
     .command('bench')
     .description(
       'Simulated boards ("bench boards"): real bootloaders in simavr, on a serial port a host opens like a USB board',
+    )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  boardfleet bench start uno
+  boardfleet flash firmata --board uno --port ~/.cache/boardfleet/bench/uno/tty
+  boardfleet probe --port ~/.cache/boardfleet/bench/uno/tty
+  boardfleet bench list
+  boardfleet bench stop uno`,
     );
 
   bench

@@ -120,7 +120,18 @@ function printBuildResult(job: BuildJob): void {
 
 /** `boardfleet builds`: list, log (--follow), cancel. */
 export function registerBuilds(program: Command): void {
-  const builds = program.command('builds').description('Image build jobs on the server');
+  const builds = program
+    .command('builds')
+    .description('Image build jobs on the server')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  boardfleet builds list
+  boardfleet builds log bld-… --follow
+  boardfleet builds cancel bld-…
+Start one with: boardfleet build pi-minimal --board rpi-4b --no-follow (see boardfleet build --help)`,
+    );
   builds
     .command('list', { isDefault: true })
     .description('Build jobs, newest first')

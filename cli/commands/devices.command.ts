@@ -45,9 +45,16 @@ function healthLine(health: StoredHealth): string {
   );
 }
 
-/** The running version and, where the inventory has them, what each slot and attached board holds. */
+/**
+ * The running version (and the desired one while they differ: an update or a rollback on its way)
+ * and, where the inventory has them, what each slot and attached board holds.
+ */
 function versionLines(device: DeviceDetails): string[] {
-  const lines = [`  version:   ${device.runningVersion ?? '-'}`];
+  const pending =
+    device.desiredVersion && device.desiredVersion !== device.runningVersion
+      ? ` (desired ${device.desiredVersion})`
+      : '';
+  const lines = [`  version:   ${device.runningVersion ?? '-'}${pending}`];
   const slots = device.inventory?.slots ?? [];
   if (slots.length > 0) {
     const described = slots.map(

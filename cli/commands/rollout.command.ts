@@ -50,7 +50,21 @@ function waveList(options: {
 }
 
 export function register(program: Command): void {
-  const rollout = program.command('rollout').description('Staged rollouts of a release to the fleet');
+  const rollout = program
+    .command('rollout')
+    .description('Staged rollouts of a release to the fleet')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  boardfleet rollout create app-1.2.0 --tag lab --waves 10,50,100 --dry-run
+  boardfleet rollout create app-1.2.0 --tag lab --canary dev-3f9c… --waves 50,100 --approve
+  boardfleet rollout list
+  boardfleet rollout status ro-… --watch
+  boardfleet rollout approve ro-…
+  boardfleet rollout pause ro-… && boardfleet rollout resume ro-…
+  boardfleet rollout abort ro-…`,
+    );
 
   rollout
     .command('create <release>')
@@ -107,13 +121,20 @@ export function register(program: Command): void {
 
   rollout
     .command('list')
-    .description('List rollouts')
+    .description('List rollouts, newest first; a running one whose next wave waits for approval says so')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }) => {
-      const { rollouts } = await ApiClient.fromEnvironment().request<RolloutList>('GET', '/api/v1/rollouts');
+      const api = ApiClient.fromEnvironment();
+      const { rollouts } = await api.request<RolloutList>('GET', '/api/v1/rollouts');
       if (options.json) return printJson(rollouts);
+      const waiting = await approvalsAwaited(api, rollouts);
       printTable(
-        rollouts.map((r) => ({ id: r.id, name: r.name, state: r.state, reason: r.reason ?? '' })),
+        rollouts.map((r) => ({
+          id: r.id,
+          name: r.name,
+          state: r.state,
+          reason: r.reason ?? waiting.get(r.id) ?? '',
+        })),
         ['id', 'name', 'state', 'reason'],
       );
     });
@@ -153,6 +174,28 @@ export function register(program: Command): void {
         process.stdout.write(`${renderRolloutStatus(status, Date.now(), painter())}\n`);
       });
   }
+}
+
+/**
+ * What each running rollout waits for, by id: the list says only `running`, and a wave that waits
+ * for an operator is easy to forget. One status read per running rollout (there are few).
+ */
+async function approvalsAwaited(
+  api: ApiClient,
+  rollouts: RolloutList['rollouts'],
+): Promise<Map<string, string>> {
+  const running = rollouts.filter((r) => r.state === 'running');
+  const statuses = await Promise.all(
+    running.map((r) => api.request<RolloutStatus>('GET', `/api/v1/rollouts/${encodeURIComponent(r.id)}`)),
+  );
+  const waiting = new Map<string, string>();
+  for (const status of statuses) {
+    const wave = status.waves.find((candidate) => candidate.state === 'awaiting-approval');
+    if (!wave) continue;
+    const label = /^wave\b/i.test(wave.name) ? wave.name : `wave ${wave.name}`;
+    waiting.set(status.id, `${label} awaits approval: boardfleet rollout approve ${status.id}`);
+  }
+  return waiting;
 }
 
 /**

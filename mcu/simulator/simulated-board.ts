@@ -298,7 +298,18 @@ async function waitForReady(
 }
 
 async function endProcess(pid: number, exited: Promise<unknown>): Promise<void> {
-  const gone = (ms: number) => Promise.race([exited.then(() => true), sleep(ms).then(() => !isAlive(pid))]);
+  // The timer is cancelled once the process has gone: a pending one would keep `bench stop` alive.
+  const gone = async (ms: number) => {
+    const timer = new AbortController();
+    try {
+      return await Promise.race([
+        exited.then(() => true),
+        sleep(ms, undefined, { signal: timer.signal }).then(() => !isAlive(pid)),
+      ]);
+    } finally {
+      timer.abort();
+    }
+  };
   if (await gone(STOP_TIMEOUT_MS)) return;
   signal(pid, 'SIGTERM');
   if (await gone(STOP_TIMEOUT_MS)) return;

@@ -32,6 +32,12 @@ export const NOTIFY_RATE_WINDOW_MS = 60_000;
  */
 export const PRESENCE_GRACE_MS = 90_000;
 
+/**
+ * The silence a soak forgives however short it is: 1.5× the agent's default heartbeat interval
+ * (30 s), so a soak shorter than that does not fail a healthy agent between two heartbeats.
+ */
+export const HEARTBEAT_ALLOWANCE_MS = 45_000;
+
 /** What the heartbeat check at the end of a soak needs to know about a device. */
 export interface DevicePresence {
   online: boolean;
@@ -234,9 +240,10 @@ function judgeSoak(
 ): SoakVerdict {
   if (!presence?.online) return presenceSettled ? { failed: 'offline at the end of the soak' } : 'not-yet';
   const quietFor = now - (presence.lastSeenAt ?? 0);
-  // A heartbeat is due at least every soak period; a device that stayed silent is not healthy,
-  // unless the server could not store its heartbeats (it was down, or its database was).
-  if (soakSeconds > 0 && quietFor > Math.max(soakSeconds * 1000, 5_000))
+  // A heartbeat is due at least every soak period, or every agent heartbeat interval when the soak
+  // is shorter; a device that stayed silent is not healthy, unless the server could not store its
+  // heartbeats (it was down, or its database was).
+  if (soakSeconds > 0 && quietFor > Math.max(soakSeconds * 1000, HEARTBEAT_ALLOWANCE_MS))
     return presenceSettled
       ? { failed: `no heartbeat for ${Math.round(quietFor / 1000)} s during the soak` }
       : 'not-yet';
@@ -345,7 +352,10 @@ function advanceCurrentWave(
   }
   if (verdict === 'succeeded') {
     plan.wave(current, WaveEvent.SuccessThresholdReached, { finishedAt: now });
-    plan.log(`${waveLabel(current.name)} succeeded: ${counts.committed} of ${counts.size} committed`);
+    const failed = counts.failed > 0 ? `, ${counts.failed} failed within the error threshold` : '';
+    plan.log(
+      `${waveLabel(current.name)} succeeded: ${counts.committed} of ${counts.size} committed${failed}`,
+    );
     return null;
   }
 

@@ -40,13 +40,16 @@ export function countWave(
 
 /**
  * A wave trips as soon as failures cross the error threshold (errors ÷ size > threshold), and
- * succeeds once committed ÷ size reaches the success threshold. Tripping is checked first: a
- * wave that is both over its error budget and at its success line has still gone bad.
+ * succeeds once committed ÷ size reaches the success threshold, or once every device has finished
+ * (committed or failed) within the error threshold: the failures were within what the operator
+ * allowed, and nothing can raise the count any more. Tripping is checked first: a wave that is
+ * both over its error budget and at its success line has still gone bad.
  */
 export function evaluateWave(counts: WaveCounts, thresholds: WaveThresholds): WaveVerdict {
   if (counts.size === 0) return 'succeeded';
   if ((counts.failed / counts.size) * 100 > thresholds.errorThresholdPercent) return 'tripped';
   if ((counts.committed / counts.size) * 100 >= thresholds.successThresholdPercent) return 'succeeded';
+  if (counts.queued === 0 && counts.inProgress === 0) return 'succeeded';
   return 'continue';
 }
 

@@ -64,7 +64,7 @@ describe('the server with a port taken', () => {
     const squatter = await squat();
     try {
       const child = serverProcess({ [variable]: String(squatter.port) });
-      // tsx compiles the server on start: most of this bound is that, on a loaded machine.
+      // Loading the server's modules is most of this bound, on a loaded machine.
       const code = await exitCode(child, 30_000);
       expect(code).not.toBe(0);
       expect(stderrLines(child.stderr())).toEqual([

@@ -168,6 +168,8 @@ describe('one truth after an aborted rollout with rollback: real agents and the 
         desiredVersion: string;
       };
       expect(shown).toMatchObject({ runningVersion: '1.1.0', desiredVersion: '1.1.0' });
+      // Running what it is meant to run: no "(desired …)" beside the version.
+      expect(await cli('devices', 'show', moved)).toContain('  version:   1.1.0\n');
       const listed = JSON.parse(await cli('devices', 'list', '--tag', TAG, '--json')) as Array<{
         runningVersion: string;
         desiredVersion: string;
