@@ -11,7 +11,10 @@ interface Plan {
   connectConcurrency: number;
 }
 
-const plan = JSON.parse(process.argv[2] ?? '{}') as Plan;
+// The plan comes as the first IPC message: 10,000 devices' credentials are too long for argv.
+const plan = await new Promise<Plan>((resolve) =>
+  process.once('message', (message) => resolve(message as Plan)),
+);
 const send = (message: object) => process.send?.(message);
 
 function heartbeat(): string {

@@ -146,13 +146,8 @@ function runClients(
   onConnected: () => void,
 ): Promise<{ connectSeconds: number; published: number }> {
   return new Promise((resolve, reject) => {
-    const child = fork(
-      new URL('./fleet-clients.ts', import.meta.url),
-      [JSON.stringify({ url, devices, intervalMs, durationMs, connectConcurrency: 100 })],
-      {
-        execArgv: ['--import', 'tsx'],
-      },
-    );
+    const child = fork(new URL('./fleet-clients.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] });
+    child.send({ url, devices, intervalMs, durationMs, connectConcurrency: 100 });
     let connectSeconds = 0;
     child.on('message', (message: { type: string; seconds?: number; published?: number }) => {
       if (message.type === 'connected') {
