@@ -7,8 +7,10 @@ import { ServerKeyRepository } from '../server/auth/server-key.repository.ts';
 import { hashDeviceSecret } from '../server/common/secrets.ts';
 import { loadServerConfig } from '../server/config/config.ts';
 
-/** A Boardfleet server on free loopback ports with SQLite in a temporary data dir. */
-export async function startBenchServer(): Promise<RunningServer & { dispose(): Promise<void> }> {
+/** A Boardfleet server on free loopback ports with SQLite in a temporary data dir; `env` adds or overrides its variables. */
+export async function startBenchServer(
+  env: Record<string, string> = {},
+): Promise<RunningServer & { dispose(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-bench-'));
   const server = await startServer(
     loadServerConfig({
@@ -17,6 +19,7 @@ export async function startBenchServer(): Promise<RunningServer & { dispose(): P
       BOARDFLEET_MQTT_PORT: '0',
       BOARDFLEET_HTTP_HOST: '127.0.0.1',
       BOARDFLEET_MQTT_HOST: '127.0.0.1',
+      ...env,
     }),
     { logger: pino({ level: 'warn' }) },
   );

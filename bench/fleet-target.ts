@@ -24,7 +24,10 @@ export interface RunResult {
 }
 
 async function runAgainstServer(count: number, intervalMs: number, durationMs: number): Promise<RunResult> {
-  const server = await startBenchServer();
+  // Room for every device beside the server's own session: the default cap is 10,000 connections.
+  const server = await startBenchServer({
+    BOARDFLEET_MQTT_MAX_CONNECTIONS: String(Math.max(10_000, count + 100)),
+  });
   try {
     const devices = await registerBenchDevices(server, count, 'bench');
     const latencies: number[] = [];

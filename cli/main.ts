@@ -24,6 +24,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/bench.command.ts'),
   () => import('./commands/flash.command.ts'),
   () => import('./commands/run-image.command.ts'),
+  () => import('./commands/broker-config.command.ts'),
 ];
 
 /**

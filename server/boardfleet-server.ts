@@ -16,9 +16,10 @@ import { operations } from '../protocol/api/operations.ts';
 import { AppModule } from './app.module.ts';
 import { ArtifactRepository } from './artifacts/artifact.repository.ts';
 import { ArtifactService } from './artifacts/artifact.service.ts';
-import { BlobStoreRepository } from './artifacts/blob-store.repository.ts';
+import { BlobStore } from './artifacts/blob-store.ts';
+import { openBlobStore } from './artifacts/open-blob-store.ts';
 import { SigningKeyRepository } from './artifacts/signing-key.repository.ts';
-import { ensureAdminToken, ensureServerMqttSecret } from './auth/bootstrap-credentials.ts';
+import { ensureAdminToken } from './auth/bootstrap-credentials.ts';
 import { CLOSED_ROUTES, type ClosableRoute, operatorOnly } from './auth/operator-auth.guard.ts';
 import { OperatorAuthenticator } from './auth/operator-authenticator.ts';
 import { OperatorSessionRepository } from './auth/operator-session.repository.ts';
@@ -29,8 +30,9 @@ import { BuildQueueService } from './builds/build-queue.service.ts';
 import { recipeBuildRunner, validateBuildRequest } from '../builder/builder.ts';
 import { AuthRateLimiter, DEVICE_AUTH_LIMITS } from './broker/auth-rate-limiter.ts';
 import { DeviceAuthenticator } from './broker/device-authenticator.ts';
-import { EmbeddedBroker } from './broker/embedded-broker.ts';
+import { DEVICE_BROKER } from './broker/device-broker.ts';
 import { MQTT_ENDPOINT, MqttEndpoint } from './broker/mqtt-endpoint.ts';
+import { openDeviceBroker } from './broker/open-device-broker.ts';
 import { ServerMqttClient } from './broker/server-mqtt-client.ts';
 import { CLOCK, type Clock, systemClock } from './common/clock.ts';
 import { HTTP_LOGGER } from './common/errors.ts';
@@ -71,8 +73,9 @@ export interface RunningServer {
 }
 
 /**
- * Starts everything in dependency order: database (migrated), embedded broker, the server's own
- * MQTT session, then HTTP. Stops in reverse. A failure part-way stops what had started.
+ * Starts everything in dependency order: database (migrated), the broker (embedded, or Mosquitto
+ * at MQTT_URL), the server's own MQTT session, then HTTP. Stops in reverse. A failure part-way
+ * stops what had started.
  */
 export async function startServer(
   config: ServerConfig,
@@ -126,18 +129,15 @@ export async function startServer(
       new AuthRateLimiter(DEVICE_AUTH_LIMITS, () => clock.now()),
       metrics,
     );
-    const serverSecret = ensureServerMqttSecret(config.dataDir);
-    const broker = new EmbeddedBroker({
-      host: config.mqttHost,
-      port: config.mqttPort,
-      serverSecret,
+    const broker = await openDeviceBroker(config, {
       authenticator,
-      limits: config.mqttLimits,
+      devices,
       metrics,
       logger: logger.child({ component: 'broker' }),
     });
-    const mqttPort = await broker.start();
     stops.push(() => broker.stop());
+    const mqttPort = broker.devicePort();
+    const serverSession = broker.serverSession();
 
     const ingest = new TelemetryIngestService(
       telemetry,
@@ -148,8 +148,10 @@ export async function startServer(
     );
     stops.push(() => ingest.stop());
     const mqttClient = new ServerMqttClient({
-      url: `mqtt://127.0.0.1:${mqttPort}`,
-      secret: serverSecret,
+      url: serverSession.url,
+      username: serverSession.username,
+      secret: serverSession.password,
+      sharedGroup: serverSession.sharedGroup,
       metrics,
       logger: logger.child({ component: 'mqtt' }),
       onDeviceMessage: (topic, payload) => ingest.handleMessage(topic, payload),
@@ -189,7 +191,8 @@ export async function startServer(
     retentionTimer.unref();
     stops.push(async () => clearInterval(retentionTimer));
 
-    const blobStore = new BlobStoreRepository(config.dataDir);
+    const blobStore = await openBlobStore(config.artifactStore, config.dataDir);
+    stops.push(() => blobStore.close());
     const builds = new BuildQueueService({
       jobs: new BuildJobRepository(db),
       artifacts: new ArtifactService(artifactRepository, blobStore, signingKey, clock),
@@ -218,13 +221,13 @@ export async function startServer(
           { provide: OperatorAuthenticator, useValue: operatorAuth },
           { provide: ProvisioningTokenRepository, useValue: provisioningTokens },
           { provide: DeviceAuthenticator, useValue: authenticator },
-          { provide: EmbeddedBroker, useValue: broker },
+          { provide: DEVICE_BROKER, useValue: broker },
           { provide: ServerMqttClient, useValue: mqttClient },
           { provide: ArtifactRepository, useValue: artifactRepository },
           { provide: ReleaseService, useValue: releaseService },
           { provide: RolloutRepository, useValue: rolloutRepository },
           { provide: RolloutEngine, useValue: engine },
-          { provide: BlobStoreRepository, useValue: blobStore },
+          { provide: BlobStore, useValue: blobStore },
           { provide: BuildQueueService, useValue: builds },
           { provide: SigningKeyRepository, useValue: signingKey },
           { provide: MQTT_ENDPOINT, useValue: new MqttEndpoint(config.mqttPublicUrl, mqttPort) },
@@ -255,7 +258,7 @@ export async function startServer(
     );
     return {
       httpUrl: `http://${shownHost}:${httpPort}`,
-      mqttUrl: `mqtt://${shownHost}:${mqttPort}`,
+      mqttUrl: config.mqttUrl ?? `mqtt://${shownHost}:${mqttPort}`,
       httpPort,
       mqttPort,
       adminToken: admin.token,

@@ -9,7 +9,7 @@ import { generateId } from '../common/secrets.ts';
 import { parseBody } from '../common/zod-body.ts';
 import { assertKnownBoards, knownArtifactBoards } from './artifact-boards.ts';
 import { type ArtifactRecord, ArtifactRepository } from './artifact.repository.ts';
-import { BlobStoreRepository } from './blob-store.repository.ts';
+import { type BlobRange, BlobStore } from './blob-store.ts';
 import { SigningKeyRepository } from './signing-key.repository.ts';
 
 @Injectable()
@@ -18,7 +18,7 @@ export class ArtifactService {
 
   constructor(
     @Inject(ArtifactRepository) private readonly artifacts: ArtifactRepository,
-    @Inject(BlobStoreRepository) private readonly blobs: BlobStoreRepository,
+    @Inject(BlobStore) private readonly blobs: BlobStore,
     @Inject(SigningKeyRepository) private readonly signingKey: SigningKeyRepository,
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
@@ -80,10 +80,15 @@ export class ArtifactService {
     return this.artifacts.list(filter);
   }
 
-  contentPath(artifact: ArtifactRecord): string {
-    if (!this.blobs.has(artifact.sha256))
-      throw invalidRequest(`the content of artifact ${artifact.id} is missing from the store`);
-    return this.blobs.pathOf(artifact.sha256);
+  /** The artifact's content, or `range` of it; refused when the store has lost it. */
+  async readContent(artifact: ArtifactRecord, range?: BlobRange): Promise<Readable> {
+    try {
+      return await this.blobs.read(artifact.sha256, range);
+    } catch (error) {
+      if (error instanceof BoardfleetError && error.code === 'not-found')
+        throw invalidRequest(`the content of artifact ${artifact.id} is missing from the store`);
+      throw error;
+    }
   }
 
   get publicKeyPem(): string {

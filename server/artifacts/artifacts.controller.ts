@@ -1,5 +1,7 @@
-import { Controller, Inject, Param, Query, Req, Res } from '@nestjs/common';
+import { pipeline } from 'node:stream/promises';
+import { Controller, Inject, Optional, Param, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
+import pino, { type Logger } from 'pino';
 import {
   type Artifact,
   type ArtifactList,
@@ -12,10 +14,12 @@ import { authenticateDeviceRequest } from '../auth/device-basic-auth.ts';
 import { OperatorAuthenticator } from '../auth/operator-authenticator.ts';
 import { DeviceAuthenticator } from '../broker/device-authenticator.ts';
 import { ApiRoute } from '../common/api-route.ts';
-import { notFound } from '../common/errors.ts';
+import { HTTP_LOGGER, notFound } from '../common/errors.ts';
 import { parseBody } from '../common/zod-body.ts';
 import { RolloutRepository } from '../rollouts/rollout.repository.ts';
+import type { ArtifactRecord } from './artifact.repository.ts';
 import { ArtifactService } from './artifact.service.ts';
+import type { BlobRange } from './blob-store.ts';
 
 @Controller()
 export class ArtifactsController {
@@ -24,6 +28,7 @@ export class ArtifactsController {
     @Inject(OperatorAuthenticator) private readonly operatorAuth: OperatorAuthenticator,
     @Inject(DeviceAuthenticator) private readonly devices: DeviceAuthenticator,
     @Inject(RolloutRepository) private readonly rollouts: RolloutRepository,
+    @Optional() @Inject(HTTP_LOGGER) private readonly logger: Logger = pino(),
   ) {}
 
   @ApiRoute(operations.uploadArtifact)
@@ -70,13 +75,41 @@ export class ArtifactsController {
     const downloader = await this.authenticateDownloader(request, response);
     if (downloader.deviceId !== null && !(await this.rollouts.sentArtifact(downloader.deviceId, id)))
       throw notFound(`artifact ${id}`);
-    const artifact = await this.artifacts.getOrThrow(id);
+    await this.sendContent(request, response, await this.artifacts.getOrThrow(id));
+  }
+
+  /** The content, whole or the one range asked for, as express's sendFile answered from a file. */
+  private async sendContent(request: Request, response: Response, artifact: ArtifactRecord): Promise<void> {
+    const etag = `"${artifact.sha256}"`;
     response.setHeader('x-artifact-sha256', artifact.sha256);
-    response.sendFile(this.artifacts.contentPath(artifact), {
-      acceptRanges: true,
-      cacheControl: false,
-      headers: { 'content-type': 'application/octet-stream' },
-    });
+    // Content-addressed: the sha256 is the strongest validator there is.
+    response.setHeader('etag', etag);
+    response.setHeader('accept-ranges', 'bytes');
+    if (request.fresh) {
+      response.status(304).end();
+      return;
+    }
+    const range = requestedRange(request, artifact.size, etag);
+    if (range === 'unsatisfiable') {
+      response.status(416).setHeader('content-range', `bytes */${artifact.size}`).end();
+      return;
+    }
+    // Opened before the content headers are set, so a missing blob is still a plain error answer.
+    const body =
+      request.method === 'HEAD' ? null : await this.artifacts.readContent(artifact, range ?? undefined);
+    response.status(range ? 206 : 200);
+    response.setHeader('content-type', 'application/octet-stream');
+    response.setHeader('content-length', range ? range.end - range.start + 1 : artifact.size);
+    if (range) response.setHeader('content-range', `bytes ${range.start}-${range.end}/${artifact.size}`);
+    if (!body) {
+      response.end();
+      return;
+    }
+    body.once('error', (error) =>
+      this.logger.error({ err: error, artifact: artifact.id }, 'reading an artifact failed mid-download'),
+    );
+    // A client that goes away mid-download ends the pipeline: that is no failure of ours.
+    await pipeline(body, response).catch(() => undefined);
   }
 
   @ApiRoute(operations.getFleetKey)
@@ -98,4 +131,18 @@ export class ArtifactsController {
       'downloading an artifact needs an operator token or device credentials',
     );
   }
+}
+
+/**
+ * The one byte range a download asks for; null for the whole content, as express's sendFile
+ * answered a malformed Range, several ranges, or an If-Range naming another version.
+ */
+function requestedRange(request: Request, size: number, etag: string): BlobRange | null | 'unsatisfiable' {
+  const ifRange = request.headers['if-range'];
+  if (ifRange !== undefined && !ifRange.includes(etag)) return null;
+  const ranges = request.range(size, { combine: true });
+  if (ranges === -1) return 'unsatisfiable';
+  if (ranges === undefined || ranges === -2 || ranges.type !== 'bytes' || ranges.length !== 1) return null;
+  const [only] = ranges;
+  return only ? { start: only.start, end: only.end } : null;
 }

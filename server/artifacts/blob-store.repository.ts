@@ -1,84 +1,57 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { open } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { mkdir, open, rename, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { BoardfleetError } from '../../protocol/errors.ts';
+import { type BlobRange, BlobStore, type ExpectedBlob, blobKey, missingBlob } from './blob-store.ts';
+import { BLOB_DIRECTORY_MODE, IncomingFolder } from './incoming-folder.ts';
 
-/** Stored blobs: the server writes them, its group (a backup job, a web server) may read them. */
-const BLOB_FILE_MODE = 0o640;
+const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT';
 
 /**
- * Content-addressed files under `<data dir>/artifacts/sha256/ab/abcdef…`. A write streams to a
- * temporary file while hashing, and is renamed into place only when the sha256 and size match
- * what the uploader declared; the same content is stored once.
+ * Blobs under `<data dir>/artifacts/sha256/ab/abcdef…`, a folder several replicas may share. An
+ * upload is verified in `artifacts/incoming` and renamed into place, so a reader sees a whole
+ * blob or none; two replicas storing the same content at once rename identical bytes over each
+ * other.
  */
-export class BlobStoreRepository {
+export class FolderBlobStore extends BlobStore {
   private readonly root: string;
-  private readonly incoming: string;
+  private readonly incoming: IncomingFolder;
 
   constructor(dataDir: string) {
-    this.root = join(dataDir, 'artifacts', 'sha256');
-    this.incoming = join(dataDir, 'artifacts', 'incoming');
-    mkdirSync(this.root, { recursive: true });
-    // Whatever is here belongs to an upload the last run did not finish (it was killed mid-way).
-    rmSync(this.incoming, { recursive: true, force: true });
-    mkdirSync(this.incoming, { recursive: true });
+    super();
+    this.root = join(dataDir, 'artifacts');
+    mkdirSync(join(this.root, 'sha256'), { recursive: true, mode: BLOB_DIRECTORY_MODE });
+    this.incoming = new IncomingFolder(join(this.root, 'incoming'));
   }
 
-  pathOf(sha256: string): string {
-    return join(this.root, sha256.slice(0, 2), sha256);
-  }
-
-  has(sha256: string): boolean {
-    return existsSync(this.pathOf(sha256));
-  }
-
-  sizeOf(sha256: string): number {
-    return statSync(this.pathOf(sha256)).size;
-  }
-
-  async write(body: Readable, expected: { sha256: string; size: number }): Promise<{ stored: boolean }> {
-    const temporary = join(this.incoming, `${Date.now()}-${randomBytes(6).toString('hex')}`);
-    const hash = createHash('sha256');
-    let size = 0;
-    const file = await open(temporary, 'wx', BLOB_FILE_MODE);
+  async size(sha256: string): Promise<number | null> {
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > expected.size) {
-          throw new BoardfleetError(
-            'invalid-request',
-            `the upload is larger than the declared ${expected.size} bytes`,
-          );
-        }
-        hash.update(chunk);
-        await file.write(chunk);
-      }
-      // Exactly this mode, whatever the process umask is.
-      await file.chmod(BLOB_FILE_MODE);
-      await file.sync();
-      await file.close();
-      if (size !== expected.size) {
-        throw new BoardfleetError(
-          'invalid-request',
-          `the upload has ${size} bytes, not the declared ${expected.size}`,
-        );
-      }
-      const actual = hash.digest('hex');
-      if (actual !== expected.sha256) {
-        throw new BoardfleetError(
-          'invalid-request',
-          `the upload's sha256 is ${actual}, not the declared ${expected.sha256}`,
-        );
-      }
-      if (this.has(actual)) return { stored: false };
-      mkdirSync(join(this.root, actual.slice(0, 2)), { recursive: true });
-      renameSync(temporary, this.pathOf(actual));
-      return { stored: true };
-    } finally {
-      await file.close().catch(() => undefined);
-      rmSync(temporary, { force: true });
+      return (await stat(this.pathOf(sha256))).size;
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw error;
     }
+  }
+
+  write(body: Readable, expected: ExpectedBlob): Promise<{ stored: boolean }> {
+    return this.incoming.receive(body, expected, async (verified) => {
+      const path = this.pathOf(expected.sha256);
+      if (await this.has(expected.sha256)) return { stored: false };
+      await mkdir(dirname(path), { recursive: true, mode: BLOB_DIRECTORY_MODE });
+      await rename(verified, path);
+      return { stored: true };
+    });
+  }
+
+  async read(sha256: string, range?: BlobRange): Promise<Readable> {
+    // Opened first, so a missing blob is an error before any byte is answered.
+    const file = await open(this.pathOf(sha256), 'r').catch((error: unknown) => {
+      throw isMissing(error) ? missingBlob(sha256) : error;
+    });
+    return file.createReadStream(range ?? {});
+  }
+
+  private pathOf(sha256: string): string {
+    return join(this.root, blobKey(sha256));
   }
 }

@@ -6,6 +6,7 @@ import { MAX_PAYLOAD_BYTES, TOPIC_ROOT } from '../../protocol/topics.ts';
 import { listenOrExplain } from '../common/listen.ts';
 import { type BrokerLimits, DEFAULT_BROKER_LIMITS } from '../config/config.ts';
 import type { ServerMetrics } from '../metrics/metrics.ts';
+import type { DeviceBroker, ServerSessionEndpoint } from './device-broker.ts';
 import type { DeviceAuthenticator } from './device-authenticator.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
 import { PublishGate } from './publish-gate.ts';
@@ -37,9 +38,13 @@ function authError(returnCode: number, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
-/** Aedes inside the server process, with device authentication and per-device topic ACLs. */
-export class EmbeddedBroker {
+/**
+ * Aedes inside the server process, with device authentication and per-device topic ACLs. It checks
+ * device secrets against the database, so registering or changing one needs nothing of it.
+ */
+export class EmbeddedBroker implements DeviceBroker {
   private aedes!: Aedes;
+  private port: number | null = null;
   private server!: Server;
   /**
    * Authenticated server connections (their topics are not device topics). Kept by connection, not
@@ -191,7 +196,30 @@ export class EmbeddedBroker {
       throw error;
     }
     const address = this.server.address();
-    return typeof address === 'object' && address ? address.port : this.options.port;
+    this.port = typeof address === 'object' && address ? address.port : this.options.port;
+    return this.port;
+  }
+
+  serverSession(): ServerSessionEndpoint {
+    return {
+      url: `mqtt://127.0.0.1:${this.devicePort()}`,
+      username: SERVER_MQTT_USERNAME,
+      password: this.options.serverSecret,
+      sharedGroup: null,
+    };
+  }
+
+  devicePort(): number {
+    if (this.port === null) throw new Error('the embedded broker is not started');
+    return this.port;
+  }
+
+  async registerDevice(): Promise<void> {}
+
+  async changeDeviceSecret(): Promise<void> {}
+
+  async revokeDevice(deviceId: string): Promise<void> {
+    this.disconnect(deviceId);
   }
 
   /**

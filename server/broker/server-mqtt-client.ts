@@ -7,6 +7,7 @@ import type { ChannelPayload } from '../../protocol/schemas.ts';
 import {
   allDevicesTopic,
   DEVICE_TO_SERVER_CHANNELS,
+  type DeviceToServerChannel,
   deviceTopic,
   MAX_PAYLOAD_BYTES,
   PROTOCOL_VERSION,
@@ -14,6 +15,7 @@ import {
   type ServerToDeviceChannel,
 } from '../../protocol/topics.ts';
 import type { ServerMetrics } from '../metrics/metrics.ts';
+import type { ServerSessionEndpoint } from './device-broker.ts';
 import { SERVER_MQTT_USERNAME } from './embedded-broker.ts';
 
 /**
@@ -32,6 +34,13 @@ function assertDeliverable(deviceId: string, channel: ServerToDeviceChannel, enc
   }
 }
 
+/**
+ * Channels devices publish retained. A shared subscription gets no retained messages (MQTT 5,
+ * 4.8.2), and the server learns who is online after its own restart from them, so these stay
+ * ordinary subscriptions; their writes are idempotent.
+ */
+const RETAINED_BY_DEVICES: ReadonlySet<DeviceToServerChannel> = new Set(['presence', 'inventory']);
+
 /** The server's own MQTT session: the same code path whether the broker is embedded or external. */
 export class ServerMqttClient {
   /** Kept across reconnects: the broker hands a returning client id the session it had. */
@@ -43,6 +52,10 @@ export class ServerMqttClient {
     private readonly options: {
       url: string;
       secret: string;
+      /** Default: the embedded broker's name for the server. */
+      username?: string;
+      /** Default: none (an ordinary subscription). */
+      sharedGroup?: ServerSessionEndpoint['sharedGroup'];
       metrics: ServerMetrics;
       logger: Logger;
       onDeviceMessage: (topic: string, payload: Buffer) => void;
@@ -53,7 +66,7 @@ export class ServerMqttClient {
     const client = await mqtt.connectAsync(this.options.url, {
       protocolVersion: 4,
       clientId: this.clientId,
-      username: SERVER_MQTT_USERNAME,
+      username: this.options.username ?? SERVER_MQTT_USERNAME,
       password: this.options.secret,
       clean: true,
       reconnectPeriod: 1_000,
@@ -62,8 +75,13 @@ export class ServerMqttClient {
     client.on('error', (error) => this.options.logger.error({ err: error }, 'server MQTT client error'));
     client.on('close', () => this.enter('reconnecting'));
     client.on('connect', () => this.enter('connected'));
+    const group = this.options.sharedGroup ?? null;
     const granted = await client.subscribeAsync(
-      DEVICE_TO_SERVER_CHANNELS.map((channel) => allDevicesTopic(channel)),
+      DEVICE_TO_SERVER_CHANNELS.map((channel) =>
+        group === null || RETAINED_BY_DEVICES.has(channel)
+          ? allDevicesTopic(channel)
+          : `$share/${group}/${allDevicesTopic(channel)}`,
+      ),
       { qos: 1 },
     );
     const refused = granted.filter((grant) => grant.qos === 128);

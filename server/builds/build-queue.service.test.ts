@@ -8,7 +8,7 @@ import { BoardfleetError } from '../../protocol/errors.ts';
 import { verifyManifest } from '../../protocol/manifest-signature.ts';
 import { ArtifactRepository } from '../artifacts/artifact.repository.ts';
 import { ArtifactService } from '../artifacts/artifact.service.ts';
-import { BlobStoreRepository } from '../artifacts/blob-store.repository.ts';
+import { FolderBlobStore } from '../artifacts/blob-store.repository.ts';
 import { SigningKeyRepository } from '../artifacts/signing-key.repository.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import { type Database, migrateToLatest, openDatabase } from '../db/database.ts';
@@ -115,7 +115,7 @@ async function openQueue(
   const double = scriptedBuildRunnerDouble();
   const queue = new BuildQueueService({
     jobs: options.jobs?.(db) ?? new BuildJobRepository(db),
-    artifacts: new ArtifactService(artifacts, new BlobStoreRepository(dir), signingKey, clock),
+    artifacts: new ArtifactService(artifacts, new FolderBlobStore(dir), signingKey, clock),
     runner: double.runner,
     validate: (request) => validateBuildRequest(RECIPES_DIRECTORY, request),
     logDirectory: join(dir, 'builds'),

@@ -21,8 +21,10 @@ export interface ServerConfig {
   mqttPublicUrl: string | null;
   dataDir: string;
   databaseUrl: string;
-  /** External broker (a later issue); null runs the embedded Aedes broker. */
+  /** External broker (Mosquitto); null runs the embedded Aedes broker. */
   mqttUrl: string | null;
+  /** The external broker's credentials for the server: set exactly when `mqttUrl` is. */
+  mqttCredentials: ExternalBrokerCredentials | null;
   healthRetentionDays: number;
   /** Operator-provided ed25519 key (PKCS#8 PEM); null: generated in the data dir on the first start. */
   signingKeyPath: string | null;
@@ -45,6 +47,20 @@ export interface ServerConfig {
   apiDocsPublic: boolean;
   /** What the embedded broker accepts from a connection before and after it authenticates. */
   mqttLimits: BrokerLimits;
+  /** Where artifact contents are kept, for every replica to read. */
+  artifactStore: ArtifactStoreConfig;
+}
+
+/** The data folder (shared by replicas), or an S3-compatible bucket. */
+export type ArtifactStoreConfig =
+  | { kind: 'folder' }
+  | { kind: 's3'; bucket: string; region: string; endpoint: string | null; forcePathStyle: boolean };
+
+export interface ExternalBrokerCredentials {
+  /** Manages device clients (Mosquitto's dynamic-security admin). */
+  admin: { username: string; password: string };
+  /** The server's own MQTT session. */
+  server: { username: string; password: string };
 }
 
 export interface BrokerLimits {
@@ -69,14 +85,29 @@ export const SERVER_ENVIRONMENT = {
   BOARDFLEET_MQTT_HOST: { default: '0.0.0.0', meaning: 'address the embedded MQTT broker binds' },
   BOARDFLEET_MQTT_PUBLIC_URL: {
     default: '(derived)',
-    meaning: 'MQTT URL handed to provisioned agents; default mqtt://<host the agent used>:<mqtt port>',
+    meaning:
+      "MQTT URL handed to provisioned agents; default mqtt://<host the agent used>:<BOARDFLEET_MQTT_PORT, or MQTT_URL's port>",
   },
   BOARDFLEET_DATA_DIR: { default: './data', meaning: 'database file, admin token, broker credential' },
   DATABASE_URL: {
     default: 'sqlite:<data dir>/boardfleet.sqlite',
     meaning: 'sqlite:PATH for SQLite, postgres://user@host/db for PostgreSQL',
   },
-  MQTT_URL: { default: '(unset)', meaning: 'external MQTT broker; reserved, not yet supported' },
+  MQTT_URL: {
+    default: '(unset)',
+    meaning:
+      'mqtt://host:port of an external broker (Mosquitto with its dynamic-security plugin, see Scale-out): no embedded broker is started; needs the four BOARDFLEET_MQTT_ADMIN_*/SERVER_* variables',
+  },
+  BOARDFLEET_MQTT_ADMIN_USERNAME: {
+    default: '(unset)',
+    meaning: "with MQTT_URL: the broker's dynamic-security admin, which adds and removes device clients",
+  },
+  BOARDFLEET_MQTT_ADMIN_PASSWORD: { default: '(unset)', meaning: 'with MQTT_URL: its password' },
+  BOARDFLEET_MQTT_SERVER_USERNAME: {
+    default: '(unset)',
+    meaning: "with MQTT_URL: the server's own MQTT session on the broker",
+  },
+  BOARDFLEET_MQTT_SERVER_PASSWORD: { default: '(unset)', meaning: 'with MQTT_URL: its password' },
   BOARDFLEET_HEALTH_RETENTION_DAYS: { default: '30', meaning: 'health samples older than this are deleted' },
   BOARDFLEET_SIGNING_KEY: {
     default: '<data dir>/fleet-signing.key',
@@ -127,6 +158,26 @@ export const SERVER_ENVIRONMENT = {
     meaning:
       "device messages routed by the broker but not yet taken by the server's MQTT session; at this many, device sockets are not read until the backlog halves, and what still comes past twice the limit is dropped and counted",
   },
+  BOARDFLEET_ARTIFACT_STORE: {
+    default: 'folder',
+    meaning:
+      'folder: artifact contents under <data dir>/artifacts (replicas share the data dir); s3: in an S3-compatible bucket',
+  },
+  BOARDFLEET_S3_ENDPOINT: {
+    default: '(AWS S3)',
+    meaning: 'URL of an S3-compatible server (MinIO, Ceph, Garage…); unset: AWS S3 in the region',
+  },
+  BOARDFLEET_S3_BUCKET: {
+    default: '(unset)',
+    meaning:
+      'existing bucket for artifact contents, needed with BOARDFLEET_ARTIFACT_STORE=s3; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
+  },
+  BOARDFLEET_S3_REGION: { default: '$AWS_REGION or us-east-1', meaning: 'region of the bucket' },
+  BOARDFLEET_S3_PATH_STYLE: {
+    default: '0',
+    meaning:
+      '1: address the bucket as <endpoint>/<bucket> (MinIO and most S3-compatible servers), not <bucket>.<endpoint>',
+  },
   LOG_LEVEL: {
     default: 'info',
     meaning: 'pino log level (trace, debug, info, warn, error, fatal, silent)',
@@ -159,6 +210,78 @@ function readBrokerLimits(env: Environment, problems: string[]): BrokerLimits {
   };
 }
 
+/** The artifact store, each problem added to `problems`. */
+function readArtifactStore(env: Environment, problems: string[]): ArtifactStoreConfig {
+  const kind = env.BOARDFLEET_ARTIFACT_STORE || SERVER_ENVIRONMENT.BOARDFLEET_ARTIFACT_STORE.default;
+  if (kind === 'folder') return { kind };
+  if (kind !== 's3') {
+    problems.push(`BOARDFLEET_ARTIFACT_STORE=${kind} must be folder or s3`);
+    return { kind: 'folder' };
+  }
+  const bucket = env.BOARDFLEET_S3_BUCKET ?? '';
+  if (!bucket) problems.push('BOARDFLEET_S3_BUCKET must name the bucket when BOARDFLEET_ARTIFACT_STORE=s3');
+  const endpoint = env.BOARDFLEET_S3_ENDPOINT || null;
+  if (endpoint && !/^https?:\/\/[^/]/.test(endpoint))
+    problems.push(`BOARDFLEET_S3_ENDPOINT=${endpoint} must start with http:// or https://`);
+  const pathStyle = env.BOARDFLEET_S3_PATH_STYLE ?? SERVER_ENVIRONMENT.BOARDFLEET_S3_PATH_STYLE.default;
+  if (pathStyle !== '0' && pathStyle !== '1')
+    problems.push(`BOARDFLEET_S3_PATH_STYLE=${pathStyle} must be 1 (<endpoint>/<bucket>) or 0`);
+  return {
+    kind,
+    bucket,
+    region: env.BOARDFLEET_S3_REGION || env.AWS_REGION || 'us-east-1',
+    endpoint,
+    forcePathStyle: pathStyle === '1',
+  };
+}
+
+const EXTERNAL_BROKER_VARIABLES = [
+  'BOARDFLEET_MQTT_ADMIN_USERNAME',
+  'BOARDFLEET_MQTT_ADMIN_PASSWORD',
+  'BOARDFLEET_MQTT_SERVER_USERNAME',
+  'BOARDFLEET_MQTT_SERVER_PASSWORD',
+] as const;
+
+/**
+ * The external broker and its credentials, each problem added to `problems`: the URL and the four
+ * credential variables come together (`boardfleet broker-config mosquitto` writes all five).
+ */
+function readExternalBroker(
+  env: Environment,
+  problems: string[],
+): { mqttUrl: string | null; mqttCredentials: ExternalBrokerCredentials | null } {
+  const mqttUrl = env.MQTT_URL || null;
+  const missing = EXTERNAL_BROKER_VARIABLES.filter((name) => !env[name]);
+  if (mqttUrl === null) {
+    const stray = EXTERNAL_BROKER_VARIABLES.filter((name) => env[name]);
+    if (stray.length > 0)
+      problems.push(`${stray.join(', ')} set without MQTT_URL: set MQTT_URL too, or unset them`);
+    return { mqttUrl: null, mqttCredentials: null };
+  }
+  if (!/^mqtt:\/\/[^/:]+(:\d+)?\/?$/.test(mqttUrl))
+    problems.push(`MQTT_URL=${mqttUrl} must be mqtt://host:port`);
+  if (missing.length > 0) {
+    problems.push(
+      `MQTT_URL is set but ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not: ` +
+        'the server needs the broker admin and its own credential (boardfleet broker-config mosquitto writes them in boardfleet.env)',
+    );
+  }
+  const value = (name: (typeof EXTERNAL_BROKER_VARIABLES)[number]) => env[name] ?? '';
+  return {
+    mqttUrl,
+    mqttCredentials: {
+      admin: {
+        username: value('BOARDFLEET_MQTT_ADMIN_USERNAME'),
+        password: value('BOARDFLEET_MQTT_ADMIN_PASSWORD'),
+      },
+      server: {
+        username: value('BOARDFLEET_MQTT_SERVER_USERNAME'),
+        password: value('BOARDFLEET_MQTT_SERVER_PASSWORD'),
+      },
+    },
+  };
+}
+
 /** The broker limits when no variable sets them. */
 export const DEFAULT_BROKER_LIMITS: BrokerLimits = readBrokerLimits({}, []);
 
@@ -187,10 +310,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
   if (!(healthRetentionDays > 0)) {
     problems.push(`BOARDFLEET_HEALTH_RETENTION_DAYS=${retentionRaw} must be a positive number of days`);
   }
-  const mqttUrl = env.MQTT_URL || null;
-  if (mqttUrl) {
-    problems.push('MQTT_URL: an external broker is not supported yet; unset it to use the embedded broker');
-  }
+  const { mqttUrl, mqttCredentials } = readExternalBroker(env, problems);
   const mqttPublicUrl = env.BOARDFLEET_MQTT_PUBLIC_URL || null;
   if (mqttPublicUrl && !/^mqtts?:\/\//.test(mqttPublicUrl)) {
     problems.push(`BOARDFLEET_MQTT_PUBLIC_URL=${mqttPublicUrl} must start with mqtt:// or mqtts://`);
@@ -225,6 +345,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
   else if (logFormatRaw !== '')
     problems.push(`LOG_FORMAT=${logFormatRaw} must be one of ${LOG_FORMATS.join(', ')}`);
   const mqttLimits = readBrokerLimits(env, problems);
+  const artifactStore = readArtifactStore(env, problems);
   const metricsPublic = flag('BOARDFLEET_METRICS_PUBLIC');
   const apiDocsPublic = flag('BOARDFLEET_API_DOCS_PUBLIC');
   if (problems.length > 0) {
@@ -239,6 +360,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     dataDir,
     databaseUrl,
     mqttUrl,
+    mqttCredentials,
     healthRetentionDays,
     signingKeyPath: env.BOARDFLEET_SIGNING_KEY ? resolve(env.BOARDFLEET_SIGNING_KEY) : null,
     logLevel,
@@ -251,5 +373,6 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     metricsPublic,
     apiDocsPublic,
     mqttLimits,
+    artifactStore,
   };
 }

@@ -138,6 +138,12 @@ export class DeviceRepository {
       .execute();
   }
 
+  /** Ids of the devices that may log in (not revoked). */
+  async activeIds(): Promise<string[]> {
+    const rows = await this.db.selectFrom('devices').select('id').where('revoked_at', 'is', null).execute();
+    return rows.map((row) => row.id);
+  }
+
   async isActive(id: string): Promise<boolean> {
     return (await this.findSecretHash(id)) !== null;
   }

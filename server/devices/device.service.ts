@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { Command } from '../../protocol/schemas.ts';
 import { DeviceAuthenticator } from '../broker/device-authenticator.ts';
-import { EmbeddedBroker } from '../broker/embedded-broker.ts';
+import { DEVICE_BROKER, type DeviceBroker } from '../broker/device-broker.ts';
 import { ServerMqttClient } from '../broker/server-mqtt-client.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { notFound } from '../common/errors.ts';
@@ -32,12 +32,15 @@ export class DeviceService {
     @Inject(DeviceRepository) private readonly devices: DeviceRepository,
     @Inject(TelemetryRepository) private readonly telemetry: TelemetryRepository,
     @Inject(DeviceAuthenticator) private readonly authenticator: DeviceAuthenticator,
-    @Inject(EmbeddedBroker) private readonly broker: EmbeddedBroker,
+    @Inject(DEVICE_BROKER) private readonly broker: DeviceBroker,
     @Inject(ServerMqttClient) private readonly mqtt: ServerMqttClient,
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
-  /** Creates a device; the secret is returned this once and only its keyed hash is kept. */
+  /**
+   * Creates a device; the secret is returned this once and only its keyed hash is kept. The broker
+   * gets it now, the only moment it is known in clear; a device the broker refused is not kept.
+   */
   async create(input: NewDevice): Promise<{ device: DeviceRecord; secret: string }> {
     const name = await this.nameFor(input.name, input.onDuplicateName ?? 'refuse');
     const id = generateId('dev');
@@ -50,6 +53,12 @@ export class DeviceService {
       secretHash: this.authenticator.hashSecret(secret),
       now: this.clock.now(),
     });
+    try {
+      await this.broker.registerDevice(id, secret);
+    } catch (error) {
+      await this.devices.delete(id);
+      throw error;
+    }
     return { device: await this.getOrThrow(id), secret };
   }
 
@@ -86,13 +95,14 @@ export class DeviceService {
     return this.getOrThrow(id);
   }
 
-  /** Revokes a device: its credential is deleted and its open connection dropped. */
+  /**
+   * Revokes a device: its credential is deleted and its open connection dropped. Asked again, it
+   * repeats the broker's part, which may have failed the first time (an external broker away).
+   */
   async revoke(id: string): Promise<DeviceRecord> {
     const device = await this.getOrThrow(id);
-    if (device.revokedAt === null) {
-      await this.devices.revoke(id, this.clock.now());
-      this.broker.disconnect(id);
-    }
+    if (device.revokedAt === null) await this.devices.revoke(id, this.clock.now());
+    await this.broker.revokeDevice(id);
     return this.getOrThrow(id);
   }
 

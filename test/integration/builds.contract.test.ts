@@ -11,7 +11,7 @@ import type { BuildJob } from '../../protocol/api/builds.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { ArtifactRepository } from '../../server/artifacts/artifact.repository.ts';
 import { ArtifactService } from '../../server/artifacts/artifact.service.ts';
-import { BlobStoreRepository } from '../../server/artifacts/blob-store.repository.ts';
+import { FolderBlobStore } from '../../server/artifacts/blob-store.repository.ts';
 import { SigningKeyRepository } from '../../server/artifacts/signing-key.repository.ts';
 import { BuildJobRepository } from '../../server/builds/build-job.repository.ts';
 import type { BuildRunner } from '../../builder/build-runner.ts';
@@ -390,7 +390,7 @@ describe('build events while the log is being written (the controller on a plain
       jobs: new BuildJobRepository(db),
       artifacts: new ArtifactService(
         new ArtifactRepository(db),
-        new BlobStoreRepository(dir),
+        new FolderBlobStore(dir),
         SigningKeyRepository.load(dir, null),
         systemClock,
       ),

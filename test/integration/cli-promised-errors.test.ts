@@ -31,7 +31,7 @@ afterAll(async () => {
 
 /** Issue 15 item 11: errors the README promises, each seen through the real process. */
 describe('a server started with MQTT_URL', () => {
-  it('refuses to start with one line naming the variable, and writes nothing', async () => {
+  it('refuses to start without the broker credentials, in one error naming each missing variable, and writes nothing', async () => {
     const dataDir = tempDir('boardfleet-mqtt-url-');
     const child = spawn(process.execPath, [CLI, 'server'], {
       env: {
@@ -42,6 +42,10 @@ describe('a server started with MQTT_URL', () => {
         BOARDFLEET_HTTP_PORT: '0',
         BOARDFLEET_MQTT_PORT: '0',
         MQTT_URL: 'mqtt://127.0.0.1:1883',
+        BOARDFLEET_MQTT_ADMIN_USERNAME: 'boardfleet-admin',
+        BOARDFLEET_MQTT_ADMIN_PASSWORD: '',
+        BOARDFLEET_MQTT_SERVER_USERNAME: '',
+        BOARDFLEET_MQTT_SERVER_PASSWORD: '',
         LOG_LEVEL: 'warn',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -53,9 +57,11 @@ describe('a server started with MQTT_URL', () => {
     expect(await exitCode(child)).toBe(1);
     expect(lines(stderr)).toEqual([
       'boardfleet: invalid configuration:',
-      '  MQTT_URL: an external broker is not supported yet; unset it to use the embedded broker',
+      '  MQTT_URL is set but BOARDFLEET_MQTT_ADMIN_PASSWORD, BOARDFLEET_MQTT_SERVER_USERNAME, ' +
+        'BOARDFLEET_MQTT_SERVER_PASSWORD are not: the server needs the broker admin and its own credential ' +
+        '(boardfleet broker-config mosquitto writes them in boardfleet.env)',
     ]);
-    // Refused before the first start: no database, no admin token.
+    // Refused before the first start: no database, no admin token, no broker connection.
     expect(readdirSync(dataDir)).toEqual([]);
   });
 });

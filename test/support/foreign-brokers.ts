@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Aedes } from 'aedes';
 import { freePort } from './databases.ts';
+import { accepts } from './mosquitto.ts';
 import { eventually } from './test-server.ts';
 
 /** A broker that is not Boardfleet's, listening on 127.0.0.1, as a device may find one. */
@@ -66,15 +67,4 @@ export async function startAedesRefusingSubscriptions(): Promise<ForeignBroker> 
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
     },
   };
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { type RunningServer, startServer } from '../../server/boardfleet-server.ts';
 import { loadServerConfig } from '../../server/config/config.ts';
 import type { DatabaseBackend } from './databases.ts';
@@ -20,10 +20,15 @@ export interface TestServer extends RunningServer {
   dispose(): Promise<void>;
 }
 
-/** A real server on free ports with its own data dir and a fresh database of the given backend. */
+/**
+ * A real server on free ports with its own data dir and a fresh database of the given backend.
+ * `env` adds configuration variables (MQTT_URL and its credentials put it on an external broker);
+ * `logger` replaces the silent one, for tests that read what the server logs.
+ */
 export async function startTestServer(
   backend: DatabaseBackend,
   env: Record<string, string> = {},
+  options: { logger?: Logger } = {},
 ): Promise<TestServer> {
   const database = await backend.create();
   const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-server-'));
@@ -38,7 +43,7 @@ export async function startTestServer(
       ...env,
     });
     const running = await startServer(config, {
-      logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+      logger: options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     });
     const server: TestServer = {
       ...running,

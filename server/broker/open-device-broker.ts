@@ -1,0 +1,55 @@
+import type { Logger } from 'pino';
+import { ensureServerMqttSecret } from '../auth/bootstrap-credentials.ts';
+import type { ServerConfig } from '../config/config.ts';
+import type { DeviceRepository } from '../devices/device.repository.ts';
+import type { ServerMetrics } from '../metrics/metrics.ts';
+import type { DeviceAuthenticator } from './device-authenticator.ts';
+import type { DeviceBroker } from './device-broker.ts';
+import { EmbeddedBroker } from './embedded-broker.ts';
+import { MosquittoBroker } from './mosquitto/mosquitto-broker.ts';
+
+/**
+ * Starts the broker the configuration names: Mosquitto at MQTT_URL, or the embedded one. On
+ * Mosquitto, devices registered before the switch have no client there and cannot log in: the
+ * start says how many.
+ */
+export async function openDeviceBroker(
+  config: ServerConfig,
+  dependencies: {
+    authenticator: DeviceAuthenticator;
+    devices: DeviceRepository;
+    metrics: ServerMetrics;
+    logger: Logger;
+  },
+): Promise<DeviceBroker> {
+  const { authenticator, devices, metrics, logger } = dependencies;
+  if (config.mqttUrl === null || config.mqttCredentials === null) {
+    const broker = new EmbeddedBroker({
+      host: config.mqttHost,
+      port: config.mqttPort,
+      serverSecret: ensureServerMqttSecret(config.dataDir),
+      authenticator,
+      limits: config.mqttLimits,
+      metrics,
+      logger,
+    });
+    await broker.start();
+    return broker;
+  }
+  const broker = new MosquittoBroker({ url: config.mqttUrl, ...config.mqttCredentials, logger });
+  await broker.start();
+  try {
+    const unregistered = await broker.countUnregistered(await devices.activeIds());
+    if (unregistered > 0) {
+      logger.warn(
+        { devices: unregistered, mqttUrl: config.mqttUrl },
+        `${unregistered} device(s) registered before the switch to ${config.mqttUrl} have no credential ` +
+          'on that broker and cannot connect to it (moving an existing fleet to Mosquitto is not supported yet)',
+      );
+    }
+  } catch (error) {
+    await broker.stop();
+    throw error;
+  }
+  return broker;
+}
