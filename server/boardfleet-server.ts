@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { chmodSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -42,6 +42,7 @@ import type { ServerConfig } from './config/config.ts';
 import { DATABASE } from './db/database.provider.ts';
 import { DatabaseHealth } from './db/database-health.ts';
 import { type Database, migrateToLatest, openDatabase } from './db/database.ts';
+import { claimSqliteDatabase } from './db/sqlite-owner.ts';
 import { DeviceRepository } from './devices/device.repository.ts';
 import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
 import { ServerMetrics } from './metrics/metrics.ts';
@@ -94,6 +95,14 @@ export async function startServer(
     // Secrets, the signing key and the database live here: only the server's user may enter.
     mkdirSync(config.dataDir, { recursive: true, mode: DATA_DIRECTORY_MODE });
     chmodSync(config.dataDir, DATA_DIRECTORY_MODE);
+    const sqlitePath = config.databaseUrl.startsWith('sqlite:')
+      ? config.databaseUrl.slice('sqlite:'.length)
+      : null;
+    if (sqlitePath && sqlitePath !== ':memory:') {
+      mkdirSync(dirname(sqlitePath), { recursive: true });
+      const release = claimSqliteDatabase(sqlitePath, clock.now());
+      stops.push(async () => release());
+    }
     const databaseHealth = new DatabaseHealth(
       () => sql`select 1`.execute(db),
       logger.child({ component: 'database' }),

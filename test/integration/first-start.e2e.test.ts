@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
@@ -73,6 +73,36 @@ describe('the server with a port taken', () => {
     } finally {
       squatter.close();
     }
+  });
+});
+
+describe('a second server on the same SQLite database', () => {
+  it('is refused in one line naming the first and PostgreSQL; once the first is killed, a new one starts', async () => {
+    const dataDir = tempDir('boardfleet-shared-sqlite-');
+    const owner = join(dataDir, 'boardfleet.sqlite.owner');
+    const ownerPid = () => {
+      try {
+        return (JSON.parse(readFileSync(owner, 'utf8')) as { pid: number }).pid;
+      } catch {
+        return undefined;
+      }
+    };
+    const first = serverProcess({ BOARDFLEET_DATA_DIR: dataDir });
+    await eventually('the first server to claim the database', () => ownerPid() === first.pid, 30_000);
+
+    const second = serverProcess({ BOARDFLEET_DATA_DIR: dataDir });
+    expect(await exitCode(second, 30_000)).not.toBe(0);
+    expect(stderrLines(second.stderr())).toEqual([
+      `boardfleet: another Boardfleet server (pid ${first.pid} on ${hostname()}) uses the SQLite database ${join(dataDir, 'boardfleet.sqlite')}: ` +
+        'a SQLite database serves one server process; stop that one, or give several servers one PostgreSQL database (DATABASE_URL=postgres://…)',
+    ]);
+    expect(ownerPid()).toBe(first.pid);
+
+    // Killed, the first leaves its claim behind: the next server takes it over.
+    await stopProcess(first, 'SIGKILL');
+    const third = serverProcess({ BOARDFLEET_DATA_DIR: dataDir });
+    await eventually('the third server to claim the database', () => ownerPid() === third.pid, 30_000);
+    expect(third.exitCode).toBeNull();
   });
 });
 
