@@ -32,18 +32,23 @@ export async function startBenchServer(
   };
 }
 
+/** Every bench device's secret: the server keeps its hash, Mosquitto its own PBKDF2 of it. */
+export const BENCH_DEVICE_SECRET = 'bfd_benchmark-secret';
+
+/** The bench devices' ids, the same in every target so that their broker clients match. */
+export function benchDeviceIds(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `bench-${String(i).padStart(6, '0')}`);
+}
+
 /**
  * Registers N devices straight in the database, their secret hashed under the server's own key
  * as the server stores it; each connection pays its own check, as in production.
  */
 export async function registerBenchDevices(server: RunningServer, count: number, board: string) {
-  const secret = 'bfd_benchmark-secret';
+  const secret = BENCH_DEVICE_SECRET;
   const key = await new ServerKeyRepository(server.db).loadOrCreate('device-secrets', Date.now());
   const secretHash = hashDeviceSecret(key, secret);
-  const devices = Array.from({ length: count }, (_, i) => ({
-    id: `bench-${String(i).padStart(6, '0')}`,
-    secret,
-  }));
+  const devices = benchDeviceIds(count).map((id) => ({ id, secret }));
   const now = Date.now();
   for (let i = 0; i < devices.length; i += 500) {
     await server.db

@@ -1,12 +1,24 @@
-// Child process of the fleet benchmark: runs one target (the Boardfleet server or a bare Aedes),
-// drives the heartbeat clients against it, and sends its figures back to the parent.
+// Child process of the fleet benchmark: runs one target (the Boardfleet server on its embedded
+// broker or on Mosquitto, or a bare broker as the baseline), drives the heartbeat clients against
+// it, and sends its figures back to the parent.
 import { fork } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Aedes } from 'aedes';
-import mqtt from 'mqtt';
+import mqtt, { type IClientOptions } from 'mqtt';
+import pino from 'pino';
 import type { Counter } from 'prom-client';
 import { allDevicesTopic } from '../protocol/topics.ts';
-import { registerBenchDevices, startBenchServer } from './bench-server.ts';
+import { MosquittoBroker } from '../server/broker/mosquitto/mosquitto-broker.ts';
+import { MOSQUITTO_ENVIRONMENT } from '../server/broker/mosquitto/mosquitto-config.ts';
+import { BROKER_ENV_VARIABLE, SEEDED_CLIENTS_VARIABLE } from './bench-mosquitto.ts';
+import {
+  BENCH_DEVICE_SECRET,
+  benchDeviceIds,
+  registerBenchDevices,
+  startBenchServer,
+} from './bench-server.ts';
+
+export type FleetTarget = 'server' | 'bare-aedes' | 'server-mosquitto' | 'bare-mosquitto';
 
 export interface RunResult {
   connectSeconds: number;
@@ -21,15 +33,34 @@ export interface RunResult {
   storedPerSecond: number;
   latencies: number[];
   rssBytes: number;
+  /** On Mosquitto: how long giving every device its dynamic-security client took (server target only). */
+  registerSeconds?: number;
 }
 
-async function runAgainstServer(count: number, intervalMs: number, durationMs: number): Promise<RunResult> {
-  // Room for every device beside the server's own session: the default cap is 10,000 connections.
-  const server = await startBenchServer({
-    BOARDFLEET_MQTT_MAX_CONNECTIONS: String(Math.max(10_000, count + 100)),
-  });
+/**
+ * Registrations in flight at once. Mosquitto handles the commands one by one, so more only queue
+ * there; with 10,000 clients each command takes ~0.2 s, and 100 queued would pass the admin's 10 s timeout.
+ */
+const REGISTER_CONCURRENCY = 10;
+
+/** `brokerEnv`: MQTT_URL and the credentials of a running Mosquitto; null for the embedded broker. */
+async function runAgainstServer(
+  count: number,
+  intervalMs: number,
+  durationMs: number,
+  brokerEnv: Record<string, string> | null,
+): Promise<RunResult> {
+  // Embedded: room for every device beside the server's own session (the default cap is 10,000).
+  const server = await startBenchServer(
+    brokerEnv ?? { BOARDFLEET_MQTT_MAX_CONNECTIONS: String(Math.max(10_000, count + 100)) },
+  );
   try {
     const devices = await registerBenchDevices(server, count, 'bench');
+    // Seeded: the parent wrote the devices' clients into Mosquitto's state file before starting it.
+    const registerSeconds =
+      brokerEnv && process.env[SEEDED_CLIENTS_VARIABLE] !== '1'
+        ? await registerInMosquitto(brokerEnv, devices)
+        : undefined;
     const latencies: number[] = [];
     let stored = 0;
     let firstStoredAt = 0;
@@ -42,7 +73,7 @@ async function runAgainstServer(count: number, intervalMs: number, durationMs: n
       for (const sample of samples) latencies.push(storedAt - sample.health.at);
     });
     const { connectSeconds, published } = await runClients(
-      `mqtt://127.0.0.1:${server.mqttPort}`,
+      brokerEnv?.[MOSQUITTO_ENVIRONMENT.url] ?? `mqtt://127.0.0.1:${server.mqttPort}`,
       devices,
       intervalMs,
       durationMs,
@@ -69,9 +100,50 @@ async function runAgainstServer(count: number, intervalMs: number, durationMs: n
       storedPerSecond: stored / ((lastStoredAt - firstStoredAt) / 1000 || 1),
       latencies,
       rssBytes,
+      ...(registerSeconds === undefined ? {} : { registerSeconds }),
     };
   } finally {
     await server.dispose();
+  }
+}
+
+/**
+ * Gives each device its Mosquitto client and role through MosquittoBroker.registerDevice, as
+ * device creation does; the devices' rows are already in the database.
+ */
+async function registerInMosquitto(
+  brokerEnv: Record<string, string>,
+  devices: Array<{ id: string; secret: string }>,
+): Promise<number> {
+  const env = MOSQUITTO_ENVIRONMENT;
+  const broker = new MosquittoBroker({
+    url: brokerEnv[env.url]!,
+    admin: { username: brokerEnv[env.adminUsername]!, password: brokerEnv[env.adminPassword]! },
+    server: { username: brokerEnv[env.serverUsername]!, password: brokerEnv[env.serverPassword]! },
+    logger: pino({ level: 'warn' }),
+  });
+  await broker.start();
+  try {
+    const started = performance.now();
+    let next = 0;
+    let registered = 0;
+    const worker = async () => {
+      while (next < devices.length) {
+        const device = devices[next++]!;
+        await broker.registerDevice(device.id, device.secret);
+        // Progress, as this takes minutes at 10,000 devices.
+        if (++registered % 1000 === 0 && registered < devices.length) {
+          const seconds = ((performance.now() - started) / 1000).toFixed(0);
+          process.stdout.write(`  … ${registered} clients after ${seconds} s\n`);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: REGISTER_CONCURRENCY }, worker));
+    const seconds = (performance.now() - started) / 1000;
+    process.stdout.write(`  ${devices.length} dynamic-security clients created in ${seconds.toFixed(2)} s\n`);
+    return seconds;
+  } finally {
+    await broker.stop();
   }
 }
 
@@ -86,8 +158,55 @@ async function runAgainstBareAedes(
   const tcp = createServer(broker.handle);
   await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
   const port = (tcp.address() as { port: number }).port;
-  const subscriber = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4 });
-  await subscriber.subscribeAsync(allDevicesTopic('health'), { qos: 1 });
+  try {
+    const devices = benchDeviceIds(count).map((id) => ({ id, secret: 'x' }));
+    const result = await runBaseline(`mqtt://127.0.0.1:${port}`, {}, devices, intervalMs, durationMs);
+    return { ...result, alive: !broker.closed };
+  } finally {
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    tcp.close();
+  }
+}
+
+/**
+ * Raw Mosquitto with the server run's configuration and dynamic-security state: each device logs
+ * in with its own client, and one subscriber with the server's credential receives the heartbeats.
+ */
+async function runAgainstBareMosquitto(
+  count: number,
+  intervalMs: number,
+  durationMs: number,
+  brokerEnv: Record<string, string>,
+): Promise<RunResult> {
+  const env = MOSQUITTO_ENVIRONMENT;
+  const url = brokerEnv[env.url]!;
+  const devices = benchDeviceIds(count).map((id) => ({ id, secret: BENCH_DEVICE_SECRET }));
+  const subscriberLogin = {
+    username: brokerEnv[env.serverUsername],
+    password: brokerEnv[env.serverPassword],
+  };
+  const result = await runBaseline(url, subscriberLogin, devices, intervalMs, durationMs);
+  // Mosquitto still answering a new login at the end.
+  const alive = await mqtt
+    .connectAsync(url, { ...subscriberLogin, protocolVersion: 4, reconnectPeriod: 0 })
+    .then(
+      (client) => client.endAsync().then(() => true),
+      () => false,
+    );
+  return { ...result, alive };
+}
+
+/** The heartbeat clients against a bare broker, delivered to one subscriber on the devices' health topics. */
+async function runBaseline(
+  url: string,
+  subscriberLogin: IClientOptions,
+  devices: Array<{ id: string; secret: string }>,
+  intervalMs: number,
+  durationMs: number,
+): Promise<Omit<RunResult, 'alive'>> {
+  const subscriber = await mqtt.connectAsync(url, { ...subscriberLogin, protocolVersion: 4 });
+  const granted = await subscriber.subscribeAsync(allDevicesTopic('health'), { qos: 1 });
+  if (granted.some((grant) => grant.qos === 128)) throw new Error(`${url} refused the baseline subscription`);
   const latencies: number[] = [];
   let delivered = 0;
   let first = 0;
@@ -100,36 +219,23 @@ async function runAgainstBareAedes(
     latencies.push(now - (JSON.parse(payload.toString()) as { at: number }).at);
   });
   try {
-    const devices = Array.from({ length: count }, (_, i) => ({
-      id: `bench-${String(i).padStart(6, '0')}`,
-      secret: 'x',
-    }));
-    const { connectSeconds, published } = await runClients(
-      `mqtt://127.0.0.1:${port}`,
-      devices,
-      intervalMs,
-      durationMs,
-      () => {
-        delivered = 0;
-        latencies.length = 0;
-        first = 0;
-      },
-    );
+    const { connectSeconds, published } = await runClients(url, devices, intervalMs, durationMs, () => {
+      delivered = 0;
+      latencies.length = 0;
+      first = 0;
+    });
     return {
       connectSeconds,
-      offered: offeredHeartbeats(count, intervalMs, durationMs),
+      offered: offeredHeartbeats(devices.length, intervalMs, durationMs),
       published,
       stored: delivered,
       shed: 0,
-      alive: !broker.closed,
       storedPerSecond: delivered / ((last - first) / 1000 || 1),
       latencies,
       rssBytes: process.memoryUsage().rss,
     };
   } finally {
     await subscriber.endAsync();
-    await new Promise<void>((resolve) => broker.close(() => resolve()));
-    tcp.close();
   }
 }
 
@@ -172,8 +278,16 @@ function runClients(
 }
 
 if (process.send) {
-  const [target, count, intervalMs, durationMs] = process.argv.slice(2);
-  const runTarget = target === 'server' ? runAgainstServer : runAgainstBareAedes;
-  const result = await runTarget(Number(count), Number(intervalMs), Number(durationMs));
+  const [target, countArg, intervalArg, durationArg] = process.argv.slice(2);
+  const [count, intervalMs, durationMs] = [Number(countArg), Number(intervalArg), Number(durationArg)];
+  const brokerEnvJson = process.env[BROKER_ENV_VARIABLE];
+  const brokerEnv = brokerEnvJson ? (JSON.parse(brokerEnvJson) as Record<string, string>) : null;
+  const targets: Record<FleetTarget, () => Promise<RunResult>> = {
+    server: () => runAgainstServer(count, intervalMs, durationMs, null),
+    'bare-aedes': () => runAgainstBareAedes(count, intervalMs, durationMs),
+    'server-mosquitto': () => runAgainstServer(count, intervalMs, durationMs, brokerEnv!),
+    'bare-mosquitto': () => runAgainstBareMosquitto(count, intervalMs, durationMs, brokerEnv!),
+  };
+  const result = await targets[target as FleetTarget]();
   process.send(result, () => process.exit(0));
 }

@@ -1,9 +1,21 @@
-// `npm run bench -- fleet [--devices 1000] [--interval-ms 1000] [--duration-s 20]`
+// `npm run bench -- fleet [--devices 1000] [--interval-ms 1000] [--duration-s 20] [--broker embedded|mosquitto]
+//   [--mosquitto-clients register|seed]`
 // N simulated devices heartbeat through the Boardfleet server (auth, ACLs, validation, SQLite
-// storage); then the same clients against a bare Aedes with no server logic, as the baseline.
+// storage); then the same clients against the bare broker with no server logic, as the baseline.
+// embedded: the server's Aedes, and a bare Aedes as the baseline. mosquitto: /usr/sbin/mosquitto
+// configured as `boardfleet broker-config mosquitto` does, each device given its dynamic-security
+// client; the baseline is the same Mosquitto (same configuration and clients, restarted) delivering
+// the heartbeats to one subscriber.
 import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import type { RunResult } from './fleet-target.ts';
+import {
+  type BenchMosquitto,
+  BROKER_ENV_VARIABLE,
+  SEEDED_CLIENTS_VARIABLE,
+  startBenchMosquitto,
+} from './bench-mosquitto.ts';
+import { BENCH_DEVICE_SECRET, benchDeviceIds } from './bench-server.ts';
+import type { FleetTarget, RunResult } from './fleet-target.ts';
 import { percentile } from './stats.ts';
 
 export async function run(args: string[]): Promise<void> {
@@ -13,19 +25,54 @@ export async function run(args: string[]): Promise<void> {
       devices: { type: 'string', default: '1000' },
       'interval-ms': { type: 'string', default: '1000' },
       'duration-s': { type: 'string', default: '20' },
+      broker: { type: 'string', default: 'embedded' },
+      'mosquitto-clients': { type: 'string', default: 'register' },
     },
   });
+  const broker = values.broker;
+  if (broker !== 'embedded' && broker !== 'mosquitto') {
+    throw new Error(`--broker ${broker}: expected embedded or mosquitto`);
+  }
+  // register: MosquittoBroker.registerDevice per device, timed; seed: written into the state file
+  // before Mosquitto starts (10,000 registrations take about an hour on Mosquitto 2.0).
+  const seedClients = values['mosquitto-clients'] === 'seed';
+  if (!seedClients && values['mosquitto-clients'] !== 'register') {
+    throw new Error(`--mosquitto-clients ${values['mosquitto-clients']}: expected register or seed`);
+  }
   const count = Number(values.devices);
   const intervalMs = Number(values['interval-ms']);
   const durationMs = Number(values['duration-s']) * 1000;
   const offered = (count * 1000) / intervalMs;
   process.stdout.write(
-    `fleet benchmark: ${count} devices, one heartbeat each every ${intervalMs} ms (${offered.toFixed(0)}/s offered) for ${durationMs / 1000} s\n\n`,
+    `fleet benchmark: ${count} devices, one heartbeat each every ${intervalMs} ms (${offered.toFixed(0)}/s offered) for ${durationMs / 1000} s` +
+      (broker === 'mosquitto' ? ', on Mosquitto' : '') +
+      '\n\n',
   );
 
   // Each target runs in a fresh process so its RSS is its own.
-  const boardfleet = await runTarget('server', count, intervalMs, durationMs);
-  const bare = await runTarget('bare-aedes', count, intervalMs, durationMs);
+  let boardfleet: RunResult;
+  let bare: RunResult;
+  let brokerRss: [number, number] | null = null;
+  if (broker === 'embedded') {
+    boardfleet = await runTarget('server', count, intervalMs, durationMs);
+    bare = await runTarget('bare-aedes', count, intervalMs, durationMs);
+  } else {
+    // Room for every device, the server's session, its admin, the registering admin and the subscriber.
+    const seeded = seedClients
+      ? benchDeviceIds(count).map((id) => ({ id, secret: BENCH_DEVICE_SECRET }))
+      : [];
+    const mosquitto = await startBenchMosquitto(count + 100, seeded);
+    try {
+      boardfleet = await runTarget('server-mosquitto', count, intervalMs, durationMs, mosquitto, seedClients);
+      const serverRunRss = mosquitto.peakRssBytes();
+      // A fresh Mosquitto process, so that its peak RSS is the baseline's own; the clients stay in its state.
+      await mosquitto.restart();
+      bare = await runTarget('bare-mosquitto', count, intervalMs, durationMs, mosquitto);
+      brokerRss = [serverRunRss, mosquitto.peakRssBytes()];
+    } finally {
+      await mosquitto.dispose();
+    }
+  }
 
   const rows: Array<[string, (r: RunResult) => string, (a: RunResult, b: RunResult) => string]> = [
     [
@@ -59,7 +106,12 @@ export async function run(args: string[]): Promise<void> {
     ['server RSS (MiB)', (r) => (r.rssBytes / 2 ** 20).toFixed(0), (a, b) => ratio(a.rssBytes, b.rssBytes)],
   ];
   const table = [
-    ['', 'boardfleet server', 'bare Aedes (baseline)', 'ratio'],
+    [
+      '',
+      broker === 'embedded' ? 'boardfleet server' : 'boardfleet server + Mosquitto',
+      broker === 'embedded' ? 'bare Aedes (baseline)' : 'raw Mosquitto (baseline)',
+      'ratio',
+    ],
     ...rows.map(([label, value, compare]) => [
       label,
       value(boardfleet),
@@ -67,29 +119,54 @@ export async function run(args: string[]): Promise<void> {
       compare(boardfleet, bare),
     ]),
   ];
+  if (brokerRss) {
+    const [serverRun, baselineRun] = brokerRss;
+    const register = boardfleet.registerSeconds?.toFixed(2) ?? 'seeded, not measured';
+    table.splice(1, 0, ['register devices (s)', register, '-', '']);
+    table.push([
+      'Mosquitto RSS peak (MiB)',
+      (serverRun / 2 ** 20).toFixed(0),
+      (baselineRun / 2 ** 20).toFixed(0),
+      ratio(serverRun, baselineRun),
+    ]);
+  }
   const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
   for (const row of table)
     process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')}\n`);
   process.stdout.write(
     '\nlatency: device publish → row committed (server) | → delivered to one subscriber (baseline).\n' +
-      'connect includes the check of each device secret (server) | no authentication (baseline).\n' +
-      'offered: devices × duration / interval; the server pauses device sockets when its backlog is full,\n' +
-      'so part of the offered load stays unsent in the clients; shed: boardfleet_mqtt_shed_total +\n' +
-      'boardfleet_telemetry_dropped_total.\n',
+      (broker === 'embedded'
+        ? 'connect includes the check of each device secret (server) | no authentication (baseline).\n' +
+          'offered: devices × duration / interval; the server pauses device sockets when its backlog is full,\n' +
+          'so part of the offered load stays unsent in the clients; shed: boardfleet_mqtt_shed_total +\n' +
+          'boardfleet_telemetry_dropped_total.\n'
+        : 'connect: Mosquitto checks each device against its dynamic-security client, in both columns: the\n' +
+          "baseline is the same configuration and state (restarted), its subscriber the server's credential.\n" +
+          'register: MosquittoBroker.registerDevice for every device (a client and a role each), 10 in flight;\n' +
+          'seeded: the same clients and roles written into its state file before it started.\n' +
+          'offered: devices × duration / interval; shed: boardfleet_mqtt_shed_total + boardfleet_telemetry_dropped_total.\n' +
+          'server RSS: the server process | the subscriber process (baseline). Mosquitto RSS: its VmHWM.\n'),
   );
 }
 
 function runTarget(
-  target: 'server' | 'bare-aedes',
+  target: FleetTarget,
   count: number,
   intervalMs: number,
   durationMs: number,
+  mosquitto?: BenchMosquitto,
+  seededClients = false,
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = fork(
       new URL('./fleet-target.ts', import.meta.url),
       [target, String(count), String(intervalMs), String(durationMs)],
       {
+        env: {
+          ...process.env,
+          ...(mosquitto ? { [BROKER_ENV_VARIABLE]: JSON.stringify(mosquitto.env) } : {}),
+          [SEEDED_CLIENTS_VARIABLE]: seededClients ? '1' : '0',
+        },
         execArgv: ['--import', 'tsx'],
         stdio: 'inherit',
       },

@@ -74,7 +74,9 @@ async function obtainCredentials(config: AgentConfig, logger: Logger): Promise<A
       schemaVersion: 1,
       deviceId: config.deviceId,
       secret: config.secret,
-      mqttUrl: config.mqtt[0] ?? (await fetchMqttUrl(config.server)),
+      mqttUrl:
+        config.mqtt[0] ??
+        (await fetchMqttUrl(config.server, { deviceId: config.deviceId, secret: config.secret })),
       fleetPublicKeyPem: await fetchFleetKey(config.server),
       provisioningTokenSha256: null,
     };
@@ -124,9 +126,10 @@ const tokenFingerprint = (token: string) => createHash('sha256').update(token).d
 
 /**
  * The kept credentials with the MQTT URL the server names now, saved when it changed: the broker
- * may have moved (another BOARDFLEET_MQTT_PORT), and agents before this one saved a guess
- * (`mqtt://<server host>:1883`) that can lead to somebody else's broker. A server that cannot be
- * asked leaves the URL it named last; if that is not its broker, the agent says so on connecting.
+ * may have moved (another BOARDFLEET_MQTT_PORT, or Mosquitto, which the server registers the
+ * device with as it answers), and agents before this one saved a guess (`mqtt://<server
+ * host>:1883`) that can lead to somebody else's broker. A server that cannot be asked leaves the
+ * URL it named last; if that is not its broker, the agent says so on connecting.
  */
 async function withCurrentMqttUrl(
   stored: AgentCredentials,
@@ -136,7 +139,7 @@ async function withCurrentMqttUrl(
 ): Promise<AgentCredentials> {
   let mqttUrl: string;
   try {
-    mqttUrl = await fetchMqttUrl(server);
+    mqttUrl = await fetchMqttUrl(server, stored);
   } catch (error) {
     logger.warn(
       { mqttUrl: stored.mqttUrl },
@@ -152,6 +155,26 @@ async function withCurrentMqttUrl(
   const updated = { ...stored, mqttUrl };
   saveCredentials(dataDir, updated);
   return updated;
+}
+
+/**
+ * Asks the server where its broker is, as the device (so the server registers it with that
+ * broker), and keeps a changed answer for the next start.
+ */
+function brokerLocator(
+  server: string,
+  dataDir: string,
+  credentials: AgentCredentials,
+): () => Promise<string> {
+  let kept = credentials;
+  return async () => {
+    const mqttUrl = await fetchMqttUrl(server, kept);
+    if (mqttUrl !== kept.mqttUrl) {
+      kept = { ...kept, mqttUrl };
+      saveCredentials(dataDir, kept);
+    }
+    return mqttUrl;
+  };
 }
 
 /**
@@ -202,7 +225,12 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
   agent = new DeviceAgent({
     deviceId: credentials.deviceId,
     secret: credentials.secret,
-    mqttUrls: config.mqtt.length > 0 ? config.mqtt : [credentials.mqttUrl],
+    ...(config.mqtt.length > 0
+      ? { mqttUrls: config.mqtt }
+      : {
+          mqttUrls: [credentials.mqttUrl],
+          locateBroker: brokerLocator(config.server, dataDir, credentials),
+        }),
     dataDir,
     heartbeatSeconds: config.heartbeat,
     keepaliveSeconds: config.keepalive,

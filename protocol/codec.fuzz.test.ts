@@ -52,8 +52,11 @@ describe.each(CHANNELS)('the %s decoder', (channel) => {
   it('round-trips every valid payload through encode and decode', () => {
     fc.assert(
       fc.property(validPayload(channel), (value) => {
-        const clean = JSON.parse(JSON.stringify(value).replaceAll('\\u0000', '')) as unknown;
-        // NUL is removed on the way in (PostgreSQL refuses it); everything else comes back as sent.
+        // NUL is removed on the way in (PostgreSQL refuses it) and a `__proto__` key is dropped (it
+        // could only ever be an attempt at prototype pollution); everything else comes back as sent.
+        const clean = JSON.parse(JSON.stringify(value).replaceAll('\\u0000', ''), (key, v: unknown) =>
+          key === '__proto__' ? undefined : v,
+        ) as unknown;
         expect(decodePayload(channel, encodePayload(channel, value as ChannelPayload[Channel]))).toEqual({
           ok: true,
           value: clean,

@@ -1,6 +1,5 @@
 import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BoardfleetError } from '../../protocol/errors.ts';
@@ -8,11 +7,10 @@ import {
   BOARDFLEET_ENV_FILE,
   boardfleetEnv,
   DYNSEC_STATE_FILE,
-  generateBrokerPassword,
+  newMosquittoSetup,
   initialDynsecState,
   MOSQUITTO_CONF_FILE,
   mosquittoConf,
-  type MosquittoSetup,
 } from '../../server/broker/mosquitto/mosquitto-config.ts';
 import { findMosquitto } from '../../server/broker/mosquitto/mosquitto-install.ts';
 
@@ -59,14 +57,7 @@ Examples:
         );
       }
       const install = findMosquitto();
-      const setup: MosquittoSetup = {
-        dir,
-        port,
-        pluginPath: install.plugin,
-        user: userInfo().username,
-        adminPassword: generateBrokerPassword(),
-        serverPassword: generateBrokerPassword(),
-      };
+      const setup = newMosquittoSetup(dir, port, install.plugin);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       writeAtomically(
         join(dir, DYNSEC_STATE_FILE),

@@ -35,7 +35,7 @@ export function register(program: Command): void {
         const { DeviceAgent } = await import('../../device-agent/runtime/device-agent.ts');
         const { SimulatedUpdates, SyntheticCollectors } =
           await import('../../device-agent/runtime/simulated-device.ts');
-        const { loadCredentials, provisionDevice, saveCredentials } =
+        const { fetchMqttUrl, loadCredentials, provisionDevice, saveCredentials } =
           await import('../../device-agent/lib/credentials.ts');
         const count = Number(options.devices);
         const api = ApiClient.fromEnvironment();
@@ -78,6 +78,7 @@ export function register(program: Command): void {
             });
             saveCredentials(dataDir, credentials);
           }
+          const device = { deviceId: credentials.deviceId, secret: credentials.secret };
           let agent: InstanceType<typeof DeviceAgent> | null = null;
           const updates = new SimulatedUpdates({
             dataDir: join(dataDir, 'downloads'),
@@ -96,6 +97,9 @@ export function register(program: Command): void {
             deviceId: credentials.deviceId,
             secret: credentials.secret,
             mqttUrls: [credentials.mqttUrl],
+            // As the agent does: a broker refusing the device (the fleet moved to Mosquitto) is
+            // told about it by the server when the device asks it where the broker is.
+            locateBroker: () => fetchMqttUrl(api.baseUrl, device),
             dataDir,
             heartbeatSeconds: Number(options.heartbeat),
             keepaliveSeconds: 30,

@@ -30,14 +30,14 @@ export function saveCredentials(dataDir: string, credentials: AgentCredentials):
 /** A server that accepts the connection and never answers must not hold the agent's start for good. */
 const SERVER_ANSWER_TIMEOUT_MS = 30_000;
 
-async function postJson<T>(url: string, token: string | null, body: unknown): Promise<T> {
+async function postJson<T>(url: string, authorization: string | null, body: unknown): Promise<T> {
   let response: Response;
   try {
     response = await fetch(url, {
       signal: AbortSignal.timeout(SERVER_ANSWER_TIMEOUT_MS),
       method: body === undefined ? 'GET' : 'POST',
       headers: {
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(authorization ? { authorization } : {}),
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -68,7 +68,7 @@ export async function provisionDevice(
   };
   const result = await postJson<ProvisionedDevice>(
     new URL('/api/v1/provision', options.serverUrl).toString(),
-    options.provisioningToken,
+    `Bearer ${options.provisioningToken}`,
     registration,
   );
   return { schemaVersion: 1, ...result };
@@ -83,11 +83,19 @@ export async function fetchFleetKey(serverUrl: string): Promise<string> {
   return publicKeyPem;
 }
 
-/** The broker's URL as the server names it for the host the agent reached it by. */
-export async function fetchMqttUrl(serverUrl: string): Promise<string> {
+/**
+ * The broker's URL as the server names it for the host the agent reached it by. With the device's
+ * credentials the server also makes sure that broker knows the device: so a device registered
+ * before the fleet moved to Mosquitto gets its credential there.
+ */
+export async function fetchMqttUrl(
+  serverUrl: string,
+  device?: { deviceId: string; secret: string },
+): Promise<string> {
+  const basic = device && Buffer.from(`${device.deviceId}:${device.secret}`).toString('base64');
   const { mqttUrl } = await postJson<MqttEndpointAnswer>(
     new URL('/api/v1/mqtt-endpoint', serverUrl).toString(),
-    null,
+    basic ? `Basic ${basic}` : null,
     undefined,
   );
   return mqttUrl;

@@ -25,14 +25,19 @@ export function refusedSubscriptions(url: string, topics: string[]): BrokerIdent
 /** CONNACK return codes 4 (bad username or password) and 5 (not authorized). */
 const REFUSED_CREDENTIALS = new Set([4, 5]);
 
+/** The broker refused the device's credentials: it may not know them yet (a fleet that moved). */
+export function refusesCredentials(error: Error): boolean {
+  const code = (error as Error & { code?: unknown }).code;
+  return typeof code === 'number' && REFUSED_CREDENTIALS.has(code);
+}
+
 /**
  * A CONNACK refusing the device's credentials, named with the broker's URL; the error kept as it
  * is otherwise. Boardfleet's broker refuses a wrong or revoked secret the same way another broker
  * refuses a stranger, so the line names both.
  */
 export function explainConnectError(url: string, error: Error): Error {
-  const code = (error as Error & { code?: unknown }).code;
-  if (typeof code !== 'number' || !REFUSED_CREDENTIALS.has(code)) return error;
+  if (!refusesCredentials(error)) return error;
   return new BrokerIdentityError(
     `${error.message} by ${url}: the device's secret is wrong or revoked, or this is not Boardfleet's broker (${ADVICE})`,
   );

@@ -13,6 +13,7 @@ import {
   explainConnectError,
   noServerHello,
   refusedSubscriptions,
+  refusesCredentials,
 } from './broker-identity.ts';
 import type { Collectors } from './collectors.ts';
 import { Outbox } from './outbox.ts';
@@ -33,6 +34,13 @@ export interface DeviceAgentOptions {
   updates: DeploymentApplier | null;
   /** Arduino-class boards on the device's serial ports, as the inventory reports them. */
   attachedBoards?: () => Inventory['attachedBoards'];
+  /**
+   * Asks the server, with the device's credentials, where its broker is: called before the next
+   * attempt when the broker refused the credentials, since the server then registers the device
+   * with its broker (a fleet moved to Mosquitto) and the broker may have moved. The answer
+   * replaces the URL when `mqttUrls` holds one.
+   */
+  locateBroker?: () => Promise<string>;
 }
 
 /** What the agent needs of an update manager (the real one, or a simulated device's). */
@@ -52,6 +60,15 @@ interface AgentState {
 const REMEMBERED_COMMANDS = 100;
 const MAX_BACKOFF_MS = 60_000;
 
+/** A broker's URL as MQTT.js takes it in `servers`. */
+function brokerAddress(url: URL): { host: string; port: number; protocol: 'mqtt' | 'mqtts' } {
+  return {
+    host: url.hostname,
+    port: Number(url.port || 1883),
+    protocol: url.protocol.replace(':', '') as 'mqtt' | 'mqtts',
+  };
+}
+
 /**
  * The agent's MQTT side: presence with a last-will, inventory when it changes, heartbeats,
  * events through an on-disk outbox, idempotent commands, and the desired state handed to the
@@ -67,6 +84,10 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
   /** Connection attempts that failed since the last success, and why the last one did. */
   private failedAttempts = 0;
   private lastError: Error | null = null;
+  /** The last attempt's CONNACK refused the device's credentials. */
+  private credentialsRefused = false;
+  /** Where the client connects; replaced in place when the server names another broker. */
+  private servers: { host: string; port: number; protocol: 'mqtt' | 'mqtts' }[] = [];
   /** The server's hello arrived on this connection: the broker is Boardfleet's. */
   private sessionUp = false;
   private stopping = false;
@@ -96,13 +117,9 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     const { deviceId, secret, keepaliveSeconds, mqttUrls } = this.options;
     const [first, ...rest] = mqttUrls.map((url) => new URL(url));
     if (!first) throw new Error('no MQTT URL');
-    const servers = [first, ...rest].map((url) => ({
-      host: url.hostname,
-      port: Number(url.port || 1883),
-      protocol: url.protocol.replace(':', '') as 'mqtt' | 'mqtts',
-    }));
+    this.servers = [first, ...rest].map(brokerAddress);
     this.client = mqtt.connect({
-      servers,
+      servers: this.servers,
       protocolVersion: 4,
       clientId: deviceId,
       username: deviceId,
@@ -126,6 +143,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     // Logged once per attempt when the connection closes, with the retry delay: a wrong secret
     // gives one line a person can act on per attempt, not a stack trace each time.
     this.client.on('error', (error) => {
+      this.credentialsRefused ||= refusesCredentials(error);
       this.lastError = explainConnectError(this.brokerUrl(), error);
     });
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
@@ -231,10 +249,41 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     const delay = this.backoffMs * (0.5 + Math.random());
     this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
     this.logConnectionFailure(delay);
+    // Once per refused attempt, so at most once per backoff step; the attempt waits for the answer.
+    const located = this.credentialsRefused ? this.locateBroker() : Promise.resolve();
+    this.credentialsRefused = false;
     this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null;
-      if (!this.stopping) this.client?.reconnect();
+      void located.then(() => {
+        this.reconnectTimer = null;
+        if (!this.stopping) this.client?.reconnect();
+      });
     }, delay);
+  }
+
+  /** Asks the server where the broker is (see `locateBroker`); a server that cannot be asked changes nothing. */
+  private async locateBroker(): Promise<void> {
+    const { locateBroker, logger } = this.options;
+    if (!locateBroker) return;
+    let located: URL;
+    try {
+      located = new URL(await locateBroker());
+    } catch (error) {
+      return void logger.debug({ err: error }, 'cannot ask the server where its broker is');
+    }
+    const address = brokerAddress(located);
+    const [current] = this.servers;
+    if (this.servers.length !== 1 || !current) return;
+    if (
+      current.host === address.host &&
+      current.port === address.port &&
+      current.protocol === address.protocol
+    )
+      return;
+    logger.info(
+      { mqttUrl: located.toString(), was: this.brokerUrl() },
+      `the server's broker is at ${located}`,
+    );
+    this.servers[0] = address;
   }
 
   private logConnectionFailure(delayMs: number): void {

@@ -236,10 +236,12 @@ export const operations = {
     method: 'get',
     path: '/api/v1/mqtt-endpoint',
     summary:
-      "Where agents reach the fleet's MQTT broker (BOARDFLEET_MQTT_PUBLIC_URL, or the host the request used plus the MQTT port)",
+      "Where agents reach the fleet's MQTT broker (BOARDFLEET_MQTT_PUBLIC_URL, or the host the request used plus the MQTT port). " +
+      'A device that sends its Basic credentials is first registered with the broker if it has no credential there (a fleet moved to Mosquitto); 429 with Retry-After after repeated wrong ones',
     tag: 'provisioning',
     access: 'public',
     status: 200,
+    headers: { Authorization: 'optional: Basic deviceId:secret' },
     response: json(mqttEndpointSchema),
   },
   createOperatorToken: {

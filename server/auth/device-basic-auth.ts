@@ -12,16 +12,29 @@ export async function authenticateDeviceRequest(
   request: Request,
   response: Response,
 ): Promise<string | null> {
+  return (await authenticatedDeviceCredentials(authenticator, request, response))?.deviceId ?? null;
+}
+
+/**
+ * As {@link authenticateDeviceRequest}, with the secret the device proved: the server keeps only
+ * its hash, and a broker that holds credentials in its own store (Mosquitto) needs it in clear.
+ */
+export async function authenticatedDeviceCredentials(
+  authenticator: DeviceAuthenticator,
+  request: Request,
+  response: Response,
+): Promise<{ deviceId: string; secret: string } | null> {
   const basic = request.headers.authorization?.match(/^Basic\s+(\S+)$/i)?.[1];
   if (!basic) return null;
   const decoded = Buffer.from(basic, 'base64').toString();
   const separator = decoded.indexOf(':');
   if (separator <= 0) return null;
   const deviceId = decoded.slice(0, separator);
+  const secret = decoded.slice(separator + 1);
   // Without a trusted proxy configured, request.ip is the socket's peer address.
   const source = request.ip ?? request.socket.remoteAddress ?? 'unknown';
-  const result = await authenticator.check(deviceId, decoded.slice(separator + 1), source);
-  if (result.accepted) return deviceId;
+  const result = await authenticator.check(deviceId, secret, source);
+  if (result.accepted) return { deviceId, secret };
   if (result.retryAfterMs !== null) {
     const seconds = Math.ceil(result.retryAfterMs / 1000);
     response.setHeader('retry-after', String(seconds));

@@ -25,6 +25,12 @@ export interface DeviceBroker {
   devicePort(): number;
   /** A new device may log in with this secret from now on. */
   registerDevice(deviceId: string, secret: string): Promise<void>;
+  /**
+   * The broker knows this device (whose secret was just proven over HTTP): registers it with this
+   * secret when the broker has no credential for it, and leaves an existing one as it is. True
+   * when it registered the device: one registered before the switch to this broker.
+   */
+  ensureDevice(deviceId: string, secret: string): Promise<boolean>;
   /** The device's secret is now this one (the old one is refused); registers it if the broker had none. */
   changeDeviceSecret(deviceId: string, secret: string): Promise<void>;
   /** Drops the device's live session; it cannot log in again (its secret is gone). */

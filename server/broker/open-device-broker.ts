@@ -10,8 +10,9 @@ import { MosquittoBroker } from './mosquitto/mosquitto-broker.ts';
 
 /**
  * Starts the broker the configuration names: Mosquitto at MQTT_URL, or the embedded one. On
- * Mosquitto, devices registered before the switch have no client there and cannot log in: the
- * start says how many.
+ * Mosquitto, devices registered before the switch have no client there yet: the start says how
+ * many. Each gets one when its agent next asks for the broker's URL with its credentials (it does
+ * on every start, and when the broker refuses it), see ProvisioningController.mqttEndpointFor.
  */
 export async function openDeviceBroker(
   config: ServerConfig,
@@ -44,7 +45,8 @@ export async function openDeviceBroker(
       logger.warn(
         { devices: unregistered, mqttUrl: config.mqttUrl },
         `${unregistered} device(s) registered before the switch to ${config.mqttUrl} have no credential ` +
-          'on that broker and cannot connect to it (moving an existing fleet to Mosquitto is not supported yet)',
+          'on that broker yet: each is registered there when its agent next asks the server where the broker is ' +
+          '(on its start, or once the broker has refused it); a log line names each device moved',
       );
     }
   } catch (error) {

@@ -1,5 +1,6 @@
-import { Body, Controller, Headers, Inject, Req } from '@nestjs/common';
-import type { Request } from 'express';
+import { Body, Controller, Headers, Inject, Optional, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import pino, { type Logger } from 'pino';
 import { operations } from '../../protocol/api/operations.ts';
 import {
   type CreatedProvisioningToken,
@@ -12,11 +13,16 @@ import {
 import { parseDuration } from '../../protocol/api/token-expiry.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { SigningKeyRepository } from '../artifacts/signing-key.repository.ts';
+import { authenticatedDeviceCredentials } from '../auth/device-basic-auth.ts';
 import { bearerToken } from '../auth/operator-authenticator.ts';
+import { DeviceAuthenticator } from '../broker/device-authenticator.ts';
+import { DEVICE_BROKER, type DeviceBroker } from '../broker/device-broker.ts';
 import { MQTT_ENDPOINT, type MqttEndpoint } from '../broker/mqtt-endpoint.ts';
 import { ApiRoute } from '../common/api-route.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
+import { HTTP_LOGGER } from '../common/errors.ts';
 import { parseBody } from '../common/zod-body.ts';
+import { DeviceRepository } from './device.repository.ts';
 import { DeviceService } from './device.service.ts';
 import { type ProvisioningGrant, ProvisioningTokenRepository } from './provisioning-token.repository.ts';
 
@@ -28,6 +34,10 @@ export class ProvisioningController {
     @Inject(MQTT_ENDPOINT) private readonly mqttEndpoint: MqttEndpoint,
     @Inject(CLOCK) private readonly clock: Clock,
     @Inject(SigningKeyRepository) private readonly signingKey: SigningKeyRepository,
+    @Inject(DeviceAuthenticator) private readonly deviceAuth: DeviceAuthenticator,
+    @Inject(DEVICE_BROKER) private readonly broker: DeviceBroker,
+    @Inject(DeviceRepository) private readonly deviceRecords: DeviceRepository,
+    @Optional() @Inject(HTTP_LOGGER) private readonly logger: Logger = pino(),
   ) {}
 
   @ApiRoute(operations.createProvisioningToken)
@@ -46,10 +56,35 @@ export class ProvisioningController {
     );
   }
 
-  /** Public: the broker's URL is no secret (the server prints it), and the agent asks before it has a session. */
+  /**
+   * Public: the broker's URL is no secret (the server prints it), and the agent asks before it has
+   * a session. A device that proves its secret here (HTTP Basic, as for downloads) is first made
+   * known to the broker: this is how devices registered before a switch to Mosquitto, whose
+   * secrets the server holds only as hashes, move there. Wrong credentials get the plain answer.
+   */
   @ApiRoute(operations.getMqttEndpoint)
-  mqttEndpointFor(@Headers('host') host: string | undefined): MqttEndpointAnswer {
+  async mqttEndpointFor(
+    @Req() request: Request,
+    @Res({ passthrough: true }) response: Response,
+    @Headers('host') host: string | undefined,
+  ): Promise<MqttEndpointAnswer> {
+    const device = await authenticatedDeviceCredentials(this.deviceAuth, request, response);
+    // The URL is worth answering even when the broker cannot be reached: the agent asks again on
+    // its next refused attempt.
+    if (device)
+      await this.moveToBroker(device.deviceId, device.secret).catch((error: unknown) =>
+        this.logger.warn(
+          { err: error, deviceId: device.deviceId },
+          'registering the device with the broker failed',
+        ),
+      );
     return { mqttUrl: this.mqttEndpoint.urlFor(host) };
+  }
+
+  /** A revocation between the check and the registration would otherwise leave the device a way in. */
+  private async moveToBroker(deviceId: string, secret: string): Promise<void> {
+    if (!(await this.broker.ensureDevice(deviceId, secret))) return;
+    if (!(await this.deviceRecords.isActive(deviceId))) await this.broker.revokeDevice(deviceId);
   }
 
   /** Public to the operator guard: the agent's provisioning token is checked here. */

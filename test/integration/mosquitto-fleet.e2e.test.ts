@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,13 +8,13 @@ import type { DesiredState } from '../../protocol/schemas.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
 import { deviceRoleName } from '../../server/broker/mosquitto/dynsec-acl.ts';
 import { DynsecAdmin } from '../../server/broker/mosquitto/dynsec-admin.ts';
-import { AgentUnderTest } from '../support/agent-fleet.ts';
-import { CLI, secretFile, stopProcess } from '../support/agent-process.ts';
+import { type AgentUnderTest, startSimulator, startTaggedAgents } from '../support/agent-fleet.ts';
+import { stopProcess } from '../support/agent-process.ts';
 import { releaseAppBundle } from '../support/app-bundles.ts';
 import { type BrokerForServer, startMosquittoForServer } from '../support/broker-modes.ts';
 import { sqliteBackend } from '../support/databases.ts';
 import { connectDevice, recordMessages } from '../support/mqtt-device.ts';
-import type { RolloutStatus } from '../support/rollout-status.ts';
+import { rollOutToTag } from '../support/rollout-status.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
 const BOARD = 'rpi-4b';
@@ -32,8 +31,7 @@ describe('a fleet on Mosquitto: real agents and the simulator', () => {
   let broker: BrokerForServer & { mosquitto: NonNullable<BrokerForServer['mosquitto']> };
   let server: TestServer;
   let admin: DynsecAdmin;
-  let simulator: ChildProcess | null = null;
-  let simulatorOutput = '';
+  let simulator: ReturnType<typeof startSimulator> | null = null;
   const simulatorData = mkdtempSync(join(tmpdir(), 'boardfleet-mosquitto-sim-'));
   const agents: AgentUnderTest[] = [];
 
@@ -81,36 +79,14 @@ describe('a fleet on Mosquitto: real agents and the simulator', () => {
     const { body } = await server.api<{ token: string }>('POST', '/api/v1/provisioning-tokens', {
       name: 'mosquitto-e2e',
     });
-    for (const index of [1, 2]) {
-      agents.push(
-        new AgentUnderTest(`${AGENTS}-${index}`, [
-          ...['--server', server.httpUrl, '--provisioning-token-file', secretFile(body.token)],
-          ...['--board', BOARD, '--tag', AGENTS, '--heartbeat', '1', '--keepalive', '5'],
-        ]).start(),
-      );
-    }
-    simulator = spawn(
-      process.execPath,
-      [
-        CLI,
-        'simulate',
-        ...['--devices', '2', '--prefix', SIMULATED, '--tag', SIMULATED, '--board', BOARD],
-        ...['--heartbeat', '1', '--data-dir', simulatorData],
-      ],
-      {
-        env: { ...process.env, BOARDFLEET_URL: server.httpUrl, BOARDFLEET_TOKEN: server.adminToken },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    simulator.on('error', (error) => (simulatorOutput += `spawn failed: ${error.message}\n`));
-    simulator.stdout?.on('data', (data: Buffer) => (simulatorOutput += data.toString()));
-    simulator.stderr?.on('data', (data: Buffer) => (simulatorOutput += data.toString()));
+    agents.push(...startTaggedAgents(server, body.token, { tag: AGENTS, board: BOARD, count: 2 }));
+    simulator = startSimulator(server, { tag: SIMULATED, board: BOARD, count: 2, dataDir: simulatorData });
     await allOnline(AGENTS, 2);
     await allOnline(SIMULATED, 2);
   }, 180_000);
 
   afterAll(async () => {
-    if (simulator) await stopProcess(simulator, 'SIGKILL');
+    if (simulator) await stopProcess(simulator.process, 'SIGKILL');
     await Promise.all(agents.map((agent) => agent.dispose()));
     await admin?.close();
     await server?.dispose();
@@ -147,20 +123,7 @@ describe('a fleet on Mosquitto: real agents and the simulator', () => {
 
   it('rolls a release out to both agents, which commit it and run it', async () => {
     const { release } = await releaseAppBundle(server, BOARD, { name: 'app', version: '1.0.0' });
-    const created = await server.api<{ id: string }>('POST', '/api/v1/rollouts', {
-      release,
-      target: { tags: [AGENTS] },
-      waves: [{ name: 'all', percent: 100, soakSeconds: 1 }],
-    });
-    expect(created.status).toBe(201);
-    const done = await eventually(
-      'the rollout completed',
-      async () => {
-        const { body } = await server.api<RolloutStatus>('GET', `/api/v1/rollouts/${created.body.id}`);
-        return body.state === 'completed' && body;
-      },
-      SLOW,
-    );
+    const done = await rollOutToTag(server, release, AGENTS, SLOW);
     expect(done.devices.map((device) => device.state)).toEqual(['committed', 'committed']);
     for (const agent of agents) {
       expect(agent.updateRecord()).toMatchObject({ state: 'committed', running: { version: '1.0.0' } });
@@ -209,7 +172,7 @@ describe('a fleet on Mosquitto: real agents and the simulator', () => {
     expect(await lastPresence(killed!.deviceId)).toMatchObject({ state: 'offline' });
     expect((await devicesTagged(AGENTS)).filter((device) => device.online)).toHaveLength(1);
 
-    await stopProcess(simulator!, 'SIGTERM');
+    await stopProcess(simulator!.process, 'SIGTERM');
     const simulated = await devicesTagged(SIMULATED);
     await eventually(
       'the simulated devices offline, said by themselves',

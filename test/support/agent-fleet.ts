@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { UpdateRecord } from '../../device-agent/update/update-state-machine.ts';
-import { CLI } from './agent-process.ts';
+import { CLI, secretFile } from './agent-process.ts';
 import { eventually } from './test-server.ts';
 
 /**
@@ -150,4 +150,49 @@ export class AgentUnderTest {
     }
     return members;
   }
+}
+
+/** Where the fleet helpers below send their devices: the server's URL and an admin token. */
+export interface FleetServer {
+  httpUrl: string;
+  adminToken: string;
+}
+
+/** `count` real agents named `{tag}-1…`, provisioned with `provisioningToken`, tagged `tag`, heartbeat 1 s. */
+export function startTaggedAgents(
+  server: FleetServer,
+  provisioningToken: string,
+  { tag, board, count }: { tag: string; board: string; count: number },
+): AgentUnderTest[] {
+  return Array.from({ length: count }, (_, index) =>
+    new AgentUnderTest(`${tag}-${index + 1}`, [
+      ...['--server', server.httpUrl, '--provisioning-token-file', secretFile(provisioningToken)],
+      ...['--board', board, '--tag', tag, '--heartbeat', '1', '--keepalive', '5'],
+    ]).start(),
+  );
+}
+
+/** A `boardfleet simulate` process for `count` devices named and tagged `tag`, heartbeat 1 s. */
+export function startSimulator(
+  server: FleetServer,
+  { tag, board, count, dataDir }: { tag: string; board: string; count: number; dataDir: string },
+): { process: ChildProcess; output(): string } {
+  let output = '';
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'simulate',
+      ...['--devices', String(count), '--prefix', tag, '--tag', tag, '--board', board],
+      ...['--heartbeat', '1', '--data-dir', dataDir],
+    ],
+    {
+      env: { ...process.env, BOARDFLEET_URL: server.httpUrl, BOARDFLEET_TOKEN: server.adminToken },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  child.on('error', (error) => (output += `spawn failed: ${error.message}\n`));
+  child.stdout?.on('data', (data: Buffer) => (output += data.toString()));
+  child.stderr?.on('data', (data: Buffer) => (output += data.toString()));
+  return { process: child, output: () => output };
 }

@@ -14,6 +14,8 @@ export interface MosquittoBroker {
   restart(): Promise<void>;
   /** Stops it; SIGKILL if it has not gone within 10 s. Safe to call twice. */
   stop(): Promise<void>;
+  /** The running broker's process id (for /proc figures in benchmarks). */
+  pid(): number | undefined;
 }
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
@@ -23,7 +25,10 @@ const MOSQUITTO = '/usr/sbin/mosquitto';
  * accepts connections. Mosquitto runs on after a plugin fails to load its state, refusing every
  * client, so an `Error` line in its log fails the start as well.
  */
-export async function startMosquittoFromConfig(configFile: string): Promise<MosquittoBroker> {
+export async function startMosquittoFromConfig(
+  configFile: string,
+  { startTimeoutMs = 30_000 } = {},
+): Promise<MosquittoBroker> {
   const listener = /^listener (\d+)/m.exec(readFileSync(configFile, 'utf8'));
   if (!listener?.[1]) throw new Error(`${configFile} has no "listener PORT" line`);
   const port = Number(listener[1]);
@@ -52,7 +57,7 @@ export async function startMosquittoFromConfig(configFile: string): Promise<Mosq
       await eventually(
         `mosquitto listening on ${port}`,
         async () => failure !== undefined || accepts(port),
-        30_000,
+        startTimeoutMs,
       );
       if (failure) throw failure;
       const errors = output.split('\n').filter((line) => /\bError\b/.test(line));
@@ -73,6 +78,7 @@ export async function startMosquittoFromConfig(configFile: string): Promise<Mosq
       await start();
     },
     stop,
+    pid: () => child?.pid,
   };
 }
 

@@ -41,3 +41,24 @@ export function waitForRolloutToSettle(
     timeoutMs,
   );
 }
+
+/**
+ * Rolls a release out in one wave (1 s soak) to the devices with `tag` and waits for the rollout
+ * to complete; fails with the last status when it ends otherwise or takes longer than `timeoutMs`.
+ */
+export async function rollOutToTag(
+  server: Pick<TestServer, 'api'>,
+  release: string,
+  tag: string,
+  timeoutMs: number,
+): Promise<RolloutStatus> {
+  const created = await server.api<{ id: string }>('POST', '/api/v1/rollouts', {
+    release,
+    target: { tags: [tag] },
+    waves: [{ name: 'all', percent: 100, soakSeconds: 1 }],
+  });
+  if (created.status !== 201) throw new Error(`creating the rollout answered ${created.status}`);
+  const settled = await waitForRolloutToSettle(server, created.body.id, timeoutMs);
+  if (settled.state !== 'completed') throw new Error(`the rollout ended ${settled.state}: ${settled.reason}`);
+  return settled;
+}

@@ -21,8 +21,8 @@ export interface ServerProcess {
   api<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
   /** Kills the server with this signal and waits for it to have gone. */
   kill(signal: NodeJS.Signals): Promise<void>;
-  /** Starts a new server process on the same ports, data dir and database. */
-  start(): Promise<void>;
+  /** Starts a new server process on the same ports, data dir and database, with extra variables. */
+  start(env?: Record<string, string>): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -64,7 +64,7 @@ export async function startServerProcess(backend: DatabaseBackend): Promise<Serv
       child.kill(signal);
       await exited;
     },
-    async start() {
+    async start(env = {}) {
       child = spawn(process.execPath, [CLI, 'server'], {
         env: {
           ...process.env,
@@ -75,6 +75,7 @@ export async function startServerProcess(backend: DatabaseBackend): Promise<Serv
           BOARDFLEET_MQTT_HOST: '127.0.0.1',
           DATABASE_URL: database.url,
           LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+          ...env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       });

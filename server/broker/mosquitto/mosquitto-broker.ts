@@ -48,6 +48,27 @@ export class MosquittoBroker implements DeviceBroker {
     await this.dynsec().addDevice(deviceId, secret);
   }
 
+  /**
+   * Registers a device the plugin has no client for (one registered before the switch to
+   * Mosquitto); an existing client keeps its secret. Two agents' requests racing to add it are
+   * fine: the loser finds the client there.
+   */
+  async ensureDevice(deviceId: string, secret: string): Promise<boolean> {
+    const admin = this.dynsec();
+    if ((await admin.getClient(deviceId)) !== null) return false;
+    try {
+      await admin.addDevice(deviceId, secret);
+    } catch (error) {
+      if ((await admin.getClient(deviceId)) !== null) return false;
+      throw error;
+    }
+    this.options.logger.info(
+      { deviceId, mqttUrl: this.options.url },
+      `device ${deviceId} moved to ${this.options.url}: its credential is registered there`,
+    );
+    return true;
+  }
+
   async changeDeviceSecret(deviceId: string, secret: string): Promise<void> {
     const admin = this.dynsec();
     if ((await admin.getClient(deviceId)) === null) await admin.addDevice(deviceId, secret);

@@ -1,4 +1,5 @@
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { MAX_PAYLOAD_BYTES } from '../../../protocol/topics.ts';
 import { DEFAULT_BROKER_LIMITS } from '../../config/config.ts';
@@ -36,6 +37,18 @@ export interface MosquittoSetup {
   user: string;
   adminPassword: string;
   serverPassword: string;
+}
+
+/** A setup for a broker in `dir` with new credentials, run as the account running this process. */
+export function newMosquittoSetup(dir: string, port: number, pluginPath: string): MosquittoSetup {
+  return {
+    dir,
+    port,
+    pluginPath,
+    user: userInfo().username,
+    adminPassword: generateBrokerPassword(),
+    serverPassword: generateBrokerPassword(),
+  };
 }
 
 /**
