@@ -14,6 +14,7 @@ import * as consoles from './migrations/20261129T0700-consoles.ts';
 import * as serverKeys from './migrations/20261204T0800-server-keys.ts';
 import * as tokens from './migrations/20261204T0900-tokens.ts';
 import * as rolloutTruth from './migrations/20261210T1000-rollout-truth.ts';
+import * as replicas from './migrations/20261211T1100-replicas.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -30,6 +31,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '20261204T0800-server-keys': serverKeys,
   '20261204T0900-tokens': tokens,
   '20261210T1000-rollout-truth': rolloutTruth,
+  '20261211T1100-replicas': replicas,
 };
 
 const PG_INT8_OID = 20;

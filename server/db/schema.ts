@@ -173,6 +173,8 @@ export interface DeviceDesiredTable {
   /** The version of the artifact the payload's deployment names (after a rollback, the one gone back to). */
   deployment_version: string | null;
   updated_at: number;
+  /** When the broker took the payload (PUBACK); null while a replica may have died before sending it. */
+  published_at: number | null;
 }
 
 export interface RolloutLogTable {
@@ -195,6 +197,25 @@ export interface BuildJobTable {
   created_at: number;
   started_at: number | null;
   finished_at: number | null;
+  /** The replica running the build (server_replicas.id) while it runs. */
+  claimed_by: string | null;
+}
+
+/** A server process sharing the database (one row each, kept fresh while it runs). */
+export interface ServerReplicaTable {
+  id: string;
+  http_url: string;
+  /** `embedded` or the external broker's URL: replicas must share one broker. */
+  broker: string;
+  started_at: number;
+  seen_at: number;
+}
+
+/** Work one replica at a time may do, held until `expires_at` unless renewed. */
+export interface ServerLeaseTable {
+  name: string;
+  holder: string;
+  expires_at: number;
 }
 
 /** The latest console capture a device uploaded for one artifact version (its tail, capped). */
@@ -219,6 +240,8 @@ export interface DatabaseSchema {
   server_keys: ServerKeyTable;
   device_consoles: DeviceConsoleTable;
   build_jobs: BuildJobTable;
+  server_replicas: ServerReplicaTable;
+  server_leases: ServerLeaseTable;
   rollouts: RolloutTable;
   rollout_waves: RolloutWaveTable;
   rollout_devices: RolloutDeviceTable;
