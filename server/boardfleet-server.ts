@@ -43,6 +43,7 @@ import { DATABASE } from './db/database.provider.ts';
 import { DatabaseHealth } from './db/database-health.ts';
 import { type Database, migrateToLatest, openDatabase } from './db/database.ts';
 import { claimSqliteDatabase } from './db/sqlite-owner.ts';
+import { joinReplicas } from './cluster/join-replicas.ts';
 import { DeviceRepository } from './devices/device.repository.ts';
 import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
 import { ServerMetrics } from './metrics/metrics.ts';
@@ -128,9 +129,12 @@ export async function startServer(
     const signingKey = SigningKeyRepository.load(config.dataDir, config.signingKeyPath);
     const artifactRepository = new ArtifactRepository(db);
 
-    const markedOffline = await telemetry.markAllOffline('server-restart', clock.now());
-    if (markedOffline > 0)
-      logger.info({ devices: markedOffline }, 'devices marked offline until they reconnect');
+    const { registry: replicas } = await joinReplicas(db, config, {
+      clock,
+      logger: logger.child({ component: 'replicas' }),
+      telemetry,
+    });
+    stops.push(() => replicas.stop());
 
     const authenticator = new DeviceAuthenticator(
       devices,
