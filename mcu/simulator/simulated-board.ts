@@ -37,14 +37,20 @@ export interface SimulatedBoard {
   /** The serial port a host opens, like /dev/ttyACM0; opening it resets the board into its bootloader. */
   portPath: string;
   pid: number;
-  /** Resets the MCU into its bootloader, as the reset button or a DTR pulse does. */
-  reset(): Promise<void>;
+  /** Resets the MCU into its bootloader, as the reset button or a DTR pulse does; resolves with the board's simulated time then. */
+  reset(): Promise<number>;
   /** The level of a digital pin (`D13`, `LED`, `A0`), whether the firmware drives it or we do. */
   readPin(pin: string): Promise<PinLevel>;
-  /** Resolves once the pin is at `level` (now or later); rejects after `timeoutMs`. */
+  /**
+   * Resolves once the pin is at `level` (now or later); rejects after `timeoutMs` of the board's
+   * simulated time, which runs slower than the wall clock on a loaded machine.
+   */
   waitForPin(pin: string, level: PinLevel, timeoutMs: number): Promise<void>;
-  /** Calls `listener` on each change of the pin's level; returns the unsubscribe function. */
-  onPinChange(pin: string, listener: (level: PinLevel) => void): () => void;
+  /**
+   * Calls `listener` on each change of the pin's level, with the board's simulated time in ms (the
+   * time firmware sees); returns the unsubscribe function.
+   */
+  onPinChange(pin: string, listener: (level: PinLevel, simulatedMs: number) => void): () => void;
   /** Drives a digital input from outside, like a button to GND or 5 V. */
   setDigitalInput(pin: string, level: PinLevel): Promise<void>;
   /** Puts a voltage (0..5000 mV, against the 5 V reference) on an analog input. */
@@ -209,10 +215,16 @@ function attach(parts: {
     const words = await control.command(`get ${pins.portPin(pin)}`);
     return words[1] === '1' ? 1 : 0;
   };
-  const onPinChange = (pin: string, listener: (level: PinLevel) => void) => {
+  /** The board's simulated time in ms (`status` answers `seconds=…`; a halted board says 0). */
+  const simulatedNow = async (): Promise<number> => {
+    const seconds = (await control.command('status')).find((word) => word.startsWith('seconds='));
+    const value = Number(seconds?.slice('seconds='.length));
+    return value > 0 ? value * 1000 : Number.NaN;
+  };
+  const onPinChange = (pin: string, listener: (level: PinLevel, simulatedMs: number) => void) => {
     const portPin = pins.portPin(pin);
     const handler = (words: string[]) => {
-      if (words[0] === 'pin' && words[1] === portPin) listener(words[2] === '1' ? 1 : 0);
+      if (words[0] === 'pin' && words[1] === portPin) listener(words[2] === '1' ? 1 : 0, Number(words[3]));
     };
     control.on('event', handler);
     return () => void control.off('event', handler);
@@ -223,35 +235,48 @@ function attach(parts: {
     stateDir: parts.stateDir,
     portPath: parts.portPath,
     pid: parts.pid,
-    reset: async () => void (await control.command('reset')),
+    reset: async () => Number((await control.command('reset'))[0]),
     readPin,
     onPinChange,
     waitForPin(pin, level, timeoutMs) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
+        let settled = false;
+        let timer: NodeJS.Timeout | undefined;
+        const fail = (error: Error) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
           unsubscribe();
-          reject(
-            new BoardfleetError(
-              'pin-timeout',
-              `${pin} did not go ${level ? 'high' : 'low'} within ${timeoutMs} ms`,
-            ),
-          );
-        }, timeoutMs);
+          reject(error);
+        };
         const done = () => {
+          if (settled) return;
+          settled = true;
           clearTimeout(timer);
           unsubscribe();
           resolve();
         };
+        // The timeout counts the board's time: on a loaded machine the simulation falls behind
+        // the wall clock, and the firmware has not had its `timeoutMs` yet.
+        const expireAfter = (startMs: number, wallMs: number) => {
+          timer = setTimeout(() => {
+            simulatedNow().then((nowMs) => {
+              const left = timeoutMs - (nowMs - startMs);
+              if (left <= 0 || Number.isNaN(left))
+                fail(
+                  new BoardfleetError(
+                    'pin-timeout',
+                    `${pin} did not go ${level ? 'high' : 'low'} within ${timeoutMs} ms of the board's time`,
+                  ),
+                );
+              else expireAfter(startMs, Math.max(left, 20));
+            }, fail);
+          }, wallMs);
+        };
+        simulatedNow().then((startMs) => settled || expireAfter(startMs, timeoutMs), fail);
         // Subscribe before reading, so a change between the two is not missed.
         const unsubscribe = onPinChange(pin, (now) => now === level && done());
-        readPin(pin).then(
-          (now) => now === level && done(),
-          (error) => {
-            clearTimeout(timer);
-            unsubscribe();
-            reject(error);
-          },
-        );
+        readPin(pin).then((now) => now === level && done(), fail);
       });
     },
     setDigitalInput: async (pin, level) => void (await control.command(`set ${pins.portPin(pin)} ${level}`)),

@@ -8,8 +8,9 @@
  * DIR gets `tty` (link to the pty slave, opened by hosts like /dev/ttyACM0), `control.sock`
  * and, once both exist, `bench.pid` ("<pid>\n<tty>\n"). Control lines:
  *   reset | get B5 | set D2 0|1 | adc 0 <mV> | status | save | quit
- * Replies start with "ok" or "error"; events pushed to every client: "pin B5 1",
- * "reset external|watchdog|power-on", "host open", "host close", "halted <why>".
+ * Replies start with "ok" or "error" ("reset" answers "ok <simulated ms>"); events pushed to
+ * every client: "pin B5 1 <simulated ms>", "reset external|watchdog|power-on", "host open",
+ * "host close", "halted <why>".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -235,10 +236,16 @@ static void on_xoff(avr_irq_t *irq, uint32_t value, void *param) {
 	uart_xon = 0;
 }
 
+/* Milliseconds of simulated time since the core was made (a reset does not restart the count). */
+static unsigned long long simulated_ms(void) {
+	return (unsigned long long)(avr->cycle * 1000ull / clock_hz);
+}
+
 static void on_pin(avr_irq_t *irq, uint32_t value, void *param) {
 	(void)irq;
 	intptr_t id = (intptr_t)param;
-	broadcast("pin %c%d %u", PORTS[id / 8], (int)(id % 8), value & 1);
+	/* with the board's own time, so a host can time firmware however slowly the machine runs it */
+	broadcast("pin %c%d %u %llu", PORTS[id / 8], (int)(id % 8), value & 1, simulated_ms());
 }
 
 static void on_core_reset(avr_t *a) {
@@ -431,7 +438,7 @@ static void run_command(struct client *c, char *line) {
 	if (n < 1) return;
 	if (!strcmp(verb, "reset")) {
 		reset_mcu(MCUSR_EXTRF, "external");
-		reply(c, "ok");
+		reply(c, "ok %llu", simulated_ms());
 	} else if (!strcmp(verb, "get") && n >= 2) {
 		avr_irq_t *irq = pin_irq(arg1);
 		if (irq) reply(c, "ok %s %u", arg1, irq->value & 1);
