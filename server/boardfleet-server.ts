@@ -44,6 +44,7 @@ import { DatabaseHealth } from './db/database-health.ts';
 import { type Database, migrateToLatest, openDatabase } from './db/database.ts';
 import { claimSqliteDatabase } from './db/sqlite-owner.ts';
 import { joinReplicas } from './cluster/join-replicas.ts';
+import { ChangeFeed, openChangeFeed } from './cluster/change-feed.ts';
 import { DeviceRepository } from './devices/device.repository.ts';
 import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
 import { ServerMetrics } from './metrics/metrics.ts';
@@ -51,6 +52,7 @@ import { ReleaseRepository } from './releases/release.repository.ts';
 import { ReleaseService } from './releases/release.service.ts';
 import { RolloutRepository } from './rollouts/rollout.repository.ts';
 import { RolloutEngine } from './rollouts/rollout-engine.ts';
+import { rolloutCluster } from './rollouts/rollout-cluster.ts';
 import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
 import { TelemetryIngestService } from './telemetry/telemetry-ingest.service.ts';
 import { WEB_DIRECTORY } from './web/web.controller.ts';
@@ -135,6 +137,14 @@ export async function startServer(
       telemetry,
     });
     stops.push(() => replicas.stop());
+    const changeFeed = openChangeFeed(
+      config.databaseUrl,
+      db,
+      replicas.id,
+      logger.child({ component: 'change-feed' }),
+    );
+    await changeFeed.start();
+    stops.push(() => changeFeed.stop());
 
     const authenticator = new DeviceAuthenticator(
       devices,
@@ -183,6 +193,9 @@ export async function startServer(
       clock,
       logger: logger.child({ component: 'rollouts' }),
       database: databaseHealth,
+      ...rolloutCluster(db, config.databaseUrl, { id: replicas.id, clock }),
+      replicas,
+      brokerKeepsRetained: config.mqttUrl !== null,
     });
     ingest.on('device-event', (deviceId, event) => engine.onDeviceEvent(deviceId, event));
     ingest.on('presence-changed', (deviceId, online) => engine.onPresence(deviceId, online));
@@ -215,6 +228,8 @@ export async function startServer(
       concurrency: config.buildConcurrency,
       clock,
       logger: logger.child({ component: 'builds' }),
+      replicas,
+      soleServer: config.databaseUrl.startsWith('sqlite:'),
     });
     await builds.start();
     stops.push(() => builds.stop());
@@ -242,6 +257,7 @@ export async function startServer(
           { provide: RolloutEngine, useValue: engine },
           { provide: BlobStore, useValue: blobStore },
           { provide: BuildQueueService, useValue: builds },
+          { provide: ChangeFeed, useValue: changeFeed },
           { provide: SigningKeyRepository, useValue: signingKey },
           { provide: MQTT_ENDPOINT, useValue: new MqttEndpoint(config.mqttPublicUrl, mqttPort) },
           { provide: TelemetryIngestService, useValue: ingest },

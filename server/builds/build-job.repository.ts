@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { Selectable } from 'kysely';
+import { PostgresAdapter, type Selectable } from 'kysely';
 import type { BuildJob, BuildOutput, BuildState, EndedBuildState } from '../../protocol/api/builds.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
@@ -21,7 +21,11 @@ const toJob = (row: Selectable<BuildJobTable>): BuildJob => ({
 
 @Injectable()
 export class BuildJobRepository {
-  constructor(@Inject(DATABASE) private readonly db: Database) {}
+  private readonly isPostgres: boolean;
+
+  constructor(@Inject(DATABASE) private readonly db: Database) {
+    this.isPostgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  }
 
   async insert(job: Pick<BuildJob, 'id' | 'recipe' | 'board' | 'createdAt'>): Promise<void> {
     await this.db
@@ -55,45 +59,75 @@ export class BuildJobRepository {
     return rows.map(toJob);
   }
 
-  /** Queued jobs, oldest first: the order they run in. */
-  async queued(): Promise<BuildJob[]> {
-    const rows = await this.db
+  /**
+   * Takes the oldest queued job for `replica`, or null when none is queued. One statement: on
+   * PostgreSQL the row is locked and other replicas skip it (SKIP LOCKED), so each takes another
+   * job at once instead of waiting; on SQLite the statement holds the database's write lock.
+   */
+  async claimNext(replica: string, at: number): Promise<BuildJob | null> {
+    const oldest = this.db
       .selectFrom('build_jobs')
-      .selectAll()
+      .select('id')
       .where('state', '=', 'queued')
       .orderBy('created_at')
       .orderBy('id')
-      .execute();
-    return rows.map(toJob);
+      .limit(1);
+    const row = await this.db
+      .updateTable('build_jobs')
+      .set({ state: 'running', claimed_by: replica, started_at: at })
+      .where('id', '=', this.isPostgres ? oldest.forUpdate().skipLocked() : oldest)
+      .where('state', '=', 'queued')
+      .returningAll()
+      .executeTakeFirst();
+    return row ? toJob(row) : null;
   }
 
-  /** Builds that were running when the server stopped go back to the queue (steps are cached). */
-  async requeueInterrupted(): Promise<number> {
+  /** Running jobs and the replica running each (null: a server from before replicas). */
+  async claims(): Promise<Array<{ id: string; claimedBy: string | null }>> {
+    const rows = await this.db
+      .selectFrom('build_jobs')
+      .select(['id', 'claimed_by'])
+      .where('state', '=', 'running')
+      .execute();
+    return rows.map((row) => ({ id: row.id, claimedBy: row.claimed_by }));
+  }
+
+  /**
+   * Puts a running job back in the queue if `claimedBy` still runs it; false when it has moved on
+   * (ended, or already queued again by another replica). Its finished steps are cached.
+   */
+  async requeue(id: string, claimedBy: string | null): Promise<boolean> {
     const result = await this.db
       .updateTable('build_jobs')
-      .set({ state: 'queued', step: null, progress: 0, started_at: null })
+      .set({ state: 'queued', claimed_by: null, step: null, progress: 0, started_at: null })
+      .where('id', '=', id)
       .where('state', '=', 'running')
+      .where('claimed_by', claimedBy === null ? 'is' : '=', claimedBy)
       .executeTakeFirst();
-    return Number(result.numUpdatedRows);
+    return Number(result.numUpdatedRows) > 0;
   }
 
-  async markRunning(id: string, at: number): Promise<void> {
+  /** Saves progress while `replica` runs the job: one that lost it must not overwrite the next run's. */
+  async updateProgress(id: string, replica: string, step: string, progress: number): Promise<void> {
     await this.db
       .updateTable('build_jobs')
-      .set({ state: 'running', started_at: at })
+      .set({ step, progress })
       .where('id', '=', id)
+      .where('state', '=', 'running')
+      .where('claimed_by', '=', replica)
       .execute();
   }
 
-  async updateProgress(id: string, step: string, progress: number): Promise<void> {
-    await this.db.updateTable('build_jobs').set({ step, progress }).where('id', '=', id).execute();
-  }
-
-  /** Ends a job unless it has ended already (a cancel racing the last step). */
+  /**
+   * Ends a job unless it has ended already (a cancel racing the last step). With `replica`, only
+   * while that replica runs it: a replica the others took for dead must not end the run that
+   * replaced its own.
+   */
   async finish(
     id: string,
     outcome: { state: EndedBuildState; error?: string; outputs?: BuildOutput[] },
     at: number,
+    replica?: string,
   ): Promise<boolean> {
     const result = await this.db
       .updateTable('build_jobs')
@@ -105,7 +139,11 @@ export class BuildJobRepository {
         finished_at: at,
       })
       .where('id', '=', id)
-      .where('state', 'in', ['queued', 'running'])
+      .where((eb) =>
+        replica === undefined
+          ? eb('state', 'in', ['queued', 'running'])
+          : eb.and([eb('state', '=', 'running'), eb('claimed_by', '=', replica)]),
+      )
       .executeTakeFirst();
     return Number(result.numUpdatedRows) > 0;
   }

@@ -11,75 +11,28 @@ import { ArtifactService } from '../artifacts/artifact.service.ts';
 import { FolderBlobStore } from '../artifacts/blob-store.repository.ts';
 import { SigningKeyRepository } from '../artifacts/signing-key.repository.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
+import { ReplicaRegistry } from '../cluster/replica-registry.ts';
 import { type Database, migrateToLatest, openDatabase } from '../db/database.ts';
 import { BuildJobRepository } from './build-job.repository.ts';
 import { type BuildLogEvent, BuildQueueService } from './build-queue.service.ts';
-import type { BuildReporter, BuildRequest, BuildRunner, BuiltFile } from '../../builder/build-runner.ts';
+import type { BuildRequest, BuiltFile } from '../../builder/build-runner.ts';
 import { validateBuildRequest } from '../../builder/builder.ts';
 import { RECIPES_DIRECTORY } from '../../builder/recipe/recipe.ts';
-
-/** One call of the runner double, steered by the test. */
-interface ScriptedBuild {
-  request: BuildRequest;
-  reporter: BuildReporter;
-  /** Ends the build with these files, as the image builder would. */
-  succeed(files: BuiltFile[]): void;
-  fail(error: Error): void;
-}
+import { scriptedBuildRunnerDouble } from '../../test/support/build-runner-double.ts';
 
 /**
- * Stands in for the image builder so the queue's own behaviour can be tested: each build waits
- * until the test ends it, and ends at once when its AbortSignal fires (the builder's next step),
- * unless `ignoreAbort` is set.
- */
-function scriptedBuildRunnerDouble() {
-  const started: ScriptedBuild[] = [];
-  const double = {
-    ignoreAbort: false,
-    started,
-    runner: ((request, reporter) =>
-      new Promise<BuiltFile[]>((resolve, reject) => {
-        if (!double.ignoreAbort) {
-          if (reporter.signal.aborted) reject(reporter.signal.reason as Error);
-          reporter.signal.addEventListener('abort', () => reject(reporter.signal.reason as Error), {
-            once: true,
-          });
-        }
-        started.push({ request, reporter, succeed: resolve, fail: reject });
-      })) as BuildRunner,
-    /** The n-th build the queue started (0-based), once it has started. */
-    async build(index: number): Promise<ScriptedBuild> {
-      await vi.waitFor(() => expect(started.length).toBeGreaterThan(index), { timeout: 5_000 });
-      return started[index] as ScriptedBuild;
-    },
-  };
-  return double;
-}
-
-/**
- * The real repository, except that looking for the next job (`queued`) or marking it started
- * (`markRunning`) waits while `hold` is pending: the moment a race needs.
+ * The real repository, except that claiming the next job waits while `hold` is pending: the
+ * moment a race needs.
  */
 class HeldBuildJobRepository extends BuildJobRepository {
   hold: Promise<void> = Promise.resolve();
-  holdAt: 'queued' | 'markRunning' = 'markRunning';
-  /** Calls waiting on the hold, by method. */
-  readonly holding: string[] = [];
+  /** How many claims have waited on the hold. */
+  holding = 0;
 
-  override async queued(): Promise<BuildJob[]> {
-    if (this.holdAt === 'queued') {
-      this.holding.push('queued');
-      await this.hold;
-    }
-    return super.queued();
-  }
-
-  override async markRunning(id: string, at: number): Promise<void> {
-    if (this.holdAt === 'markRunning') {
-      this.holding.push(id);
-      await this.hold;
-    }
-    await super.markRunning(id, at);
+  override async claimNext(replica: string, at: number): Promise<BuildJob | null> {
+    this.holding++;
+    await this.hold;
+    return super.claimNext(replica, at);
   }
 }
 
@@ -122,6 +75,7 @@ async function openQueue(
     concurrency: options.concurrency ?? 1,
     clock,
     logger: pino({ level: 'silent' }),
+    replicas: new ReplicaRegistry(db, clock, pino({ level: 'silent' })),
   });
   const logs: BuildLogEvent[] = [];
   queue.on('log', (event) => logs.push(event));
@@ -270,9 +224,10 @@ describe('BuildQueueService', () => {
     const first = await double.build(0);
     let release = () => {};
     jobs!.hold = new Promise((resolve) => (release = resolve));
+    const claimsBefore = jobs!.holding;
     first.succeed([]);
-    // The queue has picked the second job and is writing its start when the cancel comes.
-    await vi.waitFor(() => expect(jobs!.holding).toContain(second.id));
+    // The queue is claiming the second job when the cancel comes.
+    await vi.waitFor(() => expect(jobs!.holding).toBeGreaterThan(claimsBefore));
     const cancelling = queue.cancel(second.id);
     await new Promise((resolve) => setTimeout(resolve, 100));
     release();
@@ -368,10 +323,9 @@ describe('BuildQueueService', () => {
     const harness = await openQueue({ jobs: (db) => (jobs = new HeldBuildJobRepository(db)) });
     let release = () => {};
     jobs!.hold = new Promise((resolve) => (release = resolve));
-    jobs!.holdAt = 'queued';
     const job = await harness.queue.submit(request);
-    // The queue is looking for the next job when the stop comes.
-    await vi.waitFor(() => expect(jobs!.holding).toContain('queued'));
+    // The queue is claiming the next job when the stop comes.
+    await vi.waitFor(() => expect(jobs!.holding).toBeGreaterThan(1));
     const stopping = harness.queue.stop();
     release();
     const outcome = await Promise.race([

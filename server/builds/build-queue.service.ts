@@ -1,11 +1,12 @@
-import { createReadStream, existsSync, mkdirSync } from 'node:fs';
-import { appendFile, readFile, stat } from 'node:fs/promises';
+import { createReadStream, mkdirSync } from 'node:fs';
+import { appendFile, open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { BuildJob, BuildOutput } from '../../protocol/api/builds.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactService } from '../artifacts/artifact.service.ts';
+import type { ReplicaRegistry } from '../cluster/replica-registry.ts';
 import type { Clock } from '../common/clock.ts';
 import { notFound } from '../common/errors.ts';
 import { generateId } from '../common/secrets.ts';
@@ -23,7 +24,21 @@ export interface BuildQueueOptions {
   concurrency: number;
   clock: Clock;
   logger: Logger;
+  /** This server among the replicas sharing the database: whose builds are whose, who has gone. */
+  replicas: Pick<ReplicaRegistry, 'id' | 'isAlive'>;
+  /**
+   * No other server can use this database (SQLite, which one process claims): a build left
+   * running under another replica id is this server's own from before it was killed, and is
+   * queued again at start instead of once that id's heartbeat has gone stale.
+   */
+  soleServer?: boolean;
 }
+
+/** How often a replica looks for builds queued on other replicas and for builds of replicas that have gone. */
+export const BUILD_POLL_MS = 2_000;
+
+/** Stops a build this replica no longer runs: cancelled on another replica, or queued again by one. */
+class ClaimLostError extends Error {}
 
 export interface BuildLogEvent {
   jobId: string;
@@ -33,15 +48,18 @@ export interface BuildLogEvent {
 }
 
 /**
- * Build jobs: persisted, run in submission order, `concurrency` at a time (one by default: an
- * image build is disk- and CPU-heavy). Each job's log is a file, streamed live to watchers; a job
- * running when the server stopped is queued again at start (its finished steps are cached).
+ * Build jobs: persisted, run in submission order, `concurrency` at a time per replica (one by
+ * default: an image build is disk- and CPU-heavy). Replicas on one database share the queue: each
+ * job is claimed by one of them in the database. Each job's log is a file in the shared data
+ * folder, streamed live to watchers. A job interrupted by a stop, or running on a replica that has
+ * gone, is queued again (its finished steps are cached).
  */
 export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; status: [BuildJob] }> {
   private readonly running = new Map<string, AbortController>();
   /** Starting jobs and cancelling queued ones take turns on this chain; it never rejects. */
   private pumping: Promise<void> = Promise.resolve();
   private stopped = false;
+  private poller: NodeJS.Timeout | null = null;
   private lastCreatedAt = 0;
   /** Appends to one log file are chained, so lines keep their order and offsets are exact. */
   private readonly logWrites = new Map<string, Promise<number>>();
@@ -52,14 +70,27 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
   }
 
   async start(): Promise<void> {
-    const requeued = await this.options.jobs.requeueInterrupted();
-    if (requeued > 0) this.options.logger.info({ requeued }, 'builds interrupted by a restart queued again');
+    await this.inTurn(() => this.patrol());
     this.pump();
+    // Jobs submitted here start at once; those submitted on other replicas are found by polling.
+    let round: Promise<void> | null = null;
+    this.poller = setInterval(() => {
+      // A round still waiting for a slow database is not joined by another.
+      round ??= this.inTurn(() => this.patrol())
+        .then(
+          () => this.pump(),
+          // The database health check reports outages; a missed round only delays builds.
+          (error: unknown) => this.options.logger.debug({ err: error }, 'build queue round skipped'),
+        )
+        .finally(() => (round = null));
+    }, BUILD_POLL_MS);
+    this.poller.unref();
   }
 
-  /** Interrupts running builds; they stay `running` in the database and are queued again by {@link start}. */
+  /** Interrupts running builds and queues them again, for another replica or the next start. */
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.poller) clearInterval(this.poller);
     // A job the queue is starting right now is in `running` only once this turn is over.
     await this.pumping;
     for (const controller of this.running.values()) controller.abort(new Error('server stopping'));
@@ -106,9 +137,10 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
       }
       const controller = this.running.get(id);
       if (controller) return controller;
-      // Queued, or left `running` by a stopping queue: nothing runs it, so it ends here.
-      await this.options.jobs.finish(id, { state: 'cancelled' }, this.options.clock.now());
+      // Queued, or running on another replica, which stops it when it sees it ended (BUILD_POLL_MS).
+      // The line comes first: a watcher on any replica reads the log to its end once the job has ended.
       await this.appendLog(id, job.state === 'queued' ? 'cancelled before it started' : 'cancelled');
+      await this.options.jobs.finish(id, { state: 'cancelled' }, this.options.clock.now());
       return null;
     });
     if (runner) {
@@ -124,14 +156,28 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
     return join(this.options.logDirectory, `${id}.log`);
   }
 
-  /** The log from a byte offset on (for a watcher that reconnects), as text. */
+  /** The log from a byte offset on (for a watcher that reconnects or polls), as text. */
   async readLog(id: string, fromOffset = 0): Promise<{ text: string; offset: number }> {
     await this.getOrThrow(id);
-    const path = this.logPath(id);
-    if (!existsSync(path)) return { text: '', offset: 0 };
-    const content = await readFile(path);
-    const start = Math.max(0, Math.min(fromOffset, content.length));
-    return { text: content.subarray(start).toString('utf8'), offset: content.length };
+    const file = await open(this.logPath(id), 'r').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return null;
+      throw error;
+    });
+    if (!file) return { text: '', offset: 0 };
+    try {
+      const { size } = await file.stat();
+      const start = Math.max(0, Math.min(fromOffset, size));
+      // Only the part asked for: watchers poll long logs every second.
+      const rest = Buffer.alloc(size - start);
+      for (let read = 0; read < rest.length;) {
+        const { bytesRead } = await file.read(rest, read, rest.length - read, start + read);
+        if (bytesRead === 0) break;
+        read += bytesRead;
+      }
+      return { text: rest.toString('utf8'), offset: size };
+    } finally {
+      await file.close();
+    }
   }
 
   /** Runs `work` after the queue's current turn; the chain goes on whether `work` fails or not. */
@@ -144,20 +190,58 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
     return result;
   }
 
+  /**
+   * Stops the builds this replica no longer runs, and queues again those of replicas that have
+   * gone. Runs in turn, so that no claim of this replica is under way meanwhile.
+   */
+  private async patrol(): Promise<void> {
+    const me = this.options.replicas.id;
+    const claims = await this.options.jobs.claims();
+    for (const [id, controller] of this.running) {
+      const claim = claims.find((running) => running.id === id);
+      if (claim?.claimedBy === me) continue;
+      controller.abort(
+        new ClaimLostError(
+          claim ? `taken over by replica ${claim.claimedBy}` : 'ended or queued again on another replica',
+        ),
+      );
+    }
+    const gone = new Map<string | null, boolean>();
+    for (const { id, claimedBy } of claims) {
+      if (claimedBy === me) continue;
+      if (!gone.has(claimedBy)) gone.set(claimedBy, await this.hasGone(claimedBy));
+      if (!gone.get(claimedBy) || !(await this.options.jobs.requeue(id, claimedBy))) continue;
+      const who = claimedBy === null ? 'the server' : `replica ${claimedBy}`;
+      await this.appendLog(id, `${who} running this build has gone; the build is queued again`);
+      this.options.logger.warn(
+        { build: id, replica: claimedBy },
+        'build of a server that has gone queued again',
+      );
+      this.emit('status', await this.getOrThrow(id));
+    }
+  }
+
+  /** Whether the replica that claimed a build has gone (null: a server from before replicas). */
+  private async hasGone(replica: string | null): Promise<boolean> {
+    return (
+      replica === null || this.options.soleServer === true || !(await this.options.replicas.isAlive(replica))
+    );
+  }
+
   private pump(): void {
     void this.inTurn(async () => {
       while (!this.stopped && this.running.size < this.options.concurrency) {
-        const next = (await this.options.jobs.queued()).find((job) => !this.running.has(job.id));
-        if (!next || this.stopped) return;
+        const me = this.options.replicas.id;
+        const next = await this.options.jobs.claimNext(me, this.options.clock.now());
+        if (!next) return;
+        if (this.stopped) {
+          // Claimed as the stop came: back to the queue, for another replica or the next start.
+          await this.options.jobs.requeue(next.id, me);
+          return;
+        }
         const controller = new AbortController();
         this.running.set(next.id, controller);
-        try {
-          await this.options.jobs.markRunning(next.id, this.options.clock.now());
-          this.emit('status', await this.getOrThrow(next.id));
-        } catch (error) {
-          this.running.delete(next.id);
-          throw error;
-        }
+        this.emit('status', next);
         void this.run(next, controller.signal)
           .catch((error: unknown) =>
             this.options.logger.error({ err: error, build: next.id }, 'build not recorded'),
@@ -171,15 +255,20 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
   }
 
   private async run(job: BuildJob, signal: AbortSignal): Promise<void> {
+    const me = this.options.replicas.id;
     const started = this.options.clock.now();
+    // A build this replica lost belongs to another run now: its log is that run's.
+    const lost = () => signal.aborted && signal.reason instanceof ClaimLostError;
     let lastProgressWrite = Promise.resolve();
     const reporter: BuildReporter = {
       signal,
-      log: (line) => void this.appendLog(job.id, line),
+      log: (line) => {
+        if (!lost()) void this.appendLog(job.id, line);
+      },
       progress: (step, percent) => {
         const rounded = Math.max(0, Math.min(100, Math.round(percent)));
         lastProgressWrite = lastProgressWrite
-          .then(() => this.options.jobs.updateProgress(job.id, step, rounded))
+          .then(() => this.options.jobs.updateProgress(job.id, me, step, rounded))
           .then(async () => {
             this.emit('status', await this.getOrThrow(job.id));
           })
@@ -197,31 +286,39 @@ export class BuildQueueService extends EventEmitter<{ log: [BuildLogEvent]; stat
       await this.appendLog(job.id, `built in ${seconds} s; storing ${files.length} signed artifacts`);
       const outputs = await this.store(job, files);
       await lastProgressWrite;
-      await this.options.jobs.finish(job.id, { state: 'succeeded', outputs }, this.options.clock.now());
+      await this.options.jobs.finish(job.id, { state: 'succeeded', outputs }, this.options.clock.now(), me);
     } catch (error) {
       await lastProgressWrite;
-      const cancelled = signal.aborted;
-      const interrupted = cancelled && this.stopped;
-      const message = error instanceof Error ? error.message : String(error);
-      await this.appendLog(
-        job.id,
-        interrupted
-          ? 'interrupted: the server is stopping; the build is queued again at its next start'
-          : cancelled
-            ? 'cancelled'
-            : `failed: ${message}`,
-      );
-      // An interrupted job stays `running` so that start() queues it again.
-      if (!interrupted) {
-        await this.options.jobs.finish(
-          job.id,
-          cancelled ? { state: 'cancelled' } : { state: 'failed', error: message },
-          this.options.clock.now(),
-        );
+      if (lost()) {
+        this.options.logger.warn({ build: job.id, err: signal.reason }, 'build stopped: no longer run here');
+      } else {
+        await this.recordEnd(job.id, error, signal);
       }
-      if (!cancelled) this.options.logger.warn({ build: job.id, err: error }, 'build failed');
     }
     this.emit('status', await this.getOrThrow(job.id));
+  }
+
+  /** Writes how a build that did not succeed ended; one interrupted by a stop goes back to the queue. */
+  private async recordEnd(id: string, error: unknown, signal: AbortSignal): Promise<void> {
+    const me = this.options.replicas.id;
+    const cancelled = signal.aborted;
+    const message = error instanceof Error ? error.message : String(error);
+    if (cancelled && this.stopped) {
+      await this.appendLog(
+        id,
+        'interrupted: the server is stopping; the build is queued again for another server or its next start',
+      );
+      await this.options.jobs.requeue(id, me);
+      return;
+    }
+    await this.appendLog(id, cancelled ? 'cancelled' : `failed: ${message}`);
+    await this.options.jobs.finish(
+      id,
+      cancelled ? { state: 'cancelled' } : { state: 'failed', error: message },
+      this.options.clock.now(),
+      me,
+    );
+    if (!cancelled) this.options.logger.warn({ build: id, err: error }, 'build failed');
   }
 
   /** Stores every output, and the log last, as signed artifacts. */

@@ -24,6 +24,12 @@ import { ApiRoute } from '../common/api-route.ts';
 import { parseBody } from '../common/zod-body.ts';
 import { type BuildLogEvent, BuildQueueService } from './build-queue.service.ts';
 
+/**
+ * How often a watcher reads the build's log and state itself: the queue's events tell of builds
+ * run here, and the build may run on another replica (the log is in the shared data folder).
+ */
+export const BUILD_WATCH_POLL_MS = 1_000;
+
 @Controller()
 export class BuildsController implements BeforeApplicationShutdown {
   /** Open event streams: a watcher's open connection would otherwise hold up the HTTP server's close. */
@@ -106,7 +112,9 @@ export class BuildsController implements BeforeApplicationShutdown {
         send('log', event.line, event.offset);
       });
     };
+    let lastStatus = '';
     const sendStatus = async (job: BuildJob) => {
+      lastStatus = JSON.stringify(job);
       send('status', job);
       if (!hasBuildEnded(job.state)) return;
       // The queue writes a job's last line before it says the job has ended.
@@ -118,8 +126,19 @@ export class BuildsController implements BeforeApplicationShutdown {
     const onStatus = (job: BuildJob) => {
       if (job.id === id) enqueue(() => sendStatus(job));
     };
+    const poll = setInterval(
+      () =>
+        enqueue(async () => {
+          await catchUp();
+          const job = await this.builds.getOrThrow(id);
+          if (JSON.stringify(job) !== lastStatus) await sendStatus(job);
+        }),
+      BUILD_WATCH_POLL_MS,
+    );
+    poll.unref();
     const close = () => {
       closed = true;
+      clearInterval(poll);
       this.streams.delete(response);
       this.builds.off('log', onLog);
       this.builds.off('status', onStatus);

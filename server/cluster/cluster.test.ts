@@ -3,6 +3,8 @@
  * expires), the registry's view of who is alive, and, on PostgreSQL, a mutex that two connections
  * standing for two replicas cannot both be inside.
  */
+import { spawnSync } from 'node:child_process';
+import { hostname } from 'node:os';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { databaseBackends } from '../../test/support/databases.ts';
@@ -65,6 +67,26 @@ describe.each(databaseBackends)('replicas on $name', (backend) => {
     expect(await two.othersAlive()).toEqual([]);
     await one.stop();
     await two.stop();
+  });
+
+  it('takes a replica on this host whose process has ended for gone at once, fresh as its row is', async () => {
+    const ended = spawnSync(process.execPath, ['-e', '0']).pid;
+    await db
+      .insertInto('server_replicas')
+      .values({
+        id: 'killed-a-moment-ago',
+        http_url: 'http://127.0.0.1:1',
+        broker: 'embedded',
+        host: hostname(),
+        pid: ended,
+        started_at: now,
+        seen_at: now,
+      })
+      .execute();
+    const registry = new ReplicaRegistry(db, clock, pino({ level: 'silent' }));
+    expect(await registry.start({ httpUrl: 'http://b', broker: 'embedded' })).toEqual([]);
+    expect(await registry.isAlive('killed-a-moment-ago')).toBe(false);
+    await registry.stop();
   });
 
   it('runs exclusive work one at a time across connections', async () => {

@@ -25,11 +25,16 @@ export async function joinReplicas(
   const elsewhere = others.find((other) => other.broker !== broker || broker === EMBEDDED);
   if (elsewhere) {
     await registry.stop();
+    const other = `another Boardfleet server (${elsewhere.http_url}) runs on this database`;
+    const problem =
+      broker === EMBEDDED
+        ? `this server has no MQTT_URL and would start its own embedded broker, but ${other} with broker ${elsewhere.broker}`
+        : elsewhere.broker === EMBEDDED
+          ? `${other} with its own embedded broker`
+          : `${other} with broker ${elsewhere.broker}, this one has MQTT_URL=${broker}`;
     throw new BoardfleetError(
       'invalid-config',
-      `another Boardfleet server (${elsewhere.http_url}, broker ${elsewhere.broker}) runs on this database with ` +
-        `${elsewhere.broker === EMBEDDED ? 'its own embedded broker' : 'another broker'}: several servers share one ` +
-        'external broker; start each with the same MQTT_URL (README, "Scale-out")',
+      `${problem}: several servers share one external broker; start each with the same MQTT_URL (README, "Scale-out")`,
     );
   }
   if (others.length === 0) {

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
+import { processRuns } from '../common/process-alive.ts';
 import { generateId } from '../common/secrets.ts';
 import type { Database } from '../db/database.ts';
 import type { ServerReplicaTable } from '../db/schema.ts';
@@ -41,6 +42,8 @@ export class ReplicaRegistry {
         id: this.id,
         http_url: details.httpUrl,
         broker: details.broker,
+        host: hostname(),
+        pid: process.pid,
         started_at: now,
         seen_at: now,
       })
@@ -60,15 +63,19 @@ export class ReplicaRegistry {
     await this.db.deleteFrom('server_replicas').where('id', '=', this.id).execute();
   }
 
-  /** The other replicas heard of within REPLICA_GONE_AFTER_MS. */
+  /**
+   * The other replicas heard of within REPLICA_GONE_AFTER_MS, less those on this host whose
+   * process has ended (a server killed and restarted at once must not wait for its old self).
+   */
   async othersAlive(): Promise<ReplicaRecord[]> {
-    return this.db
+    const recent = await this.db
       .selectFrom('server_replicas')
       .selectAll()
       .where('id', '!=', this.id)
       .where('seen_at', '>=', this.clock.now() - REPLICA_GONE_AFTER_MS)
       .orderBy('started_at')
       .execute();
+    return recent.filter((replica) => processRuns(replica.host, replica.pid));
   }
 
   /** Whether the replica with this id is alive (this one always is). */
@@ -76,10 +83,14 @@ export class ReplicaRegistry {
     if (id === this.id) return true;
     const row = await this.db
       .selectFrom('server_replicas')
-      .select('seen_at')
+      .select(['seen_at', 'host', 'pid'])
       .where('id', '=', id)
       .executeTakeFirst();
-    return row !== undefined && row.seen_at >= this.clock.now() - REPLICA_GONE_AFTER_MS;
+    return (
+      row !== undefined &&
+      row.seen_at >= this.clock.now() - REPLICA_GONE_AFTER_MS &&
+      processRuns(row.host, row.pid)
+    );
   }
 
   /** When the earliest replica alive now started: what the replicas saw of the fleet goes back that far. */

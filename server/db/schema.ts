@@ -207,6 +207,9 @@ export interface ServerReplicaTable {
   http_url: string;
   /** `embedded` or the external broker's URL: replicas must share one broker. */
   broker: string;
+  /** Where the process runs: a replica on this host whose process has ended has gone at once. */
+  host: string;
+  pid: number;
   started_at: number;
   seen_at: number;
 }

@@ -1,6 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { BoardfleetError } from '../../protocol/errors.ts';
+import { processRuns } from '../common/process-alive.ts';
 
 interface Owner {
   pid: number;
@@ -23,7 +24,7 @@ export function claimSqliteDatabase(path: string, now: number): () => void {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     const held = readOwner(ownerFile);
-    if (held && held.pid !== process.pid && holderRuns(held)) {
+    if (held && held.pid !== process.pid && processRuns(held.host, held.pid)) {
       throw new BoardfleetError(
         'invalid-config',
         `another Boardfleet server (pid ${held.pid} on ${held.host}) uses the SQLite database ${path}: ` +
@@ -48,16 +49,5 @@ function readOwner(file: string): Owner | null {
   } catch {
     // Missing, or not ours to read (half written by a process that died): nobody holds it.
     return null;
-  }
-}
-
-/** A process on another host cannot be checked from here: it is taken to run. */
-function holderRuns(owner: Owner): boolean {
-  if (owner.host !== hostname()) return true;
-  try {
-    process.kill(owner.pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

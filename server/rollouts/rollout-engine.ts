@@ -5,15 +5,17 @@ import { type DeviceEvent, deploymentReportOf } from '../../protocol/schemas.ts'
 import type { Clock } from '../common/clock.ts';
 import { generateId } from '../common/secrets.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
+import type { ClusterMutex } from '../cluster/cluster-mutex.ts';
+import type { ReplicaRegistry } from '../cluster/replica-registry.ts';
 import { type DatabaseHealth, type DatabaseState, isConnectionLoss } from '../db/database-health.ts';
-import type { RolloutRecord } from './rollout.repository.ts';
+import type { RolloutDeviceRecord, RolloutRecord, StoredReport } from './rollout.repository.ts';
 import { RolloutExecutor, type RolloutExecutorDependencies } from './rollout-executor.ts';
+import type { TickerLease } from './rollout-cluster.ts';
 import {
   type DevicePresence,
-  NOTIFY_RATE_WINDOW_MS,
   planAbort,
   planApprove,
-  planDeviceReport,
+  planDeviceReports,
   planOffline,
   planPause,
   planResume,
@@ -22,25 +24,46 @@ import {
   soaksDue,
   wantsLateJoiners,
 } from './rollout-planner.ts';
-import type { NotifyStep, RolloutStep } from './rollout-steps.ts';
+import { ACTIVE_DEPLOYMENT_STATES } from './rollout-state-machine.ts';
+import type { RolloutStep } from './rollout-steps.ts';
 import { matchTarget } from './rollout-target.ts';
 
 const TICK_MS = 500;
 const PRESENCE_BATCH = 500;
 const OPEN_ROLLOUTS = [RolloutState.Running, RolloutState.Paused];
 const MAX_ATTEMPTS_WHILE_UP = 5;
+/** Device reports applied in one job, at most. */
+const REPORT_BATCH = 500;
+
+/** A device's report waiting to be applied. */
+type PendingReport = StoredReport & { deviceId: string };
 
 export interface RolloutEngineDependencies extends RolloutExecutorDependencies {
   clock: Clock;
   logger: Logger;
   /** Work that lost its database connection waits for the database, then runs again. */
   database: DatabaseHealth;
+  /** Held around every read, plan, write and publish: two replicas never plan from the same state. */
+  mutex: ClusterMutex;
+  /** Only its holder ticks; each tick renews it. */
+  ticker: TickerLease;
+  /**
+   * The replicas on this database: what they saw of the fleet's presence goes back to the
+   * earliest; one that left may have stored device reports its engine never applied.
+   */
+  replicas: Pick<ReplicaRegistry, 'clusterSince' | 'othersAlive'>;
+  /**
+   * Whether the broker keeps retained messages across its restarts (Mosquitto). The embedded
+   * broker does not, so every stored desired state is published again when the server starts.
+   */
+  brokerKeepsRetained: boolean;
 }
 
 /**
  * Moves rollouts forward: reads what the planner needs, asks it for the steps and has the
- * executor apply them. Work is serialised on one queue (ticks, device reports, operator actions),
- * and devices move only by a new versioned desired state, so a lost or repeated message changes nothing.
+ * executor apply them. Work is serialised on one queue (ticks, device reports, operator actions)
+ * and, across replicas, by the cluster mutex; one replica ticks, the holder of the ticker lease.
+ * Devices move only by a new versioned desired state, so a lost or repeated message changes nothing.
  */
 export class RolloutEngine extends EventEmitter<{
   /** A rollout, one of its waves or devices changed state or progress (the dashboard's live view). */
@@ -49,13 +72,17 @@ export class RolloutEngine extends EventEmitter<{
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private waitingTick: Promise<void> | null = null;
+  private pendingReports: PendingReport[] = [];
+  private waitingReports: Promise<void> | null = null;
   private readonly executor: RolloutExecutor;
-  /** When each rollout's waves notified devices, for the notify rate. In memory: after a restart the budget starts full. */
-  private readonly notifyTimes = new Map<string, Map<number, number[]>>();
+  /** Whether this replica ticks; it publishes what others left unpublished when it starts to. */
+  private ticking = false;
+  /** While ticking: the other replicas alive at the last tick, to notice one leaving. */
+  private othersAlive = new Set<string>();
   /**
-   * Set by `start()`, and again when the database comes back: presence before it is not known, as
-   * the server marks every device offline when it starts, and heartbeats that waited out an outage
-   * are not stored yet.
+   * Set by `start()` to when the earliest running replica started, and to now when the database
+   * comes back: presence before it is not known, as the first server marks every device offline
+   * when it starts, and heartbeats that waited out an outage are not stored yet.
    */
   private presenceKnownSince = 0;
   /** Aborted on stop: work waiting for the database gives up. */
@@ -69,25 +96,37 @@ export class RolloutEngine extends EventEmitter<{
     this.executor = new RolloutExecutor(deps);
   }
 
-  /** Republishes every stored desired state, then ticks. */
+  /**
+   * Republishes every stored desired state on the embedded broker, which forgot them; then ticks
+   * whenever this replica holds the ticker lease (the first tick takes it if it is free).
+   */
   async start(): Promise<void> {
-    this.presenceKnownSince = this.deps.clock.now();
+    this.presenceKnownSince = await this.deps.replicas.clusterSince();
     this.deps.database.on('state-changed', this.onDatabaseState);
-    await this.executor.republishAll();
+    if (!this.deps.brokerKeepsRetained) await this.run(() => this.executor.republishAll());
     this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref();
   }
 
+  /** Finishes the work under way, then gives the ticker lease up so another replica ticks at once. */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.stopping.abort();
     this.deps.database.off('state-changed', this.onDatabaseState);
     await this.queue;
+    // Without the database the lease runs out by itself.
+    await this.deps.ticker
+      .release()
+      .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'ticker lease not released'));
   }
 
-  /** Runs work after everything queued before it; errors are logged, never crash the server. */
-  private run<T>(work: () => Promise<T>, { retry = true } = {}): Promise<T> {
+  /** Runs work after everything queued before it, in the cluster mutex; errors are logged, never crash the server. */
+  private run<T>(work: () => Promise<T>, options: { retry?: boolean } = {}): Promise<T> {
+    return this.enqueue(() => this.deps.mutex.runExclusive(work), options);
+  }
+
+  private enqueue<T>(work: () => Promise<T>, { retry = true } = {}): Promise<T> {
     const result = this.queue.then(() => (retry ? this.untilDone(work) : work()));
     this.queue = result.catch((error: unknown) =>
       this.deps.logger.error({ err: error }, 'rollout engine step failed'),
@@ -100,12 +139,12 @@ export class RolloutEngine extends EventEmitter<{
    * of work reads what it decides from and writes its steps in one transaction, so a try cut
    * short left nothing behind, and a device's report or presence is not lost to an outage.
    * A commit whose answer was lost may have been written without its desired states going out,
-   * so the stored desired states are published again first (agents ignore versions they have).
+   * so the unpublished ones are published first.
    */
   private async untilDone<T>(work: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        if (attempt > 1) await this.executor.republishAll();
+        if (attempt > 1) await this.deps.mutex.runExclusive(() => this.publishUnpublished());
         return await work();
       } catch (error) {
         if (!isConnectionLoss(error) || this.stopping.signal.aborted) throw error;
@@ -120,36 +159,121 @@ export class RolloutEngine extends EventEmitter<{
     }
   }
 
+  /** Ticks every open rollout, on the replica that holds (or now takes) the ticker lease; elsewhere nothing. */
   tick(): Promise<void> {
     // One tick waiting is enough: while the database is away they would pile up behind it.
-    this.waitingTick ??= this.run(async () => {
+    this.waitingTick ??= this.enqueue(async () => {
       this.waitingTick = null;
-      for (const rollout of await this.deps.rollouts.listRollouts(OPEN_ROLLOUTS)) {
-        const now = this.deps.clock.now();
-        const snapshot = await this.snapshot(rollout, now);
-        await this.apply(rollout.id, planTick(snapshot, { now, newDeploymentId: () => generateId('dep') }));
+      // Held outside the mutex (it is one atomic statement): a replica that does not tick never waits for one that does.
+      if (!(await this.deps.ticker.hold())) {
+        this.ticking = false;
+        return;
       }
+      const others = new Set((await this.deps.replicas.othersAlive()).map((replica) => replica.id));
+      const someoneLeft = [...this.othersAlive].some((id) => !others.has(id));
+      await this.deps.mutex.runExclusive(async () => {
+        // Taking over (or starting), the last ticker may have died between a commit and its
+        // publish, or with device reports stored and not applied; another replica leaving, too.
+        if (!this.ticking) {
+          this.deps.logger.info('this server ticks the rollouts now');
+          await this.publishUnpublished();
+        }
+        if (!this.ticking || someoneLeft) await this.applyStoredReports();
+        this.ticking = true;
+        this.othersAlive = others;
+        for (const rollout of await this.deps.rollouts.listRollouts(OPEN_ROLLOUTS)) {
+          const now = this.deps.clock.now();
+          const snapshot = await this.snapshot(rollout, now);
+          await this.apply(rollout.id, planTick(snapshot, { now, newDeploymentId: () => generateId('dep') }));
+        }
+      });
     });
     return this.waitingTick;
+  }
+
+  /** Applies the device reports stored for the open rollouts' devices at work that no engine applied. */
+  private async applyStoredReports(): Promise<void> {
+    for (const rollout of await this.deps.rollouts.listRollouts(OPEN_ROLLOUTS)) {
+      const waves = await this.deps.rollouts.waves(rollout.id);
+      const atWork = (await this.deps.rollouts.devices(rollout.id)).filter((device) =>
+        ACTIVE_DEPLOYMENT_STATES.includes(device.state),
+      );
+      const reports = new Map<string, StoredReport[]>();
+      for (const stored of await this.deps.rollouts.storedReports(atWork))
+        reports.set(stored.deploymentId, [...(reports.get(stored.deploymentId) ?? []), stored]);
+      const now = this.deps.clock.now();
+      const steps = atWork.flatMap((device) =>
+        planDeviceReports(device, reports.get(device.deploymentId) ?? [], {
+          now,
+          soakSeconds: waves[device.waveIndex]?.config.soakSeconds ?? 0,
+        }),
+      );
+      if (steps.length > 0)
+        this.deps.logger.info(
+          { rolloutId: rollout.id, steps: steps.length },
+          'applied device reports no replica had',
+        );
+      await this.apply(rollout.id, steps);
+    }
+  }
+
+  private async publishUnpublished(): Promise<void> {
+    const published = await this.executor.publishUnpublished();
+    if (published > 0)
+      this.deps.logger.info({ published }, 'published desired states that were written but never sent');
   }
 
   onDeviceEvent(deviceId: string, event: DeviceEvent): void {
     const report = deploymentReportOf(event);
     const deploymentId = event.deploymentId;
     if (!report || !deploymentId) return;
-    void this.run(async () => {
-      const found = await this.deps.rollouts.findByDeploymentId(deploymentId);
-      if (!found || found.device.deviceId !== deviceId) return;
-      const waves = await this.deps.rollouts.waves(found.rolloutId);
-      await this.apply(
-        found.rolloutId,
-        planDeviceReport(found.device, report, {
-          now: this.deps.clock.now(),
-          soakSeconds: waves[found.device.waveIndex]?.config.soakSeconds ?? 0,
-          message: event.message,
+    this.pendingReports.push({ deviceId, deploymentId, report, message: event.message });
+    this.scheduleReports();
+  }
+
+  /**
+   * One job applies every report that arrived since the last, up to a batch: a burst of reports
+   * (a wave of devices) costs one mutex hold and one transaction per rollout, not one per report.
+   */
+  private scheduleReports(): void {
+    this.waitingReports ??= this.enqueue(
+      async () => {
+        this.waitingReports = null;
+        const batch = this.pendingReports.splice(0, REPORT_BATCH);
+        if (this.pendingReports.length > 0) this.scheduleReports();
+        await this.untilDone(() => this.deps.mutex.runExclusive(() => this.applyReports(batch)));
+      },
+      { retry: false },
+    );
+  }
+
+  private async applyReports(batch: readonly PendingReport[]): Promise<void> {
+    const found = await this.deps.rollouts.findByDeploymentIds([
+      ...new Set(batch.map((pending) => pending.deploymentId)),
+    ]);
+    // By rollout, then by deployment in arrival order; a report naming another device's deployment is ignored.
+    type Reported = { device: RolloutDeviceRecord; reports: PendingReport[] };
+    const byRollout = new Map<string, Map<string, Reported>>();
+    for (const pending of batch) {
+      const match = found.get(pending.deploymentId);
+      if (!match || match.device.deviceId !== pending.deviceId) continue;
+      const byDeployment = byRollout.get(match.rolloutId) ?? new Map<string, Reported>();
+      const reported = byDeployment.get(pending.deploymentId) ?? { device: match.device, reports: [] };
+      reported.reports.push(pending);
+      byDeployment.set(pending.deploymentId, reported);
+      byRollout.set(match.rolloutId, byDeployment);
+    }
+    for (const [rolloutId, byDeployment] of byRollout) {
+      const waves = await this.deps.rollouts.waves(rolloutId);
+      const now = this.deps.clock.now();
+      const steps = [...byDeployment.values()].flatMap(({ device, reports }) =>
+        planDeviceReports(device, reports, {
+          now,
+          soakSeconds: waves[device.waveIndex]?.config.soakSeconds ?? 0,
         }),
       );
-    });
+      await this.apply(rolloutId, steps);
+    }
   }
 
   onPresence(deviceId: string, online: boolean): void {
@@ -229,7 +353,6 @@ export class RolloutEngine extends EventEmitter<{
       devices,
       ...(targetDeviceIds ? { targetDeviceIds } : {}),
       presence: await this.presence(soaksDue(devices, now)),
-      notifiedAt: this.notifyTimes.get(rollout.id) ?? new Map(),
       presenceKnownSince: this.presenceKnownSince,
     };
   }
@@ -252,15 +375,6 @@ export class RolloutEngine extends EventEmitter<{
   private async apply(rolloutId: string, steps: readonly RolloutStep[]): Promise<void> {
     if (steps.length === 0) return;
     await this.executor.apply(rolloutId, steps);
-    for (const step of steps) if (step.kind === 'notify') this.countNotifies(rolloutId, step);
     this.emit('rollout-changed', rolloutId);
-  }
-
-  private countNotifies(rolloutId: string, step: NotifyStep): void {
-    const byWave = this.notifyTimes.get(rolloutId) ?? new Map<number, number[]>();
-    const recent = (byWave.get(step.waveIndex) ?? []).filter((at) => step.at - at < NOTIFY_RATE_WINDOW_MS);
-    for (const _ of step.devices) recent.push(step.at);
-    byWave.set(step.waveIndex, recent);
-    this.notifyTimes.set(rolloutId, byWave);
   }
 }

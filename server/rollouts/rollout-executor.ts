@@ -1,5 +1,6 @@
 import type { DesiredState } from '../../protocol/schemas.ts';
 import type { ArtifactRecord } from '../artifacts/artifact.repository.ts';
+import type { Clock } from '../common/clock.ts';
 import type { ServerMqttClient } from '../broker/server-mqtt-client.ts';
 import type { DeviceRecord, DeviceRepository } from '../devices/device.repository.ts';
 import type { ReleaseRecord } from '../releases/release.repository.ts';
@@ -16,6 +17,7 @@ export interface RolloutExecutorDependencies {
   devices: DeviceRepository;
   releases: ReleaseService;
   mqtt: ServerMqttClient;
+  clock: Clock;
 }
 
 /** What notifying a batch needs from outside the rollout tables, read before its transaction. */
@@ -28,8 +30,9 @@ interface NotifyInputs {
 /**
  * Applies the planner's steps through the repository and the broker. A plan is written in one
  * transaction, so a connection lost half way leaves none of it (the engine plans again from what
- * is stored), and only then are the desired states published: a crash in between leaves the
- * database ahead of the devices, never behind.
+ * is stored), and only then are the desired states published and marked published: a crash in
+ * between leaves the database ahead of the devices, never behind, and the unpublished states for
+ * whichever replica ticks next.
  */
 export class RolloutExecutor {
   constructor(private readonly deps: RolloutExecutorDependencies) {}
@@ -62,8 +65,16 @@ export class RolloutExecutor {
   }
 
   /** Republishes every stored desired state (the embedded broker forgets retained messages on restart). */
-  async republishAll(): Promise<void> {
-    await this.publish(await this.deps.rollouts.allDesired());
+  async republishAll(): Promise<number> {
+    return this.publish(await this.deps.rollouts.allDesired());
+  }
+
+  /**
+   * Publishes the desired states written but never acknowledged by the broker: a replica died
+   * between its commit and its publish, or lost the database or the broker in between.
+   */
+  async publishUnpublished(): Promise<number> {
+    return this.publish(await this.deps.rollouts.allDesired({ unpublished: true }));
   }
 
   /** Everything a notify batch needs, in a few queries. */
@@ -85,12 +96,24 @@ export class RolloutExecutor {
     return { release, records, artifactByBoard };
   }
 
-  private async publish(publications: readonly Publication[]): Promise<void> {
-    await Promise.all(
+  /**
+   * Publishes, then marks what the broker acknowledged (publishToDevice resolves on PUBACK), so
+   * that a replica taking over sends only the rest; throws the first failure once all settled.
+   */
+  private async publish(publications: readonly Publication[]): Promise<number> {
+    const results = await Promise.allSettled(
       publications.map(({ deviceId, desired }) =>
         this.deps.mqtt.publishToDevice(deviceId, 'desired', desired, { retain: true }),
       ),
     );
+    const acknowledged = publications.filter((_, index) => results[index]?.status === 'fulfilled');
+    await this.deps.rollouts.markPublished(
+      acknowledged.map(({ deviceId, desired }) => ({ deviceId, version: desired.version })),
+      this.deps.clock.now(),
+    );
+    const failed = results.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
+    return publications.length;
   }
 }
 

@@ -16,7 +16,7 @@ import {
   planAbort,
   planApprove,
   planDelivery,
-  planDeviceReport,
+  planDeviceReports,
   planOffline,
   planPause,
   planResume,
@@ -113,7 +113,6 @@ interface TickRow {
   devices: RolloutDeviceRecord[];
   target?: string[];
   presence?: Record<string, DevicePresence>;
-  notifiedAt?: number[];
   /** When the server started watching presence; by default long enough ago for the grace to be over. */
   presenceKnownSince?: number;
   steps: string[];
@@ -128,7 +127,6 @@ function tick(row: Omit<TickRow, 'name' | 'steps'>): RolloutStep[] {
       devices: row.devices,
       ...(row.target ? { targetDeviceIds: row.target } : {}),
       presence: new Map(Object.entries(row.presence ?? {})),
-      notifiedAt: new Map([[0, row.notifiedAt ?? []]]),
       presenceKnownSince: row.presenceKnownSince ?? NOW - 3600 * SECOND,
     },
     { now: NOW, newDeploymentId: () => `dep-new-${++ids}` },
@@ -155,11 +153,24 @@ describe('rollout planner: one tick', () => {
       steps: ['notify b'],
     },
     {
-      name: 'keeps to the notify rate: the last minute counts, older notifies do not',
+      name: 'keeps to the notify rate, counted from the stored notifies: the last minute counts, older ones do not',
       waves: [wave(0, W.Running, { notifyRatePerMinute: 2 })],
-      devices: [device('a', D.Queued), device('b', D.Queued)],
-      notifiedAt: [NOW - 70 * SECOND, NOW - 10 * SECOND],
-      steps: ['notify a'],
+      devices: [
+        device('a', D.Committed, { notifiedAt: NOW - 70 * SECOND }),
+        device('b', D.Committed, { notifiedAt: NOW - 10 * SECOND }),
+        device('c', D.Queued),
+        device('d', D.Queued),
+      ],
+      steps: ['notify c'],
+    },
+    {
+      name: 'counts only the notifies of the current wave against its rate',
+      waves: [wave(0, W.Succeeded), wave(1, W.Running, { notifyRatePerMinute: 1 })],
+      devices: [
+        device('a', D.Committed, { notifiedAt: NOW - 10 * SECOND }),
+        device('b', D.Queued, { waveIndex: 1 }),
+      ],
+      steps: ['notify b'],
     },
     {
       name: 'waits for an approval before a gated wave',
@@ -528,29 +539,56 @@ describe('rollout planner: device reports', () => {
     { from: D.Committed, report: 'failed', steps: [] },
     { from: D.Queued, report: 'installed', steps: [] },
   ] as const)('$from + $report → $steps', ({ from, report, steps }) => {
-    const planned = planDeviceReport(
-      device('a', from),
-      { state: report },
-      {
-        now: NOW,
-        soakSeconds,
-        ...(report === 'failed' || report === 'rolled-back' ? { message: 'exit status 3' } : {}),
-      },
-    );
+    const message = report === 'failed' || report === 'rolled-back' ? 'exit status 3' : undefined;
+    const planned = planDeviceReports(device('a', from), [{ report: { state: report }, message }], {
+      now: NOW,
+      soakSeconds,
+    });
     expect(describeSteps(planned)).toEqual(steps);
   });
 
   it('starts the soak when the device says it committed on its side, and keeps the download progress', () => {
     expect(
-      planDeviceReport(device('a', D.Installing), { state: 'installed' }, { now: NOW, soakSeconds }),
+      planDeviceReports(device('a', D.Installing), [{ report: { state: 'installed' }, message: undefined }], {
+        now: NOW,
+        soakSeconds,
+      }),
     ).toEqual([expect.objectContaining({ changes: { soakUntil: NOW + 60 * SECOND, stateChangedAt: NOW } })]);
     expect(
-      planDeviceReport(
+      planDeviceReports(
         device('a', D.Notified),
-        { state: 'downloading', progress: 29.6 },
+        [{ report: { state: 'downloading', progress: 29.6 }, message: undefined }],
         { now: NOW, soakSeconds },
       ),
     ).toEqual([expect.objectContaining({ changes: { progress: 30, stateChangedAt: NOW } })]);
+  });
+
+  it.each([
+    {
+      name: 'applies reports in order, each seeing the one before',
+      from: D.Downloading,
+      reports: ['downloading', 'installing', 'installed'],
+      steps: ['a installing', 'a soaking'],
+    },
+    {
+      name: 'refuses every report already applied (stored reports applied again)',
+      from: D.Soaking,
+      reports: ['downloading', 'installing', 'installed'],
+      steps: [],
+    },
+    {
+      name: 'fails a device, then rolls it back, with its words',
+      from: D.Installing,
+      reports: ['downloading', 'failed', 'rolled-back'],
+      steps: ['a failed (exit status 3)', 'a rolled-back (exit status 3)'],
+    },
+  ] as const)('several reports: $name', ({ from, reports, steps }) => {
+    const stored = reports.map((state) => ({
+      report: { state },
+      message: state === 'failed' || state === 'rolled-back' ? 'exit status 3' : undefined,
+    }));
+    const planned = planDeviceReports(device('a', from), stored, { now: NOW, soakSeconds });
+    expect(describeSteps(planned)).toEqual(steps);
   });
 
   it.each([

@@ -53,8 +53,6 @@ export interface RolloutSnapshot {
   targetDeviceIds?: readonly string[];
   /** Presence of the devices whose soak is over (`soaksDue`); a device missing here counts as offline. */
   presence: ReadonlyMap<string, DevicePresence>;
-  /** When devices of each wave (by index) were notified; only the last minute counts. */
-  notifiedAt: ReadonlyMap<number, readonly number[]>;
   /** When the server started watching presence: within `PRESENCE_GRACE_MS` of it, offline may mean "not reconnected yet". */
   presenceKnownSince: number;
 }
@@ -98,26 +96,39 @@ export function planTick(snapshot: RolloutSnapshot, clock: PlanClock): RolloutSt
     if (config) checkDevice(plan, device, config, rollout.state, snapshot.presence, presenceSettled, clock);
   }
   const notify =
-    rollout.state === RolloutState.Running
-      ? advanceCurrentWave(plan, rollout, waves, devices, snapshot)
-      : null;
+    rollout.state === RolloutState.Running ? advanceCurrentWave(plan, rollout, waves, devices) : null;
   return notify ? [...plan.steps, notify] : plan.steps;
 }
 
-/** A report from the agent moves its deployment, if the table allows it (a late or repeated one does not). */
-export function planDeviceReport(
+/**
+ * Reports from the agent on one deployment, in the order it made them: each moves the deployment
+ * if the table allows it, so a late or repeated one does not. Stored reports applied again after
+ * a replica died move it only by those that replica stored but never applied.
+ */
+export function planDeviceReports(
   device: RolloutDeviceRecord,
-  report: DeploymentEventData,
-  context: { now: number; soakSeconds: number; message?: string | undefined },
+  reports: ReadonlyArray<{ report: DeploymentEventData; message: string | undefined }>,
+  context: { now: number; soakSeconds: number },
 ): WriteStep[] {
   const plan = new Plan(context.now);
-  const event = DEPLOYMENT_EVENT_BY_REPORT[report.state];
-  plan.device({ ...device }, event, {
-    ...(report.progress !== undefined ? { progress: Math.round(report.progress) } : {}),
-    ...(context.message ? { reason: context.message } : {}),
-    ...(event === DeploymentEvent.Installed ? { soakUntil: context.now + context.soakSeconds * 1000 } : {}),
-  });
+  const working = { ...device };
+  for (const { report, message } of reports) applyReport(plan, working, report, context.soakSeconds, message);
   return plan.steps;
+}
+
+function applyReport(
+  plan: Plan,
+  device: RolloutDeviceRecord,
+  report: DeploymentEventData,
+  soakSeconds: number,
+  message: string | undefined,
+): void {
+  const event = DEPLOYMENT_EVENT_BY_REPORT[report.state];
+  plan.device(device, event, {
+    ...(report.progress !== undefined ? { progress: Math.round(report.progress) } : {}),
+    ...(message ? { reason: message } : {}),
+    ...(event === DeploymentEvent.Installed ? { soakUntil: plan.now + soakSeconds * 1000 } : {}),
+  });
 }
 
 /** A device that goes offline while soaking has failed its soak. */
@@ -320,7 +331,6 @@ function advanceCurrentWave(
   rollout: RolloutRecord,
   waves: readonly WaveRecord[],
   devices: readonly RolloutDeviceRecord[],
-  snapshot: RolloutSnapshot,
 ): NotifyStep | null {
   const { now } = plan;
   const current = waves.find((wave) => wave.state !== WaveState.Succeeded);
@@ -359,8 +369,10 @@ function advanceCurrentWave(
     return null;
   }
 
-  const notifiedInLastMinute = (snapshot.notifiedAt.get(current.index) ?? []).filter(
-    (at) => now - at < NOTIFY_RATE_WINDOW_MS,
+  // Counted from what is stored, so every replica sees the same budget. A retried device's
+  // earlier notify is forgotten (its notifiedAt starts again), which lets a retry through the rate.
+  const notifiedInLastMinute = members.filter(
+    (device) => device.notifiedAt !== null && now - device.notifiedAt < NOTIFY_RATE_WINDOW_MS,
   ).length;
   const budget = notifyBudget({
     queued: counts.queued,

@@ -118,6 +118,45 @@ describe.each(databaseBackends)('the rollout repository, on $name', (backend) =>
     });
   });
 
+  describe('which desired states the broker has taken', () => {
+    const desired = (version: number): DesiredState => ({ version, issuedAt: 0, deployment: null });
+    const unpublished = async () =>
+      (await rollouts.allDesired({ unpublished: true }))
+        .map(({ deviceId, desired: state }) => `${deviceId}@${state.version}`)
+        .sort();
+
+    it('keeps a saved desired state unpublished until the broker acknowledged that version', async () => {
+      await rollouts.saveDesired('dev-a', desired(1), 10);
+      await rollouts.saveDesired('dev-b', desired(1), 10);
+      expect(await unpublished()).toEqual(['dev-a@1', 'dev-b@1']);
+      await rollouts.markPublished([{ deviceId: 'dev-a', version: 1 }], 20);
+      expect(await unpublished()).toEqual(['dev-b@1']);
+      expect((await rollouts.allDesired()).map(({ deviceId }) => deviceId).sort()).toEqual([
+        'dev-a',
+        'dev-b',
+      ]);
+    });
+
+    it('makes a new payload unpublished again, and does not mark it by an older version’s acknowledgement', async () => {
+      await rollouts.saveDesired('dev-a', desired(1), 10);
+      await rollouts.markPublished([{ deviceId: 'dev-a', version: 1 }], 20);
+      await rollouts.saveDesired('dev-a', desired(2), 30);
+      expect(await unpublished()).toEqual(['dev-a@2']);
+      // The acknowledgement of version 1 arriving late (another replica was slow) leaves version 2 as it is.
+      await rollouts.markPublished([{ deviceId: 'dev-a', version: 1 }], 40);
+      expect(await unpublished()).toEqual(['dev-a@2']);
+      await rollouts.markPublished([{ deviceId: 'dev-a', version: 2 }], 50);
+      expect(await unpublished()).toEqual([]);
+    });
+
+    it('marks a large batch of many versions at once', async () => {
+      const batch = Array.from({ length: 1_200 }, (_, i) => ({ deviceId: `dev-${i}`, version: 1 + (i % 3) }));
+      for (const { deviceId, version } of batch) await rollouts.saveDesired(deviceId, desired(version), 10);
+      await rollouts.markPublished(batch.slice(0, 1_100), 20);
+      expect(await unpublished()).toHaveLength(100);
+    });
+  });
+
   describe('what the dashboard reads', () => {
     /** A one-wave rollout whose devices are in the given states. */
     const rolloutWith = (id: string, states: Record<string, DeploymentState>) =>

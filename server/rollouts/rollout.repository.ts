@@ -11,7 +11,12 @@ import {
   type WaveConfig,
   type WaveState,
 } from '../../protocol/api/rollouts.ts';
-import type { DesiredState } from '../../protocol/schemas.ts';
+import {
+  DEPLOYMENT_EVENT_TYPE,
+  type DeploymentEventData,
+  deploymentEventDataSchema,
+  type DesiredState,
+} from '../../protocol/schemas.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 import type { RolloutDeviceTable, RolloutTable } from '../db/schema.ts';
@@ -24,6 +29,13 @@ export type WaveRecord = Omit<RolloutWave, 'counts'>;
 
 /** A device's deployment as stored, with what a rollback sends the device back to (never shown in the API). */
 export type RolloutDeviceRecord = RolloutDevice & { previousDeployment: DesiredState['deployment'] };
+
+/** A deployment report as the ingest stored it. */
+export interface StoredReport {
+  deploymentId: string;
+  report: DeploymentEventData;
+  message: string | undefined;
+}
 
 /** Every rollout, wave and per-device deployment state, written before the engine acts on it. */
 @Injectable()
@@ -187,15 +199,63 @@ export class RolloutRepository {
     return new Map(rows.map((row) => [row.device_id, row.name]));
   }
 
-  async findByDeploymentId(
-    deploymentId: string,
-  ): Promise<{ rolloutId: string; device: RolloutDeviceRecord } | null> {
-    const row = await this.db
-      .selectFrom('rollout_devices')
-      .selectAll()
-      .where('deployment_id', '=', deploymentId)
-      .executeTakeFirst();
-    return row ? { rolloutId: row.rollout_id, device: toDevice(row) } : null;
+  /** The device deployments with these ids, by id (a deployment id is unique across rollouts). */
+  async findByDeploymentIds(
+    deploymentIds: readonly string[],
+  ): Promise<Map<string, { rolloutId: string; device: RolloutDeviceRecord }>> {
+    const found = new Map<string, { rolloutId: string; device: RolloutDeviceRecord }>();
+    for (let start = 0; start < deploymentIds.length; start += 500) {
+      const rows = await this.db
+        .selectFrom('rollout_devices')
+        .selectAll()
+        .where('deployment_id', 'in', deploymentIds.slice(start, start + 500))
+        .execute();
+      for (const row of rows)
+        found.set(row.deployment_id, { rolloutId: row.rollout_id, device: toDevice(row) });
+    }
+    return found;
+  }
+
+  /**
+   * The deployment reports stored for these device deployments, in the order the devices made
+   * them (their device time, then arrival). Read by device, which the events' index covers.
+   */
+  async storedReports(
+    deployments: ReadonlyArray<{ deviceId: string; deploymentId: string }>,
+  ): Promise<StoredReport[]> {
+    const reports: StoredReport[] = [];
+    for (let start = 0; start < deployments.length; start += 500) {
+      const batch = deployments.slice(start, start + 500);
+      const rows = await this.db
+        .selectFrom('device_events')
+        .select(['deployment_id', 'message', 'data'])
+        .where('type', '=', DEPLOYMENT_EVENT_TYPE)
+        .where(
+          'device_id',
+          'in',
+          batch.map((deployment) => deployment.deviceId),
+        )
+        .where(
+          'deployment_id',
+          'in',
+          batch.map((deployment) => deployment.deploymentId),
+        )
+        .orderBy('device_id')
+        .orderBy('at')
+        .orderBy('received_at')
+        .execute();
+      for (const row of rows) {
+        // Stored only once it decoded as a deployment event; parsed again for its type.
+        const report = deploymentEventDataSchema.safeParse(row.data === null ? null : JSON.parse(row.data));
+        if (report.success && row.deployment_id)
+          reports.push({
+            deploymentId: row.deployment_id,
+            report: report.data,
+            message: row.message ?? undefined,
+          });
+      }
+    }
+    return reports;
   }
 
   async updateDevice(
@@ -278,11 +338,17 @@ export class RolloutRepository {
     return result;
   }
 
-  async allDesired(): Promise<Array<{ deviceId: string; desired: DesiredState }>> {
-    const rows = await this.db.selectFrom('device_desired').select(['device_id', 'payload']).execute();
+  /** Every stored desired state, or only those no broker has acknowledged yet (`unpublished`). */
+  async allDesired({ unpublished = false } = {}): Promise<
+    Array<{ deviceId: string; desired: DesiredState }>
+  > {
+    let query = this.db.selectFrom('device_desired').select(['device_id', 'payload']);
+    if (unpublished) query = query.where('published_at', 'is', null);
+    const rows = await query.execute();
     return rows.map((row) => ({ deviceId: row.device_id, desired: JSON.parse(row.payload) as DesiredState }));
   }
 
+  /** A new payload is unpublished until `markPublished`: a replica dying in between leaves it for another to send. */
   async saveDesired(deviceId: string, desired: DesiredState, now: number): Promise<void> {
     const values = {
       device_id: deviceId,
@@ -290,6 +356,7 @@ export class RolloutRepository {
       payload: JSON.stringify(desired),
       deployment_version: desired.deployment?.version ?? null,
       updated_at: now,
+      published_at: null,
     };
     const { device_id: _key, ...changes } = values;
     await this.db
@@ -297,6 +364,32 @@ export class RolloutRepository {
       .values(values)
       .onConflict((conflict) => conflict.column('device_id').doUpdateSet(changes))
       .execute();
+  }
+
+  /**
+   * Records that the broker acknowledged these desired states. Only the version sent is marked: a
+   * newer one saved meanwhile stays unpublished.
+   */
+  async markPublished(
+    published: ReadonlyArray<{ deviceId: string; version: number }>,
+    now: number,
+  ): Promise<void> {
+    const byVersion = new Map<number, string[]>();
+    for (const { deviceId, version } of published) {
+      const deviceIds = byVersion.get(version) ?? [];
+      deviceIds.push(deviceId);
+      byVersion.set(version, deviceIds);
+    }
+    for (const [version, deviceIds] of byVersion) {
+      for (let start = 0; start < deviceIds.length; start += 500) {
+        await this.db
+          .updateTable('device_desired')
+          .set({ published_at: now })
+          .where('version', '=', version)
+          .where('device_id', 'in', deviceIds.slice(start, start + 500))
+          .execute();
+      }
+    }
   }
 
   async log(rolloutId: string, message: string, now: number): Promise<void> {

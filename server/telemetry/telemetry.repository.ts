@@ -140,6 +140,25 @@ export class TelemetryRepository {
     return row ? toStoredHealth(row) : null;
   }
 
+  /** These devices' samples received between `from` and `to`, oldest first: what another replica stored. */
+  async healthReceivedBetween(
+    deviceIds: readonly string[],
+    from: number,
+    to: number,
+  ): Promise<Array<{ deviceId: string; sample: StoredHealth }>> {
+    if (deviceIds.length === 0) return [];
+    const rows = await this.db
+      .selectFrom('health_samples')
+      .selectAll()
+      .where('received_at', '>=', from)
+      .where('received_at', '<=', to)
+      .where('device_id', 'in', deviceIds)
+      .orderBy('received_at')
+      .orderBy('id')
+      .execute();
+    return rows.map((row) => ({ deviceId: row.device_id, sample: toStoredHealth(row) }));
+  }
+
   async presenceHistory(deviceId: string, from: number, to: number) {
     return this.db
       .selectFrom('presence_history')

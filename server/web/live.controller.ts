@@ -32,12 +32,7 @@ export class LiveController implements BeforeApplicationShutdown {
       // Proxies such as nginx would otherwise hold events back in their buffers.
       'X-Accel-Buffering': 'no',
     });
-    const wanted = (event: LiveEvent) =>
-      event.type !== 'health' ||
-      health === undefined ||
-      (health !== 'none' && (event.data as { deviceId: string }).deviceId === health);
     const send = (event: LiveEvent) => {
-      if (!wanted(event)) return;
       if (response.writableLength > MAX_BUFFERED_BYTES) {
         close();
         response.end();
@@ -53,7 +48,7 @@ export class LiveController implements BeforeApplicationShutdown {
       this.streams.delete(response);
     };
     this.streams.add(response);
-    unsubscribe = this.live.subscribe(send);
+    unsubscribe = this.live.subscribe(send, { health });
     response.on('close', close);
   }
 }

@@ -17,6 +17,7 @@ import { BuildJobRepository } from '../../server/builds/build-job.repository.ts'
 import type { BuildRunner } from '../../builder/build-runner.ts';
 import { BuildQueueService } from '../../server/builds/build-queue.service.ts';
 import { BuildsController } from '../../server/builds/builds.controller.ts';
+import { ReplicaRegistry } from '../../server/cluster/replica-registry.ts';
 import { systemClock } from '../../server/common/clock.ts';
 import { type Database, migrateToLatest, openDatabase } from '../../server/db/database.ts';
 import { databaseBackends } from '../support/databases.ts';
@@ -354,7 +355,7 @@ describe.each(databaseBackends)('image builds API on $name', (backend) => {
     const log = readFileSync(join(server.dataDir, 'builds', `${interrupted.id}.log`), 'utf8');
     expect(log.match(/: recipe held-mirror, board rpi-4b/g)).toHaveLength(2);
     expect(log).toMatch(
-      / interrupted: the server is stopping; the build is queued again at its next start\n/,
+      / interrupted: the server is stopping; the build is queued again for another server or its next start\n/,
     );
     const cancelled = await server.api<BuildJob>('POST', `/api/v1/builds/${interrupted.id}/cancel`);
     expect(cancelled.body.state).toBe('cancelled');
@@ -400,6 +401,7 @@ describe('build events while the log is being written (the controller on a plain
       concurrency: 1,
       clock: systemClock,
       logger: pino({ level: 'silent' }),
+      replicas: new ReplicaRegistry(db, systemClock, pino({ level: 'silent' })),
     });
     await queue.start();
     const controller = new BuildsController(queue);

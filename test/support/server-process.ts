@@ -26,9 +26,24 @@ export interface ServerProcess {
   dispose(): Promise<void>;
 }
 
-export async function startServerProcess(backend: DatabaseBackend): Promise<ServerProcess> {
-  const database = await backend.create();
-  const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-server-process-'));
+/**
+ * `env` adds variables to every start (MQTT_URL and its credentials, say). `shareWith` makes this
+ * server a replica of another: its database and data folder, which that one's dispose removes.
+ */
+export interface ServerProcessOptions {
+  env?: Record<string, string>;
+  shareWith?: Pick<ServerProcess, 'databaseUrl' | 'dataDir'>;
+}
+
+export async function startServerProcess(
+  backend: DatabaseBackend,
+  options: ServerProcessOptions = {},
+): Promise<ServerProcess> {
+  const { shareWith } = options;
+  const database = shareWith
+    ? { url: shareWith.databaseUrl, drop: async () => undefined }
+    : await backend.create();
+  const dataDir = shareWith?.dataDir ?? mkdtempSync(join(tmpdir(), 'boardfleet-server-process-'));
   const httpPort = await freePort();
   const mqttPort = await freePort();
   const httpUrl = `http://127.0.0.1:${httpPort}`;
@@ -75,6 +90,7 @@ export async function startServerProcess(backend: DatabaseBackend): Promise<Serv
           BOARDFLEET_MQTT_HOST: '127.0.0.1',
           DATABASE_URL: database.url,
           LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+          ...options.env,
           ...env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -94,7 +110,7 @@ export async function startServerProcess(backend: DatabaseBackend): Promise<Serv
     async dispose() {
       await server.kill('SIGKILL');
       await database.drop();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!shareWith) rmSync(dataDir, { recursive: true, force: true });
     },
   };
   await server.start();
