@@ -11,11 +11,14 @@ interface Plan {
   connectConcurrency: number;
 }
 
-// The plan comes as the first IPC message: 10,000 devices' credentials are too long for argv.
-const plan = await new Promise<Plan>((resolve) =>
-  process.once('message', (message) => resolve(message as Plan)),
-);
 const send = (message: object) => process.send?.(message);
+
+function nextMessage<T>(): Promise<T> {
+  return new Promise((resolve) => process.once('message', (message) => resolve(message as T)));
+}
+
+// The plan comes as the first IPC message: 10,000 devices' credentials are too long for argv.
+const plan = await nextMessage<Plan>();
 
 function heartbeat(): string {
   return JSON.stringify({
@@ -49,6 +52,8 @@ for (let index = 0; index < plan.devices.length; index += plan.connectConcurrenc
   clients.push(...connected);
 }
 send({ type: 'connected', seconds: (performance.now() - started) / 1000 });
+// The parent starts counting on the server side first, then says go.
+await nextMessage<{ type: 'go' }>();
 
 let published = 0;
 const timers = clients.map((client, index) => {

@@ -5,18 +5,11 @@ import { fork } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Aedes } from 'aedes';
 import mqtt, { type IClientOptions } from 'mqtt';
-import pino from 'pino';
-import type { Counter } from 'prom-client';
 import { allDevicesTopic } from '../protocol/topics.ts';
-import { MosquittoBroker } from '../server/broker/mosquitto/mosquitto-broker.ts';
 import { MOSQUITTO_ENVIRONMENT } from '../server/broker/mosquitto/mosquitto-config.ts';
-import { BROKER_ENV_VARIABLE, SEEDED_CLIENTS_VARIABLE } from './bench-mosquitto.ts';
-import {
-  BENCH_DEVICE_SECRET,
-  benchDeviceIds,
-  registerBenchDevices,
-  startBenchServer,
-} from './bench-server.ts';
+import { BROKER_ENV_VARIABLE, registerInMosquitto, SEEDED_CLIENTS_VARIABLE } from './bench-mosquitto.ts';
+import { type BenchDatabase, startBenchReplicas } from './bench-replicas.ts';
+import { BENCH_DEVICE_SECRET, benchDeviceIds } from './bench-server.ts';
 
 export type FleetTarget = 'server' | 'bare-aedes' | 'server-mosquitto' | 'bare-mosquitto';
 
@@ -32,16 +25,20 @@ export interface RunResult {
   alive: boolean;
   storedPerSecond: number;
   latencies: number[];
+  /** The server: every replica together; the baseline: its subscriber's process. */
   rssBytes: number;
+  /** The server's replicas, one by one. */
+  replicaRssBytes?: number[];
+  replicaStored?: number[];
   /** On Mosquitto: how long giving every device its dynamic-security client took (server target only). */
   registerSeconds?: number;
 }
 
-/**
- * Registrations in flight at once. Mosquitto handles the commands one by one, so more only queue
- * there; with 10,000 clients each command takes ~0.2 s, and 100 queued would pass the admin's 10 s timeout.
- */
-const REGISTER_CONCURRENCY = 10;
+/** How the server side runs: replicas sharing one database of this kind. */
+export interface ServerSide {
+  replicas: number;
+  database: BenchDatabase;
+}
 
 /** `brokerEnv`: MQTT_URL and the credentials of a running Mosquitto; null for the embedded broker. */
 async function runAgainstServer(
@@ -49,103 +46,62 @@ async function runAgainstServer(
   intervalMs: number,
   durationMs: number,
   brokerEnv: Record<string, string> | null,
+  side: ServerSide,
 ): Promise<RunResult> {
-  // Embedded: room for every device beside the server's own session (the default cap is 10,000).
-  const server = await startBenchServer(
-    brokerEnv ?? { BOARDFLEET_MQTT_MAX_CONNECTIONS: String(Math.max(10_000, count + 100)) },
-  );
+  const servers = await startBenchReplicas({
+    count: side.replicas,
+    database: side.database,
+    // Embedded: room for every device beside the server's own session (the default cap is 10,000).
+    env: brokerEnv ?? { BOARDFLEET_MQTT_MAX_CONNECTIONS: String(Math.max(10_000, count + 100)) },
+  });
   try {
-    const devices = await registerBenchDevices(server, count, 'bench');
+    await servers.registerDevices(count, 'bench');
+    const devices = benchDeviceIds(count).map((id) => ({ id, secret: BENCH_DEVICE_SECRET }));
     // Seeded: the parent wrote the devices' clients into Mosquitto's state file before starting it.
     const registerSeconds =
       brokerEnv && process.env[SEEDED_CLIENTS_VARIABLE] !== '1'
         ? await registerInMosquitto(brokerEnv, devices)
         : undefined;
-    const latencies: number[] = [];
-    let stored = 0;
-    let firstStoredAt = 0;
-    let lastStoredAt = 0;
-    server.ingest.on('health-stored', (samples) => {
-      const storedAt = Date.now();
-      firstStoredAt ||= storedAt;
-      lastStoredAt = storedAt;
-      stored += samples.length;
-      for (const sample of samples) latencies.push(storedAt - sample.health.at);
-    });
     const { connectSeconds, published } = await runClients(
-      brokerEnv?.[MOSQUITTO_ENVIRONMENT.url] ?? `mqtt://127.0.0.1:${server.mqttPort}`,
+      brokerEnv?.[MOSQUITTO_ENVIRONMENT.url] ?? servers.replicas[0]!.mqttUrl,
       devices,
       intervalMs,
       durationMs,
-      () => {
-        stored = 0;
-        latencies.length = 0;
-        firstStoredAt = 0;
-      },
+      () => servers.measure(),
     );
-    await server.ingest.drain();
-    const rssBytes = process.memoryUsage().rss;
-    const alive = await fetch(`${server.httpUrl}/healthz`).then(
-      (response) => response.ok,
-      () => false,
+    const reports = await Promise.all(servers.replicas.map((replica) => replica.report()));
+    const alive = await Promise.all(
+      servers.replicas.map((replica) =>
+        fetch(`${replica.httpUrl}/healthz`).then(
+          (response) => response.ok,
+          () => false,
+        ),
+      ),
     );
+    const stored = sum(reports.map((report) => report.stored));
+    const counted = reports.filter((report) => report.stored > 0);
+    const first = Math.min(...counted.map((report) => report.firstStoredAt));
+    const last = Math.max(...counted.map((report) => report.lastStoredAt));
     return {
       connectSeconds,
       offered: offeredHeartbeats(count, intervalMs, durationMs),
       published,
       stored,
-      shed:
-        (await counterTotal(server.metrics.mqttShed)) + (await counterTotal(server.metrics.telemetryDropped)),
-      alive,
-      storedPerSecond: stored / ((lastStoredAt - firstStoredAt) / 1000 || 1),
-      latencies,
-      rssBytes,
+      shed: sum(reports.map((report) => report.shed)),
+      alive: alive.every(Boolean),
+      storedPerSecond: counted.length > 0 ? stored / ((last - first) / 1000 || 1) : 0,
+      latencies: reports.flatMap((report) => report.latencies),
+      rssBytes: sum(reports.map((report) => report.rssBytes)),
+      replicaRssBytes: reports.map((report) => report.rssBytes),
+      replicaStored: reports.map((report) => report.stored),
       ...(registerSeconds === undefined ? {} : { registerSeconds }),
     };
   } finally {
-    await server.dispose();
+    await servers.dispose();
   }
 }
 
-/**
- * Gives each device its Mosquitto client and role through MosquittoBroker.registerDevice, as
- * device creation does; the devices' rows are already in the database.
- */
-async function registerInMosquitto(
-  brokerEnv: Record<string, string>,
-  devices: Array<{ id: string; secret: string }>,
-): Promise<number> {
-  const env = MOSQUITTO_ENVIRONMENT;
-  const broker = new MosquittoBroker({
-    url: brokerEnv[env.url]!,
-    admin: { username: brokerEnv[env.adminUsername]!, password: brokerEnv[env.adminPassword]! },
-    server: { username: brokerEnv[env.serverUsername]!, password: brokerEnv[env.serverPassword]! },
-    logger: pino({ level: 'warn' }),
-  });
-  await broker.start();
-  try {
-    const started = performance.now();
-    let next = 0;
-    let registered = 0;
-    const worker = async () => {
-      while (next < devices.length) {
-        const device = devices[next++]!;
-        await broker.registerDevice(device.id, device.secret);
-        // Progress, as this takes minutes at 10,000 devices.
-        if (++registered % 1000 === 0 && registered < devices.length) {
-          const seconds = ((performance.now() - started) / 1000).toFixed(0);
-          process.stdout.write(`  … ${registered} clients after ${seconds} s\n`);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: REGISTER_CONCURRENCY }, worker));
-    const seconds = (performance.now() - started) / 1000;
-    process.stdout.write(`  ${devices.length} dynamic-security clients created in ${seconds.toFixed(2)} s\n`);
-    return seconds;
-  } finally {
-    await broker.stop();
-  }
-}
+const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
 
 async function runAgainstBareAedes(
   count: number,
@@ -219,11 +175,7 @@ async function runBaseline(
     latencies.push(now - (JSON.parse(payload.toString()) as { at: number }).at);
   });
   try {
-    const { connectSeconds, published } = await runClients(url, devices, intervalMs, durationMs, () => {
-      delivered = 0;
-      latencies.length = 0;
-      first = 0;
-    });
+    const { connectSeconds, published } = await runClients(url, devices, intervalMs, durationMs);
     return {
       connectSeconds,
       offered: offeredHeartbeats(devices.length, intervalMs, durationMs),
@@ -243,16 +195,13 @@ function offeredHeartbeats(count: number, intervalMs: number, durationMs: number
   return Math.floor((count * durationMs) / intervalMs);
 }
 
-async function counterTotal(counter: Counter<string>): Promise<number> {
-  return (await counter.get()).values.reduce((total, sample) => total + sample.value, 0);
-}
-
 function runClients(
   url: string,
   devices: Array<{ id: string; secret: string }>,
   intervalMs: number,
   durationMs: number,
-  onConnected: () => void,
+  /** Runs once every client is connected, before the first heartbeat. */
+  beforeHeartbeats: () => Promise<void> = async () => undefined,
 ): Promise<{ connectSeconds: number; published: number }> {
   return new Promise((resolve, reject) => {
     const child = fork(new URL('./fleet-clients.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] });
@@ -264,7 +213,7 @@ function runClients(
         process.stdout.write(
           `  ${devices.length} clients connected to ${url} in ${connectSeconds.toFixed(2)} s\n`,
         );
-        onConnected();
+        beforeHeartbeats().then(() => child.send({ type: 'go' }), reject);
       }
       if (message.type === 'done') {
         // Let the last in-flight heartbeats land before counting.
@@ -278,14 +227,15 @@ function runClients(
 }
 
 if (process.send) {
-  const [target, countArg, intervalArg, durationArg] = process.argv.slice(2);
+  const [target, countArg, intervalArg, durationArg, sideArg] = process.argv.slice(2);
   const [count, intervalMs, durationMs] = [Number(countArg), Number(intervalArg), Number(durationArg)];
+  const side = JSON.parse(sideArg ?? '{}') as ServerSide;
   const brokerEnvJson = process.env[BROKER_ENV_VARIABLE];
   const brokerEnv = brokerEnvJson ? (JSON.parse(brokerEnvJson) as Record<string, string>) : null;
   const targets: Record<FleetTarget, () => Promise<RunResult>> = {
-    server: () => runAgainstServer(count, intervalMs, durationMs, null),
+    server: () => runAgainstServer(count, intervalMs, durationMs, null, side),
     'bare-aedes': () => runAgainstBareAedes(count, intervalMs, durationMs),
-    'server-mosquitto': () => runAgainstServer(count, intervalMs, durationMs, brokerEnv!),
+    'server-mosquitto': () => runAgainstServer(count, intervalMs, durationMs, brokerEnv!, side),
     'bare-mosquitto': () => runAgainstBareMosquitto(count, intervalMs, durationMs, brokerEnv!),
   };
   const result = await targets[target as FleetTarget]();

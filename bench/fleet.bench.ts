@@ -1,11 +1,13 @@
 // `npm run bench -- fleet [--devices 1000] [--interval-ms 1000] [--duration-s 20] [--broker embedded|mosquitto]
-//   [--mosquitto-clients register|seed]`
-// N simulated devices heartbeat through the Boardfleet server (auth, ACLs, validation, SQLite
-// storage); then the same clients against the bare broker with no server logic, as the baseline.
-// embedded: the server's Aedes, and a bare Aedes as the baseline. mosquitto: /usr/sbin/mosquitto
-// configured as `boardfleet broker-config mosquitto` does, each device given its dynamic-security
-// client; the baseline is the same Mosquitto (same configuration and clients, restarted) delivering
-// the heartbeats to one subscriber.
+//   [--replicas 1] [--database sqlite|postgresql] [--mosquitto-clients register|seed]`
+// N simulated devices heartbeat through the Boardfleet server (auth, ACLs, validation, storage),
+// run as one or more server processes (bench-replicas.ts; more than one needs Mosquitto and
+// PostgreSQL, the default database then); then the same clients against the bare broker with no
+// server logic, as the baseline. embedded: the server's Aedes, and a bare Aedes as the baseline.
+// mosquitto: /usr/sbin/mosquitto configured as `boardfleet broker-config mosquitto` does, each
+// device given its dynamic-security client (registered, or seeded above 1,000 devices: see
+// bench-args.ts); the baseline is the same Mosquitto (same configuration and clients, restarted)
+// delivering the heartbeats to one subscriber.
 import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import {
@@ -15,7 +17,8 @@ import {
   startBenchMosquitto,
 } from './bench-mosquitto.ts';
 import { BENCH_DEVICE_SECRET, benchDeviceIds } from './bench-server.ts';
-import type { FleetTarget, RunResult } from './fleet-target.ts';
+import { describeServerSide, parseServerSide, serverSideOptions } from './bench-args.ts';
+import type { FleetTarget, RunResult, ServerSide } from './fleet-target.ts';
 import { percentile } from './stats.ts';
 
 export async function run(args: string[]): Promise<void> {
@@ -25,37 +28,30 @@ export async function run(args: string[]): Promise<void> {
       devices: { type: 'string', default: '1000' },
       'interval-ms': { type: 'string', default: '1000' },
       'duration-s': { type: 'string', default: '20' },
-      broker: { type: 'string', default: 'embedded' },
-      'mosquitto-clients': { type: 'string', default: 'register' },
+      ...serverSideOptions,
     },
   });
-  const broker = values.broker;
-  if (broker !== 'embedded' && broker !== 'mosquitto') {
-    throw new Error(`--broker ${broker}: expected embedded or mosquitto`);
-  }
-  // register: MosquittoBroker.registerDevice per device, timed; seed: written into the state file
-  // before Mosquitto starts (10,000 registrations take about an hour on Mosquitto 2.0).
-  const seedClients = values['mosquitto-clients'] === 'seed';
-  if (!seedClients && values['mosquitto-clients'] !== 'register') {
-    throw new Error(`--mosquitto-clients ${values['mosquitto-clients']}: expected register or seed`);
-  }
+  const side = parseServerSide(values, Number(values.devices));
+  const { broker, seedClients } = side;
   const count = Number(values.devices);
   const intervalMs = Number(values['interval-ms']);
   const durationMs = Number(values['duration-s']) * 1000;
   const offered = (count * 1000) / intervalMs;
   process.stdout.write(
-    `fleet benchmark: ${count} devices, one heartbeat each every ${intervalMs} ms (${offered.toFixed(0)}/s offered) for ${durationMs / 1000} s` +
-      (broker === 'mosquitto' ? ', on Mosquitto' : '') +
-      '\n\n',
+    `fleet benchmark: ${count} devices, one heartbeat each every ${intervalMs} ms (${offered.toFixed(0)}/s offered) for ${durationMs / 1000} s; ` +
+      `${describeServerSide(side)}\n\n`,
   );
+  const serverSide: ServerSide = { replicas: side.replicas, database: side.database };
 
   // Each target runs in a fresh process so its RSS is its own.
   let boardfleet: RunResult;
   let bare: RunResult;
   let brokerRss: [number, number] | null = null;
+  /** Clients Mosquitto said it dropped messages for (queue past max_queued_messages), per run. */
+  let brokerDropping: [string[], string[]] = [[], []];
   if (broker === 'embedded') {
-    boardfleet = await runTarget('server', count, intervalMs, durationMs);
-    bare = await runTarget('bare-aedes', count, intervalMs, durationMs);
+    boardfleet = await runTarget('server', count, intervalMs, durationMs, serverSide);
+    bare = await runTarget('bare-aedes', count, intervalMs, durationMs, serverSide);
   } else {
     // Room for every device, the server's session, its admin, the registering admin and the subscriber.
     const seeded = seedClients
@@ -63,12 +59,17 @@ export async function run(args: string[]): Promise<void> {
       : [];
     const mosquitto = await startBenchMosquitto(count + 100, seeded);
     try {
-      boardfleet = await runTarget('server-mosquitto', count, intervalMs, durationMs, mosquitto, seedClients);
+      boardfleet = await runTarget('server-mosquitto', count, intervalMs, durationMs, serverSide, {
+        mosquitto,
+        seedClients,
+      });
       const serverRunRss = mosquitto.peakRssBytes();
+      const serverRunDropping = mosquitto.droppingClients();
       // A fresh Mosquitto process, so that its peak RSS is the baseline's own; the clients stay in its state.
       await mosquitto.restart();
-      bare = await runTarget('bare-mosquitto', count, intervalMs, durationMs, mosquitto);
+      bare = await runTarget('bare-mosquitto', count, intervalMs, durationMs, serverSide, { mosquitto });
       brokerRss = [serverRunRss, mosquitto.peakRssBytes()];
+      brokerDropping = [serverRunDropping, mosquitto.droppingClients()];
     } finally {
       await mosquitto.dispose();
     }
@@ -85,7 +86,7 @@ export async function run(args: string[]): Promise<void> {
       (r) => r.storedPerSecond.toFixed(0),
       (a, b) => ratio(a.storedPerSecond, b.storedPerSecond),
     ],
-    ['received / published', (r) => `${r.stored}/${r.published}`, () => ''],
+    ['received / published', receivedOfPublished, () => ''],
     [
       'stored / offered',
       (r) => `${r.stored}/${r.offered} (${((100 * r.stored) / (r.offered || 1)).toFixed(0)} %)`,
@@ -103,12 +104,13 @@ export async function run(args: string[]): Promise<void> {
       (r) => percentile(r.latencies, 99).toFixed(1),
       (a, b) => ratio(percentile(a.latencies, 99), percentile(b.latencies, 99)),
     ],
-    ['server RSS (MiB)', (r) => (r.rssBytes / 2 ** 20).toFixed(0), (a, b) => ratio(a.rssBytes, b.rssBytes)],
+    ['server RSS (MiB)', serverRss, (a, b) => ratio(a.rssBytes, b.rssBytes)],
   ];
   const table = [
     [
       '',
-      broker === 'embedded' ? 'boardfleet server' : 'boardfleet server + Mosquitto',
+      (side.replicas > 1 ? `boardfleet server × ${side.replicas}` : 'boardfleet server') +
+        (broker === 'embedded' ? '' : ' + Mosquitto'),
       broker === 'embedded' ? 'bare Aedes (baseline)' : 'raw Mosquitto (baseline)',
       'ratio',
     ],
@@ -129,12 +131,16 @@ export async function run(args: string[]): Promise<void> {
       (baselineRun / 2 ** 20).toFixed(0),
       ratio(serverRun, baselineRun),
     ]);
+    const dropped = (clients: string[]) =>
+      clients.length === 0 ? 'none' : [...new Set(clients)].slice(0, 3).join(', ');
+    table.push(['Mosquitto dropped for', dropped(brokerDropping[0]), dropped(brokerDropping[1]), '']);
   }
   const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
   for (const row of table)
     process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')}\n`);
   process.stdout.write(
     '\nlatency: device publish → row committed (server) | → delivered to one subscriber (baseline).\n' +
+      'received: stored + shed (server) | delivered (baseline).\n' +
       (broker === 'embedded'
         ? 'connect includes the check of each device secret (server) | no authentication (baseline).\n' +
           'offered: devices × duration / interval; the server pauses device sockets when its backlog is full,\n' +
@@ -145,7 +151,9 @@ export async function run(args: string[]): Promise<void> {
           'register: MosquittoBroker.registerDevice for every device (a client and a role each), 10 in flight;\n' +
           'seeded: the same clients and roles written into its state file before it started.\n' +
           'offered: devices × duration / interval; shed: boardfleet_mqtt_shed_total + boardfleet_telemetry_dropped_total.\n' +
-          'server RSS: the server process | the subscriber process (baseline). Mosquitto RSS: its VmHWM.\n'),
+          'server RSS: each server process at the end (replicas: each, then together) | the subscriber process\n' +
+          '(baseline). Mosquitto RSS: its VmHWM. dropped for: the clients Mosquitto logged it dropped messages for\n' +
+          '(their queue past max_queued_messages).\n'),
   );
 }
 
@@ -154,18 +162,18 @@ function runTarget(
   count: number,
   intervalMs: number,
   durationMs: number,
-  mosquitto?: BenchMosquitto,
-  seededClients = false,
+  side: ServerSide,
+  { mosquitto, seedClients = false }: { mosquitto?: BenchMosquitto; seedClients?: boolean } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = fork(
       new URL('./fleet-target.ts', import.meta.url),
-      [target, String(count), String(intervalMs), String(durationMs)],
+      [target, String(count), String(intervalMs), String(durationMs), JSON.stringify(side)],
       {
         env: {
           ...process.env,
           ...(mosquitto ? { [BROKER_ENV_VARIABLE]: JSON.stringify(mosquitto.env) } : {}),
-          [SEEDED_CLIENTS_VARIABLE]: seededClients ? '1' : '0',
+          [SEEDED_CLIENTS_VARIABLE]: seedClients ? '1' : '0',
         },
         execArgv: ['--import', 'tsx'],
         stdio: 'inherit',
@@ -176,6 +184,27 @@ function runTarget(
       if (code !== 0) reject(new Error(`fleet benchmark target ${target} exited with ${code}`));
     });
   });
+}
+
+/**
+ * Received: stored plus shed (counted and dropped on purpose), so that received = published means
+ * nothing went missing. With several replicas, how many each stored: the shared subscription's split.
+ */
+function receivedOfPublished(result: RunResult): string {
+  const replicas = result.replicaStored ?? [];
+  return (
+    `${result.stored + result.shed}/${result.published}` +
+    (replicas.length > 1 ? ` (stored ${replicas.join(' + ')})` : '')
+  );
+}
+
+/** MiB; with several replicas each one's, then their sum. */
+function serverRss(result: RunResult): string {
+  const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
+  const replicas = result.replicaRssBytes ?? [];
+  return replicas.length > 1
+    ? `${replicas.map(mib).join(' + ')} = ${mib(result.rssBytes)}`
+    : mib(result.rssBytes);
 }
 
 function ratio(a: number, b: number): string {

@@ -1,33 +1,77 @@
 // Child process of the rollout benchmark: N simulated devices (the real agent code, simulated
 // installs). Reports when each first sees a desired deployment.
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { DeviceAgent } from '../device-agent/runtime/device-agent.ts';
+import { type DeploymentApplier, DeviceAgent } from '../device-agent/runtime/device-agent.ts';
 import { SimulatedUpdates, SyntheticCollectors } from '../device-agent/runtime/simulated-device.ts';
 
-interface Plan {
-  serverUrl: string;
+export interface RolloutDevicesPlan {
+  /** Device i downloads from serverUrls[i % length]: replicas behind a load balancer. */
+  serverUrls: string[];
   mqttUrl: string;
   fleetPublicKeyPem: string;
   devices: Array<{ id: string; secret: string }>;
 }
 
-const plan = JSON.parse(process.argv[2] ?? '{}') as Plan;
-const root = mkdtempSync(join(tmpdir(), 'boardfleet-bench-devices-'));
+export type RolloutDevicesMessage = { type: 'online' } | { type: 'notified'; at: Record<string, number> };
+
+const STOP_DEADLINE_MS = 30_000;
+
+/**
+ * Installs (download, verify, report) in progress at once across the simulated fleet. One process
+ * holds every device's MQTT connection, and a download takes another socket and files: 10,000
+ * connections plus 9,000 downloads would pass its `ulimit -n` (20,000), which real devices, each
+ * with its own network stack, never share. The others wait their turn, notified already.
+ */
+const MAX_CONCURRENT_INSTALLS = 2_000;
+let installing = 0;
+const waitingInstalls: Array<() => void> = [];
+
+function oneOfLimitedInstalls(updates: DeploymentApplier): DeploymentApplier {
+  return {
+    get current() {
+      return updates.current;
+    },
+    async apply(deployment) {
+      // A finished install hands its slot to the next waiting one.
+      if (installing < MAX_CONCURRENT_INSTALLS) installing++;
+      else await new Promise<void>((resolve) => waitingInstalls.push(resolve));
+      try {
+        await updates.apply(deployment);
+      } finally {
+        const next = waitingInstalls.shift();
+        if (next) next();
+        else installing--;
+      }
+    },
+    stop: () => updates.stop(),
+  };
+}
+
+function nextMessage<T>(): Promise<T> {
+  return new Promise((resolve) => process.once('message', (message) => resolve(message as T)));
+}
+const send = (message: RolloutDevicesMessage) => process.send?.(message);
+
+// The plan comes over IPC: 10,000 devices' credentials are too long for argv (E2BIG).
+const plan = await nextMessage<RolloutDevicesPlan>();
+// The agents' state files are fsynced on every change: in memory, 10,000 simulated disks cost
+// this process no disk waits (what is measured is the server, not this machine's disk).
+const root = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'boardfleet-bench-devices-'));
 const logger = pino({ level: 'silent' });
 const agents: DeviceAgent[] = [];
 const notifiedAt = new Map<string, number>();
 let online = 0;
 
-for (const device of plan.devices) {
+for (const [index, device] of plan.devices.entries()) {
   const dataDir = join(root, device.id);
   mkdirSync(join(dataDir, 'downloads'), { recursive: true });
   let agent: DeviceAgent | null = null;
   const updates = new SimulatedUpdates({
     dataDir: join(dataDir, 'downloads'),
-    serverUrl: plan.serverUrl,
+    serverUrl: plan.serverUrls[index % plan.serverUrls.length]!,
     auth: { deviceId: device.id, secret: device.secret },
     fleetPublicKeyPem: plan.fleetPublicKeyPem,
     report: ({ deploymentId, state, reason }) =>
@@ -42,10 +86,10 @@ for (const device of plan.devices) {
     keepaliveSeconds: 60,
     collectors: new SyntheticCollectors(device.id, 'rpi-4b', '0.1.0'),
     logger,
-    updates,
+    updates: oneOfLimitedInstalls(updates),
   });
   agent.once('online', () => {
-    if (++online === plan.devices.length) process.send?.({ type: 'online' });
+    if (++online === plan.devices.length) send({ type: 'online' });
   });
   agent.on('desired', (desired) => {
     if (desired.deployment && !notifiedAt.has(device.id)) notifiedAt.set(device.id, Date.now());
@@ -54,10 +98,21 @@ for (const device of plan.devices) {
   agents.push(agent);
 }
 
-process.on('message', async (message: { type: string }) => {
-  if (message.type === 'report') process.send?.({ type: 'notified', at: Object.fromEntries(notifiedAt) });
+process.on('message', async (message: { type: 'report' | 'stop' }) => {
+  if (message.type === 'report') send({ type: 'notified', at: Object.fromEntries(notifiedAt) });
   if (message.type === 'stop') {
-    await Promise.all(agents.map((agent) => agent.stop()));
+    // A stop waits for the agent's last publishes; one whose connection closed under it may wait
+    // for good, and must not keep the benchmark from ending.
+    let stopped = 0;
+    const all = Promise.all(agents.map((agent) => agent.stop().then(() => stopped++)));
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((resolve) => (deadline = setTimeout(resolve, STOP_DEADLINE_MS)))]);
+    clearTimeout(deadline);
+    if (stopped < agents.length)
+      process.stderr.write(
+        `  ${agents.length - stopped} of ${agents.length} simulated devices had not stopped after ${STOP_DEADLINE_MS / 1000} s\n`,
+      );
+    rmSync(root, { recursive: true, force: true });
     process.exit(0);
   }
 });

@@ -1,60 +1,144 @@
-// `npm run bench -- rollout [--devices 1000]`: N simulated devices (real agent code, simulated
-// installs that really download and verify) take a small bundle in 3 waves with zero soak,
-// through the Boardfleet server; baseline: a raw broker round-trip to the same N clients.
+// `npm run bench -- rollout [--devices 1000] [--broker embedded|mosquitto] [--replicas 1]
+//   [--database sqlite|postgresql] [--mosquitto-clients register|seed]`
+// N simulated devices (real agent code, simulated installs that really download and verify) take
+// a small bundle in 3 waves with zero soak, through the Boardfleet server — one or more server
+// processes (bench-replicas.ts); baseline: a raw broker round-trip to the same N clients (a bare
+// Aedes, or the same Mosquitto with the devices' own clients).
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { Aedes } from 'aedes';
-import mqtt from 'mqtt';
+import type { RolloutList, RolloutStatus } from '../protocol/api/rollouts.ts';
+import { MOSQUITTO_ENVIRONMENT } from '../server/broker/mosquitto/mosquitto-config.ts';
 import { sha256 } from '../lib/hash.ts';
-import { registerBenchDevices, startBenchServer } from './bench-server.ts';
+import { describeServerSide, parseServerSide, type ServerSideArgs, serverSideOptions } from './bench-args.ts';
+import { type BenchMosquitto, registerInMosquitto, startBenchMosquitto } from './bench-mosquitto.ts';
+import { type BenchReplicas, startBenchReplicas } from './bench-replicas.ts';
+import { BENCH_DEVICE_SECRET, benchDeviceIds } from './bench-server.ts';
+import { bareAedesRoundTrip, brokerRoundTrip, type RoundTrip } from './rollout-baseline.ts';
+import type { RolloutDevicesMessage, RolloutDevicesPlan } from './rollout-devices.ts';
 import { percentile } from './stats.ts';
 
+/** How often the rollout's state is asked for while it runs (the list, not the 10,000-device status). */
+const POLL_MS = 500;
+/** Tries of an operator's GET whose connection broke. */
+const GET_ATTEMPTS = 3;
+/** The simulated devices connect within this, or the benchmark stops. */
+const ONLINE_DEADLINE_MS = 5 * 60_000;
+/** A rollout still running after this is reported as it stands. */
+const ROLLOUT_DEADLINE_MS = 15 * 60_000;
+
 export async function run(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { devices: { type: 'string', default: '1000' } } });
+  const { values } = parseArgs({
+    args,
+    options: { devices: { type: 'string', default: '1000' }, ...serverSideOptions },
+  });
+  const side = parseServerSide(values, Number(values.devices));
   const count = Number(values.devices);
   process.stdout.write(
-    `rollout benchmark: ${count} simulated devices, 3 waves (1% → 10% → 100%), soak 0\n\n`,
+    `rollout benchmark: ${count} simulated devices, 3 waves (1% → 10% → 100%), soak 0; ${describeServerSide(side)}\n\n`,
   );
-  const server = await measureRollout(count);
-  const baseline = await measureBrokerRoundTrip(count);
+  const devices = benchDeviceIds(count).map((id) => ({ id, secret: BENCH_DEVICE_SECRET }));
+  let server: RolloutFigures;
+  let baseline: RoundTrip;
+  /** Mosquitto's notices of clients it dropped messages for, during the rollout and the baseline. */
+  const dropping: [string[], string[]] = [[], []];
+  if (side.broker === 'embedded') {
+    server = await measureRollout(devices, side, null);
+    baseline = await bareAedesRoundTrip(devices);
+  } else {
+    // Room for every device, each replica's session, the admins and the baseline's publisher.
+    const mosquitto = await startBenchMosquitto(count + 100, side.seedClients ? devices : []);
+    try {
+      server = await measureRollout(devices, side, mosquitto);
+      dropping[0] = mosquitto.droppingClients();
+      const env = MOSQUITTO_ENVIRONMENT;
+      baseline = await brokerRoundTrip(mosquitto.url, devices, {
+        username: mosquitto.env[env.serverUsername]!,
+        password: mosquitto.env[env.serverPassword]!,
+      });
+      dropping[1] = mosquitto.droppingClients();
+    } finally {
+      await mosquitto.dispose();
+    }
+  }
+  const perReplica = (values: number[], digits: number) =>
+    values.length > 1
+      ? `${values.map((value) => value.toFixed(digits)).join(' + ')} = ${sum(values).toFixed(digits)}`
+      : sum(values).toFixed(digits);
   const rows: Array<[string, string, string]> = [
     ['notify fan-out p50 (ms)', server.fanoutP50.toFixed(0), baseline.p50.toFixed(1)],
     ['notify fan-out p99 (ms)', server.fanoutP99.toFixed(0), baseline.p99.toFixed(1)],
     ['all done (s)', server.totalSeconds.toFixed(2), (baseline.totalMs / 1000).toFixed(3)],
-    ['server CPU (s)', server.cpuSeconds.toFixed(2), ''],
-    ['server RSS (MiB)', (server.rssBytes / 2 ** 20).toFixed(0), ''],
+    ['committed | replies', `${server.committed}/${count}`, `${baseline.replies}/${count}`],
+    ['server CPU (s)', perReplica(server.cpuSeconds, 2), ''],
+    [
+      'server RSS (MiB)',
+      perReplica(
+        server.rssBytes.map((bytes) => bytes / 2 ** 20),
+        0,
+      ),
+      '',
+    ],
   ];
+  const broker = side.broker === 'embedded' ? 'bare Aedes' : 'Mosquitto';
   process.stdout.write(
-    `${'figure'.padEnd(26)}${'boardfleet rollout'.padEnd(22)}raw broker round-trip (baseline)\n`,
+    `${'figure'.padEnd(26)}${'boardfleet rollout'.padEnd(22)}raw ${broker} round-trip (baseline)\n`,
   );
   for (const [label, a, b] of rows) process.stdout.write(`${label.padEnd(26)}${a.padEnd(22)}${b}\n`);
+  const droppedNote = (phase: string, clients: string[]) =>
+    clients.length > 0
+      ? `Mosquitto dropped messages (queue past max_queued_messages) during the ${phase} for ${clients.length} client(s): ` +
+        `${[...new Set(clients)].slice(0, 5).join(', ')}\n`
+      : '';
   process.stdout.write(
     `\nfan-out: wave start → device received its desired state (waves start one after another, so the\n` +
       `later waves' figures include the earlier waves). baseline: one publish to each of ${count} device\n` +
-      `topics on a bare Aedes → each client's reply received. committed: ${server.committed}/${count}.\n`,
+      `topics on ${side.broker === 'embedded' ? 'a bare Aedes' : 'the same Mosquitto, each device its own client'} → each client's reply received.\n` +
+      `server CPU and RSS: during the rollout and at its end${side.replicas > 1 ? ', each replica, then together' : ''}.\n` +
+      (side.replicas > 1
+        ? 'devices download from the replicas in turn; the operator talks to the first.\n'
+        : '') +
+      (server.state === 'completed'
+        ? ''
+        : `the rollout ended ${server.state}: ${server.reason ?? 'no reason given'}\n`) +
+      server.failures.map(([reason, devices]) => `failed: ${devices} × ${reason}\n`).join('') +
+      droppedNote('rollout', dropping[0]) +
+      droppedNote('baseline', dropping[1]) +
+      `committed: ${server.committed}/${count}.\n`,
   );
 }
 
-async function measureRollout(count: number) {
-  const server = await startBenchServer();
+interface RolloutFigures {
+  /** How the rollout ended (completed; paused when a wave tripped), or still running at the deadline. */
+  state: string;
+  reason: string | null;
+  /** The most frequent reasons devices failed, with their counts. */
+  failures: Array<[reason: string, devices: number]>;
+  fanoutP50: number;
+  fanoutP99: number;
+  totalSeconds: number;
+  cpuSeconds: number[];
+  rssBytes: number[];
+  committed: number;
+}
+
+async function measureRollout(
+  list: Array<{ id: string; secret: string }>,
+  side: ServerSideArgs,
+  mosquitto: BenchMosquitto | null,
+): Promise<RolloutFigures> {
+  const count = list.length;
+  const servers = await startBenchReplicas({
+    count: side.replicas,
+    database: side.database,
+    // Embedded: room for every device beside the server's own session (the default cap is 10,000).
+    env: mosquitto?.env ?? { BOARDFLEET_MQTT_MAX_CONNECTIONS: String(Math.max(10_000, count + 100)) },
+  });
   let devices: ChildProcess | null = null;
   try {
-    const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-      const response = await fetch(`${server.httpUrl}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${server.adminToken}`,
-          ...(body instanceof Uint8Array
-            ? { 'content-type': 'application/octet-stream' }
-            : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: body instanceof Uint8Array ? body : JSON.stringify(body) }),
-      });
-      return (await response.json()) as T;
-    };
+    const [operator] = servers.replicas;
+    const api = apiOf(operator!.httpUrl, operator!.adminToken);
     const bundle = randomBytes(16 * 1024);
     const query = new URLSearchParams({
       name: 'bench-app',
@@ -66,30 +150,25 @@ async function measureRollout(count: number) {
     });
     const artifact = await api<{ id: string }>('POST', `/api/v1/artifacts?${query}`, bundle);
     await api('POST', '/api/v1/releases', { name: 'bench', artifacts: { 'rpi-4b': artifact.id } });
-    const list = await registerBenchDevices(server, count, 'rpi-4b');
+    await servers.registerDevices(count, 'rpi-4b');
+    if (mosquitto && !side.seedClients) await registerInMosquitto(mosquitto.env, list);
     const { publicKeyPem } = await api<{ publicKeyPem: string }>('GET', '/api/v1/fleet-key');
     const setupStarted = Date.now();
-    devices = fork(
-      new URL('./rollout-devices.ts', import.meta.url),
-      [
-        JSON.stringify({
-          serverUrl: server.httpUrl,
-          mqttUrl: `mqtt://127.0.0.1:${server.mqttPort}`,
-          fleetPublicKeyPem: publicKeyPem,
-          devices: list,
-        }),
-      ],
-      {
-        execArgv: ['--import', 'tsx'],
-      },
-    );
-    await once(devices, 'message');
+    devices = fork(new URL('./rollout-devices.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] });
+    const online = once(devices, 'message');
+    devices.send({
+      serverUrls: servers.replicas.map((replica) => replica.httpUrl),
+      mqttUrl: mosquitto?.url ?? operator!.mqttUrl,
+      fleetPublicKeyPem: publicKeyPem,
+      devices: list,
+    } satisfies RolloutDevicesPlan);
+    await withDeadline(online, ONLINE_DEADLINE_MS, `${count} simulated devices online`);
     process.stdout.write(
       `  ${count} simulated devices online in ${((Date.now() - setupStarted) / 1000).toFixed(1)} s\n`,
     );
-    await server.ingest.drain();
+    // Their presence and inventories stored before the rollout starts.
+    const before = await reportAll(servers);
 
-    const cpuBefore = process.cpuUsage();
     const started = Date.now();
     const waves = [1, 10, 100].map((percent) => ({
       percent,
@@ -102,20 +181,21 @@ async function measureRollout(count: number) {
       target: { boards: ['rpi-4b'] },
       waves,
     });
-    let status: {
-      state: string;
-      waves: Array<{ startedAt: number | null }>;
-      devices: Array<{ deviceId: string; waveIndex: number; state: string }>;
-    };
-    for (;;) {
-      status = await api('GET', `/api/v1/rollouts/${rollout.id}`);
-      if (status.state !== 'running') break;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    // Until it is no longer running (completed, or paused by a tripped wave), or the deadline.
+    while (
+      Date.now() - started < ROLLOUT_DEADLINE_MS &&
+      (await api<RolloutList>('GET', '/api/v1/rollouts')).rollouts.some(
+        (summary) => summary.id === rollout.id && summary.state === 'running',
+      )
+    )
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     const totalSeconds = (Date.now() - started) / 1000;
-    const cpu = process.cpuUsage(cpuBefore);
+    const after = await reportAll(servers);
+    const status = await api<RolloutStatus>('GET', `/api/v1/rollouts/${rollout.id}`);
     devices.send({ type: 'report' });
-    const [report] = (await once(devices, 'message')) as [{ at: Record<string, number> }];
+    const [report] = (await once(devices, 'message')) as [
+      Extract<RolloutDevicesMessage, { type: 'notified' }>,
+    ];
     const fanout = status.devices
       .map(
         (device) =>
@@ -127,53 +207,74 @@ async function measureRollout(count: number) {
       fanoutP50: percentile(fanout, 50),
       fanoutP99: percentile(fanout, 99),
       totalSeconds,
-      cpuSeconds: (cpu.user + cpu.system) / 1e6,
-      rssBytes: process.memoryUsage().rss,
+      cpuSeconds: after.map((figures, i) => figures.cpuSeconds - before[i]!.cpuSeconds),
+      rssBytes: after.map((figures) => figures.rssBytes),
       committed: status.devices.filter((device) => device.state === 'committed').length,
+      state: status.state,
+      reason: status.reason,
+      failures: failureReasons(status),
     };
   } finally {
     if (devices) {
       devices.send({ type: 'stop' });
       await once(devices, 'exit');
     }
-    await server.dispose();
+    await servers.dispose();
   }
 }
 
-async function measureBrokerRoundTrip(count: number) {
-  const broker = await Aedes.createBroker();
-  const tcp = createServer(broker.handle);
-  await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
-  const url = `mqtt://127.0.0.1:${(tcp.address() as { port: number }).port}`;
-  const clients = [];
-  for (let i = 0; i < count; i += 100) {
-    clients.push(
-      ...(await Promise.all(
-        Array.from({ length: Math.min(100, count - i) }, async (_, j) => {
-          const id = `rt-${i + j}`;
-          const client = await mqtt.connectAsync(url, { protocolVersion: 4, clientId: id });
-          await client.subscribeAsync(`desired/${id}`, { qos: 1 });
-          client.on('message', (_topic, payload) => client.publish(`reply/${id}`, payload, { qos: 1 }));
-          return client;
-        }),
-      )),
-    );
-  }
-  const server = await mqtt.connectAsync(url, { protocolVersion: 4 });
-  await server.subscribeAsync('reply/+', { qos: 1 });
-  const rtts: number[] = [];
-  const started = Date.now();
-  const done = new Promise<void>((resolve) => {
-    server.on('message', (_topic, payload) => {
-      rtts.push(Date.now() - Number(payload.toString()));
-      if (rtts.length === count) resolve();
-    });
-  });
-  for (let i = 0; i < count; i++) server.publish(`desired/rt-${i}`, String(Date.now()), { qos: 1 });
-  await done;
-  const totalMs = Date.now() - started;
-  await Promise.all([...clients, server].map((client) => client.endAsync()));
-  await new Promise<void>((resolve) => broker.close(() => resolve()));
-  tcp.close();
-  return { p50: percentile(rtts, 50), p99: percentile(rtts, 99), totalMs };
+function reportAll(servers: BenchReplicas) {
+  return Promise.all(servers.replicas.map((replica) => replica.report()));
 }
+
+/**
+ * The operator's REST calls, with the admin token; a JSON body, or raw bytes for an upload. A GET
+ * whose connection broke is asked again: a kept-alive connection the server closes as the next
+ * request leaves is reset, and a server busy with 10,000 devices makes that race common.
+ */
+function apiOf(httpUrl: string, token: string) {
+  const api = async <T>(method: string, path: string, body?: unknown, attempt = 1): Promise<T> => {
+    const raw = body instanceof Uint8Array;
+    let response: Response;
+    try {
+      response = await fetch(`${httpUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': raw ? 'application/octet-stream' : 'application/json',
+        },
+        ...(body === undefined ? {} : { body: raw ? body : JSON.stringify(body) }),
+      });
+    } catch (error) {
+      if (method !== 'GET' || attempt >= GET_ATTEMPTS) throw error;
+      return api(method, path, body, attempt + 1);
+    }
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+    return (await response.json()) as T;
+  };
+  return api;
+}
+
+function failureReasons(status: RolloutStatus): Array<[string, number]> {
+  const counts = new Map<string, number>();
+  for (const device of status.devices)
+    if (device.state === 'failed') {
+      const reason = device.reason ?? 'no reason given';
+      counts.set(reason, (counts.get(reason) ?? 0) + 1);
+    }
+  return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 3);
+}
+
+async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms / 1000} s`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);

@@ -4,6 +4,7 @@ import { writeJsonAtomically } from '../lib/atomic-file.ts';
 import { DeploymentReport, type DesiredState, type Health } from '../../protocol/schemas.ts';
 import { downloadArtifact } from '../update/artifact-download.ts';
 import { verifyDeployment } from '../update/artifact-verify.ts';
+import { retryTransient } from '../update/update-manager.ts';
 import type { RunningVersion } from '../update/update-state-machine.ts';
 import type { Collectors } from './collectors.ts';
 import type { DeploymentApplier } from './device-agent.ts';
@@ -118,17 +119,20 @@ export class SimulatedUpdates implements DeploymentApplier {
     try {
       report(DeploymentReport.Downloading, { progress: 0 });
       let lastDecile = 0;
-      await downloadArtifact({
-        url: new URL(deployment.url, this.options.serverUrl).toString(),
-        destination: path,
-        expectedSize: deployment.size,
-        auth: this.options.auth,
-        onProgress: (received, total) => {
-          const decile = Math.floor((received / total) * 10);
-          if (decile > lastDecile)
-            report(DeploymentReport.Downloading, { progress: (lastDecile = decile) * 10 });
-        },
-      });
+      // Retried as the real agent retries (a busy server's connect timeout is no failed update).
+      await retryTransient(new AbortController().signal, () =>
+        downloadArtifact({
+          url: new URL(deployment.url, this.options.serverUrl).toString(),
+          destination: path,
+          expectedSize: deployment.size,
+          auth: this.options.auth,
+          onProgress: (received, total) => {
+            const decile = Math.floor((received / total) * 10);
+            if (decile > lastDecile)
+              report(DeploymentReport.Downloading, { progress: (lastDecile = decile) * 10 });
+          },
+        }),
+      );
       report(DeploymentReport.Installing);
       await verifyDeployment({
         deployment,

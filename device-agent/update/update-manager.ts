@@ -57,7 +57,7 @@ const FIRST_RETRY_MS = 1_000;
  * link) or the server answered with an error of its own (5xx), waiting 1 s, 2 s, 4 s… between
  * tries; each try resumes from the partial file. Refusals (4xx, oversize) fail at once.
  */
-async function retryTransient(signal: AbortSignal, download: () => Promise<unknown>): Promise<void> {
+export async function retryTransient(signal: AbortSignal, download: () => Promise<unknown>): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await download();

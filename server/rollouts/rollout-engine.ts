@@ -127,10 +127,16 @@ export class RolloutEngine extends EventEmitter<{
   }
 
   private enqueue<T>(work: () => Promise<T>, { retry = true } = {}): Promise<T> {
-    const result = this.queue.then(() => (retry ? this.untilDone(work) : work()));
-    this.queue = result.catch((error: unknown) =>
-      this.deps.logger.error({ err: error }, 'rollout engine step failed'),
-    );
+    const result = this.queue.then(() => {
+      // Reports arriving while the server stops are stored: the next ticker applies them.
+      if (this.stopping.signal.aborted)
+        throw new BoardfleetError('unavailable', 'the server is stopping; try again');
+      return retry ? this.untilDone(work) : work();
+    });
+    this.queue = result.catch((error: unknown) => {
+      if (this.stopping.signal.aborted) this.deps.logger.debug({ err: error }, 'rollout step left at stop');
+      else this.deps.logger.error({ err: error }, 'rollout engine step failed');
+    });
     return result;
   }
 

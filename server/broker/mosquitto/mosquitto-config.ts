@@ -14,6 +14,9 @@ import {
 } from './dynsec-acl.ts';
 
 /** The files `boardfleet broker-config mosquitto` writes in its folder. */
+/** Messages the server's session may have queued per device the broker allows: a burst of 20 each. */
+const SERVER_QUEUE_PER_DEVICE = 20;
+
 export const MOSQUITTO_CONF_FILE = 'mosquitto.conf';
 export const DYNSEC_STATE_FILE = 'dynamic-security.json';
 export const BOARDFLEET_ENV_FILE = 'boardfleet.env';
@@ -117,7 +120,10 @@ persistent_client_expiration 30d
 max_packet_size ${limits.maxPacketBytes}
 message_size_limit ${MAX_PAYLOAD_BYTES}
 max_connections ${limits.maxConnections}
-max_queued_messages ${limits.maxPendingMessages}
+# The server's session is one client taking every device's messages: when 10,000 devices connect
+# or report at once, its queue must hold their presence, inventory and events, or Mosquitto drops
+# them (a device's own queue only ever holds its desired state and commands).
+max_queued_messages ${Math.max(limits.maxPendingMessages, limits.maxConnections * SERVER_QUEUE_PER_DEVICE)}
 # Desired state and commands go out at once rather than waiting to fill a TCP segment.
 set_tcp_nodelay true
 
