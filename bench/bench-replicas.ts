@@ -55,6 +55,8 @@ export interface BenchReplica {
 
 export interface BenchReplicas {
   replicas: BenchReplica[];
+  /** The replicas' shared database (the benchmark reads what the server recorded). */
+  databaseUrl: string;
   /** Registers the bench devices (benchDeviceIds, BENCH_DEVICE_SECRET) through the first replica. */
   registerDevices(count: number, board: string): Promise<void>;
   /** Starts counting heartbeats on every replica from now. */
@@ -111,6 +113,7 @@ export async function startBenchReplicas(options: {
   const [first] = replicas;
   return {
     replicas,
+    databaseUrl: database.url,
     async registerDevices(count, board) {
       await first!.call({ type: 'register', count, board });
     },

@@ -10,6 +10,8 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import type { RolloutList, RolloutStatus } from '../protocol/api/rollouts.ts';
 import { MOSQUITTO_ENVIRONMENT } from '../server/broker/mosquitto/mosquitto-config.ts';
+import { openDatabase } from '../server/db/database.ts';
+import { NOTIFY_PART_SIZE } from '../server/rollouts/rollout-steps.ts';
 import { sha256 } from '../lib/hash.ts';
 import { describeServerSide, parseServerSide, type ServerSideArgs, serverSideOptions } from './bench-args.ts';
 import { type BenchMosquitto, registerInMosquitto, startBenchMosquitto } from './bench-mosquitto.ts';
@@ -69,6 +71,8 @@ export async function run(args: string[]): Promise<void> {
   const rows: Array<[string, string, string]> = [
     ['notify fan-out p50 (ms)', server.fanoutP50.toFixed(0), baseline.p50.toFixed(1)],
     ['notify fan-out p99 (ms)', server.fanoutP99.toFixed(0), baseline.p99.toFixed(1)],
+    ['server part p50 (ms)', server.publishedP50.toFixed(0), ''],
+    ['server part p99 (ms)', server.publishedP99.toFixed(0), ''],
     ['all done (s)', server.totalSeconds.toFixed(2), (baseline.totalMs / 1000).toFixed(3)],
     ['committed | replies', `${server.committed}/${count}`, `${baseline.replies}/${count}`],
     ['server CPU (s)', perReplica(server.cpuSeconds, 2), ''],
@@ -95,6 +99,8 @@ export async function run(args: string[]): Promise<void> {
     `\nfan-out: wave start → device received its desired state (waves start one after another, so the\n` +
       `later waves' figures include the earlier waves). baseline: one publish to each of ${count} device\n` +
       `topics on ${side.broker === 'embedded' ? 'a bare Aedes' : 'the same Mosquitto, each device its own client'} → each client's reply received.\n` +
+      `server part: wave start → the broker acknowledged the desired state (published_at, recorded\n` +
+      `per part of up to ${NOTIFY_PART_SIZE} devices); the rest is the broker and the simulated devices, on the same cores.\n` +
       `server CPU and RSS: during the rollout and at its end${side.replicas > 1 ? ', each replica, then together' : ''}.\n` +
       (side.replicas > 1
         ? 'devices download from the replicas in turn; the operator talks to the first.\n'
@@ -117,6 +123,9 @@ interface RolloutFigures {
   failures: Array<[reason: string, devices: number]>;
   fanoutP50: number;
   fanoutP99: number;
+  /** Wave start → the broker acknowledged the device's desired state, as the server recorded it. */
+  publishedP50: number;
+  publishedP99: number;
   totalSeconds: number;
   cpuSeconds: number[];
   rssBytes: number[];
@@ -203,9 +212,12 @@ async function measureRollout(
           (status.waves[device.waveIndex]?.startedAt ?? Number.NaN),
       )
       .filter((ms) => Number.isFinite(ms));
+    const published = await publishedAfterWaveStart(servers.databaseUrl, status);
     return {
       fanoutP50: percentile(fanout, 50),
       fanoutP99: percentile(fanout, 99),
+      publishedP50: percentile(published, 50),
+      publishedP99: percentile(published, 99),
       totalSeconds,
       cpuSeconds: after.map((figures, i) => figures.cpuSeconds - before[i]!.cpuSeconds),
       rssBytes: after.map((figures) => figures.rssBytes),
@@ -220,6 +232,24 @@ async function measureRollout(
       await once(devices, 'exit');
     }
     await servers.dispose();
+  }
+}
+
+/** Per device: wave start → its desired state acknowledged by the broker, read from the database. */
+async function publishedAfterWaveStart(databaseUrl: string, status: RolloutStatus): Promise<number[]> {
+  const db = openDatabase(databaseUrl);
+  try {
+    const rows = await db.selectFrom('device_desired').select(['device_id', 'published_at']).execute();
+    const publishedAt = new Map(rows.map((row) => [row.device_id, row.published_at]));
+    return status.devices
+      .map(
+        (device) =>
+          (publishedAt.get(device.deviceId) ?? Number.NaN) -
+          (status.waves[device.waveIndex]?.startedAt ?? Number.NaN),
+      )
+      .filter((ms) => Number.isFinite(ms));
+  } finally {
+    await db.destroy();
   }
 }
 

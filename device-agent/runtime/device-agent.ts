@@ -427,7 +427,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.heartbeat) clearInterval(this.heartbeat);
     const client = this.client;
-    if (!client) return;
+    if (!client) return this.outbox.close();
     if (this.connected) {
       await this.flushing;
       await client
@@ -442,6 +442,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
         .catch(() => undefined);
     }
     await client.endAsync();
+    this.outbox.close();
     await this.options.updates?.stop();
   }
 }

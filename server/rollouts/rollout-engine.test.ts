@@ -7,6 +7,8 @@ import {
   ROLLOUT_TRANSITIONS,
   RolloutEvent,
 } from './rollout-state-machine.ts';
+import type { RolloutDeviceRecord } from './rollout.repository.ts';
+import { NOTIFY_PART_SIZE, type NotifyStep, type RolloutStep, transactionParts } from './rollout-steps.ts';
 import { countWave, evaluateWave, notifyBudget } from './wave-evaluator.ts';
 import { planWaves, waveForLateJoiner } from './wave-planner.ts';
 
@@ -122,5 +124,34 @@ describe('state machines', () => {
     );
     expect(nextState(ROLLOUT_TRANSITIONS, RolloutState.Aborted, RolloutEvent.Resume)).toBeNull();
     expect(nextState(ROLLOUT_TRANSITIONS, RolloutState.Completed, RolloutEvent.Abort)).toBeNull();
+  });
+});
+
+describe('transaction parts', () => {
+  const notify = (count: number): NotifyStep => ({
+    kind: 'notify',
+    waveIndex: 2,
+    releaseId: 'rel-1',
+    devices: devices(count).map((deviceId) => ({ deviceId }) as RolloutDeviceRecord),
+    at: 1,
+  });
+  const log = (message: string): RolloutStep => ({ kind: 'log', message, at: 1 });
+
+  it('keeps a small plan in one transaction', () => {
+    const steps = [log('wave 3 started'), notify(10)];
+    expect(transactionParts(steps)).toEqual([steps]);
+  });
+
+  it('notifies a large wave in parts, the steps before it with the first, each device once', () => {
+    const parts = transactionParts([log('wave 3 started'), notify(NOTIFY_PART_SIZE * 2 + 1), log('after')]);
+    expect(
+      parts.map((part) => part.map((step) => (step.kind === 'notify' ? step.devices.length : step.kind))),
+    ).toEqual([['log', NOTIFY_PART_SIZE], [NOTIFY_PART_SIZE], [1, 'log']]);
+    const notified = parts.flat().flatMap((step) => (step.kind === 'notify' ? step.devices : []));
+    expect(new Set(notified.map((device) => device.deviceId)).size).toBe(NOTIFY_PART_SIZE * 2 + 1);
+  });
+
+  it('has no empty transaction for a plan without steps', () => {
+    expect(transactionParts([])).toEqual([]);
   });
 });

@@ -26,7 +26,7 @@ import {
 } from './rollout-planner.ts';
 import { ACTIVE_DEPLOYMENT_STATES } from './rollout-state-machine.ts';
 import type { RolloutStep } from './rollout-steps.ts';
-import { matchTarget } from './rollout-target.ts';
+import { matchTargetAmong } from './rollout-target.ts';
 
 const TICK_MS = 500;
 const PRESENCE_BATCH = 500;
@@ -350,8 +350,13 @@ export class RolloutEngine extends EventEmitter<{
   private async snapshot(rollout: RolloutRecord, now: number): Promise<RolloutSnapshot> {
     const waves = await this.deps.rollouts.waves(rollout.id);
     const devices = await this.deps.rollouts.devices(rollout.id);
+    // Only devices outside the rollout can join it: reading just those keeps a tick of a large fleet cheap.
     const targetDeviceIds = wantsLateJoiners(rollout, waves)
-      ? (await matchTarget(this.deps.devices, rollout.target)).map((device) => device.id)
+      ? await matchTargetAmong(
+          this.deps.devices,
+          rollout.target,
+          await this.deps.rollouts.devicesOutside(rollout.id),
+        )
       : undefined;
     return {
       rollout,

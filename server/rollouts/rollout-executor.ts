@@ -5,12 +5,11 @@ import type { ServerMqttClient } from '../broker/server-mqtt-client.ts';
 import type { DeviceRecord, DeviceRepository } from '../devices/device.repository.ts';
 import type { ReleaseRecord } from '../releases/release.repository.ts';
 import type { ReleaseService } from '../releases/release.service.ts';
-import { chooseDelivery, deploymentBoards, nextDesired } from './desired-deployment.ts';
+import { chooseDelivery, deploymentBoards } from './desired-deployment.ts';
+import { PlanWriter, type Publication } from './plan-writer.ts';
 import type { RolloutRepository } from './rollout.repository.ts';
 import { planDelivery } from './rollout-planner.ts';
-import type { NotifyStep, RolloutStep, WriteStep } from './rollout-steps.ts';
-
-type Publication = { deviceId: string; desired: DesiredState };
+import { type NotifyStep, type RolloutStep, transactionParts } from './rollout-steps.ts';
 
 export interface RolloutExecutorDependencies {
   rollouts: RolloutRepository;
@@ -38,6 +37,24 @@ export class RolloutExecutor {
   constructor(private readonly deps: RolloutExecutorDependencies) {}
 
   async apply(rolloutId: string, steps: readonly RolloutStep[]): Promise<void> {
+    const publishing: Array<Promise<number>> = [];
+    let writeFailure: unknown = null;
+    try {
+      // Each part is committed, then published while the next is written: the first devices of
+      // a large wave hear of it after one part's writes, not after the whole wave's.
+      for (const part of transactionParts(steps))
+        publishing.push(this.publish(await this.write(rolloutId, part)));
+    } catch (error) {
+      writeFailure = error;
+    }
+    // The parts committed are published either way; then the first failure is thrown.
+    const failed = (await Promise.allSettled(publishing)).find((result) => result.status === 'rejected');
+    if (writeFailure) throw writeFailure;
+    if (failed) throw failed.reason;
+  }
+
+  /** Writes steps in one transaction; returns the desired states to publish now it committed. */
+  private async write(rolloutId: string, steps: readonly RolloutStep[]): Promise<Publication[]> {
     const notifies = steps.filter((step): step is NotifyStep => step.kind === 'notify');
     const sentTo = steps.flatMap((step) =>
       step.kind === 'send-desired'
@@ -50,18 +67,14 @@ export class RolloutExecutor {
     const desired = sentTo.length > 0 ? await this.deps.rollouts.desiredFor(sentTo) : new Map();
     const inputs = new Map<NotifyStep, NotifyInputs>();
     for (const step of notifies) inputs.set(step, await this.notifyInputs(step));
-    const publications = await this.deps.rollouts.transaction(async (rollouts) => {
-      const written: Publication[] = [];
+    return this.deps.rollouts.transaction(async (rollouts) => {
+      const writer = new PlanWriter(rollouts, rolloutId, desired);
       for (const step of steps) {
-        if (step.kind === 'notify')
-          written.push(
-            ...(await notify(rollouts, rolloutId, step, inputs.get(step) as NotifyInputs, desired)),
-          );
-        else written.push(...(await writeStep(rollouts, rolloutId, step, desired)));
+        if (step.kind === 'notify') await notify(writer, step, inputs.get(step) as NotifyInputs, desired);
+        else await writer.write(step);
       }
-      return written;
+      return writer.finish();
     });
-    await this.publish(publications);
   }
 
   /** Republishes every stored desired state (the embedded broker forgets retained messages on restart). */
@@ -119,53 +132,15 @@ export class RolloutExecutor {
 
 /** Notifies a batch: each device is sent the artifact for its board, or fails when there is none. */
 async function notify(
-  rollouts: RolloutRepository,
-  rolloutId: string,
+  writer: PlanWriter,
   step: NotifyStep,
   { release, records, artifactByBoard }: NotifyInputs,
   desired: Map<string, DesiredState>,
-): Promise<Publication[]> {
-  const written: Publication[] = [];
+): Promise<void> {
   for (const device of step.devices) {
     const delivery = chooseDelivery(records.get(device.deviceId), artifactByBoard, release.name);
     const previous = desired.get(device.deviceId)?.deployment ?? null;
     for (const deliveryStep of planDelivery(device, delivery, previous, step.at))
-      written.push(...(await writeStep(rollouts, rolloutId, deliveryStep, desired)));
-  }
-  return written;
-}
-
-/**
- * Writes one step (in the plan's transaction); returns the desired state to publish once written.
- * `desired` holds each device's last desired state and is kept current, so versions only go up.
- */
-async function writeStep(
-  rollouts: RolloutRepository,
-  rolloutId: string,
-  step: WriteStep,
-  desired: Map<string, DesiredState>,
-): Promise<Publication[]> {
-  switch (step.kind) {
-    case 'add-devices':
-      await rollouts.insertDevices(rolloutId, step.devices);
-      return [];
-    case 'move-device':
-      await rollouts.updateDevice(rolloutId, step.deviceId, { ...step.changes, state: step.state });
-      return [];
-    case 'move-wave':
-      await rollouts.setWaveState(rolloutId, step.waveIndex, step.state, step.changes);
-      return [];
-    case 'move-rollout':
-      await rollouts.setRolloutState(rolloutId, step.state, step.reason, step.at);
-      return [];
-    case 'log':
-      await rollouts.log(rolloutId, step.message, step.at);
-      return [];
-    case 'send-desired': {
-      const next = nextDesired(desired.get(step.deviceId) ?? null, step.deployment, step.at);
-      await rollouts.saveDesired(step.deviceId, next, step.at);
-      desired.set(step.deviceId, next);
-      return [{ deviceId: step.deviceId, desired: next }];
-    }
+      await writer.write(deliveryStep);
   }
 }

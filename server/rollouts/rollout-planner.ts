@@ -49,7 +49,10 @@ export interface RolloutSnapshot {
   rollout: RolloutRecord;
   waves: readonly WaveRecord[];
   devices: readonly RolloutDeviceRecord[];
-  /** The devices that match the target now; read only when `wantsLateJoiners` says so. */
+  /**
+   * The devices that match the target now (those already in the rollout may be left out); read
+   * only when `wantsLateJoiners` says so.
+   */
   targetDeviceIds?: readonly string[];
   /** Presence of the devices whose soak is over (`soaksDue`); a device missing here counts as offline. */
   presence: ReadonlyMap<string, DevicePresence>;

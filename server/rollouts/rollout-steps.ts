@@ -45,6 +45,32 @@ export interface NotifyStep {
 
 export type RolloutStep = WriteStep | NotifyStep;
 
+/** Devices notified in one transaction, at most. */
+export const NOTIFY_PART_SIZE = 1_000;
+
+/**
+ * A plan's steps cut into transactions, in order: a notify of more than `NOTIFY_PART_SIZE`
+ * devices goes in parts, one transaction each, and every other step with the part it precedes or
+ * follows. Each part is whole on its own (a device moves with its desired state), so a plan cut
+ * short by a lost connection leaves the rest of the wave queued for the next tick.
+ */
+export function transactionParts(steps: readonly RolloutStep[]): RolloutStep[][] {
+  const parts: RolloutStep[][] = [[]];
+  for (const step of steps) {
+    if (step.kind !== 'notify') {
+      parts.at(-1)?.push(step);
+      continue;
+    }
+    for (let start = 0; start < step.devices.length; start += NOTIFY_PART_SIZE) {
+      const current = parts.at(-1) as RolloutStep[];
+      const part = { ...step, devices: step.devices.slice(start, start + NOTIFY_PART_SIZE) };
+      if (current.some((earlier) => earlier.kind === 'notify')) parts.push([part]);
+      else current.push(part);
+    }
+  }
+  return parts.filter((part) => part.length > 0);
+}
+
 /**
  * The steps of one plan, and the working copies they change: a state change is looked up in its
  * transition table and applied to the copy, so the next decision sees it.

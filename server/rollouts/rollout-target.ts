@@ -22,3 +22,19 @@ export async function matchTarget(devices: DeviceRepository, target: RolloutTarg
   }
   return all.filter(targetMatcher(target));
 }
+
+/** Those of `deviceIds` that are registered (not revoked) and match a rollout target. */
+export async function matchTargetAmong(
+  devices: DeviceRepository,
+  target: RolloutTarget,
+  deviceIds: readonly string[],
+): Promise<string[]> {
+  const matches = targetMatcher(target);
+  const matched: string[] = [];
+  for (let start = 0; start < deviceIds.length; start += PAGE) {
+    const ids = deviceIds.slice(start, start + PAGE);
+    for (const device of await devices.list({ ids, limit: ids.length, offset: 0 }))
+      if (matches(device)) matched.push(device.id);
+  }
+  return matched;
+}

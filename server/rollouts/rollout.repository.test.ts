@@ -157,6 +157,81 @@ describe.each(databaseBackends)('the rollout repository, on $name', (backend) =>
     });
   });
 
+  describe('writing many devices at once', () => {
+    it('writes each device its own changes, grouped by the fields they change, in batches past one statement', async () => {
+      const ids = Array.from({ length: 1_203 }, (_, i) => `dev-${i}`);
+      await insertRunningRollout(
+        rollouts,
+        'ro-1',
+        ids.map((id) => newRolloutDevice(id, 0, 0, `dep-${id}`)),
+      );
+      // As stored: JSON, without the undefined fields.
+      const previous = JSON.parse(
+        JSON.stringify(deploymentFromArtifact(artifact('art-0'), 'dep-old')),
+      ) as Deployment;
+      await rollouts.updateDevices('ro-1', [
+        ...ids.slice(0, 1_200).map((deviceId, i) => ({
+          deviceId,
+          changes: {
+            state: DeploymentState.Notified,
+            deploymentId: `dep-new-${i}`,
+            notifiedAt: 1_700_000_000_000 + i,
+            previousDeployment: i === 0 ? previous : null,
+            stateChangedAt: 5,
+          },
+        })),
+        {
+          deviceId: 'dev-1200',
+          changes: { state: DeploymentState.Failed, reason: 'no artifact', progress: 40 },
+        },
+        { deviceId: 'dev-not-in-rollout', changes: { state: DeploymentState.Failed } },
+        { deviceId: 'dev-1201', changes: {} },
+      ]);
+      const byId = new Map((await rollouts.devices('ro-1')).map((device) => [device.deviceId, device]));
+      expect(byId.get('dev-0')).toMatchObject({
+        state: DeploymentState.Notified,
+        deploymentId: 'dep-new-0',
+        notifiedAt: 1_700_000_000_000,
+        previousDeployment: previous,
+        stateChangedAt: 5,
+      });
+      expect(byId.get('dev-1199')).toMatchObject({
+        deploymentId: 'dep-new-1199',
+        notifiedAt: 1_700_000_001_199,
+        previousDeployment: null,
+      });
+      expect(byId.get('dev-1200')).toMatchObject({
+        state: DeploymentState.Failed,
+        reason: 'no artifact',
+        progress: 40,
+        deploymentId: 'dep-dev-1200',
+      });
+      expect(byId.get('dev-1201')).toMatchObject({
+        state: DeploymentState.Queued,
+        deploymentId: 'dep-dev-1201',
+      });
+      expect(byId.size).toBe(1_203);
+    });
+
+    it('saves many desired states, replacing stored ones and keeping the last one named for a device', async () => {
+      const desired = (version: number): DesiredState => ({ version, issuedAt: version, deployment: null });
+      await rollouts.saveDesired('dev-0', desired(1), 10);
+      await rollouts.markPublished([{ deviceId: 'dev-0', version: 1 }], 20);
+      await rollouts.saveDesiredStates(
+        [
+          ...Array.from({ length: 1_100 }, (_, i) => ({ deviceId: `dev-${i}`, desired: desired(2) })),
+          { deviceId: 'dev-5', desired: desired(3) },
+        ],
+        30,
+      );
+      const all = await rollouts.desiredFor(Array.from({ length: 1_100 }, (_, i) => `dev-${i}`));
+      expect(all.size).toBe(1_100);
+      expect(all.get('dev-0')?.version).toBe(2);
+      expect(all.get('dev-5')?.version).toBe(3);
+      expect(await rollouts.allDesired({ unpublished: true })).toHaveLength(1_100);
+    });
+  });
+
   describe('what the dashboard reads', () => {
     /** A one-wave rollout whose devices are in the given states. */
     const rolloutWith = (id: string, states: Record<string, DeploymentState>) =>

@@ -21,6 +21,7 @@ import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 import type { RolloutDeviceTable, RolloutTable } from '../db/schema.ts';
 import { artifactIdOf } from './desired-deployment.ts';
+import { type RolloutDeviceUpdate, updateRolloutDevices } from './rollout-device-updates.ts';
 
 export type RolloutRecord = Rollout;
 
@@ -161,6 +162,26 @@ export class RolloutRepository {
       .execute();
   }
 
+  /** The registered (not revoked) devices that are not in the rollout: its possible late joiners. */
+  async devicesOutside(rolloutId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('devices')
+      .select('devices.id')
+      .where('devices.revoked_at', 'is', null)
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('rollout_devices')
+              .select('rollout_devices.device_id')
+              .where('rollout_devices.rollout_id', '=', rolloutId)
+              .whereRef('rollout_devices.device_id', '=', 'devices.id'),
+          ),
+        ),
+      )
+      .execute();
+    return rows.map((row) => row.id);
+  }
+
   async devices(rolloutId: string): Promise<RolloutDeviceRecord[]> {
     const rows = await this.db
       .selectFrom('rollout_devices')
@@ -258,34 +279,9 @@ export class RolloutRepository {
     return reports;
   }
 
-  async updateDevice(
-    rolloutId: string,
-    deviceId: string,
-    changes: Partial<Omit<RolloutDeviceRecord, 'deviceId' | 'waveIndex'>>,
-  ): Promise<void> {
-    await this.db
-      .updateTable('rollout_devices')
-      .set({
-        ...(changes.deploymentId !== undefined ? { deployment_id: changes.deploymentId } : {}),
-        ...(changes.state !== undefined ? { state: changes.state } : {}),
-        ...(changes.attempt !== undefined ? { attempt: changes.attempt } : {}),
-        ...(changes.artifactId !== undefined ? { artifact_id: changes.artifactId } : {}),
-        ...(changes.previousDeployment !== undefined
-          ? {
-              previous_deployment: changes.previousDeployment
-                ? JSON.stringify(changes.previousDeployment)
-                : null,
-            }
-          : {}),
-        ...(changes.progress !== undefined ? { progress: changes.progress } : {}),
-        ...(changes.reason !== undefined ? { reason: changes.reason } : {}),
-        ...(changes.notifiedAt !== undefined ? { notified_at: changes.notifiedAt } : {}),
-        ...(changes.soakUntil !== undefined ? { soak_until: changes.soakUntil } : {}),
-        ...(changes.stateChangedAt !== undefined ? { state_changed_at: changes.stateChangedAt } : {}),
-      })
-      .where('rollout_id', '=', rolloutId)
-      .where('device_id', '=', deviceId)
-      .execute();
+  /** Many devices' changes in a few statements (`updateRolloutDevices`). */
+  async updateDevices(rolloutId: string, updates: readonly RolloutDeviceUpdate[]): Promise<void> {
+    await updateRolloutDevices(this.db, rolloutId, updates);
   }
 
   async desired(deviceId: string): Promise<DesiredState | null> {
@@ -350,20 +346,44 @@ export class RolloutRepository {
 
   /** A new payload is unpublished until `markPublished`: a replica dying in between leaves it for another to send. */
   async saveDesired(deviceId: string, desired: DesiredState, now: number): Promise<void> {
-    const values = {
-      device_id: deviceId,
-      version: desired.version,
-      payload: JSON.stringify(desired),
-      deployment_version: desired.deployment?.version ?? null,
-      updated_at: now,
-      published_at: null,
-    };
-    const { device_id: _key, ...changes } = values;
-    await this.db
-      .insertInto('device_desired')
-      .values(values)
-      .onConflict((conflict) => conflict.column('device_id').doUpdateSet(changes))
-      .execute();
+    await this.saveDesiredStates([{ deviceId, desired }], now);
+  }
+
+  /** `saveDesired` for many devices, a few statements for all; a device named twice keeps its last. */
+  async saveDesiredStates(
+    states: ReadonlyArray<{ deviceId: string; desired: DesiredState }>,
+    now: number,
+  ): Promise<void> {
+    const rows = [
+      ...new Map(
+        states.map(({ deviceId, desired }) => [
+          deviceId,
+          {
+            device_id: deviceId,
+            version: desired.version,
+            payload: JSON.stringify(desired),
+            deployment_version: desired.deployment?.version ?? null,
+            updated_at: now,
+            published_at: null,
+          },
+        ]),
+      ).values(),
+    ];
+    for (let start = 0; start < rows.length; start += 500) {
+      await this.db
+        .insertInto('device_desired')
+        .values(rows.slice(start, start + 500))
+        .onConflict((conflict) =>
+          conflict.column('device_id').doUpdateSet((eb) => ({
+            version: eb.ref('excluded.version'),
+            payload: eb.ref('excluded.payload'),
+            deployment_version: eb.ref('excluded.deployment_version'),
+            updated_at: eb.ref('excluded.updated_at'),
+            published_at: eb.ref('excluded.published_at'),
+          })),
+        )
+        .execute();
+    }
   }
 
   /**

@@ -40,9 +40,9 @@ class FakeDatabase {
       if (failure) throw failure;
       this.stored.push(...samples.map((sample) => sample.health.uptimeSeconds));
     },
-    insertEvent: async (_deviceId: string, event: { id: string }) => {
+    insertEvents: async (events: Array<{ event: { id: string } }>) => {
       if (this.away) throw refused();
-      this.events.push(event.id);
+      this.events.push(...events.map(({ event }) => event.id));
     },
   } as unknown as TelemetryRepository;
   readonly events: string[] = [];

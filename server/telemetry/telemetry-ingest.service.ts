@@ -3,20 +3,32 @@ import type { Logger } from 'pino';
 import { decodePayload } from '../../protocol/codec.ts';
 import type { DeviceEvent } from '../../protocol/schemas.ts';
 import { type Channel, type DeviceToServerChannel, parseDeviceTopic } from '../../protocol/topics.ts';
+import { KeyedQueue } from '../common/keyed-queue.ts';
 import { type DatabaseHealth, isConnectionLoss } from '../db/database-health.ts';
 import type { ServerMetrics, TelemetryDropReason } from '../metrics/metrics.ts';
-import type { HealthToStore, TelemetryRepository } from './telemetry.repository.ts';
+import { BatchedWriter } from './batched-writer.ts';
+import type { EventToStore, HealthToStore, TelemetryRepository } from './telemetry.repository.ts';
 
-/** Heartbeats are written in batches: one transaction per tick instead of one per message. */
+/** Heartbeats and events are written in batches: one transaction per tick instead of one per message. */
 const HEALTH_FLUSH_INTERVAL_MS = 100;
 const HEALTH_FLUSH_MAX_ROWS = 2_000;
+const EVENTS_FLUSH_INTERVAL_MS = 50;
+const EVENTS_FLUSH_MAX_ROWS = 500;
 /**
  * Heartbeats wait here while the database is away (about 20 MB at most); past this, newer ones
  * are dropped and counted, so an outage cannot exhaust the server's memory.
  */
 const HEALTH_BUFFER_MAX_ROWS = 50_000;
-/** Presence, inventory and event messages waiting to be stored in order, at most. */
-const ORDERED_BUFFER_MAX = 10_000;
+/**
+ * Presence, inventory and event messages waiting to be stored, together at most: room for a
+ * fleet of 10,000 connecting at once (presence, inventory and an event or two each).
+ */
+const ORDERED_BUFFER_MAX = 40_000;
+/**
+ * Devices whose messages are written at once (each device's in order): PostgreSQL takes them on
+ * several pooled connections, leaving the rest of its pool to rollouts and the API.
+ */
+const ORDERED_WRITERS = 4;
 /**
  * A write that keeps losing its connection although the database answers pings is dropped after
  * this many tries, so it cannot hold up everything behind it.
@@ -37,13 +49,25 @@ export interface IngestEvents {
  * messages wait (bounded) and are written once it is back; what cannot wait is dropped and counted.
  */
 export class TelemetryIngestService extends EventEmitter<IngestEvents> {
-  /** Heartbeats not yet stored, oldest first; the batch being written stays here until it commits. */
-  private pendingHealth: HealthToStore[] = [];
-  private flushTimer: NodeJS.Timeout | null = null;
-  private healthWriter: Promise<void> | null = null;
-  /** Presence, inventory and events are applied in arrival order, one at a time. */
-  private ordered: Promise<void> = Promise.resolve();
-  private orderedWaiting = 0;
+  private readonly health = new BatchedWriter<HealthToStore>({
+    maxRows: HEALTH_FLUSH_MAX_ROWS,
+    intervalMs: HEALTH_FLUSH_INTERVAL_MS,
+    write: async (batch) => {
+      if (await this.store('health', batch.length, () => this.telemetry.insertHealth(batch)))
+        this.emit('health-stored', batch);
+    },
+  });
+  /** Events in arrival order: each device's stay in order, and a report is applied after it is stored. */
+  private readonly events = new BatchedWriter<EventToStore>({
+    maxRows: EVENTS_FLUSH_MAX_ROWS,
+    intervalMs: EVENTS_FLUSH_INTERVAL_MS,
+    write: async (batch) => {
+      if (await this.store('events', batch.length, () => this.telemetry.insertEvents(batch)))
+        for (const { deviceId, event } of batch) this.emit('device-event', deviceId, event);
+    },
+  });
+  /** Presence and inventory are applied in each device's arrival order. */
+  private readonly ordered = new KeyedQueue(ORDERED_WRITERS);
   /** Aborted on stop: writes waiting for the database give up instead of holding up shutdown. */
   private readonly closing = new AbortController();
   private readonly fullBuffers = new Set<'health' | 'ordered'>();
@@ -74,10 +98,8 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
           this.reject(channel, decoded.reason, decoded.detail, topic);
           return;
         }
-        if (this.bufferFull('health', this.pendingHealth.length >= HEALTH_BUFFER_MAX_ROWS)) return;
-        this.pendingHealth.push({ deviceId, health: decoded.value, receivedAt });
-        if (this.pendingHealth.length >= HEALTH_FLUSH_MAX_ROWS) void this.flushHealth();
-        else this.flushTimer ??= setTimeout(() => void this.flushHealth(), HEALTH_FLUSH_INTERVAL_MS);
+        if (this.bufferFull('health', this.health.size >= HEALTH_BUFFER_MAX_ROWS)) return;
+        this.health.push({ deviceId, health: decoded.value, receivedAt });
         return;
       }
       case 'presence': {
@@ -86,7 +108,7 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
           this.reject(channel, decoded.reason, decoded.detail, topic);
           return;
         }
-        this.inOrder(channel, async () => {
+        this.inOrder(channel, deviceId, async () => {
           if (await this.telemetry.recordPresence(deviceId, decoded.value, receivedAt)) {
             this.logger.info(
               { deviceId, state: decoded.value.state, reason: decoded.value.reason },
@@ -103,7 +125,9 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
           this.reject(channel, decoded.reason, decoded.detail, topic);
           return;
         }
-        this.inOrder(channel, () => this.telemetry.recordInventory(deviceId, decoded.value, receivedAt));
+        this.inOrder(channel, deviceId, () =>
+          this.telemetry.recordInventory(deviceId, decoded.value, receivedAt),
+        );
         return;
       }
       case 'events': {
@@ -112,10 +136,8 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
           this.reject(channel, decoded.reason, decoded.detail, topic);
           return;
         }
-        this.inOrder(channel, async () => {
-          await this.telemetry.insertEvent(deviceId, decoded.value, receivedAt);
-          this.emit('device-event', deviceId, decoded.value);
-        });
+        if (this.bufferFull('ordered', this.orderedFull(), channel)) return;
+        this.events.push({ deviceId, event: decoded.value, receivedAt });
         return;
       }
       default:
@@ -124,13 +146,15 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
     }
   }
 
-  private inOrder(channel: DeviceToServerChannel, work: () => Promise<void>): void {
-    if (this.bufferFull('ordered', this.orderedWaiting >= ORDERED_BUFFER_MAX, channel)) return;
-    this.orderedWaiting++;
-    this.ordered = this.ordered.then(async () => {
+  private inOrder(channel: DeviceToServerChannel, deviceId: string, work: () => Promise<void>): void {
+    if (this.bufferFull('ordered', this.orderedFull(), channel)) return;
+    this.ordered.push(deviceId, async () => {
       await this.store(channel, 1, work);
-      this.orderedWaiting--;
     });
+  }
+
+  private orderedFull(): boolean {
+    return this.ordered.size + this.events.size >= ORDERED_BUFFER_MAX;
   }
 
   /**
@@ -173,7 +197,10 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
     }
     if (!this.fullBuffers.has(buffer)) {
       this.fullBuffers.add(buffer);
-      this.logger.warn({ buffer }, 'telemetry buffer full while the database is away: dropping new messages');
+      this.logger.warn(
+        { buffer },
+        'telemetry buffer full (the database is away or behind): dropping new messages',
+      );
     }
     this.metrics.telemetryDropped.inc({ channel, reason: 'buffer-full' });
     return true;
@@ -194,29 +221,14 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
     this.logger.warn({ topic, reason, detail }, 'invalid payload dropped');
   }
 
-  /** Writes the buffered heartbeats, batch by batch, until none is left; one writer at a time. */
+  /** Writes the buffered heartbeats now. */
   flushHealth(): Promise<void> {
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = null;
-    this.healthWriter ??= this.writePendingHealth().finally(() => {
-      this.healthWriter = null;
-    });
-    return this.healthWriter;
-  }
-
-  private async writePendingHealth(): Promise<void> {
-    while (this.pendingHealth.length > 0) {
-      const batch = this.pendingHealth.slice(0, HEALTH_FLUSH_MAX_ROWS);
-      const stored = await this.store('health', batch.length, () => this.telemetry.insertHealth(batch));
-      this.pendingHealth.splice(0, batch.length);
-      if (stored) this.emit('health-stored', batch);
-    }
+    return this.health.flush();
   }
 
   /** Waits until everything received so far is stored (tests; during an outage, until the database is back). */
   async drain(): Promise<void> {
-    await this.flushHealth();
-    await this.ordered;
+    await Promise.all([this.health.flush(), this.events.flush(), this.ordered.idle()]);
   }
 
   /** Stores what it can: with the database away, what still waits is dropped and counted. */

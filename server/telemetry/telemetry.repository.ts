@@ -13,8 +13,15 @@ export interface HealthToStore {
   receivedAt: number;
 }
 
+export interface EventToStore {
+  deviceId: string;
+  event: DeviceEvent;
+  receivedAt: number;
+}
+
 /** Parameters above this per statement would cross SQLite's limit of 32,766 bound variables. */
 const HEALTH_ROWS_PER_INSERT = 500;
+const EVENT_ROWS_PER_INSERT = 500;
 
 /**
  * What devices report: health samples, presence history and events are this module's tables.
@@ -100,20 +107,29 @@ export class TelemetryRepository {
 
   /** Stores an event once: a redelivered event (same device and id) changes nothing. */
   async insertEvent(deviceId: string, event: DeviceEvent, receivedAt: number): Promise<void> {
-    await this.db
-      .insertInto('device_events')
-      .values({
-        device_id: deviceId,
-        event_id: event.id,
-        at: storedDeviceTime(event.at, receivedAt),
-        received_at: receivedAt,
-        type: event.type,
-        deployment_id: event.deploymentId ?? null,
-        message: event.message ?? null,
-        data: event.data ? JSON.stringify(event.data) : null,
-      })
-      .onConflict((conflict) => conflict.columns(['device_id', 'event_id']).doNothing())
-      .execute();
+    await this.insertEvents([{ deviceId, event, receivedAt }]);
+  }
+
+  /** Stores events, a few statements for all; one stored already (redelivered) is left as it is. */
+  async insertEvents(events: readonly EventToStore[]): Promise<void> {
+    for (let start = 0; start < events.length; start += EVENT_ROWS_PER_INSERT) {
+      await this.db
+        .insertInto('device_events')
+        .values(
+          events.slice(start, start + EVENT_ROWS_PER_INSERT).map(({ deviceId, event, receivedAt }) => ({
+            device_id: deviceId,
+            event_id: event.id,
+            at: storedDeviceTime(event.at, receivedAt),
+            received_at: receivedAt,
+            type: event.type,
+            deployment_id: event.deploymentId ?? null,
+            message: event.message ?? null,
+            data: event.data ? JSON.stringify(event.data) : null,
+          })),
+        )
+        .onConflict((conflict) => conflict.columns(['device_id', 'event_id']).doNothing())
+        .execute();
+    }
   }
 
   async healthHistory(deviceId: string, from: number, to: number, limit: number): Promise<StoredHealth[]> {
