@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatDuration, formatNumber, formatPercent } from './output.ts';
+import { formatBytes, formatDuration, formatNumber, formatPercent, formatTime } from './output.ts';
 
 describe('numbers as people read them', () => {
   it.each([
@@ -33,5 +33,14 @@ describe('numbers as people read them', () => {
 
   it('formats bytes with one decimal past a KiB', () => {
     expect(formatBytes(1_000_000)).toBe('976.6 KiB');
+  });
+
+  it('formats a moment in UTC to the minute, or to the second', () => {
+    const at = Date.UTC(2026, 11, 5, 14, 3, 27, 900);
+    expect([formatTime(at), formatTime(at, 'seconds'), formatTime(null)]).toEqual([
+      '2026-12-05 14:03',
+      '2026-12-05 14:03:27',
+      '-',
+    ]);
   });
 });

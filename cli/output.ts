@@ -29,9 +29,10 @@ export function formatAge(at: number | null, now = Date.now()): string {
   return `${Math.round(seconds / 86400)}d ago`;
 }
 
-/** A moment as `2026-12-05 14:03` (UTC), or `-`. */
-export function formatTime(at: number | null): string {
-  return at === null ? '-' : new Date(at).toISOString().slice(0, 16).replace('T', ' ');
+/** A moment as `2026-12-05 14:03` (UTC), or `2026-12-05 14:03:27` to the second, or `-`. */
+export function formatTime(at: number | null, precision: 'minutes' | 'seconds' = 'minutes'): string {
+  const length = precision === 'seconds' ? 19 : 16;
+  return at === null ? '-' : new Date(at).toISOString().slice(0, length).replace('T', ' ');
 }
 
 export function formatBytes(bytes: number): string {

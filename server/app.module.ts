@@ -1,9 +1,12 @@
 import { type DynamicModule, Module, type Provider } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { ArtifactService } from './artifacts/artifact.service.ts';
 import { ArtifactsController } from './artifacts/artifacts.controller.ts';
+import { AuditController } from './audit/audit.controller.ts';
+import { AuditInterceptor } from './audit/audit.interceptor.ts';
+import { AuditRepository } from './audit/audit.repository.ts';
 import { OperatorAuthGuard } from './auth/operator-auth.guard.ts';
 import { OperatorTokensController } from './auth/operator-tokens.controller.ts';
 import { SignInController } from './auth/sign-in.controller.ts';
@@ -51,6 +54,7 @@ export class AppModule {
         DeviceDeploymentsController,
         BuildsController,
         FleetController,
+        AuditController,
       ],
       providers: [
         ...options.values,
@@ -59,7 +63,10 @@ export class AppModule {
         RolloutService,
         FleetSummaryRepository,
         DeploymentHistoryRepository,
+        AuditRepository,
         { provide: APP_GUARD, useClass: OperatorAuthGuard },
+        // Global, so the audit log covers the routes of every module, ConsolesModule's and WebModule's too.
+        { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
         { provide: APP_FILTER, useClass: BoardfleetErrorFilter },
       ],
     };

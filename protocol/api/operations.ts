@@ -3,6 +3,7 @@
  * this table, the OpenAPI document is generated from it, and clients take their types from it.
  */
 import { CONSOLE_MAX_BYTES } from '../device-console.ts';
+import { auditLogSchema, listAuditQuery } from './audit.ts';
 import {
   artifactListSchema,
   artifactSchema,
@@ -501,6 +502,21 @@ export const operations = {
     status: 200,
     body: noBody,
     response: json(buildJobSchema),
+  },
+
+  // The audit log: read only, no route changes or deletes an entry
+  listAuditEntries: {
+    method: 'get',
+    path: '/api/v1/audit',
+    summary:
+      'The audit log, newest first: every operator action with who (token name and id, token or dashboard session), when, ' +
+      'what, on what, and whether it worked (with the error message when not). Filters: since (ms since the epoch or an ' +
+      'ISO date/time), actor (token name or id), limit. Entries are never changed or deleted',
+    tag: 'audit',
+    access: 'viewer',
+    status: 200,
+    query: listAuditQuery,
+    response: json(auditLogSchema),
   },
 
   // Fleet, live changes, the server itself

@@ -15,6 +15,7 @@ import * as serverKeys from './migrations/20261204T0800-server-keys.ts';
 import * as tokens from './migrations/20261204T0900-tokens.ts';
 import * as rolloutTruth from './migrations/20261210T1000-rollout-truth.ts';
 import * as replicas from './migrations/20261211T1100-replicas.ts';
+import * as auditLog from './migrations/20261218T1200-audit-log.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -32,6 +33,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '20261204T0900-tokens': tokens,
   '20261210T1000-rollout-truth': rolloutTruth,
   '20261211T1100-replicas': replicas,
+  '20261218T1200-audit-log': auditLog,
 };
 
 const PG_INT8_OID = 20;

@@ -1,4 +1,5 @@
 import type { Generated } from 'kysely';
+import type { AuditChannel, AuditOutcome } from '../../protocol/api/audit.ts';
 import type { DeploymentState, RolloutState, WaveState } from '../../protocol/api/rollouts.ts';
 import type { ArtifactKind } from '../../protocol/manifest.ts';
 
@@ -239,7 +240,23 @@ export interface ServerKeyTable {
   created_at: number;
 }
 
+/** One operator action; rows are only ever added (the database refuses UPDATE and DELETE). */
+export interface AuditLogTable {
+  id: Generated<number>;
+  at: number;
+  /** The operator token's name; a dashboard session acts as the token it was opened with. */
+  actor: string;
+  actor_token_id: string;
+  via: AuditChannel;
+  action: string;
+  target: string | null;
+  outcome: AuditOutcome;
+  detail: string | null;
+  reason: string | null;
+}
+
 export interface DatabaseSchema {
+  audit_log: AuditLogTable;
   server_keys: ServerKeyTable;
   device_consoles: DeviceConsoleTable;
   build_jobs: BuildJobTable;

@@ -437,6 +437,7 @@ describe('the dashboard in Chromium, against a real server and agent processes',
       ['rollout', `/rollouts/${completedRollout}`, '[data-testid="wave-progress"]'],
       ['rollout-aborted', `/rollouts/${abortedRollout}`, '[data-testid="wave-progress"]'],
       ['builds', '/builds', '[data-testid="artifact-row"]'],
+      ['audit', '/audit', '[data-testid="audit-row"]'],
     ];
     const dates = {
       'en-US': /^\d{1,2}\/\d{1,2}\/\d{2}, \d{1,2}:\d{2}:\d{2}\s[AP]M$/,

@@ -196,6 +196,7 @@ describe('the operations table', () => {
     await call('createProvisioningToken', { body: { name: 'contract' } });
     await call('createOperatorToken', { body: { name: 'contract', role: 'viewer' } });
     await call('getSession');
+    await call('listAuditEntries', { query: `?since=${new Date(0).toISOString()}&actor=admin&limit=10` });
     await call('healthz');
     await call('revokeDevice');
   });

@@ -3,6 +3,7 @@ import { api, ApiError } from './api/client.ts';
 import { type Operator, session, useOperator } from './api/session.ts';
 import { Link, useLocation } from './components/router.tsx';
 import { live, useLiveStatus } from './live/live-stream.ts';
+import { AuditPage } from './pages/audit-page.tsx';
 import { BuildsPage } from './pages/builds-page.tsx';
 import { DevicePage } from './pages/device-page.tsx';
 import { FleetPage } from './pages/fleet-page.tsx';
@@ -46,6 +47,7 @@ const NAV = [
   { href: '/', label: 'Fleet', matches: (path: string) => path === '/' || path.startsWith('/devices') },
   { href: '/rollouts', label: 'Rollouts', matches: (path: string) => path.startsWith('/rollouts') },
   { href: '/builds', label: 'Builds & artifacts', matches: (path: string) => path.startsWith('/builds') },
+  { href: '/audit', label: 'Audit', matches: (path: string) => path.startsWith('/audit') },
 ];
 
 function Shell({ operator }: { operator: Operator }) {
@@ -95,6 +97,7 @@ function Page({ path }: { path: string }) {
   if (segments[0] === 'rollouts' && segments[1]) return <RolloutPage id={segments[1]} />;
   if (segments[0] === 'rollouts') return <RolloutsPage />;
   if (segments[0] === 'builds') return <BuildsPage />;
+  if (segments[0] === 'audit') return <AuditPage />;
   return (
     <section>
       <h1>Not found</h1>

@@ -3,6 +3,7 @@
  * schema code reaches the browser bundle).
  */
 export type { Artifact } from '../../../../../protocol/api/artifacts.ts';
+export type { AuditEntry, AuditLog } from '../../../../../protocol/api/audit.ts';
 export type { BuildJob } from '../../../../../protocol/api/builds.ts';
 export type {
   Device,
