@@ -39,4 +39,24 @@ describe('BatchedWriter', () => {
     await stored;
     expect(written).toEqual(['a', 'b']);
   });
+
+  it('with no interval, writes at once and batches only what arrives during a write', async () => {
+    const batches: string[][] = [];
+    let release = () => {};
+    const writer = new BatchedWriter<string>({
+      maxRows: 100,
+      intervalMs: 0,
+      write: async (batch) => {
+        batches.push(batch);
+        if (batches.length === 1) await new Promise<void>((resolve) => (release = resolve));
+      },
+    });
+    writer.push('a');
+    expect(batches).toEqual([['a']]);
+    writer.push('b');
+    writer.push('c');
+    release();
+    await writer.flush();
+    expect(batches).toEqual([['a'], ['b', 'c']]);
+  });
 });

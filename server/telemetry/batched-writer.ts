@@ -1,7 +1,8 @@
 /**
  * Device messages stored in batches, in arrival order: a statement per batch instead of one per
- * message. A batch is written once `maxRows` wait or `intervalMs` after the first; one batch at a
- * time, and the batch being written stays counted in `size` until `write` settles.
+ * message. A batch is written once `maxRows` wait or `intervalMs` after the first (with 0, at
+ * once, and what arrives meanwhile goes with the next); one batch at a time, and the batch being
+ * written stays counted in `size` until `write` settles.
  */
 export class BatchedWriter<T> {
   private pending: T[] = [];
@@ -23,7 +24,7 @@ export class BatchedWriter<T> {
 
   push(item: T): void {
     this.pending.push(item);
-    if (this.pending.length >= this.options.maxRows) void this.flush();
+    if (this.pending.length >= this.options.maxRows || this.options.intervalMs === 0) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.options.intervalMs);
   }
 

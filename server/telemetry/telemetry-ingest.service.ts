@@ -12,7 +12,11 @@ import type { EventToStore, HealthToStore, TelemetryRepository } from './telemet
 /** Heartbeats and events are written in batches: one transaction per tick instead of one per message. */
 const HEALTH_FLUSH_INTERVAL_MS = 100;
 const HEALTH_FLUSH_MAX_ROWS = 2_000;
-const EVENTS_FLUSH_INTERVAL_MS = 50;
+/**
+ * Events are written as they come, batched only while a write is under way: the broker has
+ * acknowledged them to the device, so until stored they live only in this process.
+ */
+const EVENTS_FLUSH_INTERVAL_MS = 0;
 const EVENTS_FLUSH_MAX_ROWS = 500;
 /**
  * Heartbeats wait here while the database is away (about 20 MB at most); past this, newer ones
