@@ -80,4 +80,12 @@ process.on('message', (message: { id: number; request: ReplicaRequest }) => {
 });
 // The parent gone (a crashed bench), nothing is left to serve.
 process.on('disconnect', () => void server.stop().finally(() => process.exit(1)));
-send({ ready: { httpUrl: server.httpUrl, mqttUrl: server.mqttUrl, adminToken: server.adminToken } });
+send({
+  ready: {
+    httpUrl: server.httpUrl,
+    mqttUrl: server.mqttUrl,
+    mqttsUrl: server.mqttsPort === null ? null : `mqtts://127.0.0.1:${server.mqttsPort}`,
+    caPem: server.caPem,
+    adminToken: server.adminToken,
+  },
+});

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type DatabaseBackend, freePort, postgresBackend, sqliteBackend } from '../test/support/databases.ts';
+import { TLS_ON_FREE_PORTS } from '../test/support/test-server.ts';
 
 export type BenchDatabase = 'sqlite' | 'postgresql';
 
@@ -37,6 +38,10 @@ export type ReplicaReply = { type: 'register' | 'measure' | 'stop' } | ReplicaRe
 export interface ReplicaReady {
   httpUrl: string;
   mqttUrl: string;
+  /** The embedded broker over TLS; null on Mosquitto. */
+  mqttsUrl: string | null;
+  /** The fleet CA the TLS listeners' certificates chain to. */
+  caPem: string;
   adminToken: string;
 }
 
@@ -49,6 +54,8 @@ export interface BenchReplica {
   httpUrl: string;
   /** The broker devices connect to: the embedded one of this replica, or the shared MQTT_URL. */
   mqttUrl: string;
+  mqttsUrl: string | null;
+  caPem: string;
   adminToken: string;
   report(): Promise<ReplicaReport>;
 }
@@ -93,6 +100,7 @@ export async function startBenchReplicas(options: {
       const child = fork(new URL('./bench-replica.ts', import.meta.url), [], {
         env: {
           ...process.env,
+          ...TLS_ON_FREE_PORTS,
           BOARDFLEET_DATA_DIR: dataDir,
           DATABASE_URL: database.url,
           BOARDFLEET_HTTP_HOST: '127.0.0.1',

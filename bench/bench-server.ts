@@ -6,6 +6,7 @@ import { type RunningServer, startServer } from '../server/boardfleet-server.ts'
 import { ServerKeyRepository } from '../server/auth/server-key.repository.ts';
 import { hashDeviceSecret } from '../server/common/secrets.ts';
 import { loadServerConfig } from '../server/config/config.ts';
+import { TLS_ON_FREE_PORTS } from '../test/support/test-server.ts';
 
 /** A Boardfleet server on free loopback ports with SQLite in a temporary data dir; `env` adds or overrides its variables. */
 export async function startBenchServer(
@@ -14,6 +15,7 @@ export async function startBenchServer(
   const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-bench-'));
   const server = await startServer(
     loadServerConfig({
+      ...TLS_ON_FREE_PORTS,
       BOARDFLEET_DATA_DIR: dataDir,
       BOARDFLEET_HTTP_PORT: '0',
       BOARDFLEET_MQTT_PORT: '0',

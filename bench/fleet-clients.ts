@@ -9,6 +9,8 @@ interface Plan {
   intervalMs: number;
   durationMs: number;
   connectConcurrency: number;
+  /** For mqtts://: the CA the broker's certificate must chain to. */
+  ca?: string;
 }
 
 const send = (message: object) => process.send?.(message);
@@ -40,6 +42,7 @@ for (let index = 0; index < plan.devices.length; index += plan.connectConcurrenc
     batch.map((device) =>
       mqtt.connectAsync(plan.url, {
         protocolVersion: 4,
+        ...(plan.ca ? { ca: plan.ca } : {}),
         clientId: device.id,
         username: device.id,
         password: device.secret,

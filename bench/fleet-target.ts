@@ -11,7 +11,7 @@ import { BROKER_ENV_VARIABLE, registerInMosquitto, SEEDED_CLIENTS_VARIABLE } fro
 import { type BenchDatabase, startBenchReplicas } from './bench-replicas.ts';
 import { BENCH_DEVICE_SECRET, benchDeviceIds } from './bench-server.ts';
 
-export type FleetTarget = 'server' | 'bare-aedes' | 'server-mosquitto' | 'bare-mosquitto';
+export type FleetTarget = 'server' | 'server-tls' | 'bare-aedes' | 'server-mosquitto' | 'bare-mosquitto';
 
 export interface RunResult {
   connectSeconds: number;
@@ -47,6 +47,8 @@ async function runAgainstServer(
   durationMs: number,
   brokerEnv: Record<string, string> | null,
   side: ServerSide,
+  /** Devices connect to the embedded broker over TLS, verifying the fleet CA. */
+  tls = false,
 ): Promise<RunResult> {
   const servers = await startBenchReplicas({
     count: side.replicas,
@@ -62,12 +64,14 @@ async function runAgainstServer(
       brokerEnv && process.env[SEEDED_CLIENTS_VARIABLE] !== '1'
         ? await registerInMosquitto(brokerEnv, devices)
         : undefined;
+    const entry = servers.replicas[0]!;
     const { connectSeconds, published } = await runClients(
-      brokerEnv?.[MOSQUITTO_ENVIRONMENT.url] ?? servers.replicas[0]!.mqttUrl,
+      brokerEnv?.[MOSQUITTO_ENVIRONMENT.url] ?? (tls ? entry.mqttsUrl! : entry.mqttUrl),
       devices,
       intervalMs,
       durationMs,
       () => servers.measure(),
+      tls ? entry.caPem : undefined,
     );
     const reports = await Promise.all(servers.replicas.map((replica) => replica.report()));
     const alive = await Promise.all(
@@ -202,10 +206,11 @@ function runClients(
   durationMs: number,
   /** Runs once every client is connected, before the first heartbeat. */
   beforeHeartbeats: () => Promise<void> = async () => undefined,
+  ca?: string,
 ): Promise<{ connectSeconds: number; published: number }> {
   return new Promise((resolve, reject) => {
     const child = fork(new URL('./fleet-clients.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] });
-    child.send({ url, devices, intervalMs, durationMs, connectConcurrency: 100 });
+    child.send({ url, devices, intervalMs, durationMs, connectConcurrency: 100, ...(ca ? { ca } : {}) });
     let connectSeconds = 0;
     child.on('message', (message: { type: string; seconds?: number; published?: number }) => {
       if (message.type === 'connected') {
@@ -234,6 +239,7 @@ if (process.send) {
   const brokerEnv = brokerEnvJson ? (JSON.parse(brokerEnvJson) as Record<string, string>) : null;
   const targets: Record<FleetTarget, () => Promise<RunResult>> = {
     server: () => runAgainstServer(count, intervalMs, durationMs, null, side),
+    'server-tls': () => runAgainstServer(count, intervalMs, durationMs, null, side, true),
     'bare-aedes': () => runAgainstBareAedes(count, intervalMs, durationMs),
     'server-mosquitto': () => runAgainstServer(count, intervalMs, durationMs, brokerEnv!, side),
     'bare-mosquitto': () => runAgainstBareMosquitto(count, intervalMs, durationMs, brokerEnv!),

@@ -1,5 +1,7 @@
 // `npm run bench -- fleet [--devices 1000] [--interval-ms 1000] [--duration-s 20] [--broker embedded|mosquitto]
-//   [--replicas 1] [--database sqlite|postgresql] [--mosquitto-clients register|seed]`
+//   [--replicas 1] [--database sqlite|postgresql] [--mosquitto-clients register|seed] [--tls]`
+// --tls (embedded broker): the server is run twice, devices on plain MQTT and on MQTT over TLS
+// (verifying the fleet CA), so that TLS's cost shows beside the same run's plain figures.
 // N simulated devices heartbeat through the Boardfleet server (auth, ACLs, validation, storage),
 // run as one or more server processes (bench-replicas.ts; more than one needs Mosquitto and
 // PostgreSQL, the default database then); then the same clients against the bare broker with no
@@ -28,6 +30,7 @@ export async function run(args: string[]): Promise<void> {
       devices: { type: 'string', default: '1000' },
       'interval-ms': { type: 'string', default: '1000' },
       'duration-s': { type: 'string', default: '20' },
+      tls: { type: 'boolean', default: false },
       ...serverSideOptions,
     },
   });
@@ -42,6 +45,8 @@ export async function run(args: string[]): Promise<void> {
       `${describeServerSide(side)}\n\n`,
   );
   const serverSide: ServerSide = { replicas: side.replicas, database: side.database };
+  if (values.tls && broker !== 'embedded')
+    throw new Error("--tls measures the embedded broker's MQTT over TLS: leave out --broker mosquitto");
 
   // Each target runs in a fresh process so its RSS is its own.
   let boardfleet: RunResult;
@@ -49,8 +54,10 @@ export async function run(args: string[]): Promise<void> {
   let brokerRss: [number, number] | null = null;
   /** Clients Mosquitto said it dropped messages for (queue past max_queued_messages), per run. */
   let brokerDropping: [string[], string[]] = [[], []];
+  let overTls: RunResult | null = null;
   if (broker === 'embedded') {
     boardfleet = await runTarget('server', count, intervalMs, durationMs, serverSide);
+    if (values.tls) overTls = await runTarget('server-tls', count, intervalMs, durationMs, serverSide);
     bare = await runTarget('bare-aedes', count, intervalMs, durationMs, serverSide);
   } else {
     // Room for every device, the server's session, its admin, the registering admin and the subscriber.
@@ -121,6 +128,14 @@ export async function run(args: string[]): Promise<void> {
       compare(boardfleet, bare),
     ]),
   ];
+  if (overTls) {
+    // Two more columns: the server over TLS, and its ratio to the same server on plain MQTT.
+    const tlsRun = overTls;
+    table[0]!.push('boardfleet server, MQTT over TLS', 'TLS ÷ plain');
+    rows.forEach(([, value, compare], index) =>
+      table[index + 1]!.push(value(tlsRun), compare(tlsRun, boardfleet)),
+    );
+  }
   if (brokerRss) {
     const [serverRun, baselineRun] = brokerRss;
     const register = boardfleet.registerSeconds?.toFixed(2) ?? 'seeded, not measured';
@@ -135,6 +150,11 @@ export async function run(args: string[]): Promise<void> {
       clients.length === 0 ? 'none' : [...new Set(clients)].slice(0, 3).join(', ');
     table.push(['Mosquitto dropped for', dropped(brokerDropping[0]), dropped(brokerDropping[1]), '']);
   }
+  if (overTls)
+    process.stdout.write(
+      "MQTT over TLS: TLS 1.3 with the fleet CA's P-256 certificate, each client verifying it; connect\n" +
+        'includes the handshake. TLS ÷ plain compares it with the plain run of the same server.\n\n',
+    );
   const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
   for (const row of table)
     process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')}\n`);

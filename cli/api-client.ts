@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ADMIN_TOKEN_FILE } from '../protocol/api/session.ts';
 import { BoardfleetError } from '../protocol/errors.ts';
+import { CERTIFICATE_REFUSED, fetchTrusting } from '../lib/trusting-fetch.ts';
 
 /**
  * One line for a refused request: the method, the path without its query (an upload's query holds
@@ -11,11 +12,28 @@ export function apiErrorMessage(method: string, path: string, status: number, me
   return `${method} ${path.split('?')[0]} failed (${status}): ${message}`;
 }
 
+/**
+ * The fetch for an https:// server: trusting the fleet CA in BOARDFLEET_CA, else the one in the
+ * server's data dir (the CLI on the server's machine), else the system's CAs.
+ */
+function serverFetch(baseUrl: string, env: NodeJS.ProcessEnv): typeof fetch {
+  if (!baseUrl.startsWith('https:')) return fetch;
+  const caPath = env.BOARDFLEET_CA ?? join(resolve(env.BOARDFLEET_DATA_DIR ?? './data'), 'tls', 'ca.pem');
+  if (!existsSync(caPath)) {
+    if (env.BOARDFLEET_CA)
+      throw new BoardfleetError('invalid-config', `BOARDFLEET_CA ${caPath} does not exist`);
+    return fetch;
+  }
+  return fetchTrusting(readFileSync(caPath, 'utf8'));
+}
+
 /** REST client for the CLI: BOARDFLEET_URL, and BOARDFLEET_TOKEN or the admin token in the data dir. */
 export class ApiClient {
   constructor(
     readonly baseUrl: string,
     readonly token: string,
+    /** Verifies an https:// server against the fleet CA (see `fromEnvironment`). */
+    readonly fetch: typeof globalThis.fetch = globalThis.fetch,
   ) {}
 
   static fromEnvironment(env: NodeJS.ProcessEnv = process.env): ApiClient {
@@ -31,7 +49,7 @@ export class ApiClient {
       }
       token = readFileSync(tokenPath, 'utf8').trim();
     }
-    return new ApiClient(baseUrl, token);
+    return new ApiClient(baseUrl, token, serverFetch(baseUrl, env));
   }
 
   /** JSON in and out; a ReadableStream body is streamed as it is (uploads), with the headers given. */
@@ -44,7 +62,7 @@ export class ApiClient {
     const streamed = body instanceof ReadableStream;
     let response: Response;
     try {
-      response = await fetch(`${this.baseUrl}${path}`, {
+      response = await this.fetch(`${this.baseUrl}${path}`, {
         method,
         headers: {
           authorization: `Bearer ${this.token}`,
@@ -55,6 +73,12 @@ export class ApiClient {
         ...(streamed ? { duplex: 'half' } : {}),
       } as RequestInit);
     } catch (error) {
+      const cause = (error as { cause?: NodeJS.ErrnoException }).cause;
+      if (cause?.code && CERTIFICATE_REFUSED.test(cause.code))
+        throw new BoardfleetError(
+          'untrusted-server',
+          `the server at ${this.baseUrl} is not trusted: ${cause.message} (give its fleet CA, <data dir>/tls/ca.pem, as BOARDFLEET_CA)`,
+        );
       throw new BoardfleetError(
         'server-unreachable',
         `cannot reach the Boardfleet server at ${this.baseUrl} (${(error as Error).cause ?? (error as Error).message}); is it running? set BOARDFLEET_URL`,
@@ -78,7 +102,7 @@ export class ApiClient {
     for (let reconnects = 0; ; reconnects++) {
       let response: Response;
       try {
-        response = await fetch(`${this.baseUrl}${path}`, {
+        response = await this.fetch(`${this.baseUrl}${path}`, {
           headers: {
             authorization: `Bearer ${this.token}`,
             accept: 'text/event-stream',

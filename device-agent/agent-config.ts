@@ -12,6 +12,11 @@ export const agentConfigSchema = z.strictObject({
   deviceId: z.string().optional(),
   secret: z.string().optional(),
   provisioningToken: z.string().optional(),
+  /**
+   * The fleet CA (PEM file) the server's certificate must chain to. Without it a provisioning
+   * token's pin, or the CA kept in the data dir from an earlier start, is used.
+   */
+  ca: z.string().min(1).optional(),
   /** Replace credentials already in the data dir with the ones given or provisioned now. */
   force: z.boolean().default(false),
   name: z.string().min(1).max(128).default(hostname()),
@@ -182,6 +187,7 @@ export function agentFlagsFromEnvironment(env: NodeJS.ProcessEnv): Record<string
   return {
     server: env.BOARDFLEET_SERVER,
     deviceId: env.BOARDFLEET_DEVICE_ID,
+    ca: env.BOARDFLEET_CA,
     ...agentSecretsFromEnvironment(env),
     name: env.BOARDFLEET_NAME,
     board: env.BOARDFLEET_BOARD ?? env.BOARDFLEET_IMAGE_BOARD,

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import packageJson from '../package.json' with { type: 'json' };
 import { createLogger } from '../lib/log-output.ts';
+import { splitProvisioningToken } from '../protocol/api/provisioning.ts';
 import { BoardfleetError } from '../protocol/errors.ts';
 import { type AgentConfig, loadAgentConfig } from './agent-config.ts';
 import {
@@ -19,6 +20,7 @@ import {
   saveCredentials,
 } from './lib/credentials.ts';
 import { rebootDevice } from './lib/device-reboot.ts';
+import { establishServerTrust, type ServerTrust } from './lib/server-trust.ts';
 import { SystemCollectors } from './runtime/collectors.ts';
 import { DeviceAgent } from './runtime/device-agent.ts';
 import { activationGate } from './update/activation-gate.ts';
@@ -61,12 +63,18 @@ export async function startAgentProcess(
  * With `force`, the kept ones are replaced by the given or newly provisioned ones. Their MQTT URL
  * is the server's (or the first `--mqtt`); kept ones learn it again, see `withCurrentMqttUrl`.
  */
-async function obtainCredentials(config: AgentConfig, logger: Logger): Promise<AgentCredentials> {
+async function obtainCredentials(
+  config: AgentConfig,
+  trust: ServerTrust,
+  logger: Logger,
+): Promise<AgentCredentials> {
   const dataDir = resolve(config.dataDir);
   const stored = config.force ? null : loadCredentials(dataDir);
   if (stored) {
     refuseIgnoredCredentials(stored, config, dataDir);
-    return config.mqtt.length > 0 ? stored : withCurrentMqttUrl(stored, config.server, dataDir, logger);
+    return config.mqtt.length > 0
+      ? stored
+      : withCurrentMqttUrl(stored, trust, config.server, dataDir, logger);
   }
   let credentials: AgentCredentials;
   if (config.deviceId && config.secret) {
@@ -76,12 +84,16 @@ async function obtainCredentials(config: AgentConfig, logger: Logger): Promise<A
       secret: config.secret,
       mqttUrl:
         config.mqtt[0] ??
-        (await fetchMqttUrl(config.server, { deviceId: config.deviceId, secret: config.secret })),
-      fleetPublicKeyPem: await fetchFleetKey(config.server),
+        (await fetchMqttUrl(trust.fetch, config.server, {
+          deviceId: config.deviceId,
+          secret: config.secret,
+        })),
+      fleetPublicKeyPem: await fetchFleetKey(trust.fetch, config.server),
       provisioningTokenSha256: null,
     };
   } else if (config.provisioningToken) {
     credentials = await provisionDevice({
+      fetch: trust.fetch,
       serverUrl: config.server,
       provisioningToken: config.provisioningToken,
       name: config.name,
@@ -133,13 +145,14 @@ const tokenFingerprint = (token: string) => createHash('sha256').update(token).d
  */
 async function withCurrentMqttUrl(
   stored: AgentCredentials,
+  trust: ServerTrust,
   server: string,
   dataDir: string,
   logger: Logger,
 ): Promise<AgentCredentials> {
   let mqttUrl: string;
   try {
-    mqttUrl = await fetchMqttUrl(server, stored);
+    mqttUrl = await fetchMqttUrl(trust.fetch, server, stored);
   } catch (error) {
     logger.warn(
       { mqttUrl: stored.mqttUrl },
@@ -162,13 +175,14 @@ async function withCurrentMqttUrl(
  * broker), and keeps a changed answer for the next start.
  */
 function brokerLocator(
+  trust: ServerTrust,
   server: string,
   dataDir: string,
   credentials: AgentCredentials,
 ): () => Promise<string> {
   let kept = credentials;
   return async () => {
-    const mqttUrl = await fetchMqttUrl(server, kept);
+    const mqttUrl = await fetchMqttUrl(trust.fetch, server, kept);
     if (mqttUrl !== kept.mqttUrl) {
       kept = { ...kept, mqttUrl };
       saveCredentials(dataDir, kept);
@@ -185,14 +199,21 @@ function brokerLocator(
 export async function runAgent(config: AgentConfig, logger: Logger): Promise<DeviceAgent> {
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const credentials = await obtainCredentials(config, logger);
+  const trust = await establishServerTrust({
+    serverUrl: config.server,
+    dataDir,
+    ...(config.ca ? { caFile: config.ca } : {}),
+    pin: config.provisioningToken ? splitProvisioningToken(config.provisioningToken).caFingerprint : null,
+    logger,
+  });
+  const credentials = await obtainCredentials(config, trust, logger);
   const version = packageJson.version;
   let agent: DeviceAgent | null = null;
   const attachedBoard = config.attachedBoard
     ? await attachedBoardStrategy(dataDir, config.attachedBoard, logger)
     : null;
   const slots = linuxAbStrategy(config, dataDir, () => agent?.connected ?? false, logger);
-  const vms = vmStrategy(config, dataDir, credentials, logger);
+  const vms = vmStrategy(config, dataDir, credentials, trust, logger);
   const updates: UpdateManager = new UpdateManager({
     dataDir,
     activationGate: activationGate({
@@ -200,6 +221,7 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
       ...(config.updateWindow ? { window: config.updateWindow } : {}),
     }),
     serverUrl: config.server,
+    fetch: trust.fetch,
     auth: { deviceId: credentials.deviceId, secret: credentials.secret },
     fleetPublicKeyPem: credentials.fleetPublicKeyPem,
     strategies: {
@@ -229,8 +251,9 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
       ? { mqttUrls: config.mqtt }
       : {
           mqttUrls: [credentials.mqttUrl],
-          locateBroker: brokerLocator(config.server, dataDir, credentials),
+          locateBroker: brokerLocator(trust, config.server, dataDir, credentials),
         }),
+    ca: trust.ca,
     dataDir,
     heartbeatSeconds: config.heartbeat,
     keepaliveSeconds: config.keepalive,
@@ -275,6 +298,7 @@ function vmStrategy(
   config: AgentConfig,
   dataDir: string,
   credentials: AgentCredentials,
+  trust: ServerTrust,
   logger: Logger,
 ): VmStrategy | null {
   if (!config.vm) return null;
@@ -285,6 +309,7 @@ function vmStrategy(
     readyTimeoutSeconds: config.vm.readyTimeoutSeconds,
     env: config.vm.env,
     consoles: new ConsoleUploader({
+      fetch: trust.fetch,
       server: config.server,
       deviceId: credentials.deviceId,
       secret: credentials.secret,

@@ -165,6 +165,8 @@ export const ERROR_STATUS = {
   'qemu-missing': 503,
   'registry-unreachable': 503,
   'server-unreachable': 503,
+  /** The server's certificate does not chain to the pinned fleet CA (or its pin does not match). */
+  'untrusted-server': 502,
   'tool-missing': 503,
   'toolchain-missing': 503,
 

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { chmodSync, mkdirSync } from 'node:fs';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { dirname, join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { INestApplication } from '@nestjs/common';
@@ -56,16 +57,28 @@ import { rolloutCluster } from './rollouts/rollout-cluster.ts';
 import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
 import { TelemetryIngestService } from './telemetry/telemetry-ingest.service.ts';
 import { WEB_DIRECTORY } from './web/web.controller.ts';
+import { FleetTls, tlsDirectory } from './tls/fleet-tls.ts';
 
 const RETENTION_SWEEP_MS = 60 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 const DATA_DIRECTORY_MODE = 0o700;
 
 export interface RunningServer {
+  /** Plain HTTP, on loopback unless configured otherwise. */
   httpUrl: string;
   mqttUrl: string;
   httpPort: number;
   mqttPort: number;
+  /** HTTPS with the fleet CA's certificate, at the first of BOARDFLEET_TLS_NAMES. */
+  httpsUrl: string;
+  httpsPort: number;
+  /** MQTT over TLS of the embedded broker; null on an external broker. */
+  mqttsUrl: string | null;
+  mqttsPort: number | null;
+  /** The fleet CA devices pin, and its sha256 fingerprint (hex). */
+  caPem: string;
+  caFingerprint: string;
+  caPath: string;
   adminToken: string;
   adminTokenPath: string;
   db: Database;
@@ -146,9 +159,21 @@ export async function startServer(
     await changeFeed.start();
     stops.push(() => changeFeed.stop());
 
+    const serverKeys = new ServerKeyRepository(db);
+    const fleetTls = await FleetTls.open({
+      dataDir: config.dataDir,
+      names: config.tlsNames,
+      keys: serverKeys,
+      clock,
+      logger: logger.child({ component: 'tls' }),
+    });
+    fleetTls.start();
+    stops.push(async () => fleetTls.stop());
+    warnAboutPlainListeners(config, logger);
+
     const authenticator = new DeviceAuthenticator(
       devices,
-      await new ServerKeyRepository(db).loadOrCreate('device-secrets', clock.now()),
+      await serverKeys.loadOrCreate('device-secrets', clock.now()),
       new AuthRateLimiter(DEVICE_AUTH_LIMITS, () => clock.now()),
       metrics,
     );
@@ -156,10 +181,12 @@ export async function startServer(
       authenticator,
       devices,
       metrics,
+      tls: fleetTls,
       logger: logger.child({ component: 'broker' }),
     });
     stops.push(() => broker.stop());
     const mqttPort = broker.devicePort();
+    const mqttsPort = broker.deviceTlsPort();
     const serverSession = broker.serverSession();
 
     const ingest = new TelemetryIngestService(
@@ -259,7 +286,11 @@ export async function startServer(
           { provide: BuildQueueService, useValue: builds },
           { provide: ChangeFeed, useValue: changeFeed },
           { provide: SigningKeyRepository, useValue: signingKey },
-          { provide: MQTT_ENDPOINT, useValue: new MqttEndpoint(config.mqttPublicUrl, mqttPort) },
+          {
+            provide: MQTT_ENDPOINT,
+            useValue: new MqttEndpoint(config.mqttPublicUrl, { plain: mqttPort, tls: mqttsPort }),
+          },
+          { provide: FleetTls, useValue: fleetTls },
           { provide: TelemetryIngestService, useValue: ingest },
           { provide: WEB_DIRECTORY, useValue: config.webDir },
           { provide: CLOSED_ROUTES, useValue: closedRoutes },
@@ -280,16 +311,37 @@ export async function startServer(
     stops.push(() => app.close());
     await listenOrExplain(httpServer, config.httpPort, config.httpHost, 'BOARDFLEET_HTTP_PORT', 'HTTP');
     const httpPort = (httpServer.address() as AddressInfo).port;
-    const shownHost = config.httpHost === '0.0.0.0' ? 'localhost' : config.httpHost;
+    const httpsServer = await listenHttps(app, fleetTls, config);
+    stops.push(() => closeHttps(httpsServer));
+    const httpsPort = (httpsServer.address() as AddressInfo).port;
+    const shownHost = ['0.0.0.0', '127.0.0.1', '::'].includes(config.httpHost)
+      ? 'localhost'
+      : config.httpHost;
+    const tlsHost = urlHost(config.tlsNames[0] ?? 'localhost');
+    const caPath = join(tlsDirectory(config.dataDir), 'ca.pem');
     logger.info(
-      { httpPort, mqttPort, dataDir: config.dataDir },
-      `Boardfleet server on http://${shownHost}:${httpPort}`,
+      {
+        httpPort,
+        httpsPort,
+        mqttPort,
+        mqttsPort,
+        dataDir: config.dataDir,
+        caFingerprint: fleetTls.caFingerprint,
+      },
+      `Boardfleet server on https://${tlsHost}:${httpsPort} (fleet CA ${caPath}), plain http://${shownHost}:${httpPort}`,
     );
     return {
       httpUrl: `http://${shownHost}:${httpPort}`,
       mqttUrl: config.mqttUrl ?? `mqtt://${shownHost}:${mqttPort}`,
       httpPort,
       mqttPort,
+      httpsUrl: `https://${tlsHost}:${httpsPort}`,
+      httpsPort,
+      mqttsUrl: mqttsPort === null ? null : `mqtts://${tlsHost}:${mqttsPort}`,
+      mqttsPort,
+      caPem: fleetTls.caPem,
+      caFingerprint: fleetTls.caFingerprint,
+      caPath,
       adminToken: admin.token,
       adminTokenPath: admin.path,
       db,
@@ -303,6 +355,42 @@ export async function startServer(
     await stopAll();
     throw error;
   }
+}
+
+/** The same application over TLS; a renewed certificate is taken without a restart. */
+async function listenHttps(app: INestApplication, tls: FleetTls, config: ServerConfig): Promise<HttpsServer> {
+  const server = createHttpsServer(tls.secureContext(), app.getHttpAdapter().getInstance());
+  tls.onRenewed((context) => server.setSecureContext(context));
+  await listenOrExplain(server, config.httpsPort, config.httpsHost, 'BOARDFLEET_HTTPS_PORT', 'HTTPS');
+  tls.servingHttpsOn((server.address() as AddressInfo).port);
+  return server;
+}
+
+async function closeHttps(server: HttpsServer): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  await closed;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/** Plain listeners opened to the network are the operator's choice, but one to be reminded of. */
+function warnAboutPlainListeners(config: ServerConfig, logger: Logger): void {
+  if (!LOOPBACK.has(config.httpHost))
+    logger.warn(
+      { host: config.httpHost, port: config.httpPort },
+      `plain HTTP listens on ${config.httpHost} (BOARDFLEET_HTTP_HOST): operator tokens and device secrets sent to it travel in clear; HTTPS is on port ${config.httpsPort}`,
+    );
+  if (config.mqttUrl === null && !LOOPBACK.has(config.mqttHost))
+    logger.warn(
+      { host: config.mqttHost, port: config.mqttPort },
+      `plain MQTT listens on ${config.mqttHost} (BOARDFLEET_MQTT_HOST): device secrets sent to it travel in clear; MQTT over TLS is on port ${config.mqttsPort}`,
+    );
+}
+
+/** A host name or address as it goes in a URL (IPv6 in brackets). */
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
 }
 
 /**

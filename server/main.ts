@@ -10,6 +10,8 @@ export async function startServerProcess(): Promise<void> {
   const server = await startServer(loadServerConfig());
   process.stdout.write(
     `Boardfleet server: ${server.httpUrl} (API docs ${server.httpUrl}/api/docs), MQTT ${server.mqttUrl}\n` +
+      `Over TLS: ${server.httpsUrl}${server.mqttsUrl ? `, MQTT ${server.mqttsUrl}` : ''} (fleet CA ${shortPath(server.caPath)})\n` +
+      `Fleet CA fingerprint (sha256, what provisioning tokens pin): ${server.caFingerprint}\n` +
       `Operator token: ${shortPath(server.adminTokenPath)}\n`,
   );
   let stopping = false;

@@ -8,7 +8,11 @@ export function register(program: Command): void {
     .command('agent')
     .description('Run the device agent: reports presence, inventory and health, and applies deployments')
     .option('--config <file>', 'JSON file with any of the options below (flags win)')
-    .option('--server <url>', 'Boardfleet server, e.g. http://fleet.local:8080')
+    .option('--server <url>', 'Boardfleet server, e.g. https://fleet.local:8443')
+    .option(
+      '--ca <file>',
+      "the fleet CA (the server's data/tls/ca.pem) to verify the server by; default: the one a provisioning token pins, kept in the data dir",
+    )
     .option(
       '--mqtt <url>',
       'MQTT broker (repeatable, tried in turn); default: the broker the server names, asked on every start',
@@ -53,6 +57,7 @@ export function register(program: Command): void {
             'the flags',
           ),
           server: options.server,
+          ca: options.ca,
           mqtt: options.mqtt,
           deviceId: options.deviceId,
           name: options.name,

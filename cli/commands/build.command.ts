@@ -163,7 +163,7 @@ Start one with: boardfleet build pi-minimal --board rpi-4b --no-follow (see boar
         }
         return;
       }
-      const response = await fetch(`${api.baseUrl}/api/v1/builds/${encodeURIComponent(id)}/log`, {
+      const response = await api.fetch(`${api.baseUrl}/api/v1/builds/${encodeURIComponent(id)}/log`, {
         headers: { authorization: `Bearer ${api.token}` },
       });
       process.stdout.write(await response.text());

@@ -284,7 +284,9 @@ Examples:
 async function fetchText(api: ApiClient, path: string): Promise<string> {
   let response: Response;
   try {
-    response = await fetch(`${api.baseUrl}${path}`, { headers: { authorization: `Bearer ${api.token}` } });
+    response = await api.fetch(`${api.baseUrl}${path}`, {
+      headers: { authorization: `Bearer ${api.token}` },
+    });
   } catch (error) {
     throw new BoardfleetError(
       'server-unreachable',

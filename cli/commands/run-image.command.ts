@@ -212,7 +212,7 @@ async function obtainBundle(artifact: string, scratch: string): Promise<{ dir: s
       signature: record.signature,
       rollback: false,
     },
-    fleetPublicKeyPem: await fetchFleetKey(api.baseUrl),
+    fleetPublicKeyPem: await fetchFleetKey(fetch, api.baseUrl),
     downloadedPath: file,
     runningVersion: null,
   });
@@ -246,7 +246,7 @@ async function findArtifact(api: ApiClient, reference: string): Promise<Artifact
 }
 
 async function download(api: ApiClient, record: Artifact, file: string): Promise<void> {
-  const response = await fetch(`${api.baseUrl}/api/v1/artifacts/${record.id}/content`, {
+  const response = await api.fetch(`${api.baseUrl}/api/v1/artifacts/${record.id}/content`, {
     headers: { authorization: `Bearer ${api.token}` },
   });
   if (!response.ok || !response.body) {

@@ -70,6 +70,7 @@ export function register(program: Command): void {
               })
             ).token;
             credentials = await provisionDevice({
+              fetch,
               serverUrl: api.baseUrl,
               provisioningToken: token,
               name,
@@ -99,7 +100,7 @@ export function register(program: Command): void {
             mqttUrls: [credentials.mqttUrl],
             // As the agent does: a broker refusing the device (the fleet moved to Mosquitto) is
             // told about it by the server when the device asks it where the broker is.
-            locateBroker: () => fetchMqttUrl(api.baseUrl, device),
+            locateBroker: () => fetchMqttUrl(fetch, api.baseUrl, device),
             dataDir,
             heartbeatSeconds: Number(options.heartbeat),
             keepaliveSeconds: 30,

@@ -98,8 +98,9 @@ Examples:
         if (options.json) return printJson(created);
         process.stdout.write(
           `Provisioning token ${created.id}: ${created.token}\n` +
+            `It pins the fleet CA (sha256 ${created.caFingerprint}): agents verify the server by it.\n` +
             `Keep it in a file only the agent can read (TOKEN_FILE) and start agents with:\n` +
-            `  boardfleet agent --server ${api.baseUrl} --provisioning-token-file TOKEN_FILE --name NAME\n`,
+            `  boardfleet agent --server ${created.serverUrl} --provisioning-token-file TOKEN_FILE --name NAME\n`,
         );
       },
     );

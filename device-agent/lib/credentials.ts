@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { FleetKey } from '../../protocol/api/artifacts.ts';
 import type { MqttEndpointAnswer, Provision, ProvisionedDevice } from '../../protocol/api/provisioning.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { readJson, writeJsonAtomically } from './atomic-file.ts';
+import { readJson, writeJsonAtomically } from '../../lib/atomic-file.ts';
 
 /**
  * What provisioning answered, kept in a versioned file. Its fleet key (the one that signs
@@ -27,10 +27,18 @@ export function saveCredentials(dataDir: string, credentials: AgentCredentials):
   writeJsonAtomically(credentialsPath(dataDir), credentials, 0o600);
 }
 
+/** `fetch` as the agent's server trust makes it (see server-trust.ts). */
+export type ServerFetch = typeof globalThis.fetch;
+
 /** A server that accepts the connection and never answers must not hold the agent's start for good. */
 const SERVER_ANSWER_TIMEOUT_MS = 30_000;
 
-async function postJson<T>(url: string, authorization: string | null, body: unknown): Promise<T> {
+async function postJson<T>(
+  fetch: ServerFetch,
+  url: string,
+  authorization: string | null,
+  body: unknown,
+): Promise<T> {
   let response: Response;
   try {
     response = await fetch(url, {
@@ -43,6 +51,7 @@ async function postJson<T>(url: string, authorization: string | null, body: unkn
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch (error) {
+    if (error instanceof BoardfleetError) throw error;
     throw new BoardfleetError(
       'server-unreachable',
       `cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}`,
@@ -59,7 +68,7 @@ async function postJson<T>(url: string, authorization: string | null, body: unkn
 
 /** Registers this device with a fleet provisioning token; the credentials come back once. */
 export async function provisionDevice(
-  options: Provision & { serverUrl: string; provisioningToken: string },
+  options: Provision & { serverUrl: string; provisioningToken: string; fetch: ServerFetch },
 ): Promise<AgentCredentials> {
   const registration: Provision = {
     name: options.name,
@@ -67,6 +76,7 @@ export async function provisionDevice(
     ...(options.tags?.length ? { tags: options.tags } : {}),
   };
   const result = await postJson<ProvisionedDevice>(
+    options.fetch,
     new URL('/api/v1/provision', options.serverUrl).toString(),
     `Bearer ${options.provisioningToken}`,
     registration,
@@ -74,8 +84,9 @@ export async function provisionDevice(
   return { schemaVersion: 1, ...result };
 }
 
-export async function fetchFleetKey(serverUrl: string): Promise<string> {
+export async function fetchFleetKey(fetch: ServerFetch, serverUrl: string): Promise<string> {
   const { publicKeyPem } = await postJson<FleetKey>(
+    fetch,
     new URL('/api/v1/fleet-key', serverUrl).toString(),
     null,
     undefined,
@@ -89,11 +100,13 @@ export async function fetchFleetKey(serverUrl: string): Promise<string> {
  * before the fleet moved to Mosquitto gets its credential there.
  */
 export async function fetchMqttUrl(
+  fetch: ServerFetch,
   serverUrl: string,
   device?: { deviceId: string; secret: string },
 ): Promise<string> {
   const basic = device && Buffer.from(`${device.deviceId}:${device.secret}`).toString('base64');
   const { mqttUrl } = await postJson<MqttEndpointAnswer>(
+    fetch,
     new URL('/api/v1/mqtt-endpoint', serverUrl).toString(),
     basic ? `Basic ${basic}` : null,
     undefined,

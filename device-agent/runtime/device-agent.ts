@@ -7,7 +7,7 @@ import { decodePayload, encodePayload } from '../../protocol/codec.ts';
 import type { Command, DesiredState, DeviceEvent, Inventory } from '../../protocol/schemas.ts';
 import { deviceTopic, SERVER_HELLO_TOPIC } from '../../protocol/topics.ts';
 import type { RunningVersion } from '../update/update-state-machine.ts';
-import { readJson, writeJsonAtomically } from '../lib/atomic-file.ts';
+import { readJson, writeJsonAtomically } from '../../lib/atomic-file.ts';
 import {
   BrokerIdentityError,
   explainConnectError,
@@ -41,6 +41,8 @@ export interface DeviceAgentOptions {
    * replaces the URL when `mqttUrls` holds one.
    */
   locateBroker?: () => Promise<string>;
+  /** The pinned fleet CA an mqtts:// broker's certificate must chain to; absent: the system's CAs. */
+  ca?: string | null;
 }
 
 /** What the agent needs of an update manager (the real one, or a simulated device's). */
@@ -121,6 +123,8 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     this.client = mqtt.connect({
       servers: this.servers,
       protocolVersion: 4,
+      ...(this.options.ca ? { ca: this.options.ca } : {}),
+      rejectUnauthorized: true,
       clientId: deviceId,
       username: deviceId,
       password: secret,

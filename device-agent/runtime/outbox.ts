@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { DeviceEvent } from '../../protocol/schemas.ts';
-import { readJson, writeJsonAtomically } from '../lib/atomic-file.ts';
+import { readJson, writeJsonAtomically } from '../../lib/atomic-file.ts';
 
 const ACKNOWLEDGED_WRITE_DELAY_MS = 1_000;
 

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeJsonAtomically } from '../lib/atomic-file.ts';
+import { writeJsonAtomically } from '../../lib/atomic-file.ts';
 import { DeploymentReport, type DesiredState, type Health } from '../../protocol/schemas.ts';
 import { downloadArtifact } from '../update/artifact-download.ts';
 import { verifyDeployment } from '../update/artifact-verify.ts';

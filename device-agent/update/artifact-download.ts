@@ -7,6 +7,8 @@ export interface DownloadRequest {
   /** Where the bytes go; a partial file from an earlier attempt is resumed from its end. */
   destination: string;
   expectedSize: number;
+  /** The agent's verifying fetch (see server-trust.ts); default: the global one. */
+  fetch?: typeof fetch;
   /** HTTP Basic credentials of the device. */
   auth: { deviceId: string; secret: string };
   signal?: AbortSignal;
@@ -27,7 +29,7 @@ export async function downloadArtifact(request: DownloadRequest): Promise<{ tran
     );
   }
   if (already === request.expectedSize) return { transferred: 0 };
-  const response = await fetch(request.url, {
+  const response = await (request.fetch ?? fetch)(request.url, {
     headers: {
       authorization: `Basic ${Buffer.from(`${request.auth.deviceId}:${request.auth.secret}`).toString('base64')}`,
       ...(already > 0 ? { range: `bytes=${already}-` } : {}),

@@ -22,7 +22,7 @@ import {
   slotDirectory,
   slotFromCmdline,
 } from '../../protocol/linux-ab-layout.ts';
-import { fsyncDirectory, writeFileAtomically } from '../lib/atomic-file.ts';
+import { fsyncDirectory, writeFileAtomically } from '../../lib/atomic-file.ts';
 import {
   isSafeRelativePath,
   MAX_MANIFEST_BYTES,

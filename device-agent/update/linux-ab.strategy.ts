@@ -20,7 +20,7 @@ import {
   withBootSlot,
 } from '../../protocol/linux-ab-layout.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
-import { fsyncDirectory, readJson, writeFileAtomically, writeJsonAtomically } from '../lib/atomic-file.ts';
+import { fsyncDirectory, readJson, writeFileAtomically, writeJsonAtomically } from '../../lib/atomic-file.ts';
 import type { RebootMode } from '../lib/device-reboot.ts';
 import { writePayloadToSlot } from './linux-ab-slot-writer.ts';
 import {

@@ -5,7 +5,7 @@ import type { ProbeResult } from '../../mcu/probe/probe-board.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import type { Inventory } from '../../protocol/schemas.ts';
-import { readJson, writeJsonAtomically } from '../lib/atomic-file.ts';
+import { readJson, writeJsonAtomically } from '../../lib/atomic-file.ts';
 import type { UpdateStrategy } from './update-strategy.ts';
 
 interface KnownGood {

@@ -18,7 +18,7 @@ import {
   type UpdateRecord,
   UpdateState,
 } from './update-state-machine.ts';
-import { writeJsonAtomically } from '../lib/atomic-file.ts';
+import { writeJsonAtomically } from '../../lib/atomic-file.ts';
 import { InstallRefusedError, type UpdateStrategy } from './update-strategy.ts';
 
 type Deployment = NonNullable<DesiredState['deployment']>;
@@ -33,6 +33,8 @@ export interface UpdateReport {
 export interface UpdateManagerOptions {
   dataDir: string;
   serverUrl: string;
+  /** Verifies the server against the pinned fleet CA; default: the global fetch (tests, loopback). */
+  fetch?: typeof fetch;
   auth: { deviceId: string; secret: string };
   fleetPublicKeyPem: string;
   strategies: Partial<Record<Deployment['strategy'], UpdateStrategy>>;
@@ -265,6 +267,7 @@ export class UpdateManager {
           await retryTransient(signal, () =>
             downloadArtifact({
               url: new URL(deployment.url, this.options.serverUrl).toString(),
+              ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
               destination: artifactPath,
               expectedSize: deployment.size,
               auth: this.options.auth,

@@ -5,7 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import { BUNDLE_FILES, type LaunchSpec } from '../../protocol/unikernel-image.ts';
-import { writeFileAtomically } from '../lib/atomic-file.ts';
+import { writeFileAtomically } from '../../lib/atomic-file.ts';
 import type { ConsoleUploader } from '../vm/console-uploader.ts';
 import { type AcceleratorPreference, detectAccelerator, QemuVm, VmNotReadyError } from '../vm/qemu-vm.ts';
 import { checkBundleDir, extractBundle } from '../vm/vm-bundle.ts';

@@ -25,12 +25,31 @@ export const createProvisioningTokenBody = named(
   }),
 );
 
+/**
+ * A provisioning token carries the fleet CA's fingerprint after its secret:
+ * `bfp_<secret>.<sha256 of the CA certificate, hex>`. The agent holding it trusts exactly that CA
+ * from its first connection; the server checks only the secret.
+ */
+export function pinnedProvisioningToken(secret: string, caFingerprint: string): string {
+  return `${secret}.${caFingerprint}`;
+}
+
+export function splitProvisioningToken(token: string): { secret: string; caFingerprint: string | null } {
+  const dot = token.indexOf('.');
+  if (dot === -1) return { secret: token, caFingerprint: null };
+  return { secret: token.slice(0, dot), caFingerprint: token.slice(dot + 1).toLowerCase() };
+}
+
 /** A new provisioning token: the secret is shown this once. */
 export const createdProvisioningTokenSchema = named(
   'CreatedProvisioningToken',
   z.object({
     id: z.string(),
-    token: z.string(),
+    token: z
+      .string()
+      .describe("bfp_<secret>.<sha256 of the fleet CA>: the agent pins the fleet's CA with it"),
+    caFingerprint: z.string().describe('sha256 of the fleet CA certificate (hex)'),
+    serverUrl: z.string().describe('the HTTPS address agents should be given, as the server knows it'),
     expiresAt: timestamp.nullable(),
     maxUses: z.number().int().nullable(),
     board: z.string().nullable(),

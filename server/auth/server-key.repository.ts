@@ -26,4 +26,28 @@ export class ServerKeyRepository {
       .executeTakeFirstOrThrow();
     return Buffer.from(row.key, 'base64url');
   }
+
+  /**
+   * The stored value of `name`, or `create()`'s, stored now: a replica racing this one may store
+   * its own first, and then both use that one.
+   */
+  async loadOrStore(name: 'fleet-ca', create: () => Promise<string>, now: number): Promise<string> {
+    const stored = await this.find(name);
+    if (stored !== null) return stored;
+    await this.db
+      .insertInto('server_keys')
+      .values({ name, key: await create(), created_at: now })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    return (await this.find(name)) as string;
+  }
+
+  private async find(name: string): Promise<string | null> {
+    const row = await this.db
+      .selectFrom('server_keys')
+      .select('key')
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return row?.key ?? null;
+  }
 }

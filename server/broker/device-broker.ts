@@ -23,6 +23,8 @@ export interface DeviceBroker {
   serverSession(): ServerSessionEndpoint;
   /** The port agents reach the broker on, for the MQTT URL handed to them; known once started. */
   devicePort(): number;
+  /** The port agents reach the broker over TLS on, null when it has none the server knows of. */
+  deviceTlsPort(): number | null;
   /** A new device may log in with this secret from now on. */
   registerDevice(deviceId: string, secret: string): Promise<void>;
   /**

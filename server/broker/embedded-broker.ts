@@ -1,5 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
+import {
+  createServer as createTlsServer,
+  type SecureContextOptions,
+  type Server as TlsServer,
+} from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { MAX_PAYLOAD_BYTES, TOPIC_ROOT } from '../../protocol/topics.ts';
@@ -45,7 +50,9 @@ function authError(returnCode: number, message: string): AuthenticateError {
 export class EmbeddedBroker implements DeviceBroker {
   private aedes!: Aedes;
   private port: number | null = null;
+  private tlsPort: number | null = null;
   private server!: Server;
+  private tlsServer: TlsServer | null = null;
   /**
    * Authenticated server connections (their topics are not device topics). Kept by connection, not
    * by client id: a reconnect takes over the id, and closing the old connection must not make the
@@ -60,6 +67,15 @@ export class EmbeddedBroker implements DeviceBroker {
     private readonly options: {
       host: string;
       port: number;
+      /** MQTT over TLS beside plain MQTT; the certificate may be renewed while the broker runs. */
+      tls?: {
+        host: string;
+        port: number;
+        certificates: {
+          secureContext(): SecureContextOptions;
+          onRenewed(listener: (context: SecureContextOptions) => void): void;
+        };
+      };
       serverSecret: string;
       authenticator: DeviceAuthenticator;
       /** Default: the documented defaults of the BOARDFLEET_MQTT_* variables. */
@@ -173,15 +189,8 @@ export class EmbeddedBroker implements DeviceBroker {
         });
       }
     });
-    this.server = createServer((socket) => this.accept(socket));
-    // Node closes connections beyond the cap before they are handed to Aedes, and tells with 'drop'.
-    this.server.maxConnections = limits.maxConnections;
-    this.server.on('drop', (peer) =>
-      refuse('connection-limit', 'MQTT connection limit reached: connection closed', {
-        remoteAddress: peer?.remoteAddress,
-        maxConnections: limits.maxConnections,
-      }),
-    );
+    this.server = this.limitConnections(createServer((socket) => this.accept(socket)));
+    const { tls } = this.options;
     try {
       await listenOrExplain(
         this.server,
@@ -190,14 +199,43 @@ export class EmbeddedBroker implements DeviceBroker {
         'BOARDFLEET_MQTT_PORT',
         'MQTT',
       );
+      if (tls) {
+        // 'secureConnection': the guard and Aedes read decrypted bytes, after the handshake.
+        const tlsServer = createTlsServer(
+          { ...tls.certificates.secureContext(), handshakeTimeout: limits.connectTimeoutMs },
+          (socket) => this.accept(socket),
+        );
+        tls.certificates.onRenewed((context) => tlsServer.setSecureContext(context));
+        tlsServer.on('tlsClientError', (error, socket) =>
+          logger.debug({ err: error, remoteAddress: socket.remoteAddress }, 'TLS handshake failed'),
+        );
+        this.tlsServer = this.limitConnections(tlsServer);
+        await listenOrExplain(tlsServer, tls.port, tls.host, 'BOARDFLEET_MQTTS_PORT', 'MQTT over TLS');
+        this.tlsPort = portOf(tlsServer, tls.port);
+      }
     } catch (error) {
+      if (this.server.listening) this.server.close();
       // Aedes' heartbeat and will timers would keep a process that cannot serve alive.
       await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
       throw error;
     }
-    const address = this.server.address();
-    this.port = typeof address === 'object' && address ? address.port : this.options.port;
+    this.port = portOf(this.server, this.options.port);
     return this.port;
+  }
+
+  /** Node closes connections beyond the cap before they are handed to Aedes, and tells with 'drop'. */
+  private limitConnections<T extends Server>(server: T): T {
+    const { metrics, logger } = this.options;
+    const { maxConnections } = this.limits;
+    server.maxConnections = maxConnections;
+    server.on('drop', (peer) => {
+      metrics.refusedClients.inc({ kind: 'connection-limit' });
+      logger.warn(
+        { remoteAddress: peer?.remoteAddress, maxConnections },
+        'MQTT connection limit reached: connection closed',
+      );
+    });
+    return server;
   }
 
   serverSession(): ServerSessionEndpoint {
@@ -207,6 +245,10 @@ export class EmbeddedBroker implements DeviceBroker {
       password: this.options.serverSecret,
       sharedGroup: null,
     };
+  }
+
+  deviceTlsPort(): number | null {
+    return this.tlsPort;
   }
 
   devicePort(): number {
@@ -307,6 +349,7 @@ export class EmbeddedBroker implements DeviceBroker {
    */
   async disconnectDevices(): Promise<void> {
     this.server.close();
+    this.tlsServer?.close();
     for (const client of Object.values(this.clientsById())) {
       if (client && !this.serverClients.has(client)) client.close();
     }
@@ -316,8 +359,15 @@ export class EmbeddedBroker implements DeviceBroker {
   async stop(): Promise<void> {
     this.gate.open();
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
-    if (this.server.listening) await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const server of [this.server, this.tlsServer]) {
+      if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   }
+}
+
+function portOf(server: Server, configured: number): number {
+  const address = server.address();
+  return typeof address === 'object' && address ? address.port : configured;
 }
 
 /** Aedes types a connection as any duplex stream; ours are TCP sockets. */

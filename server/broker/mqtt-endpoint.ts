@@ -1,14 +1,20 @@
-/** Where agents reach the broker: configured, or the host they reached the API by plus the MQTT port. */
+/**
+ * Where agents reach the broker: configured, or the host they reached the API by with the
+ * broker's port. An agent that came over HTTPS is sent to MQTT over TLS (when the broker has it):
+ * its secret must not then travel in clear.
+ */
 export class MqttEndpoint {
   constructor(
     private readonly publicUrl: string | null,
-    private readonly port: number,
+    private readonly ports: { plain: number; tls: number | null },
   ) {}
 
-  urlFor(requestHost: string | undefined): string {
+  urlFor(requestHost: string | undefined, overTls = false): string {
     if (this.publicUrl) return this.publicUrl;
     const hostname = requestHost ? new URL(`http://${requestHost}`).hostname : 'localhost';
-    return `mqtt://${hostname.includes(':') ? `[${hostname}]` : hostname}:${this.port}`;
+    const host = hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname;
+    if (overTls && this.ports.tls !== null) return `mqtts://${host}:${this.ports.tls}`;
+    return `mqtt://${host}:${this.ports.plain}`;
   }
 }
 

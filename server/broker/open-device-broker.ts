@@ -3,6 +3,7 @@ import { ensureServerMqttSecret } from '../auth/bootstrap-credentials.ts';
 import type { ServerConfig } from '../config/config.ts';
 import type { DeviceRepository } from '../devices/device.repository.ts';
 import type { ServerMetrics } from '../metrics/metrics.ts';
+import type { FleetTls } from '../tls/fleet-tls.ts';
 import type { DeviceAuthenticator } from './device-authenticator.ts';
 import type { DeviceBroker } from './device-broker.ts';
 import { EmbeddedBroker } from './embedded-broker.ts';
@@ -20,14 +21,17 @@ export async function openDeviceBroker(
     authenticator: DeviceAuthenticator;
     devices: DeviceRepository;
     metrics: ServerMetrics;
+    /** The certificate MQTT over TLS presents. */
+    tls: FleetTls;
     logger: Logger;
   },
 ): Promise<DeviceBroker> {
-  const { authenticator, devices, metrics, logger } = dependencies;
+  const { authenticator, devices, metrics, tls, logger } = dependencies;
   if (config.mqttUrl === null || config.mqttCredentials === null) {
     const broker = new EmbeddedBroker({
       host: config.mqttHost,
       port: config.mqttPort,
+      tls: { host: config.mqttsHost, port: config.mqttsPort, certificates: tls },
       serverSecret: ensureServerMqttSecret(config.dataDir),
       authenticator,
       limits: config.mqttLimits,

@@ -1,6 +1,6 @@
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -12,6 +12,26 @@ describe('server configuration', () => {
     const config = loadServerConfig({});
     expect(config).toMatchObject({ httpPort: 8080, mqttPort: 1883, mqttUrl: null, healthRetentionDays: 30 });
     expect(config.databaseUrl).toBe(`sqlite:${join(config.dataDir, 'boardfleet.sqlite')}`);
+  });
+
+  it('listens in clear on loopback only, and over TLS on 8443 and 8883 for the network', () => {
+    expect(loadServerConfig({})).toMatchObject({
+      httpHost: '127.0.0.1',
+      mqttHost: '127.0.0.1',
+      httpsPort: 8443,
+      httpsHost: '0.0.0.0',
+      mqttsPort: 8883,
+      mqttsHost: '0.0.0.0',
+      tlsNames: [hostname(), 'localhost', '127.0.0.1'],
+    });
+    expect(loadServerConfig({ BOARDFLEET_TLS_NAMES: 'fleet.example.com, 10.0.0.5,::1' }).tlsNames).toEqual([
+      'fleet.example.com',
+      '10.0.0.5',
+      '::1',
+    ]);
+    expect(() => loadServerConfig({ BOARDFLEET_TLS_NAMES: 'fleet.example.com,not a name' })).toThrow(
+      'BOARDFLEET_TLS_NAMES: not a name is not a DNS name or an IP address',
+    );
   });
 
   it('lists every bad variable in one error', () => {

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BoardfleetError } from '../../protocol/errors.ts';
@@ -14,9 +16,18 @@ import {
 
 export interface ServerConfig {
   httpPort: number;
+  /** Plain HTTP: loopback by default, the API over the network goes through HTTPS. */
   httpHost: string;
   mqttPort: number;
+  /** Plain MQTT of the embedded broker: loopback by default, devices come through MQTTS. */
   mqttHost: string;
+  httpsPort: number;
+  httpsHost: string;
+  /** MQTT over TLS of the embedded broker. */
+  mqttsPort: number;
+  mqttsHost: string;
+  /** Names and addresses the server certificate is issued for (its subject alternative names). */
+  tlsNames: string[];
   /** Address agents are told to use when they provision; null: derived from the request's host. */
   mqttPublicUrl: string | null;
   dataDir: string;
@@ -80,9 +91,29 @@ export const SERVER_ENVIRONMENT = {
     default: '8080',
     meaning: 'REST API, OpenAPI UI (/api/docs), /healthz and /metrics',
   },
-  BOARDFLEET_HTTP_HOST: { default: '0.0.0.0', meaning: 'address the HTTP server binds' },
-  BOARDFLEET_MQTT_PORT: { default: '1883', meaning: 'port of the embedded MQTT broker' },
-  BOARDFLEET_MQTT_HOST: { default: '0.0.0.0', meaning: 'address the embedded MQTT broker binds' },
+  BOARDFLEET_HTTP_HOST: {
+    default: '127.0.0.1',
+    meaning:
+      'address plain HTTP binds; 0.0.0.0 opens it to the network (logged as a warning: tokens would travel in clear)',
+  },
+  BOARDFLEET_MQTT_PORT: { default: '1883', meaning: 'port of the embedded MQTT broker, plain MQTT' },
+  BOARDFLEET_MQTT_HOST: {
+    default: '127.0.0.1',
+    meaning:
+      'address plain MQTT binds; 0.0.0.0 opens it to the network (logged as a warning: device secrets would travel in clear)',
+  },
+  BOARDFLEET_HTTPS_PORT: {
+    default: '8443',
+    meaning: "the API, dashboard and TUF metadata over TLS, with the fleet CA's server certificate",
+  },
+  BOARDFLEET_HTTPS_HOST: { default: '0.0.0.0', meaning: 'address HTTPS binds' },
+  BOARDFLEET_MQTTS_PORT: { default: '8883', meaning: 'the embedded MQTT broker over TLS' },
+  BOARDFLEET_MQTTS_HOST: { default: '0.0.0.0', meaning: 'address MQTT over TLS binds' },
+  BOARDFLEET_TLS_NAMES: {
+    default: '<host name>,localhost,127.0.0.1',
+    meaning:
+      'comma-separated DNS names and IP addresses the server certificate covers: every name agents and browsers use to reach the server',
+  },
   BOARDFLEET_MQTT_PUBLIC_URL: {
     default: '(derived)',
     meaning:
@@ -282,6 +313,26 @@ function readExternalBroker(
   };
 }
 
+/** DNS names and IP addresses for the server certificate, each problem added to `problems`. */
+function readTlsNames(env: Environment, problems: string[]): string[] {
+  const raw = env.BOARDFLEET_TLS_NAMES;
+  if (raw === undefined || raw.trim() === '') return [...new Set([hostname(), 'localhost', '127.0.0.1'])];
+  const names = raw
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  const bad = names.filter(
+    (name) =>
+      isIP(name) === 0 &&
+      !/^(\*\.)?[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*$/.test(
+        name,
+      ),
+  );
+  if (bad.length > 0)
+    problems.push(`BOARDFLEET_TLS_NAMES: ${bad.join(', ')} is not a DNS name or an IP address`);
+  return [...new Set(names)];
+}
+
 /** The broker limits when no variable sets them. */
 export const DEFAULT_BROKER_LIMITS: BrokerLimits = readBrokerLimits({}, []);
 
@@ -299,6 +350,9 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
   };
   const httpPort = port('BOARDFLEET_HTTP_PORT');
   const mqttPort = port('BOARDFLEET_MQTT_PORT');
+  const httpsPort = port('BOARDFLEET_HTTPS_PORT');
+  const mqttsPort = port('BOARDFLEET_MQTTS_PORT');
+  const tlsNames = readTlsNames(env, problems);
   const dataDir = resolve(env.BOARDFLEET_DATA_DIR ?? SERVER_ENVIRONMENT.BOARDFLEET_DATA_DIR.default);
   const databaseUrl = env.DATABASE_URL ?? `sqlite:${resolve(dataDir, 'boardfleet.sqlite')}`;
   if (!/^(sqlite:|postgres:\/\/|postgresql:\/\/)/.test(databaseUrl)) {
@@ -356,6 +410,11 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     httpHost: env.BOARDFLEET_HTTP_HOST ?? SERVER_ENVIRONMENT.BOARDFLEET_HTTP_HOST.default,
     mqttPort,
     mqttHost: env.BOARDFLEET_MQTT_HOST ?? SERVER_ENVIRONMENT.BOARDFLEET_MQTT_HOST.default,
+    httpsPort,
+    httpsHost: env.BOARDFLEET_HTTPS_HOST ?? SERVER_ENVIRONMENT.BOARDFLEET_HTTPS_HOST.default,
+    mqttsPort,
+    mqttsHost: env.BOARDFLEET_MQTTS_HOST ?? SERVER_ENVIRONMENT.BOARDFLEET_MQTTS_HOST.default,
+    tlsNames,
     mqttPublicUrl,
     dataDir,
     databaseUrl,

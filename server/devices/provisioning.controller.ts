@@ -7,8 +7,10 @@ import {
   createProvisioningTokenBody,
   type MqttEndpointAnswer,
   type Provision,
+  pinnedProvisioningToken,
   provisionBody,
   type ProvisionedDevice,
+  splitProvisioningToken,
 } from '../../protocol/api/provisioning.ts';
 import { parseDuration } from '../../protocol/api/token-expiry.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
@@ -21,6 +23,7 @@ import { MQTT_ENDPOINT, type MqttEndpoint } from '../broker/mqtt-endpoint.ts';
 import { ApiRoute } from '../common/api-route.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { HTTP_LOGGER } from '../common/errors.ts';
+import { FleetTls } from '../tls/fleet-tls.ts';
 import { parseBody } from '../common/zod-body.ts';
 import { DeviceRepository } from './device.repository.ts';
 import { DeviceService } from './device.service.ts';
@@ -37,14 +40,18 @@ export class ProvisioningController {
     @Inject(DeviceAuthenticator) private readonly deviceAuth: DeviceAuthenticator,
     @Inject(DEVICE_BROKER) private readonly broker: DeviceBroker,
     @Inject(DeviceRepository) private readonly deviceRecords: DeviceRepository,
+    @Inject(FleetTls) private readonly tls: FleetTls,
     @Optional() @Inject(HTTP_LOGGER) private readonly logger: Logger = pino(),
   ) {}
 
   @ApiRoute(operations.createProvisioningToken)
-  async createToken(@Body() body: unknown): Promise<CreatedProvisioningToken> {
+  async createToken(
+    @Body() body: unknown,
+    @Headers('host') host: string | undefined,
+  ): Promise<CreatedProvisioningToken> {
     const { name, expiresIn, maxUses, board, tags } = parseBody(createProvisioningTokenBody, body);
     const now = this.clock.now();
-    return this.tokens.create(
+    const created = await this.tokens.create(
       {
         name,
         expiresAt: expiresIn ? now + (parseDuration(expiresIn) as number) : null,
@@ -54,6 +61,13 @@ export class ProvisioningController {
       },
       now,
     );
+    const caFingerprint = this.tls.caFingerprint;
+    return {
+      ...created,
+      token: pinnedProvisioningToken(created.token, caFingerprint),
+      caFingerprint,
+      serverUrl: this.tls.httpsUrlFor(host),
+    };
   }
 
   /**
@@ -78,7 +92,7 @@ export class ProvisioningController {
           'registering the device with the broker failed',
         ),
       );
-    return { mqttUrl: this.mqttEndpoint.urlFor(host) };
+    return { mqttUrl: this.mqttEndpoint.urlFor(host, request.secure) };
   }
 
   /** A revocation between the check and the registration would otherwise leave the device a way in. */
@@ -94,7 +108,8 @@ export class ProvisioningController {
     @Headers('host') host: string | undefined,
     @Body() body: unknown,
   ): Promise<ProvisionedDevice> {
-    const token = bearerToken(request);
+    const bearer = bearerToken(request);
+    const token = bearer && splitProvisioningToken(bearer).secret;
     const refused = new BoardfleetError(
       'unauthorized',
       'the provisioning token is missing, unknown, revoked, expired or used up',
@@ -116,7 +131,7 @@ export class ProvisioningController {
     return {
       deviceId: created.device.id,
       secret: created.secret,
-      mqttUrl: this.mqttEndpoint.urlFor(host),
+      mqttUrl: this.mqttEndpoint.urlFor(host, request.secure),
       fleetPublicKeyPem: this.signingKey.publicKeyPem,
     };
   }

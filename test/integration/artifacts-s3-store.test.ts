@@ -11,7 +11,7 @@ import { startServer } from '../../server/boardfleet-server.ts';
 import { loadServerConfig } from '../../server/config/config.ts';
 import { sqliteBackend } from '../support/databases.ts';
 import { type S3TestServer, startS3Server } from '../support/s3-server.ts';
-import { startTestServer, type TestServer } from '../support/test-server.ts';
+import { startTestServer, type TestServer, TLS_ON_FREE_PORTS } from '../support/test-server.ts';
 
 /** The server with BOARDFLEET_ARTIFACT_STORE=s3 against s3rver, an S3 protocol server. */
 describe('artifacts kept in an S3 bucket', () => {
@@ -129,6 +129,7 @@ describe('artifacts kept in an S3 bucket', () => {
       const config = loadServerConfig({
         ...s3Environment(),
         BOARDFLEET_S3_BUCKET: 'no-such-bucket',
+        ...TLS_ON_FREE_PORTS,
         BOARDFLEET_DATA_DIR: dataDir,
         BOARDFLEET_HTTP_PORT: '0',
         BOARDFLEET_MQTT_PORT: '0',

@@ -8,7 +8,7 @@ import type { CreatedOperatorToken, TokenInfo } from '../../protocol/api/session
 import { CLI, secretFile, startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { cliRunner, type CliRunner } from '../support/cli-runner.ts';
 import { sqliteBackend } from '../support/databases.ts';
-import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
+import { eventually, startTestServer, type TestServer, TLS_ON_FREE_PORTS } from '../support/test-server.ts';
 
 /** Loading the server's or agent's modules is most of a process's start on a loaded machine. */
 const START = 30_000;
@@ -36,6 +36,7 @@ describe('a server started with MQTT_URL', () => {
     const child = spawn(process.execPath, [CLI, 'server'], {
       env: {
         ...process.env,
+        ...TLS_ON_FREE_PORTS,
         BOARDFLEET_DATA_DIR: dataDir,
         BOARDFLEET_HTTP_HOST: '127.0.0.1',
         BOARDFLEET_MQTT_HOST: '127.0.0.1',

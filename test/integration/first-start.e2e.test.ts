@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { CLI, secretFile, startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { sqliteBackend } from '../support/databases.ts';
-import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
+import { eventually, startTestServer, type TestServer, TLS_ON_FREE_PORTS } from '../support/test-server.ts';
 
 /** Issue 15, the first five minutes: items 1 (a port taken), 3 (provisioning twice) and 4 (LOG_LEVEL, stop line). */
 
@@ -28,6 +28,7 @@ function serverProcess(env: Record<string, string>) {
   const child = spawn(process.execPath, [CLI, 'server'], {
     env: {
       ...process.env,
+      ...TLS_ON_FREE_PORTS,
       BOARDFLEET_DATA_DIR: tempDir('boardfleet-first-start-'),
       BOARDFLEET_HTTP_HOST: '127.0.0.1',
       BOARDFLEET_MQTT_HOST: '127.0.0.1',

@@ -91,11 +91,13 @@ describe('Linux images: build, boot under qemu, A/B rollouts', () => {
     writeRecipe('pi-minimal-next', '1.1.0');
     // An image whose agent never starts: nothing on the device can commit it.
     writeRecipe('pi-minimal-broken', '1.2.0', (text) => text.replace(/include: true/, 'include: false'));
-    // The VM reaches the host's loopback as 10.0.2.2 (qemu user networking).
+    // The VM reaches the host's loopback as 10.0.2.2 (qemu user networking): the server's
+    // certificate names it, and the agent speaks HTTPS and MQTT over TLS to it, pinning the CA.
     server = await startTestServer(sqliteBackend, {
       BOARDFLEET_RECIPES_DIR: join(scratch, 'recipes'),
       BOARDFLEET_HTTP_HOST: '127.0.0.1',
       BOARDFLEET_MQTT_HOST: '127.0.0.1',
+      BOARDFLEET_TLS_NAMES: 'localhost,127.0.0.1,10.0.2.2',
     });
     api = new ApiClient(server.httpUrl, server.adminToken);
   });
@@ -154,7 +156,7 @@ describe('Linux images: build, boot under qemu, A/B rollouts', () => {
     await vm.writeBootFile(
       'boardfleet.json',
       JSON.stringify({
-        server: `http://10.0.2.2:${server.httpPort}`,
+        server: `https://10.0.2.2:${server.httpsPort}`,
         provisioningToken: token,
         name: 'vm-1',
         board: BOARD,

@@ -18,7 +18,7 @@ import {
   shellBlocks,
   startBackground,
 } from '../support/readme-commands.ts';
-import { eventually } from '../support/test-server.ts';
+import { eventually, TLS_ON_FREE_PORTS } from '../support/test-server.ts';
 
 /**
  * Issue 15 item 11: "Five minutes with Boardfleet" as a user follows it. The shell blocks are read
@@ -51,6 +51,8 @@ describe('README "Five minutes with Boardfleet", word for word, then a staged ro
   let server: ChildProcess & { output(): string };
   let httpPort: number;
   let mqttPort: number;
+  let httpsPort: number;
+  let mqttsPort: number;
   let serverUrl: string;
   let env: NodeJS.ProcessEnv;
   let cli: CliRunner;
@@ -88,8 +90,13 @@ describe('README "Five minutes with Boardfleet", word for word, then a staged ro
       await execFileAsync('tar', step.args, { cwd: workDir });
       return '';
     }
-    // The server runs on a free port, not the README's 8080: the same URL in --server and BOARDFLEET_URL.
-    const args = step.args.map((arg) => placeholders.fill(arg).replace('http://localhost:8080', serverUrl));
+    // The server runs on free ports, not the README's 8080 and 8443: the same URL in --server and BOARDFLEET_URL.
+    const args = step.args.map((arg) =>
+      placeholders
+        .fill(arg)
+        .replace('http://localhost:8080', serverUrl)
+        .replace('https://localhost:8443', `https://localhost:${httpsPort}`),
+    );
     if (args[0] === 'agent' || args[0] === 'simulate') {
       background.push(startBackground(args, workDir, env));
       return '';
@@ -117,7 +124,14 @@ describe('README "Five minutes with Boardfleet", word for word, then a staged ro
       {
         cwd: workDir,
         // A system Mosquitto holds 1883 here: the README's advice, BOARDFLEET_MQTT_PORT (and the HTTP port alike).
-        env: { ...env, BOARDFLEET_HTTP_PORT: String(httpPort), BOARDFLEET_MQTT_PORT: String(mqttPort) },
+        env: {
+          ...env,
+          ...TLS_ON_FREE_PORTS,
+          BOARDFLEET_HTTP_PORT: String(httpPort),
+          BOARDFLEET_MQTT_PORT: String(mqttPort),
+          BOARDFLEET_HTTPS_PORT: String(httpsPort),
+          BOARDFLEET_MQTTS_PORT: String(mqttsPort),
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
@@ -148,6 +162,8 @@ describe('README "Five minutes with Boardfleet", word for word, then a staged ro
     for (const key of Object.keys(process.env)) if (!(key in env)) delete process.env[key];
     httpPort = await freePort();
     mqttPort = await freePort();
+    httpsPort = await freePort();
+    mqttsPort = await freePort();
     serverUrl = `http://localhost:${httpPort}`;
     // No BOARDFLEET_TOKEN: the CLI must find ./data/admin.token in its folder by itself.
     env.BOARDFLEET_URL = serverUrl;
@@ -165,7 +181,7 @@ describe('README "Five minutes with Boardfleet", word for word, then a staged ro
     async () => {
       const [start] = blocks[0] ?? [];
       expect(start?.line).toBe('npm ci && npm start');
-      expect(start?.output).toHaveLength(2);
+      expect(start?.output).toHaveLength(3);
       await run(start!);
       const printed = await eventually(
         'the server to print where it listens and where its token is',
@@ -180,6 +196,8 @@ describe('README "Five minutes with Boardfleet", word for word, then a staged ro
       expectPrinted(start!.output, printed, [
         ['localhost:8080', `localhost:${httpPort}`],
         ['localhost:1883', `localhost:${mqttPort}`],
+        ['localhost:8443', `localhost:${httpsPort}`],
+        ['localhost:8883', `localhost:${mqttsPort}`],
       ]);
       expect(statSync(join(workDir, 'data', 'admin.token')).mode & 0o777).toBe(0o600);
     },

@@ -20,7 +20,7 @@ import { freePort, postgresBackend } from '../support/databases.ts';
 import { connectDevice } from '../support/mqtt-device.ts';
 import { type ReplicaCluster, startReplicaCluster } from '../support/replica-cluster.ts';
 import type { RolloutStatus } from '../support/rollout-status.ts';
-import { eventually } from '../support/test-server.ts';
+import { eventually, TLS_ON_FREE_PORTS } from '../support/test-server.ts';
 
 const BOARD = 'rpi-4b';
 const TAG = 'replica-fleet';
@@ -154,6 +154,7 @@ describe('two server replicas on PostgreSQL and Mosquitto, 20 real agents', () =
       const { stdout, stderr } = await cliRunner({
         env: {
           DATABASE_URL: cluster.databaseUrl,
+          ...TLS_ON_FREE_PORTS,
           BOARDFLEET_DATA_DIR: cluster.dataDir,
           BOARDFLEET_HTTP_PORT: String(await freePort()),
           BOARDFLEET_MQTT_PORT: String(await freePort()),

@@ -90,6 +90,8 @@ function parseCommand(written: string): ReadmeStep {
 const KINDS = ['dev-', 'bfd_', 'bfp_', 'art-', 'ro-'] as const;
 type Kind = (typeof KINDS)[number];
 const PLACEHOLDER = `(?:${KINDS.join('|')})[0-9a-z]*…`;
+/** A value of its kind as printed: provisioning tokens carry the fleet CA's fingerprint after a dot. */
+const valueOf = (kind: Kind) => `${kind}[A-Za-z0-9_-]+${kind === 'bfp_' ? '(?:\\.[0-9a-f]{64})?' : ''}`;
 
 /**
  * The README's example values (`dev-3f9c…`, `bfd_…`, `art-5e1d…`…): each stands for the first
@@ -102,7 +104,7 @@ export class Placeholders {
   /** Remembers the first value of each kind in `text` that is not known yet. */
   learn(text: string): void {
     for (const kind of KINDS) {
-      const found = new RegExp(`\\b${kind}[A-Za-z0-9_-]+`).exec(text)?.[0];
+      const found = new RegExp(`\\b${valueOf(kind)}`).exec(text)?.[0];
       if (found && !this.values.has(kind)) this.values.set(kind, found);
     }
   }
@@ -139,7 +141,7 @@ export function expectPrinted(
         .split(new RegExp(`(${PLACEHOLDER})`))
         .map((part, index) =>
           index % 2 === 1
-            ? `${KINDS.find((kind) => part.startsWith(kind))}[A-Za-z0-9_-]+`
+            ? valueOf(KINDS.find((kind) => part.startsWith(kind)) as Kind)
             : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
         )
         .join('')}$`,

@@ -7,7 +7,7 @@ import { ADMIN_TOKEN_FILE } from '../../protocol/api/session.ts';
 import { CLI } from './agent-process.ts';
 import { type DatabaseBackend, freePort } from './databases.ts';
 import { TcpBalancer } from './tcp-balancer.ts';
-import { eventually } from './test-server.ts';
+import { eventually, TLS_ON_FREE_PORTS } from './test-server.ts';
 
 /** One `boardfleet server` process of a cluster. */
 export interface Replica {
@@ -87,6 +87,7 @@ export async function startReplicaCluster(
         env: {
           ...process.env,
           ...brokerEnv,
+          ...TLS_ON_FREE_PORTS,
           BOARDFLEET_DATA_DIR: dataDir,
           BOARDFLEET_HTTP_PORT: String(port),
           BOARDFLEET_HTTP_HOST: '127.0.0.1',

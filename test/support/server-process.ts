@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ADMIN_TOKEN_FILE } from '../../protocol/api/session.ts';
 import { CLI } from './agent-process.ts';
 import { type DatabaseBackend, freePort } from './databases.ts';
-import { eventually } from './test-server.ts';
+import { eventually, TLS_ON_FREE_PORTS } from './test-server.ts';
 
 /** `boardfleet server` as a child process, so a test can kill -9 it and start it again on the same ports. */
 export interface ServerProcess {
@@ -83,6 +83,7 @@ export async function startServerProcess(
       child = spawn(process.execPath, [CLI, 'server'], {
         env: {
           ...process.env,
+          ...TLS_ON_FREE_PORTS,
           BOARDFLEET_DATA_DIR: dataDir,
           BOARDFLEET_HTTP_PORT: String(httpPort),
           BOARDFLEET_MQTT_PORT: String(mqttPort),

@@ -21,6 +21,18 @@ export interface TestServer extends RunningServer {
 }
 
 /**
+ * HTTPS and MQTT over TLS on free ports of loopback, so that test servers running side by side do
+ * not fight over 8443 and 8883.
+ */
+export const TLS_ON_FREE_PORTS = {
+  BOARDFLEET_HTTPS_PORT: '0',
+  BOARDFLEET_HTTPS_HOST: '127.0.0.1',
+  BOARDFLEET_MQTTS_PORT: '0',
+  BOARDFLEET_MQTTS_HOST: '127.0.0.1',
+  BOARDFLEET_TLS_NAMES: 'localhost,127.0.0.1',
+} as const;
+
+/**
  * A real server on free ports with its own data dir and a fresh database of the given backend.
  * `env` adds configuration variables (MQTT_URL and its credentials put it on an external broker);
  * `logger` replaces the silent one, for tests that read what the server logs.
@@ -32,8 +44,16 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const database = await backend.create();
   const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-server-'));
-  const launch = async (ports: { http: number; mqtt: number }): Promise<TestServer> => {
+  const launch = async (ports: {
+    http: number;
+    mqtt: number;
+    https: number;
+    mqtts: number;
+  }): Promise<TestServer> => {
     const config = loadServerConfig({
+      ...TLS_ON_FREE_PORTS,
+      BOARDFLEET_HTTPS_PORT: String(ports.https),
+      BOARDFLEET_MQTTS_PORT: String(ports.mqtts),
       BOARDFLEET_DATA_DIR: dataDir,
       BOARDFLEET_HTTP_PORT: String(ports.http),
       BOARDFLEET_MQTT_PORT: String(ports.mqtt),
@@ -63,7 +83,12 @@ export async function startTestServer(
       },
       async restart() {
         await running.stop();
-        return launch({ http: running.httpPort, mqtt: running.mqttPort });
+        return launch({
+          http: running.httpPort,
+          mqtt: running.mqttPort,
+          https: running.httpsPort,
+          mqtts: running.mqttsPort ?? 0,
+        });
       },
       async dispose() {
         await running.stop();
@@ -73,7 +98,7 @@ export async function startTestServer(
     };
     return server;
   };
-  return launch({ http: 0, mqtt: 0 });
+  return launch({ http: 0, mqtt: 0, https: 0, mqtts: 0 });
 }
 
 /** Polls until `check` returns a value other than undefined/false, or fails naming what was awaited. */

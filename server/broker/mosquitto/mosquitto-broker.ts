@@ -44,6 +44,11 @@ export class MosquittoBroker implements DeviceBroker {
     return Number(new URL(this.options.url).port || MQTT_DEFAULT_PORT);
   }
 
+  /** Mosquitto's TLS listener is named to agents by BOARDFLEET_MQTT_PUBLIC_URL. */
+  deviceTlsPort(): number | null {
+    return null;
+  }
+
   async registerDevice(deviceId: string, secret: string): Promise<void> {
     await this.dynsec().addDevice(deviceId, secret);
   }

@@ -1,0 +1,167 @@
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { SecureContextOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import { writeFileAtomically } from '../../lib/atomic-file.ts';
+import type { ServerKeyRepository } from '../auth/server-key.repository.ts';
+import type { Clock } from '../common/clock.ts';
+import {
+  certificateFingerprint,
+  checkCaPair,
+  createFleetCa,
+  issueServerCertificate,
+  needsNewServerCertificate,
+  type PemPair,
+} from './fleet-certificates.ts';
+
+/** Renewal is checked this often; a certificate is renewed with a third of its 90 days left. */
+const RENEWAL_CHECK_MS = 12 * 60 * 60 * 1000;
+
+export const tlsDirectory = (dataDir: string) => join(dataDir, 'tls');
+
+/**
+ * The fleet CA and this server's certificate. The CA lives in the database, so that replicas
+ * sharing it issue under one CA that every device pins; `tls/ca.pem` is its public copy for
+ * operators and images. An operator's own CA is taken from `tls/ca.pem` with `tls/ca.key` at the
+ * first start. Each replica issues its own server certificate, for `names`, and renews it in place
+ * (listeners take the new one through `onRenewed`) before it expires.
+ */
+export class FleetTls {
+  private server: PemPair;
+  private timer: NodeJS.Timeout | null = null;
+  /** Set once HTTPS listens. */
+  private httpsPort: number | null = null;
+  private readonly listeners: Array<(context: SecureContextOptions) => void> = [];
+
+  private constructor(
+    private readonly ca: PemPair,
+    server: PemPair,
+    private readonly options: { dataDir: string; names: string[]; clock: Clock; logger: Logger },
+  ) {
+    this.server = server;
+  }
+
+  static async open(options: {
+    dataDir: string;
+    names: string[];
+    keys: ServerKeyRepository;
+    clock: Clock;
+    logger: Logger;
+  }): Promise<FleetTls> {
+    const { dataDir, keys, clock, logger } = options;
+    const directory = tlsDirectory(dataDir);
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    const stored = await keys.loadOrStore(
+      'fleet-ca',
+      async () =>
+        JSON.stringify(
+          (await operatorCa(directory, clock.now(), logger)) ?? (await createFleetCa(clock.now())),
+        ),
+      clock.now(),
+    );
+    const ca = JSON.parse(stored) as PemPair;
+    writeFileAtomically(join(directory, 'ca.pem'), ca.certPem, { mode: 0o644 });
+    const tls = new FleetTls(
+      ca,
+      await savedOrNewServerCertificate(directory, ca, options.names, clock.now()),
+      options,
+    );
+    tls.save();
+    return tls;
+  }
+
+  /** The CA certificate devices pin. */
+  get caPem(): string {
+    return this.ca.certPem;
+  }
+
+  /** sha256 (hex) of the CA certificate: what provisioning tokens carry. */
+  get caFingerprint(): string {
+    return certificateFingerprint(this.ca.certPem);
+  }
+
+  /** Key and chain (server certificate, then the CA: a pinning agent finds the CA in it). */
+  secureContext(): SecureContextOptions {
+    return { key: this.server.keyPem, cert: this.server.certPem + this.ca.certPem };
+  }
+
+  /** HTTPS listens on `port` from now on. */
+  servingHttpsOn(port: number): void {
+    this.httpsPort = port;
+  }
+
+  /** The HTTPS address for agents, at the host name a request used (the first TLS name without one). */
+  httpsUrlFor(requestHost: string | undefined): string {
+    const hostname = requestHost
+      ? new URL(`http://${requestHost}`).hostname
+      : (this.options.names[0] ?? 'localhost');
+    const host = hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname;
+    return `https://${host}:${this.httpsPort ?? 8443}`;
+  }
+
+  onRenewed(listener: (context: SecureContextOptions) => void): void {
+    this.listeners.push(listener);
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.renewIfDue(), RENEWAL_CHECK_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Issues a new server certificate when the current one is due, and hands it to the listeners. */
+  async renewIfDue(): Promise<boolean> {
+    const { names, clock, logger } = this.options;
+    if (!needsNewServerCertificate(this.server.certPem, this.ca.certPem, names, clock.now())) return false;
+    try {
+      this.server = await issueServerCertificate(this.ca, names, clock.now());
+      this.save();
+      for (const listener of this.listeners) listener(this.secureContext());
+      logger.info({ names }, 'server certificate renewed');
+      return true;
+    } catch (error) {
+      logger.error({ err: error }, 'renewing the server certificate failed; the current one stays');
+      return false;
+    }
+  }
+
+  /** The certificate for operators (and a broker next to the server) to use. */
+  private save(): void {
+    const directory = tlsDirectory(this.options.dataDir);
+    writeFileAtomically(join(directory, 'server.key'), this.server.keyPem, { mode: 0o600 });
+    writeFileAtomically(join(directory, 'server.pem'), this.server.certPem + this.ca.certPem, {
+      mode: 0o644,
+    });
+  }
+}
+
+/** The operator's CA, when tls/ca.pem and tls/ca.key are there at the first start. */
+async function operatorCa(directory: string, now: number, logger: Logger): Promise<PemPair | null> {
+  const certPath = join(directory, 'ca.pem');
+  const keyPath = join(directory, 'ca.key');
+  if (!existsSync(certPath) || !existsSync(keyPath)) return null;
+  const ca = { certPem: readFileSync(certPath, 'utf8'), keyPem: readFileSync(keyPath, 'utf8') };
+  checkCaPair(ca, now);
+  logger.info({ path: certPath }, `fleet CA taken from ${certPath}; ${keyPath} may now be kept offline`);
+  return ca;
+}
+
+/** The saved server certificate while it is still good for these names and this CA, else a new one. */
+async function savedOrNewServerCertificate(
+  directory: string,
+  ca: PemPair,
+  names: string[],
+  now: number,
+): Promise<PemPair> {
+  const certPath = join(directory, 'server.pem');
+  const keyPath = join(directory, 'server.key');
+  if (existsSync(certPath) && existsSync(keyPath)) {
+    const saved = { certPem: readFileSync(certPath, 'utf8'), keyPem: readFileSync(keyPath, 'utf8') };
+    const leaf = `${saved.certPem.slice(0, saved.certPem.indexOf('-----END CERTIFICATE-----') + 25)}\n`;
+    if (!needsNewServerCertificate(leaf, ca.certPem, names, now)) return { ...saved, certPem: leaf };
+  }
+  return issueServerCertificate(ca, names, now);
+}
