@@ -14,6 +14,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/simulate.command.ts'),
   () => import('./commands/tokens.command.ts'),
   () => import('./commands/audit.command.ts'),
+  () => import('./commands/keys.command.ts'),
   () => import('./commands/artifact.command.ts'),
   () => import('./commands/release.command.ts'),
   () => import('./commands/rollout.command.ts'),

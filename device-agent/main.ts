@@ -13,20 +13,29 @@ import { BoardfleetError } from '../protocol/errors.ts';
 import { type AgentConfig, loadAgentConfig } from './agent-config.ts';
 import {
   type AgentCredentials,
+  fetchDeviceCertificate,
   fetchFleetKey,
   fetchMqttUrl,
   loadCredentials,
   provisionDevice,
   saveCredentials,
 } from './lib/credentials.ts';
+import {
+  certificateRequest,
+  deviceKey,
+  PROVISIONING_SUBJECT,
+  saveDeviceCertificate,
+} from './lib/device-certificate.ts';
 import { rebootDevice } from './lib/device-reboot.ts';
 import { establishServerTrust, type ServerTrust } from './lib/server-trust.ts';
+import { CertificateRenewal } from './runtime/certificate-renewal.ts';
 import { SystemCollectors } from './runtime/collectors.ts';
 import { DeviceAgent } from './runtime/device-agent.ts';
 import { activationGate } from './update/activation-gate.ts';
 import { AppBundleStrategy } from './update/app-bundle.strategy.ts';
 import { LinuxAbStrategy } from './update/linux-ab.strategy.ts';
 import type { McuSerialStrategy } from './update/mcu-serial.strategy.ts';
+import { FleetMetadata } from './update/fleet-metadata.ts';
 import { UpdateManager } from './update/update-manager.ts';
 import type { UpdateState } from './update/update-state-machine.ts';
 import { VmStrategy } from './update/vm.strategy.ts';
@@ -92,15 +101,19 @@ async function obtainCredentials(
       provisioningTokenSha256: null,
     };
   } else if (config.provisioningToken) {
-    credentials = await provisionDevice({
+    const provisioned = await provisionDevice({
       fetch: trust.fetch,
       serverUrl: config.server,
       provisioningToken: config.provisioningToken,
       name: config.name,
       ...(config.board ? { board: config.board } : {}),
       tags: config.tags,
+      // Always sent: the agent cannot tell beforehand whether the fleet requires certificates.
+      csr: await certificateRequest(deviceKey(dataDir), PROVISIONING_SUBJECT),
     });
+    credentials = provisioned.credentials;
     credentials.provisioningTokenSha256 = tokenFingerprint(config.provisioningToken);
+    if (provisioned.certificatePem) saveDeviceCertificate(dataDir, provisioned.certificatePem);
   } else {
     throw new BoardfleetError(
       'no-credentials',
@@ -222,6 +235,13 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
     }),
     serverUrl: config.server,
     fetch: trust.fetch,
+    signedTargets: new FleetMetadata({
+      dataDir,
+      serverUrl: config.server,
+      fetch: trust.fetch,
+      deviceId: credentials.deviceId,
+      logger: logger.child({ component: 'tuf' }),
+    }),
     auth: { deviceId: credentials.deviceId, secret: credentials.secret },
     fleetPublicKeyPem: credentials.fleetPublicKeyPem,
     strategies: {
@@ -254,6 +274,7 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
           locateBroker: brokerLocator(trust, config.server, dataDir, credentials),
         }),
     ca: trust.ca,
+    certificate: deviceCertificate(dataDir, credentials, trust, config.server, logger),
     dataDir,
     heartbeatSeconds: config.heartbeat,
     keepaliveSeconds: config.keepalive,
@@ -268,6 +289,23 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
   void updates.start();
   agent.start();
   return agent;
+}
+
+/** The device's certificate, for fleets that require one: kept in the data dir, renewed by the agent. */
+function deviceCertificate(
+  dataDir: string,
+  credentials: AgentCredentials,
+  trust: ServerTrust,
+  server: string,
+  logger: Logger,
+): CertificateRenewal {
+  return new CertificateRenewal({
+    dataDir,
+    deviceId: credentials.deviceId,
+    ca: trust.ca,
+    fetchCertificate: (csr) => fetchDeviceCertificate(trust.fetch, server, credentials, csr),
+    logger: logger.child({ component: 'device-certificate' }),
+  });
 }
 
 /** A/B root slots, in a Boardfleet Linux image (where the slots file exists); else none. */

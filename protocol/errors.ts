@@ -167,6 +167,10 @@ export const ERROR_STATUS = {
   'server-unreachable': 503,
   /** The server's certificate does not chain to the pinned fleet CA (or its pin does not match). */
   'untrusted-server': 502,
+  /** The TUF client refused the fleet's metadata (signature, threshold, version, expiry, length). */
+  'metadata-refused': 502,
+  /** Targets metadata does not sign the deployment as it is, or no signed order allows the downgrade. */
+  'unsigned-target': 422,
   'tool-missing': 503,
   'toolchain-missing': 503,
 

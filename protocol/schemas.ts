@@ -123,7 +123,12 @@ export const desiredStateSchema = z.strictObject({
       url: z.string().max(2048),
       manifest: z.string().max(8192),
       signature: z.string().max(512),
-      rollback: z.boolean(),
+      /**
+       * A rollback: the id of the signed order (a target of the fleet's TUF metadata,
+       * `rollback-orders/<id>`) that allows this device to go back to an older version; null for
+       * any other deployment. The agent takes a downgrade only with such an order, signed.
+       */
+      rollbackOrder: z.string().min(1).max(200).nullable(),
     })
     .nullable(),
 });
@@ -134,6 +139,30 @@ export const commandSchema = z.strictObject({
   issuedAt: timestamp,
   type: z.enum(['ping', 'report']),
   args: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** One PEM block of at most `maxLength` characters: its armour is checked here, its contents by the reader. */
+const pemBlock = (label: string, maxLength: number) =>
+  z
+    .string()
+    .max(maxLength)
+    .regex(new RegExp(`^-----BEGIN ${label}-----\\r?\\n[^-]+-----END ${label}-----\\r?\\n?$`));
+
+/** A PKCS#10 certificate request (PEM) for a key the device made and keeps. */
+export const certificateRequestPem = pemBlock('CERTIFICATE REQUEST', 4096);
+/** A device certificate (PEM) issued by the fleet CA. */
+export const deviceCertificatePem = pemBlock('CERTIFICATE', 8192);
+
+/**
+ * A device asks for a new certificate for the key it already has (device → server; the request's
+ * subject CN is its device id). The server answers on `certificate`.
+ */
+export const certificateRequestSchema = z.strictObject({ csr: certificateRequestPem, at: timestamp });
+
+/** A device certificate for the key of the device's request (server → device). */
+export const deviceCertificateSchema = z.strictObject({
+  certificatePem: deviceCertificatePem,
+  issuedAt: timestamp,
 });
 
 /**
@@ -152,6 +181,8 @@ export type DeviceEvent = z.infer<typeof deviceEventSchema>;
 export type DesiredState = z.infer<typeof desiredStateSchema>;
 export type Command = z.infer<typeof commandSchema>;
 export type ServerHello = z.infer<typeof serverHelloSchema>;
+export type CertificateRequest = z.infer<typeof certificateRequestSchema>;
+export type DeviceCertificate = z.infer<typeof deviceCertificateSchema>;
 
 export const channelSchemas = {
   presence: presenceSchema,
@@ -160,6 +191,8 @@ export const channelSchemas = {
   events: deviceEventSchema,
   desired: desiredStateSchema,
   commands: commandSchema,
+  'certificate-request': certificateRequestSchema,
+  certificate: deviceCertificateSchema,
   hello: serverHelloSchema,
 } as const;
 

@@ -3,9 +3,15 @@ export const PROTOCOL_VERSION = 1;
 export const TOPIC_ROOT = `boardfleet/v${PROTOCOL_VERSION}/devices`;
 
 /** Topics a device publishes (device → server). */
-export const DEVICE_TO_SERVER_CHANNELS = ['presence', 'inventory', 'health', 'events'] as const;
+export const DEVICE_TO_SERVER_CHANNELS = [
+  'presence',
+  'inventory',
+  'health',
+  'events',
+  'certificate-request',
+] as const;
 /** Topics a device subscribes to (server → device). */
-export const SERVER_TO_DEVICE_CHANNELS = ['desired', 'commands'] as const;
+export const SERVER_TO_DEVICE_CHANNELS = ['desired', 'commands', 'certificate'] as const;
 
 export type DeviceToServerChannel = (typeof DEVICE_TO_SERVER_CHANNELS)[number];
 export type ServerToDeviceChannel = (typeof SERVER_TO_DEVICE_CHANNELS)[number];

@@ -24,6 +24,8 @@ import { RolloutService } from './rollouts/rollout.service.ts';
 import { DeploymentHistoryRepository } from './rollouts/deployment-history.repository.ts';
 import { DeviceDeploymentsController } from './rollouts/device-deployments.controller.ts';
 import { RolloutsController } from './rollouts/rollouts.controller.ts';
+import { DeviceCertificateController } from './tls/device-certificate.controller.ts';
+import { TufModule } from './tuf/tuf.module.ts';
 import { WebModule } from './web/web.module.ts';
 
 /**
@@ -40,11 +42,13 @@ export class AppModule {
           pinoHttp: { logger: options.logger, autoLogging: false },
         }),
         ConsolesModule.forRoot(options.values),
+        TufModule.forRoot(options.values),
         WebModule.forRoot(options.values),
       ],
       controllers: [
         DevicesController,
         ProvisioningController,
+        DeviceCertificateController,
         OpsController,
         OperatorTokensController,
         SignInController,

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { createLogger } from '../lib/log-output.ts';
 import { openApiDocument } from '../protocol/api/openapi.ts';
 import { operations } from '../protocol/api/operations.ts';
+import { parseDeviceTopic } from '../protocol/topics.ts';
 import { AppModule } from './app.module.ts';
 import { ArtifactRepository } from './artifacts/artifact.repository.ts';
 import { ArtifactService } from './artifacts/artifact.service.ts';
@@ -56,7 +57,9 @@ import { RolloutEngine } from './rollouts/rollout-engine.ts';
 import { rolloutCluster } from './rollouts/rollout-cluster.ts';
 import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
 import { TelemetryIngestService } from './telemetry/telemetry-ingest.service.ts';
+import { TufService } from './tuf/tuf.service.ts';
 import { WEB_DIRECTORY } from './web/web.controller.ts';
+import { DeviceCertificateService } from './tls/device-certificate.service.ts';
 import { FleetTls, tlsDirectory } from './tls/fleet-tls.ts';
 
 const RETENTION_SWEEP_MS = 60 * 60 * 1000;
@@ -143,6 +146,8 @@ export async function startServer(
 
     const signingKey = SigningKeyRepository.load(config.dataDir, config.signingKeyPath);
     const artifactRepository = new ArtifactRepository(db);
+    const tuf = TufService.open(db, artifactRepository, clock, logger.child({ component: 'tuf' }));
+    stops.push(tuf.startRefreshing());
 
     const { registry: replicas } = await joinReplicas(db, config, {
       clock,
@@ -197,6 +202,17 @@ export async function startServer(
       () => clock.now(),
     );
     stops.push(() => ingest.stop());
+    const deviceCertificates = new DeviceCertificateService({
+      mode: config.deviceCertificates,
+      ca: fleetTls,
+      devices,
+      // Renewals arrive through the session below, once it has started.
+      publish: (deviceId, message) =>
+        mqttClient.publishToDevice(deviceId, 'certificate', message, { retain: false }),
+      clock,
+      metrics,
+      logger: logger.child({ component: 'device-certificates' }),
+    });
     const mqttClient = new ServerMqttClient({
       url: serverSession.url,
       username: serverSession.username,
@@ -204,7 +220,12 @@ export async function startServer(
       sharedGroup: serverSession.sharedGroup,
       metrics,
       logger: logger.child({ component: 'mqtt' }),
-      onDeviceMessage: (topic, payload) => ingest.handleMessage(topic, payload),
+      onDeviceMessage: (topic, payload) => {
+        const parsed = parseDeviceTopic(topic);
+        if (parsed?.channel === 'certificate-request')
+          void deviceCertificates.renew(parsed.deviceId, payload);
+        else ingest.handleMessage(topic, payload);
+      },
     });
     await mqttClient.start();
     stops.push(() => mqttClient.stop());
@@ -223,6 +244,13 @@ export async function startServer(
       ...rolloutCluster(db, config.databaseUrl, { id: replicas.id, clock }),
       replicas,
       brokerKeepsRetained: config.mqttUrl !== null,
+      // An aborted rollout's rollback is signed in targets.json before devices are sent back.
+      rollbackOrders: {
+        sign: async (id, order) => {
+          if ((await tuf.status()).root === null) return;
+          await tuf.issueRollbackOrder({ device: null, ...order }, id);
+        },
+      },
     });
     ingest.on('device-event', (deviceId, event) => engine.onDeviceEvent(deviceId, event));
     ingest.on('presence-changed', (deviceId, online) => engine.onPresence(deviceId, online));
@@ -279,6 +307,7 @@ export async function startServer(
           { provide: DEVICE_BROKER, useValue: broker },
           { provide: ServerMqttClient, useValue: mqttClient },
           { provide: ArtifactRepository, useValue: artifactRepository },
+          { provide: TufService, useValue: tuf },
           { provide: ReleaseService, useValue: releaseService },
           { provide: RolloutRepository, useValue: rolloutRepository },
           { provide: RolloutEngine, useValue: engine },
@@ -291,6 +320,7 @@ export async function startServer(
             useValue: new MqttEndpoint(config.mqttPublicUrl, { plain: mqttPort, tls: mqttsPort }),
           },
           { provide: FleetTls, useValue: fleetTls },
+          { provide: DeviceCertificateService, useValue: deviceCertificates },
           { provide: TelemetryIngestService, useValue: ingest },
           { provide: WEB_DIRECTORY, useValue: config.webDir },
           { provide: CLOSED_ROUTES, useValue: closedRoutes },
@@ -314,9 +344,7 @@ export async function startServer(
     const httpsServer = await listenHttps(app, fleetTls, config);
     stops.push(() => closeHttps(httpsServer));
     const httpsPort = (httpsServer.address() as AddressInfo).port;
-    const shownHost = ['0.0.0.0', '127.0.0.1', '::'].includes(config.httpHost)
-      ? 'localhost'
-      : config.httpHost;
+    const shownHost = config.httpHost === '0.0.0.0' ? 'localhost' : config.httpHost;
     const tlsHost = urlHost(config.tlsNames[0] ?? 'localhost');
     const caPath = join(tlsDirectory(config.dataDir), 'ca.pem');
     logger.info(

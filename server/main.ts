@@ -8,8 +8,10 @@ import { loadServerConfig } from './config/config.ts';
  */
 export async function startServerProcess(): Promise<void> {
   const server = await startServer(loadServerConfig());
+  // The README's addresses: on this machine, 127.0.0.1 is localhost.
+  const local = (url: string) => url.replace('//127.0.0.1:', '//localhost:');
   process.stdout.write(
-    `Boardfleet server: ${server.httpUrl} (API docs ${server.httpUrl}/api/docs), MQTT ${server.mqttUrl}\n` +
+    `Boardfleet server: ${local(server.httpUrl)} (API docs ${local(server.httpUrl)}/api/docs), MQTT ${local(server.mqttUrl)}\n` +
       `Over TLS: ${server.httpsUrl}${server.mqttsUrl ? `, MQTT ${server.mqttsUrl}` : ''} (fleet CA ${shortPath(server.caPath)})\n` +
       `Fleet CA fingerprint (sha256, what provisioning tokens pin): ${server.caFingerprint}\n` +
       `Operator token: ${shortPath(server.adminTokenPath)}\n`,

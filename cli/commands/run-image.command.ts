@@ -210,7 +210,7 @@ async function obtainBundle(artifact: string, scratch: string): Promise<{ dir: s
       url: `/api/v1/artifacts/${record.id}/content`,
       manifest: record.manifest,
       signature: record.signature,
-      rollback: false,
+      rollbackOrder: null,
     },
     fleetPublicKeyPem: await fetchFleetKey(fetch, api.baseUrl),
     downloadedPath: file,

@@ -69,14 +69,15 @@ export function register(program: Command): void {
                 name: 'boardfleet simulate',
               })
             ).token;
-            credentials = await provisionDevice({
+            // Simulated devices send no certificate request: they cannot join fleets that require one.
+            ({ credentials } = await provisionDevice({
               fetch,
               serverUrl: api.baseUrl,
               provisioningToken: token,
               name,
               board: options.board,
               tags: [options.tag],
-            });
+            }));
             saveCredentials(dataDir, credentials);
           }
           const device = { deviceId: credentials.deviceId, secret: credentials.secret };

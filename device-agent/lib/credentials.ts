@@ -1,14 +1,16 @@
 import { join } from 'node:path';
 import type { FleetKey } from '../../protocol/api/artifacts.ts';
+import type { IssuedDeviceCertificate } from '../../protocol/api/device-certificates.ts';
 import type { MqttEndpointAnswer, Provision, ProvisionedDevice } from '../../protocol/api/provisioning.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { readJson, writeJsonAtomically } from '../../lib/atomic-file.ts';
 
 /**
  * What provisioning answered, kept in a versioned file. Its fleet key (the one that signs
- * artifacts) comes from provisioning, or is fetched once from the server.
+ * artifacts) comes from provisioning, or is fetched once from the server. A device certificate is
+ * kept beside it (device-certificate.ts).
  */
-export type AgentCredentials = ProvisionedDevice & {
+export type AgentCredentials = Omit<ProvisionedDevice, 'certificatePem'> & {
   schemaVersion: 1;
   /**
    * sha256 of the provisioning token these came from; null when the device id and secret were
@@ -66,22 +68,45 @@ async function postJson<T>(
   return parsed;
 }
 
-/** Registers this device with a fleet provisioning token; the credentials come back once. */
+/**
+ * Registers this device with a fleet provisioning token; the credentials come back once, with a
+ * certificate for the key of `csr` when the fleet requires device certificates.
+ */
 export async function provisionDevice(
   options: Provision & { serverUrl: string; provisioningToken: string; fetch: ServerFetch },
-): Promise<AgentCredentials> {
+): Promise<{ credentials: AgentCredentials; certificatePem: string | null }> {
   const registration: Provision = {
     name: options.name,
     ...(options.board ? { board: options.board } : {}),
     ...(options.tags?.length ? { tags: options.tags } : {}),
+    ...(options.csr ? { csr: options.csr } : {}),
   };
-  const result = await postJson<ProvisionedDevice>(
+  const { certificatePem, ...result } = await postJson<ProvisionedDevice>(
     options.fetch,
     new URL('/api/v1/provision', options.serverUrl).toString(),
     `Bearer ${options.provisioningToken}`,
     registration,
   );
-  return { schemaVersion: 1, ...result };
+  return { credentials: { schemaVersion: 1, ...result }, certificatePem: certificatePem ?? null };
+}
+
+/**
+ * A certificate for the device's key (`csr`), asked for over HTTPS as the device; null when the
+ * fleet issues none.
+ */
+export async function fetchDeviceCertificate(
+  fetch: ServerFetch,
+  serverUrl: string,
+  device: { deviceId: string; secret: string },
+  csr: string,
+): Promise<string | null> {
+  const { certificatePem } = await postJson<IssuedDeviceCertificate>(
+    fetch,
+    new URL('/api/v1/device-certificate', serverUrl).toString(),
+    `Basic ${Buffer.from(`${device.deviceId}:${device.secret}`).toString('base64')}`,
+    { csr },
+  );
+  return certificatePem;
 }
 
 export async function fetchFleetKey(fetch: ServerFetch, serverUrl: string): Promise<string> {

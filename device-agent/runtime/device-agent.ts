@@ -1,13 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { decodePayload, encodePayload } from '../../protocol/codec.ts';
-import type { Command, DesiredState, DeviceEvent, Inventory } from '../../protocol/schemas.ts';
-import { deviceTopic, SERVER_HELLO_TOPIC } from '../../protocol/topics.ts';
+import type {
+  ChannelPayload,
+  Command,
+  DesiredState,
+  DeviceEvent,
+  Inventory,
+} from '../../protocol/schemas.ts';
+import {
+  deviceTopic,
+  SERVER_HELLO_TOPIC,
+  SERVER_TO_DEVICE_CHANNELS,
+  type ServerToDeviceChannel,
+} from '../../protocol/topics.ts';
 import type { RunningVersion } from '../update/update-state-machine.ts';
-import { readJson, writeJsonAtomically } from '../../lib/atomic-file.ts';
 import {
   BrokerIdentityError,
   explainConnectError,
@@ -15,7 +24,9 @@ import {
   refusedSubscriptions,
   refusesCredentials,
 } from './broker-identity.ts';
+import type { ClientCertificate } from './certificate-renewal.ts';
 import type { Collectors } from './collectors.ts';
+import { HandledMessages } from './handled-messages.ts';
 import { Outbox } from './outbox.ts';
 
 export interface DeviceAgentOptions {
@@ -43,6 +54,8 @@ export interface DeviceAgentOptions {
   locateBroker?: () => Promise<string>;
   /** The pinned fleet CA an mqtts:// broker's certificate must chain to; absent: the system's CAs. */
   ca?: string | null;
+  /** The device's own certificate (mTLS), for fleets that require one. */
+  certificate?: ClientCertificate;
 }
 
 /** What the agent needs of an update manager (the real one, or a simulated device's). */
@@ -52,14 +65,6 @@ export interface DeploymentApplier {
   stop(): Promise<void>;
 }
 
-interface AgentState {
-  schemaVersion: 1;
-  desiredVersion: number;
-  /** The last command ids handled, so a redelivered command is not run twice. */
-  handledCommands: string[];
-}
-
-const REMEMBERED_COMMANDS = 100;
 const MAX_BACKOFF_MS = 60_000;
 
 /** A broker's URL as MQTT.js takes it in `servers`. */
@@ -95,18 +100,12 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
   private stopping = false;
   private flushing: Promise<void> = Promise.resolve();
   private lastInventory = '';
-  private readonly statePath: string;
-  private state: AgentState;
+  private readonly handled: HandledMessages;
   readonly outbox: Outbox;
 
   constructor(private readonly options: DeviceAgentOptions) {
     super();
-    this.statePath = join(options.dataDir, 'agent-state.json');
-    this.state = readJson<AgentState>(this.statePath) ?? {
-      schemaVersion: 1,
-      desiredVersion: -1,
-      handledCommands: [],
-    };
+    this.handled = new HandledMessages(options.dataDir);
     this.outbox = new Outbox(options.dataDir);
   }
 
@@ -120,10 +119,13 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     const [first, ...rest] = mqttUrls.map((url) => new URL(url));
     if (!first) throw new Error('no MQTT URL');
     this.servers = [first, ...rest].map(brokerAddress);
+    const certificate = this.options.certificate?.current();
     this.client = mqtt.connect({
       servers: this.servers,
       protocolVersion: 4,
       ...(this.options.ca ? { ca: this.options.ca } : {}),
+      // MQTT.js wants a protocol beside a client certificate, though each server names its own.
+      ...(certificate && { ...certificate, protocol: this.servers[0]?.protocol }),
       rejectUnauthorized: true,
       clientId: deviceId,
       username: deviceId,
@@ -170,6 +172,8 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
       seconds * 1000,
     );
     const topics = [SERVER_HELLO_TOPIC, deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'commands')];
+    // Only with a certificate: a broker set up before certificates existed refuses the topic.
+    if (this.options.certificate?.current()) topics.push(deviceTopic(deviceId, 'certificate'));
     try {
       await client.subscribeAsync(topics, { qos: 1 });
     } catch (error) {
@@ -238,6 +242,13 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
       void this.publishInventory();
     }, this.options.heartbeatSeconds * 1000);
     this.emit('online');
+    this.options.certificate?.online(async (request) => {
+      await client.publishAsync(
+        deviceTopic(deviceId, 'certificate-request'),
+        encodePayload('certificate-request', request),
+        { qos: 1 },
+      );
+    });
     this.flush();
   }
 
@@ -248,17 +259,22 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     // A publish in flight when the connection dropped may never settle, and would hold every later
     // flush back for good; its event stays in the outbox (removed only when acknowledged) and is sent again.
     this.flushing = Promise.resolve();
+    this.options.certificate?.offline();
     this.emit('offline');
     if (this.stopping || this.reconnectTimer) return;
     const delay = this.backoffMs * (0.5 + Math.random());
     this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
     this.logConnectionFailure(delay);
-    // Once per refused attempt, so at most once per backoff step; the attempt waits for the answer.
-    const located = this.credentialsRefused ? this.locateBroker() : Promise.resolve();
+    // Once per refused attempt, so at most once per backoff step; the attempt waits for the answers.
+    const located = this.credentialsRefused
+      ? Promise.all([this.locateBroker(), this.options.certificate?.refused()])
+      : Promise.resolve();
     this.credentialsRefused = false;
     this.reconnectTimer = setTimeout(() => {
       void located.then(() => {
         this.reconnectTimer = null;
+        // MQTT.js builds each connection from these options: a renewed certificate goes in here.
+        if (this.client) Object.assign(this.client.options, this.options.certificate?.current());
         if (!this.stopping) this.client?.reconnect();
       });
     }, delay);
@@ -303,32 +319,33 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     );
   }
 
+  /** What the agent does with each message from the server, once decoded. */
+  private readonly handlers: { [C in ServerToDeviceChannel]: (message: ChannelPayload[C]) => void } = {
+    commands: (command) => this.onCommand(command),
+    desired: (desired) => this.onDesired(desired),
+    certificate: (message) => this.options.certificate?.received(message),
+  };
+
   private onMessage(topic: string, payload: Buffer): void {
-    if (topic === SERVER_HELLO_TOPIC) {
-      this.onServerHello(payload);
-    } else if (topic === deviceTopic(this.options.deviceId, 'commands')) {
-      const decoded = decodePayload('commands', payload);
-      if (!decoded.ok)
-        return void this.options.logger.warn(
-          { reason: decoded.reason, detail: decoded.detail },
-          'invalid command dropped',
-        );
-      this.onCommand(decoded.value);
-    } else if (topic === deviceTopic(this.options.deviceId, 'desired')) {
-      const decoded = decodePayload('desired', payload);
-      if (!decoded.ok)
-        return void this.options.logger.warn(
-          { reason: decoded.reason, detail: decoded.detail },
-          'invalid desired state dropped',
-        );
-      this.onDesired(decoded.value);
-    }
+    if (topic === SERVER_HELLO_TOPIC) return this.onServerHello(payload);
+    const channel = SERVER_TO_DEVICE_CHANNELS.find(
+      (known) => topic === deviceTopic(this.options.deviceId, known),
+    );
+    if (channel) this.handle(channel, payload);
+  }
+
+  private handle<C extends ServerToDeviceChannel>(channel: C, payload: Buffer): void {
+    const decoded = decodePayload(channel, payload);
+    if (!decoded.ok)
+      return void this.options.logger.warn(
+        { channel, reason: decoded.reason, detail: decoded.detail },
+        `invalid ${channel} message dropped`,
+      );
+    this.handlers[channel](decoded.value);
   }
 
   private onCommand(command: Command): void {
-    if (this.state.handledCommands.includes(command.id)) return;
-    this.state.handledCommands = [...this.state.handledCommands, command.id].slice(-REMEMBERED_COMMANDS);
-    this.saveState();
+    if (!this.handled.firstTime(command.id)) return;
     if (command.type === 'ping') this.recordEvent('command-result', { commandId: command.id, ok: true });
     if (command.type === 'report') {
       this.lastInventory = '';
@@ -340,9 +357,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
 
   private onDesired(desired: DesiredState): void {
     // Retained and redelivered on every reconnect: only a newer version is acted on.
-    if (desired.version <= this.state.desiredVersion) return;
-    this.state.desiredVersion = desired.version;
-    this.saveState();
+    if (!this.handled.newer(desired.version)) return;
     this.emit('desired', desired);
     this.recordEvent('desired-state-received', { version: desired.version });
     void this.options.updates?.apply(desired.deployment).then(() => void this.publishInventory());
@@ -420,14 +435,11 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     );
   }
 
-  private saveState(): void {
-    writeJsonAtomically(this.statePath, this.state);
-  }
-
   /** Says goodbye (retained offline, reason shutdown) and disconnects cleanly, so no last-will fires. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.clearHelloTimer();
+    this.options.certificate?.offline();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.heartbeat) clearInterval(this.heartbeat);
     const client = this.client;

@@ -215,7 +215,7 @@ describe('artifact download and verification against a real server', () => {
 
     it('accepts an older version when the server asks for a rollback', async () => {
       const manifest = await verifyDeployment({
-        deployment: deployment({ rollback: true }),
+        deployment: deployment({ rollbackOrder: 'ro-test.order' }),
         fleetPublicKeyPem: fleetKey,
         downloadedPath: good(),
         runningVersion: '3.0.0',

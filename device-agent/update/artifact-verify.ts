@@ -73,7 +73,8 @@ export async function verifyDeployment(options: {
     options.runningVersion &&
     semver.valid(options.runningVersion) &&
     semver.lt(manifest.version, options.runningVersion) &&
-    !deployment.rollback
+    // Falsy, not null: a deployment an older agent saved has no rollbackOrder at all.
+    !deployment.rollbackOrder
   ) {
     throw new BoardfleetError(
       'downgrade-refused',

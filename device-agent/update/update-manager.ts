@@ -7,6 +7,7 @@ import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import type { ActivationGate } from './activation-gate.ts';
 import type { DeploymentReport, DesiredState } from '../../protocol/schemas.ts';
 import { downloadArtifact } from './artifact-download.ts';
+import type { FleetMetadata } from './fleet-metadata.ts';
 import { verifyDeployment, verifySignedManifest } from './artifact-verify.ts';
 import {
   MAX_STATE_ENTRIES,
@@ -35,6 +36,11 @@ export interface UpdateManagerOptions {
   serverUrl: string;
   /** Verifies the server against the pinned fleet CA; default: the global fetch (tests, loopback). */
   fetch?: typeof fetch;
+  /**
+   * The fleet's TUF metadata: once the device trusts a root, a deployment is downloaded only when
+   * targets signs it as it is (and a downgrade only with a signed rollback order).
+   */
+  signedTargets?: Pick<FleetMetadata, 'hasTrustedRoot' | 'check'>;
   auth: { deviceId: string; secret: string };
   fleetPublicKeyPem: string;
   strategies: Partial<Record<Deployment['strategy'], UpdateStrategy>>;
@@ -263,6 +269,7 @@ export class UpdateManager {
       switch (state) {
         case UpdateState.Downloading: {
           verifySignedManifest(deployment, this.options.fleetPublicKeyPem);
+          await retryTransient(signal, () => this.checkSignedTarget(deployment));
           let lastDecile = -1;
           await retryTransient(signal, () =>
             downloadArtifact({
@@ -384,11 +391,33 @@ export class UpdateManager {
       deployment,
       fleetPublicKeyPem: this.options.fleetPublicKeyPem,
       downloadedPath: artifactPath,
-      runningVersion:
-        this.record.previous?.artifact === deployment.artifact
-          ? (this.record.previous?.version ?? null)
-          : null,
+      runningVersion: this.runningVersionOf(deployment),
     });
+  }
+
+  /** The version running of the deployment's artifact, what a downgrade is measured against. */
+  private runningVersionOf(deployment: Deployment): string | null {
+    return this.record.previous?.artifact === deployment.artifact
+      ? (this.record.previous?.version ?? null)
+      : null;
+  }
+
+  /**
+   * Before a byte is downloaded: the fleet's targets metadata signs this deployment (when the
+   * fleet has a TUF root; until then the signed manifest is the check). Its cost is logged.
+   */
+  private async checkSignedTarget(deployment: Deployment): Promise<void> {
+    const metadata = this.options.signedTargets;
+    if (!metadata || !(await metadata.hasTrustedRoot())) return;
+    const cost = await metadata.check(
+      deployment,
+      this.runningVersionOf(deployment),
+      deployment.rollbackOrder ?? null,
+    );
+    this.options.logger.info(
+      { deploymentId: deployment.id, metadataBytes: cost.bytes, metadataMs: Math.round(cost.milliseconds) },
+      `${deployment.artifact} ${deployment.version} is signed by the fleet's targets metadata`,
+    );
   }
 
   /** Writes the record before the step runs, then tells the server (reporting after saving keeps it truthful). */

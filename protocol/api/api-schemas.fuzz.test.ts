@@ -15,6 +15,7 @@ import type { ApiOperation } from './operation.ts';
 import { operations } from './operations.ts';
 import { createReleaseBody } from './releases.ts';
 import { rolloutTargetSchema } from './rollouts.ts';
+import { createRollbackOrderBody } from './tuf.ts';
 
 const RUNS = { numRuns: 150 };
 
@@ -103,6 +104,14 @@ const INVARIANTS = new Map<z.ZodType, Invariant>([
       const named = [target.deviceIds, target.tags, target.boards].filter(Boolean) as unknown[][];
       expect(named.length).toBeGreaterThan(0);
       for (const list of named) expect(list.length).toBeGreaterThan(0);
+    },
+  ],
+  [
+    createRollbackOrderBody,
+    ({ device, release, from, to }) => {
+      // One device or one release, never both, never neither.
+      expect([device, release].filter((scope) => scope !== undefined)).toHaveLength(1);
+      for (const version of [from, to]) expect(semver.valid(version as string)).toBe(version);
     },
   ],
   [

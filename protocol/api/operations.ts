@@ -36,6 +36,7 @@ import {
   timeRangeQuery,
   updateDeviceBody,
 } from './devices.ts';
+import { issuedDeviceCertificateSchema, requestDeviceCertificateBody } from './device-certificates.ts';
 import { fleetSummarySchema, healthzSchema } from './fleet.ts';
 import { liveEvents, liveQuery } from './live.ts';
 import { type ApiOperation, binary, events, json, text } from './operation.ts';
@@ -64,6 +65,16 @@ import {
   tokenSchema,
 } from './session.ts';
 import { emptyBody } from './shared.ts';
+import {
+  createRollbackOrderBody,
+  rollbackOrderSchema,
+  rotatedOnlineKeySchema,
+  rotateOnlineKeyBody,
+  tufMetadataDocument,
+  tufMetadataParams,
+  tufRootDocument,
+  tufStatusSchema,
+} from './tuf.ts';
 
 const noBody = json(emptyBody);
 
@@ -232,6 +243,19 @@ export const operations = {
     status: 201,
     body: json(provisionBody),
     response: json(provisionedDeviceSchema),
+  },
+  requestDeviceCertificate: {
+    method: 'post',
+    path: '/api/v1/device-certificate',
+    summary:
+      "A client certificate of the fleet CA for the device's key (mTLS), for a device that proves its secret " +
+      "(HTTP Basic deviceId:secret); the request's subject CN must be the device id. `certificatePem` is null when " +
+      'the fleet issues none (BOARDFLEET_DEVICE_CERTIFICATES=off); renewals go over MQTT',
+    tag: 'provisioning',
+    access: 'device',
+    status: 200,
+    body: json(requestDeviceCertificateBody),
+    response: json(issuedDeviceCertificateSchema),
   },
   getMqttEndpoint: {
     method: 'get',
@@ -517,6 +541,73 @@ export const operations = {
     status: 200,
     query: listAuditQuery,
     response: json(auditLogSchema),
+  },
+
+  // The fleet's TUF repository: public signed metadata, and the operators' side of its keys
+  getTufMetadata: {
+    method: 'get',
+    path: '/tuf/{file}',
+    summary:
+      "The fleet's TUF repository, for any stock TUF client: root.json and N.root.json (each root version, for " +
+      'following the chain), timestamp.json, and snapshot and targets (N.snapshot.json, N.targets.json: consistent ' +
+      'snapshots; snapshot.json and targets.json are the newest). targets.json lists every artifact as ' +
+      'artifacts/<name>/<version> and every rollback order as rollback-orders/<id>. Target files are not served ' +
+      'here: artifacts are downloaded through /api/v1/artifacts/{id}/content and checked against their target. ' +
+      '404 (naming `boardfleet keys init`) until an operator publishes the first root',
+    tag: 'tuf',
+    access: 'public',
+    status: 200,
+    params: tufMetadataParams,
+    response: json(tufMetadataDocument),
+  },
+  getTufStatus: {
+    method: 'get',
+    path: '/api/v1/tuf/online-keys',
+    summary:
+      'The current root, the public keys of the online roles (targets, snapshot, timestamp: the active one and any ' +
+      'pending one a rotation made), and the newest version of each online document',
+    tag: 'tuf',
+    access: 'viewer',
+    status: 200,
+    response: json(tufStatusSchema),
+  },
+  publishTufRoot: {
+    method: 'post',
+    path: '/api/v1/tuf/root',
+    summary:
+      'Publish the next root, signed offline (`boardfleet keys`): version current+1 (1 for the first), signed by a ' +
+      "threshold of its own root keys and, after the first, of the previous root's; its targets, snapshot and " +
+      'timestamp roles must each name one key the server holds for that role (a pending key becomes the one it ' +
+      'signs with). 400 naming the check that failed; 409 when another version was published meanwhile',
+    tag: 'tuf',
+    access: 'admin',
+    status: 201,
+    body: json(tufRootDocument),
+    response: json(tufStatusSchema),
+  },
+  rotateTufOnlineKey: {
+    method: 'post',
+    path: '/api/v1/tuf/online-keys/rotate',
+    summary:
+      'Make a pending key for an online role (targets, snapshot or timestamp). The current key signs until a root ' +
+      'naming the pending one is published; a role that already has a pending key gets that one back',
+    tag: 'tuf',
+    access: 'admin',
+    status: 201,
+    body: json(rotateOnlineKeyBody),
+    response: json(rotatedOnlineKeySchema),
+  },
+  createRollbackOrder: {
+    method: 'post',
+    path: '/api/v1/tuf/rollback-orders',
+    summary:
+      'Issue a signed rollback order for a device or a release, from a version to an older one: it is listed in ' +
+      'targets.json (rollback-orders/<id>) so a device can tell a real rollback from a downgrade attack',
+    tag: 'tuf',
+    access: 'admin',
+    status: 201,
+    body: json(createRollbackOrderBody),
+    response: json(rollbackOrderSchema),
   },
 
   // Fleet, live changes, the server itself

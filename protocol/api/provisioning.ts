@@ -1,5 +1,6 @@
 /** Fleet provisioning: tokens that let agents register themselves, and the registration itself. */
 import { z } from 'zod';
+import { certificateRequestPem, deviceCertificatePem } from '../schemas.ts';
 import { newDeviceFields } from './devices.ts';
 import { named, timestamp } from './shared.ts';
 import { expiresInField } from './token-expiry.ts';
@@ -63,7 +64,17 @@ export const createdProvisioningTokenSchema = named(
  * A name another device already has gets a suffix (`-2`, `-3`…) rather than a refusal: devices
  * booting the same image all ask for the image's hostname.
  */
-export const provisionBody = named('Provision', z.strictObject(newDeviceFields));
+export const provisionBody = named(
+  'Provision',
+  z.strictObject({
+    ...newDeviceFields,
+    csr: certificateRequestPem
+      .optional()
+      .describe(
+        'PKCS#10 request (PEM) for a key the device made and keeps, any subject (the device has no id yet); needed when the fleet requires device certificates',
+      ),
+  }),
+);
 
 /** What an agent needs to connect: its credentials, where the broker is, and the key manifests are signed with. */
 export const provisionedDeviceSchema = named(
@@ -73,6 +84,9 @@ export const provisionedDeviceSchema = named(
     secret: z.string(),
     mqttUrl: z.string(),
     fleetPublicKeyPem: z.string(),
+    certificatePem: deviceCertificatePem
+      .optional()
+      .describe("the device's client certificate for the key of `csr`, when the fleet requires them"),
   }),
 );
 

@@ -59,7 +59,28 @@ export class ArtifactRepository {
       .execute();
     return rows.map(toRecord);
   }
+
+  /** Every artifact, without its manifest and signature: what the TUF targets list names. */
+  async catalogue(): Promise<ArtifactEntry[]> {
+    const rows = await this.db
+      .selectFrom('artifacts')
+      .select(['name', 'version', 'kind', 'boards', 'sha256', 'size'])
+      .orderBy('name')
+      .orderBy('version')
+      .execute();
+    return rows.map((row) => ({ ...row, boards: JSON.parse(row.boards) as string[] }));
+  }
+
+  async count(): Promise<number> {
+    const row = await this.db
+      .selectFrom('artifacts')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .executeTakeFirstOrThrow();
+    return Number(row.count);
+  }
 }
+
+export type ArtifactEntry = Pick<ArtifactRecord, 'name' | 'version' | 'kind' | 'boards' | 'sha256' | 'size'>;
 
 function toRecord(row: {
   id: string;

@@ -10,6 +10,7 @@ const admin: AuditActor = { name: 'admin', tokenId: 'tok-admin', via: 'token' };
 /** The writes that are not an operator's action, each for a reason that must stay true. */
 const NOT_OPERATOR_ACTIONS: Partial<Record<OperationId, (typeof operations)[OperationId]['access']>> = {
   uploadConsole: 'device',
+  requestDeviceCertificate: 'device',
   provision: 'provisioning-token',
   signIn: 'public',
   signOut: 'public',
@@ -123,6 +124,42 @@ describe('the audit rules', () => {
       1,
     );
     expect([entry.action, entry.target]).toEqual([expected, 'ro-1']);
+  });
+
+  it('record a key ceremony by the key ids it names and that signed it, never a signature', () => {
+    const id = (digit: string) => digit.repeat(64);
+    const role = (...keyids: string[]) => ({ keyids, threshold: 1 });
+    const root = {
+      signed: {
+        version: 2,
+        roles: {
+          root: { keyids: [id('a'), id('b')], threshold: 2 },
+          targets: role(id('c')),
+          snapshot: role(id('d')),
+          timestamp: role(id('e')),
+        },
+      },
+      signatures: [{ keyid: id('a'), sig: 'f'.repeat(128) }],
+    };
+    const entry = auditEntry(
+      rule('publishTufRoot'),
+      { params: {}, query: {}, body: root, result: undefined },
+      admin,
+      'refused',
+      1,
+    );
+    expect([entry.action, entry.target]).toEqual(['tuf-root.publish', 'root v2']);
+    expect(entry.detail).toBe(
+      'root keys aaaaaaaaaaaa,bbbbbbbbbbbb threshold 2; targets cccccccccccc; snapshot dddddddddddd; timestamp eeeeeeeeeeee; signed by aaaaaaaaaaaa',
+    );
+    const junk = auditEntry(
+      rule('publishTufRoot'),
+      { params: {}, query: {}, body: 'junk', result: undefined },
+      admin,
+      'refused',
+      1,
+    );
+    expect([junk.target, junk.detail]).toEqual([null, null]);
   });
 
   it('clip what a refused call sent, and read only plain, non-empty values from it', () => {

@@ -65,6 +65,32 @@ function fields(input: unknown, names: string[]): string | null {
   return present.length > 0 ? present.join(', ') : null;
 }
 
+/** A member of an object as sent; undefined when it is not an object or has no such member. */
+function member(input: unknown, name: string): unknown {
+  if (typeof input !== 'object' || input === null || !Object.hasOwn(input, name)) return undefined;
+  return (input as Record<string, unknown>)[name];
+}
+
+/** Key ids shortened as git shortens commits: enough to tell keys apart in the log. */
+const shortIds = (ids: unknown) =>
+  Array.isArray(ids) ? ids.map((id) => (typeof id === 'string' ? id.slice(0, 12) : '?')).join(',') : '?';
+
+/** A key ceremony in a few words: which keys the root names, its threshold, and which keys signed it. */
+function rootCeremony(body: unknown): string | null {
+  const roles = member(member(body, 'signed'), 'roles');
+  if (roles === undefined) return null;
+  const role = (name: string) => member(roles, name);
+  const signatures = member(body, 'signatures');
+  const signers = Array.isArray(signatures) ? signatures.map((signature) => member(signature, 'keyid')) : [];
+  return [
+    `root keys ${shortIds(member(role('root'), 'keyids'))} threshold ${field(role('root'), 'threshold') ?? '?'}`,
+    ...['targets', 'snapshot', 'timestamp'].map(
+      (name) => `${name} ${shortIds(member(role(name), 'keyids'))}`,
+    ),
+    `signed by ${shortIds(signers) || 'no key'}`,
+  ].join('; ');
+}
+
 const isRolloutAction = (action: string | undefined) =>
   (ROLLOUT_ACTIONS as readonly (string | undefined)[]).includes(action);
 
@@ -106,6 +132,9 @@ export const AUDIT_RULES: {
   provision: {
     notAudited:
       'an agent registers itself with a provisioning token; creating and revoking the token are audited',
+  },
+  requestDeviceCertificate: {
+    notAudited: 'a device asks for a certificate for its own key, with its own credentials',
   },
   createOperatorToken: {
     action: 'operator-token.create',
@@ -150,6 +179,24 @@ export const AUDIT_RULES: {
   cancelBuild: {
     action: 'build.cancel',
     target: ({ params }) => params.id ?? null,
+  },
+  publishTufRoot: {
+    action: 'tuf-root.publish',
+    target: ({ body }) => {
+      const version = field(member(body, 'signed'), 'version');
+      return version === null ? null : `root v${version}`;
+    },
+    detail: ({ body }) => rootCeremony(body),
+  },
+  rotateTufOnlineKey: {
+    action: 'tuf-key.rotate',
+    target: ({ body }) => field(body, 'role'),
+    detail: ({ result }) => (result ? `pending key ${result.pending.keyId}` : null),
+  },
+  createRollbackOrder: {
+    action: 'rollback-order.create',
+    target: ({ result }) => result?.id ?? null,
+    detail: ({ body }) => fields(body, ['device', 'release', 'from', 'to']),
   },
 };
 

@@ -13,6 +13,7 @@ import { type BrokerLimits, DEFAULT_BROKER_LIMITS } from '../config/config.ts';
 import type { ServerMetrics } from '../metrics/metrics.ts';
 import type { DeviceBroker, ServerSessionEndpoint } from './device-broker.ts';
 import type { DeviceAuthenticator } from './device-authenticator.ts';
+import { checkDeviceCertificate } from './device-certificate-check.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
 import { PublishGate } from './publish-gate.ts';
 import {
@@ -28,6 +29,7 @@ const BAD_CREDENTIALS = 4;
 /** Time for the broker to hand already-acknowledged messages to the server's session. */
 const IN_FLIGHT_GRACE_MS = 200;
 const IDENTIFIER_REJECTED = 2;
+const NOT_AUTHORIZED = 5;
 /** The error Aedes raises when a connection sends no CONNECT within `connectTimeout`. */
 const CONNECT_TIMEOUT_MESSAGE = 'connect did not arrive in time';
 
@@ -72,9 +74,16 @@ export class EmbeddedBroker implements DeviceBroker {
         host: string;
         port: number;
         certificates: {
+          /** The fleet CA, which issues device certificates. */
+          caPem: string;
           secureContext(): SecureContextOptions;
           onRenewed(listener: (context: SecureContextOptions) => void): void;
         };
+        /**
+         * Devices must present a certificate of the fleet CA naming them, besides their secret, and
+         * may connect over TLS only (plain MQTT is left to the server's own session).
+         */
+        requireDeviceCertificates: boolean;
       };
       serverSecret: string;
       authenticator: DeviceAuthenticator;
@@ -116,6 +125,20 @@ export class EmbeddedBroker implements DeviceBroker {
           done(authError(IDENTIFIER_REJECTED, 'client id must equal a valid device id'), false);
           return;
         }
+        if (this.options.tls?.requireDeviceCertificates) {
+          const certificate = checkDeviceCertificate(client.conn, client.id);
+          if (!certificate.accepted) {
+            metrics.deviceAuthRefused.inc({ reason: 'bad-certificate' });
+            refuse('connect', `device certificate refused: ${certificate.problem}`, { deviceId: client.id });
+            done(authError(NOT_AUTHORIZED, certificate.problem), false);
+            return;
+          }
+          logger.debug(
+            { deviceId: client.id, serialNumber: certificate.serialNumber },
+            'device certificate accepted',
+          );
+        }
+        // With a certificate too: a key copied off a device is worthless without its secret.
         authenticator.authenticate(client.id, secret, remoteAddressOf(client)).then(
           (ok) => {
             if (!ok) refuse('connect', 'device credentials refused', { deviceId: client.id });
@@ -200,12 +223,22 @@ export class EmbeddedBroker implements DeviceBroker {
         'MQTT',
       );
       if (tls) {
+        // Client certificates are asked for but not enforced in the handshake: authenticate()
+        // refuses with a CONNACK, which an agent can act on (it fetches a new certificate over
+        // HTTPS), and logs why, where a failed handshake would tell neither side anything.
+        const deviceCa = tls.requireDeviceCertificates ? { ca: tls.certificates.caPem } : {};
         // 'secureConnection': the guard and Aedes read decrypted bytes, after the handshake.
         const tlsServer = createTlsServer(
-          { ...tls.certificates.secureContext(), handshakeTimeout: limits.connectTimeoutMs },
+          {
+            ...tls.certificates.secureContext(),
+            ...deviceCa,
+            requestCert: tls.requireDeviceCertificates,
+            rejectUnauthorized: false,
+            handshakeTimeout: limits.connectTimeoutMs,
+          },
           (socket) => this.accept(socket),
         );
-        tls.certificates.onRenewed((context) => tlsServer.setSecureContext(context));
+        tls.certificates.onRenewed((context) => tlsServer.setSecureContext({ ...context, ...deviceCa }));
         tlsServer.on('tlsClientError', (error, socket) =>
           logger.debug({ err: error, remoteAddress: socket.remoteAddress }, 'TLS handshake failed'),
         );

@@ -31,7 +31,12 @@ export async function openDeviceBroker(
     const broker = new EmbeddedBroker({
       host: config.mqttHost,
       port: config.mqttPort,
-      tls: { host: config.mqttsHost, port: config.mqttsPort, certificates: tls },
+      tls: {
+        host: config.mqttsHost,
+        port: config.mqttsPort,
+        certificates: tls,
+        requireDeviceCertificates: config.deviceCertificates === 'required',
+      },
       serverSecret: ensureServerMqttSecret(config.dataDir),
       authenticator,
       limits: config.mqttLimits,

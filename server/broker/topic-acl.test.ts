@@ -4,13 +4,18 @@ import { isAcceptableClientIdentity, mayDevicePublish, mayDeviceSubscribe } from
 const own = (channel: string) => `boardfleet/v1/devices/dev-a/${channel}`;
 
 describe('topic ACL', () => {
-  it.each(['presence', 'inventory', 'health', 'events'])('lets a device publish its own %s', (channel) => {
-    expect(mayDevicePublish('dev-a', own(channel))).toBe(true);
-  });
+  it.each(['presence', 'inventory', 'health', 'events', 'certificate-request'])(
+    'lets a device publish its own %s',
+    (channel) => {
+      expect(mayDevicePublish('dev-a', own(channel))).toBe(true);
+    },
+  );
 
   it.each([
     own('desired'),
     own('commands'),
+    own('certificate'),
+    'boardfleet/v1/devices/dev-b/certificate-request',
     'boardfleet/v1/server/hello',
     'boardfleet/v1/devices/dev-b/health',
     'boardfleet/v1/devices/dev-a/health/x',
@@ -20,7 +25,7 @@ describe('topic ACL', () => {
     expect(mayDevicePublish('dev-a', topic)).toBe(false);
   });
 
-  it.each(['desired', 'commands'])('lets a device subscribe to its own %s', (channel) => {
+  it.each(['desired', 'commands', 'certificate'])('lets a device subscribe to its own %s', (channel) => {
     expect(mayDeviceSubscribe('dev-a', own(channel))).toBe(true);
   });
 
@@ -38,7 +43,9 @@ describe('topic ACL', () => {
     'boardfleet/v1/devices/dev-a/#',
     'boardfleet/v1/devices/dev-a/+',
     'boardfleet/v1/devices/dev-b/desired',
+    'boardfleet/v1/devices/dev-b/certificate',
     own('health'),
+    own('certificate-request'),
   ])('refuses a device subscribing to %s', (filter) => {
     expect(mayDeviceSubscribe('dev-a', filter)).toBe(false);
   });

@@ -109,6 +109,26 @@ describe('server configuration', () => {
     );
   });
 
+  it('issues no device certificates by default, and requires them only with the embedded broker', () => {
+    expect(loadServerConfig({}).deviceCertificates).toBe('off');
+    expect(loadServerConfig({ BOARDFLEET_DEVICE_CERTIFICATES: 'required' }).deviceCertificates).toBe(
+      'required',
+    );
+    expect(() => loadServerConfig({ BOARDFLEET_DEVICE_CERTIFICATES: 'optional' })).toThrow(
+      '  BOARDFLEET_DEVICE_CERTIFICATES=optional must be off or required',
+    );
+    expect(() =>
+      loadServerConfig({
+        BOARDFLEET_DEVICE_CERTIFICATES: 'required',
+        MQTT_URL: 'mqtt://mosquitto:1883',
+        BOARDFLEET_MQTT_ADMIN_USERNAME: 'admin',
+        BOARDFLEET_MQTT_ADMIN_PASSWORD: 'a',
+        BOARDFLEET_MQTT_SERVER_USERNAME: 'server',
+        BOARDFLEET_MQTT_SERVER_PASSWORD: 's',
+      }),
+    ).toThrow('  BOARDFLEET_DEVICE_CERTIFICATES=required needs the embedded broker: unset MQTT_URL');
+  });
+
   it('refuses a LOG_LEVEL pino does not know, listed with the other bad variables', () => {
     expect(loadServerConfig({ LOG_LEVEL: 'debug' }).logLevel).toBe('debug');
     expect(loadServerConfig({}).logLevel).toBe('info');

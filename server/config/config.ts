@@ -28,6 +28,8 @@ export interface ServerConfig {
   mqttsHost: string;
   /** Names and addresses the server certificate is issued for (its subject alternative names). */
   tlsNames: string[];
+  /** `required`: devices connect with a client certificate of the fleet CA (mTLS), issued and renewed by the server. */
+  deviceCertificates: 'off' | 'required';
   /** Address agents are told to use when they provision; null: derived from the request's host. */
   mqttPublicUrl: string | null;
   dataDir: string;
@@ -113,6 +115,11 @@ export const SERVER_ENVIRONMENT = {
     default: '<host name>,localhost,127.0.0.1',
     meaning:
       'comma-separated DNS names and IP addresses the server certificate covers: every name agents and browsers use to reach the server',
+  },
+  BOARDFLEET_DEVICE_CERTIFICATES: {
+    default: 'off',
+    meaning:
+      'required: devices connect to the embedded broker over MQTT over TLS with their secret and a 7-day certificate of the fleet CA for a key made on the device (issued at provisioning, renewed over MQTT); plain MQTT then serves only the server',
   },
   BOARDFLEET_MQTT_PUBLIC_URL: {
     default: '(derived)',
@@ -333,6 +340,19 @@ function readTlsNames(env: Environment, problems: string[]): string[] {
   return [...new Set(names)];
 }
 
+/** Whether devices need certificates, each problem added to `problems`. */
+function readDeviceCertificates(env: Environment, mqttUrl: string | null, problems: string[]) {
+  const mode = env.BOARDFLEET_DEVICE_CERTIFICATES || 'off';
+  if (mode !== 'off' && mode !== 'required') {
+    problems.push(`BOARDFLEET_DEVICE_CERTIFICATES=${mode} must be off or required`);
+    return 'off';
+  }
+  // Only the embedded broker checks certificates so far: Mosquitto would let devices in without one.
+  if (mode === 'required' && mqttUrl !== null)
+    problems.push('BOARDFLEET_DEVICE_CERTIFICATES=required needs the embedded broker: unset MQTT_URL');
+  return mode;
+}
+
 /** The broker limits when no variable sets them. */
 export const DEFAULT_BROKER_LIMITS: BrokerLimits = readBrokerLimits({}, []);
 
@@ -365,6 +385,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     problems.push(`BOARDFLEET_HEALTH_RETENTION_DAYS=${retentionRaw} must be a positive number of days`);
   }
   const { mqttUrl, mqttCredentials } = readExternalBroker(env, problems);
+  const deviceCertificates = readDeviceCertificates(env, mqttUrl, problems);
   const mqttPublicUrl = env.BOARDFLEET_MQTT_PUBLIC_URL || null;
   if (mqttPublicUrl && !/^mqtts?:\/\//.test(mqttPublicUrl)) {
     problems.push(`BOARDFLEET_MQTT_PUBLIC_URL=${mqttPublicUrl} must start with mqtt:// or mqtts://`);
@@ -415,6 +436,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     mqttsPort,
     mqttsHost: env.BOARDFLEET_MQTTS_HOST ?? SERVER_ENVIRONMENT.BOARDFLEET_MQTTS_HOST.default,
     tlsNames,
+    deviceCertificates,
     mqttPublicUrl,
     dataDir,
     databaseUrl,

@@ -16,6 +16,8 @@ import * as tokens from './migrations/20261204T0900-tokens.ts';
 import * as rolloutTruth from './migrations/20261210T1000-rollout-truth.ts';
 import * as replicas from './migrations/20261211T1100-replicas.ts';
 import * as auditLog from './migrations/20261218T1200-audit-log.ts';
+import * as tuf from './migrations/20261220T1300-tuf.ts';
+import * as rollbackOrders from './migrations/20261221T1400-rollback-orders.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -34,6 +36,8 @@ export const MIGRATIONS: Record<string, Migration> = {
   '20261210T1000-rollout-truth': rolloutTruth,
   '20261211T1100-replicas': replicas,
   '20261218T1200-audit-log': auditLog,
+  '20261220T1300-tuf': tuf,
+  '20261221T1400-rollback-orders': rollbackOrders,
 };
 
 const PG_INT8_OID = 20;

@@ -2,6 +2,7 @@ import type { Generated } from 'kysely';
 import type { AuditChannel, AuditOutcome } from '../../protocol/api/audit.ts';
 import type { DeploymentState, RolloutState, WaveState } from '../../protocol/api/rollouts.ts';
 import type { ArtifactKind } from '../../protocol/manifest.ts';
+import type { OnlineRole, TopLevelRole } from '../../protocol/tuf/metadata.ts';
 
 /** Timestamps are milliseconds since the Unix epoch in BIGINT columns on both dialects. */
 export interface DeviceTable {
@@ -255,7 +256,45 @@ export interface AuditLogTable {
   reason: string | null;
 }
 
+/** A key the server signs one online TUF role with; a rotation adds the role's next generation. */
+export interface TufOnlineKeyTable {
+  key_id: string;
+  role: OnlineRole;
+  generation: number;
+  /** The raw ed25519 public key, hex. */
+  public_key: string;
+  /** PKCS#8 PEM. */
+  private_key: string;
+  created_at: number;
+}
+
+/** One signed TUF document, byte for byte as served; (role, version) is unique. */
+export interface TufMetadataTable {
+  role: TopLevelRole;
+  version: number;
+  document: string;
+  signed_at: number;
+  expires_at: number;
+  /** The online key that signed it; null for a root. */
+  key_id: string | null;
+  /** For targets: how many targets it lists. */
+  target_count: number | null;
+}
+
+/** A rollback order: one device, or every device of a release, from a version to an older one. */
+export interface TufRollbackOrderTable {
+  id: string;
+  device_id: string | null;
+  release_name: string | null;
+  from_version: string;
+  to_version: string;
+  issued_at: number;
+}
+
 export interface DatabaseSchema {
+  tuf_online_keys: TufOnlineKeyTable;
+  tuf_metadata: TufMetadataTable;
+  tuf_rollback_orders: TufRollbackOrderTable;
   audit_log: AuditLogTable;
   server_keys: ServerKeyTable;
   device_consoles: DeviceConsoleTable;

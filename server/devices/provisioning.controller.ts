@@ -23,6 +23,7 @@ import { MQTT_ENDPOINT, type MqttEndpoint } from '../broker/mqtt-endpoint.ts';
 import { ApiRoute } from '../common/api-route.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { HTTP_LOGGER } from '../common/errors.ts';
+import { DeviceCertificateService } from '../tls/device-certificate.service.ts';
 import { FleetTls } from '../tls/fleet-tls.ts';
 import { parseBody } from '../common/zod-body.ts';
 import { DeviceRepository } from './device.repository.ts';
@@ -41,6 +42,7 @@ export class ProvisioningController {
     @Inject(DEVICE_BROKER) private readonly broker: DeviceBroker,
     @Inject(DeviceRepository) private readonly deviceRecords: DeviceRepository,
     @Inject(FleetTls) private readonly tls: FleetTls,
+    @Inject(DeviceCertificateService) private readonly certificates: DeviceCertificateService,
     @Optional() @Inject(HTTP_LOGGER) private readonly logger: Logger = pino(),
   ) {}
 
@@ -117,7 +119,9 @@ export class ProvisioningController {
     if (!token) throw refused;
     const grant = await this.tokens.find(token, this.clock.now());
     if (!grant) throw refused;
-    const device = withGrant(parseBody(provisionBody, body), grant);
+    const registration = parseBody(provisionBody, body);
+    const device = withGrant(registration, grant);
+    const certificateRequest = await this.certificates.checkProvisioningRequest(registration.csr);
     // Counted atomically only now: a refused request costs the token no use.
     if (!(await this.tokens.use(token, this.clock.now()))) throw refused;
     let created: Awaited<ReturnType<DeviceService['create']>>;
@@ -133,6 +137,9 @@ export class ProvisioningController {
       secret: created.secret,
       mqttUrl: this.mqttEndpoint.urlFor(host, request.secure),
       fleetPublicKeyPem: this.signingKey.publicKeyPem,
+      ...(certificateRequest && {
+        certificatePem: await this.certificates.issueAtProvisioning(created.device.id, certificateRequest),
+      }),
     };
   }
 }

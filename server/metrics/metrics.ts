@@ -62,8 +62,14 @@ export class ServerMetrics {
   });
   readonly deviceAuthRefused = new Counter<'reason'>({
     name: 'boardfleet_device_auth_refused_total',
-    help: 'Device authentications refused (MQTT and HTTP), by reason: bad-credentials, or rate-limited (refused unchecked while the id or address waits)',
+    help: 'Device authentications refused (MQTT and HTTP), by reason: bad-credentials, bad-certificate (MQTT over TLS without a valid device certificate when the fleet requires one), or rate-limited (refused unchecked while the id or address waits)',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly deviceCertificatesIssued = new Counter<'via'>({
+    name: 'boardfleet_device_certificates_issued_total',
+    help: 'Device certificates the fleet CA issued, by the way they were asked for: provisioning, https (a device without one), mqtt (a renewal)',
+    labelNames: ['via'] as const,
     registers: [this.registry],
   });
 

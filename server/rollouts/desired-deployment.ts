@@ -26,8 +26,17 @@ export function deploymentFromArtifact(artifact: ArtifactRecord, deploymentId: s
     url: `/api/v1/artifacts/${artifact.id}/content`,
     manifest: artifact.manifest,
     signature: artifact.signature,
-    rollback: false,
+    rollbackOrder: null,
   };
+}
+
+/**
+ * The rollback order that takes a rollout's devices back to the deployment they ran before: one
+ * per rollout and earlier artifact, however many devices it covers (the executor makes sure it
+ * is signed before the desired states go out).
+ */
+export function rollbackOrderId(rolloutId: string, previous: Deployment): string {
+  return `${rolloutId}.${previous.sha256.slice(0, 16)}`;
 }
 
 /** The artifact a deployment made by `deploymentFromArtifact` points at, or null for none. */

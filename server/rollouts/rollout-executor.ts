@@ -9,6 +9,7 @@ import { chooseDelivery, deploymentBoards } from './desired-deployment.ts';
 import { PlanWriter, type Publication } from './plan-writer.ts';
 import type { RolloutRepository } from './rollout.repository.ts';
 import { planDelivery } from './rollout-planner.ts';
+import { type RollbackOrderTerms, rollbackOrdersOf } from './rollback-orders.ts';
 import { type NotifyStep, type RolloutStep, transactionParts } from './rollout-steps.ts';
 
 export interface RolloutExecutorDependencies {
@@ -17,6 +18,14 @@ export interface RolloutExecutorDependencies {
   releases: ReleaseService;
   mqtt: ServerMqttClient;
   clock: Clock;
+  /** Signs rollback orders in the fleet's TUF targets; absent, rollbacks go out unsigned (tests). */
+  rollbackOrders?: RollbackOrderSigner;
+}
+
+/** Who signs a rollback order before the desired states naming it go out (server/tuf/). */
+export interface RollbackOrderSigner {
+  /** Signs it, or does nothing while the fleet has no TUF root (its agents then need none). */
+  sign(id: string, order: RollbackOrderTerms & { release: string | null }): Promise<void>;
 }
 
 /** What notifying a batch needs from outside the rollout tables, read before its transaction. */
@@ -65,6 +74,7 @@ export class RolloutExecutor {
     );
     // Read before the transaction: SQLite has one connection, which the transaction holds.
     const desired = sentTo.length > 0 ? await this.deps.rollouts.desiredFor(sentTo) : new Map();
+    await this.signRollbackOrders(rolloutId, rollbackOrdersOf(steps, desired));
     const inputs = new Map<NotifyStep, NotifyInputs>();
     for (const step of notifies) inputs.set(step, await this.notifyInputs(step));
     return this.deps.rollouts.transaction(async (rollouts) => {
@@ -75,6 +85,17 @@ export class RolloutExecutor {
       }
       return writer.finish();
     });
+  }
+
+  /** Signed before the desired states naming them are written: an agent looks its order up at once. */
+  private async signRollbackOrders(
+    rolloutId: string,
+    orders: Map<string, RollbackOrderTerms>,
+  ): Promise<void> {
+    const signer = this.deps.rollbackOrders;
+    if (!signer || orders.size === 0) return;
+    const release = (await this.deps.rollouts.getRollout(rolloutId))?.releaseId ?? null;
+    for (const [id, terms] of orders) await signer.sign(id, { ...terms, release });
   }
 
   /** Republishes every stored desired state (the embedded broker forgets retained messages on restart). */

@@ -39,7 +39,7 @@ const previousDeployment: DesiredState['deployment'] = {
   url: '/api/v1/artifacts/old/content',
   manifest: '{}',
   signature: 'sig',
-  rollback: false,
+  rollbackOrder: null,
 };
 
 function rollout(
@@ -101,7 +101,7 @@ function describeSteps(steps: readonly RolloutStep[]): string[] {
       case 'notify':
         return `notify ${step.devices.map((d) => d.deviceId).join(' ')}`;
       case 'send-desired':
-        return `send ${step.deviceId} ${step.deployment ? `${step.deployment.id}${step.deployment.rollback ? ' rollback' : ''}` : 'nothing'}`;
+        return `send ${step.deviceId} ${step.deployment ? `${step.deployment.id}${step.deployment.rollbackOrder ? ' rollback' : ''}` : 'nothing'}`;
     }
   });
 }

@@ -7,7 +7,7 @@
  */
 import { DeploymentState, RolloutState, type WaveConfig, WaveState } from '../../protocol/api/rollouts.ts';
 import type { DeploymentEventData, DesiredState } from '../../protocol/schemas.ts';
-import { type Delivery, deploymentFromArtifact } from './desired-deployment.ts';
+import { type Delivery, deploymentFromArtifact, rollbackOrderId } from './desired-deployment.ts';
 import type { RolloutDeviceRecord, RolloutRecord, WaveRecord } from './rollout.repository.ts';
 import {
   ACTIVE_DEPLOYMENT_STATES,
@@ -419,7 +419,10 @@ function abort(
     const previous = device.previousDeployment;
     if (previous) {
       if (plan.device(device, DeploymentEvent.Abort, { reason: device.reason ?? `rolled back: ${reason}` }))
-        plan.sendDesired(device.deviceId, { ...previous, rollback: true });
+        plan.sendDesired(device.deviceId, {
+          ...previous,
+          rollbackOrder: rollbackOrderId(rollout.id, previous),
+        });
     } else if (midUpdate) {
       plan.device(device, DeploymentEvent.Fail, {
         reason: `rollout aborted during the update (${reason}); no earlier deployment to go back to`,

@@ -84,7 +84,7 @@ describe.each(databaseBackends)('the rollout repository, on $name', (backend) =>
       ]);
       const deployment = deploymentFromArtifact(artifact(options.artifactId), deploymentId);
       const sent: DesiredState['deployment'] = options.rolledBack
-        ? options.previous && { ...options.previous, rollback: true }
+        ? options.previous && { ...options.previous, rollbackOrder: 'ro-test.order' }
         : deployment;
       await rollouts.saveDesired('dev-a', nextDesired(await rollouts.desired('dev-a'), sent, 0), 0);
       return deployment;

@@ -312,7 +312,8 @@ export class RolloutRepository {
       const previous = row.previous_deployment
         ? (JSON.parse(row.previous_deployment) as DesiredState['deployment'])
         : null;
-      if (!current.rollback) return row.deployment_id === current.id && artifactIdOf(previous) === artifactId;
+      if (!current.rollbackOrder)
+        return row.deployment_id === current.id && artifactIdOf(previous) === artifactId;
       return (
         row.state === DeploymentState.RolledBack &&
         previous?.id === current.id &&

@@ -1,13 +1,14 @@
 /**
- * The fleet's certificates, made with @peculiar/x509 over WebCrypto: the fleet CA and the server
- * certificates it issues. Pure apart from key generation; storing and renewing them is
- * FleetTls's (fleet-tls.ts).
+ * The fleet's certificates, made with @peculiar/x509 over WebCrypto: the fleet CA, the server
+ * certificates it issues, and device certificates for keys that never leave their devices. Pure
+ * apart from key generation; storing and renewing them is FleetTls's (fleet-tls.ts).
  */
 // @peculiar/x509 resolves its ASN.1 handlers through tsyringe, which needs the metadata polyfill first.
 import 'reflect-metadata';
 import { createHash, createPrivateKey, X509Certificate, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
+import { BoardfleetError } from '../../protocol/errors.ts';
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -20,6 +21,15 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 export const CA_LIFETIME_MS = 3650 * DAY_MS;
 /** Ninety days, as public CAs issue: renewed when a third of it is left. */
 export const SERVER_CERTIFICATE_LIFETIME_MS = 90 * DAY_MS;
+/**
+ * Seven days: a stolen device key is worth a week at most without its secret, and a device renews
+ * over MQTT when a third of it is left, so one that is offline for a few days still comes back.
+ */
+export const DEVICE_CERTIFICATE_LIFETIME_MS = 7 * DAY_MS;
+/** Leaf certificates start this much before they are issued, for clocks a little behind the issuer's. */
+export const CLOCK_SKEW_ALLOWANCE_MS = 60 * 60 * 1000;
+/** The curves a device key may use: what Node's TLS and every broker take for client certificates. */
+const DEVICE_KEY_CURVES = ['P-256', 'P-384'];
 
 export interface PemPair {
   certPem: string;
@@ -95,7 +105,7 @@ export async function issueServerCertificate(
     serialNumber: serialNumber(),
     subject: `CN=${names[0] ?? 'boardfleet-server'}`,
     issuer: issuer.subject,
-    notBefore: new Date(now - 60 * 60 * 1000),
+    notBefore: new Date(now - CLOCK_SKEW_ALLOWANCE_MS),
     notAfter: new Date(Math.min(now + lifetimeMs, issuer.notAfter.getTime())),
     signingKey: signer.key,
     publicKey: keys.publicKey,
@@ -112,6 +122,74 @@ export async function issueServerCertificate(
     ],
   });
   return { certPem: withNewline(certificate.toString('pem')), keyPem: await exportKeyPem(keys.privateKey) };
+}
+
+/** A certificate request whose signature was checked: its key is the requester's. */
+export interface VerifiedCertificateRequest {
+  publicKey: x509.PublicKey;
+  /** The subject's common name; null when it has none. */
+  commonName: string | null;
+}
+
+/**
+ * Reads a PKCS#10 request (PEM) and checks its signature, which proves that the requester holds
+ * the key. Only EC keys on the curves devices use are taken.
+ */
+export async function verifyCertificateRequest(csrPem: string): Promise<VerifiedCertificateRequest> {
+  let request: x509.Pkcs10CertificateRequest;
+  try {
+    request = new x509.Pkcs10CertificateRequest(csrPem);
+  } catch (error) {
+    throw new BoardfleetError(
+      'invalid-request',
+      `the certificate request is not a PKCS#10 request in PEM: ${(error as Error).message}`,
+    );
+  }
+  const algorithm = request.publicKey.algorithm as { name: string; namedCurve?: string };
+  if (algorithm.name !== 'ECDSA' || !DEVICE_KEY_CURVES.includes(algorithm.namedCurve ?? ''))
+    throw new BoardfleetError(
+      'invalid-request',
+      `the certificate request is for a ${[algorithm.name, algorithm.namedCurve].filter(Boolean).join(' ')} key: a device key must be EC ${DEVICE_KEY_CURVES.join(' or ')}`,
+    );
+  if (!(await request.verify().catch(() => false)))
+    throw new BoardfleetError(
+      'invalid-request',
+      'the certificate request is not signed by the key it names: it proves no key',
+    );
+  return { publicKey: request.publicKey, commonName: request.subjectName.getField('CN')[0] ?? null };
+}
+
+/**
+ * A client certificate for device `deviceId` (subject CN, as the broker checks it against the
+ * MQTT client id), for the key of a verified request, signed by the CA.
+ */
+export async function issueDeviceCertificate(
+  ca: PemPair,
+  deviceId: string,
+  request: VerifiedCertificateRequest,
+  now: number,
+  lifetimeMs = DEVICE_CERTIFICATE_LIFETIME_MS,
+): Promise<string> {
+  const issuer = new x509.X509Certificate(ca.certPem);
+  const signer = await importSigningKey(ca.keyPem);
+  const certificate = await x509.X509CertificateGenerator.create({
+    serialNumber: serialNumber(),
+    subject: `CN=${deviceId}`,
+    issuer: issuer.subject,
+    notBefore: new Date(now - CLOCK_SKEW_ALLOWANCE_MS),
+    notAfter: new Date(Math.min(now + lifetimeMs, issuer.notAfter.getTime())),
+    signingKey: signer.key,
+    publicKey: request.publicKey,
+    signingAlgorithm: signer.algorithm,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer),
+      await x509.SubjectKeyIdentifierExtension.create(request.publicKey),
+    ],
+  });
+  return withNewline(certificate.toString('pem'));
 }
 
 /**

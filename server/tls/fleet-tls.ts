@@ -9,9 +9,11 @@ import {
   certificateFingerprint,
   checkCaPair,
   createFleetCa,
+  issueDeviceCertificate,
   issueServerCertificate,
   needsNewServerCertificate,
   type PemPair,
+  type VerifiedCertificateRequest,
 } from './fleet-certificates.ts';
 
 /** Renewal is checked this often; a certificate is renewed with a third of its 90 days left. */
@@ -78,6 +80,11 @@ export class FleetTls {
   /** sha256 (hex) of the CA certificate: what provisioning tokens carry. */
   get caFingerprint(): string {
     return certificateFingerprint(this.ca.certPem);
+  }
+
+  /** A device's client certificate for the key of a verified request, dated by the server's clock. */
+  issueDeviceCertificate(deviceId: string, request: VerifiedCertificateRequest): Promise<string> {
+    return issueDeviceCertificate(this.ca, deviceId, request, this.options.clock.now());
   }
 
   /** Key and chain (server certificate, then the CA: a pinning agent finds the CA in it). */

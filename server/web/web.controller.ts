@@ -9,8 +9,11 @@ import { invalidRequest, notFound } from '../common/errors.ts';
 /** Nest injection token for the directory holding the built dashboard (index.html, assets/). */
 export const WEB_DIRECTORY = Symbol('WEB_DIRECTORY');
 
-/** Paths the dashboard never answers: an unknown API route stays a JSON 404. */
-const SERVER_PATHS = /^\/(api|healthz|metrics)(\/|$)/;
+/**
+ * Paths the dashboard never answers: an unknown API route stays a JSON 404, and so does a TUF
+ * target file (the repository serves metadata only), rather than getting the app's page.
+ */
+const SERVER_PATHS = /^\/(api|healthz|metrics|tuf)(\/|$)/;
 /** Vite names built assets by content hash, so they never change under the same name. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 

@@ -30,8 +30,18 @@ const RECORDED_AS: Partial<Record<OperationId, string>> = {
   actOnRollout: 'rollout.pause',
   createBuild: 'build.create',
   cancelBuild: 'build.cancel',
+  publishTufRoot: 'tuf-root.publish',
+  rotateTufOnlineKey: 'tuf-key.rotate',
+  createRollbackOrder: 'rollback-order.create',
 };
-const NOT_RECORDED: OperationId[] = ['uploadConsole', 'provision', 'signIn', 'signOut', 'previewRollout'];
+const NOT_RECORDED: OperationId[] = [
+  'uploadConsole',
+  'requestDeviceCertificate',
+  'provision',
+  'signIn',
+  'signOut',
+  'previewRollout',
+];
 
 const writes = (Object.keys(operations) as OperationId[]).filter((id) => operations[id].method !== 'get');
 

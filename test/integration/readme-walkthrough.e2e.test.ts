@@ -295,6 +295,7 @@ describe('README "Five minutes with Boardfleet", word for word, then a staged ro
       expect((await device('kitchen-pi'))!.inventory!.board).toBe('generic-x64');
       const steps = blocks[4] ?? [];
       expect(steps.map((step) => step.kind)).toEqual([
+        'boardfleet',
         'write-file',
         'tar',
         'boardfleet',
@@ -305,7 +306,8 @@ describe('README "Five minutes with Boardfleet", word for word, then a staged ro
       ]);
       const printed: string[] = [];
       for (const step of steps) printed.push(await run(step));
-      const [, , pushed, created, started, watched, labDevices] = printed;
+      const [ceremony, , , pushed, created, started, watched, labDevices] = printed;
+      expect(ceremony).toMatch(/^Published root version 1: 2 of 2 root keys must sign the next root/m);
       const artifactId = /^Stored hello 1\.0\.0 as (\S+) \(.*\), manifest signed$/m.exec(pushed!)?.[1];
       expect(artifactId).toBe(placeholders.value('art-'));
       expect(created).toMatch(/^Created release hello-1\.0\.0 \(\S+\)$/m);
@@ -325,6 +327,9 @@ describe('README "Five minutes with Boardfleet", word for word, then a staged ro
 
       const lab = tableRows(labDevices!);
       expect(lab.map((row) => [row.NAME, row.VERSION])).toEqual([['kitchen-pi', '1.0.0']]);
+      // kitchen-pi checked the release against the fleet's TUF metadata before installing it.
+      const kitchen = background.find((command) => command.args.includes('kitchen-pi.secret'));
+      expect(kitchen?.output()).toMatch(/hello 1\.0\.0 is signed by the fleet's targets metadata/);
       const table = tableRows((await cli.ok('devices', 'list')).stdout);
       expect(table.find((row) => row.NAME === 'hall-pi')?.VERSION).toBe('-');
       const simulated = await listedJson('--tag', 'simulated');

@@ -296,7 +296,7 @@ const desiredDeployment = {
   url: '/api/v1/artifacts/art-replicas/content',
   manifest: '{}',
   signature: 'unchecked',
-  rollback: false,
+  rollbackOrder: null,
 };
 
 /** A release of one app bundle for the board; the doubles install nothing, so its bytes need not exist. */

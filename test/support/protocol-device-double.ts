@@ -91,7 +91,7 @@ export class ProtocolDeviceDouble {
   private async onDesired(desired: DesiredState): Promise<void> {
     this.desiredSeen.push(desired);
     const deployment = desired.deployment;
-    if (!deployment || deployment.rollback || this.script === 'hang') return;
+    if (!deployment || deployment.rollbackOrder || this.script === 'hang') return;
     const report = (state: DeploymentReport, message?: string) =>
       this.client.publishAsync(
         deviceTopic(this.deviceId, 'events'),

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { type RunningServer, startServer } from '../../server/boardfleet-server.ts';
+import type { Clock } from '../../server/common/clock.ts';
 import { loadServerConfig } from '../../server/config/config.ts';
 import type { DatabaseBackend } from './databases.ts';
 
@@ -35,12 +36,13 @@ export const TLS_ON_FREE_PORTS = {
 /**
  * A real server on free ports with its own data dir and a fresh database of the given backend.
  * `env` adds configuration variables (MQTT_URL and its credentials put it on an external broker);
- * `logger` replaces the silent one, for tests that read what the server logs.
+ * `logger` replaces the silent one, for tests that read what the server logs; `clock` the system
+ * clock, for tests that need the server to be at another time (kept across restarts).
  */
 export async function startTestServer(
   backend: DatabaseBackend,
   env: Record<string, string> = {},
-  options: { logger?: Logger } = {},
+  options: { logger?: Logger; clock?: Clock } = {},
 ): Promise<TestServer> {
   const database = await backend.create();
   const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-server-'));
@@ -64,6 +66,7 @@ export async function startTestServer(
     });
     const running = await startServer(config, {
       logger: options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+      ...(options.clock ? { clock: options.clock } : {}),
     });
     const server: TestServer = {
       ...running,
