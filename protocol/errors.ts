@@ -170,7 +170,7 @@ export const ERROR_STATUS = {
   /** The TUF client refused the fleet's metadata (signature, threshold, version, expiry, length). */
   'metadata-refused': 502,
   /** Targets metadata does not sign the deployment as it is, or no signed order allows the downgrade. */
-  'unsigned-target': 422,
+  'unsigned-target': 409,
   'tool-missing': 503,
   'toolchain-missing': 503,
 

@@ -1,23 +1,20 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DeviceEventHistory, DevicePage } from '../../protocol/api/devices.ts';
+import type { DevicePage } from '../../protocol/api/devices.ts';
 import type { RolloutStatus } from '../../protocol/api/rollouts.ts';
 import { type ArtifactManifest, canonicalManifest } from '../../protocol/manifest.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
-import { deviceTopic } from '../../protocol/topics.ts';
 import { SigningKeyRepository } from '../../server/artifacts/signing-key.repository.ts';
-import { ensureServerMqttSecret } from '../../server/auth/bootstrap-credentials.ts';
-import { SERVER_MQTT_USERNAME } from '../../server/broker/embedded-broker.ts';
 import { deploymentFromArtifact } from '../../server/rollouts/desired-deployment.ts';
 import { RolloutRepository } from '../../server/rollouts/rollout.repository.ts';
 import { secretFile, startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { buildAppBundle, releaseAppBundle } from '../support/app-bundles.ts';
-import { sendToDevice, uploadArtifact } from '../support/artifacts.ts';
+import { uploadArtifact } from '../support/artifacts.ts';
 import { cliRunner } from '../support/cli-runner.ts';
 import { sqliteBackend } from '../support/databases.ts';
+import { deploymentRefusal, publishAsServer } from '../support/forged-desired.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
 type Deployment = NonNullable<DesiredState['deployment']>;
@@ -60,37 +57,14 @@ describe('updates verified against the fleet TUF metadata by a real agent', () =
     };
   }
 
-  /** Publishes a desired state on the broker as the server's session would; returns its deployment id. */
+  /** Publishes a desired state as the server's session would; returns its deployment id. */
   async function forge(deployment: Deployment): Promise<string> {
     const id = `dep-forged-${++forged}`;
-    await sendToDevice(server, deviceId, { ...deployment, id });
-    const desired = await new RolloutRepository(server.db).desired(deviceId);
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, {
-      clientId: `${SERVER_MQTT_USERNAME}-attacker-${forged}`,
-      username: SERVER_MQTT_USERNAME,
-      password: ensureServerMqttSecret(server.dataDir),
-      reconnectPeriod: 0,
-    });
-    await client.publishAsync(deviceTopic(deviceId, 'desired'), JSON.stringify(desired), {
-      qos: 1,
-      retain: true,
-    });
-    await client.endAsync();
+    await publishAsServer(server, deviceId, { ...deployment, id });
     return id;
   }
 
-  /** The reason the agent reported for failing `deploymentId`. */
-  const refusalOf = (deploymentId: string) =>
-    eventually(
-      `the agent's refusal of ${deploymentId}`,
-      async () => {
-        const { events } = (await server.api<DeviceEventHistory>('GET', `/api/v1/devices/${deviceId}/events`))
-          .body;
-        return events.find((event) => event.deploymentId === deploymentId && event.data?.state === 'failed')
-          ?.message;
-      },
-      SLOW,
-    );
+  const refusalOf = (deploymentId: string) => deploymentRefusal(server, deviceId, deploymentId, SLOW);
 
   beforeAll(async () => {
     server = await startTestServer(sqliteBackend);
