@@ -1,5 +1,6 @@
 // Mosquitto for the fleet benchmark, configured by the code behind `boardfleet broker-config
 // mosquitto` (server/broker/mosquitto/mosquitto-config.ts) and run as /usr/sbin/mosquitto.
+import { ensureServerCertificateFiles } from '../server/tls/fleet-tls.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,7 +62,12 @@ export async function startBenchMosquitto(
   const dir = mkdtempSync(join(tmpdir(), 'boardfleet-bench-mosquitto-'));
   const install = findMosquitto();
   const port = await freePort();
-  const setup = newMosquittoSetup(dir, port, install.plugin);
+  const tls = await ensureServerCertificateFiles(join(dir, 'data'), ['localhost', '127.0.0.1'], Date.now());
+  const setup = newMosquittoSetup(
+    dir,
+    { port, plainHost: '127.0.0.1', tlsPort: await freePort(), tls },
+    install.plugin,
+  );
   const conf = mosquittoConf(setup)
     .replace(/^max_connections \d+$/m, `max_connections ${connections}`)
     // Kept: errors, warnings and notices (among them "Outgoing messages are being dropped").

@@ -1,3 +1,5 @@
+import { urlHostOf } from '../common/request-host.ts';
+
 /**
  * Where agents reach the broker: configured, or the host they reached the API by with the
  * broker's port. An agent that came over HTTPS is sent to MQTT over TLS (when the broker has it):
@@ -11,8 +13,7 @@ export class MqttEndpoint {
 
   urlFor(requestHost: string | undefined, overTls = false): string {
     if (this.publicUrl) return this.publicUrl;
-    const hostname = requestHost ? new URL(`http://${requestHost}`).hostname : 'localhost';
-    const host = hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname;
+    const host = urlHostOf(requestHost, 'localhost');
     if (overTls && this.ports.tls !== null) return `mqtts://${host}:${this.ports.tls}`;
     return `mqtt://${host}:${this.ports.plain}`;
   }

@@ -46,8 +46,17 @@ export async function openDeviceBroker(
     await broker.start();
     return broker;
   }
-  const broker = new MosquittoBroker({ url: config.mqttUrl, ...config.mqttCredentials, logger });
+  const broker = new MosquittoBroker({
+    url: config.mqttUrl,
+    ...config.mqttCredentials,
+    tlsPort: config.externalBrokerTls?.port ?? null,
+    pidFile: config.externalBrokerTls?.pidFile ?? null,
+    logger,
+  });
   await broker.start();
+  // Mosquitto presents the certificate this server keeps in its data folder.
+  if (tls.issuedAtStart) broker.reloadCertificates();
+  tls.onRenewed(() => broker.reloadCertificates());
   try {
     const unregistered = await broker.countUnregistered(await devices.activeIds());
     if (unregistered > 0) {

@@ -23,7 +23,7 @@ export interface ServerConfig {
   mqttHost: string;
   httpsPort: number;
   httpsHost: string;
-  /** MQTT over TLS of the embedded broker. */
+  /** MQTT over TLS of the embedded broker (with MQTT_URL, see `externalBrokerTls`). */
   mqttsPort: number;
   mqttsHost: string;
   /** Names and addresses the server certificate is issued for (its subject alternative names). */
@@ -38,6 +38,12 @@ export interface ServerConfig {
   mqttUrl: string | null;
   /** The external broker's credentials for the server: set exactly when `mqttUrl` is. */
   mqttCredentials: ExternalBrokerCredentials | null;
+  /**
+   * With `mqttUrl`: the broker's TLS listener agents are told (BOARDFLEET_MQTTS_PORT when set, as
+   * broker-config writes it; else none), and its pid file, signalled to reload the server
+   * certificate it presents when the server renews it.
+   */
+  externalBrokerTls: { port: number | null; pidFile: string | null } | null;
   healthRetentionDays: number;
   /** Operator-provided ed25519 key (PKCS#8 PEM); null: generated in the data dir on the first start. */
   signingKeyPath: string | null;
@@ -109,8 +115,17 @@ export const SERVER_ENVIRONMENT = {
     meaning: "the API, dashboard and TUF metadata over TLS, with the fleet CA's server certificate",
   },
   BOARDFLEET_HTTPS_HOST: { default: '0.0.0.0', meaning: 'address HTTPS binds' },
-  BOARDFLEET_MQTTS_PORT: { default: '8883', meaning: 'the embedded MQTT broker over TLS' },
+  BOARDFLEET_MQTTS_PORT: {
+    default: '8883',
+    meaning:
+      'the embedded MQTT broker over TLS; with MQTT_URL, the TLS port of that broker agents are told (broker-config writes it)',
+  },
   BOARDFLEET_MQTTS_HOST: { default: '0.0.0.0', meaning: 'address MQTT over TLS binds' },
+  BOARDFLEET_MOSQUITTO_PID_FILE: {
+    default: 'unset',
+    meaning:
+      'with MQTT_URL: the pid file of a Mosquitto on this machine presenting the server certificate (broker-config writes it); sent SIGHUP when the server renews the certificate',
+  },
   BOARDFLEET_TLS_NAMES: {
     default: '<host name>,localhost,127.0.0.1',
     meaning:
@@ -321,6 +336,14 @@ function readExternalBroker(
 }
 
 /** DNS names and IP addresses for the server certificate, each problem added to `problems`. */
+/** The names the server certificate covers, as the server reads them; an error naming a bad one. */
+export function tlsNamesOf(env: Environment): string[] {
+  const problems: string[] = [];
+  const names = readTlsNames(env, problems);
+  if (problems.length > 0) throw new BoardfleetError('invalid-config', problems.join('; '));
+  return names;
+}
+
 function readTlsNames(env: Environment, problems: string[]): string[] {
   const raw = env.BOARDFLEET_TLS_NAMES;
   if (raw === undefined || raw.trim() === '') return [...new Set([hostname(), 'localhost', '127.0.0.1'])];
@@ -442,6 +465,13 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     databaseUrl,
     mqttUrl,
     mqttCredentials,
+    externalBrokerTls:
+      mqttUrl === null
+        ? null
+        : {
+            port: env.BOARDFLEET_MQTTS_PORT ? mqttsPort : null,
+            pidFile: env.BOARDFLEET_MOSQUITTO_PID_FILE || null,
+          },
     healthRetentionDays,
     signingKeyPath: env.BOARDFLEET_SIGNING_KEY ? resolve(env.BOARDFLEET_SIGNING_KEY) : null,
     logLevel,

@@ -3,8 +3,10 @@ import { join } from 'node:path';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { writeFileAtomically } from '../../lib/atomic-file.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
 import type { ServerKeyRepository } from '../auth/server-key.repository.ts';
 import type { Clock } from '../common/clock.ts';
+import { urlHostOf } from '../common/request-host.ts';
 import {
   certificateFingerprint,
   checkCaPair,
@@ -38,6 +40,8 @@ export class FleetTls {
   private constructor(
     private readonly ca: PemPair,
     server: PemPair,
+    /** The server certificate was issued at this start, replacing the saved one (a broker next to it reads the new one). */
+    readonly issuedAtStart: boolean,
     private readonly options: { dataDir: string; names: string[]; clock: Clock; logger: Logger },
   ) {
     this.server = server;
@@ -63,9 +67,11 @@ export class FleetTls {
     );
     const ca = JSON.parse(stored) as PemPair;
     writeFileAtomically(join(directory, 'ca.pem'), ca.certPem, { mode: 0o644 });
+    const saved = savedServerCertificate(directory, ca, options.names, clock.now());
     const tls = new FleetTls(
       ca,
-      await savedOrNewServerCertificate(directory, ca, options.names, clock.now()),
+      saved ?? (await issueServerCertificate(ca, options.names, clock.now())),
+      saved === null,
       options,
     );
     tls.save();
@@ -99,10 +105,7 @@ export class FleetTls {
 
   /** The HTTPS address for agents, at the host name a request used (the first TLS name without one). */
   httpsUrlFor(requestHost: string | undefined): string {
-    const hostname = requestHost
-      ? new URL(`http://${requestHost}`).hostname
-      : (this.options.names[0] ?? 'localhost');
-    const host = hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname;
+    const host = urlHostOf(requestHost, this.options.names[0] ?? 'localhost');
     return `https://${host}:${this.httpsPort ?? 8443}`;
   }
 
@@ -156,19 +159,64 @@ async function operatorCa(directory: string, now: number, logger: Logger): Promi
   return ca;
 }
 
-/** The saved server certificate while it is still good for these names and this CA, else a new one. */
-async function savedOrNewServerCertificate(
+/** The saved server certificate while it is still good for these names and this CA. */
+function savedServerCertificate(
   directory: string,
   ca: PemPair,
   names: string[],
   now: number,
-): Promise<PemPair> {
+): PemPair | null {
   const certPath = join(directory, 'server.pem');
   const keyPath = join(directory, 'server.key');
-  if (existsSync(certPath) && existsSync(keyPath)) {
-    const saved = { certPem: readFileSync(certPath, 'utf8'), keyPem: readFileSync(keyPath, 'utf8') };
-    const leaf = `${saved.certPem.slice(0, saved.certPem.indexOf('-----END CERTIFICATE-----') + 25)}\n`;
-    if (!needsNewServerCertificate(leaf, ca.certPem, names, now)) return { ...saved, certPem: leaf };
+  if (!existsSync(certPath) || !existsSync(keyPath)) return null;
+  const saved = { certPem: readFileSync(certPath, 'utf8'), keyPem: readFileSync(keyPath, 'utf8') };
+  const leaf = `${saved.certPem.slice(0, saved.certPem.indexOf('-----END CERTIFICATE-----') + 25)}\n`;
+  return needsNewServerCertificate(leaf, ca.certPem, names, now) ? null : { ...saved, certPem: leaf };
+}
+
+/** The files in a server's `tls/` folder a broker next to it presents to devices. */
+export interface ServerCertificateFiles {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+/**
+ * Makes sure a broker next to the server has a certificate to present before the server first
+ * starts: when the data folder has none, a new fleet CA is written as `tls/ca.pem` with `tls/ca.key`
+ * (which the server's first start takes as the operator's CA) and a server certificate for `names`
+ * from it. Once the server runs, it renews `server.pem` in place.
+ */
+export async function ensureServerCertificateFiles(
+  dataDir: string,
+  names: string[],
+  now: number,
+): Promise<ServerCertificateFiles & { created: boolean }> {
+  const directory = tlsDirectory(dataDir);
+  const files = {
+    certFile: join(directory, 'server.pem'),
+    keyFile: join(directory, 'server.key'),
+    caFile: join(directory, 'ca.pem'),
+  };
+  if (existsSync(files.certFile) && existsSync(files.keyFile)) return { ...files, created: false };
+  const caKeyFile = join(directory, 'ca.key');
+  if (existsSync(files.caFile) && !existsSync(caKeyFile))
+    throw new BoardfleetError(
+      'conflict',
+      `${files.caFile} is there but not ${files.certFile}: start the server once with this data folder (it writes its certificate there), then run this again`,
+    );
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  let ca: PemPair;
+  if (existsSync(files.caFile)) {
+    ca = { certPem: readFileSync(files.caFile, 'utf8'), keyPem: readFileSync(caKeyFile, 'utf8') };
+    checkCaPair(ca, now);
+  } else {
+    ca = await createFleetCa(now);
+    writeFileAtomically(caKeyFile, ca.keyPem, { mode: 0o600 });
+    writeFileAtomically(files.caFile, ca.certPem, { mode: 0o644 });
   }
-  return issueServerCertificate(ca, names, now);
+  const server = await issueServerCertificate(ca, names, now);
+  writeFileAtomically(files.keyFile, server.keyPem, { mode: 0o600 });
+  writeFileAtomically(files.certFile, server.certPem + ca.certPem, { mode: 0o644 });
+  return { ...files, created: true };
 }

@@ -16,7 +16,7 @@ import { stopProcess } from '../support/agent-process.ts';
 import { releaseAppBundle } from '../support/app-bundles.ts';
 import { parseEnvFile } from '../support/broker-modes.ts';
 import { cliRunner } from '../support/cli-runner.ts';
-import { sqliteBackend } from '../support/databases.ts';
+import { freePort, sqliteBackend } from '../support/databases.ts';
 import { type MosquittoBroker, startMosquittoFromConfig } from '../support/mosquitto.ts';
 import { connectionRefusal } from '../support/mqtt-device.ts';
 import { rollOutToTag } from '../support/rollout-status.ts';
@@ -95,6 +95,7 @@ describe('moving a running fleet from the embedded broker to Mosquitto', () => {
     const brokerDir = join(workDir, 'broker');
     await cliRunner({ cwd: workDir }).ok(
       ...['broker-config', 'mosquitto', '--out', brokerDir, '--port', String(server.mqttPort)],
+      ...['--tls-port', String(await freePort()), '--data-dir', server.dataDir],
     );
     mosquitto = await startMosquittoFromConfig(join(brokerDir, MOSQUITTO_CONF_FILE));
     const env = parseEnvFile(readFileSync(join(brokerDir, BOARDFLEET_ENV_FILE), 'utf8'));

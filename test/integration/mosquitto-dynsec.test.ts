@@ -69,7 +69,10 @@ describe('Mosquitto from `boardfleet broker-config mosquitto`, managed through d
     workDir = mkdtempSync(join(tmpdir(), 'boardfleet-mosquitto-dynsec-'));
     brokerDir = join(workDir, 'broker');
     port = await freePort();
-    await cli().ok('broker-config', 'mosquitto', '--out', brokerDir, '--port', String(port));
+    await cli().ok(
+      ...['broker-config', 'mosquitto', '--out', brokerDir, '--port', String(port)],
+      ...['--tls-port', String(await freePort()), '--data-dir', join(workDir, 'data')],
+    );
     env = parseEnv(readFileSync(join(brokerDir, 'boardfleet.env'), 'utf8'));
     broker = await startMosquittoFromConfig(join(brokerDir, 'mosquitto.conf'));
     admin = await DynsecAdmin.connect({
@@ -98,7 +101,7 @@ describe('Mosquitto from `boardfleet broker-config mosquitto`, managed through d
     expect(existsSync(plugin)).toBe(true);
     expect(broker.output()).toContain(`Loading plugin: ${plugin}`);
     for (const line of [
-      `listener ${port}`,
+      `listener ${port} 127.0.0.1`,
       'allow_anonymous false',
       `plugin_opt_config_file ${brokerDir}/dynamic-security.json`,
       `persistence_location ${brokerDir}/`,

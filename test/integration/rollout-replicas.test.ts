@@ -259,6 +259,9 @@ describe('the rollout engine on two replicas (PostgreSQL, Mosquitto)', () => {
     const dying = await startReplica('dying');
     const [sent, unsent] = await fleet('unsent', 2);
     await eventually('the replica ticking', async () => (await tickerHolder()) === dying.registry.id);
+    // Holding the lease comes before the first tick's sweep of unpublished states; ticks run one
+    // after another, so once this one is done that sweep is behind us and cannot send `sent`.
+    await dying.engine.tick();
     const rollouts = new RolloutRepository(db);
     const deployment = (id: string) => ({ ...desiredDeployment, id });
     // The ticker sent `sent`, then wrote `unsent` and died before publishing it.

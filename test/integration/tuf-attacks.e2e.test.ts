@@ -1,11 +1,13 @@
+import type { KeyObject } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DevicePage } from '../../protocol/api/devices.ts';
 import { draftRoot } from '../../protocol/tuf/root-draft.ts';
-import type { TufRoot } from '../../protocol/tuf/metadata.ts';
-import { signatureBy } from '../../protocol/tuf/signing.ts';
+import { type TufRoot, type TufTimestampSigned, tufTime } from '../../protocol/tuf/metadata.ts';
+import { readPrivateKey, signatureBy } from '../../protocol/tuf/signing.ts';
+import { TufKeyRepository } from '../../server/tuf/tuf-key.repository.ts';
 import { deploymentFromArtifact } from '../../server/rollouts/desired-deployment.ts';
 import { readPrivateKeyFile } from '../../cli/tuf-key-files.ts';
 import { secretFile, startAgentProcess, stopProcess } from '../support/agent-process.ts';
@@ -14,7 +16,7 @@ import { uploadArtifact } from '../support/artifacts.ts';
 import { cliRunner } from '../support/cli-runner.ts';
 import { sqliteBackend } from '../support/databases.ts';
 import { deploymentRefusal, publishAsServer } from '../support/forged-desired.ts';
-import { MetadataProxy } from '../support/metadata-proxy.ts';
+import { CountingProxy } from '../support/counting-proxy.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
 const BOARD = 'generic-x64';
@@ -67,7 +69,7 @@ async function sendSignedRelease(server: TestServer, deviceId: string, version: 
  */
 describe('TUF attacks through a hostile metadata path, against a real agent', () => {
   let server: TestServer;
-  let proxy: MetadataProxy;
+  let proxy: CountingProxy;
   let agent: ReturnType<typeof startAgentProcess>;
   let deviceId: string;
   let rootKeys: string;
@@ -100,6 +102,22 @@ describe('TUF attacks through a hostile metadata path, against a real agent', ()
     }
   }
 
+  /** The fleet's timestamp key now, as an attacker who stole it from the server holds it. */
+  async function stolenTimestampKey(): Promise<KeyObject> {
+    const keys = (await new TufKeyRepository(server.db).list()).filter((key) => key.role === 'timestamp');
+    return readPrivateKey(keys.at(-1)!.privateKeyPem, 'the stolen timestamp key');
+  }
+
+  /** The server's timestamp.json as `change` leaves it, signed by `key` alone. */
+  async function forgedTimestamp(
+    key: KeyObject,
+    change: (signed: TufTimestampSigned) => void,
+  ): Promise<Buffer> {
+    const { signed } = JSON.parse((await tuf('timestamp.json')).toString()) as { signed: TufTimestampSigned };
+    change(signed);
+    return Buffer.from(JSON.stringify({ signed, signatures: [signatureBy(signed, key)] }));
+  }
+
   async function installs(): Promise<void> {
     const { version } = await sendNextRelease();
     await eventually(`the device on ${version}`, async () => (await runningVersion()) === version, SLOW);
@@ -107,7 +125,7 @@ describe('TUF attacks through a hostile metadata path, against a real agent', ()
 
   beforeAll(async () => {
     ({ server, rootKeys } = await rootedServer());
-    proxy = new MetadataProxy(server.httpUrl);
+    proxy = new CountingProxy(server.httpUrl);
     ({ agent, deviceId } = await startAgentOf(server, await proxy.start(), 'attacked-pi'));
     await installs();
   }, SLOW * 2);
@@ -184,6 +202,63 @@ describe('TUF attacks through a hostile metadata path, against a real agent', ()
         [`/tuf/${root.signed.version + 1}.root.json`]: Buffer.from(JSON.stringify(forged)),
       });
       expect(reason).toMatch(/update metadata was refused: .*(root|signature|threshold)/i);
+    },
+    SLOW,
+  );
+
+  it(
+    'refuses an indefinite freeze: a timestamp the fleet signed, served after its day is over',
+    async () => {
+      // What a mirror frozen in time serves a day on: genuine, newer than the device has seen, expired.
+      const frozen = await forgedTimestamp(await stolenTimestampKey(), (signed) => {
+        signed.version += 1;
+        signed.expires = tufTime(Date.now() - 60 * 60 * 1000);
+      });
+      const reason = await refusedWith({ '/tuf/timestamp.json': frozen });
+      expect(reason).toMatch(/update metadata was refused: .*timestamp\.json is expired/i);
+    },
+    SLOW,
+  );
+
+  /** Taken while it signs, before the operators rotate it out in the fast-forward test. */
+  let rotatedOutKey: KeyObject;
+
+  it(
+    'recovers from a fast-forward: versions a stolen timestamp key lifted are undone by rotating that key',
+    async () => {
+      rotatedOutKey = await stolenTimestampKey();
+      const lifted = await forgedTimestamp(rotatedOutKey, (signed) => {
+        signed.version = 1_000_000;
+        signed.meta['snapshot.json']!.version = 1_000_000;
+      });
+      // The snapshot it names was never made: nothing installs.
+      expect(await refusedWith({ '/tuf/timestamp.json': lifted })).toMatch(
+        /update metadata was refused: .*1000000\.snapshot\.json answered 404/,
+      );
+      // The device now holds timestamp version 1,000,000, and the fleet's own metadata looks old to it.
+      expect(await refusedWith({})).toMatch(/update metadata was refused: .*timestamp version/i);
+
+      const cli = cliRunner({ url: server.httpUrl, token: server.adminToken });
+      await cli.ok('keys', 'rotate', 'timestamp');
+      const draft = join(rootKeys, 'rotated.json');
+      await cli.ok('keys', 'draft-root', '--out', draft);
+      for (const holder of ['root-1.key', 'root-2.key'])
+        await cli.ok('keys', 'sign', draft, '--key', join(rootKeys, holder));
+      await cli.ok('keys', 'publish', draft);
+      // The device follows to root version 2, and the timestamp the old key signed no longer counts.
+      await installs();
+    },
+    SLOW * 3,
+  );
+
+  it(
+    'refuses metadata signed with a rotated-out key, however new it claims to be',
+    async () => {
+      const stale = await forgedTimestamp(rotatedOutKey, (signed) => {
+        signed.version += 1_000;
+      });
+      const reason = await refusedWith({ '/tuf/timestamp.json': stale });
+      expect(reason).toMatch(/update metadata was refused: .*timestamp.*(signed|threshold|keys)/i);
     },
     SLOW,
   );

@@ -15,11 +15,15 @@ export interface ProxiedRequest {
  * An HTTP proxy in front of the server that counts the body bytes it passes to the agent for each
  * request, and can stall a download after a given number of bytes (the connection stays open and
  * silent, as on a link that died), so a test knows exactly where an interrupted download stopped.
+ * It can also play an attacker between agent and server (a hostile mirror, or a network whose TLS
+ * fell): paths in `overrides` are answered with bytes the attacker chose.
  */
 export class CountingProxy {
   readonly requests: ProxiedRequest[] = [];
   /** Artifact downloads stop after this many body bytes; null passes everything. */
   stallAfter: number | null = null;
+  /** Path (e.g. `/tuf/timestamp.json`) → what to answer instead of the server. */
+  readonly overrides = new Map<string, Buffer>();
   private server: Server | null = null;
 
   constructor(private readonly target: string) {}
@@ -51,6 +55,14 @@ export class CountingProxy {
       bytesSent: 0,
     };
     this.requests.push(entry);
+    const forged = this.overrides.get(target.pathname);
+    if (forged) {
+      entry.status = 200;
+      entry.bytesSent = forged.length;
+      outgoing.writeHead(200, { 'content-type': 'application/json', 'content-length': forged.length });
+      outgoing.end(forged);
+      return;
+    }
     const limit = this.downloads().includes(entry) ? this.stallAfter : null;
     const upstream = request(
       target,

@@ -35,7 +35,8 @@ export const TLS_ON_FREE_PORTS = {
 
 /**
  * A real server on free ports with its own data dir and a fresh database of the given backend.
- * `env` adds configuration variables (MQTT_URL and its credentials put it on an external broker);
+ * `env` adds configuration variables (MQTT_URL and its credentials put it on an external broker;
+ * BOARDFLEET_DATA_DIR, a data folder made beforehand);
  * `logger` replaces the silent one, for tests that read what the server logs; `clock` the system
  * clock, for tests that need the server to be at another time (kept across restarts).
  */
@@ -45,7 +46,8 @@ export async function startTestServer(
   options: { logger?: Logger; clock?: Clock } = {},
 ): Promise<TestServer> {
   const database = await backend.create();
-  const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-server-'));
+  // A data folder made beforehand (one `broker-config` wrote certificates into) is used as given.
+  const dataDir = env.BOARDFLEET_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'boardfleet-server-'));
   const launch = async (ports: {
     http: number;
     mqtt: number;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { deviceTopic } from '../../../protocol/topics.ts';
@@ -10,6 +11,10 @@ export interface MosquittoBrokerOptions {
   url: string;
   admin: { username: string; password: string };
   server: { username: string; password: string };
+  /** Its TLS listener (broker-config writes one with the server certificate): the port agents are told. */
+  tlsPort?: number | null;
+  /** Its pid file, when it runs next to the server: signalled to reload a renewed server certificate. */
+  pidFile?: string | null;
   logger: Logger;
 }
 
@@ -44,9 +49,28 @@ export class MosquittoBroker implements DeviceBroker {
     return Number(new URL(this.options.url).port || MQTT_DEFAULT_PORT);
   }
 
-  /** Mosquitto's TLS listener is named to agents by BOARDFLEET_MQTT_PUBLIC_URL. */
   deviceTlsPort(): number | null {
-    return null;
+    return this.options.tlsPort ?? null;
+  }
+
+  /**
+   * Has Mosquitto read the server certificate again (it does on SIGHUP); without a pid file, or
+   * when the signal cannot be sent, it presents the old one until restarted, which the log says.
+   */
+  reloadCertificates(): void {
+    const { pidFile, logger } = this.options;
+    if (!pidFile) return;
+    try {
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      if (!Number.isInteger(pid) || pid <= 1) throw new Error(`${pidFile} holds no process id`);
+      process.kill(pid, 'SIGHUP');
+      logger.info({ pid, pidFile }, 'Mosquitto told to reload the server certificate (SIGHUP)');
+    } catch (error) {
+      logger.warn(
+        { err: error, pidFile },
+        'Mosquitto could not be told to reload the server certificate: it presents the old one until it is restarted or sent SIGHUP',
+      );
+    }
   }
 
   async registerDevice(deviceId: string, secret: string): Promise<void> {

@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { MAX_PAYLOAD_BYTES } from '../../../protocol/topics.ts';
 import { DEFAULT_BROKER_LIMITS } from '../../config/config.ts';
+import type { ServerCertificateFiles } from '../../tls/fleet-tls.ts';
 import {
   adminAcls,
   DEFAULT_ACL_ACCESS,
@@ -21,9 +22,13 @@ export const MOSQUITTO_CONF_FILE = 'mosquitto.conf';
 export const DYNSEC_STATE_FILE = 'dynamic-security.json';
 export const BOARDFLEET_ENV_FILE = 'boardfleet.env';
 
+export const MOSQUITTO_PID_FILE = 'mosquitto.pid';
+
 /** The variables in boardfleet.env: what the server needs to use this broker. */
 export const MOSQUITTO_ENVIRONMENT = {
   url: 'MQTT_URL',
+  tlsPort: 'BOARDFLEET_MQTTS_PORT',
+  pidFile: 'BOARDFLEET_MOSQUITTO_PID_FILE',
   adminUsername: 'BOARDFLEET_MQTT_ADMIN_USERNAME',
   adminPassword: 'BOARDFLEET_MQTT_ADMIN_PASSWORD',
   serverUsername: 'BOARDFLEET_MQTT_SERVER_USERNAME',
@@ -34,6 +39,11 @@ export interface MosquittoSetup {
   /** Absolute folder holding the configuration, the dynamic-security state and the persistence file. */
   dir: string;
   port: number;
+  /** Address the plain listener binds: loopback unless the operator opens it. */
+  plainHost: string;
+  /** MQTT over TLS for devices, with the server certificate. */
+  tlsPort: number;
+  tls: ServerCertificateFiles;
   /** mosquitto_dynamic_security.so */
   pluginPath: string;
   /** The account that owns `dir`: Mosquitto started as root switches to it (see mosquittoConf). */
@@ -43,10 +53,14 @@ export interface MosquittoSetup {
 }
 
 /** A setup for a broker in `dir` with new credentials, run as the account running this process. */
-export function newMosquittoSetup(dir: string, port: number, pluginPath: string): MosquittoSetup {
+export function newMosquittoSetup(
+  dir: string,
+  listeners: Pick<MosquittoSetup, 'port' | 'plainHost' | 'tlsPort' | 'tls'>,
+  pluginPath: string,
+): MosquittoSetup {
   return {
     dir,
-    port,
+    ...listeners,
     pluginPath,
     user: userInfo().username,
     adminPassword: generateBrokerPassword(),
@@ -97,10 +111,21 @@ export function mosquittoConf(setup: MosquittoSetup): string {
 
 per_listener_settings false
 user ${setup.user}
-
-listener ${setup.port}
+# The server sends SIGHUP when it renews its certificate: Mosquitto then reads it again.
+pid_file ${join(setup.dir, MOSQUITTO_PID_FILE)}
 allow_anonymous false
 allow_zero_length_clientid false
+
+# Plain MQTT, for the server's own session; devices use MQTT over TLS below (a device secret
+# sent here would travel in clear).
+listener ${setup.port} ${setup.plainHost}
+
+# MQTT over TLS for devices, with the server certificate of the fleet CA that agents pin. The
+# Boardfleet server renews it in place; ca.pem is there for device certificates.
+listener ${setup.tlsPort}
+certfile ${setup.tls.certFile}
+keyfile ${setup.tls.keyFile}
+cafile ${setup.tls.caFile}
 
 # Clients, roles and ACLs live in the dynamic-security plugin; the Boardfleet server manages them
 # over $CONTROL/dynamic-security/v1 with the admin credential in ${BOARDFLEET_ENV_FILE}.
@@ -173,7 +198,10 @@ export function boardfleetEnv(setup: MosquittoSetup): string {
 #   (set -a && . ${join(setup.dir, BOARDFLEET_ENV_FILE)} && npx boardfleet server)
 
 # The broker: no embedded broker is started when this is set.
-${env.url}=mqtt://localhost:${setup.port}
+${env.url}=mqtt://${['0.0.0.0', '::', '127.0.0.1'].includes(setup.plainHost) ? 'localhost' : setup.plainHost}:${setup.port}
+# Its MQTT over TLS, which agents are told, and its pid file, signalled when the certificate is renewed.
+${env.tlsPort}=${setup.tlsPort}
+${env.pidFile}=${join(setup.dir, MOSQUITTO_PID_FILE)}
 # Mosquitto's dynamic-security admin: the server adds, disables and deletes device clients with it.
 ${env.adminUsername}=${DYNSEC_ADMIN_USERNAME}
 ${env.adminPassword}=${setup.adminPassword}
