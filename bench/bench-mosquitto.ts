@@ -65,7 +65,7 @@ export async function startBenchMosquitto(
   const tls = await ensureServerCertificateFiles(join(dir, 'data'), ['localhost', '127.0.0.1'], Date.now());
   const setup = newMosquittoSetup(
     dir,
-    { port, plainHost: '127.0.0.1', tlsPort: await freePort(), tls },
+    { port, plainHost: '127.0.0.1', tlsPort: await freePort(), tls, deviceCertificates: 'off' },
     install.plugin,
   );
   const conf = mosquittoConf(setup)

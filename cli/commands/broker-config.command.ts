@@ -42,6 +42,11 @@ Examples:
     )
     .option('--tls-port <port>', 'port of MQTT over TLS, for devices', '8883')
     .option(
+      '--device-certificates <mode>',
+      'required: devices present a certificate of the fleet CA on the TLS listener (mTLS), as BOARDFLEET_DEVICE_CERTIFICATES=required on the embedded broker',
+      'off',
+    )
+    .option(
       '--data-dir <dir>',
       "the server's data folder, whose certificate (tls/server.pem) Mosquitto presents; made now if the server has not run",
       process.env.BOARDFLEET_DATA_DIR ?? SERVER_ENVIRONMENT.BOARDFLEET_DATA_DIR.default,
@@ -54,6 +59,11 @@ Examples:
       const port = portNumber('--port', options.port);
       const tlsPort = portNumber('--tls-port', options.tlsPort);
       if (tlsPort === port) throw new BoardfleetError('invalid-option', '--tls-port must differ from --port');
+      if (options.deviceCertificates !== 'off' && options.deviceCertificates !== 'required')
+        throw new BoardfleetError(
+          'invalid-option',
+          `--device-certificates ${options.deviceCertificates}: expected off or required`,
+        );
       if (isIP(options.plainHost) === 0)
         throw new BoardfleetError(
           'invalid-option',
@@ -86,7 +96,7 @@ Examples:
       const tls = await ensureServerCertificateFiles(dataDir, tlsNamesOf(process.env), Date.now());
       const setup = newMosquittoSetup(
         dir,
-        { port, plainHost: options.plainHost, tlsPort, tls },
+        { port, plainHost: options.plainHost, tlsPort, tls, deviceCertificates: options.deviceCertificates },
         install.plugin,
       );
       mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -127,6 +137,7 @@ interface BrokerConfigOptions {
   port: string;
   plainHost: string;
   tlsPort: string;
+  deviceCertificates: string;
   dataDir: string;
   force?: boolean;
 }

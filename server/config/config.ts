@@ -134,7 +134,7 @@ export const SERVER_ENVIRONMENT = {
   BOARDFLEET_DEVICE_CERTIFICATES: {
     default: 'off',
     meaning:
-      'required: devices connect to the embedded broker over MQTT over TLS with their secret and a 7-day certificate of the fleet CA for a key made on the device (issued at provisioning, renewed over MQTT); plain MQTT then serves only the server',
+      'required: devices connect over MQTT over TLS with their secret and a 7-day certificate of the fleet CA for a key made on the device (issued at provisioning, renewed over MQTT); plain MQTT then serves only the server. On Mosquitto, broker-config --device-certificates required writes the matching listener',
   },
   BOARDFLEET_MQTT_PUBLIC_URL: {
     default: '(derived)',
@@ -364,15 +364,12 @@ function readTlsNames(env: Environment, problems: string[]): string[] {
 }
 
 /** Whether devices need certificates, each problem added to `problems`. */
-function readDeviceCertificates(env: Environment, mqttUrl: string | null, problems: string[]) {
+function readDeviceCertificates(env: Environment, problems: string[]) {
   const mode = env.BOARDFLEET_DEVICE_CERTIFICATES || 'off';
   if (mode !== 'off' && mode !== 'required') {
     problems.push(`BOARDFLEET_DEVICE_CERTIFICATES=${mode} must be off or required`);
     return 'off';
   }
-  // Only the embedded broker checks certificates so far: Mosquitto would let devices in without one.
-  if (mode === 'required' && mqttUrl !== null)
-    problems.push('BOARDFLEET_DEVICE_CERTIFICATES=required needs the embedded broker: unset MQTT_URL');
   return mode;
 }
 
@@ -408,7 +405,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     problems.push(`BOARDFLEET_HEALTH_RETENTION_DAYS=${retentionRaw} must be a positive number of days`);
   }
   const { mqttUrl, mqttCredentials } = readExternalBroker(env, problems);
-  const deviceCertificates = readDeviceCertificates(env, mqttUrl, problems);
+  const deviceCertificates = readDeviceCertificates(env, problems);
   const mqttPublicUrl = env.BOARDFLEET_MQTT_PUBLIC_URL || null;
   if (mqttPublicUrl && !/^mqtts?:\/\//.test(mqttPublicUrl)) {
     problems.push(`BOARDFLEET_MQTT_PUBLIC_URL=${mqttPublicUrl} must start with mqtt:// or mqtts://`);

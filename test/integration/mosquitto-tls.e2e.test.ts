@@ -11,12 +11,15 @@ import {
   MOSQUITTO_CONF_FILE,
   MOSQUITTO_ENVIRONMENT,
 } from '../../server/broker/mosquitto/mosquitto-config.ts';
+import { certificateRequest, deviceKey } from '../../device-agent/lib/device-certificate.ts';
 import { certificateFingerprint } from '../../server/tls/fleet-certificates.ts';
 import { secretFile, startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { parseEnvFile } from '../support/broker-modes.ts';
 import { cliRunner } from '../support/cli-runner.ts';
 import { freePort, sqliteBackend } from '../support/databases.ts';
 import { type MosquittoBroker, startMosquittoFromConfig } from '../support/mosquitto.ts';
+import { connectionRefusal } from '../support/mqtt-device.ts';
+import { revokeAndSeeStopped } from '../support/revocation.ts';
 import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
 
 const SLOW = 90_000;
@@ -39,14 +42,31 @@ const leafOf = (chainPem: string) =>
   chainPem.slice(0, chainPem.indexOf('-----END CERTIFICATE-----') + '-----END CERTIFICATE-----'.length);
 
 /**
+ * `boardfleet broker-config mosquitto` as the README runs it, into a new folder with the server's
+ * data folder beside the broker's, and free ports; what it printed and the variables it wrote.
+ */
+async function brokerConfigured(prefix: string, options: string[] = []) {
+  const workDir = mkdtempSync(join(tmpdir(), prefix));
+  const dataDir = join(workDir, 'data');
+  const brokerDir = join(workDir, 'broker');
+  const tlsPort = await freePort();
+  const { stdout } = await cliRunner({ cwd: workDir }).ok(
+    ...['broker-config', 'mosquitto', '--out', brokerDir, '--port', String(await freePort())],
+    ...['--tls-port', String(tlsPort), '--data-dir', dataDir, ...options],
+  );
+  const env = parseEnvFile(readFileSync(join(brokerDir, BOARDFLEET_ENV_FILE), 'utf8'));
+  return { workDir, dataDir, brokerDir, tlsPort, stdout, env };
+}
+
+/**
  * Issue 16 item 2 on Mosquitto: `broker-config` writes a TLS listener with the server certificate
  * (made with a new fleet CA when the server has not run yet), the server takes that CA, tells
  * agents the TLS port, and has Mosquitto read the certificate again when it issues a new one.
  */
 describe('Mosquitto over TLS with the fleet certificate, as broker-config sets it up', () => {
-  const workDir = mkdtempSync(join(tmpdir(), 'boardfleet-mosquitto-tls-'));
-  const dataDir = join(workDir, 'data');
-  const brokerDir = join(workDir, 'broker');
+  let workDir: string;
+  let dataDir: string;
+  let brokerDir: string;
   let tlsPort: number;
   let caFingerprintBefore: string;
   let presentedBefore: string;
@@ -55,12 +75,10 @@ describe('Mosquitto over TLS with the fleet certificate, as broker-config sets i
   let server: TestServer;
 
   beforeAll(async () => {
-    tlsPort = await freePort();
     // The default names (this host's too): the test server covers fewer, so it issues its own.
-    const { stdout } = await cliRunner({ cwd: workDir }).ok(
-      ...['broker-config', 'mosquitto', '--out', brokerDir, '--port', String(await freePort())],
-      ...['--tls-port', String(tlsPort), '--data-dir', dataDir],
-    );
+    const configured = await brokerConfigured('boardfleet-mosquitto-tls-');
+    ({ workDir, dataDir, brokerDir, tlsPort } = configured);
+    const { stdout, env } = configured;
     expect(stdout).toContain(`Devices connect to Mosquitto over TLS on port ${tlsPort}`);
     expect(stdout).toContain('it now holds a new fleet CA (ca.pem, ca.key)');
     caFingerprintBefore = certificateFingerprint(readFileSync(join(dataDir, 'tls', 'ca.pem'), 'utf8'));
@@ -69,7 +87,6 @@ describe('Mosquitto over TLS with the fleet certificate, as broker-config sets i
     );
     mosquitto = await startMosquittoFromConfig(join(brokerDir, MOSQUITTO_CONF_FILE));
     presentedBefore = await presentedFingerprint(tlsPort);
-    const env = parseEnvFile(readFileSync(join(brokerDir, BOARDFLEET_ENV_FILE), 'utf8'));
     expect(env[MOSQUITTO_ENVIRONMENT.tlsPort]).toBe(String(tlsPort));
     server = await startTestServer(sqliteBackend, { ...env, BOARDFLEET_DATA_DIR: dataDir });
   }, SLOW);
@@ -77,7 +94,7 @@ describe('Mosquitto over TLS with the fleet certificate, as broker-config sets i
   afterAll(async () => {
     await server?.dispose();
     await mosquitto?.stop();
-    rmSync(workDir, { recursive: true, force: true });
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 
   it('binds the plain listener to this machine only, and presents the certificate it wrote over TLS', () => {
@@ -127,6 +144,89 @@ describe('Mosquitto over TLS with the fleet certificate, as broker-config sets i
         expect(mosquitto.output()).toMatch(
           new RegExp(`New connection from 127\\.0\\.0\\.1:\\d+ on port ${tlsPort}`),
         );
+      } finally {
+        await stopProcess(agent, 'SIGTERM');
+      }
+    },
+    SLOW,
+  );
+});
+
+/**
+ * Issue 16 item 4 on Mosquitto: with `--device-certificates required` its TLS listener takes only
+ * clients with a certificate of the fleet CA, agents get theirs at provisioning, and revoking a
+ * device (its Mosquitto client deleted) stops it within seconds although its certificate is valid.
+ */
+describe('device certificates (mTLS) on Mosquitto, as broker-config --device-certificates required sets it up', () => {
+  let workDir: string;
+  let tlsPort: number;
+  let mosquitto: MosquittoBroker;
+  let server: TestServer;
+  const mqttsUrl = () => `mqtts://127.0.0.1:${tlsPort}`;
+
+  beforeAll(async () => {
+    const configured = await brokerConfigured('boardfleet-mosquitto-mtls-', [
+      ...['--device-certificates', 'required'],
+    ]);
+    const { brokerDir, dataDir, env } = configured;
+    ({ workDir, tlsPort } = configured);
+    mosquitto = await startMosquittoFromConfig(join(brokerDir, MOSQUITTO_CONF_FILE));
+    expect(env[MOSQUITTO_ENVIRONMENT.deviceCertificates]).toBe('required');
+    server = await startTestServer(sqliteBackend, { ...env, BOARDFLEET_DATA_DIR: dataDir });
+  }, SLOW);
+
+  afterAll(async () => {
+    await server?.dispose();
+    await mosquitto?.stop();
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('refuses a device without a certificate of the fleet CA at the handshake, and lets it in with one', async () => {
+    const created = await server.api<{ device: { id: string }; secret: string }>('POST', '/api/v1/devices', {
+      name: 'mtls-probe',
+    });
+    const { id } = created.body.device;
+    const asDevice = { clientId: id, username: id, password: created.body.secret, ca: server.caPem };
+    expect(await connectionRefusal(mqttsUrl(), asDevice)).toMatch(/alert certificate required/);
+
+    const key = deviceKey(join(workDir, 'probe-key'));
+    const answer = await fetch(`${server.httpUrl}/api/v1/device-certificate`, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from(`${id}:${created.body.secret}`).toString('base64')}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ csr: await certificateRequest(key, id) }),
+    });
+    expect(answer.status).toBe(200);
+    const { certificatePem } = (await answer.json()) as { certificatePem: string };
+    expect(await connectionRefusal(mqttsUrl(), { ...asDevice, key, cert: certificatePem })).toBeNull();
+  });
+
+  it(
+    'provisions an agent with a certificate, online through Mosquitto, and stops it within seconds once revoked',
+    async () => {
+      const { token } = (
+        await server.api<{ token: string }>('POST', '/api/v1/provisioning-tokens', { name: 'mosquitto-mtls' })
+      ).body;
+      const agentDir = join(workDir, 'agent');
+      const agent = startAgentProcess([
+        ...['--server', `https://127.0.0.1:${server.httpsPort}`],
+        ...['--provisioning-token-file', secretFile(token), '--name', 'mtls-pi', '--data-dir', agentDir],
+      ]);
+      try {
+        const device = await eventually(
+          'the agent online through Mosquitto',
+          async () => {
+            const found = (await server.api<DevicePage>('GET', '/api/v1/devices?limit=10')).body.devices.find(
+              (candidate) => candidate.name === 'mtls-pi',
+            );
+            return found?.online && found;
+          },
+          SLOW,
+        );
+        expect(readFileSync(join(agentDir, 'device.pem'), 'utf8')).toContain('BEGIN CERTIFICATE');
+        await revokeAndSeeStopped(server, device.id, agent, /Connection refused/);
       } finally {
         await stopProcess(agent, 'SIGTERM');
       }

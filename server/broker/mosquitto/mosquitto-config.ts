@@ -29,6 +29,7 @@ export const MOSQUITTO_ENVIRONMENT = {
   url: 'MQTT_URL',
   tlsPort: 'BOARDFLEET_MQTTS_PORT',
   pidFile: 'BOARDFLEET_MOSQUITTO_PID_FILE',
+  deviceCertificates: 'BOARDFLEET_DEVICE_CERTIFICATES',
   adminUsername: 'BOARDFLEET_MQTT_ADMIN_USERNAME',
   adminPassword: 'BOARDFLEET_MQTT_ADMIN_PASSWORD',
   serverUsername: 'BOARDFLEET_MQTT_SERVER_USERNAME',
@@ -44,6 +45,8 @@ export interface MosquittoSetup {
   /** MQTT over TLS for devices, with the server certificate. */
   tlsPort: number;
   tls: ServerCertificateFiles;
+  /** `required`: the TLS listener takes only clients with a certificate of the fleet CA. */
+  deviceCertificates: 'off' | 'required';
   /** mosquitto_dynamic_security.so */
   pluginPath: string;
   /** The account that owns `dir`: Mosquitto started as root switches to it (see mosquittoConf). */
@@ -55,7 +58,7 @@ export interface MosquittoSetup {
 /** A setup for a broker in `dir` with new credentials, run as the account running this process. */
 export function newMosquittoSetup(
   dir: string,
-  listeners: Pick<MosquittoSetup, 'port' | 'plainHost' | 'tlsPort' | 'tls'>,
+  listeners: Pick<MosquittoSetup, 'port' | 'plainHost' | 'tlsPort' | 'tls' | 'deviceCertificates'>,
   pluginPath: string,
 ): MosquittoSetup {
   return {
@@ -126,7 +129,14 @@ listener ${setup.tlsPort}
 certfile ${setup.tls.certFile}
 keyfile ${setup.tls.keyFile}
 cafile ${setup.tls.caFile}
-
+${
+  setup.deviceCertificates === 'required'
+    ? `# Device certificates (mTLS): a client without a valid certificate of the fleet CA is refused at
+# the handshake; the device is then identified by its credential, which revocation deletes.
+require_certificate true
+`
+    : ''
+}
 # Clients, roles and ACLs live in the dynamic-security plugin; the Boardfleet server manages them
 # over $CONTROL/dynamic-security/v1 with the admin credential in ${BOARDFLEET_ENV_FILE}.
 plugin ${setup.pluginPath}
@@ -201,7 +211,11 @@ export function boardfleetEnv(setup: MosquittoSetup): string {
 ${env.url}=mqtt://${['0.0.0.0', '::', '127.0.0.1'].includes(setup.plainHost) ? 'localhost' : setup.plainHost}:${setup.port}
 # Its MQTT over TLS, which agents are told, and its pid file, signalled when the certificate is renewed.
 ${env.tlsPort}=${setup.tlsPort}
-${env.pidFile}=${join(setup.dir, MOSQUITTO_PID_FILE)}
+${env.pidFile}=${join(setup.dir, MOSQUITTO_PID_FILE)}${
+    setup.deviceCertificates === 'required'
+      ? `\n# Devices get certificates at provisioning and renew them over MQTT: Mosquitto requires them.\n${env.deviceCertificates}=required`
+      : ''
+  }
 # Mosquitto's dynamic-security admin: the server adds, disables and deletes device clients with it.
 ${env.adminUsername}=${DYNSEC_ADMIN_USERNAME}
 ${env.adminPassword}=${setup.adminPassword}
