@@ -10,6 +10,7 @@ import type {
   DeviceEvent,
   Inventory,
 } from '../../protocol/schemas.ts';
+import { DEPLOYMENT_EVENT_TYPE } from '../../protocol/schemas.ts';
 import {
   deviceTopic,
   SERVER_HELLO_TOPIC,
@@ -100,6 +101,8 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
   private stopping = false;
   private flushing: Promise<void> = Promise.resolve();
   private lastInventory = '';
+  /** The last deployment report recorded, sent again when the server asks (`report`). */
+  private lastDeploymentReport: DeviceEvent | null = null;
   private readonly handled: HandledMessages;
   readonly outbox: Outbox;
 
@@ -351,6 +354,13 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
       this.lastInventory = '';
       void this.publishInventory();
       this.publishHealth();
+      // The server may have lost it with a replica that died before storing it.
+      const last = this.lastDeploymentReport;
+      if (last)
+        this.recordEvent(last.type, last.data, {
+          ...(last.message ? { message: last.message } : {}),
+          ...(last.deploymentId ? { deploymentId: last.deploymentId } : {}),
+        });
       this.recordEvent('command-result', { commandId: command.id, ok: true });
     }
   }
@@ -376,6 +386,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
       ...extra,
       ...(data ? { data } : {}),
     };
+    if (type === DEPLOYMENT_EVENT_TYPE) this.lastDeploymentReport = event;
     this.outbox.add(event);
     this.flush();
     return event;

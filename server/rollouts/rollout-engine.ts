@@ -184,7 +184,7 @@ export class RolloutEngine extends EventEmitter<{
           this.deps.logger.info('this server ticks the rollouts now');
           await this.publishUnpublished();
         }
-        if (!this.ticking || someoneLeft) await this.applyStoredReports();
+        if (!this.ticking || someoneLeft) await this.askDevicesAtWork(await this.applyStoredReports());
         this.ticking = true;
         this.othersAlive = others;
         for (const rollout of await this.deps.rollouts.listRollouts(OPEN_ROLLOUTS)) {
@@ -197,8 +197,12 @@ export class RolloutEngine extends EventEmitter<{
     return this.waitingTick;
   }
 
-  /** Applies the device reports stored for the open rollouts' devices at work that no engine applied. */
-  private async applyStoredReports(): Promise<void> {
+  /**
+   * Applies the device reports stored for the open rollouts' devices at work that no engine
+   * applied; the devices that were at work.
+   */
+  private async applyStoredReports(): Promise<string[]> {
+    const atWorkIds: string[] = [];
     for (const rollout of await this.deps.rollouts.listRollouts(OPEN_ROLLOUTS)) {
       const waves = await this.deps.rollouts.waves(rollout.id);
       const atWork = (await this.deps.rollouts.devices(rollout.id)).filter((device) =>
@@ -220,7 +224,30 @@ export class RolloutEngine extends EventEmitter<{
           'applied device reports no replica had',
         );
       await this.apply(rollout.id, steps);
+      atWorkIds.push(...atWork.map((device) => device.deviceId));
     }
+    return atWorkIds;
+  }
+
+  /**
+   * Has devices at work send their last deployment report again (a `report` command): a report
+   * the broker had handed to a replica that died before storing it is otherwise lost, and the
+   * device would wait in its state until the rollout times out.
+   */
+  private async askDevicesAtWork(deviceIds: string[]): Promise<void> {
+    for (const deviceId of deviceIds) {
+      const command = { id: generateId('cmd'), issuedAt: this.deps.clock.now(), type: 'report' as const };
+      await this.deps.mqtt
+        .publishToDevice(deviceId, 'commands', command, { retain: false })
+        .catch((error: unknown) =>
+          this.deps.logger.warn({ err: error, deviceId }, 'a device at work was not asked to report again'),
+        );
+    }
+    if (deviceIds.length > 0)
+      this.deps.logger.info(
+        { devices: deviceIds.length },
+        'devices at work asked to send their last report again',
+      );
   }
 
   private async publishUnpublished(): Promise<void> {

@@ -30,6 +30,38 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
     await server?.dispose();
   });
 
+  /** An agent in this process for a device made through the API, on the embedded broker, quick to beat. */
+  const agentOf = (created: { device: { id: string }; secret: string }, dataDir: string) =>
+    new DeviceAgent({
+      deviceId: created.device.id,
+      secret: created.secret,
+      mqttUrls: [`mqtt://127.0.0.1:${server.mqttPort}`],
+      dataDir,
+      heartbeatSeconds: 1,
+      keepaliveSeconds: 5,
+      collectors: new SystemCollectors(dataDir, '0.1.0', 'test-board'),
+      logger: pino({ level: 'silent' }),
+      updates: null,
+    });
+
+  /** A device made through the API, its agent started in this process, and an MQTT client acting as the server. */
+  async function agentInProcess(name: string) {
+    const { body: created } = await server.api<{ device: { id: string }; secret: string }>(
+      'POST',
+      '/api/v1/devices',
+      { name },
+    );
+    const agent = agentOf(created, mkdtempSync(join(tmpdir(), 'boardfleet-agent-')));
+    const online = once(agent, 'online');
+    agent.start();
+    const serverClient = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, {
+      protocolVersion: 4,
+      username: 'boardfleet-server',
+      password: readFileSync(join(server.dataDir, 'server-mqtt.secret'), 'utf8').trim(),
+    });
+    return { deviceId: created.device.id, agent, online, serverClient };
+  }
+
   const device = async (name: string) => {
     const { body } = await server.api<{ devices: DeviceRecord[] }>('GET', '/api/v1/devices?limit=1000');
     return body.devices.find((d) => d.name === name);
@@ -125,18 +157,7 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
       { name: 'offline-events' },
     );
     const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-agent-'));
-    const newAgent = () =>
-      new DeviceAgent({
-        deviceId: created.device.id,
-        secret: created.secret,
-        mqttUrls: [`mqtt://127.0.0.1:${server.mqttPort}`],
-        dataDir,
-        heartbeatSeconds: 1,
-        keepaliveSeconds: 5,
-        collectors: new SystemCollectors(dataDir, '0.1.0', 'test-board'),
-        logger: pino({ level: 'silent' }),
-        updates: null,
-      });
+    const newAgent = () => agentOf(created, dataDir);
     let agent = newAgent();
     const online = once(agent, 'online');
     agent.start();
@@ -194,37 +215,14 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
   });
 
   it('answers a command once, and drops invalid or stale desired states without stopping', async () => {
-    const { body: created } = await server.api<{ device: { id: string }; secret: string }>(
-      'POST',
-      '/api/v1/devices',
-      { name: 'commands' },
-    );
-    const dataDir = mkdtempSync(join(tmpdir(), 'boardfleet-agent-'));
-    const agent = new DeviceAgent({
-      deviceId: created.device.id,
-      secret: created.secret,
-      mqttUrls: [`mqtt://127.0.0.1:${server.mqttPort}`],
-      dataDir,
-      heartbeatSeconds: 1,
-      keepaliveSeconds: 5,
-      collectors: new SystemCollectors(dataDir, '0.1.0', 'test-board'),
-      logger: pino({ level: 'silent' }),
-      updates: null,
-    });
+    const { deviceId, agent, online, serverClient } = await agentInProcess('commands');
     const desiredSeen: number[] = [];
     agent.on('desired', (desired) => desiredSeen.push(desired.version));
-    const online = once(agent, 'online');
-    agent.start();
-    const serverClient = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, {
-      protocolVersion: 4,
-      username: 'boardfleet-server',
-      password: readFileSync(join(server.dataDir, 'server-mqtt.secret'), 'utf8').trim(),
-    });
     try {
       await online;
       const command = JSON.stringify({ id: 'cmd-once', issuedAt: Date.now(), type: 'ping' });
-      const commands = deviceTopic(created.device.id, 'commands');
-      const desired = deviceTopic(created.device.id, 'desired');
+      const commands = deviceTopic(deviceId, 'commands');
+      const desired = deviceTopic(deviceId, 'desired');
       await serverClient.publishAsync(commands, command, { qos: 1 });
       await serverClient.publishAsync(commands, command, { qos: 1 });
       await serverClient.publishAsync(commands, '{"id": 42}', { qos: 1 });
@@ -249,7 +247,7 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
       const results = async () => {
         const { body } = await server.api<{ events: Array<{ type: string; data: { commandId?: string } }> }>(
           'GET',
-          `/api/v1/devices/${created.device.id}/events?from=0`,
+          `/api/v1/devices/${deviceId}/events?from=0`,
         );
         return body.events
           .filter((event) => event.type === 'command-result')
@@ -259,6 +257,35 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect(await results()).toEqual(['cmd-once']);
       expect(agent.connected).toBe(true);
+    } finally {
+      await serverClient.endAsync();
+      await agent.stop();
+    }
+  });
+
+  it('records its last deployment report again when the server asks with a `report` command', async () => {
+    const { deviceId, agent, online, serverClient } = await agentInProcess('asked-again');
+    const reports = async () =>
+      (
+        await server.api<{
+          events: Array<{ id: string; type: string; deploymentId?: string; data: unknown }>;
+        }>('GET', `/api/v1/devices/${deviceId}/events?from=0`)
+      ).body.events.filter((event) => event.type === 'deployment');
+    try {
+      await online;
+      // As the update manager reports: downloading, then installed.
+      agent.recordEvent('deployment', { state: 'downloading' }, { deploymentId: 'dep-asked' });
+      agent.recordEvent('deployment', { state: 'installed' }, { deploymentId: 'dep-asked' });
+      await eventually('both reports stored', async () => (await reports()).length === 2);
+      await serverClient.publishAsync(
+        deviceTopic(deviceId, 'commands'),
+        JSON.stringify({ id: 'cmd-report', issuedAt: Date.now(), type: 'report' }),
+        { qos: 1 },
+      );
+      await eventually('the last report again', async () => (await reports()).length === 3);
+      expect(
+        (await reports()).filter((event) => (event.data as { state: string }).state === 'installed'),
+      ).toHaveLength(2);
     } finally {
       await serverClient.endAsync();
       await agent.stop();

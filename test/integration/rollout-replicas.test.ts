@@ -255,6 +255,29 @@ describe('the rollout engine on two replicas (PostgreSQL, Mosquitto)', () => {
     expect(Object.values(await sends(id))).toEqual([1]);
   });
 
+  it('asks the devices at work to report again on taking over: a report lost with a dead replica comes back', async () => {
+    const pair = [await startReplica('asking-one'), await startReplica('asking-two')];
+    const [device] = await fleet('asked', 1);
+    device!.script = 'lose-last';
+    const holder = await eventually('a replica ticking', tickerHolder);
+    const ticker = pair.find((replica) => replica.registry.id === holder)!;
+    const id = await createRollout(ticker, {
+      release: releaseId,
+      target: { tags: ['asked'] },
+      waves: [{ name: 'all', ...wave }],
+    });
+    // Committed on the device, but that report went down with the replica it was handed to.
+    await eventually(
+      'the device installing',
+      async () => (await deviceStates(id))[0]?.state === 'installing',
+    );
+    expect(device!.commandsSeen).toEqual([]);
+    await ticker.kill();
+    await eventually('rollout completed', async () => (await rolloutState(id)) === 'completed', 30_000);
+    expect(device!.commandsSeen.map((command) => command.type)).toEqual(['report']);
+    expect((await deviceStates(id))[0]?.state).toBe('committed');
+  });
+
   it('publishes on taking the lease only the desired states a dead replica wrote but never sent', async () => {
     const dying = await startReplica('dying');
     const [sent, unsent] = await fleet('unsent', 2);

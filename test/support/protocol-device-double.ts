@@ -1,10 +1,19 @@
 import type { MqttClient } from 'mqtt';
 import { decodePayload, encodePayload } from '../../protocol/codec.ts';
-import { DEPLOYMENT_EVENT_TYPE, DeploymentReport, type DesiredState } from '../../protocol/schemas.ts';
+import {
+  type Command,
+  DEPLOYMENT_EVENT_TYPE,
+  DeploymentReport,
+  type DesiredState,
+} from '../../protocol/schemas.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
 import { connectDevice } from './mqtt-device.ts';
 
-export type DeploymentScript = 'succeed' | 'fail' | 'hang';
+/**
+ * `lose-last`: succeeds, but its last report is lost on the way (as with a replica that died
+ * before storing it) until the server asks for it again with a `report` command.
+ */
+export type DeploymentScript = 'succeed' | 'fail' | 'hang' | 'lose-last';
 
 /**
  * A protocol-level double of a device agent, named as such: it speaks the wire contract (presence,
@@ -14,7 +23,10 @@ export type DeploymentScript = 'succeed' | 'fail' | 'hang';
  */
 export class ProtocolDeviceDouble {
   readonly desiredSeen: DesiredState[] = [];
+  readonly commandsSeen: Command[] = [];
   private client!: MqttClient;
+  /** Its last deployment report, sent again on a `report` command as the agent does. */
+  private lastReport: { deploymentId: string; state: DeploymentReport; message?: string } | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private eventCounter = 0;
 
@@ -44,7 +56,12 @@ export class ProtocolDeviceDouble {
         retain: true,
       },
     });
-    this.client.on('message', (_topic, payload) => {
+    this.client.on('message', (topic, payload) => {
+      if (topic === deviceTopic(this.deviceId, 'commands')) {
+        const command = decodePayload('commands', payload);
+        if (command.ok) void this.onCommand(command.value);
+        return;
+      }
       const decoded = decodePayload('desired', payload);
       if (decoded.ok) void this.onDesired(decoded.value);
     });
@@ -69,7 +86,30 @@ export class ProtocolDeviceDouble {
     );
     this.beat();
     this.heartbeat = setInterval(() => this.beat(), 300);
-    await this.client.subscribeAsync(deviceTopic(this.deviceId, 'desired'), { qos: 1 });
+    await this.client.subscribeAsync(
+      [deviceTopic(this.deviceId, 'desired'), deviceTopic(this.deviceId, 'commands')],
+      { qos: 1 },
+    );
+  }
+
+  private async onCommand(command: Command): Promise<void> {
+    this.commandsSeen.push(command);
+    if (command.type === 'report' && this.lastReport) await this.sendReport(this.lastReport);
+  }
+
+  private sendReport(report: { deploymentId: string; state: DeploymentReport; message?: string }) {
+    return this.client.publishAsync(
+      deviceTopic(this.deviceId, 'events'),
+      encodePayload('events', {
+        id: `${this.deviceId}-${++this.eventCounter}`,
+        at: Date.now(),
+        type: DEPLOYMENT_EVENT_TYPE,
+        deploymentId: report.deploymentId,
+        ...(report.message ? { message: report.message } : {}),
+        data: { state: report.state },
+      }),
+      { qos: 1 },
+    );
   }
 
   private beat(): void {
@@ -92,24 +132,18 @@ export class ProtocolDeviceDouble {
     this.desiredSeen.push(desired);
     const deployment = desired.deployment;
     if (!deployment || deployment.rollbackOrder || this.script === 'hang') return;
-    const report = (state: DeploymentReport, message?: string) =>
-      this.client.publishAsync(
-        deviceTopic(this.deviceId, 'events'),
-        encodePayload('events', {
-          id: `${this.deviceId}-${++this.eventCounter}`,
-          at: Date.now(),
-          type: DEPLOYMENT_EVENT_TYPE,
-          deploymentId: deployment.id,
-          ...(message ? { message } : {}),
-          data: { state },
-        }),
-        { qos: 1 },
-      );
+    const report = async (
+      state: DeploymentReport,
+      { message, lost = false } = {} as { message?: string; lost?: boolean },
+    ) => {
+      this.lastReport = { deploymentId: deployment.id, state, ...(message ? { message } : {}) };
+      if (!lost) await this.sendReport(this.lastReport);
+    };
     await report(DeploymentReport.Downloading);
     await report(DeploymentReport.Installing);
     if (this.script === 'fail')
-      await report(DeploymentReport.Failed, 'health check failed: app exited with status 1');
-    else await report(DeploymentReport.CommittedOnDevice);
+      await report(DeploymentReport.Failed, { message: 'health check failed: app exited with status 1' });
+    else await report(DeploymentReport.CommittedOnDevice, { lost: this.script === 'lose-last' });
   }
 
   /** Drops the connection without DISCONNECT: the broker publishes the last-will (offline). */
