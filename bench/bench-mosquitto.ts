@@ -1,6 +1,5 @@
 // Mosquitto for the fleet benchmark, configured by the code behind `boardfleet broker-config
 // mosquitto` (server/broker/mosquitto/mosquitto-config.ts) and run as /usr/sbin/mosquitto.
-import { ensureServerCertificateFiles } from '../server/tls/fleet-tls.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +22,7 @@ import {
   type MosquittoBroker as MosquittoProcess,
   startMosquittoFromConfig,
 } from '../test/support/mosquitto.ts';
+import { ensureServerCertificateFiles } from '../server/tls/fleet-tls.ts';
 
 /** Set by the parent for a target's process: MQTT_URL and Mosquitto's credentials, as JSON (not argv: ps shows that). */
 export const BROKER_ENV_VARIABLE = 'BOARDFLEET_BENCH_BROKER_ENV';

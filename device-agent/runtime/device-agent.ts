@@ -3,14 +3,14 @@ import { EventEmitter } from 'node:events';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { decodePayload, encodePayload } from '../../protocol/codec.ts';
-import type {
-  ChannelPayload,
-  Command,
-  DesiredState,
-  DeviceEvent,
-  Inventory,
+import {
+  type ChannelPayload,
+  type Command,
+  DEPLOYMENT_EVENT_TYPE,
+  type DesiredState,
+  type DeviceEvent,
+  type Inventory,
 } from '../../protocol/schemas.ts';
-import { DEPLOYMENT_EVENT_TYPE } from '../../protocol/schemas.ts';
 import {
   deviceTopic,
   SERVER_HELLO_TOPIC,

@@ -335,7 +335,6 @@ function readExternalBroker(
   };
 }
 
-/** DNS names and IP addresses for the server certificate, each problem added to `problems`. */
 /** The names the server certificate covers, as the server reads them; an error naming a bad one. */
 export function tlsNamesOf(env: Environment): string[] {
   const problems: string[] = [];
@@ -344,6 +343,7 @@ export function tlsNamesOf(env: Environment): string[] {
   return names;
 }
 
+/** DNS names and IP addresses for the server certificate, each problem added to `problems`. */
 function readTlsNames(env: Environment, problems: string[]): string[] {
   const raw = env.BOARDFLEET_TLS_NAMES;
   if (raw === undefined || raw.trim() === '') return [...new Set([hostname(), 'localhost', '127.0.0.1'])];

@@ -140,11 +140,7 @@ export class FleetTls {
 
   /** The certificate for operators (and a broker next to the server) to use. */
   private save(): void {
-    const directory = tlsDirectory(this.options.dataDir);
-    writeFileAtomically(join(directory, 'server.key'), this.server.keyPem, { mode: 0o600 });
-    writeFileAtomically(join(directory, 'server.pem'), this.server.certPem + this.ca.certPem, {
-      mode: 0o644,
-    });
+    saveServerCertificate(serverCertificateFiles(tlsDirectory(this.options.dataDir)), this.server, this.ca);
   }
 }
 
@@ -166,10 +162,9 @@ function savedServerCertificate(
   names: string[],
   now: number,
 ): PemPair | null {
-  const certPath = join(directory, 'server.pem');
-  const keyPath = join(directory, 'server.key');
-  if (!existsSync(certPath) || !existsSync(keyPath)) return null;
-  const saved = { certPem: readFileSync(certPath, 'utf8'), keyPem: readFileSync(keyPath, 'utf8') };
+  const { certFile, keyFile } = serverCertificateFiles(directory);
+  if (!existsSync(certFile) || !existsSync(keyFile)) return null;
+  const saved = { certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(keyFile, 'utf8') };
   const leaf = `${saved.certPem.slice(0, saved.certPem.indexOf('-----END CERTIFICATE-----') + 25)}\n`;
   return needsNewServerCertificate(leaf, ca.certPem, names, now) ? null : { ...saved, certPem: leaf };
 }
@@ -179,6 +174,18 @@ export interface ServerCertificateFiles {
   certFile: string;
   keyFile: string;
   caFile: string;
+}
+
+const serverCertificateFiles = (directory: string): ServerCertificateFiles => ({
+  certFile: join(directory, 'server.pem'),
+  keyFile: join(directory, 'server.key'),
+  caFile: join(directory, 'ca.pem'),
+});
+
+/** The key (0600) and the chain, server certificate then CA (a pinning agent finds the CA in it). */
+function saveServerCertificate(files: ServerCertificateFiles, server: PemPair, ca: PemPair): void {
+  writeFileAtomically(files.keyFile, server.keyPem, { mode: 0o600 });
+  writeFileAtomically(files.certFile, server.certPem + ca.certPem, { mode: 0o644 });
 }
 
 /**
@@ -193,11 +200,7 @@ export async function ensureServerCertificateFiles(
   now: number,
 ): Promise<ServerCertificateFiles & { created: boolean }> {
   const directory = tlsDirectory(dataDir);
-  const files = {
-    certFile: join(directory, 'server.pem'),
-    keyFile: join(directory, 'server.key'),
-    caFile: join(directory, 'ca.pem'),
-  };
+  const files = serverCertificateFiles(directory);
   if (existsSync(files.certFile) && existsSync(files.keyFile)) return { ...files, created: false };
   const caKeyFile = join(directory, 'ca.key');
   if (existsSync(files.caFile) && !existsSync(caKeyFile))
@@ -215,8 +218,6 @@ export async function ensureServerCertificateFiles(
     writeFileAtomically(caKeyFile, ca.keyPem, { mode: 0o600 });
     writeFileAtomically(files.caFile, ca.certPem, { mode: 0o644 });
   }
-  const server = await issueServerCertificate(ca, names, now);
-  writeFileAtomically(files.keyFile, server.keyPem, { mode: 0o600 });
-  writeFileAtomically(files.certFile, server.certPem + ca.certPem, { mode: 0o644 });
+  saveServerCertificate(files, await issueServerCertificate(ca, names, now), ca);
   return { ...files, created: true };
 }

@@ -58,6 +58,13 @@ async function brokerConfigured(prefix: string, options: string[] = []) {
   return { workDir, dataDir, brokerDir, tlsPort, stdout, env };
 }
 
+/** The server, then Mosquitto, then their folder: what a describe block started, whatever got started. */
+async function stopAll(server?: TestServer, mosquitto?: MosquittoBroker, workDir?: string): Promise<void> {
+  await server?.dispose();
+  await mosquitto?.stop();
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+}
+
 /**
  * Issue 16 item 2 on Mosquitto: `broker-config` writes a TLS listener with the server certificate
  * (made with a new fleet CA when the server has not run yet), the server takes that CA, tells
@@ -91,11 +98,7 @@ describe('Mosquitto over TLS with the fleet certificate, as broker-config sets i
     server = await startTestServer(sqliteBackend, { ...env, BOARDFLEET_DATA_DIR: dataDir });
   }, SLOW);
 
-  afterAll(async () => {
-    await server?.dispose();
-    await mosquitto?.stop();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  afterAll(() => stopAll(server, mosquitto, workDir));
 
   it('binds the plain listener to this machine only, and presents the certificate it wrote over TLS', () => {
     const conf = readFileSync(join(brokerDir, MOSQUITTO_CONF_FILE), 'utf8');
@@ -175,11 +178,7 @@ describe('device certificates (mTLS) on Mosquitto, as broker-config --device-cer
     server = await startTestServer(sqliteBackend, { ...env, BOARDFLEET_DATA_DIR: dataDir });
   }, SLOW);
 
-  afterAll(async () => {
-    await server?.dispose();
-    await mosquitto?.stop();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  afterAll(() => stopAll(server, mosquitto, workDir));
 
   it('refuses a device without a certificate of the fleet CA at the handshake, and lets it in with one', async () => {
     const created = await server.api<{ device: { id: string }; secret: string }>('POST', '/api/v1/devices', {

@@ -15,6 +15,12 @@ import { connectDevice } from './mqtt-device.ts';
  */
 export type DeploymentScript = 'succeed' | 'fail' | 'hang' | 'lose-last';
 
+interface SentReport {
+  deploymentId: string;
+  state: DeploymentReport;
+  message?: string;
+}
+
 /**
  * A protocol-level double of a device agent, named as such: it speaks the wire contract (presence,
  * inventory, heartbeats, desired state, deployment events) but installs nothing, and the reasons
@@ -26,7 +32,7 @@ export class ProtocolDeviceDouble {
   readonly commandsSeen: Command[] = [];
   private client!: MqttClient;
   /** Its last deployment report, sent again on a `report` command as the agent does. */
-  private lastReport: { deploymentId: string; state: DeploymentReport; message?: string } | null = null;
+  private lastReport: SentReport | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private eventCounter = 0;
 
@@ -97,7 +103,7 @@ export class ProtocolDeviceDouble {
     if (command.type === 'report' && this.lastReport) await this.sendReport(this.lastReport);
   }
 
-  private sendReport(report: { deploymentId: string; state: DeploymentReport; message?: string }) {
+  private sendReport(report: SentReport) {
     return this.client.publishAsync(
       deviceTopic(this.deviceId, 'events'),
       encodePayload('events', {
