@@ -25,6 +25,9 @@ function device(
     attempt: 1,
     artifactId: 'art',
     progress: null,
+    transferMode: null,
+    transferBytes: null,
+    artifactBytes: null,
     reason: null,
     notifiedAt: null,
     soakUntil: null,
@@ -68,11 +71,27 @@ function status(state: RolloutStatus['state'], waves: Wave[], devices: Device[])
     updatedAt: NOW - 5 * SECOND,
     waves,
     devices,
+    transfer: { deltaDevices: 0, fullDevices: 0, bytes: 0, artifactBytes: 0 },
     log: [],
   };
 }
 
 describe('rollout status view', () => {
+  it('sums up what the downloads cost, delta and full, and what deltas saved', () => {
+    const devices = [device('d1', 0, 'committed'), device('d2', 0, 'committed')];
+    const running = status('running', [wave(0, 'running', devices)], devices);
+    expect(renderRolloutStatus(running, NOW, plain)).not.toContain('downloads:');
+    running.transfer = {
+      deltaDevices: 1,
+      fullDevices: 1,
+      bytes: 70 * 1024 ** 2,
+      artifactBytes: 140 * 1024 ** 2,
+    };
+    expect(renderRolloutStatus(running, NOW, plain)).toContain(
+      'downloads: 1 delta, 1 full — 70.0 MiB fetched of 140.0 MiB in full (50% saved)',
+    );
+  });
+
   it('draws rolled-back devices as rolled back, not failed, and the unfinished wave as aborted', () => {
     const devices = [
       device('a', 0, 'rolled-back', { reason: 'rolled back: aborted by admin' }),

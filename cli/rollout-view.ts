@@ -5,7 +5,7 @@
  * Pure functions of the API's status and the clock, so the output is tested as text.
  */
 import type { DeploymentState, RolloutStatus, WaveState } from '../protocol/api/rollouts.ts';
-import { type Colour, formatDuration, type Paint } from './output.ts';
+import { type Colour, formatBytes, formatDuration, formatPercent, type Paint } from './output.ts';
 
 type Wave = RolloutStatus['waves'][number];
 type Device = RolloutStatus['devices'][number];
@@ -160,6 +160,8 @@ export function renderRolloutStatus(status: RolloutStatus, now: number, paint: P
   lines.push(
     `  ${SEGMENTS.map((segment) => `${paint(segment.symbol, segment.colour)} ${segment.label}`).join('  ')}`,
   );
+  const downloads = transferLine(status.transfer);
+  if (downloads) lines.push(`  ${downloads}`);
   for (const device of status.devices.filter((d) => d.reason)) {
     const mark = OUTCOME_MARK[device.state];
     const word = mark ? paint(`${mark.symbol} ${mark.word}`, mark.colour) : `  ${device.state}`;
@@ -168,11 +170,21 @@ export function renderRolloutStatus(status: RolloutStatus, now: number, paint: P
   return lines.join('\n');
 }
 
+/** `downloads: 3 delta, 1 full — 1.2 MiB fetched of 270.0 MiB in full (99.6 % saved)`; null before any. */
+export function transferLine(transfer: RolloutStatus['transfer']): string | null {
+  if (transfer.deltaDevices + transfer.fullDevices === 0) return null;
+  const saved =
+    transfer.artifactBytes > 0
+      ? ` (${formatPercent((1 - transfer.bytes / transfer.artifactBytes) * 100)} saved)`
+      : '';
+  return `downloads: ${transfer.deltaDevices} delta, ${transfer.fullDevices} full — ${formatBytes(transfer.bytes)} fetched of ${formatBytes(transfer.artifactBytes)} in full${saved}`;
+}
+
 /** What a re-draw for a pipe depends on: states and counts, not the ticking clock. */
 export function statusSignature(status: RolloutStatus): string {
   return JSON.stringify([
     status.state,
     status.waves.map((wave) => [wave.state, wave.counts]),
-    status.devices.map((device) => [device.state, device.reason]),
+    status.devices.map((device) => [device.state, device.reason, device.transferMode]),
   ]);
 }

@@ -252,10 +252,10 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
       ...(slots ? { 'linux-ab': slots } : {}),
       ...(vms ? { vm: vms } : {}),
     },
-    report: ({ deploymentId, state, progress, reason }) =>
+    report: ({ deploymentId, state, progress, reason, transfer }) =>
       agent?.recordEvent(
         'deployment',
-        { state, ...(progress !== undefined ? { progress } : {}) },
+        { state, ...(progress !== undefined ? { progress } : {}), ...(transfer ? { transfer } : {}) },
         { deploymentId, ...(reason ? { message: reason } : {}) },
       ),
     logger: logger.child({ component: 'updates' }),

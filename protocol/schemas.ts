@@ -70,12 +70,29 @@ export type DeploymentReport = z.infer<typeof deploymentReportSchema>;
 /** The `type` of the events that report a deployment's progress. */
 export const DEPLOYMENT_EVENT_TYPE = 'deployment';
 
+/**
+ * How a deployment's artifact reached the device: `delta` (assembled from what the device had,
+ * fetching only missing chunks) or `full`. `bytes` is what crossed the network for it (chunk
+ * index and chunks, or the whole artifact); `artifactBytes` the artifact's size; `fallback` says
+ * why a delta was not used or given up.
+ */
+export const transferSchema = z.strictObject({
+  mode: z.enum(['full', 'delta']),
+  bytes: z.number().int().nonnegative(),
+  artifactBytes: z.number().int().nonnegative(),
+  fallback: z.string().max(512).optional(),
+});
+export type Transfer = z.infer<typeof transferSchema>;
+
 /** The `data` of a deployment event; other keys are kept for agents that send more. */
 export const deploymentEventDataSchema = z.looseObject({
   state: deploymentReportSchema,
   /** Download progress, in percent. */
   progress: z.number().min(0).max(100).optional(),
+  /** Sent once the artifact is downloaded: how it came and what it cost (see {@link transferSchema}). */
+  transfer: transferSchema.optional(),
 });
+
 export type DeploymentEventData = z.infer<typeof deploymentEventDataSchema>;
 
 /**

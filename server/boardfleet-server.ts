@@ -19,6 +19,8 @@ import { AppModule } from './app.module.ts';
 import { ArtifactRepository } from './artifacts/artifact.repository.ts';
 import { ArtifactService } from './artifacts/artifact.service.ts';
 import { BlobStore } from './artifacts/blob-store.ts';
+import { ChunkIndexRepository } from './artifacts/chunk-index.repository.ts';
+import { ChunkIndexService } from './artifacts/chunk-index.service.ts';
 import { openBlobStore } from './artifacts/open-blob-store.ts';
 import { SigningKeyRepository } from './artifacts/signing-key.repository.ts';
 import { ensureAdminToken } from './auth/bootstrap-credentials.ts';
@@ -274,9 +276,17 @@ export async function startServer(
 
     const blobStore = await openBlobStore(config.artifactStore, config.dataDir);
     stops.push(() => blobStore.close());
+    const chunkIndexes = new ChunkIndexService({
+      indexes: new ChunkIndexRepository(db),
+      blobs: blobStore,
+      signingKey,
+      clock,
+      enabled: config.deltaUpdates,
+      logger: logger.child({ component: 'chunk-indexes' }),
+    });
     const builds = new BuildQueueService({
       jobs: new BuildJobRepository(db),
-      artifacts: new ArtifactService(artifactRepository, blobStore, signingKey, clock),
+      artifacts: new ArtifactService(artifactRepository, blobStore, signingKey, clock, chunkIndexes),
       runner: recipeBuildRunner({ recipesDir: config.recipesDir, cacheDir: config.buildCacheDir }),
       validate: (request) => validateBuildRequest(config.recipesDir, request),
       logDirectory: join(config.dataDir, 'builds'),
@@ -312,6 +322,7 @@ export async function startServer(
           { provide: RolloutRepository, useValue: rolloutRepository },
           { provide: RolloutEngine, useValue: engine },
           { provide: BlobStore, useValue: blobStore },
+          { provide: ChunkIndexService, useValue: chunkIndexes },
           { provide: BuildQueueService, useValue: builds },
           { provide: ChangeFeed, useValue: changeFeed },
           { provide: SigningKeyRepository, useValue: signingKey },

@@ -40,6 +40,8 @@ export const REQUIRED_DEBIAN_PACKAGES = {
   'libc6-dev-arm64-cross': '/usr/aarch64-linux-gnu/lib/libc.a',
   // The dashboard's end-to-end test drives Debian's Chromium (playwright-core downloads no browser).
   chromium: '/usr/bin/chromium',
+  // The delta benchmark's peer (`npm run bench -- delta`), measured on the same two versions.
+  casync: '/usr/bin/casync',
 };
 
 function missingPackages() {

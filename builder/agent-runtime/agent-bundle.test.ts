@@ -1,16 +1,18 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chunkFile } from '../../lib/content-chunks.ts';
 import type { Device } from '../../protocol/api/devices.ts';
 import { stopProcess } from '../../test/support/agent-process.ts';
 import { sqliteBackend } from '../../test/support/databases.ts';
 import { eventually, startTestServer, type TestServer } from '../../test/support/test-server.ts';
-import { type AgentBundle, bundleAgent } from './agent-bundle.ts';
+import { type AgentBundle, bundleAgent, fastcdcInBundle, REQUIRE_BANNER } from './agent-bundle.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PACKAGE_VERSION = (
@@ -97,6 +99,48 @@ describe('the agent bundle', () => {
         .update(readFileSync(join(REPO_ROOT, 'device-agent/main.ts')))
         .digest('hex'),
     );
+  });
+
+  it("carries FastCDC's WebAssembly inside, and code bundled so cuts a file as the library does here", async () => {
+    const wasm = join(REPO_ROOT, 'node_modules/@dstanesc/wasm-chunking-fastcdc-node/chunking_bg.wasm');
+    expect(text).toContain(readFileSync(wasm).toString('base64'));
+    expect(text).not.toContain('chunking_bg.wasm');
+    expect(bundle.packages.map((found) => found.name)).toContain('@dstanesc/wasm-chunking-fastcdc-node');
+
+    // The agent's chunker alone, bundled the same way, run where no node_modules can be found.
+    const cwd = mkdtempSync(join(directory, 'chunker-'));
+    await build({
+      stdin: {
+        contents: [
+          "import { chunkFile } from './lib/content-chunks.ts';",
+          'const cuts = [];',
+          'for await (const chunk of chunkFile(process.argv[2])) cuts.push([chunk.offset, chunk.sha256.toString("hex")]);',
+          'console.log(JSON.stringify(cuts));',
+        ].join('\n'),
+        resolveDir: REPO_ROOT,
+        loader: 'ts',
+      },
+      outfile: join(cwd, 'chunker.mjs'),
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'esm',
+      banner: { js: REQUIRE_BANNER },
+      plugins: [fastcdcInBundle],
+      logLevel: 'silent',
+    });
+    const sample = join(cwd, 'sample.bin');
+    writeFileSync(sample, randomBytes(400 * 1024));
+    const result = spawnSync(process.execPath, ['chunker.mjs', sample], {
+      cwd,
+      env: bareEnvironment,
+      encoding: 'utf8',
+    });
+    expect(result.stderr).toBe('');
+    const here: Array<[number, string]> = [];
+    for await (const chunk of chunkFile(sample)) here.push([chunk.offset, chunk.sha256.toString('hex')]);
+    expect(here.length).toBeGreaterThan(5);
+    expect(JSON.parse(result.stdout)).toEqual(here);
   });
 
   it('runs with nothing but node from an empty directory', () => {

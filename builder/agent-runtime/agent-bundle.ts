@@ -112,7 +112,7 @@ async function runEsbuild(): Promise<{ contents: Buffer; metafile: Metafile }> {
       minify: false,
       metafile: true,
       logLevel: 'silent',
-      plugins: [versionOnlyPackageJson],
+      plugins: [versionOnlyPackageJson, fastcdcInBundle],
     });
     const [output] = result.outputFiles;
     if (!output)
@@ -144,6 +144,35 @@ const versionOnlyPackageJson: Plugin = {
       if (args.path !== ROOT_PACKAGE_JSON) return undefined;
       const { version } = JSON.parse(readFileSync(args.path, 'utf8')) as { version: string };
       return { contents: JSON.stringify({ version }), loader: 'json' };
+    });
+  },
+};
+
+/** How the package loads its WebAssembly: from a file beside itself, which an image does not have. */
+const FASTCDC_WASM_LOADER =
+  /const path = require\('path'\)\.join\(__dirname, 'chunking_bg\.wasm'\);\s*const bytes = require\('fs'\)\.readFileSync\(path\);/;
+
+/**
+ * FastCDC (delta updates) in the one-file bundle: the package's loader gets the WebAssembly's
+ * bytes inlined (20 KB) instead of reading them from its folder, which an image does not have.
+ */
+export const fastcdcInBundle: Plugin = {
+  name: 'fastcdc-in-bundle',
+  setup(builder) {
+    builder.onLoad({ filter: /[\\/]wasm-chunking-fastcdc-node[\\/]chunking\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      if (!FASTCDC_WASM_LOADER.test(source))
+        throw new Error(
+          `${args.path} no longer loads chunking_bg.wasm as this bundler expects: update fastcdcInBundle`,
+        );
+      const wasm = readFileSync(join(dirname(args.path), 'chunking_bg.wasm')).toString('base64');
+      return {
+        contents: source.replace(
+          FASTCDC_WASM_LOADER,
+          () => `const bytes = Buffer.from('${wasm}', 'base64');`,
+        ),
+        loader: 'js',
+      };
     });
   },
 };

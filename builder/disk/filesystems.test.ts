@@ -1,8 +1,16 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EPOCH, MIB, makeBootTree, makeRootTree, perturbedCopy, scratchDirectory } from './disk.fixtures.ts';
+import {
+  EPOCH,
+  MIB,
+  makeBootTree,
+  makeRootTree,
+  perturbedCopy,
+  pseudoRandomBytes,
+  scratchDirectory,
+} from './disk.fixtures.ts';
 import { makeExt4Partition } from './ext4-partition.ts';
 import { makeFatPartition } from './fat-partition.ts';
 import { listExt4, listFatFiles, listSquashfs, readFatFile } from './inspect-disk.ts';
@@ -197,5 +205,43 @@ describe('filesystem input checks', () => {
     const bootSector = (await readFile(built.file)).subarray(0, 512);
     expect(bootSector.subarray(82, 90).toString('ascii')).toBe('FAT32   ');
     expect((await readFatFile(built.file, undefined, 'config.txt')).toString()).toBe('x');
+  });
+});
+
+describe('squashfs layout for delta updates', () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await scratchDirectory('squashfs-layout');
+  });
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('writes lastFiles after every other file, whatever characters their names hold', async () => {
+    const tree = join(work, 'tree');
+    await mkdir(join(tree, 'etc'), { recursive: true });
+    // Incompressible, so each file's bytes appear as they are in the image.
+    const files = {
+      'a-first': pseudoRandomBytes(20_000, 1),
+      'etc/motd (edited)': pseudoRandomBytes(20_000, 2),
+      'z-last': pseudoRandomBytes(20_000, 3),
+    };
+    for (const [path, bytes] of Object.entries(files)) await writeFile(join(tree, path), bytes);
+    const order = async (lastFiles: string[]) => {
+      const out = join(work, 'out.squashfs');
+      const image = await readFile(
+        (await makeSquashfs(tree, out, { epoch: EPOCH, compression: 'gzip', lastFiles })).file,
+      );
+      const offsets = Object.entries(files).map(([path, bytes]) => ({
+        path,
+        at: image.indexOf(bytes.subarray(0, 64)),
+      }));
+      expect(offsets.every((file) => file.at > 0)).toBe(true);
+      expect(await readdir(work)).toEqual(['out.squashfs', 'tree']);
+      return offsets.sort((a, b) => a.at - b.at).map((file) => file.path);
+    };
+    // mksquashfs's own order (the middle name lands in the middle), then the file named last.
+    expect((await order([]))[1]).toBe('etc/motd (edited)');
+    expect((await order(['etc/motd (edited)']))[2]).toBe('etc/motd (edited)');
   });
 });

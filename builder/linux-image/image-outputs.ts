@@ -9,7 +9,7 @@ import { debianComponent } from '../debian/build-archive.ts';
 import { packageVersion } from '../steps/input-hash.ts';
 import { bundleComponents, imageSbomHeader, nodeRuntimeComponent, writeSbom } from '../steps/sbom.ts';
 import type { AgentRuntime, ImageBuild, ImagePackages } from './image-inputs.ts';
-import { unpacked } from './image-trees.ts';
+import { UNREAD_TIME, unpacked } from './image-trees.ts';
 import { assembleBootFiles, assembleSlotFiles, type SlotBootFiles } from './rootfs/assemble-boot-files.ts';
 
 const MIB = 1024 * 1024;
@@ -111,7 +111,7 @@ export async function writeImagePayload(
     rootfsFile: parts.rootfs,
     bootDir,
   });
-  await writeUpdatePayload({ out, manifest, rootfsFile: parts.rootfs, bootDir, epoch: build.epoch });
+  await writeUpdatePayload({ out, manifest, rootfsFile: parts.rootfs, bootDir, epoch: UNREAD_TIME });
 }
 
 /** Every Debian package, the Node runtime and the agent bundle (with its npm packages), as SPDX. */

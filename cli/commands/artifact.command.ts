@@ -8,12 +8,13 @@ import {
   type ArtifactList,
   artifactName,
   artifactVersion,
+  CHUNKED_ARTIFACT_MIN_BYTES,
 } from '../../protocol/api/artifacts.ts';
-import { ARTIFACT_KINDS } from '../../protocol/manifest.ts';
+import { ARTIFACT_KINDS, isDeployableKind } from '../../protocol/manifest.ts';
 import { knownArtifactBoards } from '../../server/artifacts/artifact-boards.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { ApiClient } from '../api-client.ts';
-import { formatBytes, printJson, printTable } from '../output.ts';
+import { formatBytes, formatTime, printJson, printTable } from '../output.ts';
 import { progressBar } from '../progress.ts';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -71,7 +72,7 @@ async function assertVersionFree(api: ApiClient, name: string, version: string, 
 export function register(program: Command): void {
   const artifact = program
     .command('artifact')
-    .description('Upload and list signed artifacts')
+    .description('Upload, list and show signed artifacts')
     .addHelpText(
       'after',
       `
@@ -79,6 +80,7 @@ Examples:
   boardfleet artifact push app.tgz --kind app-bundle --version 1.2.0 --board rpi-4b
   boardfleet artifact push blink.hex --kind mcu-firmware --version 0.3.1 --board uno --board nano
   boardfleet artifact list --name app --json
+  boardfleet artifact show art-1a2b3c4d5e6f   (with its chunks for delta updates)
 Then group artifacts into a release: boardfleet release create --help`,
     );
 
@@ -160,6 +162,54 @@ Then group artifacts into a release: boardfleet release create --help`,
         ['id', 'name', 'version', 'kind', 'boards', 'size', 'sha256'],
       );
     });
+
+  artifact
+    .command('show <id>')
+    .description('Show an artifact: its manifest, and its chunks for delta updates')
+    .option('--json', 'machine-readable output (the artifact as the API gives it)')
+    .action(async (id: string, options: { json?: boolean }) => {
+      const shown = await ApiClient.fromEnvironment().request<Artifact>(
+        'GET',
+        `/api/v1/artifacts/${encodeURIComponent(id)}`,
+      );
+      if (options.json) return printJson(shown);
+      const lines = [
+        `${shown.id}  ${shown.name} ${shown.version}  ${shown.kind}`,
+        `  boards: ${shown.boards.join(', ')}`,
+        `  size: ${formatBytes(shown.size)}`,
+        `  sha256: ${shown.sha256}`,
+        `  created: ${formatTime(shown.createdAt)}`,
+        `  ${chunksLine(shown)}`,
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+}
+
+/**
+ * `chunks: 4142 (avg 17.0 KiB), 3 new (62.9 KiB); 99.9 % shared with 1.0.0`: how the artifact is
+ * cut for delta updates, what it added to the store and what a device on the previous version
+ * already has; or why it has no chunks.
+ */
+export function chunksLine(artifact: Pick<Artifact, 'kind' | 'size' | 'chunks'>): string {
+  const { chunks } = artifact;
+  if (!chunks) {
+    const reason = !isDeployableKind(artifact.kind)
+      ? `${artifact.kind} is not deployed to devices`
+      : artifact.size < CHUNKED_ARTIFACT_MIN_BYTES
+        ? `smaller than ${formatBytes(CHUNKED_ARTIFACT_MIN_BYTES)}: devices download it whole`
+        : 'stored before delta updates, or the server runs with BOARDFLEET_DELTA_UPDATES=off';
+    return `chunks: none (${reason})`;
+  }
+  const shared =
+    chunks.previousVersion === null
+      ? 'no earlier version with chunks'
+      : chunks.sharedPercent === null
+        ? `shared with ${chunks.previousVersion}: unknown`
+        : `${chunks.sharedPercent.toFixed(1)} % shared with ${chunks.previousVersion}`;
+  return (
+    `chunks: ${chunks.count} (avg ${formatBytes(chunks.averageBytes)}), ` +
+    `${chunks.newChunks} new (${formatBytes(chunks.newBytes)}); ${shared}`
+  );
 }
 
 /**

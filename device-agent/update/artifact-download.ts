@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { BoardfleetError } from '../../protocol/errors.ts';
+import { setTimeout as delay } from 'node:timers/promises';
+import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 
 export interface DownloadRequest {
   url: string;
@@ -58,10 +59,14 @@ export async function downloadArtifact(request: DownloadRequest): Promise<{ tran
           `the server sent more than the expected ${request.expectedSize} bytes`,
         );
       }
-      await file.write(chunk);
+      await file.write(chunk).catch((error: unknown) => {
+        throw unwritable(request.destination, error);
+      });
       request.onProgress?.(received, request.expectedSize);
     }
-    await file.sync();
+    await file.sync().catch((error: unknown) => {
+      throw unwritable(request.destination, error);
+    });
   } catch (error) {
     // A connection that breaks mid-body is a short download like any other: what arrived is kept.
     if (error instanceof BoardfleetError || request.signal?.aborted) throw error;
@@ -79,4 +84,37 @@ function truncated(received: number, expectedSize: number, cause?: unknown): Boa
     `download ended at ${received} of ${expectedSize} bytes; it resumes from there next time`,
     { cause },
   );
+}
+
+/** The disk refused the bytes (full, read-only, failing): a local problem no retry of the download mends. */
+function unwritable(destination: string, cause: unknown): BoardfleetError {
+  return new BoardfleetError(
+    'download-failed',
+    `cannot write the download to ${destination}: ${(cause as Error).message}`,
+    { cause },
+  );
+}
+
+const DOWNLOAD_ATTEMPTS = 5;
+const FIRST_RETRY_MS = 1_000;
+
+/** Errors worth another try: the connection failed or dropped, or the server had trouble of its own (5xx). */
+export function isTransient(error: unknown): boolean {
+  return !isBoardfleetError(error) || error.code === 'download-truncated' || error.code === 'unavailable';
+}
+
+/**
+ * Runs a download again when the connection failed or dropped (a server restarting, a flaky
+ * link) or the server answered with an error of its own (5xx), waiting 1 s, 2 s, 4 s… between
+ * tries; each try resumes from the partial file. Refusals (4xx, oversize) fail at once.
+ */
+export async function retryTransient<T>(signal: AbortSignal, download: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await download();
+    } catch (error) {
+      if (!isTransient(error) || attempt >= DOWNLOAD_ATTEMPTS || signal.aborted) throw error;
+      await delay(FIRST_RETRY_MS * 2 ** (attempt - 1), undefined, { signal });
+    }
+  }
 }

@@ -11,6 +11,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Logger } from 'pino';
 import { BaseFetcher, Updater } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
+import { chunkIndexTargetPath } from '../../protocol/chunk-index.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { writeFileAtomically } from '../../lib/atomic-file.ts';
 import {
@@ -36,6 +37,12 @@ const LIMITS = {
 export interface MetadataCost {
   bytes: number;
   milliseconds: number;
+}
+
+/** The artifact's chunk index as targets signs it (null: targets lists none; no delta then). */
+export interface SignedChunkIndex {
+  sha256: string;
+  length: number;
 }
 
 /** tuf-js fetches through the agent's verifying fetch, counting what it reads. */
@@ -122,7 +129,7 @@ export class FleetMetadata {
     deployment: DeploymentToCheck,
     runningVersion: string | null,
     rollbackOrderId: string | null,
-  ): Promise<MetadataCost> {
+  ): Promise<MetadataCost & { chunkIndex: SignedChunkIndex | null }> {
     const started = performance.now();
     const fetcher = new ServerFetcher(this.options.fetch);
     const updater = new Updater({
@@ -133,6 +140,7 @@ export class FleetMetadata {
     });
     let signed: SignedArtifact | null;
     let order: SignedRollbackOrder | null = null;
+    let chunkIndex: SignedChunkIndex | null = null;
     try {
       await updater.refresh();
       const artifact = await updater.getTargetInfo(
@@ -146,6 +154,11 @@ export class FleetMetadata {
             version: String(artifact.custom.version ?? ''),
           }
         : null;
+      const indexTarget = await updater.getTargetInfo(
+        chunkIndexTargetPath(deployment.artifact, deployment.version),
+      );
+      if (indexTarget?.hashes.sha256)
+        chunkIndex = { sha256: indexTarget.hashes.sha256, length: indexTarget.length };
       if (rollbackOrderId) {
         const entry = await updater.getTargetInfo(rollbackOrderTargetPath(rollbackOrderId));
         order = entry ? (entry.custom as unknown as SignedRollbackOrder) : null;
@@ -180,6 +193,6 @@ export class FleetMetadata {
       rollbackOrder: rollbackOrderId ? { id: rollbackOrderId, signed: order } : null,
     });
     if (refusal) throw new BoardfleetError('unsigned-target', refusal);
-    return { bytes: fetcher.bytes, milliseconds: performance.now() - started };
+    return { bytes: fetcher.bytes, milliseconds: performance.now() - started, chunkIndex };
   }
 }

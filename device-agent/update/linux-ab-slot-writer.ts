@@ -267,7 +267,7 @@ async function hashPrefix(
 }
 
 /** A block device's size from sysfs; null for a regular file (tests), which grows as written. */
-function blockDeviceCapacity(device: string, isBlockDevice: boolean): number | null {
+export function blockDeviceCapacity(device: string, isBlockDevice: boolean): number | null {
   if (!isBlockDevice) return null;
   const sectors = readFileSync(`/sys/class/block/${basename(realpathSync(device))}/size`, 'utf8');
   return Number(sectors.trim()) * 512;

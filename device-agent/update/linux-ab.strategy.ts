@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
@@ -12,6 +12,7 @@ import {
   parseTrialFile,
   type Slot,
   type SlotDevices,
+  slotDirectory,
   slotFromCmdline,
   slotOfBootConfig,
   TRIAL_METHODS,
@@ -22,7 +23,8 @@ import {
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import { fsyncDirectory, readJson, writeFileAtomically, writeJsonAtomically } from '../../lib/atomic-file.ts';
 import type { RebootMode } from '../lib/device-reboot.ts';
-import { writePayloadToSlot } from './linux-ab-slot-writer.ts';
+import { blockDeviceCapacity, writePayloadToSlot } from './linux-ab-slot-writer.ts';
+import { filesUnder, type SeedSource, squashfsSeed } from './update-seeds.ts';
 import {
   InstallRefusedError,
   type RebootOutcome,
@@ -214,6 +216,20 @@ export class LinuxAbStrategy implements UpdateStrategy {
         { cause: error },
       );
     }
+  }
+
+  /**
+   * The running slot as it is: the root filesystem at the start of its device (the squashfs the
+   * payload carried, padded alike) and its directory on the boot FAT. Nothing is written to
+   * either while a delta is assembled.
+   */
+  async seeds(): Promise<SeedSource[]> {
+    const running = this.runningSlot();
+    const device = this.slotDevices()[running];
+    return [
+      ...(await squashfsSeed(device, blockDeviceCapacity(device, statSync(device).isBlockDevice()))),
+      ...filesUnder(join(this.options.bootDir, slotDirectory(running))),
+    ];
   }
 
   async reboot(into: RebootTarget): Promise<void> {

@@ -49,6 +49,11 @@ export class McuSerialStrategy implements UpdateStrategy {
     return readJson<KnownGood>(this.knownGoodPath);
   }
 
+  /** Firmware is tiny: a delta could not save what its chunk index costs, so it comes whole. */
+  async seeds(): Promise<[]> {
+    return [];
+  }
+
   async install(
     artifactPath: string,
     manifest: ArtifactManifest,

@@ -1,13 +1,15 @@
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import type { ActivationGate } from './activation-gate.ts';
-import type { DeploymentReport, DesiredState } from '../../protocol/schemas.ts';
-import { downloadArtifact } from './artifact-download.ts';
-import type { FleetMetadata } from './fleet-metadata.ts';
+import type { DeploymentReport, DesiredState, Transfer } from '../../protocol/schemas.ts';
+import { retryTransient } from './artifact-download.ts';
+import { transferArtifact } from './artifact-transfer.ts';
+import { type AssemblyStep, discardDownload, downloadFiles } from './delta-download.ts';
+import type { FleetMetadata, SignedChunkIndex } from './fleet-metadata.ts';
 import { verifyDeployment, verifySignedManifest } from './artifact-verify.ts';
 import {
   MAX_STATE_ENTRIES,
@@ -20,6 +22,7 @@ import {
   UpdateState,
 } from './update-state-machine.ts';
 import { writeJsonAtomically } from '../../lib/atomic-file.ts';
+import { fileSeed, KeptSeeds, type SeedSource } from './update-seeds.ts';
 import { InstallRefusedError, type UpdateStrategy } from './update-strategy.ts';
 
 type Deployment = NonNullable<DesiredState['deployment']>;
@@ -29,6 +32,8 @@ export interface UpdateReport {
   state: DeploymentReport;
   progress?: number;
   reason?: string;
+  /** With `downloading` at 100 %: how the artifact came (delta or full) and what it cost. */
+  transfer?: Transfer;
 }
 
 export interface UpdateManagerOptions {
@@ -48,6 +53,8 @@ export interface UpdateManagerOptions {
   logger: Logger;
   /** Test hook: called after each state is saved, before its step runs (fault injection). */
   afterSave?: (state: UpdateState) => void;
+  /** Test hook: called as each step of a delta assembly is done (fault injection). */
+  onAssemblyStep?: (step: AssemblyStep) => void;
   /** Holds activation back (update lock, update window); checked before each install. */
   activationGate?: ActivationGate;
   /** How often a deferred activation is checked again; 5 s by default. */
@@ -56,28 +63,6 @@ export interface UpdateManagerOptions {
 
 /** What a step returns when it asked the device to reboot: nothing more runs in this boot. */
 const REBOOT_REQUESTED = Symbol('reboot requested');
-
-const DOWNLOAD_ATTEMPTS = 5;
-const FIRST_RETRY_MS = 1_000;
-
-/**
- * Runs a download again when the connection failed or dropped (a server restarting, a flaky
- * link) or the server answered with an error of its own (5xx), waiting 1 s, 2 s, 4 s… between
- * tries; each try resumes from the partial file. Refusals (4xx, oversize) fail at once.
- */
-export async function retryTransient(signal: AbortSignal, download: () => Promise<unknown>): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await download();
-      return;
-    } catch (error) {
-      const transient =
-        !isBoardfleetError(error) || error.code === 'download-truncated' || error.code === 'unavailable';
-      if (!transient || attempt >= DOWNLOAD_ATTEMPTS || signal.aborted) throw error;
-      await delay(FIRST_RETRY_MS * 2 ** (attempt - 1), undefined, { signal });
-    }
-  }
-}
 
 const EMPTY: UpdateRecord = {
   schemaVersion: 1,
@@ -99,6 +84,7 @@ export class UpdateManager {
   private record: UpdateRecord;
   private readonly stateFile: string;
   private readonly downloads: string;
+  private readonly kept: KeptSeeds;
   private work: Promise<void> = Promise.resolve();
   private abort = new AbortController();
   private rebootRequested = false;
@@ -106,6 +92,7 @@ export class UpdateManager {
   constructor(private readonly options: UpdateManagerOptions) {
     this.stateFile = join(options.dataDir, 'update-state.json');
     this.downloads = join(options.dataDir, 'downloads');
+    this.kept = new KeptSeeds(join(options.dataDir, 'seeds'));
     mkdirSync(this.downloads, { recursive: true });
     this.record = existsSync(this.stateFile)
       ? (JSON.parse(readFileSync(this.stateFile, 'utf8')) as UpdateRecord)
@@ -257,7 +244,7 @@ export class UpdateManager {
 
   private async step(state: UpdateState): Promise<UpdateEvent | typeof REBOOT_REQUESTED> {
     const deployment = this.record.deployment as Deployment;
-    const artifactPath = join(this.downloads, `${deployment.sha256}.artifact`);
+    const artifactPath = this.downloadOf(deployment).artifact;
     const signal = this.abort.signal;
     try {
       const strategy = this.options.strategies[deployment.strategy];
@@ -269,29 +256,39 @@ export class UpdateManager {
       switch (state) {
         case UpdateState.Downloading: {
           verifySignedManifest(deployment, this.options.fleetPublicKeyPem);
-          await retryTransient(signal, () => this.checkSignedTarget(deployment));
-          let lastDecile = -1;
-          await retryTransient(signal, () =>
-            downloadArtifact({
-              url: new URL(deployment.url, this.options.serverUrl).toString(),
-              ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
-              destination: artifactPath,
-              expectedSize: deployment.size,
-              auth: this.options.auth,
-              signal,
-              onProgress: (received, total) => {
-                const decile = Math.floor((received / total) * 10);
-                if (decile !== lastDecile) {
-                  lastDecile = decile;
-                  this.options.report({
-                    deploymentId: deployment.id,
-                    state: 'downloading',
-                    progress: decile * 10,
-                  });
-                }
-              },
-            }),
+          let signedChunkIndex: SignedChunkIndex | null | undefined;
+          await retryTransient(
+            signal,
+            async () => (signedChunkIndex = await this.checkSignedTarget(deployment)),
           );
+          let lastDecile = -1;
+          const transfer = await transferArtifact({
+            deployment,
+            serverUrl: this.options.serverUrl,
+            ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
+            auth: this.options.auth,
+            fleetPublicKeyPem: this.options.fleetPublicKeyPem,
+            downloads: this.downloads,
+            seeds: await this.seedsOf(strategy),
+            baseIndex: this.kept.baseIndex(strategy.kind),
+            ...(signedChunkIndex === undefined ? {} : { signedChunkIndex }),
+            signal,
+            logger: this.options.logger,
+            ...(this.options.onAssemblyStep ? { onAssemblyStep: this.options.onAssemblyStep } : {}),
+            onProgress: (received, total) => {
+              // 100 % is said once, with how the artifact came.
+              const decile = Math.min(9, Math.floor((received / total) * 10));
+              if (decile !== lastDecile) {
+                lastDecile = decile;
+                this.options.report({
+                  deploymentId: deployment.id,
+                  state: 'downloading',
+                  progress: decile * 10,
+                });
+              }
+            },
+          });
+          this.options.report({ deploymentId: deployment.id, state: 'downloading', progress: 100, transfer });
           return UpdateEvent.Downloaded;
         }
         case UpdateState.Verifying:
@@ -324,7 +321,8 @@ export class UpdateManager {
           }
           await strategy.commit(manifest);
           this.record.running = { artifact: deployment.artifact, version: deployment.version };
-          rmSync(artifactPath, { force: true });
+          // What is committed now is what the next update is assembled from.
+          this.kept.keep(strategy.kind, this.downloadOf(deployment), !strategy.seeds);
           return UpdateEvent.Healthy;
         }
         case UpdateState.RollingBack: {
@@ -346,7 +344,7 @@ export class UpdateManager {
           // The old version runs only after the reboot; the next start finds it and finishes.
           if (needsReboot) return REBOOT_REQUESTED;
           this.record.running = this.record.previous;
-          rmSync(artifactPath, { force: true });
+          discardDownload(this.downloadOf(deployment));
           return UpdateEvent.RollbackDone;
         }
         default:
@@ -360,15 +358,33 @@ export class UpdateManager {
       if (state === UpdateState.Downloading || state === UpdateState.Verifying) {
         // A bad download is discarded, so the next attempt starts clean.
         if (isBoardfleetError(error) && error.code !== 'download-truncated')
-          rmSync(artifactPath, { force: true });
+          discardDownload(this.downloadOf(deployment));
         return UpdateEvent.Rejected;
       }
       if (state === UpdateState.Installing && error instanceof InstallRefusedError) {
-        rmSync(artifactPath, { force: true });
+        discardDownload(this.downloadOf(deployment));
         return UpdateEvent.Rejected;
       }
       return UpdateEvent.Unhealthy;
     }
+  }
+
+  /**
+   * What a delta of this strategy's next version can be assembled from: its own seeds, or the
+   * artifact kept at its last commit; when there is nothing, why.
+   */
+  private async seedsOf(strategy: UpdateStrategy): Promise<{ sources: SeedSource[]; none: string }> {
+    const none = `no seed: nothing on this device to assemble the ${strategy.kind} update from`;
+    if (!strategy.seeds) return { sources: fileSeed(this.kept.artifactPath(strategy.kind)), none };
+    try {
+      return { sources: await strategy.seeds(), none };
+    } catch (error) {
+      return { sources: [], none: `no seed: ${(error as Error).message}` };
+    }
+  }
+
+  private downloadOf(deployment: Deployment): ReturnType<typeof downloadFiles> {
+    return downloadFiles(this.downloads, deployment.sha256);
   }
 
   /** Waits while the update lock is held or the update window is closed, saying so once. */
@@ -406,9 +422,13 @@ export class UpdateManager {
    * Before a byte is downloaded: the fleet's targets metadata signs this deployment (when the
    * fleet has a TUF root; until then the signed manifest is the check). Its cost is logged.
    */
-  private async checkSignedTarget(deployment: Deployment): Promise<void> {
+  /**
+   * Checks the deployment against the fleet's TUF targets, when the device trusts a root; returns
+   * the chunk index targets signs for it then (null: none), undefined without TUF.
+   */
+  private async checkSignedTarget(deployment: Deployment): Promise<SignedChunkIndex | null | undefined> {
     const metadata = this.options.signedTargets;
-    if (!metadata || !(await metadata.hasTrustedRoot())) return;
+    if (!metadata || !(await metadata.hasTrustedRoot())) return undefined;
     const cost = await metadata.check(
       deployment,
       this.runningVersionOf(deployment),
@@ -418,6 +438,7 @@ export class UpdateManager {
       { deploymentId: deployment.id, metadataBytes: cost.bytes, metadataMs: Math.round(cost.milliseconds) },
       `${deployment.artifact} ${deployment.version} is signed by the fleet's targets metadata`,
     );
+    return cost.chunkIndex;
   }
 
   /** Writes the record before the step runs, then tells the server (reporting after saving keeps it truthful). */

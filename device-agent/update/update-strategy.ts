@@ -1,5 +1,6 @@
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
+import type { SeedSource } from './update-seeds.ts';
 
 /** Where a strategy asks the device to reboot to: what `install` armed, or what was committed. */
 export type RebootTarget = 'new' | 'old';
@@ -53,6 +54,13 @@ export interface UpdateStrategy {
   reboot?(into: RebootTarget): Promise<void>;
   /** After `install` asked for a reboot: has the device rebooted since, and into which version? */
   rebootOutcome?(): Promise<RebootOutcome>;
+  /**
+   * What a delta update of this kind is assembled from: the parts of the device that hold the
+   * version it runs (a slot's root filesystem and boot files). A strategy without it gets the
+   * last committed artifact file, which the update manager keeps for it; one that returns
+   * nothing is always downloaded whole.
+   */
+  seeds?(): Promise<SeedSource[]>;
 }
 
 /**

@@ -2,6 +2,7 @@
  * Every operation the server serves, one row each, keyed by operation id. The server routes by
  * this table, the OpenAPI document is generated from it, and clients take their types from it.
  */
+import { CHUNK_HTTP } from '../chunk-index.ts';
 import { CONSOLE_MAX_BYTES } from '../device-console.ts';
 import { auditLogSchema, listAuditQuery } from './audit.ts';
 import {
@@ -11,6 +12,7 @@ import {
   fleetKeySchema,
   listArtifactsQuery,
 } from './artifacts.ts';
+import { chunkIndexQuery, chunkRequestBody } from './artifact-chunks.ts';
 import {
   buildEvents,
   buildJobSchema,
@@ -357,7 +359,7 @@ export const operations = {
   getArtifact: {
     method: 'get',
     path: '/api/v1/artifacts/{id}',
-    summary: 'An artifact with its signed manifest',
+    summary: 'An artifact with its signed manifest and, when it has one, what its chunk index says',
     tag: 'artifacts',
     access: 'viewer',
     status: 200,
@@ -373,6 +375,38 @@ export const operations = {
     headers: { Range: 'bytes=N- to resume a download' },
     response: binary('the content (206 with the requested range)'),
     responseHeaders: { 'x-artifact-sha256': 'the sha256 of the whole content' },
+  },
+  getArtifactChunkIndex: {
+    method: 'get',
+    path: `/api/v1/artifacts/{id}/${CHUNK_HTTP.indexPath}`,
+    summary:
+      'The chunk index of a deployable artifact, for delta updates (protocol/chunk-index.ts); 404 when it has none. Operator token or device Basic auth, as for the content',
+    tag: 'artifacts',
+    access: 'operator-or-device',
+    status: 200,
+    query: chunkIndexQuery,
+    response: binary(
+      `the binary chunk index; with \`${CHUNK_HTTP.baseQuery}\` naming an index the server holds, its delta (encodeChunkIndexDelta) when that is smaller`,
+    ),
+    responseHeaders: {
+      [CHUNK_HTTP.sha256Header]: 'the sha256 of the full index',
+      [CHUNK_HTTP.signatureHeader]:
+        'ed25519 signature by the fleet key of `chunkIndexStatement(sha256)`, base64',
+      [CHUNK_HTTP.encodingHeader]: '`full` (the index) or `delta` (a delta of the base index)',
+    },
+  },
+  fetchArtifactChunks: {
+    method: 'post',
+    path: `/api/v1/artifacts/{id}/${CHUNK_HTTP.chunksPath}`,
+    summary:
+      'Chunks of an artifact by their positions in its chunk index, for delta updates; 404 when it has no index. Operator token or device Basic auth, as for the content',
+    tag: 'artifacts',
+    access: 'operator-or-device',
+    status: 200,
+    body: json(chunkRequestBody),
+    response: binary(
+      `${CHUNK_HTTP.chunksMediaType}: the chunks' bytes concatenated in the order asked, as one brotli stream; each chunk's length is in the index`,
+    ),
   },
   getFleetKey: {
     method: 'get',

@@ -173,6 +173,12 @@ export const rolloutDeviceSchema = named(
     attempt: z.number().int(),
     artifactId: z.string().nullable(),
     progress: z.number().nullable(),
+    transferMode: z
+      .enum(['full', 'delta'])
+      .nullable()
+      .describe('how the artifact reached the device; null until its download is done'),
+    transferBytes: z.number().int().nullable().describe('bytes the device fetched for it'),
+    artifactBytes: z.number().int().nullable().describe("the artifact's size, what a full download fetches"),
     reason: z.string().nullable(),
     notifiedAt: timestamp.nullable(),
     soakUntil: timestamp.nullable(),
@@ -188,12 +194,24 @@ export const rolloutStatusDeviceSchema = named(
   }),
 );
 
+/** What the rollout's downloads cost, over the devices that finished one. */
+export const rolloutTransferSchema = named(
+  'RolloutTransfer',
+  z.object({
+    deltaDevices: z.number().int(),
+    fullDevices: z.number().int(),
+    bytes: z.number().int().describe('fetched by every device together'),
+    artifactBytes: z.number().int().describe('what the same devices would have fetched with full downloads'),
+  }),
+);
+
 /** The live view: the rollout, each wave with its counts, each device with state, progress and reason. */
 export const rolloutStatusSchema = named(
   'RolloutStatus',
   rolloutSchema.extend({
     waves: z.array(rolloutWaveSchema),
     devices: z.array(rolloutStatusDeviceSchema),
+    transfer: rolloutTransferSchema,
     log: z.array(z.object({ at: timestamp, message: z.string() })),
   }),
 );
@@ -242,5 +260,6 @@ export type RolloutWave = z.infer<typeof rolloutWaveSchema>;
 export type RolloutDevice = z.infer<typeof rolloutDeviceSchema>;
 export type RolloutStatusDevice = z.infer<typeof rolloutStatusDeviceSchema>;
 export type RolloutStatus = z.infer<typeof rolloutStatusSchema>;
+export type RolloutTransfer = z.infer<typeof rolloutTransferSchema>;
 export type RolloutPreview = z.infer<typeof rolloutPreviewSchema>;
 export type RolloutProgress = z.infer<typeof rolloutProgressSchema>;

@@ -3,7 +3,8 @@ import type { Artifact } from '../../protocol/api/artifacts.ts';
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 
-export type ArtifactRecord = Artifact;
+/** An artifact as stored; the API adds what its chunk index says. */
+export type ArtifactRecord = Omit<Artifact, 'chunks'>;
 
 @Injectable()
 export class ArtifactRepository {
@@ -60,27 +61,55 @@ export class ArtifactRepository {
     return rows.map(toRecord);
   }
 
-  /** Every artifact, without its manifest and signature: what the TUF targets list names. */
+  /**
+   * Every artifact, without its manifest and signature, and its chunk index if it has one: what
+   * the TUF targets list names.
+   */
   async catalogue(): Promise<ArtifactEntry[]> {
     const rows = await this.db
       .selectFrom('artifacts')
-      .select(['name', 'version', 'kind', 'boards', 'sha256', 'size'])
-      .orderBy('name')
-      .orderBy('version')
+      .leftJoin('artifact_chunk_indexes', 'artifact_chunk_indexes.artifact_id', 'artifacts.id')
+      .select([
+        'artifacts.name',
+        'artifacts.version',
+        'artifacts.kind',
+        'artifacts.boards',
+        'artifacts.sha256',
+        'artifacts.size',
+        'artifact_chunk_indexes.index_sha256',
+        'artifact_chunk_indexes.index_size',
+      ])
+      .orderBy('artifacts.name')
+      .orderBy('artifacts.version')
       .execute();
-    return rows.map((row) => ({ ...row, boards: JSON.parse(row.boards) as string[] }));
+    return rows.map(({ index_sha256, index_size, ...row }) => ({
+      ...row,
+      boards: JSON.parse(row.boards) as string[],
+      chunkIndex: index_sha256 === null ? null : { sha256: index_sha256, size: Number(index_size) },
+    }));
   }
 
-  async count(): Promise<number> {
-    const row = await this.db
-      .selectFrom('artifacts')
-      .select((eb) => eb.fn.countAll<number>().as('count'))
-      .executeTakeFirstOrThrow();
-    return Number(row.count);
+  /** How many targets the catalogue makes: each artifact, and each chunk index. */
+  async targetCount(): Promise<number> {
+    const count = async (table: 'artifacts' | 'artifact_chunk_indexes') =>
+      Number(
+        (
+          await this.db
+            .selectFrom(table)
+            .select((eb) => eb.fn.countAll<number>().as('count'))
+            .executeTakeFirstOrThrow()
+        ).count,
+      );
+    return (await count('artifacts')) + (await count('artifact_chunk_indexes'));
   }
 }
 
-export type ArtifactEntry = Pick<ArtifactRecord, 'name' | 'version' | 'kind' | 'boards' | 'sha256' | 'size'>;
+export type ArtifactEntry = Pick<
+  ArtifactRecord,
+  'name' | 'version' | 'kind' | 'boards' | 'sha256' | 'size'
+> & {
+  chunkIndex: { sha256: string; size: number } | null;
+};
 
 function toRecord(row: {
   id: string;

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
-import { Inject, Injectable } from '@nestjs/common';
-import { type ArtifactUpload, artifactUploadQuery } from '../../protocol/api/artifacts.ts';
+import { Inject, Injectable, Optional } from '@nestjs/common';
+import { type Artifact, type ArtifactUpload, artifactUploadQuery } from '../../protocol/api/artifacts.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { type ArtifactManifest, canonicalManifest } from '../../protocol/manifest.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
@@ -10,6 +10,7 @@ import { parseBody } from '../common/zod-body.ts';
 import { assertKnownBoards, knownArtifactBoards } from './artifact-boards.ts';
 import { type ArtifactRecord, ArtifactRepository } from './artifact.repository.ts';
 import { type BlobRange, BlobStore } from './blob-store.ts';
+import { ChunkIndexService } from './chunk-index.service.ts';
 import { SigningKeyRepository } from './signing-key.repository.ts';
 
 @Injectable()
@@ -21,6 +22,8 @@ export class ArtifactService {
     @Inject(BlobStore) private readonly blobs: BlobStore,
     @Inject(SigningKeyRepository) private readonly signingKey: SigningKeyRepository,
     @Inject(CLOCK) private readonly clock: Clock,
+    // Absent only where a test builds the service for another module's sake: nothing is chunked.
+    @Optional() @Inject(ChunkIndexService) private readonly chunkIndexes: ChunkIndexService | null = null,
   ) {}
 
   parseUpload(metadata: unknown): ArtifactUpload {
@@ -30,8 +33,9 @@ export class ArtifactService {
   }
 
   /**
-   * Stores the body (verified against the declared sha256 and size) and records a signed manifest.
-   * Uploading the same name, version and content again returns the existing artifact.
+   * Stores the body (verified against the declared sha256 and size), records a signed manifest,
+   * and cuts a deployable artifact into chunks for delta updates. Uploading the same name,
+   * version and content again returns the existing artifact (chunking it if it has no index yet).
    */
   async upload(
     upload: ArtifactUpload,
@@ -46,7 +50,10 @@ export class ArtifactService {
       );
     }
     await this.blobs.write(body, { sha256: upload.sha256, size: upload.size });
-    if (existing) return { artifact: existing, created: false };
+    if (existing) {
+      await this.chunkIndexes?.indexArtifact(existing);
+      return { artifact: existing, created: false };
+    }
     const manifest: ArtifactManifest = {
       schemaVersion: 1,
       name: upload.name,
@@ -67,6 +74,7 @@ export class ArtifactService {
       signature: this.signingKey.sign(manifestText),
     };
     await this.artifacts.insert(artifact);
+    await this.chunkIndexes?.indexArtifact(artifact);
     return { artifact, created: true };
   }
 
@@ -76,8 +84,14 @@ export class ArtifactService {
     return artifact;
   }
 
-  list(filter: { name?: string; kind?: string; limit: number; offset: number }) {
-    return this.artifacts.list(filter);
+  async list(filter: { name?: string; kind?: string; limit: number; offset: number }): Promise<Artifact[]> {
+    return this.describe(await this.artifacts.list(filter));
+  }
+
+  /** Artifacts as the API answers them: with what their chunk indexes say. */
+  async describe(artifacts: ArtifactRecord[]): Promise<Artifact[]> {
+    const chunks = (await this.chunkIndexes?.summaries(artifacts)) ?? new Map();
+    return artifacts.map((artifact) => ({ ...artifact, chunks: chunks.get(artifact.id) ?? null }));
   }
 
   /** The artifact's content, or `range` of it; refused when the store has lost it. */

@@ -1,5 +1,6 @@
 import { pipeline } from 'node:stream/promises';
-import { Controller, Inject, Optional, Param, Query, Req, Res } from '@nestjs/common';
+import { constants as zlib, createBrotliCompress } from 'node:zlib';
+import { Body, Controller, Inject, Optional, Param, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import pino, { type Logger } from 'pino';
 import {
@@ -8,7 +9,9 @@ import {
   type FleetKey,
   listArtifactsQuery,
 } from '../../protocol/api/artifacts.ts';
+import { chunkIndexQuery, chunkRequestBody } from '../../protocol/api/artifact-chunks.ts';
 import { operations } from '../../protocol/api/operations.ts';
+import { CHUNK_HTTP } from '../../protocol/chunk-index.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { authenticateDeviceRequest } from '../auth/device-basic-auth.ts';
 import { OperatorAuthenticator } from '../auth/operator-authenticator.ts';
@@ -20,6 +23,10 @@ import { RolloutRepository } from '../rollouts/rollout.repository.ts';
 import type { ArtifactRecord } from './artifact.repository.ts';
 import { ArtifactService } from './artifact.service.ts';
 import type { BlobRange } from './blob-store.ts';
+import { ChunkIndexService } from './chunk-index.service.ts';
+
+/** Brotli's quality for chunks: most of what it can save, at a CPU cost paid again for every request. */
+const CHUNKS_BROTLI_QUALITY = 5;
 
 @Controller()
 export class ArtifactsController {
@@ -28,6 +35,7 @@ export class ArtifactsController {
     @Inject(OperatorAuthenticator) private readonly operatorAuth: OperatorAuthenticator,
     @Inject(DeviceAuthenticator) private readonly devices: DeviceAuthenticator,
     @Inject(RolloutRepository) private readonly rollouts: RolloutRepository,
+    @Inject(ChunkIndexService) private readonly chunkIndexes: ChunkIndexService,
     @Optional() @Inject(HTTP_LOGGER) private readonly logger: Logger = pino(),
   ) {}
 
@@ -47,7 +55,7 @@ export class ArtifactsController {
         );
       }
       const { artifact } = await this.artifacts.upload(upload, request);
-      return artifact;
+      return (await this.artifacts.describe([artifact]))[0] as Artifact;
     } catch (error) {
       // The rest of the body is not read: close the connection rather than leave it half-consumed.
       if (!request.complete) response.setHeader('connection', 'close');
@@ -63,19 +71,57 @@ export class ArtifactsController {
 
   @ApiRoute(operations.getArtifact)
   async get(@Param('id') id: string): Promise<Artifact> {
-    return this.artifacts.getOrThrow(id);
+    return (await this.artifacts.describe([await this.artifacts.getOrThrow(id)]))[0] as Artifact;
   }
 
-  /**
-   * Operators (a token) download any artifact; a device (HTTP Basic: device id and secret) only one
-   * a deployment sent it, and is told 404 for any other, as for a missing one, so ids do not leak.
-   */
   @ApiRoute(operations.downloadArtifact)
   async content(@Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
-    const downloader = await this.authenticateDownloader(request, response);
-    if (downloader.deviceId !== null && !(await this.rollouts.sentArtifact(downloader.deviceId, id)))
-      throw notFound(`artifact ${id}`);
-    await this.sendContent(request, response, await this.artifacts.getOrThrow(id));
+    await this.sendContent(request, response, await this.readableArtifact(id, request, response));
+  }
+
+  /** The signed chunk index, or a delta of the one the caller holds (`?base=`). */
+  @ApiRoute(operations.getArtifactChunkIndex)
+  async chunkIndex(
+    @Param('id') id: string,
+    @Query() query: unknown,
+    @Req() request: Request,
+    @Res() response: Response,
+  ): Promise<void> {
+    const artifact = await this.readableArtifact(id, request, response);
+    const { base } = parseBody(chunkIndexQuery, query);
+    const answer = await this.chunkIndexes.indexAnswer(artifact, base);
+    response.status(200);
+    response.setHeader('content-type', 'application/octet-stream');
+    response.setHeader(CHUNK_HTTP.sha256Header, answer.sha256);
+    response.setHeader(CHUNK_HTTP.signatureHeader, answer.signature);
+    response.setHeader(CHUNK_HTTP.encodingHeader, answer.encoding);
+    response.end(answer.body);
+  }
+
+  /** The chunks asked for, in that order, as one brotli stream. */
+  @ApiRoute(operations.fetchArtifactChunks)
+  async chunks(
+    @Param('id') id: string,
+    @Body() body: unknown,
+    @Req() request: Request,
+    @Res() response: Response,
+  ): Promise<void> {
+    const artifact = await this.readableArtifact(id, request, response);
+    const { chunks: positions } = parseBody(chunkRequestBody, body);
+    const bytes = await this.chunkIndexes.chunkBytes(artifact, positions);
+    response.status(200);
+    response.setHeader('content-type', CHUNK_HTTP.chunksMediaType);
+    // The client learns at once that its chunks are coming: brotli holds back its first bytes.
+    response.flushHeaders();
+    const compress = createBrotliCompress({
+      params: { [zlib.BROTLI_PARAM_QUALITY]: CHUNKS_BROTLI_QUALITY },
+    });
+    // A chunk lost mid-answer destroys the response: the client sees it cut short, never wrong bytes.
+    // A client that goes away ends the pipeline too, and closes the chunk being read.
+    await pipeline(bytes, compress, response).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE')
+        this.logger.error({ err: error, artifact: artifact.id }, 'sending chunks failed mid-answer');
+    });
   }
 
   /** The content, whole or the one range asked for, as express's sendFile answered from a file. */
@@ -115,6 +161,18 @@ export class ArtifactsController {
   @ApiRoute(operations.getFleetKey)
   fleetKey(): FleetKey {
     return { algorithm: 'ed25519', publicKeyPem: this.artifacts.publicKeyPem };
+  }
+
+  /**
+   * The artifact, if the caller may read its content: operators (a token) any artifact; a device
+   * (HTTP Basic: device id and secret) only one a deployment sent it, and is told 404 for any
+   * other, as for a missing one, so ids do not leak.
+   */
+  private async readableArtifact(id: string, request: Request, response: Response): Promise<ArtifactRecord> {
+    const downloader = await this.authenticateDownloader(request, response);
+    if (downloader.deviceId !== null && !(await this.rollouts.sentArtifact(downloader.deviceId, id)))
+      throw notFound(`artifact ${id}`);
+    return this.artifacts.getOrThrow(id);
   }
 
   /** Who downloads: an operator (`deviceId` null) or a device. */

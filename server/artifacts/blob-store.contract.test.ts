@@ -126,6 +126,18 @@ describe.each([folderStore, s3Store])('a blob store on $name', (kind) => {
     expect((await buffer(await store.read(expected.sha256))).equals(content)).toBe(true);
   });
 
+  it('stores a chunk from memory once, and refuses bytes that do not match its sha256', async () => {
+    const dataDir = newDataDir();
+    const store = await open(dataDir);
+    const { content, expected } = blob(16 * 1024);
+    expect(await store.writeBytes(content, expected.sha256)).toEqual({ stored: true });
+    expect(await store.writeBytes(content, expected.sha256)).toEqual({ stored: false });
+    expect((await buffer(await store.read(expected.sha256))).equals(content)).toBe(true);
+    const other = randomBytes(100);
+    await expect(store.writeBytes(other, expected.sha256)).rejects.toThrow(`sha256 is ${sha256Of(other)}`);
+    expect(incomingOf(dataDir)).toEqual([]);
+  });
+
   it('stores a blob larger than one S3 part (11 MiB) whole', async () => {
     const store = await open(newDataDir());
     const { content, expected } = blob(2 * PART_BYTES + 1024 * 1024);

@@ -34,13 +34,11 @@ export class FolderBlobStore extends BlobStore {
   }
 
   write(body: Readable, expected: ExpectedBlob): Promise<{ stored: boolean }> {
-    return this.incoming.receive(body, expected, async (verified) => {
-      const path = this.pathOf(expected.sha256);
-      if (await this.has(expected.sha256)) return { stored: false };
-      await mkdir(dirname(path), { recursive: true, mode: BLOB_DIRECTORY_MODE });
-      await rename(verified, path);
-      return { stored: true };
-    });
+    return this.incoming.receive(body, expected, (verified) => this.keep(verified, expected.sha256));
+  }
+
+  override writeBytes(bytes: Buffer, sha256: string): Promise<{ stored: boolean }> {
+    return this.incoming.receiveBytes(bytes, sha256, (verified) => this.keep(verified, sha256));
   }
 
   async read(sha256: string, range?: BlobRange): Promise<Readable> {
@@ -49,6 +47,15 @@ export class FolderBlobStore extends BlobStore {
       throw isMissing(error) ? missingBlob(sha256) : error;
     });
     return file.createReadStream(range ?? {});
+  }
+
+  /** Moves a verified file into place, unless the store holds that content already. */
+  private async keep(verified: string, sha256: string): Promise<{ stored: boolean }> {
+    const path = this.pathOf(sha256);
+    if (await this.has(sha256)) return { stored: false };
+    await mkdir(dirname(path), { recursive: true, mode: BLOB_DIRECTORY_MODE });
+    await rename(verified, path);
+    return { stored: true };
   }
 
   private pathOf(sha256: string): string {

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { BoardfleetError } from '../../protocol/errors.ts';
 
 /** Bytes `start` to `end` of a blob, both included, as an HTTP Range names them. */
@@ -27,6 +27,14 @@ export abstract class BlobStore {
    * `stored` is false when the store already held that content.
    */
   abstract write(body: Readable, expected: ExpectedBlob): Promise<{ stored: boolean }>;
+
+  /**
+   * Stores a small blob already in memory (a chunk of an artifact) as {@link write} would: a
+   * store may do it with less ceremony than a stream needs.
+   */
+  writeBytes(bytes: Buffer, sha256: string): Promise<{ stored: boolean }> {
+    return this.write(Readable.from([bytes]), { sha256, size: bytes.length });
+  }
 
   /** The blob's bytes, or only `range` of them; a `not-found` error when the store does not hold it. */
   abstract read(sha256: string, range?: BlobRange): Promise<Readable>;

@@ -14,6 +14,8 @@ const NOT_OPERATOR_ACTIONS: Partial<Record<OperationId, (typeof operations)[Oper
   provision: 'provisioning-token',
   signIn: 'public',
   signOut: 'public',
+  // Reads chunks with a POST (the positions are a list): a device's or an operator's, changing nothing.
+  fetchArtifactChunks: 'operator-or-device',
 };
 /** Operator writes that change nothing. */
 const CHANGE_NOTHING: OperationId[] = ['previewRollout'];

@@ -155,6 +155,9 @@ export const AUDIT_RULES: {
     target: ({ result }) => result?.id ?? null,
     detail: ({ query }) => fields(query, ['name', 'version', 'kind', 'boards']),
   },
+  fetchArtifactChunks: {
+    notAudited: 'a device (or an operator) reads chunks of an artifact for a delta update; nothing changes',
+  },
   createRelease: {
     action: 'release.create',
     target: ({ result }) => result?.id ?? null,

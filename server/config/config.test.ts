@@ -130,6 +130,15 @@ describe('server configuration', () => {
     ).toBe('required');
   });
 
+  it('chunks artifacts for delta updates unless BOARDFLEET_DELTA_UPDATES=off', () => {
+    expect(loadServerConfig({}).deltaUpdates).toBe(true);
+    expect(loadServerConfig({ BOARDFLEET_DELTA_UPDATES: 'on' }).deltaUpdates).toBe(true);
+    expect(loadServerConfig({ BOARDFLEET_DELTA_UPDATES: 'off' }).deltaUpdates).toBe(false);
+    expect(() => loadServerConfig({ BOARDFLEET_DELTA_UPDATES: 'no' })).toThrow(
+      '  BOARDFLEET_DELTA_UPDATES=no must be on or off',
+    );
+  });
+
   it('refuses a LOG_LEVEL pino does not know, listed with the other bad variables', () => {
     expect(loadServerConfig({ LOG_LEVEL: 'debug' }).logLevel).toBe('debug');
     expect(loadServerConfig({}).logLevel).toBe('info');

@@ -68,6 +68,8 @@ export interface ServerConfig {
   mqttLimits: BrokerLimits;
   /** Where artifact contents are kept, for every replica to read. */
   artifactStore: ArtifactStoreConfig;
+  /** Deployable artifacts are chunked on upload and devices fetch only the chunks they lack. */
+  deltaUpdates: boolean;
 }
 
 /** The data folder (shared by replicas), or an S3-compatible bucket. */
@@ -230,6 +232,11 @@ export const SERVER_ENVIRONMENT = {
     default: '0',
     meaning:
       '1: address the bucket as <endpoint>/<bucket> (MinIO and most S3-compatible servers), not <bucket>.<endpoint>',
+  },
+  BOARDFLEET_DELTA_UPDATES: {
+    default: 'on',
+    meaning:
+      'on: deployable artifacts of 256 KiB or more are cut into chunks on upload, and devices fetch only the chunks they lack; off: no chunking, the chunk endpoints answer 404 and devices download whole artifacts',
   },
   LOG_LEVEL: {
     default: 'info',
@@ -441,6 +448,9 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     problems.push(`LOG_FORMAT=${logFormatRaw} must be one of ${LOG_FORMATS.join(', ')}`);
   const mqttLimits = readBrokerLimits(env, problems);
   const artifactStore = readArtifactStore(env, problems);
+  const deltaUpdatesRaw = env.BOARDFLEET_DELTA_UPDATES || SERVER_ENVIRONMENT.BOARDFLEET_DELTA_UPDATES.default;
+  if (deltaUpdatesRaw !== 'on' && deltaUpdatesRaw !== 'off')
+    problems.push(`BOARDFLEET_DELTA_UPDATES=${deltaUpdatesRaw} must be on or off`);
   const metricsPublic = flag('BOARDFLEET_METRICS_PUBLIC');
   const apiDocsPublic = flag('BOARDFLEET_API_DOCS_PUBLIC');
   if (problems.length > 0) {
@@ -482,5 +492,6 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     apiDocsPublic,
     mqttLimits,
     artifactStore,
+    deltaUpdates: deltaUpdatesRaw !== 'off',
   };
 }

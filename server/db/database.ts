@@ -18,6 +18,8 @@ import * as replicas from './migrations/20261211T1100-replicas.ts';
 import * as auditLog from './migrations/20261218T1200-audit-log.ts';
 import * as tuf from './migrations/20261220T1300-tuf.ts';
 import * as rollbackOrders from './migrations/20261221T1400-rollback-orders.ts';
+import * as rolloutTransfer from './migrations/20261223T1600-rollout-transfer.ts';
+import * as artifactChunkIndexes from './migrations/20261224T1700-artifact-chunk-indexes.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -38,6 +40,8 @@ export const MIGRATIONS: Record<string, Migration> = {
   '20261218T1200-audit-log': auditLog,
   '20261220T1300-tuf': tuf,
   '20261221T1400-rollback-orders': rollbackOrders,
+  '20261223T1600-rollout-transfer': rolloutTransfer,
+  '20261224T1700-artifact-chunk-indexes': artifactChunkIndexes,
 };
 
 const PG_INT8_OID = 20;

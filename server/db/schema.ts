@@ -115,6 +115,20 @@ export interface ArtifactTable {
   signature: string;
 }
 
+/** The chunk index of a chunked artifact (delta updates); the index itself is a blob of the artifact store. */
+export interface ArtifactChunkIndexTable {
+  artifact_id: string;
+  index_sha256: string;
+  index_size: number;
+  /** The fleet key's ed25519 signature of `chunkIndexStatement(index_sha256)`, base64. */
+  signature: string;
+  chunk_count: number;
+  /** Chunks (and their bytes) the store did not hold before this artifact. */
+  new_chunk_count: number;
+  new_chunk_bytes: number;
+  created_at: number;
+}
+
 export interface ReleaseTable {
   id: string;
   name: string;
@@ -162,6 +176,10 @@ export interface RolloutDeviceTable {
   /** JSON of the device's desired deployment before this rollout moved it: what a rollback sends back. */
   previous_deployment: string | null;
   progress: number | null;
+  /** `full` or `delta`, once the device has its artifact. */
+  transfer_mode: 'full' | 'delta' | null;
+  transfer_bytes: number | null;
+  artifact_bytes: number | null;
   reason: string | null;
   notified_at: number | null;
   soak_until: number | null;
@@ -309,6 +327,7 @@ export interface DatabaseSchema {
   releases: ReleaseTable;
   release_artifacts: ReleaseArtifactTable;
   artifacts: ArtifactTable;
+  artifact_chunk_indexes: ArtifactChunkIndexTable;
   devices: DeviceTable;
   device_tags: DeviceTagTable;
   operator_tokens: OperatorTokenTable;

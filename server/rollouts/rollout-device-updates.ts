@@ -24,13 +24,16 @@ const COLUMNS: Record<ChangedField, { column: string; type: 'text' | 'integer' |
   artifactId: { column: 'artifact_id', type: 'text' },
   previousDeployment: { column: 'previous_deployment', type: 'text' },
   progress: { column: 'progress', type: 'integer' },
+  transferMode: { column: 'transfer_mode', type: 'text' },
+  transferBytes: { column: 'transfer_bytes', type: 'bigint' },
+  artifactBytes: { column: 'artifact_bytes', type: 'bigint' },
   reason: { column: 'reason', type: 'text' },
   notifiedAt: { column: 'notified_at', type: 'bigint' },
   soakUntil: { column: 'soak_until', type: 'bigint' },
   stateChangedAt: { column: 'state_changed_at', type: 'bigint' },
 };
 
-/** Rows per statement: at most 11 parameters each, far below SQLite's and PostgreSQL's limits. */
+/** Rows per statement: at most 14 parameters each, far below SQLite's and PostgreSQL's limits. */
 const ROWS_PER_STATEMENT = 500;
 
 /**

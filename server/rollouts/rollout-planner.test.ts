@@ -563,6 +563,26 @@ describe('rollout planner: device reports', () => {
     ).toEqual([expect.objectContaining({ changes: { progress: 30, stateChangedAt: NOW } })]);
   });
 
+  it('keeps how the artifact came (delta or full) and what it cost, from the report that says so', () => {
+    const transfer = { mode: 'delta' as const, bytes: 38_000, artifactBytes: 71_884_288 };
+    expect(
+      planDeviceReports(
+        device('a', D.Downloading),
+        [{ report: { state: 'downloading', progress: 100, transfer }, message: undefined }],
+        { now: NOW, soakSeconds },
+      ),
+    ).toEqual([
+      expect.objectContaining({
+        changes: {
+          progress: 100,
+          transferMode: 'delta',
+          transferBytes: 38_000,
+          artifactBytes: 71_884_288,
+        },
+      }),
+    ]);
+  });
+
   it.each([
     {
       name: 'applies reports in order, each seeing the one before',

@@ -129,6 +129,13 @@ function applyReport(
   const event = DEPLOYMENT_EVENT_BY_REPORT[report.state];
   plan.device(device, event, {
     ...(report.progress !== undefined ? { progress: Math.round(report.progress) } : {}),
+    ...(report.transfer
+      ? {
+          transferMode: report.transfer.mode,
+          transferBytes: report.transfer.bytes,
+          artifactBytes: report.transfer.artifactBytes,
+        }
+      : {}),
     ...(message ? { reason: message } : {}),
     ...(event === DeploymentEvent.Installed ? { soakUntil: plan.now + soakSeconds * 1000 } : {}),
   });
@@ -161,6 +168,9 @@ export function planDelivery(
     artifactId: delivery.artifact.id,
     previousDeployment,
     progress: 0,
+    transferMode: null,
+    transferBytes: null,
+    artifactBytes: null,
   });
   if (notified)
     plan.sendDesired(device.deviceId, deploymentFromArtifact(delivery.artifact, device.deploymentId));
@@ -231,6 +241,9 @@ export function newRolloutDevice(
     artifactId: null,
     previousDeployment: null,
     progress: null,
+    transferMode: null,
+    transferBytes: null,
+    artifactBytes: null,
     reason: null,
     notifiedAt: null,
     soakUntil: null,

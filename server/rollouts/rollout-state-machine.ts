@@ -114,6 +114,8 @@ export const DEPLOYMENT_TRANSITIONS: Record<
   },
   [DeploymentState.Downloading]: {
     ...inFlight,
+    // Not a move: each progress report (and the last one's transfer figures) updates the row.
+    [DeploymentEvent.DownloadStarted]: DeploymentState.Downloading,
     [DeploymentEvent.InstallStarted]: DeploymentState.Installing,
     [DeploymentEvent.Installed]: DeploymentState.Soaking,
   },

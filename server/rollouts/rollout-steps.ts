@@ -83,7 +83,10 @@ export class Plan {
   device(device: RolloutDeviceRecord, event: DeploymentEvent, changes: DeviceChanges = {}): boolean {
     const state = nextState(DEPLOYMENT_TRANSITIONS, device.state, event);
     if (!state) return false;
-    const written = { ...changes, stateChangedAt: this.now };
+    // A state's loop to itself (download progress) is worth a write only for what it changes.
+    const moves = state !== device.state;
+    if (!moves && Object.keys(changes).length === 0) return false;
+    const written = moves ? { ...changes, stateChangedAt: this.now } : { ...changes };
     Object.assign(device, written, { state });
     this.steps.push({ kind: 'move-device', deviceId: device.deviceId, event, state, changes: written });
     return true;

@@ -1,5 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { type CreateRollout, RolloutState, WaveState } from '../../protocol/api/rollouts.ts';
+import {
+  type CreateRollout,
+  type RolloutDevice,
+  RolloutState,
+  type RolloutTransfer,
+  WaveState,
+} from '../../protocol/api/rollouts.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
 import { invalidRequest, notFound } from '../common/errors.ts';
@@ -110,6 +116,7 @@ export class RolloutService {
         ...device,
         deviceName: names.get(device.deviceId) ?? null,
       })),
+      transfer: transferOf(devices),
       log: await this.rollouts.logEntries(id),
     };
   }
@@ -146,4 +153,17 @@ export class RolloutService {
 
 function waveName(name: string | undefined, index: number): string {
   return name ?? `wave ${index + 1}`;
+}
+
+/** What the rollout's downloads cost, summed over the devices that reported one. */
+export function transferOf(devices: readonly RolloutDevice[]): RolloutTransfer {
+  const transfer: RolloutTransfer = { deltaDevices: 0, fullDevices: 0, bytes: 0, artifactBytes: 0 };
+  for (const device of devices) {
+    if (!device.transferMode) continue;
+    if (device.transferMode === 'delta') transfer.deltaDevices++;
+    else transfer.fullDevices++;
+    transfer.bytes += device.transferBytes ?? 0;
+    transfer.artifactBytes += device.artifactBytes ?? 0;
+  }
+  return transfer;
 }

@@ -105,8 +105,8 @@ export class OnlineMetadataPublisher {
     const timestamp = await metadata.latestFacts('timestamp');
     if (!timestamp || isDue(timestamp, clock.now())) return true;
     const targets = await metadata.latestFacts('targets');
-    // Artifacts and orders are only ever added: another count means another list.
-    return targets?.targetCount !== (await artifacts.count()) + (await orders.count());
+    // Artifacts, their chunk indexes and orders are only ever added: another count means another list.
+    return targets?.targetCount !== (await artifacts.targetCount()) + (await orders.count());
   }
 
   private async settle(): Promise<void> {

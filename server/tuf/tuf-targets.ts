@@ -1,6 +1,7 @@
-/** What targets.json lists: every artifact, and every rollback order. Pure. */
+/** What targets.json lists: every artifact, its chunk index, and every rollback order. Pure. */
 import type { TufTargetFile } from '../../protocol/tuf/metadata.ts';
 import { canonicalBytes } from '../../protocol/tuf/signing.ts';
+import { chunkIndexTargetPath } from '../../protocol/chunk-index.ts';
 import { sha256 } from '../../lib/hash.ts';
 import type { ArtifactEntry } from '../artifacts/artifact.repository.ts';
 import type { RollbackOrderRecord } from './rollback-order.repository.ts';
@@ -46,6 +47,13 @@ export function wantedTargets(
         kind: artifact.kind,
       },
     };
+  for (const { name, version, sha256: artifactSha256, chunkIndex } of artifacts)
+    if (chunkIndex)
+      targets[chunkIndexTargetPath(name, version)] = {
+        length: chunkIndex.size,
+        hashes: { sha256: chunkIndex.sha256 },
+        custom: { artifactSha256 },
+      };
   for (const order of orders) targets[rollbackOrderPath(order.id)] = rollbackOrderTarget(order);
   return targets;
 }

@@ -7,7 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../cli/api-client.ts';
-import { slotOfBootConfig } from '../../protocol/linux-ab-layout.ts';
+import { readUpdatePayloadManifest } from '../../builder/disk/update-payload.ts';
+import { SLOT_FILES, slotFromCmdline, slotOfBootConfig } from '../../protocol/linux-ab-layout.ts';
 import type { BuildJob } from '../../protocol/api/builds.ts';
 import type { DeviceRecord } from '../../server/devices/device.repository.ts';
 import { sqliteBackend } from '../support/databases.ts';
@@ -88,7 +89,10 @@ describe('Linux images: build, boot under qemu, A/B rollouts', () => {
     scratch = mkdtempSync(join(tmpdir(), 'boardfleet-image-e2e-'));
     mkdirSync(join(scratch, 'recipes'));
     writeRecipe('pi-minimal', '1.0.0');
-    writeRecipe('pi-minimal-next', '1.1.0');
+    // One file of the root changes: the device assembles the new slot from the running one.
+    writeRecipe('pi-minimal-next', '1.1.0', (text) =>
+      text.replace("/data keeps the agent's state.", "/data keeps the agent's state (1.1.0)."),
+    );
     // An image whose agent never starts: nothing on the device can commit it.
     writeRecipe('pi-minimal-broken', '1.2.0', (text) => text.replace(/include: true/, 'include: false'));
     // The VM reaches the host's loopback as 10.0.2.2 (qemu user networking): the server's
@@ -191,7 +195,7 @@ describe('Linux images: build, boot under qemu, A/B rollouts', () => {
     expect(device.board).toBe(BOARD);
   }, 300_000);
 
-  it('rolls a new root slot out: written to slot b, tried once with tryboot, committed', async () => {
+  it('rolls a one-file change out by delta: slot b assembled from slot a, byte-identical to a full install, tried once with tryboot, committed', async () => {
     await build('pi-minimal-next');
     const id = await rollOut('pi-minimal-next');
     // The agent writes slot b, arms tryboot.txt and restarts with "0 tryboot".
@@ -205,8 +209,28 @@ describe('Linux images: build, boot under qemu, A/B rollouts', () => {
       },
       300_000,
     );
-    expect(done.devices).toMatchObject([{ deviceId, state: 'committed' }]);
+    expect(done.devices).toMatchObject([{ deviceId, state: 'committed', transferMode: 'delta' }]);
+    const [device] = done.devices;
+    // The whole index (the device runs what the SD card came with: no index of its own) and a few chunks.
+    expect(device!.transferBytes).toBeLessThan(device!.artifactBytes! * 0.005);
+    expect(done.transfer).toMatchObject({ deltaDevices: 1, fullDevices: 0, bytes: device!.transferBytes });
     await committedSlotIs('b');
+    // What a full install writes: exactly the payload's root filesystem and boot files.
+    const payload = builds
+      .get('pi-minimal-next')!
+      .outputs.find((output) => output.role === 'update-payload')!;
+    const payloadFile = join(scratch, 'next.payload.tar');
+    await pipeline(
+      Readable.fromWeb((await download(payload.artifactId)).body as never),
+      createWriteStream(payloadFile),
+    );
+    const manifest = await readUpdatePayloadManifest(payloadFile);
+    expect(await vm.rootSlotSha256('b', manifest.rootfs.size)).toBe(manifest.rootfs.sha256);
+    for (const [name, file] of Object.entries(manifest.bootFiles))
+      if (name !== SLOT_FILES.cmdline)
+        expect(await vm.bootFileSha256(`slot-b/${name}`), name).toBe(file.sha256);
+    // cmdline.txt is the one file an install writes itself: the payload's, pointed at the slot's root.
+    expect(slotFromCmdline((await vm.readBootFile(`slot-b/${SLOT_FILES.cmdline}`)) ?? '')).toBe('b');
   }, 900_000);
 
   it('rolls back a root slot whose agent never comes up: the next power cycle boots the old slot and the server records it', async () => {

@@ -3,7 +3,7 @@
  * over HTTP from a running server, follows root rotations, and takes targets signed by a rotated
  * key; the server refuses roots a client would refuse.
  */
-import type { KeyObject } from 'node:crypto';
+import { type KeyObject, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,6 +108,21 @@ describe('the TUF repository, read by a stock TUF client', () => {
     expect(info).toBeDefined();
     expect(info?.length).toBe(content.length);
     expect(info?.custom).toEqual({ name: 'blink', version: '1.0.0', boards: ['uno'], kind: 'app-bundle' });
+
+    // An artifact big enough to be chunked: its chunk index is a target too, by length and sha256.
+    const bundle = await uploadArtifact(server, randomBytes(400 * 1024), {
+      name: 'bundle',
+      version: '1.0.0',
+      boards: ['rpi-4b'],
+    });
+    const index = await fetch(`${server.httpUrl}/api/v1/artifacts/${bundle.id}/chunk-index`, {
+      headers: { authorization: `Bearer ${server.adminToken}` },
+    });
+    const indexBytes = Buffer.from(await index.arrayBuffer());
+    const indexTarget = await client.updater().getTargetInfo('chunk-indexes/bundle/1.0.0');
+    expect(indexTarget?.length).toBe(indexBytes.length);
+    expect(indexTarget?.hashes.sha256).toBe(index.headers.get('x-boardfleet-chunk-index-sha256'));
+    expect(indexTarget?.custom).toEqual({ artifactSha256: bundle.sha256 });
 
     const timestamp = await fetch(`${server.httpUrl}/tuf/timestamp.json`);
     expect(timestamp.headers.get('cache-control')).toBe('no-cache');

@@ -1,13 +1,16 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readFatFile, readPartitionTable } from '../../builder/disk/inspect-disk.ts';
+import { sha256 } from '../../lib/hash.ts';
 import {
   BOOT_CONFIG,
   firmwareSlotChoice,
   PARTITION,
+  rootPartition,
   type Slot,
   SLOT_FILES,
   slotDirectory,
@@ -47,6 +50,27 @@ export class QemuPiFirmware {
     const local = join(this.scratch, 'upload');
     writeFileSync(local, content);
     await run('mcopy', ['-o', '-i', `${this.diskImage}@@${await this.bootOffset()}`, local, `::${name}`]);
+  }
+
+  /** The sha256 of a file on the boot FAT (a slot's kernel, initramfs…). */
+  async bootFileSha256(name: string): Promise<string> {
+    return sha256(await readFatFile(this.diskImage, PARTITION.boot, name));
+  }
+
+  /** The sha256 of the first `length` bytes of a slot's root partition: what the agent wrote there. */
+  async rootSlotSha256(slot: Slot, length: number): Promise<string> {
+    const partition = (await readPartitionTable(this.diskImage)).partitions.find(
+      (candidate) => candidate.number === rootPartition(slot),
+    );
+    if (!partition) throw new Error(`${this.diskImage} has no root partition for slot ${slot}`);
+    if (length === 0) return sha256('');
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(this.diskImage, {
+      start: partition.startBytes,
+      end: partition.startBytes + length - 1,
+    }))
+      hash.update(chunk as Buffer);
+    return hash.digest('hex');
   }
 
   async readBootFile(name: string): Promise<string | null> {

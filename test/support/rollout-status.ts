@@ -18,11 +18,15 @@ export interface RolloutStatus {
     deploymentId: string;
     state: string;
     attempt: number;
+    transferMode: 'full' | 'delta' | null;
+    transferBytes: number | null;
+    artifactBytes: number | null;
     reason: string | null;
     notifiedAt: number | null;
     soakUntil: number | null;
     stateChangedAt: number;
   }>;
+  transfer: { deltaDevices: number; fullDevices: number; bytes: number; artifactBytes: number };
   log: Array<{ at: number; message: string }>;
 }
 

@@ -22,7 +22,18 @@ export const ROOTFS_PATHS = {
   imageInfo: MOUNTS.imageInfo,
   /** The image's own app, `<name>-<version>/`, copied to the agent's data dir on the first boot. */
   appDirectory: '/opt/boardfleet/app',
+  /** Names the recipe and its version, as `PRETTY_NAME` and `VERSION_ID`. */
+  osRelease: '/etc/os-release',
 } as const;
+
+/**
+ * The root's files that change from one version of a recipe to the next even when nothing else
+ * does: the two that carry the version, and the overlay, which is what a recipe's author edits.
+ */
+export function perVersionFiles(recipe: ImageRecipe): string[] {
+  const paths = [ROOTFS_PATHS.osRelease, ROOTFS_PATHS.imageInfo, ...recipe.overlay.map((file) => file.path)];
+  return [...new Set(paths)];
+}
 
 /** Package documentation never goes into an image. */
 const LEFT_OUT = /^usr\/share\/(doc|man|info|lintian|bug)(\/|$)/;
@@ -265,7 +276,7 @@ async function writeSystemFiles(tree: TreeWriter, board: LinuxBoard, recipe: Ima
   await tree.file('etc/nsswitch.conf', 'passwd: files\ngroup: files\nhosts: files dns\nnetworks: files\n');
   await tree.symlink('etc/resolv.conf', '../run/resolv.conf');
   await tree.file(
-    'etc/os-release',
+    ROOTFS_PATHS.osRelease.slice(1),
     [
       'NAME="Boardfleet"',
       'ID=boardfleet',

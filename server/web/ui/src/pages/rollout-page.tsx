@@ -3,7 +3,7 @@ import { api } from '../api/client.ts';
 import { useOperator } from '../api/session.ts';
 import type { RolloutStatus, RolloutStatusDevice, RolloutWave } from '../api/types.ts';
 import { ErrorMessage } from '../components/error-message.tsx';
-import { formatTime } from '../components/format.ts';
+import { formatBytes, formatTime } from '../components/format.ts';
 import { ProgressBar, progressSegments } from '../components/progress-bar.tsx';
 import { Link } from '../components/router.tsx';
 import { useSnapshot } from '../components/use-snapshot.ts';
@@ -101,6 +101,9 @@ export function RolloutPage({ id }: { id: string }) {
         ))}
       </ol>
 
+      <h2>Downloads</h2>
+      <p data-testid="rollout-transfer">{transferText(rollout.transfer)}</p>
+
       <h2>Failed devices</h2>
       {failed.length === 0 ? (
         <p class="muted">None.</p>
@@ -141,6 +144,7 @@ export function RolloutPage({ id }: { id: string }) {
                 <th scope="col">Wave</th>
                 <th scope="col">State</th>
                 <th scope="col">Progress</th>
+                <th scope="col">Download</th>
               </tr>
             </thead>
             <tbody>
@@ -152,6 +156,11 @@ export function RolloutPage({ id }: { id: string }) {
                   <td>{rollout.waves[device.waveIndex]?.name ?? device.waveIndex + 1}</td>
                   <td>{device.state}</td>
                   <td>{device.progress === null ? '' : `${device.progress}%`}</td>
+                  <td data-testid="device-transfer">
+                    {device.transferMode === null
+                      ? ''
+                      : `${device.transferMode} ${formatBytes(device.transferBytes ?? 0)} of ${formatBytes(device.artifactBytes ?? 0)}`}
+                  </td>
                 </tr>
               ))}
             </tbody>
@@ -217,4 +226,14 @@ function WaveProgress({ wave }: { wave: RolloutWave }) {
       </ul>
     </li>
   );
+}
+
+/** `3 delta, 1 full — 1.2 MiB fetched of 270.0 MiB in full (99.6% saved)`. */
+function transferText(transfer: RolloutStatus['transfer']): string {
+  if (transfer.deltaDevices + transfer.fullDevices === 0) return 'No device has downloaded its artifact yet.';
+  const saved =
+    transfer.artifactBytes > 0
+      ? ` (${(100 - (transfer.bytes / transfer.artifactBytes) * 100).toFixed(1)}% saved)`
+      : '';
+  return `${transfer.deltaDevices} delta, ${transfer.fullDevices} full — ${formatBytes(transfer.bytes)} fetched of ${formatBytes(transfer.artifactBytes)} in full${saved}`;
 }
