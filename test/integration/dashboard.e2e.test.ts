@@ -229,10 +229,16 @@ describe('the dashboard in Chromium, against a real server and agent processes',
     // The page says what the rollout was asked to do, and names its devices.
     expect(await page.getByTestId('rollout-target').textContent()).toBe(`devices tagged ${TAG}`);
     expect(await page.getByTestId('rollout-settings').textContent()).toContain(`${releaseV1} (for ${BOARD})`);
+    // A first version has nothing to be assembled from: each device downloaded it whole.
+    await poll(() => page.getByTestId('rollout-transfer').textContent()).toMatch(
+      new RegExp(`^0 delta, ${FLEET_SIZE} full — \\S+ \\S+ fetched of \\S+ \\S+ in full \\(0\\.0% saved\\)$`),
+    );
     await page.getByText('All devices (4)').click();
     expect((await page.locator('.all-devices tbody a').allTextContents()).sort()).toEqual(
       Array.from({ length: FLEET_SIZE }, (_, index) => `${TAG}-${index}`),
     );
+    for (const cell of await page.getByTestId('device-transfer').allTextContents())
+      expect(cell).toMatch(/^full (\S+ \S+) of \1$/);
     completedRollout = rolloutId;
 
     // The device page now shows the version it runs and the deployment in its history.
