@@ -41,6 +41,7 @@ const NOT_RECORDED: OperationId[] = [
   'signIn',
   'signOut',
   'previewRollout',
+  'fetchArtifactChunks',
 ];
 
 const writes = (Object.keys(operations) as OperationId[]).filter((id) => operations[id].method !== 'get');
