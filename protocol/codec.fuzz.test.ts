@@ -57,10 +57,11 @@ describe.each(CHANNELS)('the %s decoder', (channel) => {
         const clean = JSON.parse(JSON.stringify(value).replaceAll('\\u0000', ''), (key, v: unknown) =>
           key === '__proto__' ? undefined : v,
         ) as unknown;
-        expect(decodePayload(channel, encodePayload(channel, value as ChannelPayload[Channel]))).toEqual({
-          ok: true,
-          value: clean,
-        });
+        const decoded = decodePayload(channel, encodePayload(channel, value as ChannelPayload[Channel]));
+        // A string that was nothing but NUL is empty once cleaned: refused where the schema wants one.
+        if (channelSchemas[channel].safeParse(clean).success)
+          expect(decoded).toEqual({ ok: true, value: clean });
+        else expect(decoded).toMatchObject({ ok: false, reason: 'schema' });
       }),
       RUNS,
     );
