@@ -98,11 +98,16 @@ describe.each(databaseBackends)('device agent with a server on $name', (backend)
       expect(details.latestHealth?.memory.totalBytes).toBeGreaterThan(0);
       await stopProcess(agent, 'SIGKILL');
       await eventually('offline via last-will', async () => (await device('killed'))?.online === false);
-      const { body } = await server.api<{ changes: Array<{ state: string; reason: string }> }>(
-        'GET',
-        `/api/v1/devices/${online.id}/presence?from=0`,
-      );
-      expect(body.changes.at(-1)).toMatchObject({ state: 'offline', reason: 'connection-lost' });
+      // The presence history is written beside the device row, not before it: wait for it too.
+      const last = await eventually('the offline change in the presence history', async () => {
+        const { body } = await server.api<{ changes: Array<{ state: string; reason: string }> }>(
+          'GET',
+          `/api/v1/devices/${online.id}/presence?from=0`,
+        );
+        const change = body.changes.at(-1);
+        return change?.state === 'offline' ? change : undefined;
+      });
+      expect(last).toMatchObject({ state: 'offline', reason: 'connection-lost' });
     } finally {
       await stopProcess(agent, 'SIGKILL');
     }

@@ -238,8 +238,12 @@ describe('device certificates (mTLS), required by the fleet', () => {
     const device = await deviceNamed('renewing-pi');
     expect(new X509Certificate(renewed).subject).toBe(`CN=${device?.id}`);
     expect(Date.parse(new X509Certificate(renewed).validTo)).toBeGreaterThan(Date.now() + 6 * DAY_MS);
-    expect(log.lines).toContainEqual(
-      expect.objectContaining({ msg: 'device certificate issued', deviceId: device?.id, via: 'mqtt' }),
+    // The server's log line reaches this test through its stdout, after the certificate reached the agent.
+    await eventually('the server to log the certificate it issued over MQTT', () =>
+      log.lines.find(
+        (line) =>
+          line.msg === 'device certificate issued' && line.deviceId === device?.id && line.via === 'mqtt',
+      ),
     );
 
     const accepted = (serialNumber: string) =>
