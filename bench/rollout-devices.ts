@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { type DeploymentApplier, DeviceAgent } from '../device-agent/runtime/device-agent.ts';
-import { SimulatedUpdates, SyntheticCollectors } from '../device-agent/runtime/simulated-device.ts';
+import {
+  SimulatedConfig,
+  SimulatedUpdates,
+  SyntheticCollectors,
+} from '../device-agent/runtime/simulated-device.ts';
 
 export interface RolloutDevicesPlan {
   /** Device i downloads from serverUrls[i % length]: replicas behind a load balancer. */
@@ -70,6 +74,7 @@ for (const [index, device] of plan.devices.entries()) {
   const dataDir = join(root, device.id);
   mkdirSync(join(dataDir, 'downloads'), { recursive: true });
   let agent: DeviceAgent | null = null;
+  const config = new SimulatedConfig(dataDir, logger);
   const updates = new SimulatedUpdates({
     dataDir: join(dataDir, 'downloads'),
     serverUrl: plan.serverUrls[index % plan.serverUrls.length]!,
@@ -88,7 +93,9 @@ for (const [index, device] of plan.devices.entries()) {
     collectors: new SyntheticCollectors(device.id, 'rpi-4b', '0.1.0'),
     logger,
     updates: oneOfLimitedInstalls(updates),
+    appliedConfigHash: config.appliedConfigHash,
   });
+  config.follow(agent);
   agent.once('online', () => {
     if (++online === plan.devices.length) send({ type: 'online' });
   });

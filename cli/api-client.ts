@@ -17,14 +17,20 @@ export function apiErrorMessage(method: string, path: string, status: number, me
  * server's data dir (the CLI on the server's machine), else the system's CAs.
  */
 function serverFetch(baseUrl: string, env: NodeJS.ProcessEnv): typeof fetch {
-  if (!baseUrl.startsWith('https:')) return fetch;
+  const caPem = serverCaPem(baseUrl, env);
+  return caPem === null ? fetch : fetchTrusting(caPem);
+}
+
+/** The fleet CA an https:// (or wss://) server is verified against, as {@link serverFetch} finds it; null: the system's. */
+export function serverCaPem(baseUrl: string, env: NodeJS.ProcessEnv = process.env): string | null {
+  if (!baseUrl.startsWith('https:')) return null;
   const caPath = env.BOARDFLEET_CA ?? join(resolve(env.BOARDFLEET_DATA_DIR ?? './data'), 'tls', 'ca.pem');
   if (!existsSync(caPath)) {
     if (env.BOARDFLEET_CA)
       throw new BoardfleetError('invalid-config', `BOARDFLEET_CA ${caPath} does not exist`);
-    return fetch;
+    return null;
   }
-  return fetchTrusting(readFileSync(caPath, 'utf8'));
+  return readFileSync(caPath, 'utf8');
 }
 
 /** REST client for the CLI: BOARDFLEET_URL, and BOARDFLEET_TOKEN or the admin token in the data dir. */

@@ -27,6 +27,10 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/flash.command.ts'),
   () => import('./commands/run-image.command.ts'),
   () => import('./commands/broker-config.command.ts'),
+  () => import('./commands/logs.command.ts'),
+  () => import('./commands/shell.command.ts'),
+  () => import('./commands/config.command.ts'),
+  () => import('./commands/webhooks.command.ts'),
 ];
 
 /**

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import packageJson from '../package.json' with { type: 'json' };
 import { createLogger } from '../lib/log-output.ts';
 import { splitProvisioningToken } from '../protocol/api/provisioning.ts';
+import { appEnvironment } from '../protocol/device-config.ts';
 import { BoardfleetError } from '../protocol/errors.ts';
 import { type AgentConfig, loadAgentConfig } from './agent-config.ts';
 import {
@@ -32,9 +33,14 @@ import { CertificateRenewal } from './runtime/certificate-renewal.ts';
 import { SystemCollectors } from './runtime/collectors.ts';
 import { DeviceAgent } from './runtime/device-agent.ts';
 import { activationGate } from './update/activation-gate.ts';
+import { AppliedConfig, DeviceConfigStore } from './runtime/device-config.ts';
+import { ShellSessions } from './shell/shell-sessions.ts';
+import { AgentLogTee } from './logs/agent-log-tee.ts';
+import { startDeviceLogs } from './logs/device-logs.ts';
 import { AppBundleStrategy } from './update/app-bundle.strategy.ts';
 import { LinuxAbStrategy } from './update/linux-ab.strategy.ts';
 import type { McuSerialStrategy } from './update/mcu-serial.strategy.ts';
+import type { AttachedBoardAccess } from '../mcu/attached-board.ts';
 import { FleetMetadata } from './update/fleet-metadata.ts';
 import { UpdateManager } from './update/update-manager.ts';
 import type { UpdateState } from './update/update-state-machine.ts';
@@ -54,8 +60,9 @@ export async function startAgentProcess(
     { logLevel: process.env.LOG_LEVEL, logFormat: process.env.LOG_FORMAT || undefined, ...flags },
     configFile,
   );
-  const logger = createLogger(config.logLevel, config.logFormat);
-  const agent = await runAgent(config, logger);
+  const agentLog = new AgentLogTee();
+  const logger = createLogger(config.logLevel, config.logFormat, agentLog);
+  const agent = await runAgent(config, logger, { agentLog });
   const shutdown = () => {
     void agent.stop().then(() => {
       logger.info('agent stopped');
@@ -209,8 +216,13 @@ function brokerLocator(
  * provisioned), the update strategies this device has, the update manager, the collectors and the
  * MQTT session.
  */
-export async function runAgent(config: AgentConfig, logger: Logger): Promise<DeviceAgent> {
+export async function runAgent(
+  config: AgentConfig,
+  logger: Logger,
+  options: { agentLog?: AgentLogTee } = {},
+): Promise<DeviceAgent> {
   const dataDir = resolve(config.dataDir);
+  const appRoot = resolve(dataDir, 'app');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const trust = await establishServerTrust({
     serverUrl: config.server,
@@ -222,11 +234,40 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
   const credentials = await obtainCredentials(config, trust, logger);
   const version = packageJson.version;
   let agent: DeviceAgent | null = null;
+  const deviceConfig = new DeviceConfigStore(dataDir);
+  const shell = new ShellSessions({
+    publish: async (message) => (await agent?.publish('shell-output', message)) ?? false,
+    variables: () => deviceConfig.variables,
+    logger: logger.child({ component: 'shell' }),
+    dataDir,
+  });
+  const logs = startDeviceLogs({
+    dataDir,
+    ...options,
+    publish: async (batch) => (await agent?.publish('logs', batch)) ?? false,
+    appRoot,
+    vms: () => vms,
+    logger: logger.child({ component: 'logs' }),
+  });
   const attachedBoard = config.attachedBoard
-    ? await attachedBoardStrategy(dataDir, config.attachedBoard, logger)
+    ? await attachedBoardStrategy(dataDir, config.attachedBoard, logger, logs.captureBoard)
     : null;
   const slots = linuxAbStrategy(config, dataDir, () => agent?.connected ?? false, logger);
-  const vms = vmStrategy(config, dataDir, credentials, trust, logger);
+  const vms = vmStrategy(config, dataDir, credentials, trust, logger, logs.vmConsole);
+  const apps = new AppBundleStrategy(
+    appRoot,
+    (line, origin) => {
+      logger.info({ app: true }, line);
+      logs.appOutput(line, origin);
+    },
+    () => appEnvironment(deviceConfig.variables),
+  );
+  // The hash reported once the app restarted with a new configuration (no reboot, no release).
+  const appliedConfig = new AppliedConfig(deviceConfig, {
+    restart: () => apps.restartWithConfig(),
+    applied: () => agent?.refreshInventory(),
+    logger: logger.child({ component: 'config' }),
+  });
   const updates: UpdateManager = new UpdateManager({
     dataDir,
     activationGate: activationGate({
@@ -245,9 +286,7 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
     auth: { deviceId: credentials.deviceId, secret: credentials.secret },
     fleetPublicKeyPem: credentials.fleetPublicKeyPem,
     strategies: {
-      'app-bundle': new AppBundleStrategy(resolve(dataDir, 'app'), (line) =>
-        logger.info({ app: true }, line),
-      ),
+      'app-bundle': apps,
       ...(attachedBoard ? { 'mcu-serial': attachedBoard } : {}),
       ...(slots ? { 'linux-ab': slots } : {}),
       ...(vms ? { vm: vms } : {}),
@@ -283,7 +322,15 @@ export async function runAgent(config: AgentConfig, logger: Logger): Promise<Dev
     logger,
     updates,
     ...(attachedBoard ? { attachedBoards: () => [attachedBoard.describe()] } : {}),
+    appliedConfigHash: () => appliedConfig.hash,
+    conversations: {
+      'shell-input': (message) => shell.receive(message),
+      'log-watch': (message) => logs.streamer.handle(message),
+    },
   });
+  // Also on stop, which closes the connection: no shell outlives the agent's link to the server.
+  agent.on('offline', () => shell.stopAll('device went offline'));
+  agent.on('desired', (desired) => deviceConfig.apply(desired.config));
   // Resuming is queued before the first desired state can arrive, and not awaited: a health
   // check after a reboot waits for this agent to connect.
   void updates.start();
@@ -338,6 +385,7 @@ function vmStrategy(
   credentials: AgentCredentials,
   trust: ServerTrust,
   logger: Logger,
+  consoleLine: (artifact: string, line: string) => void,
 ): VmStrategy | null {
   if (!config.vm) return null;
   return new VmStrategy({
@@ -354,6 +402,7 @@ function vmStrategy(
       logger: logger.child({ component: 'vm-consoles' }),
     }),
     log: (line) => logger.info({ vm: true }, line),
+    consoleLine,
   });
 }
 
@@ -365,6 +414,8 @@ async function attachedBoardStrategy(
   dataDir: string,
   attached: NonNullable<AgentConfig['attachedBoard']>,
   logger: Logger,
+  /** Shares the port with the live logs' serial capture. */
+  shared: (access: AttachedBoardAccess) => AttachedBoardAccess,
 ): Promise<McuSerialStrategy> {
   const [{ serialAttachedBoard }, { McuSerialStrategy }] = await Promise.all([
     import('../mcu/attached-board.ts'),
@@ -372,7 +423,7 @@ async function attachedBoardStrategy(
   ]);
   return new McuSerialStrategy(
     resolve(dataDir, 'mcu'),
-    serialAttachedBoard(attached.board, attached.port),
+    shared(serialAttachedBoard(attached.board, attached.port)),
     (line) => logger.info({ attachedBoard: true }, line),
   );
 }

@@ -75,6 +75,19 @@ describe('payload shape limits', () => {
       },
     });
   });
+
+  it('drops `__proto__` keys at any depth, written plainly or behind escapes (seed -1608984218)', () => {
+    for (const key of ['__proto__', '\\u005f_proto__']) {
+      const text = `{"id":"e1","at":1,"type":"note","data":{"list":[{"${key}":{"polluted":true},"kept":1}]}}`;
+      const decoded = decodePayload('events', text);
+      expect(decoded).toEqual({
+        ok: true,
+        value: { id: 'e1', at: 1, type: 'note', data: { list: [{ kept: 1 }] } },
+      });
+      const list = (decoded as unknown as { value: { data: { list: object[] } } }).value.data.list;
+      expect(Object.hasOwn(list[0]!, '__proto__')).toBe(false);
+    }
+  });
 });
 
 describe('topics', () => {

@@ -31,7 +31,12 @@ export function decodePayload<C extends PayloadKind>(channel: C, payload: Buffer
   const text = payload.toString();
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    // JSON.parse makes a `__proto__` key an own property, which a later Object.assign or spread
+    // would turn into a prototype; such keys go. A key can hide behind \u escapes, hence both checks.
+    json =
+      text.includes('__proto__') || text.includes('\\u')
+        ? JSON.parse(text, (key, value: unknown) => (key === '__proto__' ? undefined : value))
+        : JSON.parse(text);
   } catch (error) {
     return { ok: false, reason: 'not-json', detail: (error as Error).message };
   }

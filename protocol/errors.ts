@@ -15,11 +15,14 @@ export const ERROR_STATUS = {
   'invalid-arguments': 400,
   'invalid-option': 400,
   'invalid-config': 400,
+  'invalid-config-name': 400,
   'invalid-architecture': 400,
   'invalid-signing-key': 400,
   'invalid-version': 400,
   'invalid-version-range': 400,
   'invalid-voltage': 400,
+  'invalid-webhook': 400,
+  'invalid-webhook-url': 400,
   'app-bundle-failed': 400,
   'app-bundle-native': 400,
   'archive-virtual-ambiguous': 400,
@@ -81,6 +84,8 @@ export const ERROR_STATUS = {
   'no-credentials': 401,
   'no-token': 401,
   forbidden: 403,
+  /** The remote shell is off for the device (BOARDFLEET_SHELL is not on). */
+  'shell-disabled': 403,
   'port-permission-denied': 403,
 
   // What was named does not exist.
@@ -89,6 +94,7 @@ export const ERROR_STATUS = {
   'bench-board-not-running': 404,
   'board-unknown': 404,
   'bootloader-unknown': 404,
+  'log-source-unknown': 404,
   'kernel-module-unknown': 404,
   'kernel-not-found': 404,
   'node-runtime-not-found': 404,
@@ -104,6 +110,7 @@ export const ERROR_STATUS = {
   'board-mismatch': 409,
   'build-cancelled': 409,
   'commit-wrong-slot': 409,
+  'device-offline': 409,
   'downgrade-refused': 409,
   'flash-aborted': 409,
   'image-input-changed': 409,
@@ -181,6 +188,7 @@ export const ERROR_STATUS = {
   'bootloader-no-answer': 504,
   'bootloader-timeout': 504,
   'pin-timeout': 504,
+  'device-no-answer': 504,
 
   // Our own failure: a step we run broke, or state we wrote is not what it should be.
   'agent-bundle-failed': 500,

@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { desiredConfigSchema } from './device-config.ts';
+import { logBatchSchema, logWatchSchema } from './device-logs.ts';
+import { shellInputSchema, shellOutputSchema } from './device-shell.ts';
 
 const timestamp = z.number().int().nonnegative().describe('milliseconds since the Unix epoch');
 
@@ -33,6 +36,11 @@ export const inventorySchema = z.strictObject({
   hostname: z.string().max(256),
   slots: z.array(slotSchema).max(16),
   attachedBoards: z.array(attachedBoardSchema).max(32),
+  /** The hash of the configuration variables the agent applied (`configHash` in device-config.ts). */
+  configHash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
   at: timestamp,
 });
 
@@ -148,6 +156,8 @@ export const desiredStateSchema = z.strictObject({
       rollbackOrder: z.string().min(1).max(200).nullable(),
     })
     .nullable(),
+  /** The effective configuration variables; absent from a server that sets none. */
+  config: desiredConfigSchema.optional(),
 });
 
 /** One-off instructions, idempotent by id: a repeated command id is acknowledged, not re-run. */
@@ -210,6 +220,10 @@ export const channelSchemas = {
   commands: commandSchema,
   'certificate-request': certificateRequestSchema,
   certificate: deviceCertificateSchema,
+  logs: logBatchSchema,
+  'log-watch': logWatchSchema,
+  'shell-input': shellInputSchema,
+  'shell-output': shellOutputSchema,
   hello: serverHelloSchema,
 } as const;
 

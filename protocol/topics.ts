@@ -9,9 +9,31 @@ export const DEVICE_TO_SERVER_CHANNELS = [
   'health',
   'events',
   'certificate-request',
+  'logs',
+  'shell-output',
 ] as const;
 /** Topics a device subscribes to (server → device). */
-export const SERVER_TO_DEVICE_CHANNELS = ['desired', 'commands', 'certificate'] as const;
+export const SERVER_TO_DEVICE_CHANNELS = [
+  'desired',
+  'commands',
+  'certificate',
+  'log-watch',
+  'shell-input',
+] as const;
+
+/**
+ * Channels of a conversation with one operator's request (a log watch, a shell session): every
+ * replica receives them, not one of a shared subscription, since only the replica holding the
+ * operator's connection can use them. They flow only while someone watches or types.
+ */
+export const TO_EVERY_REPLICA: ReadonlySet<DeviceToServerChannel> = new Set(['logs', 'shell-output']);
+
+/** Subscribed to after the core channels: a broker set up by an older server may refuse them (see the agent). */
+export const OPTIONAL_SERVER_TO_DEVICE_CHANNELS: ReadonlySet<ServerToDeviceChannel> = new Set([
+  'certificate',
+  'log-watch',
+  'shell-input',
+]);
 
 export type DeviceToServerChannel = (typeof DEVICE_TO_SERVER_CHANNELS)[number];
 export type ServerToDeviceChannel = (typeof SERVER_TO_DEVICE_CHANNELS)[number];

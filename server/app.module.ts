@@ -12,7 +12,9 @@ import { OperatorTokensController } from './auth/operator-tokens.controller.ts';
 import { SignInController } from './auth/sign-in.controller.ts';
 import { BuildsController } from './builds/builds.controller.ts';
 import { BoardfleetErrorFilter } from './common/errors.ts';
+import { ConfigVariablesModule } from './config-variables/config-variables.module.ts';
 import { ConsolesModule } from './consoles/consoles.module.ts';
+import { DeviceLogsModule } from './device-logs/device-logs.module.ts';
 import { DeviceService } from './devices/device.service.ts';
 import { DevicesController } from './devices/devices.controller.ts';
 import { FleetController } from './devices/fleet.controller.ts';
@@ -20,6 +22,7 @@ import { FleetSummaryRepository } from './devices/fleet-summary.repository.ts';
 import { ProvisioningController } from './devices/provisioning.controller.ts';
 import { OpsController } from './metrics/ops.controller.ts';
 import { ReleasesController } from './releases/releases.controller.ts';
+import { ShellModule } from './shell/shell.module.ts';
 import { RolloutService } from './rollouts/rollout.service.ts';
 import { DeploymentHistoryRepository } from './rollouts/deployment-history.repository.ts';
 import { DeviceDeploymentsController } from './rollouts/device-deployments.controller.ts';
@@ -27,6 +30,7 @@ import { RolloutsController } from './rollouts/rollouts.controller.ts';
 import { DeviceCertificateController } from './tls/device-certificate.controller.ts';
 import { TufModule } from './tuf/tuf.module.ts';
 import { WebModule } from './web/web.module.ts';
+import { WebhooksModule } from './webhooks/webhooks.module.ts';
 
 /**
  * The HTTP side of the server. The long-lived parts (database, broker, MQTT session, metrics)
@@ -43,6 +47,11 @@ export class AppModule {
         }),
         ConsolesModule.forRoot(options.values),
         TufModule.forRoot(options.values),
+        DeviceLogsModule.forRoot(options.values),
+        ShellModule.forRoot(options.values),
+        ConfigVariablesModule.forRoot(options.values),
+        WebhooksModule.forRoot(options.values),
+        // Last: its catch-all route (the dashboard, and 404 for unknown API paths) must not hide the others'.
         WebModule.forRoot(options.values),
       ],
       controllers: [

@@ -49,8 +49,14 @@ import { type Database, migrateToLatest, openDatabase } from './db/database.ts';
 import { claimSqliteDatabase } from './db/sqlite-owner.ts';
 import { joinReplicas } from './cluster/join-replicas.ts';
 import { ChangeFeed, openChangeFeed } from './cluster/change-feed.ts';
+import {
+  ConfigVariablesService,
+  configVariablesService,
+} from './config-variables/config-variables.service.ts';
+import { createLogRelay, LogRelay } from './device-logs/log-relay.ts';
 import { DeviceRepository } from './devices/device.repository.ts';
 import { ProvisioningTokenRepository } from './devices/provisioning-token.repository.ts';
+import { startShellTunnel } from './shell/start-shell-tunnel.ts';
 import { ServerMetrics } from './metrics/metrics.ts';
 import { ReleaseRepository } from './releases/release.repository.ts';
 import { ReleaseService } from './releases/release.service.ts';
@@ -60,6 +66,8 @@ import { rolloutCluster } from './rollouts/rollout-cluster.ts';
 import { TelemetryRepository } from './telemetry/telemetry.repository.ts';
 import { TelemetryIngestService } from './telemetry/telemetry-ingest.service.ts';
 import { TufService } from './tuf/tuf.service.ts';
+import { startWebhooks } from './webhooks/start-webhooks.ts';
+import { WebhookEvents } from './webhooks/webhook-events.ts';
 import { WEB_DIRECTORY } from './web/web.controller.ts';
 import { DeviceCertificateService } from './tls/device-certificate.service.ts';
 import { FleetTls, tlsDirectory } from './tls/fleet-tls.ts';
@@ -215,6 +223,24 @@ export async function startServer(
       metrics,
       logger: logger.child({ component: 'device-certificates' }),
     });
+    const shell = startShellTunnel({
+      db,
+      config,
+      clock,
+      authenticator: operatorAuth,
+      devices,
+      metrics,
+      variables: (deviceId) => configVariables.effectiveVariables(deviceId),
+      publish: (deviceId, input) =>
+        mqttClient.publishToDevice(deviceId, 'shell-input', input, { retain: false }),
+      logger: logger.child({ component: 'shell' }),
+    });
+    const logRelay = createLogRelay({
+      mqtt: () => mqttClient,
+      clock,
+      metrics,
+      logger: logger.child({ component: 'logs' }),
+    });
     const mqttClient = new ServerMqttClient({
       url: serverSession.url,
       username: serverSession.username,
@@ -226,6 +252,8 @@ export async function startServer(
         const parsed = parseDeviceTopic(topic);
         if (parsed?.channel === 'certificate-request')
           void deviceCertificates.renew(parsed.deviceId, payload);
+        else if (parsed?.channel === 'shell-output') shell.receive(parsed.deviceId, payload);
+        else if (parsed?.channel === 'logs') logRelay.receive(parsed.deviceId, payload);
         else ingest.handleMessage(topic, payload);
       },
     });
@@ -235,7 +263,10 @@ export async function startServer(
 
     const releaseService = new ReleaseService(new ReleaseRepository(db), artifactRepository, clock);
     const rolloutRepository = new RolloutRepository(db);
+    // A change of variables reissues desired states through the engine, which writes them all.
+    const configVariables = configVariablesService(db, devices, clock, (ids) => engine.reissueConfig(ids));
     const engine = new RolloutEngine({
+      configs: configVariables,
       rollouts: rolloutRepository,
       devices,
       releases: releaseService,
@@ -256,8 +287,21 @@ export async function startServer(
     });
     ingest.on('device-event', (deviceId, event) => engine.onDeviceEvent(deviceId, event));
     ingest.on('presence-changed', (deviceId, online) => engine.onPresence(deviceId, online));
+    ingest.on('presence-changed', (deviceId, online) => shell.presenceChanged(deviceId, online));
+    ingest.on('presence-changed', (deviceId, online) => logRelay.presenceChanged(deviceId, online));
     await engine.start();
     stops.push(() => engine.stop());
+    const webhooks = startWebhooks({
+      db,
+      ingest,
+      engine,
+      rollouts: rolloutRepository,
+      telemetry,
+      clock,
+      logger: logger.child({ component: 'webhooks' }),
+      retryBaseSeconds: config.webhookRetrySeconds,
+    });
+    stops.push(() => webhooks.stop());
 
     const sweepRetention = async () => {
       const deleted = await telemetry.deleteHealthBefore(clock.now() - config.healthRetentionDays * DAY_MS);
@@ -321,6 +365,7 @@ export async function startServer(
           { provide: ReleaseService, useValue: releaseService },
           { provide: RolloutRepository, useValue: rolloutRepository },
           { provide: RolloutEngine, useValue: engine },
+          { provide: ConfigVariablesService, useValue: configVariables },
           { provide: BlobStore, useValue: blobStore },
           { provide: ChunkIndexService, useValue: chunkIndexes },
           { provide: BuildQueueService, useValue: builds },
@@ -332,7 +377,9 @@ export async function startServer(
           },
           { provide: FleetTls, useValue: fleetTls },
           { provide: DeviceCertificateService, useValue: deviceCertificates },
+          { provide: LogRelay, useValue: logRelay },
           { provide: TelemetryIngestService, useValue: ingest },
+          { provide: WebhookEvents, useValue: webhooks.events },
           { provide: WEB_DIRECTORY, useValue: config.webDir },
           { provide: CLOSED_ROUTES, useValue: closedRoutes },
           { provide: HTTP_LOGGER, useValue: logger.child({ component: 'http' }) },
@@ -355,6 +402,8 @@ export async function startServer(
     const httpsServer = await listenHttps(app, fleetTls, config);
     stops.push(() => closeHttps(httpsServer));
     const httpsPort = (httpsServer.address() as AddressInfo).port;
+    shell.listen(httpServer, httpsServer);
+    stops.push(() => shell.stop());
     const shownHost = config.httpHost === '0.0.0.0' ? 'localhost' : config.httpHost;
     const tlsHost = urlHost(config.tlsNames[0] ?? 'localhost');
     const caPath = join(tlsDirectory(config.dataDir), 'ca.pem');

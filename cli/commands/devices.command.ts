@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { DeviceConfig } from '../../protocol/api/config-variables.ts';
 import type { ConsoleList } from '../../protocol/api/consoles.ts';
 import type {
   CreatedDevice,
@@ -70,6 +71,13 @@ function versionLines(device: DeviceDetails): string[] {
     lines.push(`  attached:  ${attached.port} ${attached.board ?? 'unknown board'}, ${firmware}`);
   }
   return lines;
+}
+
+/** `config: applied`, or pending with the hash the device reported (boardfleet config list --device has the values). */
+async function configLine(api: ApiClient, device: DeviceDetails): Promise<string> {
+  if (device.configApplied) return '  config:    applied';
+  const { reportedHash } = await api.request<DeviceConfig>('GET', `${devicePath(device.id)}/config`);
+  return `  config:    pending (device reported ${reportedHash ? reportedHash.slice(0, 12) : 'no config yet'})`;
 }
 
 function deploymentLines({ deployments }: DeviceDeployments): string[] {
@@ -195,6 +203,7 @@ Examples:
         `  agent:     ${inventory?.agentVersion ?? '-'}`,
         ...versionLines(device),
         `  last seen: ${formatAge(device.lastSeenAt)}`,
+        await configLine(api, device),
         device.latestHealth ? healthLine(device.latestHealth) : '  health:    no heartbeat yet',
         ...deploymentLines(deployments),
       ];

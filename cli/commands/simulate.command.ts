@@ -33,7 +33,7 @@ export function register(program: Command): void {
         provisioningTokenFile?: string;
       }) => {
         const { DeviceAgent } = await import('../../device-agent/runtime/device-agent.ts');
-        const { SimulatedUpdates, SyntheticCollectors } =
+        const { SimulatedConfig, SimulatedUpdates, SyntheticCollectors } =
           await import('../../device-agent/runtime/simulated-device.ts');
         const { fetchMqttUrl, loadCredentials, provisionDevice, saveCredentials } =
           await import('../../device-agent/lib/credentials.ts');
@@ -95,6 +95,7 @@ export function register(program: Command): void {
               ),
           });
           mkdirSync(join(dataDir, 'downloads'), { recursive: true });
+          const config = new SimulatedConfig(dataDir, logger);
           agent = new DeviceAgent({
             deviceId: credentials.deviceId,
             secret: credentials.secret,
@@ -108,7 +109,9 @@ export function register(program: Command): void {
             collectors: new SyntheticCollectors(name, options.board, version),
             logger,
             updates,
+            appliedConfigHash: config.appliedConfigHash,
           });
+          config.follow(agent);
           agent.start();
           agents.push(agent);
           progress.update(index);

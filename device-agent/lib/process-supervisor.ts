@@ -3,6 +3,7 @@ import { once } from 'node:events';
 
 const MAX_BACKOFF_MS = 30_000;
 const STOP_GRACE_MS = 5_000;
+const MAX_PARTIAL_LINE = 16 * 1024;
 
 /**
  * Keeps one application process running: restarts it when it exits, waiting 1 s, 2 s, 4 s… up to
@@ -19,7 +20,11 @@ export class ProcessSupervisor {
 
   constructor(
     private readonly command: string[],
-    private readonly options: { cwd: string; env: Record<string, string>; onOutput?: (line: string) => void },
+    private readonly options: {
+      cwd: string;
+      env: Record<string, string>;
+      onOutput?: (line: string, stream: 'stdout' | 'stderr') => void;
+    },
   ) {}
 
   start(): void {
@@ -40,12 +45,25 @@ export class ProcessSupervisor {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
-    const forward = (data: Buffer) => {
-      for (const line of data.toString().split('\n').filter(Boolean)) this.options.onOutput?.(line);
+    // A chunk may end mid-line: the rest waits for the next chunk (or the end of the stream).
+    const forward = (stream: 'stdout' | 'stderr') => {
+      let partial = '';
+      return (data: Buffer | null) => {
+        const lines = (partial + (data?.toString() ?? '\n')).split('\n');
+        partial = lines.pop() ?? '';
+        // Output that never ends a line is passed on in pieces rather than held without end.
+        if (partial.length > MAX_PARTIAL_LINE) {
+          lines.push(partial);
+          partial = '';
+        }
+        for (const line of lines.filter(Boolean)) this.options.onOutput?.(line, stream);
+      };
     };
-    child.stdout?.on('data', forward);
-    child.stderr?.on('data', forward);
-    child.on('error', (error) => this.options.onOutput?.(`cannot start ${file}: ${error.message}`));
+    const stdout = forward('stdout');
+    const stderr = forward('stderr');
+    child.stdout?.on('data', stdout).on('end', () => stdout(null));
+    child.stderr?.on('data', stderr).on('end', () => stderr(null));
+    child.on('error', (error) => this.options.onOutput?.(`cannot start ${file}: ${error.message}`, 'stderr'));
     child.on('close', (code, signal) => {
       this.lastExit = { code, signal };
       if (this.stopped) return;

@@ -12,7 +12,9 @@ import {
   type Inventory,
 } from '../../protocol/schemas.ts';
 import {
+  type DeviceToServerChannel,
   deviceTopic,
+  OPTIONAL_SERVER_TO_DEVICE_CHANNELS,
   SERVER_HELLO_TOPIC,
   SERVER_TO_DEVICE_CHANNELS,
   type ServerToDeviceChannel,
@@ -57,7 +59,16 @@ export interface DeviceAgentOptions {
   ca?: string | null;
   /** The device's own certificate (mTLS), for fleets that require one. */
   certificate?: ClientCertificate;
+  /** The hash of the configuration variables applied, reported in the inventory. */
+  appliedConfigHash?: () => string;
+  /** Handlers of the operator conversations (log watches, shell sessions), outside the agent's core. */
+  conversations?: ConversationHandlers;
 }
+
+/** What the agent hands on of the channels an operator's request opens (see `TO_EVERY_REPLICA`). */
+export type ConversationHandlers = {
+  [C in 'log-watch' | 'shell-input']?: (message: ChannelPayload[C]) => void;
+};
 
 /** What the agent needs of an update manager (the real one, or a simulated device's). */
 export interface DeploymentApplier {
@@ -175,17 +186,36 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
       seconds * 1000,
     );
     const topics = [SERVER_HELLO_TOPIC, deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'commands')];
-    // Only with a certificate: a broker set up before certificates existed refuses the topic.
-    if (this.options.certificate?.current()) topics.push(deviceTopic(deviceId, 'certificate'));
+    const refused = await this.subscribe(client, topics);
+    if (refused.length > 0) return this.refuseBroker(refusedSubscriptions(this.brokerUrl(), refused));
+    const optional = [...OPTIONAL_SERVER_TO_DEVICE_CHANNELS].filter(
+      // Only with a certificate: a broker set up before certificates existed refuses the topic.
+      (channel) => channel !== 'certificate' || this.options.certificate?.current(),
+    );
+    const refusedOptional = await this.subscribe(
+      client,
+      optional.map((channel) => deviceTopic(deviceId, channel)),
+    );
+    // A broker role written by an older server: the rest works, these wait for the server to update it.
+    if (refusedOptional.length > 0)
+      this.options.logger.warn(
+        { refused: refusedOptional },
+        `the broker refuses ${refusedOptional.join(', ')}: live logs, the shell or certificate renewal wait until the server updates this device's access`,
+      );
+  }
+
+  /** Subscribes; returns the topics the broker refused (none when the connection closed meanwhile). */
+  private async subscribe(client: MqttClient, topics: string[]): Promise<string[]> {
+    if (topics.length === 0) return [];
     try {
       await client.subscribeAsync(topics, { qos: 1 });
+      return [];
     } catch (error) {
       // MQTT.js rejects a SUBACK with a failure code (0x80) and keeps the packet; any other
       // error means the connection closed meanwhile, and its close handler retries.
       const granted = (error as { packet?: { granted?: unknown[] } }).packet?.granted ?? [];
-      const refused = topics.filter((_topic, index) => granted[index] === 128);
-      if (refused.length > 0) this.refuseBroker(refusedSubscriptions(this.brokerUrl(), refused));
-      else this.options.logger.debug({ err: error }, 'subscribing failed');
+      if (granted.length === 0) this.options.logger.debug({ err: error }, 'subscribing failed');
+      return topics.filter((_topic, index) => granted[index] === 128);
     }
   }
 
@@ -327,6 +357,8 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     commands: (command) => this.onCommand(command),
     desired: (desired) => this.onDesired(desired),
     certificate: (message) => this.options.certificate?.received(message),
+    'log-watch': (message) => this.options.conversations?.['log-watch']?.(message),
+    'shell-input': (message) => this.options.conversations?.['shell-input']?.(message),
   };
 
   private onMessage(topic: string, payload: Buffer): void {
@@ -371,6 +403,35 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
     this.emit('desired', desired);
     this.recordEvent('desired-state-received', { version: desired.version });
     void this.options.updates?.apply(desired.deployment).then(() => void this.publishInventory());
+  }
+
+  /**
+   * Publishes on one of the device's channels now, with QoS 1 (not through the outbox: what an
+   * operator watches live is worth nothing later). False when not connected or not acknowledged.
+   */
+  async publish<C extends DeviceToServerChannel>(channel: C, payload: ChannelPayload[C]): Promise<boolean> {
+    const client = this.client;
+    if (!client || !this.connected) return false;
+    try {
+      await client.publishAsync(
+        deviceTopic(this.options.deviceId, channel),
+        encodePayload(channel, payload),
+        {
+          qos: 1,
+        },
+      );
+      return true;
+    } catch (error) {
+      this.options.logger.debug({ err: error, channel }, 'publish not acknowledged');
+      return false;
+    }
+  }
+
+  /** Sends the inventory again if it changed (a new configuration applied, a board attached). */
+  refreshInventory(): void {
+    void this.publishInventory().catch((error: unknown) =>
+      this.options.logger.debug({ err: error }, 'inventory not sent'),
+    );
   }
 
   /** Queues an event on disk and sends it when connected; removed only once the broker acknowledged it. */
@@ -432,6 +493,7 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
         ? [{ name: 'app', artifact: running.artifact, version: running.version, active: true }]
         : [],
       attachedBoards: this.options.attachedBoards?.() ?? [],
+      ...(this.options.appliedConfigHash && { configHash: this.options.appliedConfigHash() }),
     };
     const text = JSON.stringify(inventory);
     if (text === this.lastInventory) return;

@@ -5,8 +5,10 @@ import { DeploymentReport, type DesiredState, type Health } from '../../protocol
 import { downloadArtifact, retryTransient } from '../update/artifact-download.ts';
 import { verifyDeployment } from '../update/artifact-verify.ts';
 import type { RunningVersion } from '../update/update-state-machine.ts';
+import type { Logger } from 'pino';
 import type { Collectors } from './collectors.ts';
-import type { DeploymentApplier } from './device-agent.ts';
+import type { DeploymentApplier, DeviceAgent } from './device-agent.ts';
+import { AppliedConfig, DeviceConfigStore } from './device-config.ts';
 
 /** Plausible, slowly wandering health for a simulated device (a Pi-sized machine). */
 export class SyntheticCollectors implements Collectors {
@@ -164,5 +166,33 @@ export class SimulatedUpdates implements DeploymentApplier {
   private save(record: SimulatedUpdateRecord): void {
     this.record = record;
     writeJsonAtomically(this.recordPath, record);
+  }
+}
+
+/**
+ * A simulated device's configuration variables, kept in its data dir like a real agent's: applied
+ * from each desired state and reported at once, as a real device without an app does.
+ */
+export class SimulatedConfig {
+  private readonly store: DeviceConfigStore;
+  private readonly applied: AppliedConfig;
+  private agent: DeviceAgent | null = null;
+
+  constructor(dataDir: string, logger: Pick<Logger, 'info' | 'warn'>) {
+    this.store = new DeviceConfigStore(dataDir);
+    this.applied = new AppliedConfig(this.store, {
+      restart: async () => undefined,
+      applied: () => this.agent?.refreshInventory(),
+      logger,
+    });
+  }
+
+  /** For the agent's `appliedConfigHash` option. */
+  readonly appliedConfigHash = (): string => this.applied.hash;
+
+  /** Applies the config of the desired states this agent receives. */
+  follow(agent: DeviceAgent): void {
+    this.agent = agent;
+    agent.on('desired', (desired) => this.store.apply(desired.config));
   }
 }

@@ -9,7 +9,8 @@ import {
   rmSync,
   symlinkSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import semver from 'semver';
 import * as tar from 'tar';
 import { z } from 'zod';
 import { BoardfleetError } from '../../protocol/errors.ts';
@@ -35,6 +36,9 @@ export const appBundleManifestSchema = z.strictObject({
 
 export type AppBundleManifest = z.infer<typeof appBundleManifestSchema>;
 
+/** Receives each line the app prints, with the app's name and the stream it came on. */
+export type AppOutput = (line: string, origin: { app: string; stream: 'stdout' | 'stderr' }) => void;
+
 const APP_MANIFEST = 'boardfleet-app.json';
 const CHECK_INTERVAL_MS = 250;
 
@@ -46,12 +50,20 @@ const CHECK_INTERVAL_MS = 250;
 export class AppBundleStrategy implements UpdateStrategy {
   readonly kind = 'app-bundle';
   private supervisor: ProcessSupervisor | null = null;
+  private restarting: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly root: string,
-    private readonly onOutput: (line: string) => void = () => {},
+    private readonly onOutput: AppOutput = () => {},
+    /** The configuration variables the app gets in its environment, over the bundle's own `env`. */
+    private readonly configEnvironment: () => Readonly<Record<string, string>> = () => ({}),
   ) {
     mkdirSync(join(root, 'releases'), { recursive: true });
+  }
+
+  /** Restarts the installed app with the current configuration variables (no new release); none: nothing. */
+  async restartWithConfig(): Promise<void> {
+    if (this.currentDir()) await this.restartApp();
   }
 
   private releaseDir(manifest: { name?: string; artifact?: string; version: string }): string {
@@ -182,14 +194,44 @@ export class AppBundleStrategy implements UpdateStrategy {
     renameSync(temporary, this.link(name));
   }
 
-  private async restartApp(): Promise<void> {
+  /** One restart at a time: an install and a config change restarting together would start the app twice. */
+  private restartApp(): Promise<void> {
+    const restarted = this.restarting.then(() => this.startCurrentApp());
+    this.restarting = restarted.catch(() => undefined);
+    return restarted;
+  }
+
+  private async startCurrentApp(): Promise<void> {
     await this.supervisor?.stop();
     const dir = this.currentDir();
     if (!dir) return;
     const app = readAppManifest(dir, dir);
-    this.supervisor = new ProcessSupervisor(app.start, { cwd: dir, env: app.env, onOutput: this.onOutput });
+    const name = appNameOf(basename(dir));
+    this.supervisor = new ProcessSupervisor(app.start, {
+      cwd: dir,
+      env: { ...app.env, ...this.configEnvironment() },
+      onOutput: (line, stream) => this.onOutput(line, { app: name, stream }),
+    });
     this.supervisor.start();
   }
+}
+
+/** The name (artifact) of the app installed under `root` (the strategy's root), or null. */
+export function installedAppName(root: string): string | null {
+  try {
+    return appNameOf(basename(readlinkSync(join(root, 'current'))));
+  } catch {
+    return null;
+  }
+}
+
+/** `releases/<name>-<version>` → name: the version is the part after the first `-` that is a semantic version. */
+function appNameOf(releaseDir: string): string {
+  for (let dash = releaseDir.indexOf('-'); dash !== -1; dash = releaseDir.indexOf('-', dash + 1)) {
+    if (semver.valid(releaseDir.slice(dash + 1)) === releaseDir.slice(dash + 1))
+      return releaseDir.slice(0, dash);
+  }
+  return releaseDir;
 }
 
 function readAppManifest(dir: string, label: string): AppBundleManifest {

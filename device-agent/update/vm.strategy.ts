@@ -29,6 +29,8 @@ export interface VmStrategyOptions {
   env: Record<string, string>;
   consoles?: Pick<ConsoleUploader, 'watch' | 'flush' | 'unwatch' | 'stop'>;
   log: (line: string) => void;
+  /** Every console line of every VM, as it arrives (the live log). */
+  consoleLine?: (artifact: string, line: string) => void;
   /** How long a VM has to power off when asked (default 30 s). */
   stopGraceMs?: number;
 }
@@ -223,6 +225,9 @@ export class VmStrategy implements UpdateStrategy {
       env: this.options.env,
       forwards: [...guestPorts].map((guest) => ({ guest, host: 0, protocol: 'tcp' as const })),
       consoleFile,
+      ...(this.options.consoleLine && {
+        onConsoleLine: (line: string) => this.options.consoleLine?.(version.artifact, line),
+      }),
     });
     this.options.consoles?.watch(version.artifact, version.version, consoleFile);
     const pidFile = this.pidFile(version);

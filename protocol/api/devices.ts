@@ -7,7 +7,10 @@ import { commandSchema, deviceEventSchema, healthSchema, inventorySchema } from 
 import { DeploymentState, deploymentStateSchema, rolloutStateSchema } from './rollouts.ts';
 import { named, pageFields, pageLimit, pageOffset, timestamp } from './shared.ts';
 
-const tag = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'tags are 1-64 letters, digits, . _ : -');
+/** A device tag, as devices are tagged and as configuration variables are set for a tag. */
+export const deviceTag = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'tags are 1-64 letters, digits, . _ : -');
 const deviceName = z.string().min(1).max(128);
 const allowDuplicate = z
   .boolean()
@@ -20,7 +23,7 @@ const allowDuplicate = z
 export const newDeviceFields = {
   name: deviceName,
   board: z.string().min(1).max(64).optional(),
-  tags: z.array(tag).max(32).optional(),
+  tags: z.array(deviceTag).max(32).optional(),
 };
 
 export const createDeviceBody = named('CreateDevice', z.strictObject({ ...newDeviceFields, allowDuplicate }));
@@ -30,14 +33,14 @@ export const updateDeviceBody = named(
   z
     .strictObject({
       name: deviceName.optional().describe('a new name (rename)'),
-      tags: z.array(tag).max(32).optional().describe('replaces every tag'),
+      tags: z.array(deviceTag).max(32).optional().describe('replaces every tag'),
       allowDuplicate,
     })
     .refine((body) => body.name !== undefined || body.tags !== undefined, 'give a name, tags or both'),
 );
 
 export const listDevicesQuery = z.strictObject({
-  tag: tag.optional(),
+  tag: deviceTag.optional(),
   board: z.string().max(64).optional().describe('reported board, else the one registered'),
   online: z
     .enum(['true', 'false'])
@@ -116,7 +119,14 @@ export const storedHealthSchema = named('StoredHealth', healthSchema.extend({ re
 
 export const deviceDetailsSchema = named(
   'DeviceDetails',
-  deviceSchema.extend({ latestHealth: storedHealthSchema.nullable() }),
+  deviceSchema.extend({
+    latestHealth: storedHealthSchema.nullable(),
+    configApplied: z
+      .boolean()
+      .describe(
+        'whether the device reported the hash of its effective configuration variables (GET /api/v1/devices/{id}/config has them)',
+      ),
+  }),
 );
 
 /** One rollout's deployment to a device. */

@@ -21,7 +21,10 @@ import {
   createBuildBody,
   listBuildsQuery,
 } from './builds.ts';
+import { configOperations } from './config-variables.ts';
 import { consoleListSchema, consoleSummarySchema } from './consoles.ts';
+import { logOperations } from './device-logs.ts';
+import { shellOperations } from './device-shell.ts';
 import {
   createDeviceBody,
   createdDeviceSchema,
@@ -77,6 +80,7 @@ import {
   tufRootDocument,
   tufStatusSchema,
 } from './tuf.ts';
+import { webhookOperations } from './webhooks.ts';
 
 const noBody = json(emptyBody);
 
@@ -695,6 +699,10 @@ export const operations = {
     status: 200,
     response: text('metrics in the Prometheus text format, version 0.0.4'),
   },
+  ...logOperations,
+  ...shellOperations,
+  ...configOperations,
+  ...webhookOperations,
 } as const satisfies Record<string, ApiOperation>;
 
 export type OperationId = keyof typeof operations;

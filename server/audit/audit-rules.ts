@@ -7,6 +7,7 @@ import type { AuditChannel } from '../../protocol/api/audit.ts';
 import type { ApiOperation, ResponseOf } from '../../protocol/api/operation.ts';
 import { type OperationId, operations } from '../../protocol/api/operations.ts';
 import { ROLLOUT_ACTIONS } from '../../protocol/api/rollouts.ts';
+import { webhookUrlForLog } from '../../protocol/api/webhooks.ts';
 import type { NewAuditEntry } from './audit.repository.ts';
 
 /** What an audited call asked for, and what it answered when it worked. */
@@ -200,6 +201,33 @@ export const AUDIT_RULES: {
     action: 'rollback-order.create',
     target: ({ result }) => result?.id ?? null,
     detail: ({ body }) => fields(body, ['device', 'release', 'from', 'to']),
+  },
+  // The secret is never logged; the URL without its query or credentials (receivers put tokens there).
+  createWebhook: {
+    action: 'webhook.create',
+    target: ({ result }) => result?.id ?? null,
+    detail: ({ body }) => {
+      const url = field(body, 'url');
+      return [url === null ? null : `url ${webhookUrlForLog(url)}`, fields(body, ['events'])]
+        .filter((part) => part !== null)
+        .join(', ');
+    },
+  },
+  deleteWebhook: {
+    action: 'webhook.delete',
+    target: ({ params }) => params.id ?? null,
+    detail: ({ result }) => (result ? `url ${webhookUrlForLog(result.url)}` : null),
+  },
+  // The value is never logged: it may be a secret, and the log is read by every viewer.
+  setConfigVariable: {
+    action: 'config.set',
+    target: ({ params }) => params.name ?? null,
+    detail: ({ body }) => fields(body, ['scope', 'target', 'secret']) ?? 'scope fleet',
+  },
+  unsetConfigVariable: {
+    action: 'config.unset',
+    target: ({ params }) => params.name ?? null,
+    detail: ({ query }) => fields(query, ['scope', 'target']) ?? 'scope fleet',
   },
 };
 

@@ -13,6 +13,7 @@ import {
   PROTOCOL_VERSION,
   SERVER_HELLO_TOPIC,
   type ServerToDeviceChannel,
+  TO_EVERY_REPLICA,
 } from '../../protocol/topics.ts';
 import type { ServerMetrics } from '../metrics/metrics.ts';
 import type { ServerSessionEndpoint } from './device-broker.ts';
@@ -78,7 +79,7 @@ export class ServerMqttClient {
     const group = this.options.sharedGroup ?? null;
     const granted = await client.subscribeAsync(
       DEVICE_TO_SERVER_CHANNELS.map((channel) =>
-        group === null || RETAINED_BY_DEVICES.has(channel)
+        group === null || RETAINED_BY_DEVICES.has(channel) || TO_EVERY_REPLICA.has(channel)
           ? allDevicesTopic(channel)
           : `$share/${group}/${allDevicesTopic(channel)}`,
       ),

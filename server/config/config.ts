@@ -56,6 +56,8 @@ export interface ServerConfig {
   buildCacheDir: string;
   /** Image builds run at once. */
   buildConcurrency: number;
+  /** The first webhook retry's wait in seconds; each next one doubles, up to an hour. */
+  webhookRetrySeconds: number;
   /** The built dashboard served at `/`. */
   webDir: string;
   /** Largest JSON request body read, in KiB; a larger one is refused with 413 before it is parsed. */
@@ -70,6 +72,10 @@ export interface ServerConfig {
   artifactStore: ArtifactStoreConfig;
   /** Deployable artifacts are chunked on upload and devices fetch only the chunks they lack. */
   deltaUpdates: boolean;
+  /** A remote shell session without input or output for this long is ended (both ends). */
+  shellIdleSeconds: number;
+  /** Keep what each shell session printed (its first MiB) with the session's record. */
+  shellTranscripts: boolean;
 }
 
 /** The data folder (shared by replicas), or an S3-compatible bucket. */
@@ -177,6 +183,10 @@ export const SERVER_ENVIRONMENT = {
     meaning: 'Debian packages, Node runtimes and finished build steps, by content hash',
   },
   BOARDFLEET_BUILD_CONCURRENCY: { default: '1', meaning: 'image builds that run at once' },
+  BOARDFLEET_WEBHOOK_RETRY_SECONDS: {
+    default: '10',
+    meaning: "a failed webhook delivery's first retry wait; doubling each time, at most an hour, 10 attempts",
+  },
   BOARDFLEET_WEB_DIR: {
     default: '<install dir>/server/web/dist',
     meaning: 'the built dashboard (npm run build:web) served at /',
@@ -237,6 +247,15 @@ export const SERVER_ENVIRONMENT = {
     default: 'on',
     meaning:
       'on: deployable artifacts of 256 KiB or more are cut into chunks on upload, and devices fetch only the chunks they lack; off: no chunking, the chunk endpoints answer 404 and devices download whole artifacts',
+  },
+  BOARDFLEET_SHELL_IDLE_TIMEOUT: {
+    default: '900',
+    meaning: 'seconds without input or output after which a remote shell session is ended (60 to 86400)',
+  },
+  BOARDFLEET_SHELL_TRANSCRIPTS: {
+    default: 'off',
+    meaning:
+      'on: keep what each remote shell session printed (its first MiB) for admins to read back (GET /api/v1/shell-sessions/{id}/transcript)',
   },
   LOG_LEVEL: {
     default: 'info',
@@ -423,6 +442,13 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
   if (!Number.isInteger(buildConcurrency) || buildConcurrency < 1 || buildConcurrency > 16) {
     problems.push(`BOARDFLEET_BUILD_CONCURRENCY=${concurrencyRaw} must be a whole number from 1 to 16`);
   }
+  const webhookRetryRaw =
+    env.BOARDFLEET_WEBHOOK_RETRY_SECONDS ?? SERVER_ENVIRONMENT.BOARDFLEET_WEBHOOK_RETRY_SECONDS.default;
+  const webhookRetrySeconds = Number(webhookRetryRaw);
+  if (!(webhookRetrySeconds > 0 && webhookRetrySeconds <= 3600))
+    problems.push(
+      `BOARDFLEET_WEBHOOK_RETRY_SECONDS=${webhookRetryRaw} must be a positive number of seconds, at most 3600`,
+    );
   const jsonLimitRaw =
     env.BOARDFLEET_HTTP_JSON_LIMIT_KIB ?? SERVER_ENVIRONMENT.BOARDFLEET_HTTP_JSON_LIMIT_KIB.default;
   const httpJsonLimitKib = Number(jsonLimitRaw);
@@ -451,6 +477,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
   const deltaUpdatesRaw = env.BOARDFLEET_DELTA_UPDATES || SERVER_ENVIRONMENT.BOARDFLEET_DELTA_UPDATES.default;
   if (deltaUpdatesRaw !== 'on' && deltaUpdatesRaw !== 'off')
     problems.push(`BOARDFLEET_DELTA_UPDATES=${deltaUpdatesRaw} must be on or off`);
+  const shell = readShellSettings(env, problems);
   const metricsPublic = flag('BOARDFLEET_METRICS_PUBLIC');
   const apiDocsPublic = flag('BOARDFLEET_API_DOCS_PUBLIC');
   if (problems.length > 0) {
@@ -486,6 +513,7 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     recipesDir: resolve(env.BOARDFLEET_RECIPES_DIR ?? RECIPES_DIRECTORY),
     buildCacheDir: resolve(env.BOARDFLEET_BUILD_CACHE ?? defaultCacheDir(env)),
     buildConcurrency,
+    webhookRetrySeconds,
     webDir: resolve(env.BOARDFLEET_WEB_DIR ?? fileURLToPath(new URL('../web/dist', import.meta.url))),
     httpJsonLimitKib,
     metricsPublic,
@@ -493,5 +521,24 @@ export function loadServerConfig(env: Environment = process.env): ServerConfig {
     mqttLimits,
     artifactStore,
     deltaUpdates: deltaUpdatesRaw !== 'off',
+    ...shell,
   };
+}
+
+function readShellSettings(
+  env: Environment,
+  problems: string[],
+): Pick<ServerConfig, 'shellIdleSeconds' | 'shellTranscripts'> {
+  const idleRaw =
+    env.BOARDFLEET_SHELL_IDLE_TIMEOUT || SERVER_ENVIRONMENT.BOARDFLEET_SHELL_IDLE_TIMEOUT.default;
+  const shellIdleSeconds = Number(idleRaw);
+  if (!Number.isInteger(shellIdleSeconds) || shellIdleSeconds < 60 || shellIdleSeconds > 86_400)
+    problems.push(
+      `BOARDFLEET_SHELL_IDLE_TIMEOUT=${idleRaw} must be a whole number of seconds from 60 to 86400`,
+    );
+  const transcriptsRaw =
+    env.BOARDFLEET_SHELL_TRANSCRIPTS || SERVER_ENVIRONMENT.BOARDFLEET_SHELL_TRANSCRIPTS.default;
+  if (transcriptsRaw !== 'on' && transcriptsRaw !== 'off')
+    problems.push(`BOARDFLEET_SHELL_TRANSCRIPTS=${transcriptsRaw} must be on or off`);
+  return { shellIdleSeconds, shellTranscripts: transcriptsRaw === 'on' };
 }

@@ -20,6 +20,9 @@ import * as tuf from './migrations/20261220T1300-tuf.ts';
 import * as rollbackOrders from './migrations/20261221T1400-rollback-orders.ts';
 import * as rolloutTransfer from './migrations/20261223T1600-rollout-transfer.ts';
 import * as artifactChunkIndexes from './migrations/20261224T1700-artifact-chunk-indexes.ts';
+import * as webhooks from './migrations/20261225T1000-webhooks.ts';
+import * as configVariables from './migrations/20261225T1100-config-variables.ts';
+import * as shellSessions from './migrations/20261225T1200-shell-sessions.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -42,6 +45,9 @@ export const MIGRATIONS: Record<string, Migration> = {
   '20261221T1400-rollback-orders': rollbackOrders,
   '20261223T1600-rollout-transfer': rolloutTransfer,
   '20261224T1700-artifact-chunk-indexes': artifactChunkIndexes,
+  '20261225T1000-webhooks': webhooks,
+  '20261225T1100-config-variables': configVariables,
+  '20261225T1200-shell-sessions': shellSessions,
 };
 
 const PG_INT8_OID = 20;

@@ -197,6 +197,80 @@ export interface DeviceDesiredTable {
   published_at: number | null;
 }
 
+/** A remote shell session (migration 20261225T1200); `ended_at` null while it is open. */
+export interface ShellSessionTable {
+  id: string;
+  device_id: string;
+  /** The operator token's name; a dashboard session acts as the token it was opened with. */
+  actor: string;
+  actor_token_id: string;
+  via: AuditChannel;
+  /** The one command of `shell -c`; null for an interactive shell. */
+  command: string | null;
+  /** pty or pipes, as the device said; null until it answered. */
+  mode: string | null;
+  started_at: number;
+  ended_at: number | null;
+  end_reason: string | null;
+  exit_code: number | null;
+  bytes_in: number;
+  bytes_out: number;
+  /** What the shell printed (BOARDFLEET_SHELL_TRANSCRIPTS=on), capped; null when not kept. */
+  transcript: string | null;
+}
+
+/** A configuration variable at one scope (migration 20261225T1100). */
+export interface ConfigVariableTable {
+  scope: 'fleet' | 'tag' | 'device';
+  /** '' for the fleet, the tag, or the device id. */
+  target: string;
+  name: string;
+  value: string;
+  /** 1: write-only, never answered by the API. */
+  secret: number;
+  updated_at: number;
+  /** The operator token's name that set it. */
+  updated_by: string;
+}
+
+/** A webhook (migration 20261225T1000); `events` is a JSON array of event types. */
+export interface WebhookTable {
+  id: string;
+  url: string;
+  events: string;
+  /** The HMAC key of its signatures: kept as given, signing needs it. */
+  secret: string;
+  created_at: number;
+  created_by: string;
+}
+
+/** One event queued for one webhook; (webhook_id, event_key) is unique. */
+export interface WebhookDeliveryTable {
+  id: string;
+  webhook_id: string;
+  event_key: string;
+  event_id: string;
+  event_type: string;
+  /** The exact JSON sent and signed. */
+  body: string;
+  created_at: number;
+  status: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  next_attempt_at: number;
+  /** A replica sending it holds it until then; a crashed one's claim runs out. */
+  claimed_until: number | null;
+  finished_at: number | null;
+}
+
+export interface WebhookAttemptTable {
+  id: string;
+  delivery_id: string;
+  at: number;
+  status_code: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
 export interface RolloutLogTable {
   rollout_id: string;
   at: number;
@@ -310,6 +384,7 @@ export interface TufRollbackOrderTable {
 }
 
 export interface DatabaseSchema {
+  shell_sessions: ShellSessionTable;
   tuf_online_keys: TufOnlineKeyTable;
   tuf_metadata: TufMetadataTable;
   tuf_rollback_orders: TufRollbackOrderTable;
@@ -323,6 +398,10 @@ export interface DatabaseSchema {
   rollout_waves: RolloutWaveTable;
   rollout_devices: RolloutDeviceTable;
   device_desired: DeviceDesiredTable;
+  config_variables: ConfigVariableTable;
+  webhooks: WebhookTable;
+  webhook_deliveries: WebhookDeliveryTable;
+  webhook_attempts: WebhookAttemptTable;
   rollout_log: RolloutLogTable;
   releases: ReleaseTable;
   release_artifacts: ReleaseArtifactTable;

@@ -5,6 +5,7 @@ import { DeviceAuthenticator } from '../broker/device-authenticator.ts';
 import { DEVICE_BROKER, type DeviceBroker } from '../broker/device-broker.ts';
 import { ServerMqttClient } from '../broker/server-mqtt-client.ts';
 import { CLOCK, type Clock } from '../common/clock.ts';
+import { ConfigVariablesService } from '../config-variables/config-variables.service.ts';
 import { notFound } from '../common/errors.ts';
 import { generateId, generateSecret } from '../common/secrets.ts';
 import { TelemetryRepository } from '../telemetry/telemetry.repository.ts';
@@ -35,6 +36,7 @@ export class DeviceService {
     @Inject(DEVICE_BROKER) private readonly broker: DeviceBroker,
     @Inject(ServerMqttClient) private readonly mqtt: ServerMqttClient,
     @Inject(CLOCK) private readonly clock: Clock,
+    @Inject(ConfigVariablesService) private readonly config: ConfigVariablesService,
   ) {}
 
   /**
@@ -59,6 +61,8 @@ export class DeviceService {
       await this.devices.delete(id);
       throw error;
     }
+    // Fleet and tag variables set before it existed wait for it in its first desired state.
+    await this.config.devicesChanged([id]);
     return { device: await this.getOrThrow(id), secret };
   }
 
@@ -76,7 +80,11 @@ export class DeviceService {
 
   async details(id: string) {
     const device = await this.getOrThrow(id);
-    return { ...device, latestHealth: await this.telemetry.latestHealth(id) };
+    return {
+      ...device,
+      latestHealth: await this.telemetry.latestHealth(id),
+      configApplied: await this.config.configApplied(device),
+    };
   }
 
   /** Renames a device and/or replaces its tags. */
@@ -91,7 +99,11 @@ export class DeviceService {
       if (!sameName) await this.nameFor(change.name, change.allowDuplicate ? 'allow' : 'refuse');
       await this.devices.rename(id, change.name);
     }
-    if (change.tags !== undefined) await this.devices.replaceTags(id, [...new Set(change.tags)]);
+    if (change.tags !== undefined) {
+      await this.devices.replaceTags(id, [...new Set(change.tags)]);
+      // Its tag variables change with its tags.
+      await this.config.devicesChanged([id]);
+    }
     return this.getOrThrow(id);
   }
 
@@ -120,6 +132,7 @@ export class DeviceService {
       );
     }
     await this.devices.delete(id);
+    await this.config.deviceDeleted(id);
     await this.broker.forgetDevice(id);
     return device;
   }

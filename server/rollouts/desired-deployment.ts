@@ -1,4 +1,5 @@
 import type { DeployableArtifactKind } from '../../protocol/manifest.ts';
+import type { DesiredConfig } from '../../protocol/device-config.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import type { ArtifactRecord } from '../artifacts/artifact.repository.ts';
 import type { DeviceRecord } from '../devices/device.repository.ts';
@@ -44,13 +45,17 @@ export function artifactIdOf(deployment: DesiredState['deployment']): string | n
   return deployment?.url.match(CONTENT_URL)?.[1] ?? null;
 }
 
-/** The next version of a device's desired state: one above the last, so the agent takes it. */
+/**
+ * The next version of a device's desired state: one above the last, so the agent takes it. It
+ * carries the device's configuration variables (none when it has no variable).
+ */
 export function nextDesired(
   previous: DesiredState | null,
   deployment: DesiredState['deployment'],
   issuedAt: number,
+  config?: DesiredConfig,
 ): DesiredState {
-  return { version: (previous?.version ?? 0) + 1, issuedAt, deployment };
+  return { version: (previous?.version ?? 0) + 1, issuedAt, deployment, ...(config ? { config } : {}) };
 }
 
 /**

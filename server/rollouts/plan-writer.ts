@@ -1,3 +1,4 @@
+import type { DesiredConfig } from '../../protocol/device-config.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import { nextDesired } from './desired-deployment.ts';
 import type { RolloutRepository } from './rollout.repository.ts';
@@ -21,11 +22,16 @@ export class PlanWriter {
   /** When the gathered desired states were decided (a plan's steps share their time). */
   private decidedAt = 0;
 
-  /** `desired` holds each device's last desired state and is kept current, so versions only go up. */
+  /**
+   * `desired` holds each device's last desired state and is kept current, so versions only go up.
+   * `configs` is the config of the devices the plan sends a desired state, resolved before the
+   * transaction (a device missing has no variable); without it each keeps the config it had.
+   */
   constructor(
     private readonly rollouts: RolloutRepository,
     private readonly rolloutId: string,
     private readonly desired: Map<string, DesiredState>,
+    private readonly configs: ReadonlyMap<string, DesiredConfig> | null = null,
   ) {}
 
   async write(step: WriteStep): Promise<void> {
@@ -38,7 +44,9 @@ export class PlanWriter {
         });
         return;
       case 'send-desired': {
-        const next = nextDesired(this.desired.get(step.deviceId) ?? null, step.deployment, step.at);
+        const previous = this.desired.get(step.deviceId) ?? null;
+        const config = this.configs ? this.configs.get(step.deviceId) : previous?.config;
+        const next = nextDesired(previous, step.deployment, step.at, config);
         this.desired.set(step.deviceId, next);
         this.unsaved.set(step.deviceId, next);
         this.toPublish.set(step.deviceId, next);

@@ -68,6 +68,8 @@ export interface RolloutEngineDependencies extends RolloutExecutorDependencies {
 export class RolloutEngine extends EventEmitter<{
   /** A rollout, one of its waves or devices changed state or progress (the dashboard's live view). */
   'rollout-changed': [rolloutId: string];
+  /** The steps just applied to a rollout (webhooks read its state changes from them). */
+  'steps-applied': [rolloutId: string, steps: readonly RolloutStep[]];
 }> {
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
@@ -319,6 +321,15 @@ export class RolloutEngine extends EventEmitter<{
     });
   }
 
+  /**
+   * Sends devices whose configuration variables changed a new desired state (same deployment, the
+   * next version), on the engine's queue and in the cluster mutex like every desired state written,
+   * so a rollout and a config change never both take one version; how many were sent.
+   */
+  reissueConfig(deviceIds: readonly string[]): Promise<number> {
+    return this.run(() => this.executor.reissueConfig(deviceIds), { retry: false });
+  }
+
   // Operator actions, run on the engine's queue so they never race a tick; false when refused.
 
   pause(rolloutId: string, by: string): Promise<boolean> {
@@ -414,5 +425,6 @@ export class RolloutEngine extends EventEmitter<{
     if (steps.length === 0) return;
     await this.executor.apply(rolloutId, steps);
     this.emit('rollout-changed', rolloutId);
+    this.emit('steps-applied', rolloutId, steps);
   }
 }

@@ -1,3 +1,5 @@
+import { configHash } from '../../protocol/device-config-hash.ts';
+import type { DesiredConfig } from '../../protocol/device-config.ts';
 import type { DesiredState } from '../../protocol/schemas.ts';
 import type { ArtifactRecord } from '../artifacts/artifact.repository.ts';
 import type { Clock } from '../common/clock.ts';
@@ -5,7 +7,7 @@ import type { ServerMqttClient } from '../broker/server-mqtt-client.ts';
 import type { DeviceRecord, DeviceRepository } from '../devices/device.repository.ts';
 import type { ReleaseRecord } from '../releases/release.repository.ts';
 import type { ReleaseService } from '../releases/release.service.ts';
-import { chooseDelivery, deploymentBoards } from './desired-deployment.ts';
+import { chooseDelivery, deploymentBoards, nextDesired } from './desired-deployment.ts';
 import { PlanWriter, type Publication } from './plan-writer.ts';
 import type { RolloutRepository } from './rollout.repository.ts';
 import { planDelivery } from './rollout-planner.ts';
@@ -20,6 +22,14 @@ export interface RolloutExecutorDependencies {
   clock: Clock;
   /** Signs rollback orders in the fleet's TUF targets; absent, rollbacks go out unsigned (tests). */
   rollbackOrders?: RollbackOrderSigner;
+  /** The configuration variables desired states carry; absent, each keeps the config it had (tests). */
+  configs?: DesiredConfigSource;
+}
+
+/** Each device's configuration variables as its next desired state carries them (server/config-variables/). */
+export interface DesiredConfigSource {
+  /** In a few queries for any number of devices; a device without variables is left out. */
+  desiredConfigs(deviceIds: readonly string[]): Promise<Map<string, DesiredConfig>>;
 }
 
 /** Who signs a rollback order before the desired states naming it go out (server/tuf/). */
@@ -74,11 +84,13 @@ export class RolloutExecutor {
     );
     // Read before the transaction: SQLite has one connection, which the transaction holds.
     const desired = sentTo.length > 0 ? await this.deps.rollouts.desiredFor(sentTo) : new Map();
+    const configs =
+      sentTo.length > 0 && this.deps.configs ? await this.deps.configs.desiredConfigs(sentTo) : null;
     await this.signRollbackOrders(rolloutId, rollbackOrdersOf(steps, desired));
     const inputs = new Map<NotifyStep, NotifyInputs>();
     for (const step of notifies) inputs.set(step, await this.notifyInputs(step));
     return this.deps.rollouts.transaction(async (rollouts) => {
-      const writer = new PlanWriter(rollouts, rolloutId, desired);
+      const writer = new PlanWriter(rollouts, rolloutId, desired, configs);
       for (const step of steps) {
         if (step.kind === 'notify') await notify(writer, step, inputs.get(step) as NotifyInputs, desired);
         else await writer.write(step);
@@ -96,6 +108,27 @@ export class RolloutExecutor {
     if (!signer || orders.size === 0) return;
     const release = (await this.deps.rollouts.getRollout(rolloutId))?.releaseId ?? null;
     for (const [id, terms] of orders) await signer.sign(id, { ...terms, release });
+  }
+
+  /**
+   * Sends these devices their desired state again with their current configuration, the same
+   * deployment (or none) and the next version, where the config changed; returns how many.
+   */
+  async reissueConfig(deviceIds: readonly string[]): Promise<number> {
+    if (!this.deps.configs || deviceIds.length === 0) return 0;
+    const ids = [...new Set(deviceIds)];
+    const desired = await this.deps.rollouts.desiredFor(ids);
+    const configs = await this.deps.configs.desiredConfigs(ids);
+    const now = this.deps.clock.now();
+    const changed: Publication[] = ids.flatMap((deviceId) => {
+      const previous = desired.get(deviceId) ?? null;
+      const config = configs.get(deviceId);
+      if (configHashOf(previous?.config) === configHashOf(config)) return [];
+      return [{ deviceId, desired: nextDesired(previous, previous?.deployment ?? null, now, config) }];
+    });
+    if (changed.length === 0) return 0;
+    await this.deps.rollouts.transaction((rollouts) => rollouts.saveDesiredStates(changed, now));
+    return this.publish(changed);
   }
 
   /** Republishes every stored desired state (the embedded broker forgets retained messages on restart). */
@@ -150,6 +183,10 @@ export class RolloutExecutor {
     return publications.length;
   }
 }
+
+/** A desired state's config hash; none stands for the empty set. */
+const configHashOf = (config: DesiredConfig | undefined) => config?.hash ?? EMPTY_CONFIG_HASH;
+const EMPTY_CONFIG_HASH = configHash({});
 
 /** Notifies a batch: each device is sent the artifact for its board, or fails when there is none. */
 async function notify(

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { decodePayload } from '../../protocol/codec.ts';
-import type { DeviceEvent } from '../../protocol/schemas.ts';
+import type { DeviceEvent, Presence } from '../../protocol/schemas.ts';
 import { type Channel, type DeviceToServerChannel, parseDeviceTopic } from '../../protocol/topics.ts';
 import { KeyedQueue } from '../common/keyed-queue.ts';
 import { type DatabaseHealth, isConnectionLoss } from '../db/database-health.ts';
@@ -42,7 +42,8 @@ const MAX_WRITE_ATTEMPTS = 5;
 export interface IngestEvents {
   /** Emitted after a batch of health samples is committed (benchmarks measure latency with it). */
   'health-stored': [samples: HealthToStore[]];
-  'presence-changed': [deviceId: string, online: boolean];
+  /** `presence` is the message itself: its `at` tells one change from another (webhooks' keys). */
+  'presence-changed': [deviceId: string, online: boolean, presence: Presence];
   /** Emitted once an event is stored (a redelivered one too: listeners must be idempotent). */
   'device-event': [deviceId: string, event: DeviceEvent];
 }
@@ -118,7 +119,7 @@ export class TelemetryIngestService extends EventEmitter<IngestEvents> {
               { deviceId, state: decoded.value.state, reason: decoded.value.reason },
               'presence changed',
             );
-            this.emit('presence-changed', deviceId, decoded.value.state === 'online');
+            this.emit('presence-changed', deviceId, decoded.value.state === 'online', decoded.value);
           }
         });
         return;

@@ -156,6 +156,19 @@ export class TelemetryRepository {
     return row ? toStoredHealth(row) : null;
   }
 
+  /** The device's last sample before `at` (device time, as stored), or null. */
+  async healthBefore(deviceId: string, at: number): Promise<StoredHealth | null> {
+    const row = await this.db
+      .selectFrom('health_samples')
+      .selectAll()
+      .where('device_id', '=', deviceId)
+      .where('at', '<', at)
+      .orderBy('at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? toStoredHealth(row) : null;
+  }
+
   /** These devices' samples received between `from` and `to`, oldest first: what another replica stored. */
   async healthReceivedBetween(
     deviceIds: readonly string[],

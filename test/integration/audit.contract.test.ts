@@ -33,6 +33,10 @@ const RECORDED_AS: Partial<Record<OperationId, string>> = {
   publishTufRoot: 'tuf-root.publish',
   rotateTufOnlineKey: 'tuf-key.rotate',
   createRollbackOrder: 'rollback-order.create',
+  createWebhook: 'webhook.create',
+  deleteWebhook: 'webhook.delete',
+  setConfigVariable: 'config.set',
+  unsetConfigVariable: 'config.unset',
 };
 const NOT_RECORDED: OperationId[] = [
   'uploadConsole',

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { deviceTopic, SERVER_HELLO_TOPIC } from '../../protocol/topics.ts';
 import { DynsecAdmin } from '../../server/broker/mosquitto/dynsec-admin.ts';
+import { deviceAcls, deviceRoleName } from '../../server/broker/mosquitto/dynsec-acl.ts';
 import { mayDevicePublish, mayDeviceSubscribe } from '../../server/broker/topic-acl.ts';
 import { cliRunner } from '../support/cli-runner.ts';
 import { freePort } from '../support/databases.ts';
@@ -196,6 +197,34 @@ describe('Mosquitto from `boardfleet broker-config mosquitto`, managed through d
       messages.some((message) => message.payload === 'for dev-a'),
     );
     expect(messages.map((message) => message.payload)).toEqual(['hello', 'for dev-a']);
+  });
+
+  it('gives a role written by an older server the channels added since (live logs, the shell), once', async () => {
+    const deviceId = 'dev-older';
+    const role = deviceRoleName(deviceId);
+    const older = deviceAcls(deviceId).filter(
+      (acl) => !acl.topic.endsWith('/log-watch') && !acl.topic.endsWith('/logs'),
+    );
+    await admin.createRole(role, older);
+    await admin.createClient(deviceId, 'secret-older', { roles: [role], clientId: deviceId });
+    const device = await connectDevice(broker.url, {
+      clientId: deviceId,
+      username: deviceId,
+      password: 'secret-older',
+    });
+    clients.push(device);
+    expect(await granted(device, deviceTopic(deviceId, 'log-watch'))).toBe(false);
+
+    expect(await admin.updateDeviceRoles()).toBeGreaterThanOrEqual(1);
+    expect(await granted(device, deviceTopic(deviceId, 'log-watch'))).toBe(true);
+    const roles = await admin.listRoles();
+    const acls = roles.find((candidate) => candidate.rolename === role)?.acls ?? [];
+    expect(acls.map((acl) => `${acl.acltype} ${acl.topic}`).sort()).toEqual(
+      deviceAcls(deviceId)
+        .map((acl) => `${acl.acltype} ${acl.topic}`)
+        .sort(),
+    );
+    expect(await admin.updateDeviceRoles()).toBe(0);
   });
 
   it('passes on exactly the publishes topic-acl.ts allows a device', async () => {

@@ -15,6 +15,8 @@ export interface BundleOptions {
   unhealthy?: boolean;
   /** Incompressible bytes added to the bundle, to make a download take a while. */
   paddingBytes?: number;
+  /** A Node.js program (`app.js`) run as the app instead of the `sleep`. */
+  script?: string;
 }
 
 /**
@@ -26,7 +28,7 @@ export async function buildAppBundle(options: BundleOptions): Promise<Buffer> {
   const dir = mkdtempSync(join(tmpdir(), 'boardfleet-bundle-'));
   try {
     const manifest: AppBundleManifest = {
-      start: ['sleep', '100000'],
+      start: options.script ? [process.execPath, 'app.js'] : ['sleep', '100000'],
       env: { APP_VERSION: options.version },
       healthCheck: options.unhealthy
         ? { command: ['sh', '-c', 'echo "app is unhealthy" >&2; exit 3'], timeoutSeconds: 2 }
@@ -34,6 +36,10 @@ export async function buildAppBundle(options: BundleOptions): Promise<Buffer> {
     };
     writeFileSync(join(dir, 'boardfleet-app.json'), JSON.stringify(manifest));
     const files = ['boardfleet-app.json'];
+    if (options.script) {
+      writeFileSync(join(dir, 'app.js'), options.script);
+      files.push('app.js');
+    }
     if (options.paddingBytes) {
       writeFileSync(join(dir, 'padding.bin'), randomBytes(options.paddingBytes));
       files.push('padding.bin');

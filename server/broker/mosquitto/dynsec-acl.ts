@@ -1,6 +1,7 @@
 import {
   DEVICE_TO_SERVER_CHANNELS,
   deviceTopic,
+  isValidDeviceId,
   PROTOCOL_VERSION,
   SERVER_HELLO_TOPIC,
   SERVER_TO_DEVICE_CHANNELS,
@@ -57,6 +58,13 @@ const allow = (acltype: DynsecAclType, topic: string): DynsecAcl => ({ acltype, 
 /** Roles hold ACLs of one client, so each device gets its own role: 2.0 has no `%c` in ACL topics. */
 export function deviceRoleName(deviceId: string): string {
   return `boardfleet-device-${deviceId}`;
+}
+
+/** The device a role is for, or null for any other role. */
+export function deviceIdOfRole(rolename: string): string | null {
+  const prefix = deviceRoleName('');
+  const deviceId = rolename.startsWith(prefix) ? rolename.slice(prefix.length) : '';
+  return isValidDeviceId(deviceId) ? deviceId : null;
 }
 
 /**

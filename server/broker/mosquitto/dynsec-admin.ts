@@ -5,6 +5,7 @@ import { BoardfleetError, type ErrorCode } from '../../../protocol/errors.ts';
 import { isValidDeviceId } from '../../../protocol/topics.ts';
 import {
   deviceAcls,
+  deviceIdOfRole,
   deviceRoleName,
   type DynsecAcl,
   DYNSEC_COMMAND_TOPIC,
@@ -192,6 +193,40 @@ export class DynsecAdmin {
 
   async deleteRole(rolename: string): Promise<void> {
     await this.send({ command: 'deleteRole', rolename });
+  }
+
+  /** Every role with its ACLs (`count: -1`: all in one answer). */
+  async listRoles(): Promise<Array<{ rolename: string; acls: DynsecAcl[] }>> {
+    const data = (await this.send({ command: 'listRoles', verbose: true, count: -1, offset: 0 })) as {
+      roles?: Array<{ rolename?: unknown; acls?: unknown }>;
+    };
+    return (data.roles ?? []).map((role) => ({
+      rolename: String(role.rolename),
+      acls: Array.isArray(role.acls) ? (role.acls as DynsecAcl[]) : [],
+    }));
+  }
+
+  async addRoleAcl(rolename: string, acl: DynsecAcl): Promise<void> {
+    await this.send({ command: 'addRoleACL', rolename, ...acl });
+  }
+
+  /**
+   * Gives every device role the ACLs this server's `deviceAcls` names and the role lacks: the
+   * channels a newer server added (live logs, the shell) reach devices registered by an older one.
+   * Returns how many roles changed. ACLs the role has beyond them are left alone.
+   */
+  async updateDeviceRoles(): Promise<number> {
+    let updated = 0;
+    for (const role of await this.listRoles()) {
+      const deviceId = deviceIdOfRole(role.rolename);
+      if (deviceId === null) continue;
+      const has = new Set(role.acls.map((acl) => `${acl.acltype} ${acl.topic}`));
+      const missing = deviceAcls(deviceId).filter((acl) => !has.has(`${acl.acltype} ${acl.topic}`));
+      if (missing.length === 0) continue;
+      await Promise.all(missing.map((acl) => this.addRoleAcl(role.rolename, acl)));
+      updated++;
+    }
+    return updated;
   }
 
   /** Disconnects; commands still waiting fail. */

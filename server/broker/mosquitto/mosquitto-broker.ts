@@ -39,6 +39,21 @@ export class MosquittoBroker implements DeviceBroker {
       ...this.options.admin,
       logger: this.options.logger,
     });
+    // In the background: thousands of roles take a while, and devices connect meanwhile.
+    void this.admin.updateDeviceRoles().then(
+      (updated) => {
+        if (updated > 0)
+          this.options.logger.info(
+            { updated },
+            `gave ${updated} device roles the channels this server added`,
+          );
+      },
+      (error: unknown) =>
+        this.options.logger.warn(
+          { err: error },
+          'device roles not updated: live logs and the shell may be refused',
+        ),
+    );
   }
 
   serverSession(): ServerSessionEndpoint {

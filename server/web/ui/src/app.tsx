@@ -10,6 +10,7 @@ import { FleetPage } from './pages/fleet-page.tsx';
 import { RolloutPage } from './pages/rollout-page.tsx';
 import { RolloutsPage } from './pages/rollouts-page.tsx';
 import { SignInPage } from './pages/sign-in-page.tsx';
+import { WebhooksPage } from './pages/webhooks-page.tsx';
 
 export function App() {
   const operator = useOperator();
@@ -48,6 +49,7 @@ const NAV = [
   { href: '/rollouts', label: 'Rollouts', matches: (path: string) => path.startsWith('/rollouts') },
   { href: '/builds', label: 'Builds & artifacts', matches: (path: string) => path.startsWith('/builds') },
   { href: '/audit', label: 'Audit', matches: (path: string) => path.startsWith('/audit') },
+  { href: '/webhooks', label: 'Webhooks', matches: (path: string) => path.startsWith('/webhooks') },
 ];
 
 function Shell({ operator }: { operator: Operator }) {
@@ -98,6 +100,7 @@ function Page({ path }: { path: string }) {
   if (segments[0] === 'rollouts') return <RolloutsPage />;
   if (segments[0] === 'builds') return <BuildsPage />;
   if (segments[0] === 'audit') return <AuditPage />;
+  if (segments[0] === 'webhooks') return <WebhooksPage />;
   return (
     <section>
       <h1>Not found</h1>

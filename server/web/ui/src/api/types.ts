@@ -5,6 +5,7 @@
 export type { Artifact } from '../../../../../protocol/api/artifacts.ts';
 export type { AuditEntry, AuditLog } from '../../../../../protocol/api/audit.ts';
 export type { BuildJob } from '../../../../../protocol/api/builds.ts';
+export type { DeviceConfig } from '../../../../../protocol/api/config-variables.ts';
 export type {
   Device,
   DeviceDeployment as Deployment,
@@ -27,4 +28,11 @@ export type {
   WaveConfigInput as WaveConfig,
 } from '../../../../../protocol/api/rollouts.ts';
 export type { Me } from '../../../../../protocol/api/session.ts';
+export type {
+  CreatedWebhook,
+  Webhook,
+  WebhookDelivery,
+  WebhookDeliveryList,
+  WebhookList,
+} from '../../../../../protocol/api/webhooks.ts';
 export type { Health, Inventory } from '../../../../../protocol/schemas.ts';

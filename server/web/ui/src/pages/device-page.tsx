@@ -8,6 +8,9 @@ import { Link } from '../components/router.tsx';
 import { TimeChart } from '../components/time-chart.tsx';
 import { useSnapshot } from '../components/use-snapshot.ts';
 import { live, useLiveEvent } from '../live/live-stream.ts';
+import { DeviceConfigPanel } from './device-config-panel.tsx';
+import { DeviceLogsPanel } from './device-logs-panel.tsx';
+import { DeviceTerminal } from './device-terminal.tsx';
 import { HealthText, OnlineBadge } from './fleet-page.tsx';
 
 const RANGES = [
@@ -152,6 +155,14 @@ export function DevicePage({ id }: { id: string }) {
       ) : (
         <p class="muted">The device has not reported its inventory yet.</p>
       )}
+
+      <h2>Configuration</h2>
+      <DeviceConfigPanel id={id} />
+
+      <h2>Logs</h2>
+      <DeviceLogsPanel id={id} />
+
+      <DeviceTerminal id={id} />
 
       <h2>Deployment history</h2>
       <ErrorMessage error={deployments.error} />

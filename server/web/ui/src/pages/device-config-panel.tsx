@@ -1,0 +1,149 @@
+import { useState } from 'preact/hooks';
+import { api } from '../api/client.ts';
+import { useOperator } from '../api/session.ts';
+import type { DeviceConfig } from '../api/types.ts';
+import { ErrorMessage } from '../components/error-message.tsx';
+import { useSnapshot } from '../components/use-snapshot.ts';
+import { useLiveEvent } from '../live/live-stream.ts';
+
+/**
+ * A device's effective configuration variables: each value (a secret only marked as set), where
+ * it comes from, and whether the device applied the set; operators set and unset device values.
+ */
+export function DeviceConfigPanel({ id }: { id: string }) {
+  const path = `/api/v1/devices/${encodeURIComponent(id)}/config`;
+  const config = useSnapshot((signal) => api<DeviceConfig>('GET', path, { signal }), [id]);
+  // The device reports the config it applied with its inventory: heartbeats are a good moment to look again.
+  useLiveEvent(
+    'health',
+    (event) => {
+      if (event.deviceId === id && config.data && !config.data.applied) config.reloadSoon();
+    },
+    [id, config.data, config.reloadSoon],
+  );
+  const operator = useOperator();
+  const canOperate = operator !== null && operator.role !== 'viewer';
+  const [name, setName] = useState('');
+  const [value, setValue] = useState('');
+  const [secret, setSecret] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [actionError, setActionError] = useState<string | null>(null);
+
+  const act = async (work: () => Promise<unknown>) => {
+    setBusy(true);
+    setActionError(null);
+    try {
+      await work();
+      config.reload();
+      return true;
+    } catch (error) {
+      setActionError((error as Error).message);
+      return false;
+    } finally {
+      setBusy(false);
+    }
+  };
+  const variableUrl = (variable: string) => `/api/v1/config/variables/${encodeURIComponent(variable)}`;
+  const setVariable = async (event: Event) => {
+    event.preventDefault();
+    const done = await act(() =>
+      api('PUT', variableUrl(name.trim()), { body: { value, secret, scope: 'device', target: id } }),
+    );
+    if (done) {
+      setName('');
+      setValue('');
+      setSecret(false);
+    }
+  };
+  const unsetVariable = (variable: string) =>
+    act(() => api('DELETE', `${variableUrl(variable)}?scope=device&target=${encodeURIComponent(id)}`));
+
+  const data = config.data;
+  return (
+    <div data-testid="device-config">
+      <ErrorMessage error={config.error} />
+      {data && (
+        <>
+          <p data-testid="config-state">
+            {data.applied ? (
+              <span class="badge online">applied</span>
+            ) : (
+              <span class="badge offline">
+                pending (device reported {data.reportedHash ? data.reportedHash.slice(0, 12) : 'nothing yet'})
+              </span>
+            )}
+          </p>
+          {data.variables.length === 0 ? (
+            <p class="muted">No variable applies to this device.</p>
+          ) : (
+            <div class="table-wrap">
+              <table data-testid="config-variables">
+                <thead>
+                  <tr>
+                    <th scope="col">Name</th>
+                    <th scope="col">Value</th>
+                    <th scope="col">Source</th>
+                    {canOperate && <th scope="col">Device value</th>}
+                  </tr>
+                </thead>
+                <tbody>
+                  {data.variables.map((variable) => (
+                    <tr key={variable.name}>
+                      <td>{variable.name}</td>
+                      <td class="text">{variable.secret ? <em>secret (set)</em> : variable.value}</td>
+                      <td>{variable.source}</td>
+                      {canOperate && (
+                        <td>
+                          {variable.source === 'device' && (
+                            <button
+                              type="button"
+                              disabled={busy}
+                              onClick={() => void unsetVariable(variable.name)}
+                            >
+                              Unset
+                            </button>
+                          )}
+                        </td>
+                      )}
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </>
+      )}
+      {canOperate ? (
+        <form class="inline" onSubmit={(event) => void setVariable(event)} aria-label="Set a device value">
+          <label>
+            Name{' '}
+            <input
+              value={name}
+              required
+              pattern="[A-Za-z_][A-Za-z0-9_]*"
+              title="letters, digits and _, not starting with a digit"
+              onInput={(event) => setName(event.currentTarget.value)}
+            />
+          </label>{' '}
+          <label>
+            Value <input value={value} onInput={(event) => setValue(event.currentTarget.value)} />
+          </label>{' '}
+          <label>
+            <input
+              type="checkbox"
+              checked={secret}
+              onChange={(event) => setSecret(event.currentTarget.checked)}
+            />{' '}
+            secret
+          </label>{' '}
+          <button type="submit" disabled={busy}>
+            Set for this device
+          </button>
+        </form>
+      ) : (
+        <p class="hint">You are signed in as a viewer: setting values needs the operator role.</p>
+      )}
+      <ErrorMessage error={actionError} />
+    </div>
+  );
+}
