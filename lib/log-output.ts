@@ -27,12 +27,27 @@ export function logFormatFor(stream: { isTTY?: boolean }, chosen?: LogFormat): L
   return stream.isTTY === true ? 'pretty' : 'json';
 }
 
-/** A pino logger on stdout in `format`, or the one `logFormatFor` chooses for stdout. */
-export function createLogger(level: LogLevel, format?: LogFormat): Logger {
-  if (logFormatFor(process.stdout, format) === 'json') return pino({ level });
+/**
+ * A pino logger on stdout in `format`, or the one `logFormatFor` chooses for stdout; with `tee`,
+ * every record also goes there as one JSON line (the agent keeps its own log in its log ring).
+ */
+export function createLogger(
+  level: LogLevel,
+  format?: LogFormat,
+  tee?: { write(line: string): void },
+): Logger {
+  const json = logFormatFor(process.stdout, format) === 'json';
+  if (json && !tee) return pino({ level });
   // Synchronous in this thread, not a worker transport: the line before process.exit() is not lost.
+  const stdout = json
+    ? pino.destination({ dest: process.stdout.fd || 1, sync: false })
+    : pretty({ sync: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
+  if (!tee) return pino({ level }, stdout);
   return pino(
     { level },
-    pretty({ sync: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }),
+    pino.multistream([
+      { level: 'trace', stream: stdout },
+      { level: 'trace', stream: tee },
+    ]),
   );
 }

@@ -7,6 +7,8 @@ import { type ProbeResult, probeBoard } from './probe/probe-board.ts';
 export interface AttachedBoardAccess {
   readonly portPath: string;
   readonly board: Board;
+  /** The device path to open now (`portPath`, or the board looked up by USB id when it is `auto`). */
+  resolvePort(): Promise<string>;
   flash(hexPath: string, signal?: AbortSignal): Promise<void>;
   probe(): Promise<ProbeResult>;
 }
@@ -22,6 +24,7 @@ export function serialAttachedBoard(boardId: string, port: string): AttachedBoar
   return {
     board,
     portPath: port,
+    resolvePort,
     async flash(hexPath, signal) {
       await flashBoard({ board, hexPath, portPath: await resolvePort(), ...(signal ? { signal } : {}) });
     },
