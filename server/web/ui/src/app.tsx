@@ -5,6 +5,7 @@ import { Link, useLocation } from './components/router.tsx';
 import { live, useLiveStatus } from './live/live-stream.ts';
 import { AuditPage } from './pages/audit-page.tsx';
 import { BuildsPage } from './pages/builds-page.tsx';
+import { ConfigPage } from './pages/config-page.tsx';
 import { DevicePage } from './pages/device-page.tsx';
 import { FleetPage } from './pages/fleet-page.tsx';
 import { RolloutPage } from './pages/rollout-page.tsx';
@@ -49,6 +50,7 @@ const NAV = [
   { href: '/rollouts', label: 'Rollouts', matches: (path: string) => path.startsWith('/rollouts') },
   { href: '/builds', label: 'Builds & artifacts', matches: (path: string) => path.startsWith('/builds') },
   { href: '/audit', label: 'Audit', matches: (path: string) => path.startsWith('/audit') },
+  { href: '/config', label: 'Configuration', matches: (path: string) => path.startsWith('/config') },
   { href: '/webhooks', label: 'Webhooks', matches: (path: string) => path.startsWith('/webhooks') },
 ];
 
@@ -100,6 +102,7 @@ function Page({ path }: { path: string }) {
   if (segments[0] === 'rollouts') return <RolloutsPage />;
   if (segments[0] === 'builds') return <BuildsPage />;
   if (segments[0] === 'audit') return <AuditPage />;
+  if (segments[0] === 'config') return <ConfigPage />;
   if (segments[0] === 'webhooks') return <WebhooksPage />;
   return (
     <section>

@@ -5,6 +5,7 @@ import type { DeviceConfig } from '../api/types.ts';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { useSnapshot } from '../components/use-snapshot.ts';
 import { useLiveEvent } from '../live/live-stream.ts';
+import { SetVariableForm, unsetVariable, VariableValue } from './config-variable-form.tsx';
 
 /**
  * A device's effective configuration variables: each value (a secret only marked as set), where
@@ -23,40 +24,22 @@ export function DeviceConfigPanel({ id }: { id: string }) {
   );
   const operator = useOperator();
   const canOperate = operator !== null && operator.role !== 'viewer';
-  const [name, setName] = useState('');
-  const [value, setValue] = useState('');
-  const [secret, setSecret] = useState(false);
-  const [busy, setBusy] = useState(false);
   const [actionError, setActionError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const deviceScope = { scope: 'device', target: id } as const;
 
-  const act = async (work: () => Promise<unknown>) => {
+  const unset = async (variable: string) => {
     setBusy(true);
     setActionError(null);
     try {
-      await work();
+      await unsetVariable(variable, deviceScope);
       config.reload();
-      return true;
     } catch (error) {
       setActionError((error as Error).message);
-      return false;
     } finally {
       setBusy(false);
     }
   };
-  const variableUrl = (variable: string) => `/api/v1/config/variables/${encodeURIComponent(variable)}`;
-  const setVariable = async (event: Event) => {
-    event.preventDefault();
-    const done = await act(() =>
-      api('PUT', variableUrl(name.trim()), { body: { value, secret, scope: 'device', target: id } }),
-    );
-    if (done) {
-      setName('');
-      setValue('');
-      setSecret(false);
-    }
-  };
-  const unsetVariable = (variable: string) =>
-    act(() => api('DELETE', `${variableUrl(variable)}?scope=device&target=${encodeURIComponent(id)}`));
 
   const data = config.data;
   return (
@@ -90,16 +73,14 @@ export function DeviceConfigPanel({ id }: { id: string }) {
                   {data.variables.map((variable) => (
                     <tr key={variable.name}>
                       <td>{variable.name}</td>
-                      <td class="text">{variable.secret ? <em>secret (set)</em> : variable.value}</td>
+                      <td class="text">
+                        <VariableValue variable={variable} />
+                      </td>
                       <td>{variable.source}</td>
                       {canOperate && (
                         <td>
                           {variable.source === 'device' && (
-                            <button
-                              type="button"
-                              disabled={busy}
-                              onClick={() => void unsetVariable(variable.name)}
-                            >
+                            <button type="button" disabled={busy} onClick={() => void unset(variable.name)}>
                               Unset
                             </button>
                           )}
@@ -114,32 +95,13 @@ export function DeviceConfigPanel({ id }: { id: string }) {
         </>
       )}
       {canOperate ? (
-        <form class="inline" onSubmit={(event) => void setVariable(event)} aria-label="Set a device value">
-          <label>
-            Name{' '}
-            <input
-              value={name}
-              required
-              pattern="[A-Za-z_][A-Za-z0-9_]*"
-              title="letters, digits and _, not starting with a digit"
-              onInput={(event) => setName(event.currentTarget.value)}
-            />
-          </label>{' '}
-          <label>
-            Value <input value={value} onInput={(event) => setValue(event.currentTarget.value)} />
-          </label>{' '}
-          <label>
-            <input
-              type="checkbox"
-              checked={secret}
-              onChange={(event) => setSecret(event.currentTarget.checked)}
-            />{' '}
-            secret
-          </label>{' '}
-          <button type="submit" disabled={busy}>
-            Set for this device
-          </button>
-        </form>
+        <SetVariableForm
+          label="Set a device value"
+          submitLabel="Set for this device"
+          scope={deviceScope}
+          where="this device"
+          onSet={config.reload}
+        />
       ) : (
         <p class="hint">You are signed in as a viewer: setting values needs the operator role.</p>
       )}
