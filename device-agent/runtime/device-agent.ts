@@ -386,13 +386,13 @@ export class DeviceAgent extends EventEmitter<{ online: []; offline: []; desired
       this.lastInventory = '';
       void this.publishInventory();
       this.publishHealth();
-      // The server may have lost it with a replica that died before storing it.
+      // The server may have lost it with a replica that died before storing it. Sent again as
+      // the same event (its id), which a server that did store it drops: no second report.
       const last = this.lastDeploymentReport;
-      if (last)
-        this.recordEvent(last.type, last.data, {
-          ...(last.message ? { message: last.message } : {}),
-          ...(last.deploymentId ? { deploymentId: last.deploymentId } : {}),
-        });
+      if (last && !this.outbox.pending().some((event) => event.id === last.id)) {
+        this.outbox.add(last);
+        this.flush();
+      }
       this.recordEvent('command-result', { commandId: command.id, ok: true });
     }
   }
