@@ -70,7 +70,9 @@ describe('two server replicas on PostgreSQL and Mosquitto, 20 real agents', () =
       },
       SLOW,
     ).catch((error: unknown) => {
-      const states = last?.devices.map((d) => `${d.waveIndex}:${d.state}`).join(' ');
+      const states = last?.devices
+        .map((d) => `${d.waveIndex}:${d.state}${d.reason ? ` [${d.reason}]` : ''}`)
+        .join(' ');
       throw new Error(
         `${(error as Error).message}; rollout ${last?.state} (${states}); log: ${last?.log.map((e) => e.message).join(' | ')}`,
       );
