@@ -44,6 +44,7 @@ const RETAINED_BY_DEVICES: ReadonlySet<DeviceToServerChannel> = new Set(['presen
 
 /** The server's own MQTT session: the same code path whether the broker is embedded or external. */
 export class ServerMqttClient {
+  private readonly reconnectListeners: Array<() => void> = [];
   /** Kept across reconnects: the broker hands a returning client id the session it had. */
   readonly clientId = `${SERVER_MQTT_USERNAME}-${process.pid}-${Date.now().toString(36)}`;
   private client: MqttClient | null = null;
@@ -75,7 +76,10 @@ export class ServerMqttClient {
     client.on('message', (topic, payload) => this.options.onDeviceMessage(topic, payload));
     client.on('error', (error) => this.options.logger.error({ err: error }, 'server MQTT client error'));
     client.on('close', () => this.enter('reconnecting'));
-    client.on('connect', () => this.enter('connected'));
+    client.on('connect', () => {
+      this.enter('connected');
+      for (const listener of this.reconnectListeners) listener();
+    });
     const group = this.options.sharedGroup ?? null;
     const granted = await client.subscribeAsync(
       DEVICE_TO_SERVER_CHANNELS.map((channel) =>
@@ -100,6 +104,14 @@ export class ServerMqttClient {
     );
     this.client = client;
     this.enter('connected');
+  }
+
+  /**
+   * Called each time the session is back after losing the broker (a broker restart, a network
+   * cut): until devices reconnect too, the presence the broker reports says little.
+   */
+  onReconnect(listener: () => void): void {
+    this.reconnectListeners.push(listener);
   }
 
   /** Whether the session is connected, or since when it has been trying to get back. */

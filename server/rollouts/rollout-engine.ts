@@ -20,6 +20,7 @@ import {
   planPause,
   planResume,
   planTick,
+  PRESENCE_GRACE_MS,
   type RolloutSnapshot,
   soaksDue,
   wantsLateJoiners,
@@ -87,6 +88,8 @@ export class RolloutEngine extends EventEmitter<{
    * when it starts, and heartbeats that waited out an outage are not stored yet.
    */
   private presenceKnownSince = 0;
+  /** When the server's broker session last came back after losing the broker (never: a grace ago before 0). */
+  private brokerBackAt = -PRESENCE_GRACE_MS;
   /** Aborted on stop: work waiting for the database gives up. */
   private readonly stopping = new AbortController();
   private readonly onDatabaseState = (state: DatabaseState) => {
@@ -108,6 +111,12 @@ export class RolloutEngine extends EventEmitter<{
     if (!this.deps.brokerKeepsRetained) await this.run(() => this.executor.republishAll());
     this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref();
+  }
+
+  /** The server's broker session is back after a broker restart: presence is uncertain for a while. */
+  brokerReconnected(): void {
+    this.presenceKnownSince = this.deps.clock.now();
+    this.brokerBackAt = this.presenceKnownSince;
   }
 
   /** Finishes the work under way, then gives the ticker lease up so another replica ticks at once. */
@@ -313,6 +322,9 @@ export class RolloutEngine extends EventEmitter<{
 
   onPresence(deviceId: string, online: boolean): void {
     if (online) return;
+    // Offline right after the broker came back is everyone's blip (its restart dropped them all):
+    // the end of the soak judges those devices, once they had the time to reconnect.
+    if (this.deps.clock.now() < this.brokerBackAt + PRESENCE_GRACE_MS) return;
     void this.run(async () => {
       for (const rollout of await this.deps.rollouts.listRollouts(OPEN_ROLLOUTS)) {
         const device = (await this.deps.rollouts.devices(rollout.id)).find((d) => d.deviceId === deviceId);
