@@ -1,40 +1,23 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildFirmware } from '../../builder/mcu/build-firmware.ts';
-import { type SimulatedBoard, startSimulatedBoard } from '../../mcu/simulator/simulated-board.ts';
-import type { DevicePage } from '../../protocol/api/devices.ts';
+import type { SimulatedBoard } from '../../mcu/simulator/simulated-board.ts';
 import type { LogLine } from '../../protocol/device-logs.ts';
-import { CLI, secretFile, startAgentProcess, stopProcess } from '../support/agent-process.ts';
+import { CLI, type startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { uploadArtifact } from '../support/artifacts.ts';
 import { cliRunner } from '../support/cli-runner.ts';
-import { sqliteBackend } from '../support/databases.ts';
 import { waitForRolloutToSettle } from '../support/rollout-status.ts';
-import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
+import { startSerialGateway } from '../support/serial-gateway.ts';
+import { eventually, type TestServer } from '../support/test-server.ts';
 
 /** simavr runs the board in real time: on a loaded two-core machine give each step room. */
 const SLOW = 120_000;
 
 const temporary = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
-
-/** The simplest firmware that talks: a counter over serial at the usual monitor speed, 115200 baud. */
-const COUNTER_SKETCH = `
-unsigned long count = 0;
-
-void setup() {
-  Serial.begin(115200);
-  Serial.println("counter starting");
-}
-
-void loop() {
-  Serial.print("count ");
-  Serial.println(count++);
-  delay(50);
-}
-`;
 
 /** A running `boardfleet logs … --board -f --json`: the lines it printed and its stderr. */
 interface Follower {
@@ -84,35 +67,7 @@ describe("an attached board's serial output in live logs", () => {
   }
 
   beforeAll(async () => {
-    const sketchDir = join(temporary('board-logs-sketch-'), 'counter');
-    mkdirSync(sketchDir);
-    writeFileSync(join(sketchDir, 'counter.ino'), COUNTER_SKETCH);
-    const [counter, started] = await Promise.all([
-      buildFirmware({ sketchPath: sketchDir, board: 'uno', outDir: temporary('board-logs-build-') }),
-      startTestServer(sqliteBackend),
-    ]);
-    server = started;
-    uno = await startSimulatedBoard({
-      board: 'uno',
-      stateDir: temporary('board-logs-uno-'),
-      firmwareHex: counter.hexPath,
-    });
-    const { body: token } = await server.api<{ token: string }>('POST', '/api/v1/provisioning-tokens', {
-      name: 'serial',
-    });
-    agent = startAgentProcess([
-      ...['--server', server.httpUrl, '--provisioning-token-file', secretFile(token.token)],
-      ...['--name', 'serial-gateway', '--tag', 'serial', '--data-dir', temporary('board-logs-agent-')],
-      ...['--heartbeat', '1', '--attached-board', 'uno', '--attached-port', uno.portPath],
-    ]);
-    deviceId = await eventually(
-      'the gateway online with its board in the inventory',
-      async () =>
-        (await server.api<DevicePage>('GET', '/api/v1/devices?tag=serial&online=true')).body.devices.find(
-          (device) => (device.inventory?.attachedBoards.length ?? 0) > 0,
-        )?.id,
-      SLOW,
-    );
+    ({ server, uno, agent, deviceId } = await startSerialGateway('serial-gateway', SLOW));
   }, SLOW * 2);
 
   afterAll(async () => {

@@ -4,38 +4,17 @@
  * on a real pty as the board its inventory reports. The view follows the board's serial output
  * live, at the speed the page asks for.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFirmware } from '../../builder/mcu/build-firmware.ts';
-import { type SimulatedBoard, startSimulatedBoard } from '../../mcu/simulator/simulated-board.ts';
-import type { DevicePage } from '../../protocol/api/devices.ts';
-import { secretFile, startAgentProcess, stopProcess } from '../support/agent-process.ts';
+import type { SimulatedBoard } from '../../mcu/simulator/simulated-board.ts';
+import { type startAgentProcess, stopProcess } from '../support/agent-process.ts';
 import { launchChromium } from '../support/chromium.ts';
-import { sqliteBackend } from '../support/databases.ts';
 import { layoutProblems } from '../support/page-layout.ts';
-import { eventually, startTestServer, type TestServer } from '../support/test-server.ts';
+import { startSerialGateway } from '../support/serial-gateway.ts';
+import { eventually, type TestServer } from '../support/test-server.ts';
 
 /** simavr runs the board in real time: on a loaded two-core machine give each step room. */
 const SLOW = 120_000;
-const temporary = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
-
-/** A counter over serial at the usual monitor speed. */
-const COUNTER_SKETCH = `
-unsigned long count = 0;
-
-void setup() {
-  Serial.begin(115200);
-}
-
-void loop() {
-  Serial.print("count ");
-  Serial.println(count++);
-  delay(50);
-}
-`;
 
 describe("the device page's log view following an attached board", () => {
   let server: TestServer;
@@ -45,35 +24,7 @@ describe("the device page's log view following an attached board", () => {
   let deviceId: string;
 
   beforeAll(async () => {
-    const sketchDir = join(temporary('dash-board-sketch-'), 'counter');
-    mkdirSync(sketchDir);
-    writeFileSync(join(sketchDir, 'counter.ino'), COUNTER_SKETCH);
-    const [counter, started] = await Promise.all([
-      buildFirmware({ sketchPath: sketchDir, board: 'uno', outDir: temporary('dash-board-build-') }),
-      startTestServer(sqliteBackend),
-    ]);
-    server = started;
-    uno = await startSimulatedBoard({
-      board: 'uno',
-      stateDir: temporary('dash-board-uno-'),
-      firmwareHex: counter.hexPath,
-    });
-    const { body: token } = await server.api<{ token: string }>('POST', '/api/v1/provisioning-tokens', {
-      name: 'dash-serial',
-    });
-    agent = startAgentProcess([
-      ...['--server', server.httpUrl, '--provisioning-token-file', secretFile(token.token)],
-      ...['--name', 'dash-gateway', '--tag', 'serial', '--data-dir', temporary('dash-board-agent-')],
-      ...['--heartbeat', '1', '--attached-board', 'uno', '--attached-port', uno.portPath],
-    ]);
-    deviceId = await eventually(
-      'the gateway online with its board in the inventory',
-      async () =>
-        (await server.api<DevicePage>('GET', '/api/v1/devices?tag=serial&online=true')).body.devices.find(
-          (device) => (device.inventory?.attachedBoards.length ?? 0) > 0,
-        )?.id,
-      SLOW,
-    );
+    ({ server, uno, agent, deviceId } = await startSerialGateway('dash-gateway', SLOW));
     browser = await launchChromium();
   }, SLOW * 2);
 
