@@ -23,6 +23,9 @@ export const ERROR_STATUS = {
   'invalid-voltage': 400,
   'invalid-webhook': 400,
   'invalid-webhook-url': 400,
+  /** Two Arduino libraries provide the same header, neither preferred by name or folder. */
+  'library-ambiguous': 400,
+  'library-architecture-unsupported': 400,
   'app-bundle-failed': 400,
   'app-bundle-native': 400,
   'archive-virtual-ambiguous': 400,
@@ -97,6 +100,7 @@ export const ERROR_STATUS = {
   'log-source-unknown': 404,
   'kernel-module-unknown': 404,
   'kernel-not-found': 404,
+  'library-folder-not-found': 404,
   'node-runtime-not-found': 404,
   'port-not-found': 404,
   'recipe-not-found': 404,
@@ -117,6 +121,7 @@ export const ERROR_STATUS = {
   'no-attempt': 409,
   'no-known-good-firmware': 409,
   'no-strategy': 409,
+  'composite-needs-reboot': 409,
   'not-a-slot-boot': 409,
   'not-armed': 409,
   'port-busy': 409,
@@ -188,6 +193,8 @@ export const ERROR_STATUS = {
   'bootloader-no-answer': 504,
   'bootloader-timeout': 504,
   'pin-timeout': 504,
+  /** The serial port opened, but no Firmata handshake came back (other firmware, or none). */
+  'firmata-no-answer': 504,
   'device-no-answer': 504,
 
   // Our own failure: a step we run broke, or state we wrote is not what it should be.

@@ -42,6 +42,8 @@ export const REQUIRED_DEBIAN_PACKAGES = {
   chromium: '/usr/bin/chromium',
   // The delta benchmark's peer (`npm run bench -- delta`), measured on the same two versions.
   casync: '/usr/bin/casync',
+  // The Arduino libraries benchmark's peer (`npm run bench -- arduino-libraries`), same sketches.
+  'arduino-builder': '/usr/bin/arduino-builder',
 };
 
 function missingPackages() {

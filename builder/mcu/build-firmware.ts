@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, resolve } from 'node:path';
 import { sha256, sha256File } from '../../lib/hash.ts';
@@ -9,18 +9,25 @@ import type { McuRecipe } from '../recipe/mcu-recipe.ts';
 import { loadRecipeOfKind, recipePath } from '../recipe/recipe.ts';
 import { hashOf } from '../steps/input-hash.ts';
 import { assertFits, parseAvrSize, type SizeReport } from './size-report.ts';
-import { readSketch } from './sketch-source.ts';
+import {
+  type ArchiveSpec,
+  type BuildJob,
+  type CompileUnit,
+  C_FLAGS,
+  CPP_FLAGS,
+  seededFlags,
+  targetFlags,
+  type UsedLibrary,
+} from './compile-unit.ts';
+import { type LibraryOptions, sketchJob } from './sketch-job.ts';
 
-const ARDUINO_AVR_DIRECTORY = '/usr/share/arduino/hardware/arduino/avr';
-const ARDUINO_CORE_DIRECTORY = join(ARDUINO_AVR_DIRECTORY, 'cores/arduino');
-/** Reported to sketches as the ARDUINO macro: the version of Debian's arduino-core-avr. */
-const ARDUINO_IDE_VERSION = '10807';
+export type { UsedLibrary } from './compile-unit.ts';
 const PARALLEL_COMPILES = 2;
 const DEFAULT_CACHE_DIRECTORY = join(tmpdir(), 'boardfleet-build-cache');
 
 export type BuildInput = { recipe: string; sketchPath?: never } | { sketchPath: string; recipe?: never };
 
-export interface BuildOptions {
+export interface BuildOptions extends LibraryOptions {
   board: string;
   /** Where the .hex, .elf and objects go; defaults to build/<name>/<board> under the working directory. */
   outDir?: string;
@@ -40,6 +47,8 @@ export interface BuildResult {
   /** sha256 of the .hex: identical for identical inputs, since builds are reproducible. */
   hexSha256: string;
   size: SizeReport;
+  /** The Arduino libraries a sketch was built with, in the order its includes called for them. */
+  libraries: UsedLibrary[];
   /** Compiler warnings, if any, for the caller to show. */
   warnings: string;
   durationMs: number;
@@ -58,16 +67,32 @@ export async function buildFirmware(input: BuildInput & BuildOptions): Promise<B
   const job =
     input.recipe !== undefined
       ? await recipeJob(loadRecipeOfKind(recipePath(input.recipe), 'mcu-firmware'), target)
-      : await sketchJob(input.sketchPath, target);
+      : await sketchJob(input.sketchPath, target, input);
   const outDir = resolve(input.outDir ?? join('build', job.name, target.boardId));
   await rm(join(outDir, 'obj'), { recursive: true, force: true });
   await mkdir(join(outDir, 'obj'), { recursive: true });
 
   const compiler = new ObjectCompiler(toolchain, outDir, input.onStep);
-  const linkInputs = await compiler.compileAll(await job.prepare(outDir), `compiling ${job.name}`);
-  if (job.libraryUnits.length > 0) {
-    const cacheDir = input.cacheDir ?? DEFAULT_CACHE_DIRECTORY;
-    linkInputs.push(await libraryArchive(job.libraryUnits, compiler, cacheDir, input.onStep));
+  const compilerVersion = (await toolchain.run('avr-gcc', ['--version'], tmpdir())).stdout;
+  const cacheDir = input.cacheDir ?? DEFAULT_CACHE_DIRECTORY;
+  // The sketch, the libraries and the core compile side by side, sharing the compiler's slots;
+  // every compile ends before the first failure is thrown, so none writes into outDir afterwards.
+  const [objects, archives] = await firstFailure<string[]>([
+    compiler.compileAll(await job.prepare(outDir), `compiling ${job.name}`),
+    firstFailure(
+      job.archives.map((archive) =>
+        compileArchive(archive, compiler, cacheDir, compilerVersion, input.onStep),
+      ),
+    ),
+  ]);
+  const linkInputs = [...(objects ?? [])];
+  for (const [index, archive] of job.archives.entries()) {
+    const archivePath = archives?.[index] as string;
+    linkInputs.push(
+      ...(archive.wholeArchive
+        ? ['-Wl,--whole-archive', archivePath, '-Wl,--no-whole-archive']
+        : [archivePath]),
+    );
   }
   input.onStep?.('linking');
   const { elfPath, hexPath, size } = await linkFirmware(toolchain, job.name, target, outDir, linkInputs);
@@ -79,14 +104,17 @@ export async function buildFirmware(input: BuildInput & BuildOptions): Promise<B
     elfPath,
     hexSha256: await sha256File(hexPath),
     size,
+    libraries: job.libraries,
     warnings: compiler.warnings.join('\n'),
     durationMs: Math.round(performance.now() - started),
   };
 }
 
-/** Compiles units into `<outDir>/obj`, a few at a time, keeping the compiler's warnings. */
+/** Compiles units into `<outDir>/obj`, at most PARALLEL_COMPILES at a time over all callers, keeping the compiler's warnings. */
 class ObjectCompiler {
   readonly warnings: string[] = [];
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
 
   constructor(
     readonly toolchain: AvrToolchain,
@@ -97,40 +125,62 @@ class ObjectCompiler {
   /** The object files, in the order of the units. */
   async compileAll(units: CompileUnit[], step: string): Promise<string[]> {
     this.onStep?.(step);
-    return mapLimited(units, PARALLEL_COMPILES, async (unit) => {
-      const objectPath = join(this.outDir, 'obj', unit.objectName);
-      const run = await this.toolchain.run(
-        unit.compiler,
-        [...unit.flags, '-c', unit.source, '-o', objectPath],
-        unit.cwd,
-      );
-      if (run.stderr.trim()) this.warnings.push(run.stderr.trim());
-      return objectPath;
-    });
+    return firstFailure(units.map((unit) => this.inSlot(() => this.compile(unit))));
+  }
+
+  private async compile(unit: CompileUnit): Promise<string> {
+    const objectPath = join(this.outDir, 'obj', unit.objectName);
+    const run = await this.toolchain.run(
+      unit.compiler,
+      [...unit.flags, '-c', unit.source, '-o', objectPath],
+      unit.cwd,
+    );
+    if (run.stderr.trim()) this.warnings.push(run.stderr.trim());
+    return objectPath;
+  }
+
+  private async inSlot<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= PARALLEL_COMPILES) await new Promise<void>((start) => this.waiting.push(start));
+    this.running++;
+    try {
+      return await work();
+    } finally {
+      this.running--;
+      this.waiting.shift()?.();
+    }
   }
 }
 
-/** The library units (the Arduino core) as one archive: from the cache when they are unchanged. */
-async function libraryArchive(
-  units: CompileUnit[],
+/** Like Promise.all, but waits for every promise to settle, then throws the first failure in order. */
+async function firstFailure<T>(promises: Array<Promise<T>>): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((outcome) => outcome.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((outcome) => (outcome as PromiseFulfilledResult<T>).value);
+}
+
+/** An archive's units compiled into `<outDir>/obj/<name>.a`: from the cache when nothing that shapes it changed. */
+async function compileArchive(
+  spec: ArchiveSpec,
   compiler: ObjectCompiler,
   cacheDir: string,
+  compilerVersion: string,
   onStep?: (step: string) => void,
 ): Promise<string> {
-  const archive = join(compiler.outDir, 'obj', 'core.a');
-  const cached = join(cacheDir, `core-${await libraryKey(units, compiler.toolchain)}.a`);
+  const archive = join(compiler.outDir, 'obj', `${spec.name}.a`);
+  const cached = join(cacheDir, `${spec.name}-${await archiveKey(spec, compilerVersion)}.a`);
   if (
     await copyFile(cached, archive).then(
       () => true,
       () => false,
     )
   ) {
-    onStep?.('using the cached Arduino core');
+    onStep?.(`using the cached ${spec.label}`);
     return archive;
   }
-  const libraryObjects = await compiler.compileAll(units, 'compiling the Arduino core');
+  const objects = await compiler.compileAll(spec.units, `compiling the ${spec.label}`);
   // "D": deterministic archive, zero timestamps and owners.
-  await compiler.toolchain.run('avr-gcc-ar', ['rcsD', archive, ...libraryObjects], compiler.outDir);
+  await compiler.toolchain.run('avr-gcc-ar', ['rcsD', archive, ...objects], compiler.outDir);
   await storeInCache(archive, cached);
   return archive;
 }
@@ -187,13 +237,12 @@ function tooBigForChip(error: unknown, name: string, target: BuildTarget): Board
 }
 
 /**
- * Names a compiled library by everything that shapes its bytes: compiler version, flags and
- * source contents. The archive is deterministic, so a cached copy equals a fresh one.
+ * Names a compiled archive by everything that shapes its bytes: compiler version, flags, and
+ * source and header contents. The archive is deterministic, so a cached copy equals a fresh one.
  */
-async function libraryKey(units: CompileUnit[], toolchain: AvrToolchain): Promise<string> {
-  const compiler = (await toolchain.run('avr-gcc', ['--version'], tmpdir())).stdout;
+async function archiveKey(spec: ArchiveSpec, compiler: string): Promise<string> {
   const sources: unknown[] = [];
-  for (const unit of units) {
+  for (const unit of spec.units) {
     sources.push([
       unit.compiler,
       unit.source,
@@ -201,7 +250,9 @@ async function libraryKey(units: CompileUnit[], toolchain: AvrToolchain): Promis
       sha256(await readFile(join(unit.cwd, unit.source))),
     ]);
   }
-  return hashOf({ compiler, sources }).slice(0, 32);
+  const headers: unknown[] = [];
+  for (const file of spec.keyFiles) headers.push([file, sha256(await readFile(file))]);
+  return hashOf({ compiler, sources, headers }).slice(0, 32);
 }
 
 /** Copies under a temporary name and renames, so a concurrent build never reads half a file. */
@@ -211,52 +262,6 @@ async function storeInCache(file: string, cached: string): Promise<void> {
   await copyFile(file, partial);
   await rename(partial, cached);
 }
-
-interface CompileUnit {
-  compiler: 'avr-gcc' | 'avr-g++';
-  /** Relative to `cwd`, so no absolute path reaches the object (__FILE__, symbol names). */
-  source: string;
-  cwd: string;
-  objectName: string;
-  flags: string[];
-}
-
-interface BuildJob {
-  name: string;
-  /** Writes any generated sources under outDir and lists what to compile and link. */
-  prepare(outDir: string): Promise<CompileUnit[]>;
-  /** Compiled into an archive, so the linker takes only what is used. */
-  libraryUnits: CompileUnit[];
-}
-
-function targetFlags(target: BuildTarget): string[] {
-  return [`-mmcu=${target.mcu}`, `-DF_CPU=${target.fCpu}UL`];
-}
-
-function seededFlags(source: string): string[] {
-  // GCC otherwise seeds some generated names (LTO sections, anonymous namespaces) randomly.
-  return [`-frandom-seed=${source}`];
-}
-
-const C_FLAGS = [
-  '-Os',
-  '-std=gnu11',
-  '-ffunction-sections',
-  '-fdata-sections',
-  '-flto',
-  '-fno-fat-lto-objects',
-];
-const CPP_FLAGS = [
-  '-Os',
-  '-std=gnu++11',
-  '-fpermissive',
-  '-fno-exceptions',
-  '-fno-threadsafe-statics',
-  '-ffunction-sections',
-  '-fdata-sections',
-  '-flto',
-  '-fno-fat-lto-objects',
-];
 
 async function recipeJob(recipe: McuRecipe, target: BuildTarget): Promise<BuildJob> {
   if (!recipe.mcus.includes(target.mcu)) {
@@ -292,76 +297,5 @@ async function recipeJob(recipe: McuRecipe, target: BuildTarget): Promise<BuildJ
       ],
     };
   });
-  return { name: recipe.id, prepare: async () => units, libraryUnits: [] };
-}
-
-async function sketchJob(sketchPath: string, target: BuildTarget): Promise<BuildJob> {
-  const sketch = await readSketch(sketchPath);
-  const variantDirectory = join(ARDUINO_AVR_DIRECTORY, 'variants', target.arduinoVariant);
-  const arduinoFlags = [
-    ...targetFlags(target),
-    `-DARDUINO=${ARDUINO_IDE_VERSION}`,
-    `-DARDUINO_${target.arduinoBoardMacro}`,
-    '-DARDUINO_ARCH_AVR',
-    `-I${ARDUINO_CORE_DIRECTORY}`,
-    `-I${variantDirectory}`,
-    // Debian's arduino-core-avr 1.8.7 uses DECIMAL_DIG from C++, which the float.h of Debian's
-    // gcc-avr 5.4 declares only for C99 and later C.
-    '-DDECIMAL_DIG=__DECIMAL_DIG__',
-  ];
-  const unitFor = (source: string, cwd: string, objectPrefix: string, extraFlags: string[]): CompileUnit => {
-    const extension = extname(source);
-    const isCpp = extension === '.cpp';
-    const languageFlags =
-      extension === '.S' ? ['-x', 'assembler-with-cpp', '-flto'] : isCpp ? CPP_FLAGS : C_FLAGS;
-    return {
-      compiler: isCpp ? 'avr-g++' : 'avr-gcc',
-      source,
-      cwd,
-      objectName: `${objectPrefix}${source.replaceAll('/', '_')}.o`,
-      flags: [...arduinoFlags, ...languageFlags, ...extraFlags, ...seededFlags(source)],
-    };
-  };
-  const coreSources = (await readdir(ARDUINO_CORE_DIRECTORY))
-    .filter((file) => ['.c', '.cpp', '.S'].includes(extname(file)))
-    .sort();
-  if (coreSources.length === 0) {
-    throw new BoardfleetError(
-      'toolchain-missing',
-      `The Arduino core is missing from ${ARDUINO_CORE_DIRECTORY}. Install it with: sudo apt-get install arduino-core-avr`,
-    );
-  }
-  return {
-    name: sketch.name,
-    // The sketch is copied beside its generated .cpp so it compiles from relative paths.
-    prepare: async (outDir) => {
-      const sketchDirectory = join(outDir, 'sketch');
-      await rm(sketchDirectory, { recursive: true, force: true });
-      await mkdir(sketchDirectory, { recursive: true });
-      const mainSource = `${sketch.name}.ino.cpp`;
-      await writeFile(join(sketchDirectory, mainSource), sketch.mainSource);
-      for (const file of (await readdir(sketch.directory)).filter((entry) =>
-        ['.h', '.hpp', '.c', '.cpp', '.S'].includes(extname(entry)),
-      )) {
-        await copyFile(join(sketch.directory, file), join(sketchDirectory, file));
-      }
-      return [mainSource, ...sketch.extraSources].map((source) =>
-        unitFor(source, sketchDirectory, 'sketch_', ['-w', '-I.']),
-      );
-    },
-    libraryUnits: coreSources.map((source) => unitFor(source, ARDUINO_CORE_DIRECTORY, 'core_', ['-w'])),
-  };
-}
-
-async function mapLimited<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
+  return { name: recipe.id, prepare: async () => units, archives: [], libraries: [] };
 }

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { Command } from 'commander';
 import { type BuildInput, buildFirmware, formatSizeReport } from '../../builder/builder.ts';
+import type { UsedLibrary } from '../../builder/mcu/build-firmware.ts';
 import { getAnyBoard } from '../../boards/board-catalogue.ts';
 import type { BuildJob, BuildList } from '../../protocol/api/builds.ts';
 import { ApiClient } from '../api-client.ts';
@@ -19,10 +20,19 @@ export function register(program: Command): void {
     )
     .requiredOption('--board <board>', 'board to build for, e.g. uno')
     .option('--out <dir>', 'output directory (default: build/<name>/<board>)')
+    .option(
+      '--library <dir>',
+      'sketches: an Arduino library folder, or a folder of them, searched after ~/Arduino/libraries (repeatable; later wins)',
+      (dir: string, dirs: string[]) => [...dirs, dir],
+      [] as string[],
+    )
     .option('--json', 'machine-readable output')
     .option('--no-follow', 'images: queue the build on the server and return at once')
     .action(
-      async (target: string, options: { board: string; out?: string; json?: boolean; follow: boolean }) => {
+      async (
+        target: string,
+        options: { board: string; out?: string; library: string[]; json?: boolean; follow: boolean },
+      ) => {
         if (getAnyBoard(options.board).family !== 'mcu') {
           return buildImageOnServer(target, options.board, options);
         }
@@ -31,6 +41,7 @@ export function register(program: Command): void {
           ...input,
           board: options.board,
           ...(options.out ? { outDir: options.out } : {}),
+          libraryDirs: options.library,
           onStep: options.json ? undefined : (step) => process.stderr.write(`  ${step}…\n`),
         });
         if (options.json) return printJson(result);
@@ -40,10 +51,18 @@ export function register(program: Command): void {
             `  hex:  ${result.hexPath}\n` +
             `  elf:  ${result.elfPath}\n` +
             `  sha256 (hex): ${result.hexSha256}\n` +
-            `  size: ${formatSizeReport(result.size)}\n`,
+            `  size: ${formatSizeReport(result.size)}\n` +
+            result.libraries.map((library) => `  ${formatLibraryUse(library)}\n`).join(''),
         );
       },
     );
+}
+
+/** "Using library Wire 1.0 (core)"; a library from elsewhere names its folder. */
+function formatLibraryUse(library: UsedLibrary): string {
+  const version = library.version ? ` ${library.version}` : '';
+  const where = library.location === 'core' ? 'core' : library.folder;
+  return `Using library ${library.name}${version} (${where})`;
 }
 
 /** A .ino file or a folder holding one is a sketch; anything else names a recipe. */
