@@ -1,4 +1,4 @@
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, type Stats, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Command } from 'commander';
@@ -10,7 +10,7 @@ import {
   artifactVersion,
   CHUNKED_ARTIFACT_MIN_BYTES,
 } from '../../protocol/api/artifacts.ts';
-import { ARTIFACT_KINDS, isDeployableKind } from '../../protocol/manifest.ts';
+import { ARTIFACT_KINDS, DEPLOYABLE_ARTIFACT_KINDS, isDeployableKind } from '../../protocol/manifest.ts';
 import { knownArtifactBoards } from '../../server/artifacts/artifact-boards.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { ApiClient } from '../api-client.ts';
@@ -69,6 +69,22 @@ async function assertVersionFree(api: ApiClient, name: string, version: string, 
   }
 }
 
+/** The size of the one file to upload: a missing file or a folder is refused in one line, before hashing. */
+function uploadableFileSize(file: string): number {
+  let stats: Stats;
+  try {
+    stats = statSync(file);
+  } catch {
+    throw new BoardfleetError('invalid-arguments', `cannot read ${file}`);
+  }
+  if (!stats.isFile())
+    throw new BoardfleetError(
+      'invalid-arguments',
+      `cannot read ${file}: it is not a file (push an archive of a folder)`,
+    );
+  return stats.size;
+}
+
 export function register(program: Command): void {
   const artifact = program
     .command('artifact')
@@ -87,7 +103,10 @@ Then group artifacts into a release: boardfleet release create --help`,
   artifact
     .command('push <file>')
     .description('Upload a file as a signed, content-addressed artifact')
-    .requiredOption('--kind <kind>', 'app-bundle, mcu-firmware, linux-image or unikernel')
+    .requiredOption(
+      '--kind <kind>',
+      `${DEPLOYABLE_ARTIFACT_KINDS.join(', ')}; or, kept but not deployed, ${ARTIFACT_KINDS.filter((kind) => !isDeployableKind(kind)).join(', ')}`,
+    )
     .requiredOption('--version <semver>', 'its version, e.g. 1.2.0')
     .option('--board <board>', 'a board it runs on (repeatable)', collect, [])
     .option('--name <name>', 'artifact name (default: the file name without extension and version)')
@@ -99,12 +118,7 @@ Then group artifacts into a release: boardfleet release create --help`,
       ) => {
         const name = options.name ?? defaultArtifactName(file, options.version);
         assertUploadable({ ...options, name });
-        let size: number;
-        try {
-          size = statSync(file).size;
-        } catch {
-          throw new BoardfleetError('invalid-arguments', `cannot read ${file}`);
-        }
+        const size = uploadableFileSize(file);
         const api = ApiClient.fromEnvironment();
         const sha256 = await sha256Of(file, size);
         await assertVersionFree(api, name, options.version, sha256);

@@ -1,5 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
+import type { Artifact } from '../../protocol/api/artifacts.ts';
 import type {
   CreateRolloutInput,
   Rollout,
@@ -10,11 +11,28 @@ import type {
 } from '../../protocol/api/rollouts.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { ApiClient } from '../api-client.ts';
-import { painter, printJson, printTable } from '../output.ts';
-import { renderRolloutStatus, statusSignature } from '../rollout-view.ts';
+import { type Paint, painter, printJson, printTable } from '../output.ts';
+import {
+  type ArtifactLabel,
+  artifactLabelsOf,
+  renderRolloutStatus,
+  statusSignature,
+} from '../rollout-view.ts';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
+
 const WATCH_INTERVAL_MS = 1000;
+
+/** The view of a status, with a composite release's artifacts named (each read once per `cache`). */
+async function statusView(
+  api: ApiClient,
+  status: RolloutStatus,
+  paint: Paint,
+  cache = new Map<string, ArtifactLabel>(),
+): Promise<string> {
+  const lookUp = (id: string) => api.request<Artifact>('GET', `/api/v1/artifacts/${encodeURIComponent(id)}`);
+  return renderRolloutStatus(status, Date.now(), paint, await artifactLabelsOf(status, lookUp, cache));
+}
 
 /** `--waves 1,10,50,100` (cumulative percentages) and/or `--canary ID` as the first wave. */
 function waveList(options: {
@@ -37,6 +55,12 @@ function waveList(options: {
   const percentages = options.waves.split(',').map(Number);
   if (percentages.some((p) => !(p > 0 && p <= 100)))
     throw new BoardfleetError('invalid-arguments', `--waves ${options.waves}: percentages between 1 and 100`);
+  // Cumulative: a share smaller than the one before would leave devices out of every wave.
+  if (percentages.some((p, index) => index > 0 && p <= (percentages[index - 1] as number)))
+    throw new BoardfleetError(
+      'invalid-arguments',
+      `--waves ${options.waves}: cumulative shares, each larger than the one before (e.g. 10,50,100)`,
+    );
   return [
     ...(options.canary.length > 0 ? [{ name: 'canary', canary: options.canary, ...shared }] : []),
     ...percentages.map((percent, index) => ({
@@ -152,10 +176,12 @@ Examples:
       const read = () => api.request<RolloutStatus>('GET', `/api/v1/rollouts/${encodeURIComponent(id)}`);
       if (options.json) return printJson(await read());
       if (!options.watch) {
-        process.stdout.write(`${renderRolloutStatus(await read(), Date.now(), painter())}\n`);
+        process.stdout.write(`${await statusView(api, await read(), painter())}\n`);
         return;
       }
-      process.exitCode = await watch(id, read);
+      // One look-up per artifact for the whole watch.
+      const artifacts = new Map<string, ArtifactLabel>();
+      process.exitCode = await watch(id, read, (status, paint) => statusView(api, status, paint, artifacts));
     });
 
   for (const action of ['pause', 'resume', 'abort', 'approve'] as const) {
@@ -167,11 +193,12 @@ Examples:
           : `${action[0]?.toUpperCase()}${action.slice(1)} a rollout`,
       )
       .action(async (id: string) => {
-        const status = await ApiClient.fromEnvironment().request<RolloutStatus>(
+        const api = ApiClient.fromEnvironment();
+        const status = await api.request<RolloutStatus>(
           'POST',
           `/api/v1/rollouts/${encodeURIComponent(id)}/${action}`,
         );
-        process.stdout.write(`${renderRolloutStatus(status, Date.now(), painter())}\n`);
+        process.stdout.write(`${await statusView(api, status, painter())}\n`);
       });
   }
 }
@@ -203,7 +230,11 @@ async function approvalsAwaited(
  * clocks tick), a pipe a new view whenever a state or count changed. Ctrl-C ends the watch and
  * leaves the rollout running. Exits 0 when the rollout completed, 1 when it was aborted.
  */
-async function watch(id: string, read: () => Promise<RolloutStatus>): Promise<number> {
+async function watch(
+  id: string,
+  read: () => Promise<RolloutStatus>,
+  view: (status: RolloutStatus, paint: Paint) => Promise<string>,
+): Promise<number> {
   const terminal = Boolean(process.stdout.isTTY);
   const paint = painter();
   const stopped = new AbortController();
@@ -217,7 +248,7 @@ async function watch(id: string, read: () => Promise<RolloutStatus>): Promise<nu
       const signature = statusSignature(status);
       if (terminal || signature !== drawn || ended) {
         if (terminal) process.stdout.write('\x1b[2J\x1b[H');
-        process.stdout.write(`${renderRolloutStatus(status, Date.now(), paint)}\n`);
+        process.stdout.write(`${await view(status, paint)}\n`);
         drawn = signature;
       }
       if (ended) return status.state === 'completed' ? 0 : 1;
