@@ -24,7 +24,8 @@ Examples:
   boardfleet flash firmata --board uno --port ~/.cache/boardfleet/bench/uno/tty
   boardfleet probe --port ~/.cache/boardfleet/bench/uno/tty
   boardfleet bench list
-  boardfleet bench stop uno`,
+  boardfleet bench stop uno
+  boardfleet bench stop --all`,
     );
 
   bench
@@ -57,11 +58,22 @@ Examples:
 
   bench
     .command('stop [board]')
-    .description('Stop a simulated board (its flash is kept for the next start)')
+    .description('Stop a simulated board, or every one (its flash is kept for the next start)')
     .option('--state-dir <dir>', 'the state directory it was started with')
-    .action(async (boardId: string | undefined, options: { stateDir?: string }) => {
+    .option('--all', 'stop every simulated board running in the default bench directories')
+    .action(async (boardId: string | undefined, options: { stateDir?: string; all?: boolean }) => {
+      if (options.all && (boardId || options.stateDir)) {
+        throw new BoardfleetError(
+          'invalid-option',
+          '--all stops every board: name no board and no --state-dir',
+        );
+      }
+      if (options.all) return stopAllBenches();
       if (!boardId && !options.stateDir) {
-        throw new BoardfleetError('invalid-option', 'Name the board ("bench stop uno") or give --state-dir');
+        throw new BoardfleetError(
+          'invalid-option',
+          'Name the board ("bench stop uno"), give --state-dir, or stop every one with --all',
+        );
       }
       const stateDir = resolve(options.stateDir ?? defaultStateDirectory(boardId!));
       const running = await findRunningBench(stateDir);
@@ -88,4 +100,19 @@ Examples:
         ['board', 'port', 'pid', 'state dir'],
       );
     });
+}
+
+/** `bench stop --all`: every board at once, a line for each as it stops. */
+async function stopAllBenches(): Promise<void> {
+  const running = await listRunningBenches();
+  if (running.length === 0) {
+    process.stdout.write('No simulated boards running\n');
+    return;
+  }
+  await Promise.all(
+    running.map(async (entry) => {
+      await stopBench(entry);
+      process.stdout.write(`Stopped ${entry.board ?? 'the board'} (pid ${entry.pid}) in ${entry.stateDir}\n`);
+    }),
+  );
 }

@@ -1,14 +1,16 @@
 import type { Command } from 'commander';
-import { formatLikelyBoard, formatUsbId, listSerialPorts } from '../../mcu/ports/serial-ports.ts';
+import { formatLikelyBoard, formatUsbId, listBoardPorts } from '../../mcu/ports/serial-ports.ts';
 import { printJson, printTable } from '../output.ts';
 
 export function register(program: Command): void {
   program
     .command('ports')
-    .description('List serial ports and the board each most likely is (from its USB ids)')
+    .description(
+      'List serial ports and the board each most likely is (from its USB ids), and the simulated boards running',
+    )
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }) => {
-      const ports = await listSerialPorts();
+      const ports = await listBoardPorts();
       if (options.json) return printJson(ports);
       if (ports.length === 0) {
         process.stdout.write(

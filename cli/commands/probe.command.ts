@@ -1,7 +1,17 @@
 import type { Command } from 'commander';
+import { getBoard } from '../../boards/board-catalogue.ts';
+import { findAnyBoardPort, findBoardPort } from '../../mcu/flasher/find-port.ts';
 import { probeBoard } from '../../mcu/probe/probe-board.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { printJson } from '../output.ts';
+
+interface ProbeFlags {
+  port: string;
+  board?: string;
+  timeout: string;
+  ledPin: string;
+  json?: boolean;
+}
 
 export function register(program: Command): void {
   program
@@ -9,13 +19,22 @@ export function register(program: Command): void {
     .description(
       'Check that a board on a serial port runs Firmata and works (firmware, pins, latency, LED self-test)',
     )
-    .requiredOption('--port <path>', 'serial port, e.g. /dev/ttyACM0')
+    .option('--port <path>', 'serial port, e.g. /dev/ttyACM0, or "auto" to find the board', 'auto')
+    .option('--board <board>', 'with --port auto: the board type to look for, e.g. uno')
     .option('--timeout <ms>', 'how long to wait for the Firmata handshake', '10000')
     .option('--led-pin <pin>', 'pin the self-test toggles', '13')
     .option('--json', 'machine-readable output')
-    .action(async (options: { port: string; timeout: string; ledPin: string; json?: boolean }) => {
+    .action(async (options: ProbeFlags) => {
+      const board = options.board ? getBoard(options.board) : undefined;
+      const onNotice = (line: string) => process.stderr.write(`${line}\n`);
+      const portPath =
+        options.port !== 'auto'
+          ? options.port
+          : board
+            ? await findBoardPort(board, { onNotice })
+            : await findAnyBoardPort({ onNotice });
       const result = await probeBoard({
-        portPath: options.port,
+        portPath,
         timeoutMs: parsePositiveInteger(options.timeout, '--timeout'),
         ledPin: parsePositiveInteger(options.ledPin, '--led-pin'),
       });

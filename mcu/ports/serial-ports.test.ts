@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { formatLikelyBoard, formatUsbId, type ListedPort, listSerialPorts } from './serial-ports.ts';
+import { getBoard } from '../../boards/board-catalogue.ts';
+import {
+  formatLikelyBoard,
+  formatUsbId,
+  type ListedPort,
+  listBoardPorts,
+  listSerialPorts,
+  portMatchesBoard,
+} from './serial-ports.ts';
 
 // Shaped as @serialport/bindings-cpp reports ports on Linux (udev properties, lower-case hex ids).
 const PLUGGED_IN: ListedPort[] = (
@@ -56,5 +64,40 @@ describe('serial ports', () => {
     const ports = await listSerialPorts();
     expect(Array.isArray(ports)).toBe(true);
     for (const port of ports) expect(port.path).toMatch(/^\/dev\//);
+  });
+});
+
+describe('bench boards as ports', () => {
+  const benches = async () => [
+    {
+      board: 'nano:old-bootloader',
+      pid: 41,
+      stateDir: '/cache/bench/nano-old-bootloader',
+      portPath: '/cache/bench/nano-old-bootloader/tty',
+    },
+    // Started by an older Boardfleet that did not write its board id: not a port anyone can pick.
+    { pid: 42, stateDir: '/cache/bench/unknown', portPath: '/cache/bench/unknown/tty' },
+  ];
+
+  it('lists the running bench boards after the plugged-in ports, with their board id', async () => {
+    const ports = await listBoardPorts({ list: async () => PLUGGED_IN.slice(1, 2), benches });
+    expect(ports).toEqual([
+      expect.objectContaining({ path: '/dev/ttyACM0', likely: { kind: 'genuine', boards: ['uno'] } }),
+      {
+        path: '/cache/bench/nano-old-bootloader/tty',
+        bench: { board: 'nano:old-bootloader', pid: 41, stateDir: '/cache/bench/nano-old-bootloader' },
+      },
+    ]);
+    expect(ports.map(formatLikelyBoard)).toEqual(['uno', 'nano:old-bootloader (simulated)']);
+  });
+
+  it.each([
+    ['nano', true],
+    ['nano:old-bootloader', true],
+    ['uno', false],
+    ['pro-mini-5v', false],
+  ])('a simulated nano:old-bootloader can be --board %s: %s', (board, matches) => {
+    const port = { path: '/tty', bench: { board: 'nano:old-bootloader', pid: 1, stateDir: '/' } };
+    expect(portMatchesBoard(port, getBoard(board))).toBe(matches);
   });
 });
