@@ -64,7 +64,8 @@ describe.each(FLASHERS)(
       });
       simulated = await startSimulatedBoard({ board: 'uno', stateDir: temporary('e2e-uno-') });
       await flash(hexPath, simulated.portPath);
-      // johnny-five's own firmata pulls a native serialport 8; firmata-io over serialport 13 is the supported way.
+      // firmata-io over serialport 13, as `boardfleet repl` does (mcu/johnny-five/firmata-board.ts); johnny-five's
+      // own `new Board({ port })` works too (its serialport 8 is built by npm ci): johnny-five.e2e.test.ts.
       // Opened by the port itself, after firmata-io listens: johnny-five waits for its "connect" (the port's "open").
       transport = new SerialPort({ path: simulated.portPath, baudRate: FIRMATA_BAUD_RATE });
       board = new five.Board({
