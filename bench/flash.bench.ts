@@ -1,17 +1,23 @@
 // `npm run bench -- flash [--kib 30]`: flash + verify of a ~30 KB image onto the simulated Uno
 // (simavr running the real optiboot at 115200 baud) with our flasher and with avrdude, in the same
 // run; the floor is the serial line itself: every byte both ways, 10 bits each, at 115200 baud.
+// Then the flash station (`flash --all`): three simulated Unos at once against one alone, with
+// the CPU the boards and the flasher used, since each board is a simavr process paced to real time.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { startSimulatedBoard } from '../mcu/simulator/simulated-board.ts';
+import { startSimulatedBoard, type SimulatedBoard } from '../mcu/simulator/simulated-board.ts';
 import { flashBoard } from '../mcu/flasher/flash-board.ts';
+import { flashStation } from '../mcu/flasher/flash-station.ts';
 import { getBoard } from '../boards/board-catalogue.ts';
 
 const execFileAsync = promisify(execFile);
 const RUNS = 3;
+const STATION_BOARDS = 3;
+/** The issue's goal: three boards at once in at most this multiple of one board's time. */
+const STATION_GOAL_RATIO = 1.5;
 
 export async function run(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { kib: { type: 'string', default: '30' } } });
@@ -73,10 +79,105 @@ export async function run(args: string[]): Promise<void> {
       `\nBoth tools include the reset into optiboot and its start-up (about 0.4 s of LED flashes);\n` +
         `the floor counts only the ${wireBytes} bytes on the line (10 bits each).\n`,
     );
+    await benchStation({ board, hexPath, work, first: simulated, size });
   } finally {
     await simulated.stop();
   }
 }
+
+/** One board alone, then three at once through the flash station, alternating, `RUNS` times each. */
+async function benchStation(context: {
+  board: ReturnType<typeof getBoard>;
+  hexPath: string;
+  work: string;
+  first: SimulatedBoard;
+  size: number;
+}): Promise<void> {
+  const { board, hexPath, work, first } = context;
+  const others = await Promise.all(
+    Array.from({ length: STATION_BOARDS - 1 }, (_, index) =>
+      startSimulatedBoard({ board: 'uno', stateDir: join(work, `station-${index + 1}`) }),
+    ),
+  );
+  const boards = [first, ...others];
+  try {
+    const flash = (portPath: string, signal?: AbortSignal) =>
+      flashBoard({ board, hexPath, portPath, ...(signal ? { signal } : {}) });
+    const one: Sample[] = [];
+    const three: Sample[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      one.push(await measure(boards, () => flash(first.portPath)));
+      three.push(
+        await measure(boards, async () => {
+          const outcomes = await flashStation({
+            ports: boards.map((simulated) => simulated.portPath),
+            board,
+            flash,
+          });
+          const failed = outcomes.find((outcome) => !outcome.verified);
+          if (failed && !failed.verified) throw new Error(`${failed.port}: ${failed.error}`);
+        }),
+      );
+    }
+    const median = (samples: Sample[]) =>
+      [...samples].sort((a, b) => a.seconds - b.seconds)[Math.floor(samples.length / 2)]!;
+    const alone = median(one);
+    const together = median(three);
+    const ratio = together.seconds / alone.seconds;
+    process.stdout.write(
+      `\nflash station: the same image onto ${STATION_BOARDS} simulated Unos at once vs one alone, ${RUNS} runs each ` +
+        `(${cpus().length} cores; ${STATION_BOARDS} simavr processes run all along)\n\n` +
+        `${'run'.padEnd(32)}${'seconds (median)'.padEnd(20)}${'image bytes/s'.padEnd(18)}CPU cores busy (boards + flasher)\n`,
+    );
+    for (const [label, sample, boardsFlashed] of [
+      ['one board', alone, 1],
+      [`${STATION_BOARDS} boards at once (--all)`, together, STATION_BOARDS],
+    ] as const) {
+      process.stdout.write(
+        `${label.padEnd(32)}${sample.seconds.toFixed(2).padEnd(20)}${String(Math.round((context.size * boardsFlashed) / sample.seconds)).padEnd(18)}` +
+          `${(sample.boardCpuSeconds / sample.seconds).toFixed(2)} + ${(sample.flasherCpuSeconds / sample.seconds).toFixed(2)}\n`,
+      );
+    }
+    process.stdout.write(
+      `\nratio ${STATION_BOARDS} boards / one: ${ratio.toFixed(2)}x (goal ≤ ${STATION_GOAL_RATIO}x: ${ratio <= STATION_GOAL_RATIO ? 'met' : 'missed'})\n`,
+    );
+  } finally {
+    await Promise.all(others.map((simulated) => simulated.stop()));
+  }
+}
+
+interface Sample {
+  seconds: number;
+  /** CPU time of every simulated board's process (simavr) during the run. */
+  boardCpuSeconds: number;
+  /** CPU time of this process (the flasher, serial I/O) during the run. */
+  flasherCpuSeconds: number;
+}
+
+async function measure(boards: SimulatedBoard[], work: () => Promise<unknown>): Promise<Sample> {
+  const boardCpu = () => boards.reduce((sum, simulated) => sum + processCpuSeconds(simulated.pid), 0);
+  const boardsBefore = boardCpu();
+  const flasherBefore = process.cpuUsage();
+  const started = performance.now();
+  await work();
+  const seconds = (performance.now() - started) / 1000;
+  const flasher = process.cpuUsage(flasherBefore);
+  return {
+    seconds,
+    boardCpuSeconds: boardCpu() - boardsBefore,
+    flasherCpuSeconds: (flasher.user + flasher.system) / 1e6,
+  };
+}
+
+/** utime + stime from /proc/<pid>/stat (fields 14 and 15, after the command in parentheses). */
+function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** Linux's USER_HZ: /proc counts CPU time in these ticks, 100 on every architecture it runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 /** A deterministic image: the same bytes every run, not compressible into a lucky case. */
 function pseudoRandomImage(size: number): Uint8Array {

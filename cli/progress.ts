@@ -39,3 +39,65 @@ export function progressBar(label: string, total: number, unit: 'bytes' | 'items
     },
   };
 }
+
+/**
+ * Several progress bars at once, a line each (one per board flashed together). A bar goes
+ * through stages (Writing, then Verifying), each counted from 0 to `total`. Piped, each stage
+ * prints its start line and, once it reached its total, its finish line, like {@link progressBar}.
+ */
+export function progressBars(unit: 'bytes' | 'items' = 'bytes') {
+  const format = unit === 'bytes' ? formatBytes : (value: number) => String(Math.round(value));
+  const multi = process.stderr.isTTY
+    ? new cliProgress.MultiBar(
+        {
+          format: `{label} {stage} [{bar}] {percentage}% | {done}/{size} | {rate}/s`,
+          hideCursor: true,
+          stream: process.stderr,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  return {
+    add(label: string, total: number) {
+      const bar = multi?.create(total, 0, {
+        label,
+        stage: '',
+        done: format(0),
+        size: format(total),
+        rate: format(0),
+      });
+      let stage = '';
+      let started = performance.now();
+      let done = 0;
+      let reported = false;
+      const seconds = () => Math.max((performance.now() - started) / 1000, 1e-3);
+      const finishStage = () => {
+        if (multi || !stage || done < total || reported) return;
+        reported = true;
+        process.stderr.write(
+          `${label} ${stage}: done in ${seconds().toFixed(1)} s (${format(total / seconds())}/s)\n`,
+        );
+      };
+      return {
+        update(value: number, nextStage = stage) {
+          if (nextStage !== stage) {
+            finishStage();
+            stage = nextStage;
+            started = performance.now();
+            reported = false;
+            if (!multi) process.stderr.write(`${label} ${stage}: ${format(total)}…\n`);
+          }
+          done = value;
+          bar?.update(value, { stage, done: format(value), rate: format(value / seconds()) });
+        },
+        stop() {
+          finishStage();
+          bar?.stop();
+        },
+      };
+    },
+    stop() {
+      multi?.stop();
+    },
+  };
+}

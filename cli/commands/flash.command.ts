@@ -1,11 +1,15 @@
 import { extname } from 'node:path';
 import type { Command } from 'commander';
-import { getBoard } from '../../boards/board-catalogue.ts';
+import { type Board, getBoard } from '../../boards/board-catalogue.ts';
 import { buildFirmware } from '../../builder/builder.ts';
 import { findBoardPort } from '../../mcu/flasher/find-port.ts';
 import { type FlashPhase, flashBoard } from '../../mcu/flasher/flash-board.ts';
+import { flashStation, type StationOutcome, stationPorts } from '../../mcu/flasher/flash-station.ts';
+import { loadHexFile } from '../../mcu/flasher/intel-hex.ts';
+import { listBoardPorts } from '../../mcu/ports/serial-ports.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
 import { formatBytes, printJson } from '../output.ts';
-import { progressBar } from '../progress.ts';
+import { progressBar, progressBars } from '../progress.ts';
 
 const PHASE_LABELS: Record<Exclude<FlashPhase, 'sync'>, string> = { write: 'Writing', verify: 'Verifying' };
 
@@ -17,21 +21,28 @@ export function register(program: Command): void {
     )
     .requiredOption('--board <board>', 'board type, e.g. uno (see "boardfleet boards")')
     .option('--port <port>', 'serial port, or "auto" to find the board by its USB id', 'auto')
+    .option(
+      '--all',
+      'flash every port that can be this board (by USB id, and bench boards started as it) at once',
+    )
     .option('--json', 'machine-readable output')
-    .action(async (target: string, options: { board: string; port: string; json?: boolean }) => {
+    .action(async (target: string, options: FlashCommandOptions, command: Command) => {
       const board = getBoard(options.board);
       const say = (line: string) => {
         if (!options.json) process.stderr.write(`${line}\n`);
       };
-      // Find the board before a build that may take a while.
-      const portPath = options.port === 'auto' ? await findBoardPort(board) : options.port;
-      let hexPath = target;
-      if (extname(target).toLowerCase() !== '.hex') {
-        say(`Building ${target} for ${board.id}…`);
-        hexPath = (
-          await buildFirmware({ recipe: target, board: board.id, onStep: (step) => say(`  ${step}…`) })
-        ).hexPath;
+      if (options.all) {
+        if (command.getOptionValueSource('port') === 'cli') {
+          throw new BoardfleetError(
+            'invalid-option',
+            `--all flashes every port that can be ${board.id}; leave out --port`,
+          );
+        }
+        return flashAll(target, board, options, say);
       }
+      // Find the board before a build that may take a while.
+      const portPath = options.port === 'auto' ? await findBoardPort(board, { onNotice: say }) : options.port;
+      const hexPath = await firmwareHexPath(target, board, say);
 
       let bar: ReturnType<typeof progressBar> | undefined;
       let barPhase: FlashPhase | undefined;
@@ -62,8 +73,9 @@ export function register(program: Command): void {
         bar?.stop();
         bar = undefined;
         if (options.json) return printJson(result);
+        if (result.bootloaderFallback) say(result.bootloaderFallback);
         process.stdout.write(
-          `Flashed ${formatBytes(result.bytesWritten)} to ${board.name} on ${result.portPath} in ` +
+          `Flashed ${formatBytes(result.bytesWritten)} to ${getBoard(result.board).name} on ${result.portPath} in ` +
             `${(result.durationMs / 1000).toFixed(1)} s (${formatBytes(result.bytesPerSecond)}/s), verified\n`,
         );
       } finally {
@@ -71,4 +83,77 @@ export function register(program: Command): void {
         bar?.stop();
       }
     });
+}
+
+interface FlashCommandOptions {
+  board: string;
+  port: string;
+  all?: boolean;
+  json?: boolean;
+}
+
+/** A .hex file as it is, or a recipe built for the board first. */
+async function firmwareHexPath(target: string, board: Board, say: (line: string) => void): Promise<string> {
+  if (extname(target).toLowerCase() === '.hex') return target;
+  say(`Building ${target} for ${board.id}…`);
+  return (await buildFirmware({ recipe: target, board: board.id, onStep: (step) => say(`  ${step}…`) }))
+    .hexPath;
+}
+
+/** `flash --all`: one build, then every matching port at once, a bar and a report line each. */
+async function flashAll(
+  target: string,
+  board: Board,
+  options: FlashCommandOptions,
+  say: (line: string) => void,
+): Promise<void> {
+  const ports = stationPorts(await listBoardPorts(), board);
+  const hexPath = await firmwareHexPath(target, board, say);
+  // Read once, so a bad file fails before any port is touched.
+  const image = await loadHexFile(hexPath, board);
+  say(`Flashing ${board.name} on ${ports.length} port${ports.length === 1 ? '' : 's'}: ${ports.join(', ')}`);
+
+  const bars = options.json ? undefined : progressBars();
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  process.once('SIGINT', abort);
+  let outcomes: StationOutcome[];
+  try {
+    outcomes = await flashStation({
+      ports,
+      board,
+      signal: controller.signal,
+      flash: async (port, signal) => {
+        let bar: ReturnType<NonNullable<typeof bars>['add']> | undefined;
+        try {
+          return await flashBoard({
+            board,
+            portPath: port,
+            image,
+            hexPath,
+            signal,
+            onProgress: ({ phase, done, total }) => {
+              if (!bars || phase === 'sync') return;
+              bar ??= bars.add(port, total);
+              bar.update(done, PHASE_LABELS[phase]);
+            },
+          });
+        } finally {
+          bar?.stop();
+        }
+      },
+    });
+  } finally {
+    process.off('SIGINT', abort);
+    bars?.stop();
+  }
+  if (outcomes.some((outcome) => !outcome.verified)) process.exitCode = 1;
+  if (options.json) return printJson(outcomes);
+  for (const outcome of outcomes) {
+    process.stdout.write(
+      outcome.verified
+        ? `✓ ${outcome.port} ${outcome.board} ${formatBytes(outcome.bytes)} in ${outcome.seconds.toFixed(1)} s, verified\n`
+        : `✗ ${outcome.port} ${outcome.board}: ${outcome.error}\n`,
+    );
+  }
 }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SerialPort } from 'serialport';
-import { type Board, getBoard } from '../../boards/board-catalogue.ts';
-import { BoardfleetError } from '../../protocol/errors.ts';
+import { type Board, getBoard, listBoards } from '../../boards/board-catalogue.ts';
+import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import { Avr109Protocol, touchAt1200Baud, waitForBootloaderPort } from './avr109.ts';
 import {
   type BootloaderProtocol,
@@ -64,6 +64,11 @@ export interface FlashResult {
   bytesVerified: number;
   /** Kept for scripts reading `--json`: a flash that returns was verified (a mismatch throws). */
   verified: true;
+  /**
+   * The board's other bootloader answered when the one asked for did not (a Nano's label does not
+   * say which it has): `board` is then that variant, and this says so.
+   */
+  bootloaderFallback?: string;
 }
 
 const DEFAULT_SYNC_ATTEMPTS = 10;
@@ -74,8 +79,42 @@ const DEFAULT_SYNC_ATTEMPTS = 10;
  * Every failure is a `BoardfleetError` saying what to do; a failed flash can simply be redone.
  */
 export async function flashBoard(options: FlashOptions): Promise<FlashResult> {
-  const started = performance.now();
   const board = typeof options.board === 'string' ? getBoard(options.board) : options.board;
+  try {
+    return await flashThrough(board, options);
+  } catch (error) {
+    const other = otherBootloader(board);
+    if (!other || !isBoardfleetError(error) || error.code !== 'bootloader-no-answer') throw error;
+    options.signal?.throwIfAborted();
+    const result = await flashThrough(other, options).catch(() => Promise.reject(error));
+    return {
+      ...result,
+      bootloaderFallback:
+        `No answer at ${board.upload.baudRate} baud; ${other.name} answered at ${other.upload.baudRate} baud. ` +
+        `Next time flash it with --board ${other.id}.`,
+    };
+  }
+}
+
+/**
+ * The same board with its other bootloader on the same protocol at another speed (`nano` and
+ * `nano:old-bootloader`), or null when it has none: tried when the one asked for does not answer.
+ */
+function otherBootloader(board: Board): Board | null {
+  const base = board.id.split(':')[0];
+  return (
+    listBoards().find(
+      (candidate) =>
+        candidate.id !== board.id &&
+        candidate.id.split(':')[0] === base &&
+        candidate.upload.protocol === board.upload.protocol &&
+        candidate.upload.baudRate !== board.upload.baudRate,
+    ) ?? null
+  );
+}
+
+async function flashThrough(board: Board, options: FlashOptions): Promise<FlashResult> {
+  const started = performance.now();
   const openLink = options.openLink ?? openSerialPortLink;
   const image = options.image ?? (await loadHexFile(requiredHexPath(options), board));
   assertImageFits(image, board, options.hexPath);
@@ -217,8 +256,9 @@ function assertPageMatches(
     if (read[i] === expected[address]) continue;
     throw new BoardfleetError(
       'verify-failed',
-      `Verify failed on ${portPath}: flash byte 0x${hex(address, 4)} (page ${page + 1} of ${pages}) reads ` +
-        `0x${hex(read[i] ?? 0)}, expected 0x${hex(expected[address]!)}. The write did not take; flash again, ` +
+      `Verify failed on ${portPath}: the page at 0x${hex(page * pageSize, 4)} (page ${page + 1} of ${pages}) ` +
+        `reads 0x${hex(read[i] ?? 0)} at 0x${hex(address, 4)}, expected 0x${hex(expected[address]!)}. ` +
+        `The write did not take; flash again, ` +
         `and if it fails at the same address the chip's flash may be worn.`,
     );
   }

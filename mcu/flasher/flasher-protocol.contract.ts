@@ -133,12 +133,13 @@ export function describeFlasherProtocol(protocol: string, testCase: FlasherProto
       const double = testCase.makeDouble();
       double.faults.corruptReadAt = 0x105;
       const expectedByte = image.bytes[0x105]!;
-      const page = Math.floor(0x105 / board.flash.pageSize) + 1;
+      const page = Math.floor(0x105 / board.flash.pageSize);
+      const pageAddress = (page * board.flash.pageSize).toString(16).toUpperCase().padStart(4, '0');
       await expectFlashError(
         flash(double),
         'verify-failed',
-        `Verify failed on ${testCase.bootloaderPath}: flash byte 0x0105 (page ${page} of ${pages}) reads ` +
-          `0x${(expectedByte ^ 1).toString(16).toUpperCase().padStart(2, '0')}, expected ` +
+        `Verify failed on ${testCase.bootloaderPath}: the page at 0x${pageAddress} (page ${page + 1} of ${pages}) ` +
+          `reads 0x${(expectedByte ^ 1).toString(16).toUpperCase().padStart(2, '0')} at 0x0105, expected ` +
           `0x${expectedByte.toString(16).toUpperCase().padStart(2, '0')}. The write did not take; flash again, ` +
           `and if it fails at the same address the chip's flash may be worn.`,
       );

@@ -55,6 +55,11 @@ export interface SimulatedBoard {
   setDigitalInput(pin: string, level: PinLevel): Promise<void>;
   /** Puts a voltage (0..5000 mV, against the 5 V reference) on an analog input. */
   setAnalogMillivolts(pin: string, millivolts: number): Promise<void>;
+  /**
+   * A fault for testing read-back verify: the next page the bootloader writes (the page holding
+   * `address`, if given) stores its first byte inverted. Fires once; survives resets.
+   */
+  corruptNextPageWrite(address?: number): Promise<void>;
   /** Ends the board: the flash image is saved, and no process is left behind. */
   stop(): Promise<void>;
   /** Lets go of a board started `detached`, leaving it running. */
@@ -285,6 +290,11 @@ function attach(parts: {
         throw new BoardfleetError('invalid-voltage', `${millivolts} mV is outside 0..5000 mV`);
       }
       await control.command(`adc ${pins.adcChannel(pin)} ${Math.round(millivolts)}`);
+    },
+    async corruptNextPageWrite(address) {
+      await control.command(
+        address === undefined ? 'corrupt-next-page' : `corrupt-next-page 0x${address.toString(16)}`,
+      );
     },
     async stop() {
       await control.command('quit').catch(() => undefined);

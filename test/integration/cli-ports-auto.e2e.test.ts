@@ -71,17 +71,19 @@ describe('bench boards as ports: ports, --port auto and bench stop --all', () =>
   );
 
   it(
-    'finds the simulated old-bootloader Nano for --board nano and says so; its bootloader needs --board nano:old-bootloader',
+    'finds the simulated old-bootloader Nano for --board nano and says so, and flashes it through its bootloader at 57600 baud',
     async () => {
-      // The flasher talks optiboot's 115200 baud for --board nano: ATmegaBOOT (57600) does not answer.
-      const asNano = await cli.failing('flash', 'firmata', '--board', 'nano', '--port', 'auto');
+      // --board nano talks optiboot's 115200 baud first; ATmegaBOOT answers at 57600, as on an old Nano.
+      const asNano = await cli.ok('flash', 'firmata', '--board', 'nano', '--port', 'auto');
       expect(asNano.stderr).toContain(
         `No nano plugged in; using the simulated nano:old-bootloader at ${portPath}\n`,
       );
-      expect(asNano.stderr).toMatch(
+      expect(asNano.stderr).toContain(
+        'No answer at 115200 baud; Arduino Nano (old bootloader) answered at 57600 baud. Next time flash it with --board nano:old-bootloader.\n',
+      );
+      expect(asNano.stdout).toMatch(
         new RegExp(
-          `^boardfleet: No answer from the bootloader on ${portPath} at 115200 baud .*For an old Nano try --board nano:old-bootloader\\.\\n$`,
-          'm',
+          `^Flashed [\\d.]+ KiB to Arduino Nano \\(old bootloader\\) on ${portPath} in .*, verified\\n$`,
         ),
       );
 

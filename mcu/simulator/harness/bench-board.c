@@ -7,10 +7,10 @@
  *
  * DIR gets `tty` (link to the pty slave, opened by hosts like /dev/ttyACM0), `control.sock`
  * and, once both exist, `bench.pid` ("<pid>\n<tty>\n"). Control lines:
- *   reset | get B5 | set D2 0|1 | adc 0 <mV> | status | save | quit
+ *   reset | get B5 | set D2 0|1 | adc 0 <mV> | corrupt-next-page [address] | status | save | quit
  * Replies start with "ok" or "error" ("reset" answers "ok <simulated ms>"); events pushed to
  * every client: "pin B5 1 <simulated ms>", "reset external|watchdog|power-on", "host open",
- * "host close", "halted <why>".
+ * "host close", "halted <why>", "corrupted 0x<page address>".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <simavr/avr_adc.h>
+#include <simavr/avr_flash.h>
 #include <simavr/avr_ioport.h>
 #include <simavr/avr_uart.h>
 #include <simavr/sim_avr.h>
@@ -37,6 +38,7 @@
 #include <simavr/sim_hex.h>
 #include <simavr/sim_io.h>
 #include <simavr/sim_irq.h>
+#include <simavr/sim_regbit.h>
 
 #define MAX_CLIENTS 16
 #define PORTS "ABCDEFGHJKL"
@@ -81,6 +83,11 @@ static uint64_t base_wall_ns, base_cycle;
 /* What the outside world applies (a button, a voltage) outlives a reset of the MCU. */
 static int8_t driven_pins[8 * (sizeof PORTS - 1)];
 static int32_t adc_millivolts[ADC_IRQ_COUNT];
+/* A fault for testing read-back verify: the next SPM page write (at one page, or any) stores one
+ * flipped byte, as a worn flash cell would. -1: not armed; ANY_PAGE: the next page written. */
+#define ANY_PAGE (-2)
+static int64_t corrupt_page = -1;
+static int (*flash_ioctl)(avr_io_t *, uint32_t, void *);
 
 static void die(const char *fmt, ...) {
 	va_list ap;
@@ -259,6 +266,33 @@ static void on_terminate(avr_t *a, void *data) {
 	if (a->flash) memcpy(flash_copy, a->flash, flash_size);
 }
 
+/* Wraps simavr's SPM handler: after a page write the armed fault flips the page's first byte. */
+static int on_spm(avr_io_t *io, uint32_t ctl, void *param) {
+	avr_flash_t *flash = (avr_flash_t *)io;
+	avr_t *a = io->avr;
+	uint32_t z = a->data[R_ZL] | (a->data[R_ZH] << 8) | (a->rampz ? (uint32_t)a->data[a->rampz] << 16 : 0);
+	uint32_t page = z & ~(uint32_t)(flash->spm_pagesize - 1);
+	int page_write = ctl == AVR_IOCTL_FLASH_SPM && avr_regbit_get(a, flash->selfprgen) && avr_regbit_get(a, flash->pgwrt);
+	int result = flash_ioctl(io, ctl, param);
+	int armed_here = corrupt_page == ANY_PAGE || (corrupt_page >= 0 && ((uint32_t)corrupt_page & ~(uint32_t)(flash->spm_pagesize - 1)) == page);
+	if (page_write && armed_here) {
+		corrupt_page = -1;
+		a->flash[page] ^= 0xff;
+		broadcast("corrupted 0x%x", page);
+	}
+	return result;
+}
+
+static void hook_spm(void) {
+	for (avr_io_t *io = avr->io_port; io; io = io->next)
+		if (io->kind && !strcmp(io->kind, "flash")) {
+			flash_ioctl = io->ioctl;
+			io->ioctl = on_spm;
+			return;
+		}
+	die("simavr's %s has no self-programming (flash) module", mcu_name);
+}
+
 static void sleep_nothing(avr_t *a, avr_cycle_count_t how_long) {
 	(void)a, (void)how_long; /* pacing to the wall clock happens in the main loop */
 }
@@ -289,6 +323,7 @@ static void make_mcu(const uint8_t *flash) {
 	avr->reset_pc = boot_address;
 	core_reset = avr->reset;
 	avr->reset = on_core_reset;
+	hook_spm();
 
 	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT), on_uart_output, NULL);
 	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XON), on_xon, NULL);
@@ -432,9 +467,9 @@ static avr_irq_t *pin_irq(const char *name) {
 }
 
 static void run_command(struct client *c, char *line) {
-	char verb[16] = "", arg1[16] = "";
+	char verb[24] = "", arg1[16] = "";
 	long value = 0;
-	int n = sscanf(line, "%15s %15s %ld", verb, arg1, &value);
+	int n = sscanf(line, "%23s %15s %ld", verb, arg1, &value);
 	if (n < 1) return;
 	if (!strcmp(verb, "reset")) {
 		reset_mcu(MCUSR_EXTRF, "external");
@@ -460,6 +495,15 @@ static void run_command(struct client *c, char *line) {
 			avr_raise_irq(irq, value);
 			reply(c, "ok");
 		} else reply(c, "error adc wants a channel and 0..5000 mV");
+	} else if (!strcmp(verb, "corrupt-next-page")) {
+		char *end = arg1;
+		unsigned long address = n >= 2 ? strtoul(arg1, &end, 0) : 0;
+		if (n >= 2 && (*end || address >= boot_address)) {
+			reply(c, "error corrupt-next-page wants an application flash address below 0x%x, not %s", boot_address, arg1);
+		} else {
+			corrupt_page = n >= 2 ? (int64_t)address : ANY_PAGE;
+			reply(c, "ok");
+		}
 	} else if (!strcmp(verb, "status")) {
 		reply(c, "ok state=%s pc=0x%x cycle=%llu seconds=%.3f behind=%.3f uart-baud=%u host=%s host-baud=%u", halted ? "halted" : "running",
 			halted ? 0 : avr->pc, (unsigned long long)(halted ? 0 : avr->cycle),
