@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type RolloutStatus, waveConfigSchema } from '../protocol/api/rollouts.ts';
 import type { Paint } from './output.ts';
-import { renderRolloutStatus, statusSignature, waveEtas } from './rollout-view.ts';
+import { artifactLabelsOf, renderRolloutStatus, statusSignature, waveEtas } from './rollout-view.ts';
 
 const NOW = 1_000_000_000;
 const SECOND = 1000;
@@ -24,6 +24,7 @@ function device(
     state,
     attempt: 1,
     artifactId: 'art',
+    partArtifactIds: [],
     progress: null,
     transferMode: null,
     transferBytes: null,
@@ -180,5 +181,55 @@ describe('rollout status view', () => {
     expect(statusSignature(status('running', [wave(0, 'running', committed)], committed))).not.toBe(
       statusSignature(before),
     );
+  });
+});
+
+describe('rollout status view of a composite release', () => {
+  const labels = new Map([
+    ['art-app', { name: 'gateway-app', version: '1.0.0', boards: ['rpi-4b'] }],
+    ['art-fw', { name: 'gateway-firmware', version: '1.0.0', boards: ['uno'] }],
+  ]);
+  const devices = [
+    device('gw-1', 0, 'committed', { artifactId: 'art-app', partArtifactIds: ['art-fw'] }),
+    device('gw-2', 0, 'committed', { artifactId: 'art-app' }),
+    device('gw-3', 0, 'failed', {
+      artifactId: null,
+      reason: 'release gateway-1.0.0 has no firmware for the nano attached on /dev/ttyUSB0',
+    }),
+  ];
+  const composite = status('completed', [wave(0, 'succeeded', devices)], devices);
+
+  it('names the parts under the header and each device’s parts in a column', () => {
+    const text = renderRolloutStatus(composite, NOW, plain, labels);
+    const lines = text.split('\n');
+    expect(lines[1]).toBe('  parts: gateway-app 1.0.0 (rpi-4b), gateway-firmware 1.0.0 (uno)');
+    const table = lines.slice(lines.findIndex((line) => line.trimStart().startsWith('device')));
+    expect(table.slice(0, 4)).toEqual([
+      '  device            state      parts',
+      '  name-gw-1 (gw-1)  committed  gateway-app 1.0.0, gateway-firmware 1.0.0',
+      '  name-gw-2 (gw-2)  committed  gateway-app 1.0.0',
+      '  name-gw-3 (gw-3)  failed     -',
+    ]);
+  });
+
+  it('shows an artifact it could not look up by its id, and adds nothing for a release of one artifact', async () => {
+    expect(renderRolloutStatus(composite, NOW, plain).split('\n')[1]).toBe('  parts: art-app, art-fw');
+    const single = [device('a', 0, 'committed')];
+    const text = renderRolloutStatus(status('completed', [wave(0, 'succeeded', single)], single), NOW, plain);
+    expect(text).not.toMatch(/parts/);
+  });
+
+  it('looks each artifact up once across re-draws, and leaves out one it cannot read', async () => {
+    const asked: string[] = [];
+    const lookUp = async (id: string) => {
+      asked.push(id);
+      if (id === 'art-fw') throw new Error('404');
+      return labels.get(id)!;
+    };
+    const cache = new Map();
+    await artifactLabelsOf(composite, lookUp, cache);
+    const again = await artifactLabelsOf(composite, lookUp, cache);
+    expect(asked).toEqual(['art-app', 'art-fw', 'art-fw']);
+    expect([...again.keys()]).toEqual(['art-app']);
   });
 });

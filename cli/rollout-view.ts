@@ -126,12 +126,85 @@ function timingLine(status: RolloutStatus, wave: Wave, eta: number | null | unde
   return parts.join(', ');
 }
 
+/** An artifact as the view names it: `gateway-app 1.0.0 (rpi-4b)`. */
+export interface ArtifactLabel {
+  name: string;
+  version: string;
+  boards: readonly string[];
+}
+
+/** What a device got: its own artifact, then its parts. */
+const artifactIdsOf = (device: Device) => [
+  ...(device.artifactId ? [device.artifactId] : []),
+  ...device.partArtifactIds,
+];
+
+/**
+ * The artifacts of a composite release that the rollout's devices got (each device's own and its
+ * parts), in the order first met; empty when no device got more than one.
+ */
+export function compositeArtifactIds(status: RolloutStatus): string[] {
+  if (!status.devices.some((device) => device.partArtifactIds.length > 0)) return [];
+  return [...new Set(status.devices.flatMap((device) => artifactIdsOf(device)))];
+}
+
+/**
+ * The labels of a composite rollout's artifacts, each looked up once: `cache` keeps them between
+ * the re-draws of a watch. An artifact that cannot be read is shown by its id.
+ */
+export async function artifactLabelsOf(
+  status: RolloutStatus,
+  lookUp: (id: string) => Promise<ArtifactLabel>,
+  cache: Map<string, ArtifactLabel>,
+): Promise<Map<string, ArtifactLabel>> {
+  const missing = compositeArtifactIds(status).filter((id) => !cache.has(id));
+  const found = await Promise.allSettled(missing.map((id) => lookUp(id)));
+  missing.forEach((id, index) => {
+    const result = found[index]!;
+    if (result.status === 'fulfilled') cache.set(id, result.value);
+  });
+  return cache;
+}
+
+const artifactText = (id: string, labels: ReadonlyMap<string, ArtifactLabel>, withBoards: boolean) => {
+  const label = labels.get(id);
+  if (!label) return id;
+  const boards = withBoards && label.boards.length > 0 ? ` (${label.boards.join('/')})` : '';
+  return `${label.name} ${label.version}${boards}`;
+};
+
+/** A composite rollout's devices, each with the parts it got; none for a rollout of one artifact. */
+function partsLines(status: RolloutStatus, labels: ReadonlyMap<string, ArtifactLabel>): string[] {
+  const rows = status.devices.map((device) => [
+    deviceLabel(device),
+    device.state,
+    artifactIdsOf(device)
+      .map((id) => artifactText(id, labels, false))
+      .join(', ') || '-',
+  ]);
+  const widths = [0, 1].map((column) =>
+    Math.max(column === 0 ? 'device'.length : 'state'.length, ...rows.map((row) => row[column]!.length)),
+  );
+  return [['device', 'state', 'parts'], ...rows].map(
+    ([label, state, parts]) => `  ${label!.padEnd(widths[0]!)}  ${state!.padEnd(widths[1]!)}  ${parts}`,
+  );
+}
+
 function deviceLabel(device: Device): string {
   return device.deviceName ? `${device.deviceName} (${device.deviceId})` : device.deviceId;
 }
 
-/** The whole status as text: header, waves with bars and timing, legend, devices with a reason. */
-export function renderRolloutStatus(status: RolloutStatus, now: number, paint: Paint): string {
+/**
+ * The whole status as text: header (with a composite release's parts, named by `artifacts`),
+ * waves with bars and timing, legend, each device's parts when the release has several, devices
+ * with a reason.
+ */
+export function renderRolloutStatus(
+  status: RolloutStatus,
+  now: number,
+  paint: Paint,
+  artifacts: ReadonlyMap<string, ArtifactLabel> = new Map(),
+): string {
   const finished = status.state === 'completed' || status.state === 'aborted';
   const clock = finished
     ? `took ${formatDuration((status.updatedAt - status.createdAt) / 1000)}`
@@ -140,6 +213,9 @@ export function renderRolloutStatus(status: RolloutStatus, now: number, paint: P
   const lines = [
     `${status.name} (${status.id}): ${state}${status.reason ? ` — ${status.reason}` : ''} (${clock})`,
   ];
+  const composite = compositeArtifactIds(status);
+  if (composite.length > 0)
+    lines.push(`  parts: ${composite.map((id) => artifactText(id, artifacts, true)).join(', ')}`);
   const etas = waveEtas(status, now);
   for (const wave of status.waves) {
     const counts = segmentCounts(wave);
@@ -162,6 +238,7 @@ export function renderRolloutStatus(status: RolloutStatus, now: number, paint: P
   );
   const downloads = transferLine(status.transfer);
   if (downloads) lines.push(`  ${downloads}`);
+  if (composite.length > 0) lines.push(...partsLines(status, artifacts));
   for (const device of status.devices.filter((d) => d.reason)) {
     const mark = OUTCOME_MARK[device.state];
     const word = mark ? paint(`${mark.symbol} ${mark.word}`, mark.colour) : `  ${device.state}`;

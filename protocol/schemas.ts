@@ -134,26 +134,48 @@ export function deploymentReportOf(event: DeviceEvent): DeploymentEventData | nu
  * The versioned state the server wants a device to run; retained, so a device that reconnects
  * reads the newest one. The agent ignores a version lower than the one it already reconciled.
  */
+/** One artifact a deployment installs, and how. */
+const deploymentPartFields = {
+  strategy: z.enum(['app-bundle', 'linux-ab', 'mcu-serial', 'vm']),
+  artifact: z.string().max(128),
+  version: z.string().max(64),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  size: z.number().int().nonnegative(),
+  url: z.string().max(2048),
+  manifest: z.string().max(8192),
+  signature: z.string().max(512),
+  /**
+   * A rollback: the id of the signed order (a target of the fleet's TUF metadata,
+   * `rollback-orders/<id>`) that allows this device to go back to an older version; null for
+   * any other deployment. The agent takes a downgrade only with such an order, signed.
+   */
+  rollbackOrder: z.string().min(1).max(200).nullable(),
+};
+
+/** The most parts one deployment carries: the device's own artifact and its attached boards' firmware. */
+export const MAX_DEPLOYMENT_PARTS = 4;
+
+/** Another artifact of a composite deployment, e.g. the firmware for the board attached to a gateway. */
+export const deploymentPartSchema = z.strictObject(deploymentPartFields);
+export type DeploymentPart = z.infer<typeof deploymentPartSchema>;
+
 export const desiredStateSchema = z.strictObject({
   version: z.number().int().nonnegative(),
   issuedAt: timestamp,
   deployment: z
     .strictObject({
       id: z.string().min(1).max(64),
-      strategy: z.enum(['app-bundle', 'linux-ab', 'mcu-serial', 'vm']),
-      artifact: z.string().max(128),
-      version: z.string().max(64),
-      sha256: z.string().regex(/^[0-9a-f]{64}$/),
-      size: z.number().int().nonnegative(),
-      url: z.string().max(2048),
-      manifest: z.string().max(8192),
-      signature: z.string().max(512),
+      ...deploymentPartFields,
       /**
-       * A rollback: the id of the signed order (a target of the fleet's TUF metadata,
-       * `rollback-orders/<id>`) that allows this device to go back to an older version; null for
-       * any other deployment. The agent takes a downgrade only with such an order, signed.
+       * A composite release (a gateway's app and its attached board's firmware): the other parts,
+       * installed, health-checked and committed together with this one, and rolled back together
+       * when any of them fails. Absent for a deployment of one artifact.
        */
-      rollbackOrder: z.string().min(1).max(200).nullable(),
+      parts: z
+        .array(deploymentPartSchema)
+        .min(1)
+        .max(MAX_DEPLOYMENT_PARTS - 1)
+        .optional(),
     })
     .nullable(),
   /** The effective configuration variables; absent from a server that sets none. */

@@ -19,6 +19,8 @@ export interface TransferRequest {
   fleetPublicKeyPem: string;
   /** `<data dir>/downloads`. */
   downloads: string;
+  /** The other parts of the same deployment (sha256): their downloads stay. */
+  siblings?: readonly string[];
   /** What the device has to assemble the new version from; when empty, why there is nothing. */
   seeds: { sources: SeedSource[]; none: string };
   /** The chunk index of the committed version, if kept (`?base=`). */
@@ -45,7 +47,7 @@ export async function transferArtifact(request: TransferRequest): Promise<Transf
   const { deployment, signal } = request;
   const files = downloadFiles(request.downloads, deployment.sha256);
   const recordFile = files.transfer;
-  removeOtherDownloads(request.downloads, deployment.sha256);
+  removeOtherDownloads(request.downloads, [deployment.sha256, ...(request.siblings ?? [])]);
   if (existsSync(files.artifact)) {
     // Done, or a full download under way, when the agent stopped: say how it came, or go on with it.
     const earlier = readJson<Transfer>(recordFile);
@@ -133,8 +135,8 @@ async function full(
 }
 
 /** Downloads of other artifacts (deployments given up or replaced) only take room. */
-function removeOtherDownloads(downloads: string, sha256: string): void {
+function removeOtherDownloads(downloads: string, kept: readonly string[]): void {
   for (const name of readdirSync(downloads)) {
-    if (!name.startsWith(`${sha256}.`)) rmSync(join(downloads, name), { recursive: true, force: true });
+    if (!kept.includes(name.split('.')[0]!)) rmSync(join(downloads, name), { recursive: true, force: true });
   }
 }

@@ -6,11 +6,9 @@ import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import type { ActivationGate } from './activation-gate.ts';
 import type { DeploymentReport, DesiredState, Transfer } from '../../protocol/schemas.ts';
-import { retryTransient } from './artifact-download.ts';
-import { transferArtifact } from './artifact-transfer.ts';
 import { type AssemblyStep, discardDownload, downloadFiles } from './delta-download.ts';
-import type { FleetMetadata, SignedChunkIndex } from './fleet-metadata.ts';
-import { verifyDeployment, verifySignedManifest } from './artifact-verify.ts';
+import type { FleetMetadata } from './fleet-metadata.ts';
+import { verifyDeployment } from './artifact-verify.ts';
 import {
   MAX_STATE_ENTRIES,
   REPORTED_AS,
@@ -18,12 +16,15 @@ import {
   TERMINAL_UPDATE_STATES,
   UPDATE_TRANSITIONS,
   UpdateEvent,
+  type RunningVersion,
   type UpdateRecord,
   UpdateState,
 } from './update-state-machine.ts';
 import { writeJsonAtomically } from '../../lib/atomic-file.ts';
-import { fileSeed, KeptSeeds, type SeedSource } from './update-seeds.ts';
+import { KeptSeeds } from './update-seeds.ts';
 import { InstallRefusedError, type UpdateStrategy } from './update-strategy.ts';
+import { type DeploymentStep, partsOf } from './deployment-parts.ts';
+import { combinedTransfer, downloadPart } from './part-download.ts';
 
 type Deployment = NonNullable<DesiredState['deployment']>;
 
@@ -111,13 +112,17 @@ export class UpdateManager {
   start(): Promise<void> {
     const resumeAt = RESUME_STATE[this.record.state];
     const interrupted = !TERMINAL_UPDATE_STATES.includes(resumeAt) && this.record.deployment !== null;
-    const updating = interrupted ? this.record.deployment?.strategy : undefined;
+    // Every part of the interrupted deployment keeps what it installed: resuming a part's committed
+    // version (the mcu-serial strategy flashes it back) would let the resumed health check pass.
+    const inDeployment = new Set(
+      interrupted ? partsOf(this.record.deployment!).map((part) => part.strategy) : [],
+    );
     if (interrupted)
       this.options.logger.info({ state: this.record.state, resumeAt }, 'resuming an interrupted update');
     return this.enqueue(async () => {
       await Promise.all(
         Object.entries(this.options.strategies)
-          .filter(([kind]) => kind !== updating)
+          .filter(([kind]) => !inDeployment.has(kind as Deployment['strategy']))
           .map(async ([kind, strategy]) => {
             try {
               await strategy?.resume();
@@ -131,9 +136,11 @@ export class UpdateManager {
           }),
       );
       if (interrupted) {
-        // The installed version died with the agent: start it before checking it.
-        if (resumeAt === UpdateState.HealthChecking && updating)
-          await this.options.strategies[updating]?.resume();
+        // The installed version died with the agent: start it before checking it. Firmware runs on
+        // its board by itself, and resuming mcu-serial would flash the committed firmware back.
+        if (resumeAt === UpdateState.HealthChecking)
+          for (const kind of inDeployment)
+            if (kind !== 'mcu-serial') await this.options.strategies[kind]?.resume();
         await this.runFrom(resumeAt, true);
       }
       const deferred = this.record.deferred;
@@ -164,23 +171,25 @@ export class UpdateManager {
       );
       return;
     }
-    const strategy = this.options.strategies[deployment.strategy];
-    if (!strategy) {
+    const missing = partsOf(deployment).find((part) => !this.options.strategies[part.strategy]);
+    if (missing) {
       this.options.report({
         deploymentId: deployment.id,
         state: 'failed',
-        reason: `this agent has no ${deployment.strategy} strategy`,
+        reason: `this agent has no ${missing.strategy} strategy`,
       });
       return;
     }
     // Whatever runs now is what a rollback returns to (an update cut short never changed it).
-    const running = this.record.running;
+    const { running, runningByStrategy } = this.record;
     this.record = {
       schemaVersion: 1,
       state: UpdateState.Idle,
       deployment,
       previous: running,
       running,
+      ...(runningByStrategy ? { runningByStrategy, previousByStrategy: runningByStrategy } : {}),
+      installedParts: 0,
       entries: 0,
       reason: null,
     };
@@ -244,64 +253,68 @@ export class UpdateManager {
 
   private async step(state: UpdateState): Promise<UpdateEvent | typeof REBOOT_REQUESTED> {
     const deployment = this.record.deployment as Deployment;
-    const artifactPath = this.downloadOf(deployment).artifact;
+    const parts = partsOf(deployment);
     const signal = this.abort.signal;
     try {
-      const strategy = this.options.strategies[deployment.strategy];
-      if (!strategy)
-        throw new BoardfleetError(
-          'no-strategy',
-          `this agent has no ${deployment.strategy} strategy (any more) to finish ${deployment.artifact} ${deployment.version}`,
-        );
+      const strategyOf = (part: DeploymentStep): UpdateStrategy => {
+        const strategy = this.options.strategies[part.strategy];
+        if (!strategy)
+          throw new BoardfleetError(
+            'no-strategy',
+            `this agent has no ${part.strategy} strategy (any more) to finish ${part.artifact} ${part.version}`,
+          );
+        return strategy;
+      };
       switch (state) {
         case UpdateState.Downloading: {
-          verifySignedManifest(deployment, this.options.fleetPublicKeyPem);
-          let signedChunkIndex: SignedChunkIndex | null | undefined;
-          await retryTransient(
-            signal,
-            async () => (signedChunkIndex = await this.checkSignedTarget(deployment)),
-          );
-          let lastDecile = -1;
-          const transfer = await transferArtifact({
-            deployment,
-            serverUrl: this.options.serverUrl,
-            ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
-            auth: this.options.auth,
-            fleetPublicKeyPem: this.options.fleetPublicKeyPem,
-            downloads: this.downloads,
-            seeds: await this.seedsOf(strategy),
-            baseIndex: this.kept.baseIndex(strategy.kind),
-            ...(signedChunkIndex === undefined ? {} : { signedChunkIndex }),
-            signal,
-            logger: this.options.logger,
-            ...(this.options.onAssemblyStep ? { onAssemblyStep: this.options.onAssemblyStep } : {}),
-            onProgress: (received, total) => {
-              // 100 % is said once, with how the artifact came.
-              const decile = Math.min(9, Math.floor((received / total) * 10));
-              if (decile !== lastDecile) {
-                lastDecile = decile;
-                this.options.report({
-                  deploymentId: deployment.id,
-                  state: 'downloading',
-                  progress: decile * 10,
-                });
-              }
-            },
+          const transfers: Transfer[] = [];
+          for (const [index, part] of parts.entries())
+            transfers.push(
+              await downloadPart(
+                { ...this.options, downloads: this.downloads, kept: this.kept, signal },
+                {
+                  part,
+                  strategy: strategyOf(part),
+                  runningVersion: this.runningVersionOf(part),
+                  siblings: parts.map((sibling) => sibling.sha256),
+                },
+                { index, of: parts.length },
+              ),
+            );
+          this.options.report({
+            deploymentId: deployment.id,
+            state: 'downloading',
+            progress: 100,
+            transfer: combinedTransfer(transfers),
           });
-          this.options.report({ deploymentId: deployment.id, state: 'downloading', progress: 100, transfer });
           return UpdateEvent.Downloaded;
         }
         case UpdateState.Verifying:
-          await this.verify(deployment, artifactPath);
+          for (const part of parts) await this.verify(part);
           return UpdateEvent.Verified;
         case UpdateState.Installing: {
-          const manifest = await this.verify(deployment, artifactPath);
           await this.waitUntilActivationAllowed(deployment.id, signal);
-          const { needsReboot } = await strategy.install(artifactPath, manifest, signal);
-          return needsReboot ? UpdateEvent.NeedsReboot : UpdateEvent.Installed;
+          for (const [index, part] of parts.entries()) {
+            if (index < (this.record.installedParts ?? 0)) continue;
+            const manifest = await this.verify(part);
+            const { needsReboot } = await strategyOf(part).install(
+              this.downloadOf(part).artifact,
+              manifest,
+              signal,
+            );
+            if (needsReboot && parts.length > 1)
+              throw new BoardfleetError(
+                'composite-needs-reboot',
+                `${part.artifact} ${part.version} needs a reboot, which a deployment of several parts cannot take`,
+              );
+            this.record.installedParts = index + 1;
+            writeJsonAtomically(this.stateFile, this.record);
+            if (needsReboot) return UpdateEvent.NeedsReboot;
+          }
+          return UpdateEvent.Installed;
         }
         case UpdateState.AwaitingReboot: {
-          const rebooting = rebootable(strategy);
+          const rebooting = rebootable(strategyOf(parts[0]!));
           const outcome = await rebooting.rebootOutcome();
           if (!outcome.rebooted) {
             this.options.logger.info({ deploymentId: deployment.id }, 'rebooting into the new version');
@@ -313,25 +326,44 @@ export class UpdateManager {
           return UpdateEvent.Unhealthy;
         }
         case UpdateState.HealthChecking: {
-          const manifest = await this.verify(deployment, artifactPath);
-          const result = await strategy.healthCheck(manifest, signal);
-          if (!result.healthy) {
-            this.record.reason = result.reason;
-            return UpdateEvent.Unhealthy;
+          // Every part must be healthy before any is committed: one release, one health gate.
+          const manifests: ArtifactManifest[] = [];
+          for (const part of parts) {
+            const manifest = await this.verify(part);
+            const result = await strategyOf(part).healthCheck(manifest, signal);
+            if (!result.healthy) {
+              this.record.reason =
+                parts.length > 1 ? `${part.artifact} ${part.version}: ${result.reason}` : result.reason;
+              return UpdateEvent.Unhealthy;
+            }
+            manifests.push(manifest);
           }
-          await strategy.commit(manifest);
+          for (const [index, part] of parts.entries()) {
+            const strategy = strategyOf(part);
+            await strategy.commit(manifests[index]!);
+            this.record.runningByStrategy = {
+              ...this.record.runningByStrategy,
+              [part.strategy]: { artifact: part.artifact, version: part.version },
+            };
+            // What is committed now is what the next update is assembled from.
+            this.kept.keep(strategy.kind, this.downloadOf(part), !strategy.seeds);
+          }
           this.record.running = { artifact: deployment.artifact, version: deployment.version };
-          // What is committed now is what the next update is assembled from.
-          this.kept.keep(strategy.kind, this.downloadOf(deployment), !strategy.seeds);
           return UpdateEvent.Healthy;
         }
         case UpdateState.RollingBack: {
-          let needsReboot: boolean;
+          // Every installed part goes back, the last installed first; a deployment of one part
+          // that never installed still runs its strategy's rollback (what it did before).
+          const installed = parts.length > 1 ? parts.slice(0, this.record.installedParts ?? 0) : parts;
+          let needsReboot = false;
           try {
-            ({ needsReboot } = await strategy.rollback(this.record.previous));
-            if (needsReboot) {
-              this.options.logger.info({ deploymentId: deployment.id }, 'rebooting into the old version');
-              await rebootable(strategy).reboot('old');
+            for (const part of [...installed].reverse()) {
+              const strategy = strategyOf(part);
+              ({ needsReboot } = await strategy.rollback(this.previousOf(part)));
+              if (needsReboot) {
+                this.options.logger.info({ deploymentId: deployment.id }, 'rebooting into the old version');
+                await rebootable(strategy).reboot('old');
+              }
             }
           } catch (error) {
             // Say why the update failed and that the old version could not be restored.
@@ -344,7 +376,8 @@ export class UpdateManager {
           // The old version runs only after the reboot; the next start finds it and finishes.
           if (needsReboot) return REBOOT_REQUESTED;
           this.record.running = this.record.previous;
-          discardDownload(this.downloadOf(deployment));
+          this.record.runningByStrategy = this.record.previousByStrategy;
+          for (const part of parts) discardDownload(this.downloadOf(part));
           return UpdateEvent.RollbackDone;
         }
         default:
@@ -358,33 +391,29 @@ export class UpdateManager {
       if (state === UpdateState.Downloading || state === UpdateState.Verifying) {
         // A bad download is discarded, so the next attempt starts clean.
         if (isBoardfleetError(error) && error.code !== 'download-truncated')
-          discardDownload(this.downloadOf(deployment));
+          for (const part of parts) discardDownload(this.downloadOf(part));
         return UpdateEvent.Rejected;
       }
-      if (state === UpdateState.Installing && error instanceof InstallRefusedError) {
-        discardDownload(this.downloadOf(deployment));
+      // Refused before anything changed; once a part of several is in, the others go back with it.
+      if (
+        state === UpdateState.Installing &&
+        error instanceof InstallRefusedError &&
+        !this.record.installedParts
+      ) {
+        for (const part of parts) discardDownload(this.downloadOf(part));
         return UpdateEvent.Rejected;
       }
       return UpdateEvent.Unhealthy;
     }
   }
 
-  /**
-   * What a delta of this strategy's next version can be assembled from: its own seeds, or the
-   * artifact kept at its last commit; when there is nothing, why.
-   */
-  private async seedsOf(strategy: UpdateStrategy): Promise<{ sources: SeedSource[]; none: string }> {
-    const none = `no seed: nothing on this device to assemble the ${strategy.kind} update from`;
-    if (!strategy.seeds) return { sources: fileSeed(this.kept.artifactPath(strategy.kind)), none };
-    try {
-      return { sources: await strategy.seeds(), none };
-    } catch (error) {
-      return { sources: [], none: `no seed: ${(error as Error).message}` };
-    }
+  private downloadOf(part: DeploymentStep): ReturnType<typeof downloadFiles> {
+    return downloadFiles(this.downloads, part.sha256);
   }
 
-  private downloadOf(deployment: Deployment): ReturnType<typeof downloadFiles> {
-    return downloadFiles(this.downloads, deployment.sha256);
+  /** What ran of this part's kind before the deployment: what its rollback brings back. */
+  private previousOf(part: DeploymentStep): RunningVersion | null {
+    return this.record.previousByStrategy?.[part.strategy] ?? this.record.previous;
   }
 
   /** Waits while the update lock is held or the update window is closed, saying so once. */
@@ -402,43 +431,19 @@ export class UpdateManager {
     }
   }
 
-  private verify(deployment: Deployment, artifactPath: string): Promise<ArtifactManifest> {
+  private verify(part: DeploymentStep): Promise<ArtifactManifest> {
     return verifyDeployment({
-      deployment,
+      deployment: part,
       fleetPublicKeyPem: this.options.fleetPublicKeyPem,
-      downloadedPath: artifactPath,
-      runningVersion: this.runningVersionOf(deployment),
+      downloadedPath: this.downloadOf(part).artifact,
+      runningVersion: this.runningVersionOf(part),
     });
   }
 
-  /** The version running of the deployment's artifact, what a downgrade is measured against. */
-  private runningVersionOf(deployment: Deployment): string | null {
-    return this.record.previous?.artifact === deployment.artifact
-      ? (this.record.previous?.version ?? null)
-      : null;
-  }
-
-  /**
-   * Before a byte is downloaded: the fleet's targets metadata signs this deployment (when the
-   * fleet has a TUF root; until then the signed manifest is the check). Its cost is logged.
-   */
-  /**
-   * Checks the deployment against the fleet's TUF targets, when the device trusts a root; returns
-   * the chunk index targets signs for it then (null: none), undefined without TUF.
-   */
-  private async checkSignedTarget(deployment: Deployment): Promise<SignedChunkIndex | null | undefined> {
-    const metadata = this.options.signedTargets;
-    if (!metadata || !(await metadata.hasTrustedRoot())) return undefined;
-    const cost = await metadata.check(
-      deployment,
-      this.runningVersionOf(deployment),
-      deployment.rollbackOrder ?? null,
-    );
-    this.options.logger.info(
-      { deploymentId: deployment.id, metadataBytes: cost.bytes, metadataMs: Math.round(cost.milliseconds) },
-      `${deployment.artifact} ${deployment.version} is signed by the fleet's targets metadata`,
-    );
-    return cost.chunkIndex;
+  /** The version running of the part's artifact, what a downgrade is measured against. */
+  private runningVersionOf(part: DeploymentStep): string | null {
+    const previous = this.previousOf(part);
+    return previous?.artifact === part.artifact ? previous.version : null;
   }
 
   /** Writes the record before the step runs, then tells the server (reporting after saving keeps it truthful). */

@@ -1,4 +1,4 @@
-import { DeploymentReport, type DesiredState } from '../../protocol/schemas.ts';
+import { DeploymentReport, type DeploymentPart, type DesiredState } from '../../protocol/schemas.ts';
 
 /**
  * The agent's update state machine, one table. The state is written to disk before each risky
@@ -122,6 +122,15 @@ export interface UpdateRecord {
    * once this one has finished after the reboot. Absent in records written before it existed.
    */
   deferred?: NonNullable<DesiredState['deployment']> | null;
+  /**
+   * What each strategy runs now (the app, the attached board's firmware…), and what each ran
+   * before this deployment: a composite deployment rolls each part back to its own. Absent in
+   * records written before composite releases; `previous` stands in then.
+   */
+  runningByStrategy?: Partial<Record<DeploymentPart['strategy'], RunningVersion>>;
+  previousByStrategy?: Partial<Record<DeploymentPart['strategy'], RunningVersion>>;
+  /** How many of the deployment's parts (in install order) were installed: what a rollback undoes. */
+  installedParts?: number;
 }
 
 /** What the server hears for each state (the protocol's deployment report words). */

@@ -172,6 +172,11 @@ export const rolloutDeviceSchema = named(
     state: deploymentStateSchema,
     attempt: z.number().int(),
     artifactId: z.string().nullable(),
+    partArtifactIds: z
+      .array(z.string())
+      .describe(
+        "a composite release's other artifacts this device got (its attached boards' firmware); empty for one artifact",
+      ),
     progress: z.number().nullable(),
     transferMode: z
       .enum(['full', 'delta'])

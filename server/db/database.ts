@@ -23,6 +23,7 @@ import * as artifactChunkIndexes from './migrations/20261224T1700-artifact-chunk
 import * as webhooks from './migrations/20261225T1000-webhooks.ts';
 import * as configVariables from './migrations/20261225T1100-config-variables.ts';
 import * as shellSessions from './migrations/20261225T1200-shell-sessions.ts';
+import * as rolloutDeviceParts from './migrations/20261226T1000-rollout-device-parts.ts';
 import type { DatabaseSchema } from './schema.ts';
 
 export type Database = Kysely<DatabaseSchema>;
@@ -48,6 +49,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '20261225T1000-webhooks': webhooks,
   '20261225T1100-config-variables': configVariables,
   '20261225T1200-shell-sessions': shellSessions,
+  '20261226T1000-rollout-device-parts': rolloutDeviceParts,
 };
 
 const PG_INT8_OID = 20;

@@ -173,6 +173,8 @@ export interface RolloutDeviceTable {
   state: DeploymentState;
   attempt: number;
   artifact_id: string | null;
+  /** JSON array of the other artifacts of a composite release this device got; null for one artifact. */
+  part_artifact_ids: string | null;
   /** JSON of the device's desired deployment before this rollout moved it: what a rollback sends back. */
   previous_deployment: string | null;
   progress: number | null;

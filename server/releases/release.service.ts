@@ -51,6 +51,14 @@ export class ReleaseService {
     return release;
   }
 
+  /** Whether the release carries firmware for an attached board: with an app, it is a composite release. */
+  async carriesFirmware(release: ReleaseRecord): Promise<boolean> {
+    const artifacts = await Promise.all(
+      [...new Set(Object.values(release.artifacts))].map((id) => this.artifacts.get(id)),
+    );
+    return artifacts.some((artifact) => artifact?.kind === 'mcu-firmware');
+  }
+
   /** The artifact a board gets from a release: its own entry, else the `*` entry if that artifact lists the board. */
   async artifactFor(release: ReleaseRecord, board: string) {
     const exact = release.artifacts[board];

@@ -21,12 +21,19 @@ export function rollbackOrdersOf(
 ): Map<string, RollbackOrderTerms> {
   const orders = new Map<string, RollbackOrderTerms>();
   for (const step of steps) {
-    if (step.kind !== 'send-desired' || !step.deployment?.rollbackOrder) continue;
-    const id = step.deployment.rollbackOrder;
-    const from = desired.get(step.deviceId)?.deployment?.version;
-    const to = step.deployment.version;
-    if (orders.has(id) || !from || !semver.valid(from) || !semver.valid(to) || !semver.lt(to, from)) continue;
-    orders.set(id, { from, to });
+    if (step.kind !== 'send-desired' || !step.deployment) continue;
+    const current = desired.get(step.deviceId)?.deployment;
+    // Each part of a composite deployment goes back on its own order, from the same artifact's version.
+    for (const part of [step.deployment, ...(step.deployment.parts ?? [])]) {
+      const id = part.rollbackOrder;
+      if (!id || orders.has(id)) continue;
+      const from = current
+        ? [current, ...(current.parts ?? [])].find((sent) => sent.artifact === part.artifact)?.version
+        : undefined;
+      const to = part.version;
+      if (!from || !semver.valid(from) || !semver.valid(to) || !semver.lt(to, from)) continue;
+      orders.set(id, { from, to });
+    }
   }
   return orders;
 }

@@ -22,6 +22,7 @@ const COLUMNS: Record<ChangedField, { column: string; type: 'text' | 'integer' |
   state: { column: 'state', type: 'text' },
   attempt: { column: 'attempt', type: 'integer' },
   artifactId: { column: 'artifact_id', type: 'text' },
+  partArtifactIds: { column: 'part_artifact_ids', type: 'text' },
   previousDeployment: { column: 'previous_deployment', type: 'text' },
   progress: { column: 'progress', type: 'integer' },
   transferMode: { column: 'transfer_mode', type: 'text' },
@@ -88,6 +89,8 @@ function updateStatement(
 }
 
 function columnValue(field: ChangedField, changes: RolloutDeviceChanges): string | number | null {
+  if (field === 'partArtifactIds')
+    return changes.partArtifactIds?.length ? JSON.stringify(changes.partArtifactIds) : null;
   if (field === 'previousDeployment')
     return changes.previousDeployment ? JSON.stringify(changes.previousDeployment) : null;
   return changes[field] as string | number | null;

@@ -41,6 +41,7 @@ export interface RollbackOrderSigner {
 /** What notifying a batch needs from outside the rollout tables, read before its transaction. */
 interface NotifyInputs {
   release: ReleaseRecord;
+  carriesFirmware: boolean;
   records: Map<string, DeviceRecord>;
   artifactByBoard: Map<string, ArtifactRecord | null>;
 }
@@ -160,7 +161,12 @@ export class RolloutExecutor {
           artifactByBoard.set(board, await this.deps.releases.artifactFor(release, board));
       }
     }
-    return { release, records, artifactByBoard };
+    return {
+      release,
+      carriesFirmware: await this.deps.releases.carriesFirmware(release),
+      records,
+      artifactByBoard,
+    };
   }
 
   /**
@@ -192,11 +198,14 @@ const EMPTY_CONFIG_HASH = configHash({});
 async function notify(
   writer: PlanWriter,
   step: NotifyStep,
-  { release, records, artifactByBoard }: NotifyInputs,
+  { release, carriesFirmware, records, artifactByBoard }: NotifyInputs,
   desired: Map<string, DesiredState>,
 ): Promise<void> {
   for (const device of step.devices) {
-    const delivery = chooseDelivery(records.get(device.deviceId), artifactByBoard, release.name);
+    const delivery = chooseDelivery(records.get(device.deviceId), artifactByBoard, {
+      name: release.name,
+      carriesFirmware,
+    });
     const previous = desired.get(device.deviceId)?.deployment ?? null;
     for (const deliveryStep of planDelivery(device, delivery, previous, step.at))
       await writer.write(deliveryStep);

@@ -624,7 +624,7 @@ describe('rollout planner: delivery', () => {
   const artifact = { id: 'art-1', kind: 'app-bundle', name: 'app', version: '1.0.0' } as ArtifactRecord;
 
   it('notifies a device and sends it its artifact under its deployment id', () => {
-    const steps = planDelivery(device('a', D.Queued), { artifact }, previousDeployment, NOW);
+    const steps = planDelivery(device('a', D.Queued), { artifact, parts: [] }, previousDeployment, NOW);
     expect(describeSteps(steps)).toEqual(['a notified', 'send a dep-a']);
     expect(steps[0]).toMatchObject({
       changes: { notifiedAt: NOW, artifactId: 'art-1', previousDeployment, progress: 0 },

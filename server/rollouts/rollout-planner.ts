@@ -7,7 +7,7 @@
  */
 import { DeploymentState, RolloutState, type WaveConfig, WaveState } from '../../protocol/api/rollouts.ts';
 import type { DeploymentEventData, DesiredState } from '../../protocol/schemas.ts';
-import { type Delivery, deploymentFromArtifact, rollbackOrderId } from './desired-deployment.ts';
+import { type Delivery, deploymentFromArtifact, rollbackTo } from './desired-deployment.ts';
 import type { RolloutDeviceRecord, RolloutRecord, WaveRecord } from './rollout.repository.ts';
 import {
   ACTIVE_DEPLOYMENT_STATES,
@@ -166,6 +166,7 @@ export function planDelivery(
   const notified = plan.device(working, DeploymentEvent.Notify, {
     notifiedAt: now,
     artifactId: delivery.artifact.id,
+    partArtifactIds: delivery.parts.map((part) => part.id),
     previousDeployment,
     progress: 0,
     transferMode: null,
@@ -173,7 +174,10 @@ export function planDelivery(
     artifactBytes: null,
   });
   if (notified)
-    plan.sendDesired(device.deviceId, deploymentFromArtifact(delivery.artifact, device.deploymentId));
+    plan.sendDesired(
+      device.deviceId,
+      deploymentFromArtifact(delivery.artifact, device.deploymentId, delivery.parts),
+    );
   return plan.steps;
 }
 
@@ -239,6 +243,7 @@ export function newRolloutDevice(
     state: DeploymentState.Queued,
     attempt: 1,
     artifactId: null,
+    partArtifactIds: [],
     previousDeployment: null,
     progress: null,
     transferMode: null,
@@ -432,10 +437,7 @@ function abort(
     const previous = device.previousDeployment;
     if (previous) {
       if (plan.device(device, DeploymentEvent.Abort, { reason: device.reason ?? `rolled back: ${reason}` }))
-        plan.sendDesired(device.deviceId, {
-          ...previous,
-          rollbackOrder: rollbackOrderId(rollout.id, previous),
-        });
+        plan.sendDesired(device.deviceId, rollbackTo(rollout.id, previous));
     } else if (midUpdate) {
       plan.device(device, DeploymentEvent.Fail, {
         reason: `rollout aborted during the update (${reason}); no earlier deployment to go back to`,

@@ -20,7 +20,7 @@ import {
 import { DATABASE } from '../db/database.provider.ts';
 import type { Database } from '../db/database.ts';
 import type { RolloutDeviceTable, RolloutTable } from '../db/schema.ts';
-import { artifactIdOf } from './desired-deployment.ts';
+import { artifactIdsOf } from './desired-deployment.ts';
 import { type RolloutDeviceUpdate, updateRolloutDevices } from './rollout-device-updates.ts';
 
 export type RolloutRecord = Rollout;
@@ -96,6 +96,7 @@ export class RolloutRepository {
             state: device.state,
             attempt: device.attempt,
             artifact_id: device.artifactId,
+            part_artifact_ids: device.partArtifactIds.length ? JSON.stringify(device.partArtifactIds) : null,
             previous_deployment: device.previousDeployment ? JSON.stringify(device.previousDeployment) : null,
             progress: device.progress,
             transfer_mode: device.transferMode,
@@ -305,10 +306,10 @@ export class RolloutRepository {
   async sentArtifact(deviceId: string, artifactId: string): Promise<boolean> {
     const current = (await this.desired(deviceId))?.deployment ?? null;
     if (!current) return false;
-    if (artifactIdOf(current) === artifactId) return true;
+    if (artifactIdsOf(current).includes(artifactId)) return true;
     const rows = await this.db
       .selectFrom('rollout_devices')
-      .select(['deployment_id', 'artifact_id', 'previous_deployment', 'state'])
+      .select(['deployment_id', 'artifact_id', 'part_artifact_ids', 'previous_deployment', 'state'])
       .where('device_id', '=', deviceId)
       .execute();
     return rows.some((row) => {
@@ -316,11 +317,13 @@ export class RolloutRepository {
         ? (JSON.parse(row.previous_deployment) as DesiredState['deployment'])
         : null;
       if (!current.rollbackOrder)
-        return row.deployment_id === current.id && artifactIdOf(previous) === artifactId;
+        return row.deployment_id === current.id && artifactIdsOf(previous).includes(artifactId);
+      const sent = [
+        row.artifact_id,
+        ...(row.part_artifact_ids ? (JSON.parse(row.part_artifact_ids) as string[]) : []),
+      ];
       return (
-        row.state === DeploymentState.RolledBack &&
-        previous?.id === current.id &&
-        row.artifact_id === artifactId
+        row.state === DeploymentState.RolledBack && previous?.id === current.id && sent.includes(artifactId)
       );
     });
   }
@@ -460,6 +463,7 @@ function toDevice(row: Selectable<RolloutDeviceTable>): RolloutDeviceRecord {
     state: row.state,
     attempt: row.attempt,
     artifactId: row.artifact_id,
+    partArtifactIds: row.part_artifact_ids ? (JSON.parse(row.part_artifact_ids) as string[]) : [],
     previousDeployment: row.previous_deployment
       ? (JSON.parse(row.previous_deployment) as DesiredState['deployment'])
       : null,

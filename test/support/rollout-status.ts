@@ -18,6 +18,8 @@ export interface RolloutStatus {
     deploymentId: string;
     state: string;
     attempt: number;
+    artifactId: string | null;
+    partArtifactIds: string[];
     transferMode: 'full' | 'delta' | null;
     transferBytes: number | null;
     artifactBytes: number | null;

@@ -6,6 +6,7 @@ import { ErrorMessage } from '../components/error-message.tsx';
 import { formatBytes, formatTime } from '../components/format.ts';
 import { ProgressBar, progressSegments } from '../components/progress-bar.tsx';
 import { Link } from '../components/router.tsx';
+import { useArtifactNames } from '../components/use-artifact-names.ts';
 import { useSnapshot } from '../components/use-snapshot.ts';
 import { useLiveEvent } from '../live/live-stream.ts';
 import { RolloutSettings, waveSettingsText } from './rollout-settings.tsx';
@@ -28,6 +29,9 @@ export function RolloutPage({ id }: { id: string }) {
   );
   const [actionError, setActionError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const releaseParts = compositeArtifactIds(status.data);
+  const artifactNames = useArtifactNames(releaseParts);
+  const partsText = (ids: readonly string[]) => ids.map((part) => artifactNames.get(part) ?? part).join(', ');
 
   if (status.error && !status.data) return <ErrorMessage error={status.error} />;
   const rollout = status.data;
@@ -93,6 +97,11 @@ export function RolloutPage({ id }: { id: string }) {
 
       <h2>Target and settings</h2>
       <RolloutSettings rollout={rollout} />
+      {releaseParts.length > 0 && (
+        <p data-testid="rollout-parts">
+          <span class="muted">Parts:</span> {partsText(releaseParts)}
+        </p>
+      )}
 
       <h2>Waves</h2>
       <ol class="waves">
@@ -145,6 +154,7 @@ export function RolloutPage({ id }: { id: string }) {
                 <th scope="col">State</th>
                 <th scope="col">Progress</th>
                 <th scope="col">Download</th>
+                {releaseParts.length > 0 && <th scope="col">Parts</th>}
               </tr>
             </thead>
             <tbody>
@@ -161,6 +171,11 @@ export function RolloutPage({ id }: { id: string }) {
                       ? ''
                       : `${device.transferMode} ${formatBytes(device.transferBytes ?? 0)} of ${formatBytes(device.artifactBytes ?? 0)}`}
                   </td>
+                  {releaseParts.length > 0 && (
+                    <td class="text" data-testid="device-parts">
+                      {partsText(artifactIdsOf(device))}
+                    </td>
+                  )}
                 </tr>
               ))}
             </tbody>
@@ -183,6 +198,20 @@ export function RolloutPage({ id }: { id: string }) {
       </ol>
     </section>
   );
+}
+
+/** What a device got: its own artifact, then the other parts of a composite release. */
+function artifactIdsOf(device: RolloutStatusDevice): string[] {
+  return [...(device.artifactId ? [device.artifactId] : []), ...device.partArtifactIds];
+}
+
+/**
+ * Every artifact the devices of a composite release got (an app and its attached boards'
+ * firmware), in the order first met; none for a release of one artifact per device.
+ */
+function compositeArtifactIds(rollout: RolloutStatus | null): string[] {
+  if (!rollout?.devices.some((device) => device.partArtifactIds.length > 0)) return [];
+  return [...new Set(rollout.devices.flatMap(artifactIdsOf))];
 }
 
 /** A device by its name, with its id beneath (a deleted device has only its id). */
