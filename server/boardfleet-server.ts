@@ -290,6 +290,7 @@ export async function startServer(
     ingest.on('presence-changed', (deviceId, online) => shell.presenceChanged(deviceId, online));
     ingest.on('presence-changed', (deviceId, online) => logRelay.presenceChanged(deviceId, online));
     mqttClient.onReconnect(() => engine.brokerReconnected());
+    mqttClient.onDisconnect(() => engine.brokerLost());
     await engine.start();
     stops.push(() => engine.stop());
     const webhooks = startWebhooks({

@@ -45,6 +45,7 @@ const RETAINED_BY_DEVICES: ReadonlySet<DeviceToServerChannel> = new Set(['presen
 /** The server's own MQTT session: the same code path whether the broker is embedded or external. */
 export class ServerMqttClient {
   private readonly reconnectListeners: Array<() => void> = [];
+  private readonly disconnectListeners: Array<() => void> = [];
   /** Kept across reconnects: the broker hands a returning client id the session it had. */
   readonly clientId = `${SERVER_MQTT_USERNAME}-${process.pid}-${Date.now().toString(36)}`;
   private client: MqttClient | null = null;
@@ -75,7 +76,10 @@ export class ServerMqttClient {
     });
     client.on('message', (topic, payload) => this.options.onDeviceMessage(topic, payload));
     client.on('error', (error) => this.options.logger.error({ err: error }, 'server MQTT client error'));
-    client.on('close', () => this.enter('reconnecting'));
+    client.on('close', () => {
+      if (this.session.state === 'connected') for (const listener of this.disconnectListeners) listener();
+      this.enter('reconnecting');
+    });
     client.on('connect', () => {
       this.enter('connected');
       for (const listener of this.reconnectListeners) listener();
@@ -112,6 +116,11 @@ export class ServerMqttClient {
    */
   onReconnect(listener: () => void): void {
     this.reconnectListeners.push(listener);
+  }
+
+  /** Called each time the connected session loses the broker: presence is unknown until it is back. */
+  onDisconnect(listener: () => void): void {
+    this.disconnectListeners.push(listener);
   }
 
   /** Whether the session is connected, or since when it has been trying to get back. */

@@ -30,6 +30,11 @@ import type { RolloutStep } from './rollout-steps.ts';
 import { matchTargetAmong } from './rollout-target.ts';
 
 const TICK_MS = 500;
+/**
+ * How long after a device's offline report it is judged: a broker that shuts down may send every
+ * device's will before the server sees the broker go, and those devices are back once it is.
+ */
+const OFFLINE_CONFIRM_MS = 10_000;
 const PRESENCE_BATCH = 500;
 const OPEN_ROLLOUTS = [RolloutState.Running, RolloutState.Paused];
 const MAX_ATTEMPTS_WHILE_UP = 5;
@@ -90,6 +95,8 @@ export class RolloutEngine extends EventEmitter<{
   private presenceKnownSince = 0;
   /** When the server's broker session last came back after losing the broker (never: a grace ago before 0). */
   private brokerBackAt = -PRESENCE_GRACE_MS;
+  /** Offline reports waiting to be judged (OFFLINE_CONFIRM_MS). */
+  private readonly offlineChecks = new Set<NodeJS.Timeout>();
   /** Aborted on stop: work waiting for the database gives up. */
   private readonly stopping = new AbortController();
   private readonly onDatabaseState = (state: DatabaseState) => {
@@ -119,10 +126,17 @@ export class RolloutEngine extends EventEmitter<{
     this.brokerBackAt = this.presenceKnownSince;
   }
 
+  /** The server's broker session is gone: no soak is judged on presence until it is back. */
+  brokerLost(): void {
+    this.presenceKnownSince = Number.POSITIVE_INFINITY;
+  }
+
   /** Finishes the work under way, then gives the ticker lease up so another replica ticks at once. */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    for (const check of this.offlineChecks) clearTimeout(check);
+    this.offlineChecks.clear();
     this.stopping.abort();
     this.deps.database.off('state-changed', this.onDatabaseState);
     await this.queue;
@@ -322,15 +336,24 @@ export class RolloutEngine extends EventEmitter<{
 
   onPresence(deviceId: string, online: boolean): void {
     if (online) return;
-    // Offline right after the broker came back is everyone's blip (its restart dropped them all):
-    // the end of the soak judges those devices, once they had the time to reconnect.
-    if (this.deps.clock.now() < this.brokerBackAt + PRESENCE_GRACE_MS) return;
-    void this.run(async () => {
-      for (const rollout of await this.deps.rollouts.listRollouts(OPEN_ROLLOUTS)) {
-        const device = (await this.deps.rollouts.devices(rollout.id)).find((d) => d.deviceId === deviceId);
-        if (device) await this.apply(rollout.id, planOffline(device, this.deps.clock.now()));
-      }
-    });
+    const offlineAt = this.deps.clock.now();
+    const confirm = setTimeout(() => {
+      this.offlineChecks.delete(confirm);
+      // Offline around a broker restart is everyone's blip (it dropped them all): the end of the
+      // soak judges those devices, once they had the time to reconnect.
+      if (offlineAt < this.brokerBackAt + PRESENCE_GRACE_MS || !Number.isFinite(this.presenceKnownSince))
+        return;
+      void this.run(async () => {
+        const [record] = await this.deps.devices.list({ ids: [deviceId], limit: 1, offset: 0 });
+        if (record?.online) return;
+        for (const rollout of await this.deps.rollouts.listRollouts(OPEN_ROLLOUTS)) {
+          const device = (await this.deps.rollouts.devices(rollout.id)).find((d) => d.deviceId === deviceId);
+          if (device) await this.apply(rollout.id, planOffline(device, this.deps.clock.now()));
+        }
+      });
+    }, OFFLINE_CONFIRM_MS);
+    confirm.unref();
+    this.offlineChecks.add(confirm);
   }
 
   /**
