@@ -2,7 +2,7 @@ import { extname } from 'node:path';
 import type { Command } from 'commander';
 import { type Board, getBoard } from '../../boards/board-catalogue.ts';
 import { buildFirmware } from '../../builder/builder.ts';
-import { findBoardPort } from '../../mcu/flasher/find-port.ts';
+import { resolvePort } from '../../mcu/flasher/find-port.ts';
 import { type FlashPhase, flashBoard } from '../../mcu/flasher/flash-board.ts';
 import { flashStation, type StationOutcome, stationPorts } from '../../mcu/flasher/flash-station.ts';
 import { loadHexFile } from '../../mcu/flasher/intel-hex.ts';
@@ -41,7 +41,7 @@ export function register(program: Command): void {
         return flashAll(target, board, options, say);
       }
       // Find the board before a build that may take a while.
-      const portPath = options.port === 'auto' ? await findBoardPort(board, { onNotice: say }) : options.port;
+      const portPath = await resolvePort(options.port, board, { onNotice: say });
       const hexPath = await firmwareHexPath(target, board, say);
 
       let bar: ReturnType<typeof progressBar> | undefined;

@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
-import { findAnyBoardPort } from '../../mcu/flasher/find-port.ts';
+import { resolvePort } from '../../mcu/flasher/find-port.ts';
 import { parseMonitorSettings } from '../../mcu/monitor/monitor-settings.ts';
 import { openSerialMonitor } from '../../mcu/monitor/serial-monitor.ts';
 
@@ -45,7 +45,7 @@ Examples:
     .action(async (flags: MonitorFlags) => {
       const settings = parseMonitorSettings(flags);
       const say = (line: string) => process.stderr.write(`${line}\n`);
-      const path = flags.port === 'auto' ? await findAnyBoardPort({ onNotice: say }) : flags.port;
+      const path = await resolvePort(flags.port, undefined, { onNotice: say });
       const monitor = await openSerialMonitor({
         ...settings,
         path,

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { getBoard } from '../../boards/board-catalogue.ts';
-import { findAnyBoardPort, findBoardPort } from '../../mcu/flasher/find-port.ts';
+import { resolvePort } from '../../mcu/flasher/find-port.ts';
 import { probeBoard } from '../../mcu/probe/probe-board.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { printJson } from '../output.ts';
@@ -27,12 +27,7 @@ export function register(program: Command): void {
     .action(async (options: ProbeFlags) => {
       const board = options.board ? getBoard(options.board) : undefined;
       const onNotice = (line: string) => process.stderr.write(`${line}\n`);
-      const portPath =
-        options.port !== 'auto'
-          ? options.port
-          : board
-            ? await findBoardPort(board, { onNotice })
-            : await findAnyBoardPort({ onNotice });
+      const portPath = await resolvePort(options.port, board, { onNotice });
       const result = await probeBoard({
         portPath,
         timeoutMs: parsePositiveInteger(options.timeout, '--timeout'),

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { start as startRepl } from 'node:repl';
 import type { Command } from 'commander';
 import { type Board, getBoard } from '../../boards/board-catalogue.ts';
-import { findAnyBoardPort, findBoardPort } from '../../mcu/flasher/find-port.ts';
+import { resolvePort } from '../../mcu/flasher/find-port.ts';
 import type { FirmataBoard } from '../../mcu/johnny-five/firmata-board.ts';
 import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
 import { reportCliError } from '../cli-errors.ts';
@@ -27,12 +27,7 @@ Example, on a bench board:
       const board = options.board ? getBoard(options.board) : undefined;
       const timeoutMs = parseTimeout(options.timeout);
       const onNotice = (line: string) => process.stderr.write(`${line}\n`);
-      const portPath =
-        options.port !== 'auto'
-          ? options.port
-          : board
-            ? await findBoardPort(board, { onNotice })
-            : await findAnyBoardPort({ onNotice });
+      const portPath = await resolvePort(options.port, board, { onNotice });
       process.stderr.write(`Opening ${board ? `${board.name} on ` : ''}${portPath}…\n`);
       // johnny-five is a few hundred modules: loaded only by this command, not by every CLI start.
       const { openFirmataBoard } = await import('../../mcu/johnny-five/firmata-board.ts');

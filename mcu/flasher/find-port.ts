@@ -43,6 +43,12 @@ export async function findAnyBoardPort(options: FindPortOptions = {}): Promise<s
   return announce(chooseAnyBoardPort(await listBoardPorts(options)), options);
 }
 
+/** `--port P|auto`: P as given, or found as `auto` finds `board` (any known board, without one). */
+export function resolvePort(port: string, board?: Board, options: FindPortOptions = {}): Promise<string> {
+  if (port !== 'auto') return Promise.resolve(port);
+  return board ? findBoardPort(board, options) : findAnyBoardPort(options);
+}
+
 export function chooseBoardPort(ports: SerialPortInfo[], board: Board): PortChoice {
   const hardware = ports.filter((port) => !port.bench && portMatchesBoard(port, board));
   if (hardware.length === 1) return { path: hardware[0]!.path };
