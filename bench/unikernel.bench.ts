@@ -4,12 +4,15 @@
 // TCG, and KVM when usable) with qemu's resident size once ready; `--line` is the application's
 // "I am up" console line, timed as well. The baseline, booted in the same rounds: the same kernel
 // with a busybox shell initramfs (a conventional minimal Linux) that loads the same modules, gets
-// an address with udhcpc and serves HTTP with busybox httpd, to its HTTP answer.
+// an address with udhcpc and serves HTTP with busybox httpd, to its HTTP answer. And in the same
+// rounds, `--specialised RECIPE` (default http-hello-specialised; '' for none): the same service on a
+// kernel compiled for it (`kernel: specialised`), with its kernel's size and first build time.
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import { type AcceleratorChoice, detectAccelerator, QemuVm } from '../device-agent/vm/qemu-vm.ts';
 import { BUNDLE_FILES, type LaunchSpec, launchSpecSchema } from '../protocol/unikernel-image.ts';
 import type { BuildReporter } from '../builder/build-runner.ts';
@@ -51,6 +54,7 @@ export async function run(args: string[]): Promise<void> {
       boots: { type: 'string', default: '5' },
       /** A console line the application prints when it is up, timed besides the spec's readiness. */
       line: { type: 'string', default: 'listening on' },
+      specialised: { type: 'string', default: 'http-hello-specialised' },
     },
   });
   const boots = Number(values.boots);
@@ -65,6 +69,8 @@ export async function run(args: string[]): Promise<void> {
     const cacheDir = join(work, 'cache');
     mkdirSync(cacheDir);
     const shared = defaultCacheDir();
+    // Specialised kernels are kept by configuration hash like downloads: a first compile is kept for the next run.
+    mkdirSync(join(shared, 'kernels'), { recursive: true });
     for (const entry of readdirSync(shared)) {
       if (!BUILT_IN_CACHE.has(entry) && !entry.startsWith('work-'))
         symlinkSync(join(shared, entry), join(cacheDir, entry));
@@ -92,6 +98,15 @@ export async function run(args: string[]): Promise<void> {
       epoch: 1_700_000_000,
     });
     const baseline = readSpec(baselineDir);
+    const specialised = values.specialised
+      ? await buildSpecialised(
+          values.specialised,
+          values.board,
+          cacheDir,
+          join(work, 'specialised'),
+          reporter,
+        )
+      : undefined;
     process.stdout.write(
       [
         `build, empty step cache (downloads and unpacked packages cached, C programs compiled again): ${coldSeconds.toFixed(1)} s`,
@@ -103,10 +118,54 @@ export async function run(args: string[]): Promise<void> {
         '',
       ].join('\n'),
     );
-    await measureBoots(cold.launchSpec, bundleDir, baseline, baselineDir, boots, new RegExp(values.line));
+    await measureBoots(
+      cold.launchSpec,
+      bundleDir,
+      baseline,
+      baselineDir,
+      boots,
+      new RegExp(values.line),
+      specialised,
+    );
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** The image on a kernel of its own, built (its kernel reused from the shared cache when built before) and unpacked. */
+interface SpecialisedImage {
+  spec: LaunchSpec;
+  bundleDir: string;
+  /** The kernel's first build (kept by its configuration's hash), and this image's build around it. */
+  kernelBuildSeconds: number;
+  kernelReused: boolean;
+  buildSeconds: number;
+}
+
+async function buildSpecialised(
+  recipe: string,
+  board: string,
+  cacheDir: string,
+  directory: string,
+  reporter: BuildReporter,
+): Promise<SpecialisedImage> {
+  const started = performance.now();
+  const built = await buildUnikernel(
+    { recipeFile: recipePath(recipe), board, cacheDir, stepsDir: join(directory, 'steps') },
+    reporter,
+  );
+  const buildSeconds = (performance.now() - started) / 1000;
+  if (!built.specialisedKernel) throw new Error(`${recipe} does not say kernel: specialised`);
+  const bundleDir = join(directory, 'image');
+  mkdirSync(bundleDir, { recursive: true });
+  await exec('tar', ['-xf', built.bundle, '-C', bundleDir]);
+  return {
+    spec: built.launchSpec,
+    bundleDir,
+    kernelBuildSeconds: built.specialisedKernel.buildSeconds,
+    kernelReused: built.specialisedKernel.reused,
+    buildSeconds,
+  };
 }
 
 async function measureBoots(
@@ -116,13 +175,14 @@ async function measureBoots(
   baselineDir: string,
   boots: number,
   applicationLine: RegExp,
+  specialised: SpecialisedImage | undefined,
 ): Promise<void> {
   const kvm = await detectAccelerator(image.architecture, { kernel: join(bundleDir, BUNDLE_FILES.kernel) });
   const accelerators: AcceleratorChoice[] = [{ accel: 'tcg', reason: 'TCG (software emulation)' }];
   if (kvm.accel === 'kvm') accelerators.push(kvm);
   else process.stdout.write(`KVM not usable: ${kvm.reason.replace(/^TCG \(software emulation\): /, '')}\n`);
   for (const accelerator of accelerators) {
-    const measured = { image: [] as Boot[], baseline: [] as Boot[] };
+    const measured = { image: [] as Boot[], baseline: [] as Boot[], specialised: [] as Boot[] };
     process.stdout.write(
       `\n${accelerator.accel.toUpperCase()}, ${boots} boots each, image and baseline alternating:\n`,
     );
@@ -132,8 +192,13 @@ async function measureBoots(
       const baselineBoot = await bootOnce(baselineDir, baseline, accelerator, null);
       measured.image.push(imageBoot);
       measured.baseline.push(baselineBoot);
+      const specialisedBoot = specialised
+        ? await bootOnce(specialised.bundleDir, specialised.spec, accelerator, null)
+        : undefined;
+      if (specialisedBoot) measured.specialised.push(specialisedBoot);
       process.stdout.write(
-        `  round ${round}: ${image.name} ready ${seconds(imageBoot.readyMs)}, baseline ${seconds(baselineBoot.readyMs)}\n`,
+        `  round ${round}: ${image.name} ready ${seconds(imageBoot.readyMs)}, baseline ${seconds(baselineBoot.readyMs)}` +
+          `${specialisedBoot ? `, specialised ${seconds(specialisedBoot.readyMs)}` : ''}\n`,
       );
     }
     const lineTimes = measured.image.flatMap((boot) => (boot.lineMs === null ? [] : [boot.lineMs]));
@@ -147,6 +212,13 @@ async function measureBoots(
       `  ${image.name} ready minus baseline, per round: median ${signedSeconds(median(measured.image.map((boot, i) => boot.readyMs - (measured.baseline[i] as Boot).readyMs)))}`,
       `  qemu RSS once ready (-m ${image.memoryMiB} for both): ${image.name} ${mib(median(measured.image.map((boot) => boot.rssBytes)))}, ` +
         `baseline ${mib(median(measured.baseline.map((boot) => boot.rssBytes)))} (medians)`,
+      ...(specialised
+        ? [
+            `  specialised: ${specialised.spec.name} (kernel: specialised) to its HTTP answer ${spread(measured.specialised.map((boot) => boot.readyMs))}; ` +
+              `kernel ${kib(specialised.spec.sizes.kernel)} (${kib(gzippedSize(join(specialised.bundleDir, BUNDLE_FILES.kernel)))} gzipped; Debian's ${kib(image.sizes.kernel)}); qemu RSS at -m ${specialised.spec.memoryMiB} ${mib(median(measured.specialised.map((boot) => boot.rssBytes)))} (median); ` +
+              `build: kernel ${specialised.kernelBuildSeconds.toFixed(0)} s ${specialised.kernelReused ? '(its first build; reused now, by configuration hash)' : '(compiled now)'}, image ${specialised.buildSeconds.toFixed(1)} s`,
+          ]
+        : []),
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   }
@@ -214,6 +286,11 @@ function residentBytes(pid: number): number {
   const kib = status.match(/^VmRSS:\s+(\d+) kB$/m)?.[1];
   if (!kib) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(kib) * 1024;
+}
+
+/** A vmlinux is mostly the zero padding between its 2 MB-aligned segments: what it costs to move. */
+function gzippedSize(file: string): number {
+  return gzipSync(readFileSync(file)).length;
 }
 
 function readSpec(bundleDir: string): LaunchSpec {

@@ -30,6 +30,8 @@ export const ERROR_STATUS = {
   'app-bundle-native': 400,
   'archive-virtual-ambiguous': 400,
   'bad-bundle': 400,
+  /** Not an OCI image layout nor a `docker save` archive, or a blob that does not match its digest. */
+  'bad-oci-image': 400,
   'bad-payload': 400,
   'bench-board-command': 400,
   'board-invalid': 400,
@@ -57,6 +59,10 @@ export const ERROR_STATUS = {
   'image-unreadable': 400,
   'initramfs-module': 400,
   'initramfs-modules-root': 400,
+  /** A specialised kernel asked for a Kconfig option its source does not know. */
+  'kernel-config-option-unknown': 400,
+  /** A recipe asked a specialised kernel for a device its VM board lacks. */
+  'kernel-device-missing': 400,
   'kernel-module-compressed': 400,
   'kernel-module-cycle': 400,
   'kernel-module-invalid': 400,
@@ -206,6 +212,8 @@ export const ERROR_STATUS = {
   'bench-board-failed': 500,
   'bootloader-too-big': 500,
   'build-failed': 500,
+  /** Compiling a specialised kernel failed (the message names the file). */
+  'kernel-compile-failed': 500,
   'harness-build-failed': 500,
   'install-failed': 500,
   'migration-failed': 500,

@@ -35,9 +35,16 @@ export const REQUIRED_DEBIAN_PACKAGES = {
   zstd: '/usr/bin/zstd',
   'qemu-system-arm': '/usr/bin/qemu-system-aarch64',
   'qemu-system-x86': '/usr/bin/qemu-system-x86_64',
+  // The agent's oci strategy runs containers with crun (device-agent/update/oci/).
+  crun: '/usr/bin/crun',
   // Small static programs for the images (the reboot helper, unikernel applications).
   'gcc-aarch64-linux-gnu': '/usr/bin/aarch64-linux-gnu-gcc',
   'libc6-dev-arm64-cross': '/usr/aarch64-linux-gnu/lib/libc.a',
+  // Specialised unikernel kernels, compiled from Debian's linux-source (kconfig and the build).
+  flex: '/usr/bin/flex',
+  bison: '/usr/bin/bison',
+  bc: '/usr/bin/bc',
+  make: '/usr/bin/make',
   // The dashboard's end-to-end test drives Debian's Chromium (playwright-core downloads no browser).
   chromium: '/usr/bin/chromium',
   // The delta benchmark's peer (`npm run bench -- delta`), measured on the same two versions.

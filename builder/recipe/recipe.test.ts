@@ -19,6 +19,9 @@ describe('recipes of every kind', () => {
       'agent-vm': 'unikernel',
       firmata: 'mcu-firmware',
       'http-hello': 'unikernel',
+      'hello-container': 'oci-image',
+      'http-hello-specialised': 'unikernel',
+      'pi-containers': 'linux-image',
       'pi-minimal': 'linux-image',
       'pi-with-app': 'linux-image',
     });

@@ -39,6 +39,69 @@ const nodeApplicationSchema = z
     message: 'give exactly one of entry or boardfleetAgent',
   });
 
+/** Filesystems a specialised kernel can mount (builder/unikernel/kernel-config.ts maps each to Kconfig). */
+export const KERNEL_FILESYSTEMS = ['ext4', 'vfat', 'squashfs', 'tmpfs', '9p'] as const;
+/** Devices a specialised kernel can drive; the VM board must have them. */
+export const KERNEL_DEVICES = [
+  'virtio-net',
+  'virtio-blk',
+  'virtio-console',
+  'virtio-rng',
+  'virtio-vsock',
+  'virtio-input',
+] as const;
+
+const kernelSchema = z
+  .strictObject({
+    /**
+     * `debian`: Debian's cloud kernel with modules; `specialised`: Linux compiled from Debian's
+     * linux-source for this recipe alone (tinyconfig plus what it needs, no modules).
+     */
+    config: z.enum(['debian', 'specialised']).default('debian'),
+    /** Modules besides the VM board's own (virtio and the network driver); Debian's kernel only. */
+    modules: z.array(z.string().regex(/^[a-z0-9_-]+$/, 'a module name such as vsock')).default([]),
+    /** Added to the kernel command line, e.g. [loglevel=7] while debugging. */
+    cmdline: z.array(z.string().regex(/^[^\s"]+$/, 'one parameter per entry, without spaces')).default([]),
+    /** Specialised only: IPv6 besides IPv4. */
+    ipv6: z.boolean().optional(),
+    /** Specialised only: the TCP stack chosen at build time. */
+    tcp: z
+      .strictObject({
+        congestion: z.enum(['reno', 'cubic', 'bbr']).default('reno'),
+        syncookies: z.boolean().default(false),
+      })
+      .optional(),
+    /** Specialised only: filesystems the application mounts. */
+    filesystems: z.array(z.enum(KERNEL_FILESYSTEMS)).default([]),
+    /** Specialised only: devices besides the console and the network card the network mode implies. */
+    devices: z.array(z.enum(KERNEL_DEVICES)).default([]),
+  })
+  .superRefine((kernel, context) => {
+    if (kernel.config === 'specialised' && kernel.modules.length > 0) {
+      context.addIssue({
+        code: 'custom',
+        path: ['modules'],
+        message: 'a specialised kernel has no modules: name devices or filesystems instead',
+      });
+    }
+    if (kernel.config === 'debian') {
+      const given = {
+        ipv6: kernel.ipv6 !== undefined,
+        tcp: kernel.tcp !== undefined,
+        filesystems: kernel.filesystems.length > 0,
+        devices: kernel.devices.length > 0,
+      };
+      for (const key of Object.keys(given).filter((name) => given[name as keyof typeof given])) {
+        context.addIssue({
+          code: 'custom',
+          path: [key],
+          message:
+            "only a specialised kernel (config: specialised) takes this; Debian's kernel has it as a module",
+        });
+      }
+    }
+  });
+
 /** A `unikernel` recipe as its YAML says it (firmware-recipes/README.md documents every key). */
 export const unikernelRecipeSchema = z
   .strictObject({
@@ -61,16 +124,11 @@ export const unikernelRecipeSchema = z
       .refine((app) => (app.c === undefined) !== (app.node === undefined), {
         message: 'give exactly one of c or node',
       }),
-    kernel: z
-      .strictObject({
-        /** Modules besides the VM board's own (virtio and the network driver). */
-        modules: z.array(z.string().regex(/^[a-z0-9_-]+$/, 'a module name such as vsock')).default([]),
-        /** Added to the kernel command line, e.g. [loglevel=7] while debugging. */
-        cmdline: z
-          .array(z.string().regex(/^[^\s"]+$/, 'one parameter per entry, without spaces'))
-          .default([]),
-      })
-      .default({ modules: [], cmdline: [] }),
+    /** `kernel: specialised` is short for `kernel: { config: specialised }`. */
+    kernel: z.preprocess(
+      (value) => (value === 'specialised' ? { config: 'specialised' } : value),
+      kernelSchema.default({ config: 'debian', modules: [], cmdline: [], filesystems: [], devices: [] }),
+    ),
     network: networkSchema.default({ mode: 'dhcp' }),
     memoryMiB: z.number().int().min(32).max(65536).default(128),
     cpus: z.number().int().min(1).max(64).default(1),

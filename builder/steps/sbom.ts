@@ -12,6 +12,8 @@ export interface SbomComponent {
   /** The Debian source package, when it differs from the binary's name. */
   source?: string;
   supplier: string;
+  /** Said about it besides, e.g. the Kconfig options a kernel was built with and why. */
+  comment?: string;
 }
 
 export interface SbomInput {
@@ -110,6 +112,7 @@ export function spdxDocument(input: SbomInput): Record<string, unknown> {
           ? { checksums: [{ algorithm: 'SHA256', checksumValue: component.sha256 }] }
           : {}),
         ...(component.source ? { sourceInfo: `built from the ${component.source} source package` } : {}),
+        ...(component.comment ? { comment: component.comment } : {}),
         externalRefs: [
           { referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: component.purl },
         ],

@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { getVmBoard, type VmBoard } from '../../boards/board-catalogue.ts';
 import { sha256File } from '../../lib/hash.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
 import { BUNDLE_FILES, type LaunchSpec, launchSpecSchema } from '../../protocol/unikernel-image.ts';
 import type { BuildReporter, BuiltFile } from '../build-runner.ts';
 import {
@@ -12,7 +13,7 @@ import {
   openDebianArchive,
   pickKernelPackage,
 } from '../debian/build-archive.ts';
-import type { DebianArchive, ResolvedPackage } from '../debian/debian-archive.repository.ts';
+import type { ArchivePackage, DebianArchive, ResolvedPackage } from '../debian/debian-archive.repository.ts';
 import { kernelVersionOf, type ModuleClosure, moduleClosure } from '../debian/kernel-modules.ts';
 import { compressImage } from '../disk/compress-image.ts';
 import { writeCpioNewc } from '../disk/cpio-newc.ts';
@@ -21,9 +22,11 @@ import { CrossCompiler } from '../native/cross-compiler.repository.ts';
 import type { UnikernelRecipe } from '../recipe/unikernel-recipe.ts';
 import { loadRecipeOfKind } from '../recipe/recipe.ts';
 import { builderSourcesHash, hashOf } from '../steps/input-hash.ts';
-import { imageSbomHeader, writeSbom } from '../steps/sbom.ts';
+import { imageSbomHeader, type SbomComponent, writeSbom } from '../steps/sbom.ts';
 import { stagedOutput } from '../steps/staged-output.ts';
 import { assembleUnikernelInitramfs } from './assemble-unikernel-initramfs.ts';
+import { buildSpecialisedKernel, type SpecialisedKernel } from './kernel-build.ts';
+import { type KernelPlan, planKernelConfig } from './kernel-config.ts';
 import {
   buildApplication,
   buildPreInit,
@@ -36,6 +39,8 @@ import { launchSpecFor, writeUnikernelBundle } from './unikernel-bundle.ts';
 const NODE_LIBRARY_PACKAGES = ['libc6', 'libstdc++6', 'libgcc-s1'];
 /** Beside the bundle in its output folder: what the zstd initramfs unpacks to, for the log and the result. */
 const UNCOMPRESSED_INITRAMFS_SIZE = 'uncompressed-initramfs-size';
+/** Debian's kernel source, which a specialised kernel is compiled from. */
+const LINUX_SOURCE_PACKAGE = 'linux-source-6.1';
 
 export interface UnikernelBuildInput {
   recipeFile: string;
@@ -46,6 +51,8 @@ export interface UnikernelBuildInput {
   sourceDateEpoch?: number;
   /** Where finished steps are kept; default `<cacheDir>/image-steps`. */
   stepsDir?: string;
+  /** Where specialised kernels are kept by configuration hash; default `<cacheDir>/kernels`. */
+  kernelsDir?: string;
 }
 
 export interface UnikernelBuildResult {
@@ -58,6 +65,8 @@ export interface UnikernelBuildResult {
   launchSpec: LaunchSpec;
   sizes: { kernel: number; initramfs: number; initramfsUncompressed: number; bundle: number };
   reusedSteps: string[];
+  /** For `kernel: specialised`: the compiled kernel and how long its first build took. */
+  specialisedKernel?: SpecialisedKernel;
 }
 
 /** What every step of one unikernel build works with. */
@@ -72,11 +81,11 @@ interface UnikernelBuild {
   reporter: BuildReporter;
 }
 
-/** Debian's VM kernel, and the libraries a Node application needs. */
+/** Debian's VM kernel (or the kernel source a specialised kernel is compiled from), and the libraries a Node application needs. */
 interface UnikernelPackages {
-  kernel: ResolvedPackage;
+  kernel: ResolvedPackage | ArchivePackage;
   libraries: ResolvedPackage[];
-  all: ResolvedPackage[];
+  all: Array<ResolvedPackage | ArchivePackage>;
 }
 
 /** What goes into the initramfs and the bundle. */
@@ -86,11 +95,12 @@ interface UnikernelParts {
   kernel: UnikernelKernel;
 }
 
-/** Debian's VM kernel unpacked, and the modules the VM and the recipe need, in load order. */
+/** The kernel, and the modules the VM and the recipe need in load order (none for a specialised one). */
 interface UnikernelKernel {
   file: string;
   modulesRoot: string;
   modules: ModuleClosure;
+  specialised?: SpecialisedKernel;
 }
 
 /** The finished files of a unikernel build, in a folder named by its inputs' hash. */
@@ -125,8 +135,10 @@ export async function buildUnikernel(
     const base = { ...recipe.base, components: ['main'] };
     const { archive, epoch } = await openDebianArchive(base, board.architecture, input, reporter);
     const build: UnikernelBuild = { recipe, board, archive, epoch, work, reporter };
+    // Planned before anything is fetched: a device the board lacks is said at once.
+    const kernelPlan = recipe.kernel.config === 'specialised' ? planKernelConfig(recipe, board) : undefined;
 
-    const packages = resolveUnikernelPackages(build);
+    const packages = resolveUnikernelPackages(build, kernelPlan);
     reporter.progress('fetching packages', 5);
     await fetchWithProgress(archive, packages.all, reporter, 5, 35);
 
@@ -140,7 +152,14 @@ export async function buildUnikernel(
       signal,
     });
     reporter.log(`application: ${application.describe}`);
-    const kernel = await unpackVmKernel(build, packages.kernel);
+    const kernel = kernelPlan
+      ? await compileKernel(
+          build,
+          kernelPlan,
+          packages.kernel,
+          input.kernelsDir ?? join(input.cacheDir, 'kernels'),
+        )
+      : await unpackVmKernel(build, packages.kernel);
     const parts: UnikernelParts = { preInit, application, kernel };
     const inputsHash = await unikernelInputsHash(build, packages, parts);
     reporter.log(`inputs ${inputsHash.slice(0, 16)}`);
@@ -162,24 +181,22 @@ export async function buildUnikernel(
         bundleName: basename(outputs.bundle),
         epoch,
       });
-      await writeUnikernelSbom(
-        build,
-        packages,
-        application,
-        inputsHash,
-        join(staging, basename(outputs.sbom)),
-      );
+      await writeUnikernelSbom(build, packages, parts, inputsHash, join(staging, basename(outputs.sbom)));
     });
-    return await summarise(build, inputsHash, outputs, reused ? ['initramfs', 'bundle', 'sbom'] : []);
+    const result = await summarise(build, inputsHash, outputs, reused ? ['initramfs', 'bundle', 'sbom'] : []);
+    return kernel.specialised ? { ...result, specialisedKernel: kernel.specialised } : result;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
 }
 
-/** The VM kernel, and for a Node application the libraries it links against, logged. */
-function resolveUnikernelPackages(build: UnikernelBuild): UnikernelPackages {
+/** The VM kernel (or the kernel source), and for a Node application the libraries it links against, logged. */
+function resolveUnikernelPackages(
+  build: UnikernelBuild,
+  kernelPlan: KernelPlan | undefined,
+): UnikernelPackages {
   const { archive, recipe, board } = build;
-  const kernel = pickKernelPackage(archive, board);
+  const kernel = kernelPlan ? requireLinuxSource(archive) : pickKernelPackage(archive, board);
   const libraries = recipe.app.node
     ? archive.resolve(NODE_LIBRARY_PACKAGES, { exclude: NEVER_INSTALLED })
     : [];
@@ -191,7 +208,7 @@ function resolveUnikernelPackages(build: UnikernelBuild): UnikernelPackages {
 /** The kernel package unpacked, and the modules the VM board and the recipe name with what they need. */
 async function unpackVmKernel(
   build: UnikernelBuild,
-  kernelPackage: ResolvedPackage,
+  kernelPackage: ResolvedPackage | ArchivePackage,
 ): Promise<UnikernelKernel> {
   const { board, recipe, reporter } = build;
   const root = (await build.archive.unpack(kernelPackage, { signal: reporter.signal })).root;
@@ -200,6 +217,45 @@ async function unpackVmKernel(
   const modules = moduleClosure(modulesRoot, [...board.kernel.modules, ...recipe.kernel.modules]);
   reporter.log(`modules: ${modules.files.length} files; built in: ${modules.builtin.join(', ') || '-'}`);
   return { file: join(root, layout.kernel), modulesRoot, modules };
+}
+
+/** Debian's kernel source package, on its own: its dependencies are tools of a build host, not of the image. */
+function requireLinuxSource(archive: DebianArchive): ArchivePackage {
+  const pkg = archive.find(LINUX_SOURCE_PACKAGE);
+  if (!pkg) {
+    throw new BoardfleetError(
+      'archive-package-unknown',
+      `a specialised kernel is compiled from ${LINUX_SOURCE_PACKAGE}, which ${archive.mirror} ${archive.suite} does not have`,
+    );
+  }
+  return pkg;
+}
+
+/** A specialised kernel compiled from the source package for the plan (or reused by its configuration's hash). */
+async function compileKernel(
+  build: UnikernelBuild,
+  plan: KernelPlan,
+  sourcePackage: ArchivePackage | ResolvedPackage,
+  kernelsDir: string,
+): Promise<UnikernelKernel> {
+  const { reporter } = build;
+  const { root } = await build.archive.unpack(sourcePackage, { signal: reporter.signal });
+  const specialised = await buildSpecialisedKernel({
+    plan,
+    sourceTarball: join(root, 'usr/src', `${LINUX_SOURCE_PACKAGE}.tar.xz`),
+    source: { name: sourcePackage.name, version: sourcePackage.version, sha256: sourcePackage.sha256 },
+    target: build.board.architecture,
+    epoch: build.epoch,
+    kernelsDir,
+    work: await mkdtemp(join(build.work, 'kernel-')),
+    reporter,
+  });
+  return {
+    file: specialised.file,
+    modulesRoot: '',
+    modules: { files: [], builtin: [], modulesDep: '' },
+    specialised,
+  };
 }
 
 /** Every input of the bundle: the builder's code, the epoch, the board, the recipe, the packages and programs. */
@@ -213,7 +269,7 @@ async function unikernelInputsHash(
     epoch: build.epoch,
     board: build.board,
     recipe: recipeFingerprint(build.recipe),
-    kernel: packages.kernel.sha256,
+    kernel: parts.kernel.specialised?.configHash ?? packages.kernel.sha256,
     libraries: packages.libraries.map((pkg) => pkg.sha256),
     preInit: await sha256File(parts.preInit),
     application: parts.application.fingerprint,
@@ -275,7 +331,7 @@ async function writeInitramfs(
 async function writeUnikernelSbom(
   build: UnikernelBuild,
   packages: UnikernelPackages,
-  application: UnikernelApplication,
+  { application, kernel }: UnikernelParts,
   inputsHash: string,
   out: string,
 ): Promise<void> {
@@ -285,9 +341,27 @@ async function writeUnikernelSbom(
     ...imageSbomHeader(build, inputsHash),
     components: [
       ...packages.all.map((pkg) => debianComponent(pkg, archive.mirror, board.architecture)),
+      ...(kernel.specialised ? [specialisedKernelComponent(kernel.specialised, packages.kernel)] : []),
       ...application.sbom,
     ],
   });
+}
+
+/** The kernel compiled from the source package, with every Kconfig option added to tinyconfig and why. */
+function specialisedKernelComponent(
+  kernel: SpecialisedKernel,
+  source: ResolvedPackage | ArchivePackage,
+): SbomComponent {
+  return {
+    name: 'linux-specialised',
+    version: source.version,
+    purl: `pkg:generic/linux-specialised@${encodeURIComponent(source.version)}?config=${kernel.configHash.slice(0, 16)}`,
+    downloadLocation: 'NOASSERTION',
+    sha256: kernel.sha256,
+    source: source.name,
+    supplier: 'NOASSERTION',
+    comment: `tinyconfig plus ${kernel.options.map((option) => `CONFIG_${option.name}=${option.value} (${option.reason})`).join('; ')}`,
+  };
 }
 
 function unikernelOutputs(

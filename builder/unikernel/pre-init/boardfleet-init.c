@@ -221,7 +221,11 @@ static int dhcp_exchange(int sock, struct dhcp_packet *out, size_t length, uint3
                          struct dhcp_lease *lease) {
   struct sockaddr_in broadcast = {.sin_family = AF_INET, .sin_port = htons(67)};
   broadcast.sin_addr.s_addr = INADDR_BROADCAST;
-  for (int attempt = 0; attempt < 8; attempt++) {
+  for (int attempt = 0; attempt < 10; attempt++) {
+    /* A first request can go out before the link is up: ask again soon, then every second. */
+    int wait_ms = attempt < 3 ? 200 << attempt : 1000;
+    struct timeval timeout = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+    setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     if (sendto(sock, out, length, 0, (struct sockaddr *)&broadcast, sizeof broadcast) < 0) {
       usleep(250000);
       continue;
@@ -252,10 +256,8 @@ static int dhcp(const char *name, struct dhcp_lease *lease) {
 
   int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   int on = 1;
-  struct timeval timeout = {.tv_sec = 1};
   setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   setsockopt(sock, SOL_SOCKET, SO_BROADCAST, &on, sizeof on);
-  setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   setsockopt(sock, SOL_SOCKET, SO_BINDTODEVICE, name, strlen(name) + 1);
   struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(68)};
   if (bind(sock, (struct sockaddr *)&client, sizeof client) != 0) {
