@@ -40,6 +40,11 @@ const ARTIFACT_BUILDERS: Partial<Record<RecipeKind, ArtifactBuilder>> = {
     build: async (input, reporter) =>
       (await (await import('./unikernel/unikernel-build.ts')).buildUnikernel(input, reporter)).files,
   },
+  'oci-image': {
+    checkBoard: getLinuxBoard,
+    build: async (input, reporter) =>
+      (await (await import('./oci-image/oci-image-build.ts')).buildOciImage(input, reporter)).files,
+  },
 };
 
 /**

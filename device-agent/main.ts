@@ -28,6 +28,7 @@ import {
   saveDeviceCertificate,
 } from './lib/device-certificate.ts';
 import { rebootDevice } from './lib/device-reboot.ts';
+import { catchUpWithServerClock } from './lib/server-clock.ts';
 import { establishServerTrust, type ServerTrust } from './lib/server-trust.ts';
 import { CertificateRenewal } from './runtime/certificate-renewal.ts';
 import { SystemCollectors } from './runtime/collectors.ts';
@@ -45,6 +46,7 @@ import { FleetMetadata } from './update/fleet-metadata.ts';
 import { UpdateManager } from './update/update-manager.ts';
 import type { UpdateState } from './update/update-state-machine.ts';
 import { VmStrategy } from './update/vm.strategy.ts';
+import { OciStrategy } from './update/oci/oci.strategy.ts';
 import { ConsoleUploader } from './vm/console-uploader.ts';
 
 /**
@@ -231,6 +233,8 @@ export async function runAgent(
     pin: config.provisioningToken ? splitProvisioningToken(config.provisioningToken).caFingerprint : null,
     logger,
   });
+  // Before the first verified request: a board without a real-time clock finds certificates "not yet valid".
+  await catchUpWithServerClock({ serverUrl: config.server, ca: trust.ca, logger });
   const credentials = await obtainCredentials(config, trust, logger);
   const version = packageJson.version;
   let agent: DeviceAgent | null = null;
@@ -262,9 +266,21 @@ export async function runAgent(
     },
     () => appEnvironment(deviceConfig.variables),
   );
+  const containers = new OciStrategy({
+    root: resolve(dataDir, 'oci'),
+    privateParent: dataDir,
+    onOutput: (line, origin) => {
+      logger.info({ app: true }, line);
+      logs.appOutput(line, origin);
+    },
+    configEnvironment: () => appEnvironment(deviceConfig.variables),
+  });
   // The hash reported once the app restarted with a new configuration (no reboot, no release).
   const appliedConfig = new AppliedConfig(deviceConfig, {
-    restart: () => apps.restartWithConfig(),
+    restart: async () => {
+      await apps.restartWithConfig();
+      await containers.restartWithConfig();
+    },
     applied: () => agent?.refreshInventory(),
     logger: logger.child({ component: 'config' }),
   });
@@ -287,6 +303,7 @@ export async function runAgent(
     fleetPublicKeyPem: credentials.fleetPublicKeyPem,
     strategies: {
       'app-bundle': apps,
+      oci: containers,
       ...(attachedBoard ? { 'mcu-serial': attachedBoard } : {}),
       ...(slots ? { 'linux-ab': slots } : {}),
       ...(vms ? { vm: vms } : {}),

@@ -1,7 +1,13 @@
 import { z } from 'zod';
 
 /** What a device installs. */
-export const DEPLOYABLE_ARTIFACT_KINDS = ['app-bundle', 'mcu-firmware', 'linux-image', 'unikernel'] as const;
+export const DEPLOYABLE_ARTIFACT_KINDS = [
+  'app-bundle',
+  'mcu-firmware',
+  'linux-image',
+  'unikernel',
+  'oci-image',
+] as const;
 /**
  * Every kind the server stores and signs: also an image build's other outputs (the full disk
  * image to write to an SD card, its SBOM and its build log), which no device installs.

@@ -136,7 +136,7 @@ export function deploymentReportOf(event: DeviceEvent): DeploymentEventData | nu
  */
 /** One artifact a deployment installs, and how. */
 const deploymentPartFields = {
-  strategy: z.enum(['app-bundle', 'linux-ab', 'mcu-serial', 'vm']),
+  strategy: z.enum(['app-bundle', 'linux-ab', 'mcu-serial', 'vm', 'oci']),
   artifact: z.string().max(128),
   version: z.string().max(64),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),

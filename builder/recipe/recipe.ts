@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { type ImageRecipe, linuxImageRecipeSchema, normaliseImageRecipe } from './linux-image-recipe.ts';
 import { type McuRecipe, mcuRecipeSchema, normaliseMcuRecipe } from './mcu-recipe.ts';
+import { normaliseOciImageRecipe, type OciImageRecipe, ociImageRecipeSchema } from './oci-image-recipe.ts';
 import type { Normalised } from './recipe-fields.ts';
 import { normaliseUnikernelRecipe, type UnikernelRecipe, unikernelRecipeSchema } from './unikernel-recipe.ts';
 
@@ -15,7 +16,7 @@ export const RECIPES_DIRECTORY = fileURLToPath(new URL('../../firmware-recipes',
 const FOLDER_RECIPE_FILE = 'recipe.yaml';
 
 /** Every recipe, whatever it builds; `kind` says which. */
-export type Recipe = McuRecipe | ImageRecipe | UnikernelRecipe;
+export type Recipe = McuRecipe | ImageRecipe | UnikernelRecipe | OciImageRecipe;
 export type RecipeKind = Recipe['kind'];
 type RecipeOfKind<Kind extends RecipeKind> = Extract<Recipe, { kind: Kind }>;
 
@@ -24,6 +25,7 @@ const recipeSchema = z.discriminatedUnion('kind', [
   mcuRecipeSchema,
   linuxImageRecipeSchema,
   unikernelRecipeSchema,
+  ociImageRecipeSchema,
 ]);
 type ParsedRecipe = z.infer<typeof recipeSchema>;
 
@@ -58,6 +60,13 @@ const KINDS: {
     article: 'a',
     builtFor: 'a virtual machine, e.g. --board vm-x86_64',
     normalise: normaliseUnikernelRecipe,
+  },
+  'oci-image': {
+    schema: ociImageRecipeSchema,
+    name: 'OCI image',
+    article: 'an',
+    builtFor: 'the Linux board it runs on, e.g. --board rpi-4b',
+    normalise: normaliseOciImageRecipe,
   },
 };
 

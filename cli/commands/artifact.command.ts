@@ -13,6 +13,7 @@ import {
 import { ARTIFACT_KINDS, DEPLOYABLE_ARTIFACT_KINDS, isDeployableKind } from '../../protocol/manifest.ts';
 import { knownArtifactBoards } from '../../server/artifacts/artifact-boards.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
+import { readOciImage, scanImageArchive } from '../../device-agent/update/oci/oci-image.ts';
 import { ApiClient } from '../api-client.ts';
 import { formatBytes, formatTime, printJson, printTable } from '../output.ts';
 import { progressBar } from '../progress.ts';
@@ -52,6 +53,16 @@ export function assertUploadable(upload: {
       `--board ${unknown.join(', ')}: not in the board catalogue (known: ${[...known].sort().join(', ')}; see "boardfleet boards")`,
     );
   if (problems.length > 0) throw new BoardfleetError('invalid-arguments', problems.join('; '));
+}
+
+/** An `oci-image` must be an image the agent can run: checked before uploading, one line naming the file. */
+async function assertOciImage(file: string): Promise<void> {
+  try {
+    readOciImage(await scanImageArchive(file));
+  } catch (error) {
+    if (!(error instanceof BoardfleetError)) throw error;
+    throw new BoardfleetError('bad-oci-image', `${file}: ${error.message}`);
+  }
 }
 
 /** A version is published once: the same name and version with other content is refused before uploading. */
@@ -95,6 +106,7 @@ export function register(program: Command): void {
 Examples:
   boardfleet artifact push app.tgz --kind app-bundle --version 1.2.0 --board rpi-4b
   boardfleet artifact push blink.hex --kind mcu-firmware --version 0.3.1 --board uno --board nano
+  boardfleet artifact push app.tar --kind oci-image --version 1.0.0 --board rpi-4b   (docker save, or an OCI layout tar)
   boardfleet artifact list --name app --json
   boardfleet artifact show art-1a2b3c4d5e6f   (with its chunks for delta updates)
 Then group artifacts into a release: boardfleet release create --help`,
@@ -119,6 +131,7 @@ Then group artifacts into a release: boardfleet release create --help`,
         const name = options.name ?? defaultArtifactName(file, options.version);
         assertUploadable({ ...options, name });
         const size = uploadableFileSize(file);
+        if (options.kind === 'oci-image') await assertOciImage(file);
         const api = ApiClient.fromEnvironment();
         const sha256 = await sha256Of(file, size);
         await assertVersionFree(api, name, options.version, sha256);

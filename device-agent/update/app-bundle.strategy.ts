@@ -12,34 +12,21 @@ import {
 import { basename, join } from 'node:path';
 import semver from 'semver';
 import * as tar from 'tar';
-import { z } from 'zod';
+import {
+  APP_BUNDLE_MANIFEST as APP_MANIFEST,
+  type AppBundleManifest,
+  appBundleManifestSchema,
+} from '../../protocol/app-bundle-manifest.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import type { ArtifactManifest } from '../../protocol/manifest.ts';
 import { ProcessSupervisor } from '../lib/process-supervisor.ts';
 import type { UpdateStrategy } from './update-strategy.ts';
 
-/** `boardfleet-app.json` at the top of an app bundle (a tar.gz). */
-export const appBundleManifestSchema = z.strictObject({
-  /** argv of the application, run from the bundle's directory. */
-  start: z.array(z.string().min(1)).min(1),
-  env: z.record(z.string(), z.string()).default({}),
-  healthCheck: z
-    .strictObject({
-      /** A command that exits 0 when the app is healthy … */
-      command: z.array(z.string().min(1)).min(1).optional(),
-      /** … or a URL that answers 2xx. */
-      http: z.string().url().optional(),
-      timeoutSeconds: z.number().positive().max(3600).default(30),
-    })
-    .default({ timeoutSeconds: 30 }),
-});
-
-export type AppBundleManifest = z.infer<typeof appBundleManifestSchema>;
+export { type AppBundleManifest, appBundleManifestSchema } from '../../protocol/app-bundle-manifest.ts';
 
 /** Receives each line the app prints, with the app's name and the stream it came on. */
 export type AppOutput = (line: string, origin: { app: string; stream: 'stdout' | 'stderr' }) => void;
 
-const APP_MANIFEST = 'boardfleet-app.json';
 const CHECK_INTERVAL_MS = 250;
 
 /**

@@ -28,10 +28,11 @@ export type RebootOutcome =
  * the agent starts again it asks `rebootOutcome` where the device stands.
  *
  * Strategies: `app-bundle`, `mcu-serial` (an attached Arduino), `linux-ab` (A/B root slots with
- * the Raspberry Pi's tryboot), `vm` (unikernel images run as supervised VMs beside each other).
+ * the Raspberry Pi's tryboot), `vm` (unikernel images run as supervised VMs beside each other),
+ * `oci` (OCI images run with crun).
  */
 export interface UpdateStrategy {
-  readonly kind: 'app-bundle' | 'mcu-serial' | 'linux-ab' | 'vm';
+  readonly kind: 'app-bundle' | 'mcu-serial' | 'linux-ab' | 'vm' | 'oci';
   install(
     artifactPath: string,
     manifest: ArtifactManifest,

@@ -25,9 +25,16 @@ export const BUILD_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancel
 export const ENDED_BUILD_STATES = ['succeeded', 'failed', 'cancelled'] as const;
 /**
  * What a build output is for: the disk image, the update payload (a Linux image's deployable
- * artifact), the unikernel bundle (a unikernel image's), the SBOM, the log.
+ * artifact), the unikernel bundle (a unikernel image's), the OCI image (a container's), the SBOM, the log.
  */
-export const BUILD_OUTPUT_ROLES = ['disk-image', 'update-payload', 'unikernel', 'sbom', 'build-log'] as const;
+export const BUILD_OUTPUT_ROLES = [
+  'disk-image',
+  'update-payload',
+  'unikernel',
+  'oci-image',
+  'sbom',
+  'build-log',
+] as const;
 
 export const buildOutputSchema = named(
   'BuildOutput',

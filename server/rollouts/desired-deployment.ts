@@ -11,6 +11,7 @@ const STRATEGY_BY_KIND: Record<DeployableArtifactKind, Deployment['strategy']> =
   'mcu-firmware': 'mcu-serial',
   'linux-image': 'linux-ab',
   unikernel: 'vm',
+  'oci-image': 'oci',
 };
 
 const CONTENT_URL = /^\/api\/v1\/artifacts\/([^/]+)\/content$/;

@@ -9,6 +9,7 @@ import type { Artifact, ArtifactList, FleetKey } from '../../protocol/api/artifa
 import { ARTIFACT_KINDS, isDeployableKind } from '../../protocol/manifest.ts';
 import { verifyManifest } from '../../protocol/manifest-signature.ts';
 import { cliRunner, type CliRunner } from '../support/cli-runner.ts';
+import { ociLayoutEntries, tarBytes } from '../../device-agent/update/oci/oci-test-images.ts';
 import { sqliteBackend } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 
@@ -16,6 +17,8 @@ import { startTestServer, type TestServer } from '../support/test-server.ts';
 const BOARD_OF_KIND: Record<string, string> = { 'mcu-firmware': 'uno', unikernel: 'generic-x64' };
 /** A one-record Intel HEX file: what an mcu-firmware artifact holds, small enough to read. */
 const END_OF_FILE_HEX = ':00000001FF\n';
+/** The smallest OCI image layout: one layer of one file (the CLI checks the structure on push). */
+const ONE_FILE_IMAGE = tarBytes(ociLayoutEntries({ layers: [[{ path: 'app', content: 'x' }]] }));
 /** Every CLI command is a process of its own: seconds each on a loaded two-core machine. */
 const SLOW = 180_000;
 const CREATED = '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d';
@@ -56,7 +59,12 @@ describe('artifact push, list and show against a real server', { timeout: SLOW }
     'pushes a %s file, named after the file, stored with a manifest the fleet key signed, and shows it',
     async (kind) => {
       const board = BOARD_OF_KIND[kind] ?? 'rpi-4b';
-      const content = kind === 'mcu-firmware' ? END_OF_FILE_HEX : `${kind} content\n`;
+      const content =
+        kind === 'mcu-firmware'
+          ? END_OF_FILE_HEX
+          : kind === 'oci-image'
+            ? ONE_FILE_IMAGE
+            : `${kind} content\n`;
       const path = file(`${kind}-1.0.0.bin`, content);
       const { stdout } = await cli.ok(
         'artifact',
@@ -74,7 +82,7 @@ describe('artifact push, list and show against a real server', { timeout: SLOW }
       expect(id, stdout).toBeDefined();
       const digest = sha256(Buffer.from(content));
       expect(stdout).toBe(
-        `Stored ${kind} 1.0.0 as ${id} (${content.length} B, sha256 ${digest}), manifest signed\n`,
+        `Stored ${kind} 1.0.0 as ${id} (${formatBytes(content.length)}, sha256 ${digest}), manifest signed\n`,
       );
       const artifact = await fromApi(id);
       expect(artifact).toMatchObject({
@@ -100,7 +108,7 @@ describe('artifact push, list and show against a real server', { timeout: SLOW }
         : `${kind} is not deployed to devices`;
       expect(shown).toMatch(
         new RegExp(
-          `^${id} {2}${kind} 1\\.0\\.0 {2}${kind}\\n {2}boards: ${board}\\n {2}size: ${content.length} B\\n` +
+          `^${id} {2}${kind} 1\\.0\\.0 {2}${kind}\\n {2}boards: ${board}\\n {2}size: ${escape(formatBytes(content.length))}\\n` +
             ` {2}sha256: ${digest}\\n {2}created: ${CREATED}\\n {2}chunks: none \\(${escape(noChunks)}\\)\\n$`,
         ),
       );
@@ -188,6 +196,34 @@ describe('artifact push, list and show against a real server', { timeout: SLOW }
       what: 'a name with capitals',
       args: (dir: string) => [join(dir, 'app-2.0.0.tgz'), ...APP, '--board', 'rpi-4b', '--name', 'My App'],
       message: () => 'name My App: names are lower-case letters, digits, . _ - (set one with --name)',
+    },
+    {
+      what: 'an oci-image that is not a tar',
+      args: (dir: string) => [
+        join(dir, 'app-2.0.0.tgz'),
+        '--kind',
+        'oci-image',
+        '--version',
+        '2.0.0',
+        '--board',
+        'rpi-4b',
+      ],
+      message: (dir: string) =>
+        `${dir}/app-2.0.0.tgz: not a tar archive: TAR_BAD_ARCHIVE: Unrecognized archive format`,
+    },
+    {
+      what: 'an oci-image tar that holds no image',
+      args: () => [
+        file('notes.tar', tarBytes([{ path: 'notes.txt', content: 'hi' }])),
+        '--kind',
+        'oci-image',
+        '--version',
+        '2.0.0',
+        '--board',
+        'rpi-4b',
+      ],
+      message: (dir: string) =>
+        `${dir}/notes.tar: not an OCI image layout (no oci-layout and index.json) nor a docker save archive (no manifest.json)`,
     },
   ])('refuses $what in one line, before hashing, and stores nothing', async ({ args, message }) => {
     mkdirSync(join(workDir, 'folder'), { recursive: true });

@@ -204,7 +204,11 @@ describe('root filesystem assembly', () => {
   it('writes init scripts that the shell can parse', async () => {
     const dir = join(work, 'scripts');
     await assemble(dir);
-    for (const script of ['sbin/init', 'usr/share/udhcpc/default.script']) {
+    for (const script of [
+      'sbin/init',
+      'usr/lib/boardfleet/network-interface.sh',
+      'usr/share/udhcpc/default.script',
+    ]) {
       expect(() => execFileSync('dash', ['-n', join(dir, script)])).not.toThrow();
     }
   });

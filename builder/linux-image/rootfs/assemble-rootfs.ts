@@ -8,7 +8,12 @@ import { byCodeUnit } from '../../disk/file-tree.ts';
 import type { ImageRecipe } from '../../recipe/linux-image-recipe.ts';
 import { installBusybox, ROOTFS_APPLETS } from './busybox.ts';
 import { ELF_MACHINE, isElfFile, readElfInfo } from '../../native/elf-file.ts';
-import { rootfsInitScript, udhcpcScript } from './init-scripts.ts';
+import {
+  NETWORK_SCRIPT_PATH,
+  networkInterfaceScript,
+  rootfsInitScript,
+  udhcpcScript,
+} from './init-scripts.ts';
 import { LibraryResolver, type PackageTree } from './library-resolver.ts';
 import { TreeWriter } from './tree-writer.ts';
 
@@ -228,7 +233,7 @@ async function installRebootHelper(tree: TreeWriter, rebootHelper: string, board
   await tree.copy(rebootHelper, ROOTFS_PATHS.rebootHelper.slice(1), 0o755);
 }
 
-/** The slot devices, the image's description for the agent, the init that mounts them, and udhcpc's script. */
+/** The slot devices, the image's description for the agent, the init that mounts them, its network choice, and udhcpc's script. */
 async function writeSlotLayout(
   tree: TreeWriter,
   input: AssembleRootfsInput,
@@ -258,6 +263,7 @@ async function writeSlotLayout(
     }),
     0o755,
   );
+  await tree.file(NETWORK_SCRIPT_PATH, networkInterfaceScript(), 0o644);
   await tree.file('usr/share/udhcpc/default.script', udhcpcScript(), 0o755);
 }
 

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   bootTrialScript,
   initramfsInitScript,
+  networkInterfaceScript,
   renderScript,
   rootfsInitScript,
   udhcpcScript,
@@ -35,8 +36,10 @@ describe('init scripts', () => {
     expect(script).toContain(
       'node /opt/boardfleet/agent.mjs --config /boot/firmware/boardfleet.json --data-dir "$AGENT_DATA"',
     );
+    expect(script).toContain('\n. /usr/lib/boardfleet/network-interface.sh\n');
     expect(script).not.toMatch(/@[A-Z_]+@/);
     parses(script);
+    parses(networkInterfaceScript());
   });
 
   it('renders the initramfs init, which says why it failed and restarts', () => {

@@ -42,6 +42,7 @@ export function rootfsInitScript(options: RootfsInitOptions): string {
     BOOT_DEVICE: options.devices.boot,
     DATA_DEVICE: options.devices.data,
     NET_INTERFACE: options.networkInterface,
+    NETWORK_SCRIPT: `/${NETWORK_SCRIPT_PATH}`,
     CONSOLE_DEVICE: options.consoleDevice,
     AGENT: options.agent ? 'yes' : 'no',
     DEBUG_SHELL: options.debugShell ? 'yes' : 'no',
@@ -77,6 +78,18 @@ export const BOOT_TRIAL_SCRIPT_PATH = 'lib/boardfleet/boot-trial.sh';
  */
 export function bootTrialScript(): string {
   return template('boot-trial.sh');
+}
+
+/** Where the root keeps the interface choice /sbin/init sources ({@link networkInterfaceScript}). */
+export const NETWORK_SCRIPT_PATH = 'usr/lib/boardfleet/network-interface.sh';
+
+/**
+ * `boardfleet_network_interface CONFIGURED WAIT_SECONDS [NET_DIR]`, a POSIX sh file /sbin/init
+ * sources: the board's interface if present, else the first with a carrier. Kept apart from
+ * /sbin/init so that tests can run it against a directory standing for /sys/class/net.
+ */
+export function networkInterfaceScript(): string {
+  return template('network-interface.sh');
 }
 
 /** The script busybox udhcpc runs on lease changes. */

@@ -37,6 +37,16 @@ mount -t devpts -o gid=5,mode=0620 devpts /dev/pts
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
+# crun asks this mount which cgroup mode the host has, even with no cgroup manager.
+mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
+
+# Without a battery-backed clock (Pi 3, Zero 2 W) the kernel starts in 1970. Like systemd's clock
+# epoch, never earlier than the image's build: the builder stamps every root file with it. The
+# agent then takes the time from its server.
+clock_floor=$(stat -c %Y /etc/os-release)
+if [ "$(date +%s)" -lt "$clock_floor" ] && date -u -s "@$clock_floor" >/dev/null; then
+	say "no clock: set to the image's build time, $(date -u '+%Y-%m-%d %H:%M UTC')"
+fi
 
 if ! mount -t ext4 -o rw,noatime "$DATA_DEVICE" /data; then
 	say "cannot mount the data partition $DATA_DEVICE: keeping state in memory, nothing will persist"
@@ -54,19 +64,12 @@ hostname "$(head -n 1 "$HOSTNAME_FILE" | tr -cd 'A-Za-z0-9-')"
 SLOT=$(sed -n 's/.*boardfleet\.slot=\([ab]\).*/\1/p' /proc/cmdline)
 say "slot ${SLOT:-unknown} up"
 
+. @NETWORK_SCRIPT@
 network() {
 	ip link set lo up
-	waited=0
-	while [ ! -e "/sys/class/net/$NET_INTERFACE" ]; do
-		if [ "$waited" -ge 30 ]; then
-			say "no network interface $NET_INTERFACE after 30 s"
-			return
-		fi
-		sleep 1
-		waited=$((waited + 1))
-	done
-	ip link set "$NET_INTERFACE" up
-	udhcpc -i "$NET_INTERFACE" -b -t 10 -T 2 -S -s /usr/share/udhcpc/default.script -x "hostname:$(hostname)"
+	boardfleet_network_interface "$NET_INTERFACE" 30 || return
+	ip link set "$NETWORK_INTERFACE" up
+	udhcpc -i "$NETWORK_INTERFACE" -b -t 10 -T 2 -S -s /usr/share/udhcpc/default.script -x "hostname:$(hostname)"
 }
 network &
 
