@@ -8,9 +8,12 @@ import {
   getAnyBoard,
   getBoard,
   getLinuxBoard,
+  getUf2Board,
   getVmBoard,
+  listAllBoards,
   listBoards,
   listLinuxBoards,
+  listUf2Boards,
   listVmBoards,
   parseBoardFile,
 } from './board-catalogue.ts';
@@ -113,7 +116,7 @@ describe('board catalogue', () => {
 
   it('names an unknown board and lists the known ones', () => {
     expect(() => getBoard('zx81')).toThrow(
-      'Unknown board "zx81". Known boards: leonardo, mega2560, nano, nano:old-bootloader, pro-mini-5v, ' +
+      'Unknown board "zx81". Known boards: leonardo, mega2560, nano, nano:old-bootloader, pico, pro-mini-5v, ' +
         'qemu-virt-arm64, rpi-3b, rpi-4b, rpi-zero-2w, uno, vm-arm64, vm-x86_64 (see "boardfleet boards")',
     );
   });
@@ -294,12 +297,7 @@ describe('board catalogue', () => {
         .replace('serial0', 'ttyS1')
         .replace('gpu: vc4', ''),
     );
-    message = '';
-    try {
-      parseBoardFile(path);
-    } catch (error) {
-      message = (error as Error).message;
-    }
+    message = parseError(path);
     expect(message).toContain('firmware: a board booted by the Raspberry Pi firmware must list it');
     expect(message).toContain("kernel.deviceTrees: the Raspberry Pi firmware needs the board's device tree");
     expect(message).toContain('bootConfig: an arm64 kernel needs arm_64bit=1');
@@ -343,7 +341,110 @@ describe('board catalogue', () => {
     const path = join(directory, 'fpga.yaml');
     writeFileSync(path, 'id: fpga\nname: An FPGA\nfamily: fpga\n');
     expect(() => parseBoardFile(path)).toThrow(
-      'family: must be "mcu" (a microcontroller board), "linux" (a board that runs a Linux image) or "vm" (a virtual machine for unikernel images)',
+      'family: must be "mcu" (a microcontroller board), "linux" (a board that runs a Linux image), "vm" (a virtual machine for unikernel images) or "uf2" (a microcontroller flashed through a UF2 drive)',
     );
   });
+
+  describe('UF2 boards', () => {
+    it('has the Raspberry Pi Pico: RP2040, 2 MB of flash at 0x10000000, its boot ROM drive and LED', () => {
+      expect(listUf2Boards().map((board) => board.id)).toEqual(['pico']);
+      const pico = getUf2Board('pico');
+      expect(pico).toMatchObject({
+        family: 'uf2',
+        mcu: 'rp2040',
+        crystalHz: 12_000_000,
+        flash: {
+          address: 0x1000_0000,
+          size: 2 * 1024 * 1024,
+          pageSize: 256,
+          sectorSize: 4096,
+          boot2Size: 256,
+        },
+        ramSize: 264 * 1024,
+        ledPin: 25,
+      });
+      // Microsoft's uf2families.json: "Raspberry Pi RP2040".
+      expect(pico.uf2).toEqual({
+        familyId: 0xe48bff56,
+        volumeLabel: 'RPI-RP2',
+        infoFile: 'INFO_UF2.TXT',
+        boardId: 'RPI-RP2',
+      });
+      // Raspberry Pi's usb-pid list: 0x0003 "RP2040 boot", 0x000A "Pico SDK CDC UART".
+      expect(pico.usb.map((device) => [device.vendorId, device.productId, device.role])).toEqual([
+        [0x2e8a, 0x0003, 'bootloader-drive'],
+        [0x2e8a, 0x000a, 'firmware-serial'],
+      ]);
+    });
+
+    it('speaks Firmata on UART0 (GP0/GP1) at the rate of the AVR Firmata recipe', () => {
+      const recipe = readFileSync(
+        new URL('../firmware-recipes/firmata/recipe.yaml', import.meta.url),
+        'utf8',
+      );
+      const avrBaud = Number(/FIRMATA_BAUD: '(\d+)'/.exec(recipe)?.[1]);
+      expect(getUf2Board('pico').serial).toEqual({ uart: 0, txPin: 0, rxPin: 1, baudRate: avrBaud });
+    });
+
+    it('keeps UF2 boards out of the AVR board list, saying why when one is asked for', () => {
+      expect(listBoards().map((board) => board.id)).not.toContain('pico');
+      expect(getAnyBoard('pico').family).toBe('uf2');
+      expect(() => getBoard('pico')).toThrow(
+        '"pico" (Raspberry Pi Pico) is an RP2040 board flashed through its UF2 drive, not an AVR board',
+      );
+      expect(() => getUf2Board('uno')).toThrow(
+        '"uno" (Arduino Uno) is not flashed through a UF2 drive: UF2 boards are pico',
+      );
+      expect(listAllBoards().filter((board) => board.family === 'uf2')).toHaveLength(1);
+    });
+
+    it('refuses a bad UF2 board file, naming every bad field', () => {
+      const directory = mkdtempSync(join(tmpdir(), 'boards-'));
+      const path = join(directory, 'pico.yaml');
+      const good = readFileSync(new URL('./pico.yaml', import.meta.url), 'utf8');
+      writeFileSync(
+        path,
+        good
+          .replace('mcu: rp2040', 'mcu: rp2350')
+          .replace('volumeLabel: RPI-RP2', 'volumeLabel: rpi-rp2')
+          .replace('role: bootloader-drive', 'role: drive'),
+      );
+      let message = '';
+      try {
+        parseBoardFile(path);
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).toContain(`${path} is not a valid board file:`);
+      expect(message).toMatch(/mcu: .*rp2040/);
+      expect(message).toMatch(/uf2\.volumeLabel: a FAT volume label/);
+      expect(message).toMatch(/usb\.0\.role: .*bootloader-drive/);
+      // The cross-field rules, on an otherwise well-formed file.
+      writeFileSync(
+        path,
+        good
+          .replace('address: 0x10000000', 'address: 0x10000100')
+          .replace('size: 2097152', 'size: 2097000')
+          .replace('boot2Size: 256', 'boot2Size: 512')
+          .replace('rxPin: 1', 'rxPin: 0')
+          .replace(/^ {2}- \{[^\n]*bootloader-drive[^\n]*\n/m, ''),
+      );
+      message = parseError(path);
+      expect(message).toContain('flash.address: must be a multiple of flash.sectorSize');
+      expect(message).toContain('flash.size: must be a whole number of sectors');
+      expect(message).toContain('flash.boot2Size: the boot ROM reads the stage-2 boot as one page');
+      expect(message).toContain("usb: must list the boot ROM's drive (role: bootloader-drive)");
+      expect(message).toContain('serial.rxPin: must differ from txPin');
+    });
+  });
 });
+
+/** The message parseBoardFile throws for a bad board file ('' when it parses). */
+function parseError(path: string): string {
+  try {
+    parseBoardFile(path);
+    return '';
+  } catch (error) {
+    return (error as Error).message;
+  }
+}

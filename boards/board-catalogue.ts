@@ -4,6 +4,7 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { BoardfleetError } from '../protocol/errors.ts';
 import { TRIAL_METHODS, type TrialMethod } from '../protocol/linux-ab-layout.ts';
+import { uf2BoardFileSchema } from './uf2-board-file.ts';
 
 const BOARDS_DIRECTORY = new URL('.', import.meta.url).pathname;
 
@@ -208,6 +209,7 @@ const boardFileSchema = z.discriminatedUnion('family', [
   mcuBoardFileSchema,
   linuxBoardFileSchema,
   vmBoardFileSchema,
+  uf2BoardFileSchema,
 ]);
 
 /** A microcontroller board: what the build, the flasher, `ports` and the simulator need to know. */
@@ -224,11 +226,14 @@ export type LinuxBoard = z.infer<typeof linuxBoardFileSchema>;
 /** A virtual machine for unikernel-style images. */
 export type VmBoard = z.infer<typeof vmBoardFileSchema>;
 
+/** A microcontroller flashed through its boot ROM's UF2 drive (the Raspberry Pi Pico). */
+export type Uf2Board = z.infer<typeof uf2BoardFileSchema>;
+
 /** The Arduino toolkit's name for a board: always a microcontroller board. */
 export type Board = McuBoard;
 
 /** Any board of the catalogue; `family` tells which. */
-export type AnyBoard = McuBoard | LinuxBoard | VmBoard;
+export type AnyBoard = McuBoard | LinuxBoard | VmBoard | Uf2Board;
 
 let catalogue: Map<string, AnyBoard> | undefined;
 
@@ -247,6 +252,11 @@ export function listVmBoards(directory = BOARDS_DIRECTORY): VmBoard[] {
   return listAllBoards(directory).filter(isVmBoard);
 }
 
+/** Every UF2 board (flashed through its boot ROM's drive). */
+export function listUf2Boards(directory = BOARDS_DIRECTORY): Uf2Board[] {
+  return listAllBoards(directory).filter(isUf2Board);
+}
+
 /** Every board of every family, sorted by id. */
 export function listAllBoards(directory = BOARDS_DIRECTORY): AnyBoard[] {
   return [...readCatalogue(directory).values()];
@@ -255,6 +265,7 @@ export function listAllBoards(directory = BOARDS_DIRECTORY): AnyBoard[] {
 export const isMcuBoard = (board: AnyBoard): board is McuBoard => board.family === 'mcu';
 export const isLinuxBoard = (board: AnyBoard): board is LinuxBoard => board.family === 'linux';
 export const isVmBoard = (board: AnyBoard): board is VmBoard => board.family === 'vm';
+export const isUf2Board = (board: AnyBoard): board is Uf2Board => board.family === 'uf2';
 
 /**
  * A microcontroller board by id (`uno`, `nano:old-bootloader`). An unknown id is an error that
@@ -263,6 +274,13 @@ export const isVmBoard = (board: AnyBoard): board is VmBoard => board.family ===
 export function getBoard(id: string, directory = BOARDS_DIRECTORY): McuBoard {
   const board = getAnyBoard(id, directory);
   if (isMcuBoard(board)) return board;
+  if (isUf2Board(board)) {
+    throw new BoardfleetError(
+      'board-wrong-family',
+      `"${id}" (${board.name}) is an ${board.mcu.toUpperCase()} board flashed through its UF2 drive, not an AVR board: ` +
+        `the Arduino toolchain and bootloaders do not apply to it. AVR boards: ${idsOf(listBoards(directory))}`,
+    );
+  }
   const example = isVmBoard(board) ? 'http-hello' : 'pi-minimal';
   throw new BoardfleetError(
     'board-wrong-family',
@@ -270,6 +288,13 @@ export function getBoard(id: string, directory = BOARDS_DIRECTORY): McuBoard {
       `(boardfleet build ${example} --board ${id}), not a sketch or microcontroller firmware. ` +
       `Microcontroller boards: ${idsOf(listBoards(directory))}`,
   );
+}
+
+/** A board reached over a serial port (Firmata, the monitor, an agent's attached board): an AVR or a UF2 board. */
+export function getSerialBoard(id: string, directory = BOARDS_DIRECTORY): McuBoard | Uf2Board {
+  const board = getAnyBoard(id, directory);
+  // getBoard says why a Linux or VM board is not one.
+  return isUf2Board(board) ? board : getBoard(id, directory);
 }
 
 /** A Linux board by id (`rpi-4b`); a microcontroller board's id is an error naming the Linux boards. */
@@ -292,7 +317,17 @@ export function getVmBoard(id: string, directory = BOARDS_DIRECTORY): VmBoard {
   );
 }
 
-/** A board of either family by id; an unknown id is an error that lists the known ones. */
+/** A UF2 board by id (`pico`); another family's id is an error naming the UF2 boards. */
+export function getUf2Board(id: string, directory = BOARDS_DIRECTORY): Uf2Board {
+  const board = getAnyBoard(id, directory);
+  if (isUf2Board(board)) return board;
+  throw new BoardfleetError(
+    'board-wrong-family',
+    `"${id}" (${board.name}) is not flashed through a UF2 drive: UF2 boards are ${idsOf(listUf2Boards(directory))}`,
+  );
+}
+
+/** A board of any family by id; an unknown id is an error that lists the known ones. */
 export function getAnyBoard(id: string, directory = BOARDS_DIRECTORY): AnyBoard {
   const boards = readCatalogue(directory);
   const board = boards.get(id);
@@ -331,7 +366,7 @@ export function parseBoardFile(path: string): AnyBoard[] {
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) =>
       issue.path.length === 1 && issue.path[0] === 'family'
-        ? 'family: must be "mcu" (a microcontroller board), "linux" (a board that runs a Linux image) or "vm" (a virtual machine for unikernel images)'
+        ? 'family: must be "mcu" (a microcontroller board), "linux" (a board that runs a Linux image), "vm" (a virtual machine for unikernel images) or "uf2" (a microcontroller flashed through a UF2 drive)'
         : `${issue.path.join('.') || '(file)'}: ${issue.message}`,
     );
     throw new BoardfleetError(
@@ -349,7 +384,7 @@ export function parseBoardFile(path: string): AnyBoard[] {
       `${path}: id "${parsed.data.id}" must match the file name ("${expectedId}")`,
     );
   }
-  if (parsed.data.family === 'linux' || parsed.data.family === 'vm') return [parsed.data];
+  if (parsed.data.family !== 'mcu') return [parsed.data];
   const { variants, ...base } = parsed.data;
   const boards: AnyBoard[] = [withDerivedFields(base)];
   for (const [variantId, variant] of Object.entries(variants ?? {})) {

@@ -6,6 +6,11 @@ import { listRecipes, loadRecipe, type RecipeKind, recipeKindMismatch, recipePat
 
 /** Local builds of microcontroller firmware (the CLI's build and flash commands) enter here too. */
 export { buildFirmware, type BuildInput, type BuildResult } from './mcu/build-firmware.ts';
+export {
+  buildUf2Firmware,
+  type Uf2BuildInput,
+  type Uf2BuildResult,
+} from './mcu/rp2040/build-uf2-firmware.ts';
 export { formatSizeReport } from './mcu/size-report.ts';
 
 export interface BuilderOptions {
@@ -26,8 +31,9 @@ interface ArtifactBuilder {
 
 /**
  * The recipe kinds the build queue builds into artifacts. Microcontroller firmware is built
- * where the board is plugged in, by `buildFirmware`. Each builder is loaded when it first builds:
- * the CLI loads this entry at every start, and the image builders bring esbuild and tar along.
+ * where the board is plugged in, by `buildFirmware` (AVR) and `buildUf2Firmware` (RP2040). Each
+ * builder is loaded when it first builds: the CLI loads this entry at every start, and the image
+ * builders bring esbuild and tar along.
  */
 const ARTIFACT_BUILDERS: Partial<Record<RecipeKind, ArtifactBuilder>> = {
   'linux-image': {

@@ -85,6 +85,12 @@ export const ERROR_STATUS = {
   'script-bad-value': 400,
   'sketch-invalid': 400,
   'tree-bad-path': 400,
+  /** A UF2 file that is corrupt, cut short or built for another chip's family. */
+  'uf2-invalid': 400,
+  /** Several mounted drives could be the board's BOOTSEL drive: --drive says which. */
+  'uf2-drive-ambiguous': 400,
+  /** The --drive given has no INFO_UF2.TXT naming the board's boot ROM. */
+  'uf2-drive-invalid': 400,
   'unikernel-program': 400,
   'wrong-kind': 400,
 
@@ -124,6 +130,8 @@ export const ERROR_STATUS = {
   'downgrade-refused': 409,
   'flash-aborted': 409,
   'image-input-changed': 409,
+  /** A UF2 board can only be flashed while its boot ROM's drive is mounted (BOOTSEL held at plug-in). */
+  'needs-bootsel': 409,
   'no-attempt': 409,
   'no-known-good-firmware': 409,
   'no-strategy': 409,
@@ -194,6 +202,10 @@ export const ERROR_STATUS = {
   'unsigned-target': 409,
   'tool-missing': 503,
   'toolchain-missing': 503,
+  /** No mounted drive is the board's BOOTSEL drive (label and INFO_UF2.TXT). */
+  'uf2-drive-not-found': 503,
+  /** Writing the UF2 onto the BOOTSEL drive failed before its last block. */
+  'uf2-write-failed': 503,
 
   // A board did not answer in time.
   'bootloader-no-answer': 504,

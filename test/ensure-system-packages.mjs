@@ -19,12 +19,18 @@ export const REQUIRED_DEBIAN_PACKAGES = {
   'pkg-config': '/usr/bin/pkg-config',
   gcc: '/usr/bin/gcc',
   avrdude: '/usr/bin/avrdude',
+  // The Pico (RP2040) firmware: Arm's bare-metal GCC and newlib (firmware-recipes/firmata/src/rp2040/).
+  'gcc-arm-none-eabi': '/usr/bin/arm-none-eabi-gcc',
+  'libnewlib-arm-none-eabi': '/usr/lib/arm-none-eabi/newlib/nano.specs',
   socat: '/usr/bin/socat',
   udev: '/usr/bin/udevadm',
   // Linux images: filesystems made from folders, unprivileged; qemu boots what we build.
   'squashfs-tools': '/usr/bin/mksquashfs',
   dosfstools: '/usr/sbin/mkfs.vfat',
   mtools: '/usr/bin/mcopy',
+  // A FAT image stands for the Pico's BOOTSEL drive (mcu/flasher/uf2-drive.test.ts); fusefat mounts it
+  // where the kernel has no vfat to loop-mount it with.
+  fusefat: '/usr/bin/fusefat',
   fdisk: '/usr/sbin/sfdisk',
   e2fsprogs: '/usr/sbin/mke2fs',
   cpio: '/usr/bin/cpio',

@@ -1,41 +1,26 @@
-import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AvrToolchain } from './avr-toolchain.repository.ts';
+import { exists, useTempFolder } from '../../test/support/temp-folders.ts';
 import { buildFirmware } from './build-firmware.ts';
 
 const fixtures = join(import.meta.dirname, 'fixtures');
-let workDir: string;
-
-beforeAll(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'build-firmware-'));
-});
-
-afterAll(async () => {
-  await rm(workDir, { recursive: true, force: true });
-});
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
+const workDir = useTempFolder('build-firmware-');
 
 describe('buildFirmware with the real avr-gcc toolchain', () => {
   it('builds the firmata recipe for an Uno into a .hex and .elf that fit, byte-identical on a second build elsewhere', async () => {
     const first = await buildFirmware({
       recipe: 'firmata',
       board: 'uno',
-      outDir: join(workDir, 'firmata-1'),
+      outDir: join(workDir(), 'firmata-1'),
     });
     const second = await buildFirmware({
       recipe: 'firmata',
       board: 'uno',
-      outDir: join(workDir, 'firmata-2'),
+      outDir: join(workDir(), 'firmata-2'),
     });
-    expect(first.hexPath).toBe(join(workDir, 'firmata-1', 'firmata.hex'));
+    expect(first.hexPath).toBe(join(workDir(), 'firmata-1', 'firmata.hex'));
     expect(first.size.flashLimit).toBe(32256);
     expect(first.size.ramLimit).toBe(2048);
     expect(first.size.flashBytes).toBeGreaterThan(1000);
@@ -51,14 +36,14 @@ describe('buildFirmware with the real avr-gcc toolchain', () => {
     const first = await buildFirmware({
       sketchPath: join(fixtures, 'blink'),
       board: 'uno',
-      outDir: join(workDir, 'blink-1'),
-      cacheDir: join(workDir, 'cache-1'),
+      outDir: join(workDir(), 'blink-1'),
+      cacheDir: join(workDir(), 'cache-1'),
     });
     const second = await buildFirmware({
       sketchPath: join(fixtures, 'blink', 'blink.ino'),
       board: 'uno',
-      outDir: join(workDir, 'blink-2'),
-      cacheDir: join(workDir, 'cache-2'),
+      outDir: join(workDir(), 'blink-2'),
+      cacheDir: join(workDir(), 'cache-2'),
     });
     expect(first.name).toBe('blink');
     expect(first.size.flashBytes).toBeGreaterThan(500);
@@ -71,17 +56,17 @@ describe('buildFirmware with the real avr-gcc toolchain', () => {
     const cached = await buildFirmware({
       sketchPath: join(fixtures, 'blink'),
       board: 'uno',
-      outDir: join(workDir, 'blink-cached'),
-      cacheDir: join(workDir, 'cache-1'),
+      outDir: join(workDir(), 'blink-cached'),
+      cacheDir: join(workDir(), 'cache-1'),
       onStep: (step) => steps.push(step),
     });
     expect(steps).toContain('using the cached Arduino core');
     expect(steps).not.toContain('compiling the Arduino core');
-    expect(await readFile(cached.elfPath)).toEqual(await readFile(join(workDir, 'blink-1', 'blink.elf')));
+    expect(await readFile(cached.elfPath)).toEqual(await readFile(join(workDir(), 'blink-1', 'blink.elf')));
   });
 
   it('refuses a sketch too big for the Uno beside its bootloader, leaving no .hex to flash', async () => {
-    const outDir = join(workDir, 'too-big');
+    const outDir = join(workDir(), 'too-big');
     await expect(
       buildFirmware({ sketchPath: join(fixtures, 'too-big'), board: 'uno', outDir }),
     ).rejects.toMatchObject({
@@ -96,7 +81,7 @@ describe('buildFirmware with the real avr-gcc toolchain', () => {
       buildFirmware({
         recipe: 'firmata',
         board: 'uno',
-        outDir: join(workDir, 'none'),
+        outDir: join(workDir(), 'none'),
         toolchain: new AvrToolchain('/nonexistent'),
       }),
     ).rejects.toMatchObject({
@@ -122,8 +107,8 @@ describe('buildFirmware with the real avr-gcc toolchain', () => {
       buildFirmware({
         sketchPath: join(fixtures, 'does-not-compile'),
         board: 'uno',
-        outDir: join(workDir, 'broken'),
-        cacheDir: join(workDir, 'cache-1'),
+        outDir: join(workDir(), 'broken'),
+        cacheDir: join(workDir(), 'cache-1'),
       }),
     ).rejects.toMatchObject({
       code: 'build-failed',

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { dirname, extname, join, resolve } from 'node:path';
 import { sha256, sha256File } from '../../lib/hash.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
-import { AvrToolchain } from './avr-toolchain.repository.ts';
+import { type AvrTool, AvrToolchain } from './avr-toolchain.repository.ts';
 import { type BuildTarget, resolveBuildTarget } from './build-target.ts';
-import type { McuRecipe } from '../recipe/mcu-recipe.ts';
+import { assertRecipeSupports, type McuRecipe, recipeDefineFlags, sourcesFor } from '../recipe/mcu-recipe.ts';
 import { loadRecipeOfKind, recipePath } from '../recipe/recipe.ts';
 import { hashOf } from '../steps/input-hash.ts';
-import { assertFits, parseAvrSize, type SizeReport } from './size-report.ts';
+import { assertFits, parseBerkeleySize, type SizeReport } from './size-report.ts';
 import {
   type ArchiveSpec,
   type BuildJob,
@@ -19,10 +19,10 @@ import {
   targetFlags,
   type UsedLibrary,
 } from './compile-unit.ts';
+import { firstFailure, ObjectCompiler } from './object-compiler.ts';
 import { type LibraryOptions, sketchJob } from './sketch-job.ts';
 
 export type { UsedLibrary } from './compile-unit.ts';
-const PARALLEL_COMPILES = 2;
 const DEFAULT_CACHE_DIRECTORY = join(tmpdir(), 'boardfleet-build-cache');
 
 export type BuildInput = { recipe: string; sketchPath?: never } | { sketchPath: string; recipe?: never };
@@ -62,7 +62,7 @@ export interface BuildResult {
 export async function buildFirmware(input: BuildInput & BuildOptions): Promise<BuildResult> {
   const started = performance.now();
   const toolchain = input.toolchain ?? new AvrToolchain();
-  await toolchain.ensureInstalled();
+  toolchain.ensureInstalled();
   const target = resolveBuildTarget(input.board);
   const job =
     input.recipe !== undefined
@@ -110,59 +110,10 @@ export async function buildFirmware(input: BuildInput & BuildOptions): Promise<B
   };
 }
 
-/** Compiles units into `<outDir>/obj`, at most PARALLEL_COMPILES at a time over all callers, keeping the compiler's warnings. */
-class ObjectCompiler {
-  readonly warnings: string[] = [];
-  private running = 0;
-  private readonly waiting: Array<() => void> = [];
-
-  constructor(
-    readonly toolchain: AvrToolchain,
-    readonly outDir: string,
-    private readonly onStep?: (step: string) => void,
-  ) {}
-
-  /** The object files, in the order of the units. */
-  async compileAll(units: CompileUnit[], step: string): Promise<string[]> {
-    this.onStep?.(step);
-    return firstFailure(units.map((unit) => this.inSlot(() => this.compile(unit))));
-  }
-
-  private async compile(unit: CompileUnit): Promise<string> {
-    const objectPath = join(this.outDir, 'obj', unit.objectName);
-    const run = await this.toolchain.run(
-      unit.compiler,
-      [...unit.flags, '-c', unit.source, '-o', objectPath],
-      unit.cwd,
-    );
-    if (run.stderr.trim()) this.warnings.push(run.stderr.trim());
-    return objectPath;
-  }
-
-  private async inSlot<T>(work: () => Promise<T>): Promise<T> {
-    if (this.running >= PARALLEL_COMPILES) await new Promise<void>((start) => this.waiting.push(start));
-    this.running++;
-    try {
-      return await work();
-    } finally {
-      this.running--;
-      this.waiting.shift()?.();
-    }
-  }
-}
-
-/** Like Promise.all, but waits for every promise to settle, then throws the first failure in order. */
-async function firstFailure<T>(promises: Array<Promise<T>>): Promise<T[]> {
-  const settled = await Promise.allSettled(promises);
-  const failed = settled.find((outcome) => outcome.status === 'rejected');
-  if (failed) throw failed.reason;
-  return settled.map((outcome) => (outcome as PromiseFulfilledResult<T>).value);
-}
-
 /** An archive's units compiled into `<outDir>/obj/<name>.a`: from the cache when nothing that shapes it changed. */
 async function compileArchive(
   spec: ArchiveSpec,
-  compiler: ObjectCompiler,
+  compiler: ObjectCompiler<AvrTool>,
   cacheDir: string,
   compilerVersion: string,
   onStep?: (step: string) => void,
@@ -215,7 +166,10 @@ async function linkFirmware(
       throw tooBigForChip(error, name, target) ?? error;
     });
   const sizeRun = await toolchain.run('avr-size', ['--format=berkeley', elfPath], outDir);
-  const size = parseAvrSize(sizeRun.stdout, { flashLimit: target.flashLimit, ramLimit: target.ramLimit });
+  const size = parseBerkeleySize(sizeRun.stdout, {
+    flashLimit: target.flashLimit,
+    ramLimit: target.ramLimit,
+  });
   // Checked before the .hex exists, so no flashable image of a program that cannot fit is left behind.
   await rm(hexPath, { force: true });
   assertFits(size, name, target.boardId);
@@ -264,23 +218,9 @@ async function storeInCache(file: string, cached: string): Promise<void> {
 }
 
 async function recipeJob(recipe: McuRecipe, target: BuildTarget): Promise<BuildJob> {
-  if (!recipe.mcus.includes(target.mcu)) {
-    throw new BoardfleetError(
-      'board-unsupported',
-      `Recipe ${recipe.id} supports ${recipe.mcus.join(', ')}, but board ${target.boardId} has an ${target.mcu}`,
-    );
-  }
-  const [major = '0', minor = '0'] = recipe.version.split('.');
-  const defines = {
-    ...recipe.defines,
-    ...(recipe.boardDefines[target.boardId] ?? {}),
-    FIRMWARE_VERSION_MAJOR: major,
-    FIRMWARE_VERSION_MINOR: minor,
-  };
-  const defineFlags = Object.entries(defines)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([name, value]) => `-D${name}=${value}`);
-  const units: CompileUnit[] = recipe.sources.map((source) => {
+  assertRecipeSupports(recipe, target.boardId, target.mcu);
+  const defineFlags = recipeDefineFlags(recipe, target.boardId);
+  const units: CompileUnit[] = sourcesFor(recipe, 'avr').map((source) => {
     const isCpp = ['.cpp', '.cc'].includes(extname(source));
     return {
       compiler: isCpp ? 'avr-g++' : 'avr-gcc',

@@ -1,14 +1,8 @@
 import type { BuildTarget } from './build-target.ts';
+import type { ObjectUnit } from './object-compiler.ts';
 
-/** One source file to compile into one object. */
-export interface CompileUnit {
-  compiler: 'avr-gcc' | 'avr-g++';
-  /** Relative to `cwd`, so no absolute path reaches the object (__FILE__, symbol names). */
-  source: string;
-  cwd: string;
-  objectName: string;
-  flags: string[];
-}
+/** One source file to compile into one object with avr-gcc. */
+export type CompileUnit = ObjectUnit<'avr-gcc' | 'avr-g++'>;
 
 /** Sources compiled once into a deterministic archive, cached by a hash of what shapes its bytes. */
 export interface ArchiveSpec {

@@ -1,7 +1,7 @@
-import { access, cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { exists, useTempFolder } from '../../test/support/temp-folders.ts';
 import { buildFirmware } from './build-firmware.ts';
 import { findLibraries } from './library-folders.ts';
 
@@ -13,24 +13,12 @@ const NO_USER_LIBRARIES = join(libraryFolders, 'none');
 // Real avr-gcc builds on a loaded two-core machine.
 const BUILD_TIMEOUT = 120_000;
 
-let workDir: string;
+const workDir = useTempFolder('library-builds-');
 let cacheDir: string;
 
-beforeAll(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'library-builds-'));
-  cacheDir = join(workDir, 'cache');
+beforeAll(() => {
+  cacheDir = join(workDir(), 'cache');
 });
-
-afterAll(async () => {
-  await rm(workDir, { recursive: true, force: true });
-});
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
 
 function core(name: string, version = '1.0') {
   return { name, version, folder: join(CORE_LIBRARIES, name), location: 'core' };
@@ -52,7 +40,7 @@ describe('Arduino libraries in sketch builds, with the real avr-gcc toolchain', 
       const result = await buildFirmware({
         sketchPath: join(sketches, sketch),
         board,
-        outDir: join(workDir, `${sketch}-${board}`),
+        outDir: join(workDir(), `${sketch}-${board}`),
         cacheDir,
         userLibrariesDir: NO_USER_LIBRARIES,
       });
@@ -65,7 +53,7 @@ describe('Arduino libraries in sketch builds, with the real avr-gcc toolchain', 
   it(
     'takes libraries from ~/Arduino/libraries (1.0 and 1.5 format, following their own includes), reproducibly',
     async () => {
-      const home = join(workDir, 'home');
+      const home = join(workDir(), 'home');
       await mkdir(join(home, 'Arduino'), { recursive: true });
       await symlink(join(libraryFolders, 'home'), join(home, 'Arduino', 'libraries'));
       const previousHome = process.env.HOME;
@@ -75,8 +63,8 @@ describe('Arduino libraries in sketch builds, with the real avr-gcc toolchain', 
         first = await buildFirmware({
           sketchPath: join(sketches, 'uses-home-library'),
           board: 'uno',
-          outDir: join(workDir, 'home-1'),
-          cacheDir: join(workDir, 'home-cache-1'),
+          outDir: join(workDir(), 'home-1'),
+          cacheDir: join(workDir(), 'home-cache-1'),
         });
       } finally {
         process.env.HOME = previousHome;
@@ -84,8 +72,8 @@ describe('Arduino libraries in sketch builds, with the real avr-gcc toolchain', 
       const second = await buildFirmware({
         sketchPath: join(sketches, 'uses-home-library'),
         board: 'uno',
-        outDir: join(workDir, 'home-2'),
-        cacheDir: join(workDir, 'home-cache-2'),
+        outDir: join(workDir(), 'home-2'),
+        cacheDir: join(workDir(), 'home-cache-2'),
         userLibrariesDir: join(libraryFolders, 'home'),
       });
       expect(first.libraries).toEqual([
@@ -117,8 +105,8 @@ describe('Arduino libraries in sketch builds, with the real avr-gcc toolchain', 
         buildFirmware({
           sketchPath: join(sketches, 'uses-wire'),
           board: 'uno',
-          outDir: join(workDir, outDir),
-          cacheDir: join(workDir, 'wire-cache'),
+          outDir: join(workDir(), outDir),
+          cacheDir: join(workDir(), 'wire-cache'),
           userLibrariesDir: NO_USER_LIBRARIES,
           onStep: (step) => steps.push(step),
         });
@@ -136,7 +124,7 @@ describe('Arduino libraries in sketch builds, with the real avr-gcc toolchain', 
   it(
     'lets a --library folder override a core library of the same name, as arduino-builder does',
     async () => {
-      const override = join(workDir, 'override');
+      const override = join(workDir(), 'override');
       await cp(join(CORE_LIBRARIES, 'Wire'), join(override, 'Wire'), { recursive: true });
       const properties = join(override, 'Wire', 'library.properties');
       await writeFile(
@@ -146,7 +134,7 @@ describe('Arduino libraries in sketch builds, with the real avr-gcc toolchain', 
       const result = await buildFirmware({
         sketchPath: join(sketches, 'uses-wire'),
         board: 'uno',
-        outDir: join(workDir, 'override-build'),
+        outDir: join(workDir(), 'override-build'),
         cacheDir,
         userLibrariesDir: NO_USER_LIBRARIES,
         libraryDirs: [override],
@@ -167,7 +155,7 @@ describe('Arduino libraries in sketch builds, with the real avr-gcc toolchain', 
       const result = await buildFirmware({
         sketchPath: join(sketches, 'uses-option-library'),
         board: 'uno',
-        outDir: join(workDir, 'option'),
+        outDir: join(workDir(), 'option'),
         cacheDir,
         userLibrariesDir: NO_USER_LIBRARIES,
         libraryDirs: [folder],
@@ -209,7 +197,7 @@ describe('Arduino libraries in sketch builds, with the real avr-gcc toolchain', 
   ])(
     'refuses a sketch when $why, in one line, creating no output',
     async ({ sketch, libraryDirs, code, message }) => {
-      const outDir = join(workDir, `refused-${code}`);
+      const outDir = join(workDir(), `refused-${code}`);
       await expect(
         buildFirmware({
           sketchPath: join(sketches, sketch),

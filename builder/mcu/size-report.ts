@@ -9,12 +9,18 @@ export interface SizeReport {
   ramLimit: number;
 }
 
-/** Parses `avr-size --format=berkeley` output (a header line, then text data bss dec hex name). */
-export function parseAvrSize(output: string, limits: { flashLimit: number; ramLimit: number }): SizeReport {
+/**
+ * Parses `avr-size --format=berkeley` or `arm-none-eabi-size --format=berkeley` output (a header
+ * line, then text data bss dec hex name): flash holds text and the initial values in data.
+ */
+export function parseBerkeleySize(
+  output: string,
+  limits: { flashLimit: number; ramLimit: number },
+): SizeReport {
   const row = output.trim().split('\n')[1]?.trim().split(/\s+/);
   const [text, data, bss] = (row ?? []).map(Number);
   if (text === undefined || data === undefined || bss === undefined || [text, data, bss].some(Number.isNaN)) {
-    throw new BoardfleetError('build-failed', `Could not read avr-size output:\n${output}`);
+    throw new BoardfleetError('build-failed', `Could not read the size tool's output:\n${output}`);
   }
   return { flashBytes: text + data, ramBytes: data + bss, ...limits };
 }

@@ -1,5 +1,9 @@
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { getAnyBoard, isUf2Board, type Uf2Board } from '../../boards/board-catalogue.ts';
+import { buildUf2Firmware } from '../../builder/mcu/rp2040/build-uf2-firmware.ts';
+import { picoFlashFile } from '../../mcu/simulator/rp2040/pico-launch.ts';
 import {
   defaultStateDirectory,
   findRunningBench,
@@ -14,7 +18,7 @@ export function register(program: Command): void {
   const bench = program
     .command('bench')
     .description(
-      'Simulated boards ("bench boards"): real bootloaders in simavr, on a serial port a host opens like a USB board',
+      'Simulated boards ("bench boards"): AVR boards with their real bootloaders in simavr, the Pico in rp2040js, on a serial port a host opens like a USB board',
     )
     .addHelpText(
       'after',
@@ -23,6 +27,8 @@ Examples:
   boardfleet bench start uno
   boardfleet flash firmata --board uno --port ~/.cache/boardfleet/bench/uno/tty
   boardfleet probe --port ~/.cache/boardfleet/bench/uno/tty
+  boardfleet bench start pico
+  boardfleet probe --port ~/.cache/boardfleet/bench/pico/tty
   boardfleet bench list
   boardfleet bench stop uno
   boardfleet bench stop --all`,
@@ -32,13 +38,20 @@ Examples:
     .command('start <board>')
     .description('Start a simulated board in the background and print its serial port')
     .option('--state-dir <dir>', 'where its flash image, port link and control socket live')
-    .option('--firmware <hex>', 'put this application in its flash first')
+    .option(
+      '--firmware <file>',
+      'put this in its flash first: a .hex for an AVR board, a .uf2 for the Pico (which otherwise starts with our Firmata)',
+    )
     .option('--json', 'machine-readable output')
     .action(async (boardId: string, options: { stateDir?: string; firmware?: string; json?: boolean }) => {
+      const board = getAnyBoard(boardId);
+      const firmware = isUf2Board(board)
+        ? { firmwareUf2: options.firmware ?? (await defaultUf2Firmware(board, options.stateDir)) }
+        : { firmwareHex: options.firmware };
       const simulated = await startSimulatedBoard({
         board: boardId,
         stateDir: options.stateDir,
-        firmwareHex: options.firmware,
+        ...firmware,
         detached: true,
       });
       simulated.disconnect();
@@ -49,9 +62,12 @@ Examples:
         stateDir: simulated.stateDir,
       };
       if (options.json) return printJson(started);
+      const onOpen = isUf2Board(board)
+        ? 'opening the port resets it, as on the bench Uno'
+        : 'opening the port resets it into its bootloader, as DTR does';
       process.stdout.write(
         `${started.portPath}\n` +
-          `  ${simulated.board.name} (pid ${started.pid}); opening the port resets it into its bootloader, as DTR does.\n` +
+          `  ${simulated.board.name} (pid ${started.pid}); ${onOpen}.\n` +
           `  Stop it with: boardfleet bench stop --state-dir ${started.stateDir}\n`,
       );
     });
@@ -100,6 +116,25 @@ Examples:
         ['board', 'port', 'pid', 'state dir'],
       );
     });
+}
+
+/**
+ * A bench Pico with nothing in its flash yet starts with our Firmata, built for it into its state
+ * directory, so `bench start pico` then `probe` works out of the box; later starts keep its flash.
+ */
+async function defaultUf2Firmware(
+  board: Uf2Board,
+  stateDir: string | undefined,
+): Promise<string | undefined> {
+  const directory = resolve(stateDir ?? defaultStateDirectory(board.id));
+  if (existsSync(picoFlashFile(board, directory))) return undefined;
+  process.stderr.write(`Building firmata for ${board.id}, the bench ${board.name}'s first firmware…\n`);
+  const built = await buildUf2Firmware({
+    recipe: 'firmata',
+    board: board.id,
+    outDir: join(directory, 'firmware'),
+  });
+  return built.uf2Path;
 }
 
 /** `bench stop --all`: every board at once, a line for each as it stops. */

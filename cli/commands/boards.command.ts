@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { listBoards, listLinuxBoards, listVmBoards } from '../../boards/board-catalogue.ts';
+import { listBoards, listLinuxBoards, listUf2Boards, listVmBoards } from '../../boards/board-catalogue.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 
 export function register(program: Command): void {
@@ -11,7 +11,8 @@ export function register(program: Command): void {
       const boards = listBoards();
       const linuxBoards = listLinuxBoards();
       const vmBoards = listVmBoards();
-      if (options.json) return printJson([...boards, ...linuxBoards, ...vmBoards]);
+      const uf2Boards = listUf2Boards();
+      if (options.json) return printJson([...boards, ...uf2Boards, ...linuxBoards, ...vmBoards]);
       process.stdout.write('Microcontroller boards (boardfleet build SKETCH|firmata, boardfleet flash):\n');
       printTable(
         boards.map((board) => ({
@@ -24,6 +25,20 @@ export function register(program: Command): void {
           reset: board.upload.reset,
         })),
         ['id', 'name', 'mcu', 'flash', 'ram', 'upload', 'reset'],
+      );
+      process.stdout.write(
+        '\nMicrocontroller boards flashed through a UF2 drive (boardfleet build firmata, boardfleet flash):\n',
+      );
+      printTable(
+        uf2Boards.map((board) => ({
+          id: board.id,
+          name: board.name,
+          mcu: board.mcu,
+          flash: formatBytes(board.flash.size),
+          ram: formatBytes(board.ramSize),
+          upload: `UF2 drive ${board.uf2.volumeLabel}`,
+        })),
+        ['id', 'name', 'mcu', 'flash', 'ram', 'upload'],
       );
       process.stdout.write('\nLinux boards (boardfleet build RECIPE, e.g. pi-minimal):\n');
       printTable(

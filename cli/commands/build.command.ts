@@ -1,9 +1,10 @@
 import { stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { Command } from 'commander';
-import { type BuildInput, buildFirmware, formatSizeReport } from '../../builder/builder.ts';
+import { type BuildInput, buildFirmware, buildUf2Firmware, formatSizeReport } from '../../builder/builder.ts';
 import type { UsedLibrary } from '../../builder/mcu/build-firmware.ts';
-import { getAnyBoard } from '../../boards/board-catalogue.ts';
+import { getAnyBoard, isUf2Board, type Uf2Board } from '../../boards/board-catalogue.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
 import type { BuildJob, BuildList } from '../../protocol/api/builds.ts';
 import { ApiClient } from '../api-client.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
@@ -15,6 +16,7 @@ export function register(program: Command): void {
     .command('build <target>')
     .description(
       'Build a firmware recipe (e.g. "firmata") or an Arduino sketch (.ino or its folder) into .hex and .elf; ' +
+        'for a UF2 board (pico), a firmware recipe into .uf2 and .elf; ' +
         'for a Linux board (e.g. rpi-4b), build an image recipe (e.g. pi-minimal) on the server; ' +
         'for a virtual machine (vm-x86_64, vm-arm64), a unikernel recipe (e.g. http-hello)',
     )
@@ -33,7 +35,9 @@ export function register(program: Command): void {
         target: string,
         options: { board: string; out?: string; library: string[]; json?: boolean; follow: boolean },
       ) => {
-        if (getAnyBoard(options.board).family !== 'mcu') {
+        const board = getAnyBoard(options.board);
+        if (isUf2Board(board)) return buildForUf2Board(target, board, options);
+        if (board.family !== 'mcu') {
           return buildImageOnServer(target, options.board, options);
         }
         const input: BuildInput = (await isSketch(target)) ? { sketchPath: target } : { recipe: target };
@@ -56,6 +60,35 @@ export function register(program: Command): void {
         );
       },
     );
+}
+
+/** A recipe built here with arm-none-eabi-gcc into .uf2 and .elf; sketches are AVR only. */
+async function buildForUf2Board(
+  target: string,
+  board: Uf2Board,
+  options: { out?: string; json?: boolean },
+): Promise<void> {
+  if (await isSketch(target)) {
+    throw new BoardfleetError(
+      'board-unsupported',
+      `Arduino sketches build for AVR boards only; board ${board.id} (${board.name}) builds firmware recipes, e.g. boardfleet build firmata --board ${board.id}`,
+    );
+  }
+  const result = await buildUf2Firmware({
+    recipe: target,
+    board: board.id,
+    ...(options.out ? { outDir: options.out } : {}),
+    onStep: options.json ? undefined : (step) => process.stderr.write(`  ${step}…\n`),
+  });
+  if (options.json) return printJson(result);
+  if (result.warnings) process.stderr.write(`${result.warnings}\n`);
+  process.stdout.write(
+    `Built ${result.name} for ${result.board} in ${(result.durationMs / 1000).toFixed(1)} s, into ${result.outDir}\n` +
+      `  uf2:  ${result.uf2Path}\n` +
+      `  elf:  ${result.elfPath}\n` +
+      `  sha256 (uf2): ${result.uf2Sha256}\n` +
+      `  size: ${formatSizeReport(result.size)}\n`,
+  );
 }
 
 /** "Using library Wire 1.0 (core)"; a library from elsewhere names its folder. */

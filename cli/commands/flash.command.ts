@@ -1,6 +1,6 @@
 import { extname } from 'node:path';
 import type { Command } from 'commander';
-import { type Board, getBoard } from '../../boards/board-catalogue.ts';
+import { type Board, getAnyBoard, getBoard, isUf2Board } from '../../boards/board-catalogue.ts';
 import { buildFirmware } from '../../builder/builder.ts';
 import { resolvePort } from '../../mcu/flasher/find-port.ts';
 import { type FlashPhase, flashBoard } from '../../mcu/flasher/flash-board.ts';
@@ -10,6 +10,7 @@ import { listBoardPorts } from '../../mcu/ports/serial-ports.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { formatBytes, printJson } from '../output.ts';
 import { progressBar, progressBars } from '../progress.ts';
+import { flashUf2Board } from './flash-uf2.ts';
 
 const PHASE_LABELS: Record<Exclude<FlashPhase, 'sync'>, string> = { write: 'Writing', verify: 'Verifying' };
 
@@ -17,20 +18,41 @@ export function register(program: Command): void {
   program
     .command('flash <target>')
     .description(
-      'Flash a .hex file, or a firmware recipe (e.g. "firmata") built first, onto a board over USB',
+      'Flash a .hex or .uf2 file, or a firmware recipe (e.g. "firmata") built first, onto a board over USB',
     )
     .requiredOption('--board <board>', 'board type, e.g. uno (see "boardfleet boards")')
     .option('--port <port>', 'serial port, or "auto" to find the board by its USB id', 'auto')
+    .option(
+      '--drive <dir>',
+      "a UF2 board's mounted BOOTSEL drive (RPI-RP2 for a Pico), when the search does not find it",
+    )
     .option(
       '--all',
       'flash every port that can be this board (by USB id, and bench boards started as it) at once',
     )
     .option('--json', 'machine-readable output')
     .action(async (target: string, options: FlashCommandOptions, command: Command) => {
-      const board = getBoard(options.board);
       const say = (line: string) => {
         if (!options.json) process.stderr.write(`${line}\n`);
       };
+      const anyBoard = getAnyBoard(options.board);
+      if (isUf2Board(anyBoard)) {
+        if (options.all) {
+          throw new BoardfleetError(
+            'invalid-option',
+            `--all is for boards flashed over serial: ${anyBoard.name} is flashed through its BOOTSEL drive, one at a time`,
+          );
+        }
+        return flashUf2Board(target, anyBoard, options, say);
+      }
+      if (options.drive !== undefined) {
+        throw new BoardfleetError(
+          'invalid-option',
+          `--drive is for boards flashed through a UF2 drive; ${options.board} is flashed over its serial port`,
+        );
+      }
+      // Says why a Linux or VM board cannot be flashed.
+      const board = getBoard(options.board);
       if (options.all) {
         if (command.getOptionValueSource('port') === 'cli') {
           throw new BoardfleetError(
@@ -88,6 +110,7 @@ export function register(program: Command): void {
 interface FlashCommandOptions {
   board: string;
   port: string;
+  drive?: string;
   all?: boolean;
   json?: boolean;
 }

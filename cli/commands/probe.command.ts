@@ -1,15 +1,18 @@
 import type { Command } from 'commander';
-import { getBoard } from '../../boards/board-catalogue.ts';
-import { resolvePort } from '../../mcu/flasher/find-port.ts';
+import { getSerialBoard } from '../../boards/board-catalogue.ts';
+import { ledPinOfPort, resolvePort } from '../../mcu/flasher/find-port.ts';
 import { probeBoard } from '../../mcu/probe/probe-board.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { printJson } from '../output.ts';
+
+/** Where Arduino boards have their LED, for a port whose board is not known. */
+const ARDUINO_LED_PIN = 13;
 
 interface ProbeFlags {
   port: string;
   board?: string;
   timeout: string;
-  ledPin: string;
+  ledPin?: string;
   json?: boolean;
 }
 
@@ -20,18 +23,25 @@ export function register(program: Command): void {
       'Check that a board on a serial port runs Firmata and works (firmware, pins, latency, LED self-test)',
     )
     .option('--port <path>', 'serial port, e.g. /dev/ttyACM0, or "auto" to find the board', 'auto')
-    .option('--board <board>', 'with --port auto: the board type to look for, e.g. uno')
+    .option('--board <board>', 'the board type: with --port auto, the one to look for, e.g. uno or pico')
     .option('--timeout <ms>', 'how long to wait for the Firmata handshake', '10000')
-    .option('--led-pin <pin>', 'pin the self-test toggles', '13')
+    .option(
+      '--led-pin <pin>',
+      "pin the self-test toggles (default: the board's LED, 13 on the Uno, 25 on the Pico)",
+    )
     .option('--json', 'machine-readable output')
     .action(async (options: ProbeFlags) => {
-      const board = options.board ? getBoard(options.board) : undefined;
+      const board = options.board ? getSerialBoard(options.board) : undefined;
       const onNotice = (line: string) => process.stderr.write(`${line}\n`);
       const portPath = await resolvePort(options.port, board, { onNotice });
+      const ledPin =
+        options.ledPin !== undefined
+          ? parsePositiveInteger(options.ledPin, '--led-pin')
+          : (board?.ledPin ?? (await ledPinOfPort(portPath)) ?? ARDUINO_LED_PIN);
       const result = await probeBoard({
         portPath,
         timeoutMs: parsePositiveInteger(options.timeout, '--timeout'),
-        ledPin: parsePositiveInteger(options.ledPin, '--led-pin'),
+        ledPin,
       });
       const healthy = result.status === 'firmata' && result.selfTest.passed;
       if (!healthy) process.exitCode = 1;

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { start as startRepl } from 'node:repl';
 import type { Command } from 'commander';
-import { type Board, getBoard } from '../../boards/board-catalogue.ts';
+import { type Board, getSerialBoard, type Uf2Board } from '../../boards/board-catalogue.ts';
 import { resolvePort } from '../../mcu/flasher/find-port.ts';
 import type { FirmataBoard } from '../../mcu/johnny-five/firmata-board.ts';
 import { BoardfleetError, isBoardfleetError } from '../../protocol/errors.ts';
@@ -24,7 +24,7 @@ Example, on a bench board:
   >> new five.Led(13).blink(500)`,
     )
     .action(async (options: { port: string; board?: string; timeout: string }) => {
-      const board = options.board ? getBoard(options.board) : undefined;
+      const board = options.board ? getSerialBoard(options.board) : undefined;
       const timeoutMs = parseTimeout(options.timeout);
       const onNotice = (line: string) => process.stderr.write(`${line}\n`);
       const portPath = await resolvePort(options.port, board, { onNotice });
@@ -36,7 +36,7 @@ Example, on a bench board:
       });
       process.stderr.write(
         `Connected to ${opened.firmware} on ${portPath}. In scope: board, five (johnny-five).\n` +
-          `Try: new five.Led(13).blink(500)    Quit: .exit or Ctrl-D\n`,
+          `Try: new five.Led(${board?.ledPin ?? 13}).blink(500)    Quit: .exit or Ctrl-D\n`,
       );
       // Components the session started (a blinking Led's interval) would keep Node running.
       process.exit(await runSession(opened));
@@ -63,7 +63,7 @@ async function runSession(opened: FirmataBoard): Promise<number> {
   );
 }
 
-function withFlashHint(error: unknown, board: Board | undefined, portPath: string): unknown {
+function withFlashHint(error: unknown, board: Board | Uf2Board | undefined, portPath: string): unknown {
   if (!isBoardfleetError(error) || error.code !== 'firmata-no-answer') return error;
   return new BoardfleetError(
     'firmata-no-answer',

@@ -8,22 +8,32 @@ import type { Inventory } from '../../protocol/schemas.ts';
 import { readJson, writeJsonAtomically } from '../../lib/atomic-file.ts';
 import type { UpdateStrategy } from './update-strategy.ts';
 
+/**
+ * The committed firmware, kept to flash back. `firmwareFile` came with UF2 boards; `hexFile` is
+ * still written for AVR boards, so an older agent reading the file finds what it expects.
+ */
 interface KnownGood {
   schemaVersion: 1;
   artifact: string;
   version: string;
-  hexFile: string;
+  firmwareFile?: string;
+  hexFile?: string;
 }
+
+/** The firmware a known-good record names, whichever agent wrote it. */
+const knownGoodFile = (knownGood: KnownGood | null): string | undefined =>
+  knownGood ? (knownGood.firmwareFile ?? knownGood.hexFile) : undefined;
 
 /** How often a re-flash is tried before the rollback gives up (a board mid-reset can miss one). */
 const FLASH_ATTEMPTS = 3;
 
 /**
- * Firmware for an Arduino-class board attached to the device over USB serial. Classic AVR
- * boards cannot check signatures themselves, so the agent verifies the .hex (as for every
- * artifact) before flashing it. A new firmware counts as healthy when the board answers the
- * Firmata probe and passes its LED self-test; the last committed .hex is kept, and flashed
- * back when a new one fails or when the board stops answering at agent start.
+ * Firmware for a microcontroller board attached to the device: an Arduino-class board flashed
+ * over USB serial (.hex), or a UF2 board (the Pico) flashed through its BOOTSEL drive (.uf2).
+ * Neither checks signatures itself, so the agent verifies the file (as for every artifact)
+ * before flashing it. A new firmware counts as healthy when the board answers the Firmata probe
+ * and passes its LED self-test; the last committed firmware is kept, and flashed back when a new
+ * one fails or when the board stops answering at agent start.
  */
 export class McuSerialStrategy implements UpdateStrategy {
   readonly kind = 'mcu-serial';
@@ -37,8 +47,12 @@ export class McuSerialStrategy implements UpdateStrategy {
     mkdirSync(join(root, 'releases'), { recursive: true });
   }
 
-  private hexFile(release: { name?: string; artifact?: string; version: string }): string {
-    return join(this.root, 'releases', `${release.name ?? release.artifact}-${release.version}.hex`);
+  private firmwareFile(release: { name?: string; artifact?: string; version: string }): string {
+    return join(
+      this.root,
+      'releases',
+      `${release.name ?? release.artifact}-${release.version}${this.access.firmwareExtension}`,
+    );
   }
 
   private get knownGoodPath(): string {
@@ -73,14 +87,14 @@ export class McuSerialStrategy implements UpdateStrategy {
         `${manifest.name} ${manifest.version} is built for ${manifest.boards.join(', ')}, but the board on ${this.access.portPath} is ${boardId}`,
       );
     }
-    const hexFile = this.hexFile(manifest);
-    if (!existsSync(hexFile)) {
-      // Renamed into place, so a crash never leaves half a .hex under the release's name.
-      copyFileSync(artifactPath, `${hexFile}.partial`);
-      renameSync(`${hexFile}.partial`, hexFile);
+    const firmwareFile = this.firmwareFile(manifest);
+    if (!existsSync(firmwareFile)) {
+      // Renamed into place, so a crash never leaves half a firmware under the release's name.
+      copyFileSync(artifactPath, `${firmwareFile}.partial`);
+      renameSync(`${firmwareFile}.partial`, firmwareFile);
     }
     this.log(`flashing ${manifest.name} ${manifest.version} onto the ${boardId} on ${this.access.portPath}`);
-    await this.access.flash(hexFile, signal);
+    await this.access.flash(firmwareFile, signal);
     return { needsReboot: false };
   }
 
@@ -98,42 +112,46 @@ export class McuSerialStrategy implements UpdateStrategy {
   }
 
   async commit(manifest: ArtifactManifest): Promise<void> {
-    const hexFile = this.hexFile(manifest);
+    const firmwareFile = this.firmwareFile(manifest);
     writeJsonAtomically(this.knownGoodPath, {
       schemaVersion: 1,
       artifact: manifest.name,
       version: manifest.version,
-      hexFile,
+      firmwareFile,
+      ...(this.access.firmwareExtension === '.hex' ? { hexFile: firmwareFile } : {}),
     } satisfies KnownGood);
     for (const entry of readdirSync(join(this.root, 'releases'))) {
       const path = join(this.root, 'releases', entry);
-      if (path !== hexFile) rmSync(path, { force: true });
+      if (path !== firmwareFile) rmSync(path, { force: true });
     }
   }
 
   async rollback(previous: { artifact: string; version: string } | null): Promise<{ needsReboot: boolean }> {
     const knownGood = this.knownGood();
-    const hexFile =
-      previous && existsSync(this.hexFile(previous)) ? this.hexFile(previous) : knownGood?.hexFile;
-    if (!hexFile || !existsSync(hexFile)) {
+    const firmwareFile =
+      previous && existsSync(this.firmwareFile(previous))
+        ? this.firmwareFile(previous)
+        : knownGoodFile(knownGood);
+    if (!firmwareFile || !existsSync(firmwareFile)) {
       throw new BoardfleetError(
         'no-known-good-firmware',
         `No known-good firmware to flash back onto the ${this.access.board.id} on ${this.access.portPath}`,
       );
     }
-    await this.flashWithRetries(hexFile);
+    await this.flashWithRetries(firmwareFile);
     return { needsReboot: false };
   }
 
   /** At agent start: a board that no longer answers gets its known-good firmware back. */
   async resume(): Promise<void> {
     const knownGood = this.knownGood();
-    if (!knownGood) return;
+    const firmwareFile = knownGoodFile(knownGood);
+    if (!knownGood || !firmwareFile) return;
     const health = await this.healthCheck();
     if (health.healthy) return;
     this.log(`${health.reason}; flashing back ${knownGood.artifact} ${knownGood.version}`);
     try {
-      await this.flashWithRetries(knownGood.hexFile);
+      await this.flashWithRetries(firmwareFile);
     } catch (error) {
       // An unplugged board must not keep the agent from starting; the next deployment tries again.
       this.log(
@@ -169,10 +187,10 @@ export class McuSerialStrategy implements UpdateStrategy {
     return this.lastProbe;
   }
 
-  private async flashWithRetries(hexFile: string): Promise<void> {
+  private async flashWithRetries(firmwareFile: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.access.flash(hexFile);
+        await this.access.flash(firmwareFile);
         return;
       } catch (error) {
         if (attempt >= FLASH_ATTEMPTS) throw error;

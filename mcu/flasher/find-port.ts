@@ -1,7 +1,8 @@
-import type { Board } from '../../boards/board-catalogue.ts';
+import { type Board, getSerialBoard, isUf2Board, type Uf2Board } from '../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import {
   baseBoardId,
+  findUf2FirmwarePort,
   formatLikelyBoard,
   formatUsbId,
   type ListedPort,
@@ -44,9 +45,28 @@ export async function findAnyBoardPort(options: FindPortOptions = {}): Promise<s
 }
 
 /** `--port P|auto`: P as given, or found as `auto` finds `board` (any known board, without one). */
-export function resolvePort(port: string, board?: Board, options: FindPortOptions = {}): Promise<string> {
+export function resolvePort(
+  port: string,
+  board?: Board | Uf2Board,
+  options: FindPortOptions = {},
+): Promise<string> {
   if (port !== 'auto') return Promise.resolve(port);
-  return board ? findBoardPort(board, options) : findAnyBoardPort(options);
+  if (!board) return findAnyBoardPort(options);
+  return isUf2Board(board) ? findUf2FirmwarePort(board, options) : findBoardPort(board, options);
+}
+
+/**
+ * The LED pin of the board on `portPath`, when it is known: a bench board's, or that of the one
+ * board its USB id names. The Firmata self-test toggles it (pin 13 on the Uno, GP25 on the Pico).
+ */
+export async function ledPinOfPort(
+  portPath: string,
+  options: FindPortOptions = {},
+): Promise<number | undefined> {
+  const port = (await listBoardPorts(options)).find((candidate) => candidate.path === portPath);
+  const boardId =
+    port?.bench?.board ?? (port?.likely?.boards.length === 1 ? port.likely.boards[0] : undefined);
+  return boardId === undefined ? undefined : getSerialBoard(boardId).ledPin;
 }
 
 export function chooseBoardPort(ports: SerialPortInfo[], board: Board): PortChoice {

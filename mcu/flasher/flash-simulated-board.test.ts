@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getBoard } from '../../boards/board-catalogue.ts';
 import { buildFirmware } from '../../builder/mcu/build-firmware.ts';
 import { probeBoard } from '../probe/probe-board.ts';
 import { startSimulatedBoard, type SimulatedBoard } from '../simulator/simulated-board.ts';
@@ -28,7 +29,7 @@ describe('flashing a simulated Uno running the real optiboot', () => {
 
   it('writes and verifies the Firmata build, then the sketch runs', async () => {
     const result = await flashBoard({ hexPath, board: 'uno', portPath: board.portPath });
-    const image = await loadHexFile(hexPath, board.board);
+    const image = await loadHexFile(hexPath, getBoard(board.board.id));
     expect(result).toMatchObject({
       board: 'uno',
       protocol: 'stk500v1',
@@ -96,7 +97,7 @@ describe('flashing a simulated Mega 2560 running the real STK500v2 bootloader', 
 async function expectCorruptPageCaught(board: SimulatedBoard, hexPath: string, pageAddress: number) {
   await board.corruptNextPageWrite(pageAddress);
   const address = `0x${pageAddress.toString(16).toUpperCase().padStart(4, '0')}`;
-  const failed = flashBoard({ hexPath, board: board.board, portPath: board.portPath });
+  const failed = flashBoard({ hexPath, board: board.board.id, portPath: board.portPath });
   await expect(failed).rejects.toMatchObject({
     code: 'verify-failed',
     message: expect.stringMatching(
@@ -105,6 +106,6 @@ async function expectCorruptPageCaught(board: SimulatedBoard, hexPath: string, p
       ),
     ),
   });
-  const again = await flashBoard({ hexPath, board: board.board, portPath: board.portPath });
+  const again = await flashBoard({ hexPath, board: board.board.id, portPath: board.portPath });
   expect(again.bytesVerified).toBe(again.bytesWritten);
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { getBoard } from '../../boards/board-catalogue.ts';
+import { getBoard, getUf2Board } from '../../boards/board-catalogue.ts';
 import {
   formatLikelyBoard,
   formatUsbId,
@@ -7,6 +7,8 @@ import {
   listBoardPorts,
   listSerialPorts,
   portMatchesBoard,
+  uf2BoardsForUsbDevice,
+  uf2FirmwarePorts,
 } from './serial-ports.ts';
 
 // Shaped as @serialport/bindings-cpp reports ports on Linux (udev properties, lower-case hex ids).
@@ -57,6 +59,31 @@ describe('serial ports', () => {
         'mega2560, nano, nano:old-bootloader, pro-mini-5v or uno (USB-serial chip)',
       ],
     ]);
+  });
+
+  it("names a Pico's ids as pico, and as what: its boot ROM's drive or its firmware's serial port", async () => {
+    const [port] = await listSerialPorts(async () => [
+      {
+        path: '/dev/ttyACM2',
+        vendorId: '2e8a',
+        productId: '000a',
+        manufacturer: 'Raspberry Pi',
+      } as ListedPort,
+    ]);
+    expect(port!.likely).toEqual({ kind: 'genuine', boards: ['pico'], role: 'firmware-serial' });
+    expect(formatLikelyBoard(port!)).toBe('pico (firmware serial)');
+    expect(uf2BoardsForUsbDevice(0x2e8a, 0x0003)).toEqual({
+      kind: 'genuine',
+      boards: ['pico'],
+      role: 'bootloader-drive',
+    });
+    const bench = { path: '/bench/pico/tty', bench: { board: 'pico', pid: 7, stateDir: '/bench/pico' } };
+    expect(
+      uf2FirmwarePorts(
+        [port!, bench, ...(await listSerialPorts(async () => PLUGGED_IN))],
+        getUf2Board('pico'),
+      ),
+    ).toEqual([port, bench]);
   });
 
   it('lists the ports of this machine through udev without failing', async () => {

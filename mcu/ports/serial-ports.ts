@@ -1,5 +1,11 @@
 import { SerialPort } from 'serialport';
-import { type Board, boardsForUsbDevice } from '../../boards/board-catalogue.ts';
+import { BoardfleetError } from '../../protocol/errors.ts';
+import {
+  type Board,
+  boardsForUsbDevice,
+  listUf2Boards,
+  type Uf2Board,
+} from '../../boards/board-catalogue.ts';
 import { listRunningBenches, type RunningBench } from '../simulator/simulated-board.ts';
 
 /** A serial port as the system lists it, with the boards it most likely is. */
@@ -9,13 +15,18 @@ export interface SerialPortInfo {
   serialNumber?: string;
   vendorId?: number;
   productId?: number;
-  /** From the USB ids: a genuine board names itself; a USB-serial chip narrows it to several. */
-  likely?: { kind: 'genuine' | 'clone'; boards: string[] };
+  /**
+   * From the USB ids: a genuine board names itself; a USB-serial chip narrows it to several. A UF2
+   * board's id also says what answers: its boot ROM's drive or its firmware's serial port.
+   */
+  likely?: { kind: 'genuine' | 'clone'; boards: string[]; role?: Uf2UsbRole };
   /** A simulated bench board (`boardfleet bench start`): it has no USB ids, but its board is known. */
   bench?: { board: string; pid: number; stateDir: string };
 }
 
 export type ListedPort = Awaited<ReturnType<typeof SerialPort.list>>[number];
+
+export type Uf2UsbRole = Uf2Board['usb'][number]['role'];
 
 /** The serial ports plugged in now (through udev on Linux), each matched against the board catalogue. */
 export async function listSerialPorts(
@@ -66,7 +77,9 @@ export function describePort(port: ListedPort): SerialPortInfo {
   const vendorId = port.vendorId ? Number.parseInt(port.vendorId, 16) : undefined;
   const productId = port.productId ? Number.parseInt(port.productId, 16) : undefined;
   const likely =
-    vendorId !== undefined && productId !== undefined ? boardsForUsbDevice(vendorId, productId) : undefined;
+    vendorId !== undefined && productId !== undefined
+      ? (boardsForUsbDevice(vendorId, productId) ?? uf2BoardsForUsbDevice(vendorId, productId))
+      : undefined;
   return {
     path: port.path,
     ...(port.manufacturer ? { manufacturer: port.manufacturer } : {}),
@@ -77,17 +90,112 @@ export function describePort(port: ListedPort): SerialPortInfo {
   };
 }
 
-export function formatUsbId(port: SerialPortInfo): string {
+/** The UF2 boards (the Pico) a USB id is, and as what: the ids are Raspberry Pi's own, so genuine. */
+export function uf2BoardsForUsbDevice(vendorId: number, productId: number): SerialPortInfo['likely'] {
+  const matches = listUf2Boards().flatMap((board) =>
+    board.usb
+      .filter((device) => device.vendorId === vendorId && device.productId === productId)
+      .map((device) => ({ board: board.id, role: device.role })),
+  );
+  if (matches.length === 0) return undefined;
+  return { kind: 'genuine', boards: matches.map((match) => match.board), role: matches[0]!.role };
+}
+
+/** Ports that can be `board`'s running firmware: its firmware's USB serial id, or a bench board started as it. */
+export function uf2FirmwarePorts(ports: SerialPortInfo[], board: Uf2Board): SerialPortInfo[] {
+  return ports.filter((port) =>
+    port.bench
+      ? port.bench.board === board.id
+      : board.usb.some(
+          (device) =>
+            device.role === 'firmware-serial' &&
+            device.vendorId === port.vendorId &&
+            device.productId === port.productId,
+        ),
+  );
+}
+
+export function formatUsbId(port: Pick<SerialPortInfo, 'vendorId' | 'productId'>): string {
   if (port.vendorId === undefined || port.productId === undefined) return '-';
   const hex = (value: number) => value.toString(16).padStart(4, '0');
   return `${hex(port.vendorId)}:${hex(port.productId)}`;
 }
 
-/** "uno", "nano, uno or mega2560 (USB-serial chip)" for a chip many boards use, "uno (simulated)" for a bench board. */
+/**
+ * "uno", "pico (firmware serial)", "nano, uno or mega2560 (USB-serial chip)" for a chip many boards
+ * use, "uno (simulated)" for a bench board.
+ */
 export function formatLikelyBoard(port: SerialPortInfo): string {
   if (port.bench) return `${port.bench.board} (simulated)`;
   if (!port.likely) return port.vendorId === undefined ? 'not USB' : 'unknown';
-  if (port.likely.kind === 'genuine') return port.likely.boards.join(' or ');
+  if (port.likely.kind === 'genuine') {
+    const role = port.likely.role ? ` (${port.likely.role.replace('-', ' ')})` : '';
+    return `${port.likely.boards.join(' or ')}${role}`;
+  }
   const boards = port.likely.boards;
   return `${boards.length > 1 ? `${boards.slice(0, -1).join(', ')} or ${boards.at(-1)}` : boards[0]} (USB-serial chip)`;
 }
+
+/** Where our firmware speaks Firmata on a UF2 board, for messages that send the user to it. */
+export function uf2FirmataWiring(board: Uf2Board): string {
+  const { uart, txPin, rxPin, baudRate } = board.serial;
+  return `our firmware also talks Firmata on UART${uart} (GP${txPin} TX, GP${rxPin} RX) at ${baudRate} baud`;
+}
+
+/**
+ * `--port auto` for a UF2 board: the one port of its running firmware (by its firmware's USB id),
+ * or the one bench board started as it. None or several is an error saying what to do.
+ */
+export async function findUf2FirmwarePort(
+  board: Uf2Board,
+  sources: Parameters<typeof listBoardPorts>[0] = {},
+): Promise<string> {
+  const ports = uf2FirmwarePorts(await listBoardPorts(sources), board);
+  const plugged = ports.filter((port) => !port.bench);
+  const chosen = plugged.length > 0 ? plugged : ports;
+  if (chosen.length === 1) return chosen[0]!.path;
+  if (chosen.length > 1) {
+    throw new BoardfleetError(
+      'port-ambiguous',
+      `${chosen.length} ports could be the ${board.name}: ${chosen.map((port) => port.path).join(', ')}. Say which with --port.`,
+    );
+  }
+  throw new BoardfleetError(
+    'port-not-found',
+    `No ${board.name} found on a serial port: none has its firmware's USB id and no simulated ${board.id} runs. ` +
+      `${capitalise(uf2FirmataWiring(board))}: pass --port with a USB-serial adapter wired there.`,
+  );
+}
+
+/**
+ * After a UF2 board was flashed: the first of its firmware ports that was not plugged in before
+ * (`known`, the paths listed then), once it appears; undefined after `timeoutMs`.
+ */
+export async function waitForUf2FirmwarePort(
+  board: Uf2Board,
+  options: {
+    known: ReadonlySet<string>;
+    timeoutMs: number;
+    list?: () => Promise<ListedPort[]>;
+    signal?: AbortSignal;
+  },
+): Promise<string | undefined> {
+  const deadline = performance.now() + options.timeoutMs;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const fresh = uf2FirmwarePorts(await listSerialPorts(options.list), board).find(
+      (port) => !options.known.has(port.path),
+    );
+    if (fresh) return fresh.path;
+    if (performance.now() >= deadline) return undefined;
+    // udev lists a new USB device within a few hundred milliseconds of its enumeration.
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** The paths of the serial ports plugged in now, to tell a port that appears later. */
+export async function pluggedPortPaths(list?: () => Promise<ListedPort[]>): Promise<Set<string>> {
+  return new Set((await listSerialPorts(list)).map((port) => port.path));
+}
+
+const capitalise = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);

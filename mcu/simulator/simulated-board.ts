@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Board, getBoard } from '../../boards/board-catalogue.ts';
+import { type Board, getBoard, listUf2Boards, type Uf2Board } from '../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { boardPins, type BoardPins } from './board-pins.ts';
 import { buildBootloader } from './bootloaders.ts';
@@ -11,17 +11,22 @@ import { ControlChannel } from './control-channel.ts';
 import { buildHarness } from './harness-build.ts';
 import { defaultCacheDirectory, HostTools } from './host-tools.repository.ts';
 import { withoutStartAddress } from './intel-hex.ts';
+import { preparePicoBench } from './rp2040/pico-launch.ts';
+import { PICO_ADC_REFERENCE_MV, picoPins } from './rp2040/pico-pins.ts';
 
-const READY_TIMEOUT_MS = 10_000;
+/** Generous: the Pico's process starts Node and tsx first, on a machine that may be busy. */
+const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5_000;
 
 export interface SimulatedBoardOptions {
-  /** A board id from the catalogue: `uno`, `mega2560`, `nano:old-bootloader`. */
+  /** A board id from the catalogue: `uno`, `mega2560`, `nano:old-bootloader`, `pico`. */
   board: string;
   /** Where the flash image, the `tty` link and the control socket live; defaults to `<cache>/bench/<board>`. */
   stateDir?: string;
-  /** An application to put in flash before starting, as if flashed earlier. */
+  /** An application to put in flash before starting, as if flashed earlier (AVR boards). */
   firmwareHex?: string;
+  /** A UF2 to put in flash before starting, as if copied to its BOOTSEL drive earlier (the Pico). */
+  firmwareUf2?: string;
   /** Where built bootloaders and the harness are cached; defaults to `$BOARDFLEET_CACHE_DIR` or `~/.cache/boardfleet`. */
   cacheDir?: string;
   /** Keep the board running after this process exits (`boardfleet bench start`). */
@@ -32,14 +37,14 @@ export interface SimulatedBoardOptions {
 export type PinLevel = 0 | 1;
 
 export interface SimulatedBoard {
-  board: Board;
+  board: Board | Uf2Board;
   stateDir: string;
-  /** The serial port a host opens, like /dev/ttyACM0; opening it resets the board into its bootloader. */
+  /** The serial port a host opens, like /dev/ttyACM0; opening it resets the board (into its bootloader, on AVR). */
   portPath: string;
   pid: number;
   /** Resets the MCU into its bootloader, as the reset button or a DTR pulse does; resolves with the board's simulated time then. */
   reset(): Promise<number>;
-  /** The level of a digital pin (`D13`, `LED`, `A0`), whether the firmware drives it or we do. */
+  /** The level of a digital pin (`D13`, `LED`, `A0`; `GP25` on the Pico), whether the firmware drives it or we do. */
   readPin(pin: string): Promise<PinLevel>;
   /**
    * Resolves once the pin is at `level` (now or later); rejects after `timeoutMs` of the board's
@@ -53,7 +58,7 @@ export interface SimulatedBoard {
   onPinChange(pin: string, listener: (level: PinLevel, simulatedMs: number) => void): () => void;
   /** Drives a digital input from outside, like a button to GND or 5 V. */
   setDigitalInput(pin: string, level: PinLevel): Promise<void>;
-  /** Puts a voltage (0..5000 mV, against the 5 V reference) on an analog input. */
+  /** Puts a voltage on an analog input: 0..5000 mV against an AVR board's 5 V, 0..3300 mV on the Pico. */
   setAnalogMillivolts(pin: string, millivolts: number): Promise<void>;
   /**
    * A fault for testing read-back verify: the next page the bootloader writes (the page holding
@@ -87,22 +92,15 @@ export function defaultStateDirectory(boardId: string, cacheDir = defaultCacheDi
 
 /**
  * Starts a simulated board: simavr running the board's own bootloader (built from Debian's
- * sources on first use) and whatever its flash holds, at real-time speed, its UART on a pty.
+ * sources on first use) and whatever its flash holds, or for the Pico rp2040js running its flash
+ * image; at real-time speed, its UART on a pty.
  */
 export async function startSimulatedBoard(options: SimulatedBoardOptions): Promise<SimulatedBoard> {
-  const board = getBoard(options.board);
-  if (board.bootloader.startsWith('caterina')) {
-    throw new BoardfleetError(
-      'board-not-simulated',
-      `${board.name} talks USB from the MCU itself (${board.bootloader}), which simavr cannot present as a serial port; simulate an uno, nano or mega2560 instead`,
-    );
-  }
+  const simulated = simulatedBoardOf(options.board);
+  const { board } = simulated;
   const tools = options.tools ?? new HostTools();
   const cacheDir = options.cacheDir ?? defaultCacheDirectory();
   const stateDir = resolve(options.stateDir ?? defaultStateDirectory(board.id, cacheDir));
-  const pins = boardPins(board);
-  const bootloader = await buildBootloader(board.bootloader, { cacheDir, tools });
-  const harness = await buildHarness({ cacheDir, tools });
 
   await mkdir(stateDir, { recursive: true });
   const running = await findRunningBench(stateDir);
@@ -112,9 +110,51 @@ export async function startSimulatedBoard(options: SimulatedBoardOptions): Promi
       `A simulated board already runs in ${stateDir} (pid ${running.pid}, port ${running.portPath}); stop it with "boardfleet bench stop --state-dir ${stateDir}"`,
     );
   }
+  const launch =
+    simulated.family === 'uf2'
+      ? await preparePicoBench({
+          board: simulated.board,
+          stateDir,
+          firmwareUf2: options.firmwareUf2,
+          cacheDir,
+          tools,
+        })
+      : await prepareAvrBench(simulated.board, stateDir, options.firmwareHex, { cacheDir, tools });
   await rm(join(stateDir, 'bench.pid'), { force: true });
   await writeFile(join(stateDir, 'board'), `${board.id}\n`);
 
+  const logPath = join(stateDir, 'bench.log');
+  const log = openSync(logPath, 'w');
+  const child = spawn(launch.command, launch.args, {
+    stdio: ['ignore', log, log],
+    detached: options.detached ?? false,
+  });
+  closeSync(log);
+  if (options.detached) child.unref();
+  else attachedChildren.add(child);
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  exited.then(() => attachedChildren.delete(child));
+
+  try {
+    const portPath = await waitForReady(stateDir, child, exited, logPath);
+    const control = await ControlChannel.connect(join(stateDir, 'control.sock'));
+    return attach({ ...simulated, stateDir, portPath, pid: child.pid!, control, exited });
+  } catch (error) {
+    child.kill('SIGKILL');
+    await exited;
+    throw error;
+  }
+}
+
+/** The harness's command line for an AVR board: its bootloader (built on first use) and flash file. */
+async function prepareAvrBench(
+  board: Board,
+  stateDir: string,
+  firmwareHex: string | undefined,
+  build: { cacheDir: string; tools: HostTools },
+): Promise<{ command: string; args: string[] }> {
+  const bootloader = await buildBootloader(board.bootloader, build);
+  const harness = await buildHarness(build);
   const args = [
     '--mcu',
     board.mcu,
@@ -129,41 +169,49 @@ export async function startSimulatedBoard(options: SimulatedBoardOptions): Promi
     '--state-dir',
     stateDir,
   ];
-  if (options.firmwareHex) {
+  if (firmwareHex) {
     const appHex = join(stateDir, 'app.hex');
-    await writeFile(appHex, withoutStartAddress(await readFile(options.firmwareHex, 'utf8')));
+    await writeFile(appHex, withoutStartAddress(await readFile(firmwareHex, 'utf8')));
     args.push('--app-hex', appHex);
   }
+  return { command: harness, args };
+}
 
-  const logPath = join(stateDir, 'bench.log');
-  const log = openSync(logPath, 'w');
-  const child = spawn(harness, args, { stdio: ['ignore', log, log], detached: options.detached ?? false });
-  closeSync(log);
-  if (options.detached) child.unref();
-  else attachedChildren.add(child);
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  exited.then(() => attachedChildren.delete(child));
+type SimulatedKind =
+  | { family: 'mcu'; board: Board; pins: BoardPins; maxMillivolts: number }
+  | { family: 'uf2'; board: Uf2Board; pins: BoardPins; maxMillivolts: number };
 
-  try {
-    const portPath = await waitForReady(stateDir, child, exited, logPath);
-    const control = await ControlChannel.connect(join(stateDir, 'control.sock'));
-    return attach({ board, stateDir, portPath, pid: child.pid!, pins, control, exited });
-  } catch (error) {
-    child.kill('SIGKILL');
-    await exited;
-    throw error;
+/** The board, its pin names and its analog range; a board the simulators cannot run is an error. */
+function simulatedBoardOf(boardId: string): SimulatedKind {
+  const uf2Board = listUf2Boards().find((board) => board.id === boardId);
+  if (uf2Board) {
+    if (uf2Board.mcu !== 'rp2040') {
+      throw new BoardfleetError(
+        'board-not-simulated',
+        `${uf2Board.name} (${uf2Board.mcu}) is not simulated: only the RP2040 runs in rp2040js`,
+      );
+    }
+    return { family: 'uf2', board: uf2Board, pins: picoPins(uf2Board), maxMillivolts: PICO_ADC_REFERENCE_MV };
   }
+  const board = getBoard(boardId);
+  if (board.bootloader.startsWith('caterina')) {
+    throw new BoardfleetError(
+      'board-not-simulated',
+      `${board.name} talks USB from the MCU itself (${board.bootloader}), which simavr cannot present as a serial port; simulate an uno, nano or mega2560 instead`,
+    );
+  }
+  return { family: 'mcu', board, pins: boardPins(board), maxMillivolts: 5000 };
 }
 
 /** Connects to a board that is already running in `stateDir` (started detached, say). */
 export async function connectSimulatedBoard(stateDir: string, boardId: string): Promise<SimulatedBoard> {
-  const board = getBoard(boardId);
+  const simulated = simulatedBoardOf(boardId);
   const running = await findRunningBench(resolve(stateDir));
   if (!running)
     throw new BoardfleetError('bench-board-not-running', `No simulated board runs in ${stateDir}`);
   const control = await ControlChannel.connect(join(running.stateDir, 'control.sock'));
   const exited = waitForProcessExit(running.pid);
-  return attach({ ...running, board, pins: boardPins(board), control, exited });
+  return attach({ ...running, ...simulated, control, exited });
 }
 
 /** Reads `bench.pid`; undefined when there is none or its process has ended. */
@@ -202,11 +250,12 @@ export async function stopBench(running: RunningBench): Promise<void> {
 }
 
 function attach(parts: {
-  board: Board;
+  board: Board | Uf2Board;
   stateDir: string;
   portPath: string;
   pid: number;
   pins: BoardPins;
+  maxMillivolts: number;
   control: ControlChannel;
   exited: Promise<unknown>;
 }): SimulatedBoard {
@@ -286,8 +335,11 @@ function attach(parts: {
     },
     setDigitalInput: async (pin, level) => void (await control.command(`set ${pins.portPin(pin)} ${level}`)),
     async setAnalogMillivolts(pin, millivolts) {
-      if (!Number.isFinite(millivolts) || millivolts < 0 || millivolts > 5000) {
-        throw new BoardfleetError('invalid-voltage', `${millivolts} mV is outside 0..5000 mV`);
+      if (!Number.isFinite(millivolts) || millivolts < 0 || millivolts > parts.maxMillivolts) {
+        throw new BoardfleetError(
+          'invalid-voltage',
+          `${millivolts} mV is outside 0..${parts.maxMillivolts} mV on the ${parts.board.name}`,
+        );
       }
       await control.command(`adc ${pins.adcChannel(pin)} ${Math.round(millivolts)}`);
     },

@@ -3,20 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningBench } from '../../mcu/simulator/simulated-board.ts';
+import { isAlive, killLeftoverBench } from '../support/bench-process.ts';
 import { cliRunner, type CliRunner } from '../support/cli-runner.ts';
-import { eventually } from '../support/test-server.ts';
 
 /** simavr runs the board in real time: on a loaded two-core machine give each step room. */
 const SLOW = 120_000;
-
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /**
  * Issue 15 item 11, the maker path of the README without hardware, all through real CLI processes:
@@ -36,11 +27,7 @@ describe('build, bench, flash and probe on a simulated Uno', () => {
   });
 
   afterAll(async () => {
-    // A board this test started and did not get to stop.
-    if (bench && isAlive(bench.pid)) {
-      process.kill(bench.pid, 'SIGKILL');
-      await eventually('the simulated board gone', () => !isAlive(bench.pid), SLOW);
-    }
+    await killLeftoverBench(bench?.pid, SLOW);
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 

@@ -72,6 +72,43 @@ describe('build for a microcontroller board, on this machine', { timeout: SLOW }
   );
 
   it(
+    'builds the firmata recipe for the Pico with arm-none-eabi-gcc into a .uf2 and .elf, --json and as people read it',
+    async () => {
+      const jsonDir = join(workDir, 'pico-json');
+      const built = await cli.ok('build', 'firmata', '--board', 'pico', '--out', jsonDir, '--json');
+      expect(built.stderr).toBe('');
+      const result = JSON.parse(built.stdout) as Record<string, unknown> & { size: Record<string, number> };
+      const uf2Path = join(jsonDir, 'firmata.uf2');
+      expect(result).toMatchObject({
+        name: 'firmata',
+        board: 'pico',
+        outDir: jsonDir,
+        uf2Path,
+        elfPath: join(jsonDir, 'firmata.elf'),
+        warnings: '',
+        size: { flashLimit: 2097152, ramLimit: 270336 },
+      });
+      expect(result.uf2Sha256).toBe(sha256(readFileSync(uf2Path)));
+      expect(existsSync(join(jsonDir, 'firmata.elf'))).toBe(true);
+
+      const { stdout, stderr } = await cli.ok('build', 'firmata', '--board', 'pico');
+      const defaultDir = join(workDir, 'build', 'firmata', 'pico');
+      expect(stdout).toMatch(new RegExp(`^Built firmata for pico in [\\d.]+ s, into ${defaultDir}\\n`));
+      expect(stdout).toContain(`  uf2:  ${join(defaultDir, 'firmata.uf2')}\n`);
+      expect(stdout).toContain(`  elf:  ${join(defaultDir, 'firmata.elf')}\n`);
+      // Reproducible: the same bytes in another folder.
+      expect(stdout).toContain(`  sha256 (uf2): ${result.uf2Sha256 as string}\n`);
+      expect(stdout).toMatch(
+        /^ {2}size: flash \d+ of 2097152 bytes \([\d.]+%\), RAM \d+ of 270336 bytes \([\d.]+%\)$/m,
+      );
+      expect(lines(stderr)).toEqual(
+        expect.arrayContaining(['  compiling the stage-2 boot…', '  compiling firmata…', '  linking…']),
+      );
+    },
+    SLOW,
+  );
+
+  it(
     'builds a sketch named by its .ino file into a flashable Intel HEX image',
     async () => {
       const outDir = join(workDir, 'blink');
@@ -150,6 +187,11 @@ describe('build for a microcontroller board, on this machine', { timeout: SLOW }
       what: 'an unknown board',
       args: ['firmata', '--board', 'zx81'],
       line: 'Unknown board "zx81". Known boards: leonardo, mega2560, nano, ',
+    },
+    {
+      what: 'an Arduino sketch for the Pico',
+      args: [join(FIXTURES, 'blink', 'blink.ino'), '--board', 'pico'],
+      line: 'Arduino sketches build for AVR boards only; board pico (Raspberry Pi Pico) builds firmware recipes, e.g. boardfleet build firmata --board pico',
     },
     {
       what: "a board whose MCU the recipe doesn't support",

@@ -3,20 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SerialPortInfo } from '../../mcu/ports/serial-ports.ts';
+import { isAlive, killLeftoverBench } from '../support/bench-process.ts';
 import { cliRunner, type CliRunner } from '../support/cli-runner.ts';
-import { eventually } from '../support/test-server.ts';
 
 /** simavr runs the board in real time: on a loaded two-core machine give each step room. */
 const SLOW = 180_000;
-
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /**
  * Issue 19 items 3 and 7: bench boards are ports like plugged-in ones. A simulated Nano with the
@@ -39,11 +30,7 @@ describe('bench boards as ports: ports, --port auto and bench stop --all', () =>
   });
 
   afterAll(async () => {
-    // A board this test started and did not get to stop.
-    if (pid && isAlive(pid)) {
-      process.kill(pid, 'SIGKILL');
-      await eventually('the simulated board gone', () => !isAlive(pid!), SLOW);
-    }
+    await killLeftoverBench(pid, SLOW);
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 

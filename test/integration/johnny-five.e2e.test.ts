@@ -1,7 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +10,7 @@ import { flashBoard } from '../../mcu/flasher/flash-board.ts';
 import { type SimulatedBoard, startSimulatedBoard } from '../../mcu/simulator/simulated-board.ts';
 import { CLI, stopProcess } from '../support/agent-process.ts';
 import { cliRunner } from '../support/cli-runner.ts';
+import { assertJohnnyFiveSerialportBuilt } from '../support/johnny-five.ts';
 
 /** simavr runs the boards in real time: on a loaded two-core machine give each step room. */
 const SLOW = 120_000;
@@ -65,15 +65,7 @@ describe('johnny-five on a simulated Uno running our Firmata', () => {
   it(
     "runs johnny-five's README blink example as written: `new Board({ port })` blinks D13 every half second",
     async () => {
-      try {
-        // The native part of the serialport 8 that johnny-five's own firmata opens ports with.
-        createRequire(import.meta.url)('@serialport/bindings');
-      } catch (error) {
-        throw new Error(
-          `johnny-five's serialport 8 has no native binding (${(error as Error).message}): ` +
-            'npm ci builds it; in an existing checkout run npm rebuild @serialport/bindings (needs make, g++ and python3)',
-        );
-      }
+      assertJohnnyFiveSerialportBuilt();
       // When each change reached us: the host times the blink, and a loaded machine slows the board's clock.
       const changedAt: number[] = [];
       // stdin stays open: the example's Board starts johnny-five's REPL on it, as in a terminal.

@@ -1,9 +1,8 @@
 #include "firmata.h"
 
-#include <avr/pgmspace.h>
-
 #include "analog-io.h"
 #include "pins.h"
+#include "progmem.h"
 #include "servo.h"
 #include "uart.h"
 
@@ -128,11 +127,11 @@ static void send_capabilities(void) {
         }
         if (can & PIN_CAN_ANALOG) {
             uart_write(MODE_ANALOG);
-            uart_write(10);
+            uart_write(ADC_RESOLUTION_BITS);
         }
         if (can & PIN_CAN_PWM) {
             uart_write(MODE_PWM);
-            uart_write(8);
+            uart_write(PWM_RESOLUTION_BITS);
         }
         if (can & PIN_CAN_SERVO) {
             uart_write(MODE_SERVO);
@@ -238,11 +237,11 @@ static void apply_pin_mode(uint8_t pin, uint8_t mode) {
         case MODE_INPUT:
         case MODE_ANALOG:
             pin_set_output(pin, 0);
-            pin_write(pin, 0);
+            pin_set_pullup(pin, 0);
             break;
         case MODE_PULLUP:
             pin_set_output(pin, 0);
-            pin_write(pin, 1);
+            pin_set_pullup(pin, 1);
             break;
         case MODE_OUTPUT:
         case MODE_SERVO:

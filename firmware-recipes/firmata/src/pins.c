@@ -113,6 +113,11 @@ void pin_write(uint8_t pin, uint8_t high) {
     }
 }
 
+/* An input's PORTx bit switches its pull-up. */
+void pin_set_pullup(uint8_t pin, uint8_t enabled) {
+    pin_write(pin, enabled);
+}
+
 uint8_t pin_read(uint8_t pin) {
     struct pin_definition def = load(pin);
     return (PIN_REG(def) & def.bit_mask) ? 1 : 0;

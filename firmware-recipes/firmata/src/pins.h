@@ -1,12 +1,21 @@
 /*
- * Pin numbering, as the Firmata host sees it, mapped onto AVR port registers.
- * Firmata pin N is Arduino pin N, so sketches, johnny-five and wiring diagrams agree.
+ * Pin numbering, as the Firmata host sees it, mapped onto the chip's GPIO: on AVR boards Firmata
+ * pin N is Arduino pin N, on the RP2040 it is GPn, so sketches, johnny-five and wiring diagrams
+ * agree.
  */
 #ifndef BOARDFLEET_PINS_H
 #define BOARDFLEET_PINS_H
 
 #include <stdint.h>
 
+#define PIN_CAN_DIGITAL 0x01
+#define PIN_CAN_PWM 0x02
+#define PIN_CAN_ANALOG 0x04
+#define PIN_CAN_SERVO 0x08
+
+#define NO_ANALOG_CHANNEL 0x7F
+
+#if defined(__AVR__)
 /* Which timer output compare unit drives a PWM-capable pin. */
 enum pwm_channel {
     PWM_NONE = 0,
@@ -26,13 +35,6 @@ enum pwm_channel {
     PWM_TIMER5_B,
     PWM_TIMER5_C,
 };
-
-#define PIN_CAN_DIGITAL 0x01
-#define PIN_CAN_PWM 0x02
-#define PIN_CAN_ANALOG 0x04
-#define PIN_CAN_SERVO 0x08
-
-#define NO_ANALOG_CHANNEL 0x7F
 
 struct pin_definition {
     uint16_t pin_register; /* data-space address of PINx; DDRx and PORTx follow it */
@@ -60,19 +62,30 @@ struct pin_definition {
 #error "This Firmata firmware supports the ATmega328P (Uno, Nano, Pro Mini) and ATmega2560 (Mega 2560)."
 #endif
 
+uint8_t pin_pwm_channel(uint8_t pin);
+/* The PORTx register and bit of a pin, for code that must toggle it with the least delay. */
+volatile uint8_t *pin_port_register(uint8_t pin);
+uint8_t pin_bit_mask(uint8_t pin);
+/* The Firmata pin wired to an ADC channel, or 0x7F. */
+uint8_t analog_channel_pin(uint8_t channel);
+#elif defined(__ARM_ARCH_6M__)
+/* The RP2040, the only Cortex-M0+ the recipe lists: GP0-GP28; GP26-GP28 are also ADC inputs 0-2. */
+#define TOTAL_PINS 29
+#define TOTAL_ANALOG_PINS 3
+#else
+#error "This Firmata firmware supports the ATmega328P, the ATmega2560 and the RP2040."
+#endif
+
 #define TOTAL_PORTS ((TOTAL_PINS + 7) / 8)
 
 uint8_t pin_capabilities(uint8_t pin);
 uint8_t pin_analog_channel(uint8_t pin);
-uint8_t pin_pwm_channel(uint8_t pin);
-/* The Firmata pin wired to an ADC channel, or 0x7F. */
-uint8_t analog_channel_pin(uint8_t channel);
 
 void pin_set_output(uint8_t pin, uint8_t is_output);
+/* Switches the pull-up of a pin that is an input. */
+void pin_set_pullup(uint8_t pin, uint8_t enabled);
 void pin_write(uint8_t pin, uint8_t high);
+/* The level on the pin, whether it is an input or an output. */
 uint8_t pin_read(uint8_t pin);
-/* The PORTx register and bit of a pin, for code that must toggle it with the least delay. */
-volatile uint8_t *pin_port_register(uint8_t pin);
-uint8_t pin_bit_mask(uint8_t pin);
 
 #endif

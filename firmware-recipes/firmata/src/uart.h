@@ -1,4 +1,7 @@
-/* Interrupt-driven USART0: received bytes wait in a ring buffer until the main loop reads them. */
+/*
+ * The link to the Firmata host, the protocol's only I/O: the AVR's USART0 or the RP2040's UART0,
+ * interrupt-driven, received bytes waiting in a ring buffer until the main loop reads them.
+ */
 #ifndef BOARDFLEET_UART_H
 #define BOARDFLEET_UART_H
 
@@ -7,7 +10,7 @@
 void uart_init(uint32_t baud);
 /* Returns the next received byte, or -1 when none is waiting. */
 int16_t uart_read(void);
-/* Queues a byte for sending; waits only when the transmit buffer is full. */
+/* Queues a byte for sending; waits only when the transmit buffer (or FIFO) is full. */
 void uart_write(uint8_t byte);
 
 #endif

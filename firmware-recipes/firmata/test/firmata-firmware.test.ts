@@ -5,9 +5,15 @@ import { PinState } from 'avr8js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildFirmware } from '../../../builder/mcu/build-firmware.ts';
 import { Avr8jsBoard, type PortName, type SimulatedMcu } from './avr8js-board.ts';
-import { decodeTwoByteString, FirmataDecoder, type FirmataMessage, sysex } from './firmata-messages.ts';
-
-const MODE = { INPUT: 0, OUTPUT: 1, ANALOG: 2, PWM: 3, SERVO: 4, PULLUP: 0x0b } as const;
+import { itIdentifiesAsBoardfleetFirmata } from './firmata-identity.contract.ts';
+import {
+  capabilityPins,
+  decodeTwoByteString,
+  FirmataDecoder,
+  MODE,
+  sysex,
+  sysexReplies,
+} from './firmata-messages.ts';
 
 let outDir: string;
 let hexPath: string;
@@ -45,28 +51,6 @@ async function boot(
   return { board, decoder, exchange };
 }
 
-function capabilityPins(capabilities: number[]): Array<Record<number, number>> {
-  const pins: Array<Record<number, number>> = [{}];
-  for (let i = 0; i < capabilities.length;) {
-    const mode = capabilities[i] as number;
-    if (mode === 0x7f) {
-      pins.push({});
-      i += 1;
-    } else {
-      (pins.at(-1) as Record<number, number>)[mode] = capabilities[i + 1] as number;
-      i += 2;
-    }
-  }
-  pins.pop();
-  return pins;
-}
-
-function sysexReplies(messages: FirmataMessage[], command: number): number[][] {
-  return messages.flatMap((message) =>
-    message.kind === 'sysex' && message.command === command ? [message.data] : [],
-  );
-}
-
 /** Fraction of simulated time a pin spends high, and the length of its high pulses in µs. */
 async function watchPin(board: Avr8jsBoard, port: PortName, bit: number, milliseconds: number) {
   const mask = 1 << bit;
@@ -89,20 +73,7 @@ async function watchPin(board: Avr8jsBoard, port: PortName, bit: number, millise
 }
 
 describe('Boardfleet Firmata firmware on a simulated ATmega328P (avr8js)', () => {
-  it('announces protocol version 2.6 and its firmware name and version at start-up', async () => {
-    const { decoder } = await boot();
-    expect(decoder.messages[0]).toEqual({ kind: 'version', major: 2, minor: 6 });
-    const [firmware] = sysexReplies(decoder.messages, 0x79);
-    expect(firmware?.slice(0, 2)).toEqual([1, 0]);
-    expect(decodeTwoByteString(firmware?.slice(2) ?? [])).toBe('BoardfleetFirmata');
-  });
-
-  it('answers REPORT_VERSION and REPORT_FIRMWARE queries', async () => {
-    const { exchange } = await boot();
-    const replies = await exchange([0xf9, ...sysex(0x79)]);
-    expect(replies[0]).toEqual({ kind: 'version', major: 2, minor: 6 });
-    expect(sysexReplies(replies, 0x79)).toHaveLength(1);
-  });
+  itIdentifiesAsBoardfleetFirmata(() => boot());
 
   it('lists every pin with its modes and resolutions in the capability response', async () => {
     const { exchange } = await boot();

@@ -1,3 +1,6 @@
+/** Firmata's pin mode numbers, as SET_PIN_MODE and the capability response use them. */
+export const MODE = { INPUT: 0, OUTPUT: 1, ANALOG: 2, PWM: 3, SERVO: 4, PULLUP: 0x0b } as const;
+
 /** Decodes the board-to-host Firmata byte stream into messages, for assertions in tests. */
 export type FirmataMessage =
   | { kind: 'version'; major: number; minor: number }
@@ -41,4 +44,28 @@ export function decodeTwoByteString(data: number[]): string {
 
 export function sysex(command: number, ...data: number[]): number[] {
   return [0xf0, command, ...data, 0xf7];
+}
+
+/** The data of every sysex reply with this command, in order. */
+export function sysexReplies(messages: FirmataMessage[], command: number): number[][] {
+  return messages.flatMap((message) =>
+    message.kind === 'sysex' && message.command === command ? [message.data] : [],
+  );
+}
+
+/** The capability response as one record of mode → resolution per pin. */
+export function capabilityPins(capabilities: number[]): Array<Record<number, number>> {
+  const pins: Array<Record<number, number>> = [{}];
+  for (let i = 0; i < capabilities.length;) {
+    const mode = capabilities[i] as number;
+    if (mode === 0x7f) {
+      pins.push({});
+      i += 1;
+    } else {
+      (pins.at(-1) as Record<number, number>)[mode] = capabilities[i + 1] as number;
+      i += 2;
+    }
+  }
+  pins.pop();
+  return pins;
 }

@@ -21,11 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +37,8 @@
 #include <simavr/sim_io.h>
 #include <simavr/sim_irq.h>
 #include <simavr/sim_regbit.h>
+
+#include "pty-port.h"
 
 #define MAX_CLIENTS 16
 #define PORTS "ABCDEFGHJKL"
@@ -70,10 +70,8 @@ static int halted;              /* MCU stopped (slept with interrupts off, crash
 static int reset_seen;          /* set by our reset hook: simavr or we reset the core */
 static void (*core_reset)(avr_t *);
 static int uart_xon = 1;
-static int master_fd = -1, listen_fd = -1;
-static int host_open;
-static int inotify_fd = -1;     /* open events on the slave: a close and reopen faster than our poll */
-static int own_opens;           /* our own opens of the slave, not to be taken for a host's */
+static struct pty_port port = {.master_fd = -1, .inotify_fd = -1};
+static int listen_fd = -1;
 static struct client clients[MAX_CLIENTS];
 static uint8_t out_buf[8192];
 static size_t out_len;
@@ -89,29 +87,14 @@ static int32_t adc_millivolts[ADC_IRQ_COUNT];
 static int64_t corrupt_page = -1;
 static int (*flash_ioctl)(avr_io_t *, uint32_t, void *);
 
-static void die(const char *fmt, ...) {
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "bench-board: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	exit(2);
-}
-
-static uint64_t now_ns(void) {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
+const char *const program_name = "bench-board";
 
 static void broadcast(const char *fmt, ...) {
 	char line[256];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+	size_t n = format_line(line, sizeof line, fmt, ap);
 	va_end(ap);
-	line[n++] = '\n';
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		if (clients[i].fd >= 0 && write(clients[i].fd, line, n) < 0 && errno != EAGAIN) {
 			close(clients[i].fd);
@@ -123,9 +106,8 @@ static void reply(struct client *c, const char *fmt, ...) {
 	char line[256];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+	size_t n = format_line(line, sizeof line, fmt, ap);
 	va_end(ap);
-	line[n++] = '\n';
 	if (write(c->fd, line, n) < 0 && errno != EAGAIN) {
 		close(c->fd);
 		c->fd = -1;
@@ -179,36 +161,9 @@ static uint32_t uart_baud(void) {
 	return clock_hz / (divisor * (ubrr + 1));
 }
 
-static speed_t speed_value(speed_t code) {
-	static const struct { speed_t code, value; } speeds[] = {
-		{B1200, 1200}, {B2400, 2400}, {B4800, 4800}, {B9600, 9600}, {B19200, 19200}, {B38400, 38400},
-		{B57600, 57600}, {B115200, 115200}, {B230400, 230400}, {B460800, 460800}, {B500000, 500000},
-		{B921600, 921600}, {B1000000, 1000000}, {B2000000, 2000000},
-	};
-	for (size_t i = 0; i < sizeof speeds / sizeof speeds[0]; i++)
-		if (speeds[i].code == code) return speeds[i].value;
-	return 0;
-}
-
-/* The rate the host set on its end of the pty (0: unknown), looked up at most every 20 ms. */
-static uint32_t host_baud(void) {
-	static uint64_t checked_at;
-	static uint32_t baud;
-	uint64_t now = now_ns();
-	if (now - checked_at < 20000000ull) return baud;
-	checked_at = now;
-	/* A second, brief opener of the slave: the host still holds it, so no hang-up is seen. */
-	int fd = open(ptsname(master_fd), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-	if (fd >= 0) own_opens++;
-	struct termios tio;
-	baud = fd >= 0 && tcgetattr(fd, &tio) == 0 ? speed_value(cfgetospeed(&tio)) : 0;
-	if (fd >= 0) close(fd);
-	return baud;
-}
-
 /* Host and MCU rates more than 5% apart garble every byte, as on a real line. */
 static int line_garbled(void) {
-	uint32_t host = host_baud(), mcu = uart_baud();
+	uint32_t host = pty_port_host_baud(&port), mcu = uart_baud();
 	return host && mcu && (host > mcu ? host - mcu : mcu - host) * 20 > mcu;
 }
 
@@ -217,9 +172,9 @@ static avr_cycle_count_t feed_uart(avr_t *a, avr_cycle_count_t when, void *param
 	(void)param;
 	uint32_t baud = uart_baud();
 	avr_cycle_count_t byte_cycles = (avr_cycle_count_t)clock_hz * 10 / (baud ? baud : 115200);
-	if (host_open && uart_xon) {
+	if (port.host_open && uart_xon) {
 		uint8_t byte;
-		if (read(master_fd, &byte, 1) == 1 && (a->data[REG_UCSR0B] & (1 << BIT_RXEN0)) && !line_garbled()) {
+		if (read(port.master_fd, &byte, 1) == 1 && (a->data[REG_UCSR0B] & (1 << BIT_RXEN0)) && !line_garbled()) {
 			avr_raise_irq(avr_io_getirq(a, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT), byte);
 		}
 		/* a receiver that is off, or at another rate, loses the byte */
@@ -230,7 +185,7 @@ static avr_cycle_count_t feed_uart(avr_t *a, avr_cycle_count_t when, void *param
 static void on_uart_output(avr_irq_t *irq, uint32_t value, void *param) {
 	(void)irq;
 	(void)param;
-	if (host_open && out_len < sizeof out_buf && !line_garbled()) out_buf[out_len++] = (uint8_t)value;
+	if (port.host_open && out_len < sizeof out_buf && !line_garbled()) out_buf[out_len++] = (uint8_t)value;
 }
 
 static void on_xon(avr_irq_t *irq, uint32_t value, void *param) {
@@ -298,7 +253,7 @@ static void sleep_nothing(avr_t *a, avr_cycle_count_t how_long) {
 }
 
 static void rebase_clock(void) {
-	base_wall_ns = now_ns();
+	base_wall_ns = monotonic_ns();
 	base_cycle = avr->cycle;
 }
 
@@ -377,72 +332,31 @@ static void reset_mcu(uint8_t cause, const char *name) {
 /* ---- pty: the board's USB-serial port ---- */
 
 static void open_pty(void) {
-	master_fd = posix_openpt(O_RDWR | O_NOCTTY);
-	if (master_fd < 0 || grantpt(master_fd) < 0 || unlockpt(master_fd) < 0) die("no pseudo-terminal: %s", strerror(errno));
-	/* posix_openpt may drop O_NONBLOCK; a blocking read would stall the MCU until the host writes */
-	fcntl(master_fd, F_SETFL, fcntl(master_fd, F_GETFL) | O_NONBLOCK);
-	fcntl(master_fd, F_SETFD, FD_CLOEXEC);
-	struct termios tio;
-	if (tcgetattr(master_fd, &tio) == 0) {
-		cfmakeraw(&tio);
-		tcsetattr(master_fd, TCSANOW, &tio);
-	}
-	const char *slave = ptsname(master_fd);
-	/* The master only reports POLLHUP once a slave has been closed: open and close it once. */
-	int slave_fd = open(slave, O_RDWR | O_NOCTTY);
-	if (slave_fd < 0) die("cannot open %s: %s", slave, strerror(errno));
-	close(slave_fd);
-	inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (inotify_fd >= 0 && inotify_add_watch(inotify_fd, slave, IN_OPEN) < 0) {
-		close(inotify_fd);
-		inotify_fd = -1;
-	}
-	char tmp[4200];
-	snprintf(tmp, sizeof tmp, "%s.tmp", tty_link);
-	unlink(tmp);
-	if (symlink(slave, tmp) < 0 || rename(tmp, tty_link) < 0) die("cannot link %s: %s", tty_link, strerror(errno));
+	const char *failed;
+	if (pty_port_open(&port, tty_link, &failed) < 0) die("%s (%s): %s", failed, tty_link, strerror(errno));
 }
 
-/* How many times another process opened the slave since the last call. */
-static int host_opens(void) {
-	if (inotify_fd < 0) return 0;
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	int opens = 0;
-	ssize_t n;
-	while ((n = read(inotify_fd, buf, sizeof buf)) > 0)
-		for (char *at = buf; at < buf + n; at += sizeof(struct inotify_event) + ((struct inotify_event *)at)->len)
-			if (((struct inotify_event *)at)->mask & IN_OPEN) {
-				if (own_opens > 0) own_opens--;
-				else opens++;
-			}
-	return opens;
-}
-
-/*
- * No process has the slave open while the master reports POLLHUP; a host opening it is the
- * DTR edge that resets an Uno. inotify catches a close and reopen quicker than one poll.
- */
+/* A host opening the port is the DTR edge that resets an Uno. */
 static void watch_host(void) {
-	struct pollfd pfd = {.fd = master_fd, .events = 0};
-	poll(&pfd, 1, 0);
-	int open_now = !(pfd.revents & POLLHUP);
-	int reopened = host_opens() > 0;
-	if (open_now && (!host_open || reopened)) {
-		host_open = 1;
+	switch (pty_port_watch(&port)) {
+	case PTY_HOST_OPENED:
 		out_len = 0;
 		broadcast("host open");
 		reset_mcu(MCUSR_EXTRF, "external");
-	} else if (!open_now && host_open) {
-		host_open = 0;
+		break;
+	case PTY_HOST_CLOSED:
 		out_len = 0;
 		broadcast("host close");
 		save_flash(current_flash());
+		break;
+	case PTY_HOST_UNCHANGED:
+		break;
 	}
 }
 
 static void flush_output(void) {
 	if (out_len == 0) return;
-	ssize_t n = write(master_fd, out_buf, out_len);
+	ssize_t n = write(port.master_fd, out_buf, out_len);
 	/* a host that does not read loses bytes, as with a USB-serial chip */
 	if (n > 0 && (size_t)n < out_len) memmove(out_buf, out_buf + n, out_len - n);
 	out_len = n > 0 ? out_len - n : (errno == EAGAIN ? out_len : 0);
@@ -508,8 +422,8 @@ static void run_command(struct client *c, char *line) {
 		reply(c, "ok state=%s pc=0x%x cycle=%llu seconds=%.3f behind=%.3f uart-baud=%u host=%s host-baud=%u", halted ? "halted" : "running",
 			halted ? 0 : avr->pc, (unsigned long long)(halted ? 0 : avr->cycle),
 			halted ? 0.0 : (double)avr->cycle / clock_hz,
-			halted ? 0.0 : ((double)(now_ns() - base_wall_ns) / 1e9 - (double)(avr->cycle - base_cycle) / clock_hz),
-			halted ? 0 : uart_baud(), host_open ? "open" : "closed", host_open ? host_baud() : 0);
+			halted ? 0.0 : ((double)(monotonic_ns() - base_wall_ns) / 1e9 - (double)(avr->cycle - base_cycle) / clock_hz),
+			halted ? 0 : uart_baud(), port.host_open ? "open" : "closed", port.host_open ? pty_port_host_baud(&port) : 0);
 	} else if (!strcmp(verb, "save")) {
 		save_flash(current_flash());
 		reply(c, "ok");
@@ -642,10 +556,10 @@ int main(int argc, char **argv) {
 	fflush(stdout);
 
 	const avr_cycle_count_t slice = clock_hz / 1000;
-	uint64_t last_save = now_ns();
+	uint64_t last_save = monotonic_ns();
 	while (!stop_requested) {
 		watch_host();
-		uint64_t wall = now_ns() - base_wall_ns;
+		uint64_t wall = monotonic_ns() - base_wall_ns;
 		uint64_t simulated = halted ? wall : (avr->cycle - base_cycle) * 1000000000ull / clock_hz;
 		if (simulated > wall) {
 			wait_for_events(simulated - wall < 2000000 ? simulated - wall : 2000000);
@@ -674,10 +588,10 @@ int main(int argc, char **argv) {
 				}
 			}
 		}
-		if (host_open) flush_output();
-		if (now_ns() - last_save > 1000000000ull) {
+		if (port.host_open) flush_output();
+		if (monotonic_ns() - last_save > 1000000000ull) {
 			save_flash(current_flash());
-			last_save = now_ns();
+			last_save = monotonic_ns();
 		}
 	}
 	save_flash(current_flash());
