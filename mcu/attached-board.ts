@@ -1,13 +1,7 @@
 import { basename } from 'node:path';
-import {
-  getAnyBoard,
-  getBoard,
-  isUf2Board,
-  type McuBoard,
-  type Uf2Board,
-} from '../boards/board-catalogue.ts';
+import { getSerialBoard, isUf2Board, type McuBoard, type Uf2Board } from '../boards/board-catalogue.ts';
 import { BoardfleetError, isBoardfleetError } from '../protocol/errors.ts';
-import { findBoardPort } from './flasher/find-port.ts';
+import { resolvePort } from './flasher/find-port.ts';
 import { flashBoard } from './flasher/flash-board.ts';
 import {
   copyUf2ToDrive,
@@ -16,7 +10,7 @@ import {
   readUf2File,
 } from './flasher/uf2-drive.ts';
 import { type ProbeResult, probeBoard } from './probe/probe-board.ts';
-import { findUf2FirmwarePort, pluggedPortPaths, waitForUf2FirmwarePort } from './ports/serial-ports.ts';
+import { pluggedPortPaths, waitForUf2FirmwarePort } from './ports/serial-ports.ts';
 
 /** The serial side effects of an attached board: flashing it and probing it. */
 export interface AttachedBoardAccess {
@@ -41,21 +35,19 @@ export function serialAttachedBoard(
   port: string,
   drives: DriveSearchSources = {},
 ): AttachedBoardAccess {
-  const found = getAnyBoard(boardId);
-  if (isUf2Board(found)) return uf2AttachedBoard(found, port, drives);
-  // getBoard says why a Linux or VM board cannot be attached.
-  const board = getBoard(boardId);
-  const resolvePort = () => (port === 'auto' ? findBoardPort(board) : Promise.resolve(port));
+  const board = getSerialBoard(boardId);
+  if (isUf2Board(board)) return uf2AttachedBoard(board, port, drives);
+  const boardPort = () => resolvePort(port, board);
   return {
     board,
     portPath: port,
     firmwareExtension: '.hex',
-    resolvePort,
+    resolvePort: boardPort,
     async flash(hexPath, signal) {
-      await flashBoard({ board, hexPath, portPath: await resolvePort(), ...(signal ? { signal } : {}) });
+      await flashBoard({ board, hexPath, portPath: await boardPort(), ...(signal ? { signal } : {}) });
     },
     async probe() {
-      return probeBoard({ portPath: await resolvePort(), ledPin: board.ledPin });
+      return probeBoard({ portPath: await boardPort(), ledPin: board.ledPin });
     },
   };
 }
@@ -64,12 +56,12 @@ export function serialAttachedBoard(
 const REENUMERATE_TIMEOUT_MS = 15_000;
 
 function uf2AttachedBoard(board: Uf2Board, port: string, drives: DriveSearchSources): AttachedBoardAccess {
-  const resolvePort = () => (port === 'auto' ? findUf2FirmwarePort(board) : Promise.resolve(port));
+  const boardPort = () => resolvePort(port, board);
   return {
     board,
     portPath: port,
     firmwareExtension: '.uf2',
-    resolvePort,
+    resolvePort: boardPort,
     async flash(uf2Path, signal) {
       signal?.throwIfAborted();
       // Checked first, so a bad file never reaches the drive.
@@ -91,7 +83,7 @@ function uf2AttachedBoard(board: Uf2Board, port: string, drives: DriveSearchSour
       if (before) await waitForUf2FirmwarePort(board, { known: before, timeoutMs: REENUMERATE_TIMEOUT_MS });
     },
     async probe() {
-      return probeBoard({ portPath: await resolvePort(), ledPin: board.ledPin });
+      return probeBoard({ portPath: await boardPort(), ledPin: board.ledPin });
     },
   };
 }

@@ -1,6 +1,6 @@
 import { extname } from 'node:path';
 import type { Command } from 'commander';
-import { type Board, getAnyBoard, getBoard, isUf2Board } from '../../boards/board-catalogue.ts';
+import { type Board, getBoard, getSerialBoard, isUf2Board } from '../../boards/board-catalogue.ts';
 import { buildFirmware } from '../../builder/builder.ts';
 import { resolvePort } from '../../mcu/flasher/find-port.ts';
 import { type FlashPhase, flashBoard } from '../../mcu/flasher/flash-board.ts';
@@ -35,15 +35,15 @@ export function register(program: Command): void {
       const say = (line: string) => {
         if (!options.json) process.stderr.write(`${line}\n`);
       };
-      const anyBoard = getAnyBoard(options.board);
-      if (isUf2Board(anyBoard)) {
+      const board = getSerialBoard(options.board);
+      if (isUf2Board(board)) {
         if (options.all) {
           throw new BoardfleetError(
             'invalid-option',
-            `--all is for boards flashed over serial: ${anyBoard.name} is flashed through its BOOTSEL drive, one at a time`,
+            `--all is for boards flashed over serial: ${board.name} is flashed through its BOOTSEL drive, one at a time`,
           );
         }
-        return flashUf2Board(target, anyBoard, options, say);
+        return flashUf2Board(target, board, options, say);
       }
       if (options.drive !== undefined) {
         throw new BoardfleetError(
@@ -51,8 +51,6 @@ export function register(program: Command): void {
           `--drive is for boards flashed through a UF2 drive; ${options.board} is flashed over its serial port`,
         );
       }
-      // Says why a Linux or VM board cannot be flashed.
-      const board = getBoard(options.board);
       if (options.all) {
         if (command.getOptionValueSource('port') === 'cli') {
           throw new BoardfleetError(

@@ -1,8 +1,7 @@
-import { type Board, getSerialBoard, isUf2Board, type Uf2Board } from '../../boards/board-catalogue.ts';
+import { type Board, getSerialBoard, type Uf2Board } from '../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import {
   baseBoardId,
-  findUf2FirmwarePort,
   formatLikelyBoard,
   formatUsbId,
   type ListedPort,
@@ -32,7 +31,7 @@ export interface PortChoice {
  * hardware matches, the one running bench board of that board. None or several is an error
  * listing what is there, since guessing could flash the wrong board.
  */
-export async function findBoardPort(board: Board, options: FindPortOptions = {}): Promise<string> {
+export async function findBoardPort(board: Board | Uf2Board, options: FindPortOptions = {}): Promise<string> {
   return announce(chooseBoardPort(await listBoardPorts(options), board), options);
 }
 
@@ -51,8 +50,7 @@ export function resolvePort(
   options: FindPortOptions = {},
 ): Promise<string> {
   if (port !== 'auto') return Promise.resolve(port);
-  if (!board) return findAnyBoardPort(options);
-  return isUf2Board(board) ? findUf2FirmwarePort(board, options) : findBoardPort(board, options);
+  return board ? findBoardPort(board, options) : findAnyBoardPort(options);
 }
 
 /**
@@ -69,7 +67,7 @@ export async function ledPinOfPort(
   return boardId === undefined ? undefined : getSerialBoard(boardId).ledPin;
 }
 
-export function chooseBoardPort(ports: SerialPortInfo[], board: Board): PortChoice {
+export function chooseBoardPort(ports: SerialPortInfo[], board: Board | Uf2Board): PortChoice {
   const hardware = ports.filter((port) => !port.bench && portMatchesBoard(port, board));
   if (hardware.length === 1) return { path: hardware[0]!.path };
   if (hardware.length > 1) throw ambiguous(hardware, board.name, board);
@@ -124,7 +122,7 @@ function preferExactVariant(benches: SerialPortInfo[], boardId: string): SerialP
   return exact.length === 1 ? exact : benches;
 }
 
-function ambiguous(ports: SerialPortInfo[], what: string, board?: Board): BoardfleetError {
+function ambiguous(ports: SerialPortInfo[], what: string, board?: Board | Uf2Board): BoardfleetError {
   return new BoardfleetError(
     'port-ambiguous',
     `${ports.length} ports could be ${what}: ${ports.map((port) => describe(port, board)).join(', ')}. ` +
@@ -132,11 +130,11 @@ function ambiguous(ports: SerialPortInfo[], what: string, board?: Board): Boardf
   );
 }
 
-function pluggedIn(ports: SerialPortInfo[], board?: Board): string {
+function pluggedIn(ports: SerialPortInfo[], board?: Board | Uf2Board): string {
   return ports.length > 0 ? ports.map((port) => describe(port, board)).join(', ') : 'no serial ports at all';
 }
 
-function describe(port: SerialPortInfo, board?: Board): string {
+function describe(port: SerialPortInfo, board?: Board | Uf2Board): string {
   if (port.bench) return `${port.path} (simulated ${port.bench.board})`;
   const usb = board?.usb.find(
     (device) => device.vendorId === port.vendorId && device.productId === port.productId,

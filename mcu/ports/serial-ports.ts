@@ -1,8 +1,8 @@
 import { SerialPort } from 'serialport';
-import { BoardfleetError } from '../../protocol/errors.ts';
 import {
   type Board,
   boardsForUsbDevice,
+  isUf2Board,
   listUf2Boards,
   type Uf2Board,
 } from '../../boards/board-catalogue.ts';
@@ -62,9 +62,11 @@ export async function listBoardPorts(
  * variant of it. Variants share their USB ids (a Nano's bootloader is not written on its chip), so
  * a simulated `nano:old-bootloader` is a `nano` as much as a plugged-in one would be.
  */
-export function portMatchesBoard(port: SerialPortInfo, board: Board): boolean {
+export function portMatchesBoard(port: SerialPortInfo, board: Board | Uf2Board): boolean {
   if (port.bench) return baseBoardId(port.bench.board) === baseBoardId(board.id);
-  return board.usb.some((usb) => usb.vendorId === port.vendorId && usb.productId === port.productId);
+  // A UF2 board's boot ROM drive is a disk, not a serial port: only its firmware's id counts.
+  const serialIds = isUf2Board(board) ? board.usb.filter((usb) => usb.role === 'firmware-serial') : board.usb;
+  return serialIds.some((usb) => usb.vendorId === port.vendorId && usb.productId === port.productId);
 }
 
 /** `nano` for `nano:old-bootloader`: the board a variant belongs to. */
@@ -101,20 +103,6 @@ export function uf2BoardsForUsbDevice(vendorId: number, productId: number): Seri
   return { kind: 'genuine', boards: matches.map((match) => match.board), role: matches[0]!.role };
 }
 
-/** Ports that can be `board`'s running firmware: its firmware's USB serial id, or a bench board started as it. */
-export function uf2FirmwarePorts(ports: SerialPortInfo[], board: Uf2Board): SerialPortInfo[] {
-  return ports.filter((port) =>
-    port.bench
-      ? port.bench.board === board.id
-      : board.usb.some(
-          (device) =>
-            device.role === 'firmware-serial' &&
-            device.vendorId === port.vendorId &&
-            device.productId === port.productId,
-        ),
-  );
-}
-
 export function formatUsbId(port: Pick<SerialPortInfo, 'vendorId' | 'productId'>): string {
   if (port.vendorId === undefined || port.productId === undefined) return '-';
   const hex = (value: number) => value.toString(16).padStart(4, '0');
@@ -143,31 +131,6 @@ export function uf2FirmataWiring(board: Uf2Board): string {
 }
 
 /**
- * `--port auto` for a UF2 board: the one port of its running firmware (by its firmware's USB id),
- * or the one bench board started as it. None or several is an error saying what to do.
- */
-export async function findUf2FirmwarePort(
-  board: Uf2Board,
-  sources: Parameters<typeof listBoardPorts>[0] = {},
-): Promise<string> {
-  const ports = uf2FirmwarePorts(await listBoardPorts(sources), board);
-  const plugged = ports.filter((port) => !port.bench);
-  const chosen = plugged.length > 0 ? plugged : ports;
-  if (chosen.length === 1) return chosen[0]!.path;
-  if (chosen.length > 1) {
-    throw new BoardfleetError(
-      'port-ambiguous',
-      `${chosen.length} ports could be the ${board.name}: ${chosen.map((port) => port.path).join(', ')}. Say which with --port.`,
-    );
-  }
-  throw new BoardfleetError(
-    'port-not-found',
-    `No ${board.name} found on a serial port: none has its firmware's USB id and no simulated ${board.id} runs. ` +
-      `${capitalise(uf2FirmataWiring(board))}: pass --port with a USB-serial adapter wired there.`,
-  );
-}
-
-/**
  * After a UF2 board was flashed: the first of its firmware ports that was not plugged in before
  * (`known`, the paths listed then), once it appears; undefined after `timeoutMs`.
  */
@@ -183,8 +146,8 @@ export async function waitForUf2FirmwarePort(
   const deadline = performance.now() + options.timeoutMs;
   for (;;) {
     options.signal?.throwIfAborted();
-    const fresh = uf2FirmwarePorts(await listSerialPorts(options.list), board).find(
-      (port) => !options.known.has(port.path),
+    const fresh = (await listSerialPorts(options.list)).find(
+      (port) => portMatchesBoard(port, board) && !options.known.has(port.path),
     );
     if (fresh) return fresh.path;
     if (performance.now() >= deadline) return undefined;
@@ -197,5 +160,3 @@ export async function waitForUf2FirmwarePort(
 export async function pluggedPortPaths(list?: () => Promise<ListedPort[]>): Promise<Set<string>> {
   return new Set((await listSerialPorts(list)).map((port) => port.path));
 }
-
-const capitalise = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);

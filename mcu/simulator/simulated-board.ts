@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Board, getBoard, listUf2Boards, type Uf2Board } from '../../boards/board-catalogue.ts';
+import { type Board, getSerialBoard, isUf2Board, type Uf2Board } from '../../boards/board-catalogue.ts';
 import { BoardfleetError } from '../../protocol/errors.ts';
 import { boardPins, type BoardPins } from './board-pins.ts';
 import { buildBootloader } from './bootloaders.ts';
@@ -183,17 +183,11 @@ type SimulatedKind =
 
 /** The board, its pin names and its analog range; a board the simulators cannot run is an error. */
 function simulatedBoardOf(boardId: string): SimulatedKind {
-  const uf2Board = listUf2Boards().find((board) => board.id === boardId);
-  if (uf2Board) {
-    if (uf2Board.mcu !== 'rp2040') {
-      throw new BoardfleetError(
-        'board-not-simulated',
-        `${uf2Board.name} (${uf2Board.mcu}) is not simulated: only the RP2040 runs in rp2040js`,
-      );
-    }
-    return { family: 'uf2', board: uf2Board, pins: picoPins(uf2Board), maxMillivolts: PICO_ADC_REFERENCE_MV };
+  const board = getSerialBoard(boardId);
+  // The board file allows only the RP2040 among UF2 boards, which rp2040js runs.
+  if (isUf2Board(board)) {
+    return { family: 'uf2', board, pins: picoPins(board), maxMillivolts: PICO_ADC_REFERENCE_MV };
   }
-  const board = getBoard(boardId);
   if (board.bootloader.startsWith('caterina')) {
     throw new BoardfleetError(
       'board-not-simulated',

@@ -1,13 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { ConsoleLogger, GPIOPinState, LogLevel, Simulator } from 'rp2040js';
 import { getUf2Board } from '../../../boards/board-catalogue.ts';
-import { BOOT2_SIZE, hasValidBoot2 } from '../../../lib/rp2040-boot2.ts';
 import { decodeUf2, uf2TargetOf } from '../../../lib/uf2.ts';
-
-/** Where the boot ROM copies the stage-2 boot and runs it: the last 256 bytes of SRAM. */
-const BOOT2_SRAM_ADDRESS = 0x2004_1f00;
-const SRAM_END = 0x2004_2000;
-const SRAM_START = 0x2000_0000;
+import { startFromFlash, stepCore } from '../../../mcu/simulator/rp2040/pico-machine.ts';
 /** A start bit, eight data bits and a stop bit. */
 const BITS_PER_BYTE = 10;
 /** How much simulated time the background run advances between yields to the event loop. */
@@ -16,9 +11,9 @@ const SLICE_MS = 5;
 export { GPIOPinState };
 
 /**
- * A Pico in rp2040js running a UF2 file, with UART0 and the GPIO watched. rp2040js ships no boot
- * ROM, so this plays the ROM's part in starting flash code: check the stage-2 boot's checksum,
- * copy it to the top of SRAM and run it there, as the datasheet's boot sequence describes.
+ * A Pico in rp2040js running a UF2 file, with UART0 and the GPIO watched, started as the bench
+ * Pico starts (`startFromFlash`) and stepped as it steps (`stepCore`), but in simulated time the
+ * test controls.
  */
 export class Rp2040jsPico {
   private readonly simulator = new Simulator();
@@ -42,14 +37,11 @@ export class Rp2040jsPico {
     this.byteNanos = (BITS_PER_BYTE * 1e9) / board.serial.baudRate;
     const image = decodeUf2(uf2, uf2TargetOf(board));
     if (!image.ok) throw new Error(`not a Pico UF2 (${image.reason}): ${image.detail}`);
-    if (!hasValidBoot2(image.bytes))
-      throw new Error('the boot ROM would not run this stage-2 boot: bad checksum');
     // rp2040js logs every write to a register it does not model (the SSI's chip select, say).
     this.mcu.logger = new ConsoleLogger(LogLevel.Error);
     this.mcu.flash.set(image.bytes, image.address - board.flash.address);
-    this.mcu.sram.set(image.bytes.subarray(0, BOOT2_SIZE), BOOT2_SRAM_ADDRESS - SRAM_START);
-    this.mcu.core.SP = SRAM_END;
-    this.mcu.core.PC = BOOT2_SRAM_ADDRESS;
+    const notStarted = startFromFlash(this.mcu);
+    if (notStarted) throw new Error(`the boot ROM would not run this image: ${notStarted}`);
     this.mcu.uart[0]!.onByte = (byte) => {
       this.uartBytes.push(byte);
       for (const listener of this.uartListeners) listener(byte);
@@ -131,22 +123,8 @@ export class Rp2040jsPico {
     }
   }
 
-  /** Runs one instruction or, while the core sleeps, up to the next alarm but not past `until`. */
   private step(until: number): void {
-    const { clock } = this.simulator;
-    const { core } = this.mcu;
-    // An enabled interrupt that became pending while PRIMASK was set (between the firmware's
-    // `cpsid i` and its WFI) must keep WFI from sleeping (ARMv6-M). rp2040js 1.4.1 sleeps anyway
-    // and waits for the next interrupt: a lost wake-up the real chip does not have.
-    if (core.waiting && (core.pendingInterrupts & core.enabledInterrupts) !== 0) core.waiting = false;
-    if (core.waiting) {
-      // With no alarm pending, nothing but the end of this run can wake it.
-      const sleep = Math.min(clock.nanosToNextAlarm || Infinity, until - clock.nanos);
-      this.waitingNanos += sleep;
-      clock.tick(sleep);
-    } else {
-      clock.tick((core.executeInstruction() * 1e9) / this.mcu.clkSys);
-    }
+    this.waitingNanos += stepCore(this.simulator, until);
   }
 
   /** Runs for `milliseconds` and returns the fraction of that time GPn was driven high. */

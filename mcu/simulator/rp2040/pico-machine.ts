@@ -10,6 +10,46 @@ const SRAM_END = 0x2004_2000;
 const UART_RX_FIFO_FULL = 1 << 6;
 const ADC_FULL_SCALE = 4095;
 
+/**
+ * rp2040js has no boot ROM, so this plays its part in starting flash code: check the stage-2
+ * boot's checksum, copy it to the top of SRAM and run it there, as the datasheet's boot sequence
+ * describes. Returns why the ROM would not start it, or undefined once the core is set to run it.
+ */
+export function startFromFlash(mcu: RP2040): string | undefined {
+  if (!hasValidBoot2(mcu.flash)) {
+    return 'no valid stage-2 boot in flash (a real Pico would show its BOOTSEL drive)';
+  }
+  mcu.sram.set(mcu.flash.subarray(0, BOOT2_SIZE), BOOT2_SRAM_ADDRESS - SRAM_START);
+  mcu.core.SP = SRAM_END;
+  mcu.core.PC = BOOT2_SRAM_ADDRESS;
+  return undefined;
+}
+
+/**
+ * Runs one instruction or, while the core sleeps (WFI), moves time to its next alarm but not past
+ * `until` (the simulator's nanoseconds). Returns how long the core slept.
+ */
+export function stepCore(simulator: Simulator, until: number): number {
+  const { clock } = simulator;
+  const mcu = simulator.rp2040;
+  const { core } = mcu;
+  // An enabled interrupt that became pending while PRIMASK was set (between the firmware's
+  // `cpsid i` and its WFI) must keep WFI from sleeping (ARMv6-M). rp2040js 1.4.1 sleeps anyway
+  // and waits for the next interrupt: a lost wake-up the real chip does not have.
+  if (core.waiting && (core.pendingInterrupts & core.enabledInterrupts) !== 0) core.waiting = false;
+  if (!core.waiting) {
+    clock.tick((core.executeInstruction() * 1e9) / mcu.clkSys);
+    return 0;
+  }
+  // rp2040js says 0 both for an alarm due now and for none: fire what is due, then sleep on.
+  clock.tick(0);
+  if (!core.waiting) return 0;
+  const toAlarm = clock.nanosToNextAlarm;
+  const sleep = toAlarm > 0 ? Math.min(toAlarm, until - clock.nanos) : until - clock.nanos;
+  clock.tick(sleep);
+  return sleep;
+}
+
 export interface PicoMachineEvents {
   /** A pin's level changed (driven by the firmware, or by us through `setInput`). */
   pin(gpio: number, level: PinLevel): void;
@@ -22,8 +62,7 @@ export interface PicoMachineEvents {
 /**
  * One Pico in rp2040js: the flash image, the core and its peripherals, and what the outside world
  * drives (inputs, voltages), which outlives a reset. A reset makes a fresh RP2040, as every
- * peripheral of a real one returns to its reset state; rp2040js has no boot ROM, so `reset` plays
- * its part: check the stage-2 boot's checksum, copy it to the top of SRAM and run it there.
+ * peripheral of a real one returns to its reset state, and starts it as the boot ROM does.
  */
 export class PicoMachine {
   private simulator!: Simulator;
@@ -65,16 +104,8 @@ export class PicoMachine {
       this.refreshLevel(gpio);
     });
     for (const [channel, millivolts] of this.adcMillivolts) this.applyAdc(channel, millivolts);
-    this.halted = hasValidBoot2(this.flash)
-      ? undefined
-      : 'no valid stage-2 boot in flash (a real Pico would show its BOOTSEL drive)';
-    if (this.halted) {
-      this.events.halted(this.halted);
-      return;
-    }
-    this.mcu.sram.set(this.flash.subarray(0, BOOT2_SIZE), BOOT2_SRAM_ADDRESS - SRAM_START);
-    this.mcu.core.SP = SRAM_END;
-    this.mcu.core.PC = BOOT2_SRAM_ADDRESS;
+    this.halted = startFromFlash(this.mcu);
+    if (this.halted) this.events.halted(this.halted);
   }
 
   /**
@@ -88,17 +119,8 @@ export class PicoMachine {
       if (until > clock.nanos) clock.tick(until - clock.nanos);
       return;
     }
-    const { core } = this.mcu;
     for (let executed = 0; clock.nanos < until && executed < maxInstructions; executed++) {
-      if (!core.waiting) {
-        clock.tick((core.executeInstruction() * 1e9) / this.mcu.clkSys);
-        continue;
-      }
-      // rp2040js says 0 both for an alarm due now and for none: fire what is due, then sleep on.
-      clock.tick(0);
-      if (!core.waiting) continue;
-      const toAlarm = clock.nanosToNextAlarm;
-      clock.tick(toAlarm > 0 ? Math.min(toAlarm, until - clock.nanos) : until - clock.nanos);
+      stepCore(this.simulator, until);
     }
   }
 
